@@ -1,0 +1,57 @@
+"""The ``hero`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hero.cli import demo as demo_module
+from hero.cli import events, stack, tailing
+from hero.cli._common import console
+from schemas import REGISTRY
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="hero",
+    help="HERO, the agentic layer of the ThreeFold Grid.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+schemas_app = typer.Typer(help="The event and command catalogue.", no_args_is_help=True)
+
+app.command("up")(stack.up)
+app.command("down")(stack.down)
+app.command("status")(stack.status)
+app.command("config")(stack.config)
+app.command("tail")(tailing.tail_command)
+app.command("demo")(demo_module.demo)
+app.add_typer(events.app, name="events")
+app.add_typer(schemas_app, name="schemas")
+
+
+@schemas_app.command("export")
+def export_schemas(
+    directory: Annotated[Path, typer.Argument(help="where to write TYPE.json files")],
+) -> None:
+    """Write one JSON Schema file per event and command type."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    schemas = REGISTRY.json_schemas()
+    for name, schema in schemas.items():
+        (directory / f"{name}.json").write_text(json.dumps(schema, indent=2) + "\n")
+    console.print(f"wrote {len(schemas)} schemas to {directory}")
+
+
+@schemas_app.command("list")
+def list_schemas() -> None:
+    """List every type with its kind, topic and version."""
+    for entry in REGISTRY.entries():
+        console.print(f"{entry.type:28} {entry.kind:8} {entry.topic.value:20} v{entry.version}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,39 @@
+"""What every command shares: the data-dir option, settings, and printing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from hero.config import HeroSettings
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="HERO_DATA_DIR",
+        help="Where the embedded stack keeps its data, logs and pids [default: ./.hero]",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def settings_for(data_dir: Path | None) -> HeroSettings:
+    return HeroSettings(data_dir=data_dir) if data_dir is not None else HeroSettings()
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)

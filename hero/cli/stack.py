@@ -1,0 +1,75 @@
+"""``hero up``, ``hero down``, ``hero status``, ``hero config``: the embedded stack by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from infra import ComponentStatus, LocalStack, StackError
+
+
+def _table(components: list[ComponentStatus]) -> Table:
+    table = Table("component", "state", "address", "pid", "detail")
+    colours = {"up": "green", "external": "cyan", "down": "red"}
+    for c in components:
+        colour = colours.get(c.state, "white")
+        table.add_row(
+            c.name, f"[{colour}]{c.state}[/]", c.address or "-", str(c.pid or "-"), c.detail or ""
+        )
+    return table
+
+
+def up(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Start the embedded stack (broker, Valkey, Ray, relay) and wait until it is healthy."""
+    settings = settings_for(data_dir)
+    try:
+        report = LocalStack(settings).up()
+    except StackError as error:
+        fail(str(error), code=1)
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    console.print(_table(report.components))
+    if report.already_running:
+        console.print(f"a stack is already running under {settings.data_dir}; nothing started")
+    else:
+        console.print(
+            f"[bold green]healthy in {report.seconds:.1f} s[/] (data under {settings.data_dir})"
+        )
+
+
+def down(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Stop every process `hero up` started for this data dir, and nothing else."""
+    settings = settings_for(data_dir)
+    stopped = LocalStack(settings).down()
+    if as_json:
+        print_json([c.model_dump(mode="json") for c in stopped])
+        return
+    if not stopped:
+        console.print(f"no stack running under {settings.data_dir}")
+        return
+    console.print(_table(stopped))
+    console.print("stopped")
+
+
+def status(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Report each component: up/down/external, address, pid."""
+    components = LocalStack(settings_for(data_dir)).status()
+    if as_json:
+        print_json([c.model_dump(mode="json") for c in components])
+        return
+    console.print(_table(components))
+
+
+def config(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Print the effective configuration, secrets masked."""
+    data: dict[str, Any] = settings_for(data_dir).masked()
+    if as_json:
+        print_json(data)
+        return
+    table = Table("setting", "value")
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,211 @@
+"""A small consumer over aiokafka: decode envelopes, skip what was applied, dead-letter the rest.
+
+A record that cannot be decoded, or whose payload breaks its schema, goes to ``hero.dlq`` with
+the reason and where it came from; the consumer then carries on with the next record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from hero.log.codec import Decoded, DecodeError, decode_record
+from hero.log.positions import AppliedPositions
+from hero.log.producer import new_producer
+from schemas import REGISTRY, SchemaRegistry, Topic
+
+__all__ = ["ConsumerStats", "DeadLetter", "EventConsumer", "Handler"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Decoded], Awaitable[None]]
+
+
+@dataclass
+class ConsumerStats:
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What lands on ``hero.dlq``: the reason, the consumer and the source record."""
+
+    reason: str
+    detail: str
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str | None
+    value_encoding: Literal["utf-8", "base64"]
+    failed_at: str
+
+    @classmethod
+    def of(
+        cls, record: ConsumerRecord[Any, Any], consumer: str, reason: str, detail: str
+    ) -> DeadLetter:
+        value, encoding = _text(record.value)
+        key, _ = _text(record.key)
+        return cls(
+            reason=reason,
+            detail=detail,
+            consumer=consumer,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=key,
+            value=value,
+            value_encoding=encoding,
+            failed_at=datetime.now(UTC).isoformat(),
+        )
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, separators=(",", ":")).encode()
+
+
+def _text(raw: bytes | None) -> tuple[str | None, Literal["utf-8", "base64"]]:
+    if raw is None:
+        return None, "utf-8"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), "base64"
+
+
+class EventConsumer:
+    """Consumes ``topics`` as consumer group ``name``; calls ``handler`` once per new event."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        bootstrap: str,
+        handler: Handler,
+        positions: AppliedPositions,
+        registry: SchemaRegistry = REGISTRY,
+        start_from: Literal["earliest", "latest"] = "earliest",
+        session_timeout_ms: int = 6000,
+        handler_attempts: int = 3,
+        dlq_topic: str = Topic.DLQ.value,
+    ):
+        self.name = name
+        self.stats = ConsumerStats()
+        self._topics = list(topics)
+        self._bootstrap = bootstrap
+        self._handler = handler
+        self._positions = positions
+        self._registry = registry
+        self._start_from = start_from
+        self._session_timeout_ms = session_timeout_ms
+        self._attempts = handler_attempts
+        self._dlq_topic = dlq_topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=self._bootstrap,
+            group_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset=self._start_from,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 100),
+        )
+        self._dlq = new_producer(self._bootstrap)
+        await self._dlq.start()
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        dlq, self._dlq = self._dlq, None
+        if consumer is not None:
+            await consumer.stop()
+        if dlq is not None:
+            await dlq.stop()
+
+    async def __aenter__(self) -> EventConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def poll(self, timeout_ms: int = 500) -> ConsumerStats:
+        """Handle one batch of records; returns this batch's counts."""
+        if self._consumer is None:
+            raise RuntimeError(f"consumer {self.name!r} is not started")
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+        counts = ConsumerStats()
+        for records in batches.values():
+            for record in records:
+                await self._handle(record, counts)
+        if batches:
+            await self._consumer.commit()
+        self.stats.applied += counts.applied
+        self.stats.skipped += counts.skipped
+        self.stats.dead_lettered += counts.dead_lettered
+        return counts
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.poll()
+
+    async def _handle(self, record: ConsumerRecord[Any, Any], counts: ConsumerStats) -> None:
+        try:
+            decoded = decode_record(record.value, self._registry)
+        except DecodeError as error:
+            await self._dead_letter(record, error.failure.value, error.detail)
+            counts.dead_lettered += 1
+            return
+        if await self._positions.is_applied(decoded.envelope):
+            counts.skipped += 1
+            return
+        failure = await self._call_handler(decoded)
+        if failure is not None:
+            await self._dead_letter(record, "handler_failed", failure)
+            counts.dead_lettered += 1
+            return
+        await self._positions.mark_applied(decoded.envelope)
+        counts.applied += 1
+
+    async def _call_handler(self, decoded: Decoded) -> str | None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await self._handler(decoded)
+                return None
+            except Exception as error:
+                log.warning("%s: handler failed (attempt %d): %r", self.name, attempt, error)
+                last = f"{type(error).__name__}: {error}"
+                await asyncio.sleep(0.05 * attempt)  # back off before retrying a failing handler
+        return last
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
+    ) -> None:
+        assert self._dlq is not None
+        letter = DeadLetter.of(record, self.name, reason, detail)
+        log.warning(
+            "%s: %s at %s[%d]@%d: %s",
+            self.name,
+            reason,
+            record.topic,
+            record.partition,
+            record.offset,
+            detail,
+        )
+        await self._dlq.send_and_wait(
+            self._dlq_topic, value=letter.to_json(), key=record.topic.encode()
+        )

@@ -1,0 +1,111 @@
+"""Topic administration: create the platform's topics, and the relay's broker-epoch marker.
+
+The marker topic is created only by :func:`ensure_topics` (never by producing to it), so its
+absence means the broker has lost its topics since they were created: a memory-only broker
+that restarted, or a cluster that was wiped. The relay then refills the broker from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.topics import Topic
+
+__all__ = ["EPOCH_MARKER_TOPIC", "PLATFORM_TOPICS", "TopicAdmin"]
+
+EPOCH_MARKER_TOPIC = "hero.relay.epoch"
+PLATFORM_TOPICS: tuple[str, ...] = tuple(topic.value for topic in Topic)
+_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+T = TypeVar("T")
+
+
+class TopicAdmin:
+    """A thin async wrapper over the Kafka admin client, for the topics HERO owns."""
+
+    def __init__(self, bootstrap: str, *, partitions: int = 3, request_timeout_ms: int = 10_000):
+        self._bootstrap = bootstrap
+        self._partitions = partitions
+        self._timeout = request_timeout_ms
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout
+            )
+            await admin.start()
+            self._admin = admin
+        return self._admin
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()
+
+    async def _call(self, action: Callable[[AIOKafkaAdminClient], Awaitable[T]]) -> T:
+        """Run ``action`` on the shared client; a failure drops it so the next call reconnects."""
+        admin = await self._client()
+        try:
+            return await action(admin)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def list_topics(self) -> set[str]:
+        async def listing(admin: AIOKafkaAdminClient) -> set[str]:
+            return set(await admin.list_topics())
+
+        return await self._call(listing)
+
+    async def create(self, names: Iterable[str], *, partitions: int | None = None) -> set[str]:
+        """Create the topics that do not exist yet; returns the names it created."""
+        existing = await self.list_topics()
+        missing = [name for name in dict.fromkeys(names) if name not in existing]
+        if not missing:
+            return set()
+        count = partitions or self._partitions
+        specs = [NewTopic(name, 1 if name == EPOCH_MARKER_TOPIC else count, 1) for name in missing]
+
+        async def creating(admin: AIOKafkaAdminClient) -> object:
+            return await admin.create_topics(specs)
+
+        created: set[str] = set()
+        for name, code, message in _topic_errors(await self._call(creating)):
+            if code == 0:
+                created.add(name)
+            elif code != _TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create topic {name!r}: error {code} {message}")
+        return created
+
+    async def delete(self, names: Iterable[str]) -> None:
+        existing = await self.list_topics()
+        doomed = [name for name in names if name in existing]
+        if not doomed:
+            return
+
+        async def deleting(admin: AIOKafkaAdminClient) -> object:
+            return await admin.delete_topics(doomed)
+
+        await self._call(deleting)
+
+    async def ensure_topics(self) -> set[str]:
+        """Create every platform topic, then the epoch marker (last, so it means 'all there')."""
+        created = await self.create(PLATFORM_TOPICS)
+        created |= await self.create([EPOCH_MARKER_TOPIC])
+        return created
+
+    async def marker_present(self) -> bool:
+        return EPOCH_MARKER_TOPIC in await self.list_topics()
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    rows: list[tuple[str, int, str | None]] = []
+    for entry in getattr(response, "topic_errors", []):
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        rows.append((str(name), int(code), message))
+    return rows

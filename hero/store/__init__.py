@@ -1,0 +1,52 @@
+"""The write side: the event store port, its adapters, checkpoints and the outbox relay."""
+
+from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
+from hero.store.memory import MemoryEventStore
+from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
+from hero.store.port import (
+    ANY_VERSION,
+    NO_STREAM,
+    AppendResult,
+    ConcurrencyConflict,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StoreError,
+)
+from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
+
+__all__ = [
+    "ANY_VERSION",
+    "NO_STREAM",
+    "AppendResult",
+    "CheckpointStore",
+    "ConcurrencyConflict",
+    "DuplicateEventId",
+    "EventStore",
+    "MemoryCheckpointStore",
+    "MemoryEventStore",
+    "NewEvent",
+    "OutboxRelay",
+    "Publisher",
+    "RecordedEvent",
+    "RelayProgress",
+    "SqliteCheckpointStore",
+    "SqliteEventStore",
+    "StoreError",
+    "open_checkpoints",
+    "open_store",
+]
+
+
+def open_store(url: str) -> EventStore:
+    """The store behind a URL: ``sqlite:///PATH`` (PostgreSQL comes with its adapter)."""
+    if url.startswith("sqlite:///"):
+        return SqliteEventStore.from_url(url)
+    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+
+
+def open_checkpoints(url: str) -> CheckpointStore:
+    if url.startswith("sqlite:///"):
+        return SqliteCheckpointStore(sqlite_path_from_url(url))
+    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH")

@@ -1,0 +1,73 @@
+"""An in-process event store, for the pure core's tests and for tools that need no disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+from hero.domain.clock import Clock, SystemClock
+from hero.store._planning import plan_append
+from hero.store.port import (
+    AppendResult,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    check_append_arguments,
+)
+
+__all__ = ["MemoryEventStore"]
+
+
+class MemoryEventStore(EventStore):
+    def __init__(self, clock: Clock | None = None):
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._log: list[RecordedEvent] = []
+        self._streams: dict[str, list[RecordedEvent]] = {}
+        self._commands: dict[tuple[str, str], AppendResult] = {}
+        self._ids: set[str] = set()
+
+    def append(
+        self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
+    ) -> AppendResult:
+        check_append_arguments(stream, expected_version, events)
+        with self._lock:
+            applied = self._commands.get((stream, command_id))
+            if applied is not None:
+                return dataclasses.replace(applied, duplicate=True)
+            known = [event.id for event in events if event.id in self._ids]
+            if known:
+                raise DuplicateEventId(f"event ids already stored: {known}; nothing was written")
+            history = self._streams.setdefault(stream, [])
+            rows, result = plan_append(
+                stream,
+                expected_version,
+                len(history),
+                len(self._log) + 1,
+                events,
+                self._clock.now(),
+            )
+            history.extend(rows)
+            self._log.extend(rows)
+            self._commands[(stream, command_id)] = result
+            self._ids.update(event.id for event in events)
+            return result
+
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        with self._lock:
+            return list(self._streams.get(stream, [])[max(from_version, 1) - 1 :])
+
+    def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        start = max(from_position, 1) - 1
+        with self._lock:
+            return self._log[start : start + limit]
+
+    def stream_version(self, stream: str) -> int:
+        with self._lock:
+            return len(self._streams.get(stream, []))
+
+    def current_position(self) -> int:
+        with self._lock:
+            return len(self._log)

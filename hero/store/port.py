@@ -1,0 +1,201 @@
+"""The event store port: append with optimistic concurrency and command idempotency."""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas import REGISTRY, Envelope, Event, SchemaRegistry, new_id
+from schemas.ids import ID_PATTERN
+
+__all__ = [
+    "ANY_VERSION",
+    "NO_STREAM",
+    "AppendResult",
+    "ConcurrencyConflict",
+    "DuplicateEventId",
+    "EventStore",
+    "NewEvent",
+    "RecordedEvent",
+    "StoreError",
+]
+
+_ID = re.compile(ID_PATTERN)
+
+#: Expect the stream not to exist yet.
+NO_STREAM = 0
+#: Skip the version check (for facts that cannot conflict, such as telemetry).
+ANY_VERSION = -1
+
+
+class StoreError(Exception):
+    """A request the store refuses (bad arguments, not a concurrency conflict)."""
+
+
+class DuplicateEventId(StoreError):
+    """An event id that the store already holds, under another command."""
+
+
+class ConcurrencyConflict(StoreError):
+    """The stream moved on since the caller read it: re-read and decide again."""
+
+    def __init__(self, stream: str, expected: int, actual: int):
+        self.stream, self.expected, self.actual = stream, expected, actual
+        super().__init__(
+            f"stream {stream!r} is at version {actual}, the append expected {expected}: "
+            "nothing was written; re-read the stream and retry"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended; the store gives it a version and a position."""
+
+    type: str
+    schema_version: int
+    topic: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+    actor: str
+    id: str = field(default_factory=lambda: new_id("evt"))
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        event: Event,
+        *,
+        actor: str,
+        occurred_at: datetime,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+        registry: SchemaRegistry = REGISTRY,
+    ) -> NewEvent:
+        entry = registry.entry(type(event).__name__)
+        return cls(
+            type=entry.type,
+            schema_version=entry.version,
+            topic=entry.topic.value,
+            payload=event.model_dump(mode="json"),
+            occurred_at=occurred_at,
+            actor=actor,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A stored event: its place, its topic and its envelope as JSON text (what goes to Kafka)."""
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    topic: str
+    envelope_json: str
+
+    def envelope(self) -> Envelope:
+        return Envelope.model_validate_json(self.envelope_json)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stream: str
+    first_version: int
+    last_version: int
+    first_position: int
+    last_position: int
+    event_ids: tuple[str, ...]
+    duplicate: bool = False
+    """True when the command id was applied before: nothing was written this time."""
+
+
+def envelope_json(
+    event: NewEvent, *, stream: str, version: int, position: int, recorded_at: datetime
+) -> str:
+    """The envelope of DESIGN.md as compact JSON, built once at append time."""
+    return json.dumps(
+        {
+            "id": event.id,
+            "type": event.type,
+            "schema_version": event.schema_version,
+            "stream": stream,
+            "version": version,
+            "position": position,
+            "occurred_at": event.occurred_at.isoformat(),
+            "recorded_at": recorded_at.isoformat(),
+            "causation_id": event.causation_id,
+            "correlation_id": event.correlation_id,
+            "actor": event.actor,
+            "payload": event.payload,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _check_id(what: str, value: str | None, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or len(value) > 200 or not _ID.match(value):
+        raise StoreError(f"{what} must be an id matching {ID_PATTERN} (1-200 chars), got {value!r}")
+
+
+def check_append_arguments(stream: str, expected_version: int, events: Sequence[NewEvent]) -> None:
+    """Refuse, before anything is written, what the envelope schema would refuse on read."""
+    _check_id("stream", stream)
+    if expected_version < ANY_VERSION:
+        raise StoreError(f"expected_version must be >= {ANY_VERSION}, got {expected_version}")
+    if not events:
+        raise StoreError("an append needs at least one event")
+    ids = [event.id for event in events]
+    if len(set(ids)) != len(ids):
+        raise StoreError("event ids must be unique within an append")
+    for event in events:
+        _check_id("event id", event.id)
+        _check_id(f"event {event.id}: causation_id", event.causation_id, optional=True)
+        _check_id(f"event {event.id}: correlation_id", event.correlation_id, optional=True)
+        if not event.actor or len(event.actor) > 200:
+            raise StoreError(f"event {event.id}: actor must be 1-200 characters")
+        if event.occurred_at.tzinfo is None:
+            raise StoreError(f"event {event.id}: occurred_at must be timezone-aware")
+
+
+class EventStore(ABC):
+    """Streams of events with versions, and one global order of positions."""
+
+    @abstractmethod
+    def append(
+        self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
+    ) -> AppendResult:
+        """Append atomically if the stream is at ``expected_version``.
+
+        ``command_id`` already applied to ``stream``: the original result, nothing written.
+        Otherwise a stale ``expected_version`` raises :class:`ConcurrencyConflict`.
+        """
+
+    @abstractmethod
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The stream's events from ``from_version`` on, in version order."""
+
+    @abstractmethod
+    def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events from ``from_position`` on, in position order."""
+
+    @abstractmethod
+    def stream_version(self, stream: str) -> int:
+        """The stream's last version; 0 when it has no events."""
+
+    @abstractmethod
+    def current_position(self) -> int:
+        """The position of the last committed event; 0 when the store is empty."""
+
+    def close(self) -> None:  # noqa: B027 - optional for adapters without resources
+        """Release connections."""

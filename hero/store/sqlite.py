@@ -1,0 +1,219 @@
+"""The embedded event store: one SQLite file in WAL mode.
+
+Positions are gap-free and follow commit order because every append takes SQLite's single
+write lock first (``BEGIN IMMEDIATE``) and numbers its events after the last committed one.
+That is what lets the relay and every consumer resume from a plain position number.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from hero.domain.clock import Clock, SystemClock
+from hero.store._planning import plan_append
+from hero.store.port import (
+    AppendResult,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StoreError,
+    check_append_arguments,
+)
+
+__all__ = ["SqliteEventStore", "sqlite_path_from_url"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    stream   TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    id       TEXT NOT NULL UNIQUE,
+    type     TEXT NOT NULL,
+    topic    TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE TABLE IF NOT EXISTS streams (
+    stream  TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    stream         TEXT NOT NULL,
+    command_id     TEXT NOT NULL,
+    first_version  INTEGER NOT NULL,
+    last_version   INTEGER NOT NULL,
+    first_position INTEGER NOT NULL,
+    last_position  INTEGER NOT NULL,
+    event_ids      TEXT NOT NULL,
+    PRIMARY KEY (stream, command_id)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+"""
+
+_SELECT = "SELECT position, stream, version, type, topic, envelope FROM events"
+
+
+def sqlite_path_from_url(url: str) -> Path:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise StoreError(f"not a sqlite URL (expected sqlite:///PATH): {url!r}")
+    return Path(url[len(prefix) :])
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection tuned for a shared WAL database (used by the store and its checkpoints)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _row(row: tuple[int, str, int, str, str, str]) -> RecordedEvent:
+    return RecordedEvent(*row)
+
+
+def _insert_events(
+    conn: sqlite3.Connection, rows: list[RecordedEvent], events: Sequence[NewEvent]
+) -> None:
+    try:
+        conn.executemany(
+            "INSERT INTO events (position, stream, version, id, type, topic, envelope)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.position, r.stream, r.version, event.id, r.type, r.topic, r.envelope_json)
+                for r, event in zip(rows, events, strict=True)
+            ],
+        )
+    except sqlite3.IntegrityError as error:
+        ids = [event.id for event in events]
+        raise DuplicateEventId(
+            f"event ids already stored among {ids}; nothing was written"
+        ) from error
+
+
+class SqliteEventStore(EventStore):
+    """Thread-safe: each thread gets its own connection to the same file."""
+
+    def __init__(self, path: Path | str, clock: Clock | None = None):
+        self.path = Path(path)
+        self._clock = clock or SystemClock()
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._conn()
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock | None = None) -> SqliteEventStore:
+        return cls(sqlite_path_from_url(url), clock)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    def append(
+        self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
+    ) -> AppendResult:
+        check_append_arguments(stream, expected_version, events)
+        with write_transaction(self._conn()) as conn:
+            applied = conn.execute(
+                "SELECT first_version, last_version, first_position, last_position, event_ids"
+                " FROM commands WHERE stream = ? AND command_id = ?",
+                (stream, command_id),
+            ).fetchone()
+            if applied is not None:
+                first_version, last_version, first_position, last_position, ids = applied
+                return AppendResult(
+                    stream,
+                    first_version,
+                    last_version,
+                    first_position,
+                    last_position,
+                    tuple(json.loads(ids)),
+                    duplicate=True,
+                )
+            found = conn.execute("SELECT version FROM streams WHERE stream = ?", (stream,))
+            current = found.fetchone()
+            last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+            rows, result = plan_append(
+                stream,
+                expected_version,
+                current[0] if current else 0,
+                last + 1,
+                events,
+                self._clock.now(),
+            )
+            _insert_events(conn, rows, events)
+            conn.execute(
+                "INSERT INTO streams (stream, version) VALUES (?, ?)"
+                " ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+                (stream, result.last_version),
+            )
+            conn.execute(
+                "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stream,
+                    command_id,
+                    result.first_version,
+                    result.last_version,
+                    result.first_position,
+                    result.last_position,
+                    json.dumps(result.event_ids),
+                ),
+            )
+            return result
+
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        cursor = self._conn().execute(
+            f"{_SELECT} WHERE stream = ? AND version >= ? ORDER BY version", (stream, from_version)
+        )
+        return [_row(row) for row in cursor]
+
+    def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        cursor = self._conn().execute(
+            f"{_SELECT} WHERE position >= ? ORDER BY position LIMIT ?", (from_position, limit)
+        )
+        return [_row(row) for row in cursor]
+
+    def stream_version(self, stream: str) -> int:
+        row = self._conn().execute("SELECT version FROM streams WHERE stream = ?", (stream,))
+        found = row.fetchone()
+        return int(found[0]) if found else 0
+
+    def current_position(self) -> int:
+        row = self._conn().execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

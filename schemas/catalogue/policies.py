@@ -1,0 +1,134 @@
+"""Farmer auto-accept policies and offtaker mandates (topic ``hero.policies``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.catalogue.common import Sla, Value
+from schemas.ids import FarmId, NodeId, OfferId, OfftakerId, WorkloadId
+from schemas.messages import Event, event
+from schemas.money import Money
+from schemas.resources import Grid, Resources
+from schemas.topics import Topic
+
+__all__ = [
+    "FarmerPolicy",
+    "FarmerPolicySet",
+    "Mandate",
+    "OfferApprovalRequested",
+    "OfferApproved",
+    "OfferRejected",
+    "OfftakerMandateSet",
+    "PolicyMode",
+    "WorkloadSpec",
+]
+
+
+class PolicyMode(StrEnum):
+    AUTO = "auto"
+    APPROVE = "approve"
+    OFF = "off"
+
+
+class FarmerPolicy(Value):
+    """How a farmer agent answers RFQs for a farm (or one node of it)."""
+
+    mode: PolicyMode = PolicyMode.AUTO
+    price_cu_hour: Money | None = Field(default=None, description="USD per CU-hour")
+    price_su_hour: Money | None = Field(default=None, description="USD per SU-hour")
+    markup: Decimal | None = Field(default=None, gt=0, description="x reference price")
+    floor_cu_hour: Money | None = Field(default=None, description="never below, USD/CU-hour")
+    reserve_share: Decimal = Field(default=Decimal(0), ge=0, lt=1)
+    max_term_hours: int | None = Field(default=None, gt=0)
+    allow_offtakers: list[OfftakerId] = Field(default_factory=list)
+    deny_offtakers: list[OfftakerId] = Field(default_factory=list)
+    min_standing: Decimal = Field(default=Decimal(0), ge=0, le=1)
+    regions: list[str] = Field(default_factory=list, description="empty: every region")
+    grids: list[Grid] = Field(default_factory=lambda: [Grid.GRID3, Grid.GRID4])
+    sla: Sla = Field(default_factory=lambda: Sla(uptime_pct=Decimal("99")))
+    approval_ttl_s: int = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _priced(self) -> FarmerPolicy:
+        fixed = self.price_cu_hour is not None or self.price_su_hour is not None
+        if fixed and self.markup is not None:
+            raise ValueError("give either fixed prices or a markup on the reference, not both")
+        if self.mode != PolicyMode.OFF and not fixed and self.markup is None:
+            raise ValueError("an active policy needs fixed prices or a markup")
+        for name in ("price_cu_hour", "price_su_hour", "floor_cu_hour"):
+            price = getattr(self, name)
+            if price is not None and price.currency != "USD":
+                raise ValueError(f"{name} must be in USD")
+        overlap = set(self.allow_offtakers) & set(self.deny_offtakers)
+        if overlap:
+            raise ValueError(f"offtakers both allowed and denied: {sorted(overlap)}")
+        return self
+
+
+class WorkloadSpec(Value):
+    workload_id: WorkloadId
+    resources: Resources = Field(description="per replica")
+    replicas: int = Field(ge=0, le=10_000)
+    regions: list[str] = Field(default_factory=list)
+    grids: list[Grid] = Field(default_factory=lambda: [Grid.GRID3, Grid.GRID4])
+    min_uptime_pct: Decimal = Field(default=Decimal("95"), ge=0, le=100)
+
+
+class Mandate(Value):
+    """What an offtaker agent may do on the offtaker's behalf."""
+
+    workloads: list[WorkloadSpec] = Field(min_length=1)
+    budget_month: Money
+    max_price_cu_hour: Money
+    prefer_grid: Grid | None = None
+    certified_only: bool = False
+    spread_across_farms: bool = True
+    term_hours: int = Field(default=720, gt=0)
+
+    @model_validator(mode="after")
+    def _usd(self) -> Mandate:
+        for name in ("budget_month", "max_price_cu_hour"):
+            if getattr(self, name).currency != "USD":
+                raise ValueError(f"{name} must be in USD")
+        ids = [w.workload_id for w in self.workloads]
+        if len(ids) != len(set(ids)):
+            raise ValueError("workload ids must be unique within a mandate")
+        return self
+
+
+@event(Topic.POLICIES)
+class FarmerPolicySet(Event):
+    farm_id: FarmId
+    node_id: NodeId | None = None
+    policy: FarmerPolicy
+    source_text: str | None = Field(default=None, description="natural-language origin")
+
+
+@event(Topic.POLICIES)
+class OfftakerMandateSet(Event):
+    offtaker_id: OfftakerId
+    mandate: Mandate
+    source_text: str | None = None
+
+
+@event(Topic.POLICIES)
+class OfferApprovalRequested(Event):
+    farm_id: FarmId
+    offer_id: OfferId
+    expires_at: AwareDatetime
+
+
+@event(Topic.POLICIES)
+class OfferApproved(Event):
+    farm_id: FarmId
+    offer_id: OfferId
+
+
+@event(Topic.POLICIES)
+class OfferRejected(Event):
+    farm_id: FarmId
+    offer_id: OfferId
+    reason: str = ""

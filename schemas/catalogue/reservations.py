@@ -1,0 +1,178 @@
+"""Farms, nodes and their capacity; negotiations from RFQ to contract (``hero.reservations``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.catalogue.common import DeclineReason, Sla
+from schemas.ids import (
+    ContractId,
+    FarmId,
+    Identifier,
+    NegotiationId,
+    NodeId,
+    OfferId,
+    OfftakerId,
+    WorkloadId,
+)
+from schemas.messages import Event, event
+from schemas.money import Money
+from schemas.resources import Grid, Resources
+from schemas.topics import Topic
+
+__all__ = [
+    "CapacityHeld",
+    "ContractCancelled",
+    "ContractCreated",
+    "CounterOffered",
+    "FarmRegistered",
+    "HoldExpired",
+    "HoldReleased",
+    "NegotiationAwarded",
+    "NegotiationExpired",
+    "NegotiationFailed",
+    "NodeRegistered",
+    "OfferAccepted",
+    "OfferDeclined",
+    "OfferMade",
+    "RfqIssued",
+]
+
+HoldId = Identifier
+
+
+@event(Topic.RESERVATIONS)
+class FarmRegistered(Event):
+    farm_id: FarmId
+    name: str = Field(min_length=1, max_length=200)
+    grid: Grid
+    country: str = Field(min_length=2, max_length=64)
+    region: str = Field(min_length=1, max_length=64)
+    certified: bool = False
+
+
+@event(Topic.RESERVATIONS)
+class NodeRegistered(Event):
+    node_id: NodeId
+    farm_id: FarmId
+    grid: Grid
+    country: str = Field(min_length=2, max_length=64)
+    region: str = Field(min_length=1, max_length=64)
+    total: Resources
+    certified: bool = False
+    uptime_pct: Decimal = Field(default=Decimal("99"), ge=0, le=100)
+
+
+@event(Topic.RESERVATIONS)
+class RfqIssued(Event):
+    negotiation_id: NegotiationId
+    offtaker_id: OfftakerId
+    workload_id: WorkloadId
+    resources: Resources = Field(description="per replica")
+    replicas: int = Field(ge=1)
+    regions: list[str] = Field(default_factory=list)
+    grids: list[Grid]
+    min_uptime_pct: Decimal = Field(ge=0, le=100)
+    max_price_cu_hour: Money
+    term_hours: int = Field(gt=0)
+    deadline: AwareDatetime
+
+
+@event(Topic.RESERVATIONS)
+class OfferMade(Event):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    farm_id: FarmId
+    node_id: NodeId
+    grid: Grid
+    resources: Resources
+    price_hour: Money = Field(description="price of the offered resources for one hour")
+    term_hours: int = Field(gt=0)
+    sla: Sla
+    firm: bool = Field(description="firm: accept binds; otherwise awaits the farmer's approval")
+    expires_at: AwareDatetime
+
+
+@event(Topic.RESERVATIONS)
+class OfferDeclined(Event):
+    negotiation_id: NegotiationId
+    farm_id: FarmId
+    node_id: NodeId | None = None
+    reasons: list[DeclineReason] = Field(min_length=1)
+    detail: str = ""
+
+
+@event(Topic.RESERVATIONS)
+class CounterOffered(Event):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    price_hour: Money
+
+
+@event(Topic.RESERVATIONS)
+class CapacityHeld(Event):
+    node_id: NodeId
+    hold_id: HoldId
+    negotiation_id: NegotiationId
+    resources: Resources
+    expires_at: AwareDatetime
+
+
+@event(Topic.RESERVATIONS)
+class HoldReleased(Event):
+    node_id: NodeId
+    hold_id: HoldId
+    reason: str
+
+
+@event(Topic.RESERVATIONS)
+class HoldExpired(Event):
+    node_id: NodeId
+    hold_id: HoldId
+
+
+@event(Topic.RESERVATIONS)
+class OfferAccepted(Event):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    price_hour: Money
+
+
+@event(Topic.RESERVATIONS)
+class NegotiationAwarded(Event):
+    negotiation_id: NegotiationId
+    offer_ids: list[OfferId] = Field(min_length=1)
+
+
+@event(Topic.RESERVATIONS)
+class NegotiationFailed(Event):
+    negotiation_id: NegotiationId
+    reason: str
+
+
+@event(Topic.RESERVATIONS)
+class NegotiationExpired(Event):
+    negotiation_id: NegotiationId
+
+
+@event(Topic.RESERVATIONS)
+class ContractCreated(Event):
+    contract_id: ContractId
+    negotiation_id: NegotiationId
+    offtaker_id: OfftakerId
+    farm_id: FarmId
+    node_id: NodeId
+    grid: Grid
+    resources: Resources
+    price_hour: Money
+    term_hours: int = Field(gt=0)
+    sla: Sla
+    starts_at: AwareDatetime
+
+
+@event(Topic.RESERVATIONS)
+class ContractCancelled(Event):
+    contract_id: ContractId
+    reason: str

@@ -1,0 +1,88 @@
+"""Usage, node status and scaling (``hero.utilization``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.catalogue.common import NodeStatus
+from schemas.ids import ContractId, Identifier, NodeId, WorkloadId
+from schemas.messages import Event, event
+from schemas.resources import Grid
+from schemas.topics import Topic
+
+__all__ = [
+    "NodeStatusChanged",
+    "ReplicaMigrated",
+    "ReplicaPlaced",
+    "ScaleDecided",
+    "UsageRecorded",
+    "UtilizationSampled",
+]
+
+Ratio = Decimal
+
+
+@event(Topic.UTILIZATION)
+class UtilizationSampled(Event):
+    sample_id: Identifier
+    workload_id: WorkloadId
+    replica_id: Identifier
+    contract_id: ContractId
+    node_id: NodeId
+    cpu: Ratio = Field(ge=0, description="share of the reserved cores in use")
+    memory: Ratio = Field(ge=0)
+    disk: Ratio = Field(ge=0)
+    network_bytes: int = Field(ge=0)
+    requests: int = Field(default=0, ge=0)
+    sampled_at: AwareDatetime
+
+
+@event(Topic.UTILIZATION)
+class UsageRecorded(Event):
+    """The usage fact of one contract for one hour: billing reads these."""
+
+    contract_id: ContractId
+    hour: AwareDatetime
+    cu_hours: Decimal = Field(ge=0)
+    su_hours: Decimal = Field(ge=0)
+    nu_gb: Decimal = Field(ge=0)
+
+
+@event(Topic.UTILIZATION)
+class NodeStatusChanged(Event):
+    node_id: NodeId
+    status: NodeStatus
+    previous: NodeStatus | None = None
+    reason: str = ""
+
+
+@event(Topic.UTILIZATION)
+class ScaleDecided(Event):
+    workload_id: WorkloadId
+    current_replicas: int = Field(ge=0)
+    desired_replicas: int = Field(ge=0)
+    metric: str
+    value: Decimal | None
+    target: Decimal
+    reason: str
+
+
+@event(Topic.UTILIZATION)
+class ReplicaPlaced(Event):
+    workload_id: WorkloadId
+    replica_id: Identifier
+    contract_id: ContractId
+    node_id: NodeId
+    grid: Grid
+    scores: dict[str, Decimal] = Field(default_factory=dict)
+
+
+@event(Topic.UTILIZATION)
+class ReplicaMigrated(Event):
+    workload_id: WorkloadId
+    replica_id: Identifier
+    from_node_id: NodeId
+    to_node_id: NodeId
+    reason: str

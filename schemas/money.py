@@ -1,0 +1,145 @@
+"""Money: an exact Decimal amount with its currency. Never a float.
+
+Every currency carries at most 7 decimal places: TFT has 7 on TFChain, and TFChain keeps
+USD prices in units of 1e-7 USD (DOMAIN.md), so fiat prices per hour stay exact too.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+__all__ = ["MAX_AMOUNT", "Currency", "CurrencyMismatch", "Money"]
+
+#: Amounts stay below 10^18 so that sums and differences (25 significant digits at most with
+#: 7 places) are exact in Decimal's default 28-digit context.
+MAX_AMOUNT = Decimal(10) ** 18
+
+
+class Currency(StrEnum):
+    USD = "USD"
+    EUR = "EUR"
+    TFT = "TFT"
+
+    @property
+    def places(self) -> int:
+        return 7
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.places)
+
+
+class CurrencyMismatch(ValueError):
+    """Arithmetic or comparison between two currencies; convert through a quote first."""
+
+
+class Money(BaseModel):
+    """An amount in one currency. ``Money.of("12.50", "USD")``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: Decimal
+    currency: Currency
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _no_floats(cls, value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError(
+                "amount must be a string, integer or Decimal, not a float "
+                "(binary floats cannot hold amounts like 0.1 exactly)"
+            )
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _finite(cls, value: Decimal) -> Decimal:
+        if not value.is_finite():
+            raise ValueError("amount must be a finite number")
+        if abs(value) >= MAX_AMOUNT:
+            raise ValueError(f"amount must be below 10^18 in magnitude, got {value}")
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        exponent = self.amount.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > self.currency.places:
+            raise ValueError(
+                f"{self.currency} amounts carry at most {self.currency.places} decimal places, "
+                f"got {self.amount}"
+            )
+
+    @classmethod
+    def of(cls, amount: Decimal | int | str, currency: Currency | str) -> Money:
+        if isinstance(amount, float):
+            raise TypeError("amount must be a string, integer or Decimal, not a float")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation as error:
+            raise ValueError(f"not a decimal amount: {amount!r}") from error
+        return cls(amount=value, currency=Currency(currency))
+
+    @classmethod
+    def zero(cls, currency: Currency | str) -> Money:
+        return cls(amount=Decimal(0), currency=Currency(currency))
+
+    @classmethod
+    def rounded(
+        cls, amount: Decimal, currency: Currency | str, rounding: str = ROUND_HALF_EVEN
+    ) -> Money:
+        """A computed amount brought to the currency's places, with an explicit rounding."""
+        unit = Currency(currency)
+        with localcontext() as context:
+            context.prec = 60  # room for a product of two large factors before rounding
+            value = amount.quantize(unit.quantum, rounding=rounding)
+        return cls(amount=value, currency=unit)
+
+    def times(self, factor: Decimal | int, rounding: str = ROUND_HALF_EVEN) -> Money:
+        if isinstance(factor, float):
+            raise TypeError("factor must be a Decimal or an int, not a float")
+        with localcontext() as context:
+            context.prec = 60
+            product = self.amount * Decimal(factor)
+        return Money.rounded(product, self.currency, rounding)
+
+    def _same(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            raise TypeError(f"expected Money, got {type(other).__name__}")
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"cannot combine {self.currency} with {other.currency}")
+        return other
+
+    def __add__(self, other: object) -> Money:
+        return Money(amount=self.amount + self._same(other).amount, currency=self.currency)
+
+    def __sub__(self, other: object) -> Money:
+        return Money(amount=self.amount - self._same(other).amount, currency=self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(amount=-self.amount, currency=self.currency)
+
+    def __lt__(self, other: object) -> bool:
+        return self.amount < self._same(other).amount
+
+    def __le__(self, other: object) -> bool:
+        return self.amount <= self._same(other).amount
+
+    def __gt__(self, other: object) -> bool:
+        return self.amount > self._same(other).amount
+
+    def __ge__(self, other: object) -> bool:
+        return self.amount >= self._same(other).amount
+
+    @property
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    @property
+    def is_negative(self) -> bool:
+        return self.amount < 0
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"

@@ -1,0 +1,97 @@
+"""Compute resources as TFChain counts them: cores, and bytes for memory and disks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["GIB", "Grid", "Resources"]
+
+#: TFChain divides byte counts by 1024^3 to get "GB" (pallet-smart-contract, cost.rs).
+GIB = 1024**3
+
+
+class Grid(StrEnum):
+    GRID3 = "grid3"
+    GRID4 = "grid4"
+
+
+def _gib(value: Decimal | int | str) -> int:
+    if isinstance(value, float):
+        raise TypeError("sizes in GB must be Decimal, int or str, not float")
+    return int(Decimal(value) * GIB)
+
+
+class Resources(BaseModel):
+    """cru in cores; mru, sru, hru in bytes; ipv4 a count of public addresses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cru: int = Field(default=0, ge=0, description="virtual cores")
+    mru: int = Field(default=0, ge=0, description="memory, bytes")
+    sru: int = Field(default=0, ge=0, description="SSD storage, bytes")
+    hru: int = Field(default=0, ge=0, description="HDD storage, bytes")
+    ipv4: int = Field(default=0, ge=0, description="public IPv4 addresses")
+
+    @classmethod
+    def from_gb(
+        cls,
+        *,
+        cru: int = 0,
+        mru_gb: Decimal | int | str = 0,
+        sru_gb: Decimal | int | str = 0,
+        hru_gb: Decimal | int | str = 0,
+        ipv4: int = 0,
+    ) -> Resources:
+        return cls(cru=cru, mru=_gib(mru_gb), sru=_gib(sru_gb), hru=_gib(hru_gb), ipv4=ipv4)
+
+    @property
+    def mru_gb(self) -> Decimal:
+        return Decimal(self.mru) / GIB
+
+    @property
+    def sru_gb(self) -> Decimal:
+        return Decimal(self.sru) / GIB
+
+    @property
+    def hru_gb(self) -> Decimal:
+        return Decimal(self.hru) / GIB
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            cru=self.cru + other.cru,
+            mru=self.mru + other.mru,
+            sru=self.sru + other.sru,
+            hru=self.hru + other.hru,
+            ipv4=self.ipv4 + other.ipv4,
+        )
+
+    def __sub__(self, other: Resources) -> Resources:
+        """Raises ValueError when any part would go below zero."""
+        return Resources(
+            cru=self.cru - other.cru,
+            mru=self.mru - other.mru,
+            sru=self.sru - other.sru,
+            hru=self.hru - other.hru,
+            ipv4=self.ipv4 - other.ipv4,
+        )
+
+    def fits_in(self, other: Resources) -> bool:
+        return (
+            self.cru <= other.cru
+            and self.mru <= other.mru
+            and self.sru <= other.sru
+            and self.hru <= other.hru
+            and self.ipv4 <= other.ipv4
+        )
+
+    def times(self, count: int) -> Resources:
+        return Resources(
+            cru=self.cru * count,
+            mru=self.mru * count,
+            sru=self.sru * count,
+            hru=self.hru * count,
+            ipv4=self.ipv4 * count,
+        )

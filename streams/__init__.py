@@ -1,0 +1,1 @@
+"""The Faust app: the command processor, windowed utilization, projections (next issues)."""

@@ -1,0 +1,33 @@
+"""Run the installed ``hero`` command as a user would, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERO = shutil.which("hero", path=str(Path(sys.executable).parent)) or "hero"
+
+
+def hero(
+    *args: str,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    if data_dir is not None:
+        full_env["HERO_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [HERO, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+    )
+
+
+def hero_json(*args: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Any:
+    result = hero(*args, "--json", data_dir=data_dir, env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return json.loads(result.stdout)

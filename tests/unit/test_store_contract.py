@@ -1,0 +1,107 @@
+"""The EventStore contract against the memory and SQLite adapters, plus SQLite specifics."""
+
+from __future__ import annotations
+
+import pytest
+
+from hero.store import (
+    NO_STREAM,
+    MemoryEventStore,
+    SqliteEventStore,
+    StoreError,
+    open_store,
+    sqlite_path_from_url,
+)
+from tests.unit.store_contract import (
+    EventStoreContract,
+    assert_gap_free,
+    new_event,
+    race_same_expected_version,
+    race_with_retries,
+)
+
+
+class TestMemoryEventStore(EventStoreContract):
+    @pytest.fixture
+    def store(self, clock):
+        return MemoryEventStore(clock)
+
+
+class TestSqliteEventStore(EventStoreContract):
+    @pytest.fixture
+    def path(self, tmp_path):
+        return tmp_path / "events.db"
+
+    @pytest.fixture
+    def store(self, clock, path):
+        store = SqliteEventStore(path, clock)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def second_store(self, clock, path, store):
+        """Another store object on the same file: what a second process would hold."""
+        other = SqliteEventStore(path, clock)
+        yield other
+        other.close()
+
+    def test_events_survive_reopening_the_file(self, store, clock, path):
+        event = new_event(clock)
+        original = store.append("s1", NO_STREAM, [event], "cmd-1")
+        store.close()
+        reopened = SqliteEventStore(path, clock)
+        try:
+            assert reopened.current_position() == 1
+            assert reopened.stream_version("s1") == 1
+            assert reopened.read_stream("s1")[0].envelope().id == event.id
+            # the idempotency record survives too
+            again = reopened.append("s1", NO_STREAM, [new_event(clock)], "cmd-1")
+            assert again.duplicate is True
+            assert again.event_ids == original.event_ids
+        finally:
+            reopened.close()
+
+    def test_a_second_store_sees_the_first_ones_appends(self, store, second_store, clock):
+        store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1")
+        assert second_store.stream_version("s1") == 1
+        with pytest.raises(StoreError):
+            second_store.append("s1", NO_STREAM, [new_event(clock)], "cmd-2")
+        assert second_store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1").duplicate
+
+    def test_two_stores_on_one_file_racing_with_one_expected_version(
+        self, store, second_store, clock
+    ):
+        won, lost = race_same_expected_version([store, second_store], clock, "race", 20)
+        assert (len(won), len(lost)) == (1, 19)
+        assert store.stream_version("race") == second_store.stream_version("race") == 1
+
+    def test_two_stores_on_one_file_retrying_leave_a_gap_free_stream(
+        self, store, second_store, clock
+    ):
+        race_with_retries([store, second_store], clock, "race", threads=10, appends=10)
+        assert_gap_free(store, "race", writers=10, appends=10)
+        assert second_store.current_position() == 100
+
+    def test_from_url_opens_the_file(self, tmp_path, clock):
+        path = tmp_path / "sub" / "events.db"
+        store = SqliteEventStore.from_url(f"sqlite:///{path}", clock)
+        try:
+            assert store.path == path
+            assert path.exists()
+        finally:
+            store.close()
+
+    def test_open_store_picks_sqlite_and_refuses_other_urls(self, tmp_path):
+        store = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+        try:
+            assert isinstance(store, SqliteEventStore)
+        finally:
+            store.close()
+        with pytest.raises(StoreError, match="unsupported store URL"):
+            open_store("postgresql://u:p@h/db")
+
+    def test_sqlite_path_from_url(self):
+        assert str(sqlite_path_from_url("sqlite:////var/hero/events.db")) == "/var/hero/events.db"
+        assert str(sqlite_path_from_url("sqlite:///rel/events.db")) == "rel/events.db"
+        with pytest.raises(StoreError, match="not a sqlite URL"):
+            sqlite_path_from_url("sqlite://events.db")
