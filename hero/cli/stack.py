@@ -43,15 +43,14 @@ def up(data_dir: DataDir = None, as_json: AsJson = False) -> None:
 def down(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Stop every process `hero up` started for this data dir, and nothing else."""
     settings = settings_for(data_dir)
-    stopped = LocalStack(settings).down()
+    try:
+        stopped = LocalStack(settings).down()
+    except StackError as error:
+        fail(str(error), code=1)
     if as_json:
         print_json([c.model_dump(mode="json") for c in stopped])
         return
-    if not stopped:
-        console.print(f"no stack running under {settings.data_dir}")
-        return
     console.print(_table(stopped))
-    console.print("stopped")
 
 
 def status(data_dir: DataDir = None, as_json: AsJson = False) -> None:

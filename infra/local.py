@@ -1,0 +1,415 @@
+"""The local stack: broker, Valkey, Ray and the relay under one data dir, on 127.0.0.1.
+
+``up`` records every process in ``<data_dir>/run/stack.json`` as soon as it is spawned, so
+``down`` -- from any process, even after a launcher crash -- stops exactly those pids and
+their sessions, and nothing else. A piece configured as external (``HERO_KAFKA_BOOTSTRAP``,
+``HERO_REDIS_URL``, ``HERO_RAY_ADDRESS``) is never started or stopped, only probed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from hero.config import HeroSettings, mask_url
+from hero.log.topics import TopicAdmin
+from infra._health import kafka_answers, ray_gcs_answers, redis_answers
+from infra._ports import free_ports, port_is_free
+from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
+from infra._sync import run_sync
+from infra.errors import ComponentError, StackError
+from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
+from infra.processes import (
+    BrokerProcess,
+    ManagedProcess,
+    RayHead,
+    RelayProcess,
+    ValkeyProcess,
+)
+from infra.ray_client import ray_env_for_host
+
+__all__ = ["COMPONENTS", "LocalStack"]
+
+COMPONENTS: tuple[ComponentName, ...] = ("broker", "valkey", "ray", "relay")
+_SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
+_STOP_ORDER: tuple[ComponentName, ...] = ("relay", "ray", "valkey", "broker")
+
+
+class LocalStack:
+    """Start, inspect and stop the embedded stack described by ``settings``."""
+
+    def __init__(
+        self,
+        settings: HeroSettings,
+        *,
+        relay_command: Sequence[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.relay_command = tuple(relay_command) if relay_command is not None else None
+
+    # -- public API ------------------------------------------------------------------------
+
+    def up(self) -> UpReport:
+        """Start what is not running yet; a running stack is reported and left untouched."""
+        began = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
+            state = StackState.load(self.data_dir)
+            if state is not None:
+                live, dead = self._split_live(state)
+                if state.complete and not dead:
+                    return UpReport(
+                        components=self._statuses(state),
+                        seconds=round(time.monotonic() - began, 3),
+                        already_running=True,
+                        endpoints=self._endpoints_or_none(),
+                    )
+                if live:
+                    raise StackError(
+                        f"the stack under {self.data_dir} is only partly running "
+                        f"(up: {', '.join(live)}; down: {', '.join(dead) or 'none'}); "
+                        "run `hero down`, then `hero up`"
+                    )
+                self._forget(state)
+            return self._start(began)
+
+    def down(self) -> list[ComponentStatus]:
+        """Stop the recorded processes (relay, ray, valkey, broker) and everything they started."""
+        with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
+            state = StackState.load(self.data_dir)
+            if state is None:
+                return self._nothing_running("no stack running under " + str(self.data_dir))
+            results: dict[ComponentName, ComponentStatus] = {}
+            failures: list[str] = []
+            for name in _STOP_ORDER:
+                record = state.processes.get(name)
+                if record is None:
+                    continue
+                results[name] = self._stop_one(name, record, failures)
+            if failures:
+                # Keep stack.json: it is the only record of what is still running.
+                raise StackError("hero down left processes behind: " + "; ".join(failures))
+            self._forget(state)
+            return [
+                results.get(name) or self._unrecorded(name, "not started by this stack")
+                for name in COMPONENTS
+            ]
+
+    def status(self) -> list[ComponentStatus]:
+        state = StackState.load(self.data_dir)
+        if state is None:
+            return self._nothing_running("not running")
+        return self._statuses(state)
+
+    def endpoints(self) -> Endpoints:
+        """External settings win; the rest comes from the running stack's state file."""
+        external = self._external()
+        owned = [name for name in ("broker", "valkey", "ray") if name not in external]
+        state = StackState.load(self.data_dir) if owned else None
+        records: dict[str, ProcessRecord] = {}
+        if owned:
+            if state is None or not state.complete:
+                raise StackError(f"no stack running under {self.data_dir}; run `hero up`")
+            records = state.processes
+            dead = [name for name in owned if name not in records or not self._alive(records[name])]
+            if dead:
+                raise StackError(
+                    f"the stack under {self.data_dir} is not running ({', '.join(dead)} down); "
+                    "run `hero down`, then `hero up`"
+                )
+        return Endpoints(
+            kafka_bootstrap=external.get("broker") or _address(records, "broker"),
+            redis_url=external.get("valkey") or self._redis_url(records["valkey"]),
+            ray_address=external.get("ray") or _address(records, "ray"),
+            store_url=self.settings.effective_store_url,
+            ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
+        )
+
+    # -- up ------------------------------------------------------------------------------------
+
+    def _start(self, began: float) -> UpReport:
+        deadline = began + self.settings.up_timeout_s
+        external = self._external()
+        self._check_external(external)
+        owned = [name for name in _SERVERS if name not in external]
+        ports = self._choose_ports(owned)
+        state = StackState(
+            data_dir=str(self.data_dir),
+            launcher_pid=os.getpid(),
+            started_at=datetime.now(UTC),
+            ports=ports,
+            external={name: mask_url(value) for name, value in external.items()},
+        )
+        started: list[ManagedProcess] = []
+        ready_after: dict[str, float] = {}
+        try:
+            servers = {name: self._server(name, ports[name]) for name in owned}
+            for name in owned:
+                self._spawn(servers[name], state, started)
+            broker = servers.get("broker")
+            if broker is not None:
+                broker.wait_ready(_remaining(deadline))
+                ready_after["broker"] = time.monotonic() - began
+            bootstrap = external.get("broker") or _required(broker.address if broker else None)
+            self._ensure_topics(bootstrap, broker)
+            # The relay needs only the broker: it starts while Ray is still coming up.
+            relay = RelayProcess(self.settings, bootstrap, command=self.relay_command)
+            self._spawn(relay, state, started)
+            for proc in [servers[name] for name in ("valkey", "ray") if name in servers] + [relay]:
+                proc.wait_ready(_remaining(deadline))
+                ready_after[proc.name] = time.monotonic() - began
+        except BaseException as exc:
+            self._abort(started)
+            if isinstance(exc, StackError) or not isinstance(exc, Exception):
+                raise
+            raise StackError(f"hero up failed: {exc}") from exc
+        seconds = round(time.monotonic() - began, 3)
+        state.complete = True
+        state.seconds = seconds
+        state.save(self.data_dir)
+        save_ports(self.data_dir, ports)
+        statuses = self._statuses(state)
+        for status in statuses:
+            if status.name in ready_after and status.state == "up":
+                status.detail = _join(
+                    status.detail, f"ready after {ready_after[status.name]:.1f} s"
+                )
+        return UpReport(
+            components=statuses,
+            seconds=seconds,
+            already_running=False,
+            endpoints=self._endpoints_or_none(),
+        )
+
+    def _server(self, name: ComponentName, port: int) -> ManagedProcess:
+        host = self.settings.host
+        if name == "broker":
+            return BrokerProcess(self.data_dir, port, host=host)
+        if name == "valkey":
+            return ValkeyProcess(self.data_dir, port, host=host)
+        return RayHead(self.data_dir, port, host=host)
+
+    def _spawn(
+        self, proc: ManagedProcess, state: StackState, started: list[ManagedProcess]
+    ) -> None:
+        proc.spawn()
+        started.append(proc)
+        # Recorded at once: if this launcher dies now, `hero down` still finds the process.
+        state.processes[proc.name] = proc.record()
+        state.save(self.data_dir)
+
+    def _ensure_topics(self, bootstrap: str, broker: ManagedProcess | None) -> None:
+        admin = TopicAdmin(bootstrap, partitions=self.settings.kafka_partitions)
+        try:
+            run_sync(admin.ensure_topics)
+        except Exception as exc:
+            log_tail = broker.log_tail() if broker is not None else ""
+            raise ComponentError("broker", f"cannot create the topics: {exc}", log_tail) from exc
+
+    def _abort(self, started: list[ManagedProcess]) -> None:
+        """Undo a failed up: stop what it started, newest first, and forget the state."""
+        survivors = False
+        for proc in reversed(started):
+            try:
+                proc.stop()
+            except ComponentError:
+                survivors = True
+        if not survivors:
+            # Otherwise the state file stays: it lists the survivors for `hero down`.
+            StackState.remove(self.data_dir)
+
+    def _choose_ports(self, owned: list[ComponentName]) -> dict[str, int]:
+        """Reuse the ports of the previous run when still free, so addresses stay put."""
+        host = self.settings.host
+        previous = load_ports(self.data_dir)
+        ports: dict[str, int] = {
+            name: previous[name]
+            for name in owned
+            if name in previous and port_is_free(previous[name], host)
+        }
+        missing = [name for name in owned if name not in ports]
+        fresh = free_ports(len(missing), host, avoid=set(ports.values()))
+        ports.update(zip(missing, fresh, strict=True))
+        return ports
+
+    def _check_external(self, external: dict[ComponentName, str]) -> None:
+        for name, address in external.items():
+            if not _external_answers(name, address):
+                raise StackError(
+                    f"{name}: the external {name} at {mask_url(address)} does not answer"
+                )
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _external(self) -> dict[ComponentName, str]:
+        settings = self.settings
+        candidates: dict[ComponentName, str | None] = {
+            "broker": settings.kafka_bootstrap,
+            "valkey": settings.redis_url,
+            "ray": settings.ray_address,
+        }
+        return {name: value for name, value in candidates.items() if value}
+
+    def _attach(self, name: str, record: ProcessRecord) -> ManagedProcess:
+        proc: ManagedProcess
+        host = self.settings.host
+        if name == "broker":
+            proc = BrokerProcess(self.data_dir, record.port, host=host)
+        elif name == "valkey":
+            proc = ValkeyProcess(self.data_dir, record.port, host=host)
+        elif name == "ray":
+            proc = RayHead(self.data_dir, record.port, host=host)
+        elif name == "relay":
+            command = json.loads(record.extra.get("command", "null"))
+            proc = RelayProcess(self.settings, record.extra.get("bootstrap", ""), command=command)
+        else:
+            raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
+        proc.adopt(record)
+        return proc
+
+    def _redis_url(self, record: ProcessRecord) -> str:
+        return _required(ValkeyProcess(self.data_dir, record.port, host=self.settings.host).url)
+
+    def _alive(self, record: ProcessRecord) -> bool:
+        return self._attach(record.name, record).is_alive()
+
+    def _split_live(self, state: StackState) -> tuple[list[str], list[str]]:
+        live: list[str] = [name for name, record in state.processes.items() if self._alive(record)]
+        expected = [name for name in COMPONENTS if name not in state.external]
+        dead: list[str] = [name for name in expected if name not in live]
+        return live, dead
+
+    def _forget(self, state: StackState) -> None:
+        """Drop a state whose processes are all gone, with their leftovers (Ray's /tmp link)."""
+        for name, record in state.processes.items():
+            proc = self._attach(name, record)
+            if not proc.is_alive():
+                proc.cleanup()
+        StackState.remove(self.data_dir)
+
+    def _stop_one(
+        self, name: ComponentName, record: ProcessRecord, failures: list[str]
+    ) -> ComponentStatus:
+        proc = self._attach(name, record)
+        try:
+            was_running = proc.stop()
+        except ComponentError as exc:
+            failures.append(str(exc))
+            return ComponentStatus(
+                name=name, state="up", address=record.address, pid=record.pid, detail=exc.reason
+            )
+        detail = "stopped" if was_running else "was not running"
+        return ComponentStatus(
+            name=name, state="down", address=record.address, pid=record.pid, detail=detail
+        )
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def _statuses(self, state: StackState) -> list[ComponentStatus]:
+        external = self._external()
+        statuses: list[ComponentStatus] = []
+        for name in COMPONENTS:
+            if name in external:
+                statuses.append(_external_status(name, external[name]))
+            elif name in state.processes:
+                statuses.append(self._owned_status(name, state.processes[name]))
+            else:
+                statuses.append(self._unrecorded(name, "not started"))
+        return statuses
+
+    def _owned_status(self, name: ComponentName, record: ProcessRecord) -> ComponentStatus:
+        proc = self._attach(name, record)
+        base = {"name": name, "address": record.address, "pid": record.pid}
+        if not proc.is_alive():
+            return ComponentStatus(
+                **base, state="down", detail=f"pid {record.pid} is gone; see {record.log}"
+            )
+        if not proc.is_healthy():
+            return ComponentStatus(
+                **base, state="down", detail=f"pid {record.pid} runs but does not answer"
+            )
+        detail = None
+        if isinstance(proc, RelayProcess):
+            detail = _relay_detail(proc)
+        return ComponentStatus(**base, state="up", detail=detail)
+
+    def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
+        external = self._external()
+        if name in external:
+            return ComponentStatus(
+                name=name,
+                state="external",
+                address=mask_url(external[name]),
+                detail="external: left alone",
+            )
+        return ComponentStatus(name=name, state="down", detail=detail)
+
+    def _nothing_running(self, detail: str) -> list[ComponentStatus]:
+        external = self._external()
+        return [
+            _external_status(name, external[name])
+            if name in external
+            else ComponentStatus(name=name, state="down", detail=detail)
+            for name in COMPONENTS
+        ]
+
+    def _endpoints_or_none(self) -> Endpoints | None:
+        try:
+            return self.endpoints()
+        except StackError:
+            return None
+
+
+def _external_answers(name: ComponentName, address: str) -> bool:
+    if name == "broker":
+        return kafka_answers(address)
+    if name == "valkey":
+        return redis_answers(address)
+    # ray://, auto: nothing cheap to probe from here; ray.init will tell.
+    return ray_gcs_answers(address) if "://" not in address and address != "auto" else True
+
+
+def _external_status(name: ComponentName, address: str) -> ComponentStatus:
+    answers = _external_answers(name, address)
+    return ComponentStatus(
+        name=name,
+        state="external",
+        address=mask_url(address),
+        detail="answers" if answers else "does not answer",
+    )
+
+
+def _relay_detail(relay: RelayProcess) -> str | None:
+    health = relay.health()
+    if health is None:
+        return None
+    parts = [f"position {health.get('position')}"]
+    updated = health.get("updated_at")
+    if isinstance(updated, str):
+        parts.append(f"updated {updated}")
+    return ", ".join(parts)
+
+
+def _address(records: dict[str, ProcessRecord], name: str) -> str:
+    return _required(records[name].address)
+
+
+def _required(value: str | None) -> str:
+    if value is None:
+        raise StackError("internal: a started component has no address")
+    return value
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise StackError("hero up took longer than HERO_UP_TIMEOUT_S")
+    return left
+
+
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second

@@ -1,0 +1,43 @@
+"""What the launcher reports: component states, endpoints, the result of ``up``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
+
+ComponentName = Literal["broker", "valkey", "ray", "relay"]
+ComponentState = Literal["up", "down", "external"]
+
+
+class ComponentStatus(BaseModel):
+    name: ComponentName
+    state: ComponentState
+    address: str | None = None
+    pid: int | None = None
+    detail: str | None = None
+
+
+class Endpoints(BaseModel):
+    """Where a client finds each piece, embedded or external."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    ray_address: str
+    store_url: str
+    ray_env: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "environment a Ray client needs for ray_address; set it before ray.init "
+            "(see infra.configure_ray_client). Empty for an external Ray."
+        ),
+    )
+
+
+class UpReport(BaseModel):
+    components: list[ComponentStatus]
+    seconds: float
+    already_running: bool
+    endpoints: Endpoints | None = None

@@ -1,0 +1,74 @@
+"""The stack through the command line: up, status, events through Kafka, down; and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e._cli import hero, hero_json
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return "gone"
+    return next((line for line in status.splitlines() if line.startswith("State:")), "")
+
+
+def test_up_status_append_tail_down(tmp_path: Path) -> None:
+    data = tmp_path / "stack"
+    up = hero("up", data_dir=data)
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert "healthy in" in up.stdout
+        print(up.stdout)  # the figure quoted in the issue note
+        again = hero("up", data_dir=data)
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+
+        components = hero_json("status", data_dir=data)
+        assert {c["name"]: c["state"] for c in components} == {
+            "broker": "up", "valkey": "up", "ray": "up", "relay": "up",
+        }  # fmt: skip
+        pids = [c["pid"] for c in components]
+        assert all(isinstance(pid, int) and _alive(pid) for pid in pids)
+        assert all(c["address"].startswith("127.0.0.1") for c in components if c["address"])
+
+        payload = {"node_id": "n-1", "status": "down", "reason": "maintenance"}
+        added = hero("events", "append", "node-n-1", "NodeStatusChanged", "--payload",
+                     json.dumps(payload), data_dir=data)  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        tailed = hero("tail", "hero.utilization", "--limit", "1", "--json", data_dir=data)
+        assert tailed.returncode == 0, tailed.stderr
+        record = json.loads(tailed.stdout.splitlines()[0])
+        assert (record["type"], record["stream"], record["payload"]["reason"]) == (
+            "NodeStatusChanged", "node-n-1", "maintenance",
+        )  # fmt: skip
+    finally:
+        down = hero("down", data_dir=data)
+    assert down.returncode == 0, down.stderr
+    assert not [pid for pid in pids if _alive(pid)], "hero down left processes behind"
+    after = hero_json("status", data_dir=data)
+    assert {c["state"] for c in after} == {"down"}
+
+
+def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
+    result = hero("demo", data_dir=tmp_path / "demo", timeout=180)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "demo ok: 8 events stored, relayed and consumed" in result.stdout
+    assert "stack stopped" in result.stdout
+    assert {c["state"] for c in hero_json("status", data_dir=tmp_path / "demo")} == {"down"}
