@@ -157,7 +157,12 @@ class LocalStack:
             bootstrap = external.get("broker") or _required(broker.address if broker else None)
             self._ensure_topics(bootstrap, broker)
             # The relay needs only the broker: it starts while Ray is still coming up.
-            relay = RelayProcess(self.settings, bootstrap, command=self.relay_command)
+            relay = RelayProcess(
+                self.settings,
+                bootstrap,
+                command=self.relay_command,
+                purge_on_refill=broker is not None,
+            )
             self._spawn(relay, state, started)
             for proc in [servers[name] for name in ("valkey", "ray") if name in servers] + [relay]:
                 proc.wait_ready(_remaining(deadline))

@@ -493,10 +493,13 @@ class RelayProcess(ManagedProcess):
         bootstrap: str,
         *,
         command: Sequence[str] | None = None,
+        purge_on_refill: bool = False,
     ) -> None:
         super().__init__(settings.data_dir, host=settings.host)
         self.settings = settings
         self.bootstrap = bootstrap
+        # Only a broker the stack owns may have its topics deleted before a refill.
+        self.purge_on_refill = purge_on_refill
         self.command = tuple(command) if command is not None else RELAY_COMMAND
 
     @property
@@ -529,6 +532,8 @@ class RelayProcess(ManagedProcess):
         env = settings_env(self.settings, super()._env())
         env["HERO_DATA_DIR"] = str(self.data_dir)
         env["HERO_KAFKA_BOOTSTRAP"] = self.bootstrap
+        if self.purge_on_refill:
+            env["HERO_RELAY_PURGE_ON_REFILL"] = "true"
         return env
 
     def _ready(self) -> bool:

@@ -16,6 +16,7 @@ from rich.table import Table
 from hero.cli._common import DataDir, console, fail, settings_for
 from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
+from hero.log.codec import decode_record
 from hero.log.tail import tail
 from hero.relay import health_path
 from hero.store import NO_STREAM, EventStore, NewEvent, open_store
@@ -181,6 +182,7 @@ async def _read_back(bootstrap: str, correlation: str, count: int) -> list[dict[
     for topic in ("hero.reservations", "hero.policies", "hero.payments"):
         async for record in tail(bootstrap, topic, idle_timeout_s=1.0):
             if record.value and record.value.get("correlation_id") == correlation:
+                decode_record(record.raw)  # what any consumer does: envelope and schema check
                 found.append(record.value | {"topic": topic})
     return sorted(found, key=lambda v: int(str(v["position"])))[:count]
 

@@ -73,7 +73,7 @@ class KafkaPublisher(Publisher):
         if self._purge:
             await self._admin.delete([*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC])
             await _wait_until_gone(self._admin, PLATFORM_TOPICS)
-        await self._admin.ensure_topics()
+        await self._admin.mark_epoch()
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

@@ -1,8 +1,9 @@
 """Topic administration: create the platform's topics, and the relay's broker-epoch marker.
 
-The marker topic is created only by :func:`ensure_topics` (never by producing to it), so its
-absence means the broker has lost its topics since they were created: a memory-only broker
-that restarted, or a cluster that was wiped. The relay then refills the broker from the store.
+The marker topic is created only by the relay (never by producing to it, never by the
+launcher), right after it has reset its position; so its absence means the broker does not
+hold what the relay confirmed: a memory-only broker that restarted, or a cluster that was
+wiped. The relay then refills the broker from the store.
 """
 
 from __future__ import annotations
@@ -93,10 +94,14 @@ class TopicAdmin:
         await self._call(deleting)
 
     async def ensure_topics(self) -> set[str]:
-        """Create every platform topic, then the epoch marker (last, so it means 'all there')."""
-        created = await self.create(PLATFORM_TOPICS)
-        created |= await self.create([EPOCH_MARKER_TOPIC])
-        return created
+        """Create every platform topic that is missing (not the relay's epoch marker)."""
+        return await self.create(PLATFORM_TOPICS)
+
+    async def mark_epoch(self) -> None:
+        """Create the epoch marker. Only the relay calls this, right after it has forgotten
+        its position: the marker then means 'this broker holds what the relay confirmed'."""
+        await self.create(PLATFORM_TOPICS)
+        await self.create([EPOCH_MARKER_TOPIC])
 
     async def marker_present(self) -> bool:
         return EPOCH_MARKER_TOPIC in await self.list_topics()

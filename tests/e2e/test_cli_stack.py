@@ -67,8 +67,19 @@ def test_up_status_append_tail_down(tmp_path: Path) -> None:
 
 
 def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
-    result = hero("demo", data_dir=tmp_path / "demo", timeout=180)
+    data = tmp_path / "demo"
+    result = hero("demo", data_dir=data, timeout=180)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "demo ok: 8 events stored, relayed and consumed" in result.stdout
     assert "stack stopped" in result.stdout
-    assert {c["state"] for c in hero_json("status", data_dir=tmp_path / "demo")} == {"down"}
+    assert {c["state"] for c in hero_json("status", data_dir=data)} == {"down"}
+
+    # Safe to run twice; the new broker starts empty and the relay refills it from the store.
+    again = hero("demo", "--keep", data_dir=data, timeout=180)
+    try:
+        assert again.returncode == 0, again.stderr + again.stdout
+        tailed = hero("tail", "hero.reservations", "--json", "--idle-timeout", "2", data_dir=data)
+        positions = sorted(json.loads(line)["position"] for line in tailed.stdout.splitlines())
+        assert positions == [1, 2, 5, 6, 7, 9, 10, 13, 14, 15]  # both runs' reservations events
+    finally:
+        assert hero("down", data_dir=data).returncode == 0
