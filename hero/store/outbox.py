@@ -88,7 +88,10 @@ class OutboxRelay:
         self._last_check = time.monotonic()
         if not await self._publisher.lost_data():
             return False
-        log.warning("broker lost its data; refilling from position 1 (was %d)", self._position)
+        if self._position:
+            log.warning("broker lost its data; refilling from position 1 (was %d)", self._position)
+        else:
+            log.info("broker has no epoch marker yet; marking it before publishing")
         # Forget the position before the reset recreates the marker: a crash in between must
         # not leave an old checkpoint in front of an empty broker.
         self._position = 0
