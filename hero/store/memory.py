@@ -55,6 +55,11 @@ class MemoryEventStore(EventStore):
             self._ids.update(event.id for event in events)
             return result
 
+    def command_result(self, stream: str, command_id: str) -> AppendResult | None:
+        with self._lock:
+            applied = self._commands.get((stream, command_id))
+        return None if applied is None else dataclasses.replace(applied, duplicate=True)
+
     def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         with self._lock:
             return list(self._streams.get(stream, [])[max(from_version, 1) - 1 :])

@@ -182,6 +182,10 @@ class EventStore(ABC):
         """
 
     @abstractmethod
+    def command_result(self, stream: str, command_id: str) -> AppendResult | None:
+        """The result of ``command_id`` on ``stream`` if it was applied there, else None."""
+
+    @abstractmethod
     def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         """The stream's events from ``from_version`` on, in version order."""
 

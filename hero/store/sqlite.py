@@ -95,6 +95,21 @@ def _row(row: tuple[int, str, int, str, str, str]) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+def _command_result(conn: sqlite3.Connection, stream: str, command_id: str) -> AppendResult | None:
+    row = conn.execute(
+        "SELECT first_version, last_version, first_position, last_position, event_ids"
+        " FROM commands WHERE stream = ? AND command_id = ?",
+        (stream, command_id),
+    ).fetchone()
+    if row is None:
+        return None
+    first_version, last_version, first_position, last_position, ids = row
+    return AppendResult(
+        stream, first_version, last_version, first_position, last_position,
+        tuple(json.loads(ids)), duplicate=True,
+    )  # fmt: skip
+
+
 def _insert_events(
     conn: sqlite3.Connection, rows: list[RecordedEvent], events: Sequence[NewEvent]
 ) -> None:
@@ -143,22 +158,9 @@ class SqliteEventStore(EventStore):
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
         with write_transaction(self._conn()) as conn:
-            applied = conn.execute(
-                "SELECT first_version, last_version, first_position, last_position, event_ids"
-                " FROM commands WHERE stream = ? AND command_id = ?",
-                (stream, command_id),
-            ).fetchone()
+            applied = _command_result(conn, stream, command_id)
             if applied is not None:
-                first_version, last_version, first_position, last_position, ids = applied
-                return AppendResult(
-                    stream,
-                    first_version,
-                    last_version,
-                    first_position,
-                    last_position,
-                    tuple(json.loads(ids)),
-                    duplicate=True,
-                )
+                return applied
             found = conn.execute("SELECT version FROM streams WHERE stream = ?", (stream,))
             current = found.fetchone()
             last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
@@ -189,6 +191,9 @@ class SqliteEventStore(EventStore):
                 ),
             )
             return result
+
+    def command_result(self, stream: str, command_id: str) -> AppendResult | None:
+        return _command_result(self._conn(), stream, command_id)
 
     def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         cursor = self._conn().execute(

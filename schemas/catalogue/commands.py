@@ -1,10 +1,13 @@
-"""Commands (``hero.commands``): what agents, the CLI and the gateway ask aggregates to do."""
+"""Commands: what agents, the CLI and the gateway ask aggregates to do (``hero.commands``)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Literal
+
 from pydantic import AwareDatetime, Field
 
-from schemas.catalogue.common import DeclineReason, NodeStatus
+from schemas.catalogue.common import DeclineReason, NodeStatus, Sla
 from schemas.catalogue.policies import FarmerPolicy, Mandate
 from schemas.ids import ContractId, FarmId, Identifier, NegotiationId, NodeId, OfferId, OfftakerId
 from schemas.messages import Command, command
@@ -13,19 +16,20 @@ from schemas.resources import Grid, Resources
 
 __all__ = [
     "AcceptOffer",
+    "AnswerCounter",
     "ApproveOffer",
     "CancelContract",
     "ChangeNodeStatus",
+    "CloseNegotiation",
     "CounterOffer",
     "DeclineRfq",
-    "HoldCapacity",
+    "ExpireHolds",
     "IssueRfq",
     "MakeOffer",
     "ReceiveFiatPayment",
     "RegisterFarm",
     "RegisterNode",
     "RejectOffer",
-    "ReleaseHold",
     "SetFarmerPolicy",
     "SetOfftakerMandate",
 ]
@@ -47,19 +51,6 @@ class SetOfftakerMandate(Command):
 
 
 @command()
-class ApproveOffer(Command):
-    farm_id: FarmId
-    offer_id: OfferId
-
-
-@command()
-class RejectOffer(Command):
-    farm_id: FarmId
-    offer_id: OfferId
-    reason: str = ""
-
-
-@command()
 class RegisterFarm(Command):
     farm_id: FarmId
     name: str = Field(min_length=1, max_length=200)
@@ -78,6 +69,7 @@ class RegisterNode(Command):
     region: str = Field(min_length=1, max_length=64)
     total: Resources
     certified: bool = False
+    uptime_pct: Decimal = Field(default=Decimal("99"), ge=0, le=100)
 
 
 @command()
@@ -96,28 +88,49 @@ class IssueRfq(Command):
     replicas: int = Field(ge=1)
     regions: list[str] = Field(default_factory=list)
     grids: list[Grid]
+    min_uptime_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
     max_price_cu_hour: Money
     term_hours: int = Field(gt=0)
     deadline: AwareDatetime
+    invited_farms: list[FarmId] = Field(default_factory=list)
+    certified_only: bool = False
 
 
 @command()
 class MakeOffer(Command):
+    """Hold capacity on ``node_id`` and offer it; a hold that cannot be had becomes a decline."""
+
     negotiation_id: NegotiationId
     offer_id: OfferId
     farm_id: FarmId
     node_id: NodeId
     price_hour: Money
     term_hours: int = Field(gt=0)
+    sla: Sla
     firm: bool = True
+    expires_at: AwareDatetime
 
 
 @command()
 class DeclineRfq(Command):
     negotiation_id: NegotiationId
     farm_id: FarmId
+    node_id: NodeId | None = None
     reasons: list[DeclineReason] = Field(min_length=1)
     detail: str = ""
+
+
+@command()
+class ApproveOffer(Command):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+
+
+@command()
+class RejectOffer(Command):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    reason: str = "rejected by the farmer"
 
 
 @command()
@@ -128,30 +141,42 @@ class CounterOffer(Command):
 
 
 @command()
-class HoldCapacity(Command):
-    node_id: NodeId
-    hold_id: Identifier
+class AnswerCounter(Command):
     negotiation_id: NegotiationId
-    resources: Resources
-    expires_at: AwareDatetime
-
-
-@command()
-class ReleaseHold(Command):
-    node_id: NodeId
-    hold_id: Identifier
-    reason: str
+    offer_id: OfferId
+    accept: bool
+    reasons: list[DeclineReason] = Field(default_factory=list)
 
 
 @command()
 class AcceptOffer(Command):
+    """Turn the offer's hold into a contract, at the agreed price."""
+
     negotiation_id: NegotiationId
     offer_id: OfferId
+    contract_id: ContractId
+
+
+@command()
+class CloseNegotiation(Command):
+    """End a negotiation: the holds of offers not accepted are released."""
+
+    negotiation_id: NegotiationId
+    outcome: Literal["awarded", "failed", "expired"]
+    reason: str = ""
+
+
+@command()
+class ExpireHolds(Command):
+    """Sweep a node's holds whose deadline has passed."""
+
+    node_id: NodeId
 
 
 @command()
 class CancelContract(Command):
     contract_id: ContractId
+    node_id: NodeId
     reason: str
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from schemas.catalogue.common import Sla, Value
-from schemas.ids import FarmId, NodeId, OfferId, OfftakerId, WorkloadId
+from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
 from schemas.messages import Event, event
 from schemas.money import Money
 from schemas.resources import Grid, Resources
@@ -18,9 +18,6 @@ __all__ = [
     "FarmerPolicy",
     "FarmerPolicySet",
     "Mandate",
-    "OfferApprovalRequested",
-    "OfferApproved",
-    "OfferRejected",
     "OfftakerMandateSet",
     "PolicyMode",
     "WorkloadSpec",
@@ -87,6 +84,11 @@ class Mandate(Value):
     certified_only: bool = False
     spread_across_farms: bool = True
     term_hours: int = Field(default=720, gt=0)
+    offer_window_s: Decimal = Field(default=Decimal(2), gt=0, le=3600)
+    offers_per_replica: int = Field(default=3, ge=1, le=50)
+    counter_discount: Decimal = Field(
+        default=Decimal(0), ge=0, lt=1, description="counter once at this share below the ask"
+    )
 
     @model_validator(mode="after")
     def _usd(self) -> Mandate:
@@ -112,23 +114,3 @@ class OfftakerMandateSet(Event):
     offtaker_id: OfftakerId
     mandate: Mandate
     source_text: str | None = None
-
-
-@event(Topic.POLICIES)
-class OfferApprovalRequested(Event):
-    farm_id: FarmId
-    offer_id: OfferId
-    expires_at: AwareDatetime
-
-
-@event(Topic.POLICIES)
-class OfferApproved(Event):
-    farm_id: FarmId
-    offer_id: OfferId
-
-
-@event(Topic.POLICIES)
-class OfferRejected(Event):
-    farm_id: FarmId
-    offer_id: OfferId
-    reason: str = ""

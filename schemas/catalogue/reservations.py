@@ -26,7 +26,9 @@ __all__ = [
     "CapacityHeld",
     "ContractCancelled",
     "ContractCreated",
+    "CounterAccepted",
     "CounterOffered",
+    "CounterRejected",
     "FarmRegistered",
     "HoldExpired",
     "HoldReleased",
@@ -35,8 +37,10 @@ __all__ = [
     "NegotiationFailed",
     "NodeRegistered",
     "OfferAccepted",
+    "OfferApproved",
     "OfferDeclined",
     "OfferMade",
+    "OfferWithdrawn",
     "RfqIssued",
 ]
 
@@ -78,21 +82,50 @@ class RfqIssued(Event):
     max_price_cu_hour: Money
     term_hours: int = Field(gt=0)
     deadline: AwareDatetime
+    invited_farms: list[FarmId] = Field(
+        default_factory=list, description="farms asked to answer; empty: every farm"
+    )
+    certified_only: bool = False
 
 
 @event(Topic.RESERVATIONS)
 class OfferMade(Event):
+    """An offer for one replica, backed by a capacity hold on the node until ``expires_at``."""
+
     negotiation_id: NegotiationId
     offer_id: OfferId
     farm_id: FarmId
     node_id: NodeId
+    hold_id: HoldId
     grid: Grid
+    region: str
+    certified: bool = False
+    uptime_pct: Decimal = Field(ge=0, le=100)
     resources: Resources
     price_hour: Money = Field(description="price of the offered resources for one hour")
     term_hours: int = Field(gt=0)
     sla: Sla
     firm: bool = Field(description="firm: accept binds; otherwise awaits the farmer's approval")
     expires_at: AwareDatetime
+
+
+@event(Topic.RESERVATIONS)
+class OfferApproved(Event):
+    """The farmer approved an offer that awaited approval: it is firm from here on."""
+
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    farm_id: FarmId
+
+
+@event(Topic.RESERVATIONS)
+class OfferWithdrawn(Event):
+    """The farmer rejected an offer awaiting approval, or its approval expired."""
+
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    farm_id: FarmId
+    reason: str
 
 
 @event(Topic.RESERVATIONS)
@@ -108,7 +141,24 @@ class OfferDeclined(Event):
 class CounterOffered(Event):
     negotiation_id: NegotiationId
     offer_id: OfferId
+    farm_id: FarmId
     price_hour: Money
+
+
+@event(Topic.RESERVATIONS)
+class CounterAccepted(Event):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    farm_id: FarmId
+    price_hour: Money
+
+
+@event(Topic.RESERVATIONS)
+class CounterRejected(Event):
+    negotiation_id: NegotiationId
+    offer_id: OfferId
+    farm_id: FarmId
+    reasons: list[DeclineReason] = Field(min_length=1)
 
 
 @event(Topic.RESERVATIONS)
@@ -137,31 +187,44 @@ class HoldExpired(Event):
 class OfferAccepted(Event):
     negotiation_id: NegotiationId
     offer_id: OfferId
+    farm_id: FarmId
+    contract_id: ContractId
     price_hour: Money
 
 
 @event(Topic.RESERVATIONS)
 class NegotiationAwarded(Event):
     negotiation_id: NegotiationId
-    offer_ids: list[OfferId] = Field(min_length=1)
+    offtaker_id: OfftakerId
+    contract_ids: list[ContractId] = Field(min_length=1)
+    released_offers: list[OfferId] = Field(default_factory=list)
 
 
 @event(Topic.RESERVATIONS)
 class NegotiationFailed(Event):
     negotiation_id: NegotiationId
+    offtaker_id: OfftakerId
     reason: str
+    released_offers: list[OfferId] = Field(default_factory=list)
 
 
 @event(Topic.RESERVATIONS)
 class NegotiationExpired(Event):
     negotiation_id: NegotiationId
+    offtaker_id: OfftakerId
+    released_offers: list[OfferId] = Field(default_factory=list)
 
 
 @event(Topic.RESERVATIONS)
 class ContractCreated(Event):
+    """Recorded on the node's stream: the hold becomes committed capacity."""
+
     contract_id: ContractId
     negotiation_id: NegotiationId
+    offer_id: OfferId
+    hold_id: HoldId
     offtaker_id: OfftakerId
+    workload_id: WorkloadId
     farm_id: FarmId
     node_id: NodeId
     grid: Grid
@@ -174,5 +237,8 @@ class ContractCreated(Event):
 
 @event(Topic.RESERVATIONS)
 class ContractCancelled(Event):
+    """Recorded on the node's stream: the contract's capacity is free again."""
+
     contract_id: ContractId
+    node_id: NodeId
     reason: str

@@ -1,0 +1,226 @@
+"""The node capacity aggregate: free, held and committed resources of one node.
+
+Invariant: held + committed never exceeds the node's total, whatever the order of commands.
+A hold ends in exactly one way: committed into a contract, released, or expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+
+from hero.domain.errors import Rejected
+from schemas import (
+    CapacityHeld,
+    ContractCancelled,
+    ContractCreated,
+    Event,
+    Grid,
+    HoldExpired,
+    HoldReleased,
+    NodeRegistered,
+    NodeStatusChanged,
+    Resources,
+)
+from schemas.catalogue.common import NodeStatus
+
+__all__ = ["Hold", "NodeState", "evolve", "fold", "node_stream"]
+
+
+def node_stream(node_id: str) -> str:
+    return f"node-{node_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str
+    negotiation_id: str
+    resources: Resources
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    node_id: str = ""
+    farm_id: str = ""
+    grid: Grid = Grid.GRID3
+    region: str = ""
+    country: str = ""
+    certified: bool = False
+    uptime_pct: Decimal = Decimal(0)
+    total: Resources = field(default_factory=Resources)
+    status: NodeStatus = NodeStatus.UP
+    holds: dict[str, Hold] = field(default_factory=dict)
+    contracts: dict[str, Resources] = field(default_factory=dict)
+    ended_holds: frozenset[str] = frozenset()
+
+    @property
+    def registered(self) -> bool:
+        return bool(self.node_id)
+
+    @property
+    def held(self) -> Resources:
+        return _sum(hold.resources for hold in self.holds.values())
+
+    @property
+    def committed(self) -> Resources:
+        return _sum(self.contracts.values())
+
+    @property
+    def used(self) -> Resources:
+        return self.held + self.committed
+
+    def free(self, now: datetime | None = None) -> Resources:
+        """What is left; holds past their deadline count as free when ``now`` is given."""
+        live = [h.resources for h in self.holds.values() if now is None or h.expires_at > now]
+        return _minus(self.total, _sum(live) + self.committed)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def register(self, event: NodeRegistered) -> list[Event]:
+        if self.registered:
+            raise Rejected("already_registered", f"node {self.node_id} is registered")
+        return [event]
+
+    def change_status(self, status: NodeStatus, reason: str) -> list[Event]:
+        self._require_registered()
+        if status == self.status:
+            return []
+        events: list[Event] = [
+            NodeStatusChanged(
+                node_id=self.node_id, status=status, previous=self.status, reason=reason
+            )
+        ]
+        if status != NodeStatus.UP:  # no new contract can start on it: its holds end now
+            events += [
+                HoldReleased(node_id=self.node_id, hold_id=h, reason=f"node {status.value}")
+                for h in sorted(self.holds)
+            ]
+        return events
+
+    def expire(self, now: datetime) -> list[Event]:
+        return [
+            HoldExpired(node_id=self.node_id, hold_id=hold.hold_id)
+            for hold in sorted(self.holds.values(), key=lambda h: h.hold_id)
+            if hold.expires_at <= now
+        ]
+
+    def hold(
+        self,
+        hold_id: str,
+        negotiation_id: str,
+        resources: Resources,
+        expires_at: datetime,
+        now: datetime,
+    ) -> list[Event]:
+        self._require_registered()
+        if hold_id in self.holds or hold_id in self.ended_holds:
+            raise Rejected("duplicate_hold", f"hold {hold_id} exists on node {self.node_id}")
+        if self.status != NodeStatus.UP:
+            raise Rejected("node_unavailable", f"node {self.node_id} is {self.status.value}")
+        if expires_at <= now:
+            raise Rejected("expired", f"hold {hold_id} would expire before it starts")
+        if not resources.fits_in(self.free(now)):
+            raise Rejected(
+                "insufficient_capacity",
+                f"node {self.node_id} has {self.free(now)} free, {resources} asked",
+            )
+        held = CapacityHeld(
+            node_id=self.node_id,
+            hold_id=hold_id,
+            negotiation_id=negotiation_id,
+            resources=resources,
+            expires_at=expires_at,
+        )
+        return [*self.expire(now), held]
+
+    def release(self, hold_id: str, reason: str) -> list[Event]:
+        if hold_id not in self.holds:
+            return []  # already ended: releasing twice changes nothing
+        return [HoldReleased(node_id=self.node_id, hold_id=hold_id, reason=reason)]
+
+    def commit(self, contract: ContractCreated, now: datetime) -> list[Event]:
+        self._require_registered()
+        if contract.contract_id in self.contracts:
+            raise Rejected("duplicate_contract", f"contract {contract.contract_id} exists")
+        hold = self.holds.get(contract.hold_id)
+        if hold is None:
+            raise Rejected("hold_ended", f"hold {contract.hold_id} has ended")
+        if hold.expires_at <= now:
+            raise Rejected("hold_expired", f"hold {contract.hold_id} expired at {hold.expires_at}")
+        if self.status != NodeStatus.UP:
+            raise Rejected("node_unavailable", f"node {self.node_id} is {self.status.value}")
+        if contract.resources != hold.resources:
+            raise Rejected("resources_mismatch", "a contract takes exactly what was held")
+        return [contract]
+
+    def cancel(self, contract_id: str, reason: str) -> list[Event]:
+        if contract_id not in self.contracts:
+            return []
+        return [ContractCancelled(contract_id=contract_id, node_id=self.node_id, reason=reason)]
+
+    def _require_registered(self) -> None:
+        if not self.registered:
+            raise Rejected("unknown_node", "node is not registered")
+
+
+def evolve(state: NodeState, event: Event) -> NodeState:
+    match event:
+        case NodeRegistered():
+            return replace(
+                state,
+                node_id=event.node_id,
+                farm_id=event.farm_id,
+                grid=event.grid,
+                region=event.region,
+                country=event.country,
+                certified=event.certified,
+                uptime_pct=event.uptime_pct,
+                total=event.total,
+            )
+        case NodeStatusChanged():
+            return replace(state, status=event.status)
+        case CapacityHeld():
+            hold = Hold(event.hold_id, event.negotiation_id, event.resources, event.expires_at)
+            return replace(state, holds={**state.holds, event.hold_id: hold})
+        case HoldReleased() | HoldExpired():
+            return _end_hold(state, event.hold_id)
+        case ContractCreated():
+            ended = _end_hold(state, event.hold_id)
+            return replace(ended, contracts={**ended.contracts, event.contract_id: event.resources})
+        case ContractCancelled():
+            contracts = {k: v for k, v in state.contracts.items() if k != event.contract_id}
+            return replace(state, contracts=contracts)
+    return state
+
+
+def fold(events: list[Event], state: NodeState | None = None) -> NodeState:
+    current = state or NodeState()
+    for event in events:
+        current = evolve(current, event)
+    return current
+
+
+def _end_hold(state: NodeState, hold_id: str) -> NodeState:
+    holds = {k: v for k, v in state.holds.items() if k != hold_id}
+    return replace(state, holds=holds, ended_holds=state.ended_holds | {hold_id})
+
+
+def _sum(parts: Iterable[Resources]) -> Resources:
+    total = Resources()
+    for part in parts:
+        total = total + part
+    return total
+
+
+def _minus(total: Resources, used: Resources) -> Resources:
+    """Free capacity, floored at zero per resource (used may exceed total, as on Grid 3)."""
+    return Resources(
+        cru=max(total.cru - used.cru, 0),
+        mru=max(total.mru - used.mru, 0),
+        sru=max(total.sru - used.sru, 0),
+        hru=max(total.hru - used.hru, 0),
+        ipv4=max(total.ipv4 - used.ipv4, 0),
+    )

@@ -1,0 +1,58 @@
+"""Resource units and reference prices, with TFChain's formulas (DOMAIN.md; threefoldtech/tfchain,
+``pallets/pallet-smart-contract/src/cost.rs``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from schemas import Money, Resources
+
+__all__ = [
+    "GENESIS_CU_HOUR",
+    "GENESIS_SU_HOUR",
+    "cu",
+    "price_per_cu_hour",
+    "reference_price_hour",
+    "su",
+]
+
+#: genesis pricing policy 1 (tfchain chain_spec.rs): 10 mUSD per CU-hour, 5 mUSD per SU-hour.
+GENESIS_CU_HOUR = Money.of("0.010", "USD")
+GENESIS_SU_HOUR = Money.of("0.005", "USD")
+GENESIS_IPV4_HOUR = Money.of("0.004", "USD")
+
+
+def cu(resources: Resources) -> Decimal:
+    """CU = min(max(mru/4, cru/2), max(mru/8, cru), max(mru/2, cru/4)), mru in GB."""
+    mru, cru = resources.mru_gb, Decimal(resources.cru)
+    return min(max(mru / 4, cru / 2), max(mru / 8, cru), max(mru / 2, cru / 4))
+
+
+def su(resources: Resources) -> Decimal:
+    """SU = hru/1200 + sru/200, in GB."""
+    return resources.hru_gb / 1200 + resources.sru_gb / 200
+
+
+def reference_price_hour(
+    resources: Resources,
+    cu_hour: Money = GENESIS_CU_HOUR,
+    su_hour: Money = GENESIS_SU_HOUR,
+    ipv4_hour: Money = GENESIS_IPV4_HOUR,
+) -> Money:
+    """The hourly price of ``resources`` at the given unit prices (USD)."""
+    amount = (
+        cu(resources) * cu_hour.amount
+        + su(resources) * su_hour.amount
+        + resources.ipv4 * ipv4_hour.amount
+    )
+    return Money.rounded(amount, cu_hour.currency)
+
+
+def price_per_cu_hour(price_hour: Money, resources: Resources) -> Money:
+    """A price normalised to USD per CU-hour: storage and IPs are priced out at the reference
+    rates first, so offers with different shapes compare on compute alone."""
+    units = cu(resources)
+    if units == 0:
+        return price_hour
+    extras = su(resources) * GENESIS_SU_HOUR.amount + resources.ipv4 * GENESIS_IPV4_HOUR.amount
+    return Money.rounded(max(price_hour.amount - extras, Decimal(0)) / units, price_hour.currency)

@@ -1,0 +1,494 @@
+"""The marketplace's command handler: load the aggregate, decide, append; retry on conflict.
+
+Every command is applied at most once per stream (the store's command-id idempotency); a
+command that touches several aggregates (an offer holds capacity on a node, then records the
+offer on the negotiation) runs its steps in a fixed order, each idempotent, so repeating the
+whole command after a crash finishes what was started and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from hero.domain import negotiation as nego
+from hero.domain import node as nodes
+from hero.domain.clock import Clock, SystemClock
+from hero.domain.errors import Rejected
+from hero.store import ConcurrencyConflict, EventStore, NewEvent
+from schemas import (
+    AcceptOffer,
+    AnswerCounter,
+    ApproveOffer,
+    CancelContract,
+    ChangeNodeStatus,
+    CloseNegotiation,
+    Command,
+    ContractCreated,
+    CounterOffer,
+    DeclineRfq,
+    Event,
+    ExpireHolds,
+    FarmerPolicySet,
+    FarmRegistered,
+    IssueRfq,
+    MakeOffer,
+    NodeRegistered,
+    OfferAccepted,
+    OfferMade,
+    OfftakerMandateSet,
+    RegisterFarm,
+    RegisterNode,
+    RejectOffer,
+    RfqIssued,
+    SetFarmerPolicy,
+    SetOfftakerMandate,
+)
+from schemas.catalogue.common import DeclineReason
+
+__all__ = ["CommandRejected", "HandleResult", "MarketService", "farm_stream", "offtaker_stream"]
+
+S = TypeVar("S")
+
+
+class CommandRejected(Rejected):
+    """The command was refused by the rules; nothing it asked for was written."""
+
+
+def farm_stream(farm_id: str) -> str:
+    return f"farm-{farm_id}"
+
+
+def offtaker_stream(offtaker_id: str) -> str:
+    return f"offtaker-{offtaker_id}"
+
+
+@dataclass
+class HandleResult:
+    events: list[Event] = field(default_factory=list)
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class _Farm:
+    registered: FarmRegistered | None = None
+
+
+@dataclass
+class _Aggregate(Generic[S]):
+    initial: Callable[[], S]
+    evolve: Callable[[S, Event], S]
+
+
+_NODE = _Aggregate(nodes.NodeState, nodes.evolve)
+_NEGOTIATION = _Aggregate(nego.NegotiationState, nego.evolve)
+def _evolve_farm(state: _Farm, event: Event) -> _Farm:
+    return _Farm(event) if isinstance(event, FarmRegistered) else state
+
+
+_FARM: _Aggregate[_Farm] = _Aggregate(_Farm, _evolve_farm)
+
+
+class MarketService:
+    """Thread-safe; keeps a cache of folded aggregates so a command reads only new events."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock | None = None,
+        *,
+        actor: str = "market",
+        max_attempts: int = 50,
+        cache_size: int = 50_000,
+    ):
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._actor = actor
+        self._attempts = max_attempts
+        self._cache: dict[str, tuple[int, Any]] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # -- the one entry point ----------------------------------------------------------------
+
+    def handle(self, command: Command, *, actor: str | None = None) -> HandleResult:
+        handler = self._handlers().get(type(command))
+        if handler is None:
+            raise CommandRejected(
+                "unsupported", f"{type(command).__name__} is not a market command"
+            )
+        try:
+            return handler(command, actor or self._actor)
+        except CommandRejected:
+            raise
+        except Rejected as error:
+            raise CommandRejected(error.reason, str(error).split(": ", 1)[-1]) from None
+
+    def _handlers(self) -> dict[type[Command], Callable[[Any, str], HandleResult]]:
+        return {
+            RegisterFarm: self._register_farm,
+            RegisterNode: self._register_node,
+            ChangeNodeStatus: self._change_status,
+            SetFarmerPolicy: self._set_policy,
+            SetOfftakerMandate: self._set_mandate,
+            IssueRfq: self._issue_rfq,
+            MakeOffer: self._make_offer,
+            DeclineRfq: self._decline,
+            ApproveOffer: self._approve,
+            RejectOffer: self._reject,
+            CounterOffer: self._counter,
+            AnswerCounter: self._answer_counter,
+            AcceptOffer: self._accept,
+            CloseNegotiation: self._close,
+            ExpireHolds: self._expire_holds,
+            CancelContract: self._cancel_contract,
+        }
+
+    # -- the machinery ----------------------------------------------------------------------
+
+    def _load(self, stream: str, aggregate: _Aggregate[S]) -> tuple[int, S]:
+        with self._lock:
+            version, state = self._cache.get(stream, (0, None))
+        if state is None:
+            version, state = 0, aggregate.initial()
+        for row in self._store.read_stream(stream, version + 1):
+            state = aggregate.evolve(state, row.envelope().decode())  # type: ignore[arg-type]
+            version = row.version
+        with self._lock:
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[stream] = (version, state)
+        return version, state
+
+    def _apply(
+        self,
+        stream: str,
+        aggregate: _Aggregate[S],
+        decide: Callable[[S], list[Event]],
+        command_id: str,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> HandleResult:
+        """Decide on fresh state and append; on a conflict, read again and decide again."""
+        if self._store.command_result(stream, command_id) is not None:
+            return HandleResult(duplicate=True)
+        for _ in range(self._attempts):
+            version, state = self._load(stream, aggregate)
+            events = decide(state)
+            if not events:
+                return HandleResult()
+            now = self._clock.now()
+            new = [
+                NewEvent.of(
+                    e,
+                    actor=actor,
+                    occurred_at=now,
+                    causation_id=command_id,
+                    correlation_id=correlation_id,
+                )
+                for e in events
+            ]
+            try:
+                result = self._store.append(stream, version, new, command_id)
+            except ConcurrencyConflict:
+                continue
+            return HandleResult(
+                events=[] if result.duplicate else events, duplicate=result.duplicate
+            )
+        raise CommandRejected("contention", f"stream {stream} kept moving; gave up after retries")
+
+    def _exists(self, stream: str) -> bool:
+        return self._store.stream_version(stream) > 0
+
+    # -- farms, nodes, policies, mandates ------------------------------------------------------
+
+    def _register_farm(self, cmd: RegisterFarm, actor: str) -> HandleResult:
+        event = FarmRegistered(**cmd.model_dump(exclude={"command_id"}))
+
+        def decide(farm: _Farm) -> list[Event]:
+            if farm.registered is not None:
+                raise Rejected("already_registered", f"farm {cmd.farm_id} is registered")
+            return [event]
+
+        return self._apply(farm_stream(cmd.farm_id), _FARM, decide, cmd.command_id, actor)
+
+    def _register_node(self, cmd: RegisterNode, actor: str) -> HandleResult:
+        if not self._exists(farm_stream(cmd.farm_id)):
+            raise CommandRejected("unknown_farm", f"farm {cmd.farm_id} is not registered")
+        event = NodeRegistered(**cmd.model_dump(exclude={"command_id"}))
+        return self._apply(
+            nodes.node_stream(cmd.node_id),
+            _NODE,
+            lambda s: s.register(event),
+            cmd.command_id,
+            actor,
+        )
+
+    def _change_status(self, cmd: ChangeNodeStatus, actor: str) -> HandleResult:
+        return self._apply(
+            nodes.node_stream(cmd.node_id),
+            _NODE,
+            lambda s: s.change_status(cmd.status, cmd.reason),
+            cmd.command_id,
+            actor,
+        )
+
+    def _set_policy(self, cmd: SetFarmerPolicy, actor: str) -> HandleResult:
+        if not self._exists(farm_stream(cmd.farm_id)):
+            raise CommandRejected("unknown_farm", f"farm {cmd.farm_id} is not registered")
+        event = FarmerPolicySet(
+            farm_id=cmd.farm_id, node_id=cmd.node_id, policy=cmd.policy, source_text=cmd.source_text
+        )
+        return self._apply(
+            farm_stream(cmd.farm_id), _FARM, lambda _: [event], cmd.command_id, actor
+        )
+
+    def _set_mandate(self, cmd: SetOfftakerMandate, actor: str) -> HandleResult:
+        event = OfftakerMandateSet(
+            offtaker_id=cmd.offtaker_id, mandate=cmd.mandate, source_text=cmd.source_text
+        )
+        return self._apply(
+            offtaker_stream(cmd.offtaker_id), _FARM, lambda _: [event], cmd.command_id, actor
+        )
+
+    # -- negotiations ---------------------------------------------------------------------
+
+    def _issue_rfq(self, cmd: IssueRfq, actor: str) -> HandleResult:
+        event = RfqIssued(**cmd.model_dump(exclude={"command_id"}))
+        return self._apply(
+            nego.negotiation_stream(cmd.negotiation_id),
+            _NEGOTIATION,
+            lambda s: s.issue(event),
+            cmd.command_id,
+            actor,
+            cmd.negotiation_id,
+        )
+
+    def _negotiation(self, negotiation_id: str) -> nego.NegotiationState:
+        return self._load(nego.negotiation_stream(negotiation_id), _NEGOTIATION)[1]
+
+    def _on_negotiation(
+        self,
+        negotiation_id: str,
+        decide: Callable[[nego.NegotiationState], list[Event]],
+        command_id: str,
+        actor: str,
+    ) -> HandleResult:
+        return self._apply(
+            nego.negotiation_stream(negotiation_id),
+            _NEGOTIATION,
+            decide,
+            command_id,
+            actor,
+            negotiation_id,
+        )
+
+    def _make_offer(self, cmd: MakeOffer, actor: str) -> HandleResult:
+        now = self._clock.now()
+        state = self._negotiation(cmd.negotiation_id)
+        rfq = state.open_rfq()
+        node_stream = nodes.node_stream(cmd.node_id)
+        _, node = self._load(node_stream, _NODE)
+        if node.farm_id != cmd.farm_id:
+            raise CommandRejected(
+                "not_your_node", f"node {cmd.node_id} is not in farm {cmd.farm_id}"
+            )
+        try:
+            held = self._apply(
+                node_stream,
+                _NODE,
+                lambda s: s.hold(
+                    cmd.offer_id, cmd.negotiation_id, rfq.resources, cmd.expires_at, now
+                ),
+                cmd.command_id,
+                actor,
+                cmd.negotiation_id,
+            )
+        except Rejected as error:
+            if error.reason not in ("insufficient_capacity", "node_unavailable"):
+                raise
+            reason = DeclineReason(error.reason)
+            decline = DeclineRfq(
+                command_id=cmd.command_id,
+                negotiation_id=cmd.negotiation_id,
+                farm_id=cmd.farm_id,
+                node_id=cmd.node_id,
+                reasons=[reason],
+                detail=str(error),
+            )
+            return self._decline(decline, actor)
+        offer = OfferMade(
+            negotiation_id=cmd.negotiation_id,
+            offer_id=cmd.offer_id,
+            farm_id=cmd.farm_id,
+            node_id=cmd.node_id,
+            hold_id=cmd.offer_id,
+            grid=node.grid,
+            region=node.region,
+            certified=node.certified,
+            uptime_pct=node.uptime_pct,
+            resources=rfq.resources,
+            price_hour=cmd.price_hour,
+            term_hours=cmd.term_hours,
+            sla=cmd.sla,
+            firm=cmd.firm,
+            expires_at=cmd.expires_at,
+        )
+        try:
+            offered = self._on_negotiation(
+                cmd.negotiation_id, lambda s: s.make_offer(offer, now), cmd.command_id, actor
+            )
+        except Rejected:
+            self._release(
+                cmd.node_id, cmd.offer_id, "offer refused", f"{cmd.command_id}:undo", actor
+            )
+            raise
+        return HandleResult(held.events + offered.events, held.duplicate and offered.duplicate)
+
+    def _decline(self, cmd: DeclineRfq, actor: str) -> HandleResult:
+        return self._on_negotiation(
+            cmd.negotiation_id, lambda s: s.decline(cmd), cmd.command_id, actor
+        )
+
+    def _approve(self, cmd: ApproveOffer, actor: str) -> HandleResult:
+        now = self._clock.now()
+        return self._on_negotiation(
+            cmd.negotiation_id, lambda s: s.approve(cmd.offer_id, now), cmd.command_id, actor
+        )
+
+    def _reject(self, cmd: RejectOffer, actor: str) -> HandleResult:
+        state = self._negotiation(cmd.negotiation_id)
+        offer = state.offer(cmd.offer_id)
+        result = self._on_negotiation(
+            cmd.negotiation_id,
+            lambda s: s.withdraw(cmd.offer_id, cmd.reason),
+            cmd.command_id,
+            actor,
+        )
+        self._release(offer.offer.node_id, offer.offer.hold_id, cmd.reason, cmd.command_id, actor)
+        return result
+
+    def _counter(self, cmd: CounterOffer, actor: str) -> HandleResult:
+        now = self._clock.now()
+        return self._on_negotiation(
+            cmd.negotiation_id,
+            lambda s: s.counter(cmd.offer_id, cmd.price_hour, now),
+            cmd.command_id,
+            actor,
+        )
+
+    def _answer_counter(self, cmd: AnswerCounter, actor: str) -> HandleResult:
+        return self._on_negotiation(
+            cmd.negotiation_id,
+            lambda s: s.answer_counter(cmd.offer_id, cmd.accept, cmd.reasons),
+            cmd.command_id,
+            actor,
+        )
+
+    def _accept(self, cmd: AcceptOffer, actor: str) -> HandleResult:
+        now = self._clock.now()
+        state = self._negotiation(cmd.negotiation_id)
+        accepted = state.accept(cmd.offer_id, cmd.contract_id, now)[0]  # refuse before writing
+        assert isinstance(accepted, OfferAccepted)
+        offer = state.offers[cmd.offer_id].offer
+        rfq = state.rfq
+        assert rfq is not None
+        contract = ContractCreated(
+            contract_id=cmd.contract_id,
+            negotiation_id=cmd.negotiation_id,
+            offer_id=cmd.offer_id,
+            hold_id=offer.hold_id,
+            offtaker_id=rfq.offtaker_id,
+            workload_id=rfq.workload_id,
+            farm_id=offer.farm_id,
+            node_id=offer.node_id,
+            grid=offer.grid,
+            resources=offer.resources,
+            price_hour=accepted.price_hour,
+            term_hours=offer.term_hours,
+            sla=offer.sla,
+            starts_at=now,
+        )
+        try:
+            committed = self._apply(
+                nodes.node_stream(offer.node_id),
+                _NODE,
+                lambda s: s.commit(contract, now),
+                cmd.command_id,
+                actor,
+                cmd.negotiation_id,
+            )
+        except Rejected as error:
+            reason = str(error)
+            self._on_negotiation(
+                cmd.negotiation_id,
+                lambda s: s.withdraw(cmd.offer_id, reason),
+                f"{cmd.command_id}:withdraw",
+                actor,
+            )
+            raise
+        recorded = self._on_negotiation(
+            cmd.negotiation_id,
+            lambda s: s.accept(cmd.offer_id, cmd.contract_id, now),
+            cmd.command_id,
+            actor,
+        )
+        events = committed.events + recorded.events
+        after = self._negotiation(cmd.negotiation_id)
+        if after.status == "open" and len(after.accepted) >= rfq.replicas:
+            close = CloseNegotiation(
+                command_id=f"{cmd.negotiation_id}:award",
+                negotiation_id=cmd.negotiation_id,
+                outcome="awarded",
+            )
+            events += self._close(close, actor).events
+        return HandleResult(events, committed.duplicate and recorded.duplicate)
+
+    def _close(self, cmd: CloseNegotiation, actor: str) -> HandleResult:
+        result = self._on_negotiation(
+            cmd.negotiation_id, lambda s: s.close(cmd.outcome, cmd.reason), cmd.command_id, actor
+        )
+        # Release what the close named, also when repeating a close that crashed half-way.
+        state = self._negotiation(cmd.negotiation_id)
+        for offer_id, offer in sorted(state.offers.items()):
+            if offer.status == "released":
+                self._release(
+                    offer.offer.node_id,
+                    offer.offer.hold_id,
+                    f"negotiation {state.status}",
+                    f"{cmd.command_id}:{offer_id}",
+                    actor,
+                )
+        return result
+
+    def _release(
+        self, node_id: str, hold_id: str, reason: str, command_id: str, actor: str
+    ) -> None:
+        self._apply(
+            nodes.node_stream(node_id),
+            _NODE,
+            lambda s: s.release(hold_id, reason),
+            command_id,
+            actor,
+        )
+
+    def _expire_holds(self, cmd: ExpireHolds, actor: str) -> HandleResult:
+        now = self._clock.now()
+        return self._apply(
+            nodes.node_stream(cmd.node_id),
+            _NODE,
+            lambda s: s.expire(now),
+            f"{cmd.command_id}",
+            actor,
+        )
+
+    def _cancel_contract(self, cmd: CancelContract, actor: str) -> HandleResult:
+        return self._apply(
+            nodes.node_stream(cmd.node_id),
+            _NODE,
+            lambda s: s.cancel(cmd.contract_id, cmd.reason),
+            cmd.command_id,
+            actor,
+        )
