@@ -11,6 +11,7 @@ __all__ = [
     "GENESIS_CU_HOUR",
     "GENESIS_SU_HOUR",
     "cu",
+    "hourly_price_at",
     "price_per_cu_hour",
     "reference_price_hour",
     "su",
@@ -56,3 +57,10 @@ def price_per_cu_hour(price_hour: Money, resources: Resources) -> Money:
         return price_hour
     extras = su(resources) * GENESIS_SU_HOUR.amount + resources.ipv4 * GENESIS_IPV4_HOUR.amount
     return Money.rounded(max(price_hour.amount - extras, Decimal(0)) / units, price_hour.currency)
+
+
+def hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
+    """The inverse of :func:`price_per_cu_hour`: the hourly price of ``resources`` when compute
+    costs ``per_cu_hour`` and storage and IPs cost the reference rates."""
+    extras = su(resources) * GENESIS_SU_HOUR.amount + resources.ipv4 * GENESIS_IPV4_HOUR.amount
+    return Money.rounded(cu(resources) * per_cu_hour.amount + extras, per_cu_hour.currency)

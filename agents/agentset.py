@@ -1,0 +1,56 @@
+"""A set of agents sharing one market view: fold events into it, route them, ask for commands.
+
+Pure; both the Ray agent host and the in-process market driver use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from agents.brain import Brain
+from agents.market import MarketView
+from schemas import Command, Envelope, Event
+
+__all__ = ["AgentSet"]
+
+
+class AgentSet:
+    """``owns(agent_id)`` says which agents live here (a host's shard); the view sees all."""
+
+    def __init__(self, owns: Callable[[str], bool] = lambda _: True):
+        self.market = MarketView()
+        self.brains: dict[str, Brain] = {}
+        self._owns = owns
+        self._dirty: set[str] = set()
+        self._seen: dict[str, int] = {}  # stream -> last version applied
+
+    def apply(self, envelope: Envelope, event: Event) -> bool:
+        """Fold one event; False when this (stream, version) was applied before."""
+        if envelope.version <= self._seen.get(envelope.stream, 0):
+            return False
+        self._seen[envelope.stream] = envelope.version
+        self.market.apply(envelope, event)
+        for brain in self.market.new_agents(envelope, event):
+            if self._owns(brain.agent_id) and brain.agent_id not in self.brains:
+                self.brains[brain.agent_id] = brain
+        for agent_id in self.market.route(envelope, event):
+            brain = self.brains.get(agent_id)
+            if brain is not None:
+                brain.observe(envelope, event, self.market)
+                self._dirty.add(agent_id)
+        return True
+
+    def decide(self, now: datetime) -> list[tuple[str, Command]]:
+        """Commands from the agents that saw events since the last call or whose time came."""
+        due = set(self._dirty)
+        self._dirty.clear()
+        for agent_id, brain in self.brains.items():
+            wakeup = brain.next_wakeup()
+            if wakeup is not None and wakeup <= now:
+                due.add(agent_id)
+        return [
+            (agent_id, command)
+            for agent_id in sorted(due)
+            for command in self.brains[agent_id].decide(now, self.market)
+        ]

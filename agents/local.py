@@ -1,0 +1,59 @@
+"""Agents in-process, fed straight from an event store: for pure tests and single-process tools.
+
+The Ray runtime does the same from Kafka; this driver needs neither, and with a manual clock
+it makes whole negotiations reproducible step by step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agents.agentset import AgentSet
+from hero.domain.clock import Clock
+from hero.market.service import CommandRejected, MarketService
+from hero.store import EventStore
+from schemas import Command
+
+__all__ = ["LocalMarket"]
+
+log = logging.getLogger(__name__)
+
+
+class LocalMarket:
+    def __init__(self, store: EventStore, clock: Clock, service: MarketService | None = None):
+        self.store = store
+        self.clock = clock
+        self.service = service or MarketService(store, clock)
+        self.agents = AgentSet()
+        self.position = 0
+        self.rejected: list[tuple[str, Command, str]] = []
+
+    def catch_up(self) -> int:
+        """Apply every event committed since the last call; returns how many."""
+        count = 0
+        while rows := self.store.read_all(self.position + 1, 1000):
+            for row in rows:
+                envelope = row.envelope()
+                self.agents.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+                self.position = row.position
+                count += 1
+        return count
+
+    def step(self) -> int:
+        """Catch up, let due agents decide, send their commands; returns commands sent."""
+        self.catch_up()
+        commands = self.agents.decide(self.clock.now())
+        for agent_id, command in commands:
+            try:
+                self.service.handle(command, actor=agent_id)
+            except CommandRejected as error:
+                log.info("%s: %s rejected: %s", agent_id, type(command).__name__, error)
+                self.rejected.append((agent_id, command, error.reason))
+        return len(commands)
+
+    def run_until_quiet(self, max_steps: int = 1000) -> int:
+        """Step until no agent has anything to say; returns the steps taken."""
+        for steps in range(1, max_steps + 1):
+            if self.step() == 0 and self.catch_up() == 0:
+                return steps
+        raise RuntimeError(f"agents still busy after {max_steps} steps")

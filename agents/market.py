@@ -1,0 +1,244 @@
+"""A host's view of the market, folded from the log: farms, nodes, negotiations.
+
+One view per agent host, shared by all the agents it hosts (agents stay small). It also routes
+each event to the agents it concerns, and says which agents an event brings into being.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from agents.brain import Brain
+from schemas import (
+    CapacityHeld,
+    ContractCancelled,
+    ContractCreated,
+    CounterAccepted,
+    CounterOffered,
+    CounterRejected,
+    Envelope,
+    Event,
+    FarmerPolicy,
+    FarmerPolicySet,
+    FarmRegistered,
+    Grid,
+    HoldExpired,
+    HoldReleased,
+    NegotiationAwarded,
+    NegotiationExpired,
+    NegotiationFailed,
+    NodeRegistered,
+    NodeStatusChanged,
+    OfferAccepted,
+    OfferApproved,
+    OfferDeclined,
+    OfferMade,
+    OfferWithdrawn,
+    OfftakerMandateSet,
+    Resources,
+    RfqIssued,
+)
+from schemas.catalogue.common import NodeStatus
+
+__all__ = ["FarmView", "MarketView", "NegotiationView", "NodeView", "farmer_id", "offtaker_id"]
+
+
+def farmer_id(farm_id: str) -> str:
+    return f"farmer:{farm_id}"
+
+
+def offtaker_id(offtaker: str) -> str:
+    return f"offtaker:{offtaker}"
+
+
+@dataclass(slots=True)
+class NodeView:
+    node_id: str
+    farm_id: str
+    grid: Grid
+    region: str
+    certified: bool
+    uptime_pct: Decimal
+    total: Resources
+    status: NodeStatus = NodeStatus.UP
+    holds: dict[str, tuple[Resources, datetime]] = field(default_factory=dict)
+    contracts: dict[str, Resources] = field(default_factory=dict)
+
+    def free(self, now: datetime) -> Resources:
+        used = Resources()
+        for resources, expires_at in self.holds.values():
+            if expires_at > now:
+                used = used + resources
+        for resources in self.contracts.values():
+            used = used + resources
+        return Resources(
+            cru=max(self.total.cru - used.cru, 0),
+            mru=max(self.total.mru - used.mru, 0),
+            sru=max(self.total.sru - used.sru, 0),
+            hru=max(self.total.hru - used.hru, 0),
+            ipv4=max(self.total.ipv4 - used.ipv4, 0),
+        )
+
+    def expired_holds(self, now: datetime) -> list[str]:
+        return sorted(h for h, (_, expires_at) in self.holds.items() if expires_at <= now)
+
+
+@dataclass(slots=True)
+class FarmView:
+    farm_id: str
+    grid: Grid
+    region: str
+    certified: bool
+    policy: FarmerPolicy | None = None
+    node_policies: dict[str, FarmerPolicy] = field(default_factory=dict)
+    node_ids: list[str] = field(default_factory=list)
+
+    def policy_for(self, node_id: str) -> FarmerPolicy | None:
+        return self.node_policies.get(node_id, self.policy)
+
+
+@dataclass(slots=True)
+class NegotiationView:
+    negotiation_id: str
+    offtaker_id: str
+    invited: frozenset[str]
+    farms: set[str] = field(default_factory=set)
+    open: bool = True
+
+
+_NODE_EVENTS = (
+    CapacityHeld,
+    HoldReleased,
+    HoldExpired,
+    ContractCreated,
+    ContractCancelled,
+    NodeStatusChanged,
+)
+_OFFER_EVENTS = (
+    OfferMade,
+    OfferDeclined,
+    OfferApproved,
+    OfferWithdrawn,
+    CounterOffered,
+    CounterAccepted,
+    CounterRejected,
+    OfferAccepted,
+)
+_CLOSE_EVENTS = (NegotiationAwarded, NegotiationFailed, NegotiationExpired)
+
+
+class MarketView:
+    def __init__(self) -> None:
+        self.farms: dict[str, FarmView] = {}
+        self.nodes: dict[str, NodeView] = {}
+        self.negotiations: dict[str, NegotiationView] = {}
+        self.standing: dict[str, Decimal] = {}
+
+    def standing_of(self, offtaker: str) -> Decimal:
+        """An offtaker's standing in [0, 1]; 1 until the ledger issue gives it history."""
+        return self.standing.get(offtaker, Decimal(1))
+
+    def farm_nodes(self, farm_id: str) -> list[NodeView]:
+        farm = self.farms.get(farm_id)
+        return [self.nodes[n] for n in farm.node_ids if n in self.nodes] if farm else []
+
+    # -- folding ----------------------------------------------------------------------------
+
+    def apply(self, envelope: Envelope, event: Event) -> None:
+        match event:
+            case FarmRegistered():
+                self.farms.setdefault(
+                    event.farm_id,
+                    FarmView(event.farm_id, event.grid, event.region, event.certified),
+                )
+            case FarmerPolicySet():
+                farm = self.farms.get(event.farm_id)
+                if farm is not None:
+                    if event.node_id is None:
+                        farm.policy = event.policy
+                    else:
+                        farm.node_policies[event.node_id] = event.policy
+            case NodeRegistered():
+                self.nodes[event.node_id] = NodeView(
+                    event.node_id,
+                    event.farm_id,
+                    event.grid,
+                    event.region,
+                    event.certified,
+                    event.uptime_pct,
+                    event.total,
+                )
+                farm = self.farms.get(event.farm_id)
+                if farm is not None and event.node_id not in farm.node_ids:
+                    farm.node_ids.append(event.node_id)
+            case NodeStatusChanged():
+                if (node := self.nodes.get(event.node_id)) is not None:
+                    node.status = event.status
+            case CapacityHeld():
+                if (node := self.nodes.get(event.node_id)) is not None:
+                    node.holds[event.hold_id] = (event.resources, event.expires_at)
+            case HoldReleased() | HoldExpired():
+                if (node := self.nodes.get(event.node_id)) is not None:
+                    node.holds.pop(event.hold_id, None)
+            case ContractCreated():
+                if (node := self.nodes.get(event.node_id)) is not None:
+                    node.holds.pop(event.hold_id, None)
+                    node.contracts[event.contract_id] = event.resources
+            case ContractCancelled():
+                if (node := self.nodes.get(event.node_id)) is not None:
+                    node.contracts.pop(event.contract_id, None)
+            case RfqIssued():
+                self.negotiations[event.negotiation_id] = NegotiationView(
+                    event.negotiation_id, event.offtaker_id, frozenset(event.invited_farms)
+                )
+            case OfferMade() | OfferDeclined():
+                if (nego := self.negotiations.get(event.negotiation_id)) is not None:
+                    nego.farms.add(event.farm_id)
+            case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
+                if (nego := self.negotiations.get(event.negotiation_id)) is not None:
+                    nego.open = False
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def route(self, envelope: Envelope, event: Event) -> set[str]:
+        """The agents this event concerns (call after ``apply``)."""
+        match event:
+            case FarmRegistered() | FarmerPolicySet():
+                return {farmer_id(event.farm_id)}
+            case NodeRegistered():
+                return {farmer_id(event.farm_id)}
+            case ContractCreated():
+                return {farmer_id(event.farm_id), offtaker_id(event.offtaker_id)}
+            case _ if isinstance(event, _NODE_EVENTS):
+                node = self.nodes.get(getattr(event, "node_id", ""))
+                return {farmer_id(node.farm_id)} if node else set()
+            case OfftakerMandateSet():
+                return {offtaker_id(event.offtaker_id)}
+            case RfqIssued():
+                invited = event.invited_farms or list(self.farms)
+                return {offtaker_id(event.offtaker_id), *(farmer_id(f) for f in invited)}
+            case _ if isinstance(event, _OFFER_EVENTS):
+                nego = self.negotiations.get(getattr(event, "negotiation_id", ""))
+                farm = farmer_id(getattr(event, "farm_id", ""))
+                return {farm, offtaker_id(nego.offtaker_id)} if nego else {farm}
+            case _ if isinstance(event, _CLOSE_EVENTS):
+                nego = self.negotiations.get(getattr(event, "negotiation_id", ""))
+                if nego is None:
+                    return set()
+                farms: Iterable[str] = nego.invited or nego.farms
+                return {offtaker_id(nego.offtaker_id), *(farmer_id(f) for f in farms)}
+        return set()
+
+    def new_agents(self, envelope: Envelope, event: Event) -> list[Brain]:
+        """The agents this event brings into being."""
+        from agents.farmer import FarmerBrain
+        from agents.offtaker import OfftakerBrain
+
+        if isinstance(event, FarmRegistered):
+            return [FarmerBrain(event.farm_id)]
+        if isinstance(event, OfftakerMandateSet):
+            return [OfftakerBrain(event.offtaker_id)]
+        return []

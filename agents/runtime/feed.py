@@ -1,0 +1,274 @@
+"""Where a host's events come from: the store for history, Kafka for what happens next.
+
+A host replays the store up to the position it read at start (P0) and then follows the
+Kafka topics from their beginning, dropping what it already applied (see
+:class:`agents.runtime.routing.AppliedVersions`). History comes from the store rather than
+from Kafka because only the store knows exactly what "everything up to P0" is: the broker may
+be behind the store (relay lag), may have been refilled, may hold records of other stores
+(tests share one broker), and in production keeps only a retention window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from agents.runtime.routing import AGENT_TOPICS
+from hero.store import EventStore
+from schemas import (
+    REGISTRY,
+    Envelope,
+    Event,
+    InvalidPayload,
+    SchemaRegistry,
+    SchemaVersionError,
+    UnknownMessageType,
+)
+
+__all__ = [
+    "Admit",
+    "BadRecord",
+    "Delivery",
+    "EventFeed",
+    "FeedCounts",
+    "History",
+    "KafkaFeed",
+    "StoreHistory",
+    "decode",
+    "decode_envelope",
+]
+
+log = logging.getLogger(__name__)
+
+#: The host's "have I applied this?" check: True (and remembered) the first time only.
+Admit = Callable[[str, Envelope], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event as a host receives it: the topic it came on, its envelope, its payload."""
+
+    topic: str
+    envelope: Envelope
+    event: Event
+
+
+@dataclass
+class FeedCounts:
+    records: int = 0
+    repeats: int = 0
+    bad_records: int = 0
+
+
+class BadRecord(ValueError):
+    pass
+
+
+def decode_envelope(raw: bytes | str | None) -> Envelope:
+    """The envelope only: enough to drop a repeat before validating its payload."""
+    if raw is None:
+        raise BadRecord("record has no value")
+    try:
+        return Envelope.model_validate_json(raw)
+    except ValidationError as error:
+        raise BadRecord(f"invalid envelope: {error.error_count()} error(s)") from None
+
+
+def decode(topic: str, envelope: Envelope, registry: SchemaRegistry = REGISTRY) -> Delivery:
+    """The payload as its current class (upcast when older), or :class:`BadRecord`."""
+    try:
+        message = envelope.decode(registry)
+    except (UnknownMessageType, SchemaVersionError, InvalidPayload) as error:
+        raise BadRecord(str(error)) from None
+    if not isinstance(message, Event):
+        raise BadRecord(f"{envelope.type} is not an event")
+    return Delivery(topic, envelope, message)
+
+
+def _admitted(
+    topic: str, raw: bytes | str | None, admit: Admit, counts: FeedCounts, registry: SchemaRegistry
+) -> Delivery | None:
+    """The delivery if it is new; None for a repeat; :class:`BadRecord` if undecodable."""
+    counts.records += 1
+    envelope = decode_envelope(raw)
+    if not admit(topic, envelope):
+        counts.repeats += 1
+        return None
+    return decode(topic, envelope, registry)
+
+
+def _skipped(counts: FeedCounts, where: str, error: BadRecord) -> None:
+    # The consumer helper dead-letters bad records; a host must only not stop on one.
+    counts.bad_records += 1
+    log.warning("%s: skipped: %s", where, error)
+
+
+class History(Protocol):
+    """The past a host folds before it acts."""
+
+    counts: FeedCounts
+
+    async def position(self) -> int:
+        """The store's last committed position (P0)."""
+        ...
+
+    def replay(self, upto: int, admit: Admit) -> AsyncIterator[list[Delivery]]:
+        """The admitted events of the host's topics with position <= ``upto``, in order."""
+        ...
+
+
+class EventFeed(Protocol):
+    """What happens next, at least once: ``admit`` drops the repeats."""
+
+    counts: FeedCounts
+
+    async def start(self) -> None: ...
+
+    async def poll(self, timeout_ms: int, admit: Admit) -> list[Delivery]: ...
+
+    async def stop(self) -> None: ...
+
+
+class StoreHistory:
+    """Reads the event store in batches, in a worker thread (the store's calls block)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        topics: Sequence[str] = AGENT_TOPICS,
+        *,
+        batch_size: int = 2000,
+        registry: SchemaRegistry = REGISTRY,
+    ):
+        self._store = store
+        self._topics = frozenset(topics)
+        self._batch = batch_size
+        self._registry = registry
+        self.counts = FeedCounts()
+
+    async def position(self) -> int:
+        return await asyncio.to_thread(self._store.current_position)
+
+    async def replay(self, upto: int, admit: Admit) -> AsyncIterator[list[Delivery]]:
+        start = 1
+        while start <= upto:
+            limit = min(self._batch, upto - start + 1)
+            rows = await asyncio.to_thread(self._store.read_all, start, limit)
+            if not rows:
+                return
+            batch: list[Delivery] = []
+            for row in rows:
+                if row.position > upto:
+                    break
+                if row.topic not in self._topics:
+                    continue
+                try:
+                    delivery = _admitted(
+                        row.topic, row.envelope_json, admit, self.counts, self._registry
+                    )
+                except BadRecord as error:
+                    _skipped(self.counts, f"store position {row.position}", error)
+                    continue
+                if delivery is not None:
+                    batch.append(delivery)
+            if batch:
+                yield batch
+            start = rows[-1].position + 1
+
+
+class KafkaFeed:
+    """The agent topics from their first offset, by manual assignment: no consumer group.
+
+    Every host must see every event, so a group (which splits partitions between members)
+    is wrong here, and without one there is no rebalance to wait for. The embedded broker
+    reports wrong end offsets, so nothing here asks for them: the feed starts at the
+    beginning and the host drops what it already applied. A broker that restarted empty
+    answers "offset out of range", and ``auto_offset_reset="earliest"`` starts over.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str] = AGENT_TOPICS,
+        *,
+        max_records: int = 2000,
+        registry: SchemaRegistry = REGISTRY,
+    ):
+        self._bootstrap = bootstrap
+        self._topics = list(topics)
+        self._max_records = max_records
+        self._registry = registry
+        self._consumer: AIOKafkaConsumer | None = None
+        self.counts = FeedCounts()
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in self._topics
+                for p in sorted(await _partitions(consumer, topic))
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def poll(self, timeout_ms: int, admit: Admit) -> list[Delivery]:
+        """One batch of new events, sorted by store position.
+
+        Within a partition records already follow position order; sorting the batch also
+        puts a node's registration (reservations) before its status change (utilization)
+        when both arrive together. A stream's versions grow with its positions, so the sort
+        never reorders one stream.
+        """
+        if self._consumer is None:
+            raise RuntimeError("KafkaFeed.poll before start")
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        deliveries: list[Delivery] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    delivery = _admitted(
+                        record.topic, record.value, admit, self.counts, self._registry
+                    )
+                except BadRecord as error:
+                    _skipped(self.counts, _where(record), error)
+                    continue
+                if delivery is not None:
+                    deliveries.append(delivery)
+        deliveries.sort(key=lambda d: d.envelope.position)
+        return deliveries
+
+
+def _where(record: ConsumerRecord[Any, Any]) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions, waiting (bounded) for the metadata of a topic just created."""
+    for _ in range(100):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    raise LookupError(f"topic {topic!r} has no partitions (is the stack up?)")
