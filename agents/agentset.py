@@ -35,9 +35,9 @@ class AgentSet:
             if self._owns(brain.agent_id) and brain.agent_id not in self.brains:
                 self.brains[brain.agent_id] = brain
         for agent_id in self.market.route(envelope, event):
-            brain = self.brains.get(agent_id)
-            if brain is not None:
-                brain.observe(envelope, event, self.market)
+            routed = self.brains.get(agent_id)
+            if routed is not None:
+                routed.observe(envelope, event, self.market)
                 self._dirty.add(agent_id)
         return True
 

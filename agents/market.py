@@ -54,6 +54,13 @@ def offtaker_id(offtaker: str) -> str:
     return f"offtaker:{offtaker}"
 
 
+_Vector = tuple[int, int, int, int, int]
+
+
+def _vector(resources: Resources) -> _Vector:
+    return (resources.cru, resources.mru, resources.sru, resources.hru, resources.ipv4)
+
+
 @dataclass(slots=True)
 class NodeView:
     node_id: str
@@ -66,21 +73,34 @@ class NodeView:
     status: NodeStatus = NodeStatus.UP
     holds: dict[str, tuple[Resources, datetime]] = field(default_factory=dict)
     contracts: dict[str, Resources] = field(default_factory=dict)
+    # Free capacity as plain integers, valid until the soonest live hold expires: searching
+    # thousands of nodes per decision must not rebuild pydantic models each time.
+    _free: _Vector | None = None
+    _valid_until: datetime | None = None
+
+    def changed(self) -> None:
+        self._free = None
+
+    def _free_vector(self, now: datetime) -> _Vector:
+        if self._free is None or (self._valid_until is not None and self._valid_until <= now):
+            used = [0, 0, 0, 0, 0]
+            live = [(r, t) for r, t in self.holds.values() if t > now]
+            for resources in [r for r, _ in live] + list(self.contracts.values()):
+                for i, amount in enumerate(_vector(resources)):
+                    used[i] += amount
+            total = _vector(self.total)
+            self._free = tuple(max(t - u, 0) for t, u in zip(total, used, strict=True))  # type: ignore[assignment]
+            self._valid_until = min((t for _, t in live), default=None)
+        assert self._free is not None
+        return self._free
+
+    def fits(self, resources: Resources, now: datetime) -> bool:
+        free = self._free_vector(now)
+        return all(a <= f for a, f in zip(_vector(resources), free, strict=True))
 
     def free(self, now: datetime) -> Resources:
-        used = Resources()
-        for resources, expires_at in self.holds.values():
-            if expires_at > now:
-                used = used + resources
-        for resources in self.contracts.values():
-            used = used + resources
-        return Resources(
-            cru=max(self.total.cru - used.cru, 0),
-            mru=max(self.total.mru - used.mru, 0),
-            sru=max(self.total.sru - used.sru, 0),
-            hru=max(self.total.hru - used.hru, 0),
-            ipv4=max(self.total.ipv4 - used.ipv4, 0),
-        )
+        cru, mru, sru, hru, ipv4 = self._free_vector(now)
+        return Resources(cru=cru, mru=mru, sru=sru, hru=hru, ipv4=ipv4)
 
     def expired_holds(self, now: datetime) -> list[str]:
         return sorted(h for h, (_, expires_at) in self.holds.items() if expires_at <= now)
@@ -95,6 +115,7 @@ class FarmView:
     policy: FarmerPolicy | None = None
     node_policies: dict[str, FarmerPolicy] = field(default_factory=dict)
     node_ids: list[str] = field(default_factory=list)
+    asks: dict[Resources, Decimal] = field(default_factory=dict)  # shape -> USD per CU-hour
 
     def policy_for(self, node_id: str) -> FarmerPolicy | None:
         return self.node_policies.get(node_id, self.policy)
@@ -107,6 +128,14 @@ class NegotiationView:
     invited: frozenset[str]
     farms: set[str] = field(default_factory=set)
     open: bool = True
+
+
+def _set_policy(farm: FarmView, event: FarmerPolicySet) -> None:
+    farm.asks.clear()
+    if event.node_id is None:
+        farm.policy = event.policy
+    else:
+        farm.node_policies[event.node_id] = event.policy
 
 
 _NODE_EVENTS = (
@@ -136,6 +165,9 @@ class MarketView:
         self.nodes: dict[str, NodeView] = {}
         self.negotiations: dict[str, NegotiationView] = {}
         self.standing: dict[str, Decimal] = {}
+        # Kafka orders a farm's stream and its nodes' streams independently: a policy or a
+        # node may arrive before its farm. They wait here until it does.
+        self._early_policies: dict[str, list[FarmerPolicySet]] = {}
 
     def standing_of(self, offtaker: str) -> Decimal:
         """An offtaker's standing in [0, 1]; 1 until the ledger issue gives it history."""
@@ -150,17 +182,20 @@ class MarketView:
     def apply(self, envelope: Envelope, event: Event) -> None:
         match event:
             case FarmRegistered():
-                self.farms.setdefault(
-                    event.farm_id,
-                    FarmView(event.farm_id, event.grid, event.region, event.certified),
-                )
+                if event.farm_id not in self.farms:
+                    new = FarmView(event.farm_id, event.grid, event.region, event.certified)
+                    new.node_ids = sorted(
+                        n.node_id for n in self.nodes.values() if n.farm_id == event.farm_id
+                    )
+                    self.farms[event.farm_id] = new
+                    for early in self._early_policies.pop(event.farm_id, []):
+                        _set_policy(new, early)
             case FarmerPolicySet():
-                farm = self.farms.get(event.farm_id)
-                if farm is not None:
-                    if event.node_id is None:
-                        farm.policy = event.policy
-                    else:
-                        farm.node_policies[event.node_id] = event.policy
+                known = self.farms.get(event.farm_id)
+                if known is None:
+                    self._early_policies.setdefault(event.farm_id, []).append(event)
+                else:
+                    _set_policy(known, event)
             case NodeRegistered():
                 self.nodes[event.node_id] = NodeView(
                     event.node_id,
@@ -180,16 +215,20 @@ class MarketView:
             case CapacityHeld():
                 if (node := self.nodes.get(event.node_id)) is not None:
                     node.holds[event.hold_id] = (event.resources, event.expires_at)
+                    node.changed()
             case HoldReleased() | HoldExpired():
                 if (node := self.nodes.get(event.node_id)) is not None:
                     node.holds.pop(event.hold_id, None)
+                    node.changed()
             case ContractCreated():
                 if (node := self.nodes.get(event.node_id)) is not None:
                     node.holds.pop(event.hold_id, None)
                     node.contracts[event.contract_id] = event.resources
+                    node.changed()
             case ContractCancelled():
                 if (node := self.nodes.get(event.node_id)) is not None:
                     node.contracts.pop(event.contract_id, None)
+                    node.changed()
             case RfqIssued():
                 self.negotiations[event.negotiation_id] = NegotiationView(
                     event.negotiation_id, event.offtaker_id, frozenset(event.invited_farms)

@@ -47,6 +47,8 @@ __all__ = ["HOURS_PER_MONTH", "OfftakerBrain"]
 
 HOURS_PER_MONTH = 720
 RETRY_SEARCH = timedelta(seconds=1)
+#: After a negotiation fails, the next RFQ for that workload waits 1 s, then 2, 4 ... 60 s.
+FAILURE_BACKOFF_MAX = timedelta(seconds=60)
 
 
 @dataclass(slots=True)
@@ -76,6 +78,7 @@ class _Track:
 
 class OfftakerBrain(Brain):
     __slots__ = (
+        "_backoff",
         "_contracts",
         "_inflight",
         "_issued",
@@ -94,6 +97,7 @@ class OfftakerBrain(Brain):
         self._contracts: dict[str, tuple[str, str, Money]] = {}  # id -> (workload, farm, price/h)
         self._inflight = InFlight()
         self._retry_at: datetime | None = None
+        self._backoff: dict[str, tuple[int, datetime]] = {}  # workload -> (failures, next try)
 
     # -- folding ---------------------------------------------------------------------------
 
@@ -112,12 +116,24 @@ class OfftakerBrain(Brain):
                     event.price_hour,
                 )
             case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
-                self._tracks.pop(event.negotiation_id, None)
+                track = self._tracks.pop(event.negotiation_id, None)
+                if track is not None:
+                    self._after_close(track.rfq.workload_id, event, envelope.recorded_at)
                 self._inflight.done_prefix(f"{event.negotiation_id}:")
             case _:
                 track = self._tracks.get(getattr(event, "negotiation_id", ""))
                 if track is not None:
                     self._observe_offer(track, event)
+
+    def _after_close(self, workload: str, event: Event, at: datetime) -> None:
+        """Back off exponentially after failures, so a market that cannot serve the mandate
+        is not flooded with RFQs; an award resets it."""
+        if isinstance(event, NegotiationAwarded):
+            self._backoff.pop(workload, None)
+            return
+        failures = self._backoff.get(workload, (0, at))[0] + 1
+        delay = min(timedelta(seconds=2 ** (failures - 1)), FAILURE_BACKOFF_MAX)
+        self._backoff[workload] = (failures, at + delay)
 
     def _observe_offer(self, track: _Track, event: Event) -> None:
         match event:
@@ -159,6 +175,7 @@ class OfftakerBrain(Brain):
         moments += [o.expires_at for t in self._tracks.values() for o in t.offers.values()]
         if self._retry_at is not None:
             moments.append(self._retry_at)
+        moments += [next_try for _, next_try in self._backoff.values()]
         return min(moments) if moments else None
 
     def monthly_spend(self) -> Money:
@@ -177,6 +194,9 @@ class OfftakerBrain(Brain):
         need = workload.replicas - have
         key = f"rfq:{workload.workload_id}"
         if need <= 0 or not self._inflight.due(key, now):
+            return []
+        _, next_try = self._backoff.get(workload.workload_id, (0, now))
+        if next_try > now:
             return []
         farms = self._candidates(workload, mandate, market, now)[
             : need * mandate.offers_per_replica
@@ -222,13 +242,18 @@ class OfftakerBrain(Brain):
             room = [
                 n
                 for n in market.farm_nodes(farm.farm_id)
-                if n.status == NodeStatus.UP and workload.resources.fits_in(n.free(now))
+                if n.status == NodeStatus.UP and n.fits(workload.resources, now)
             ]
             if not room:
                 continue
-            price = price_per_cu_hour(ask_price(policy, workload.resources), workload.resources)
+            price = farm.asks.get(workload.resources)
+            if price is None:  # cached per shape: pricing is the costly part of the search
+                ask = ask_price(policy, workload.resources)
+                price = farm.asks[workload.resources] = price_per_cu_hour(
+                    ask, workload.resources
+                ).amount
             uptime = max(n.uptime_pct for n in room)
-            ranked.append((price.amount, -uptime, farm.farm_id))
+            ranked.append((price, -uptime, farm.farm_id))
         return [farm_id for *_, farm_id in sorted(ranked)]
 
     def _negotiate(self, track: _Track, mandate: Mandate, now: datetime) -> list[Command]:
@@ -300,7 +325,6 @@ class OfftakerBrain(Brain):
                 command_id=f"{self.agent_id}:{key}",
                 negotiation_id=nego,
                 offer_id=offer.offer_id,
-                contract_id=f"ctr.{offer.offer_id}",
             )
         ]
 

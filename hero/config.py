@@ -48,6 +48,7 @@ class HeroSettings(BaseSettings):
         default=False,
         description="delete the platform topics before a refill (only for a broker HERO owns)",
     )
+    agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
     up_timeout_s: float = Field(default=60.0, gt=0)
     api_secret: SecretStr | None = Field(default=None, description="reserved for the gateway")
 

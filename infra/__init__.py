@@ -1,4 +1,4 @@
-"""The embedded local stack: Tansu broker, Valkey, a Ray head and the relay on 127.0.0.1.
+"""The embedded local stack: Tansu broker, Valkey, a Ray head, the relay and the agent hosts.
 
 Start with :class:`LocalStack` (``up``/``down``/``status``/``endpoints``); the single
 servers in :mod:`infra.processes` are usable on their own in tests.
@@ -8,7 +8,9 @@ from infra.errors import ComponentError, StackError
 from infra.local import COMPONENTS, LocalStack
 from infra.models import ComponentStatus, Endpoints, UpReport
 from infra.processes import (
+    AGENTS_COMMAND,
     RELAY_COMMAND,
+    AgentsProcess,
     BrokerProcess,
     ManagedProcess,
     RayHead,
@@ -18,8 +20,10 @@ from infra.processes import (
 from infra.ray_client import configure_ray_client
 
 __all__ = [
+    "AGENTS_COMMAND",
     "COMPONENTS",
     "RELAY_COMMAND",
+    "AgentsProcess",
     "BrokerProcess",
     "ComponentError",
     "ComponentStatus",

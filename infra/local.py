@@ -1,9 +1,10 @@
-"""The local stack: broker, Valkey, Ray and the relay under one data dir, on 127.0.0.1.
+"""The local stack: broker, Valkey, Ray, the relay and the agent hosts under one data dir.
 
 ``up`` records every process in ``<data_dir>/run/stack.json`` as soon as it is spawned, so
 ``down`` -- from any process, even after a launcher crash -- stops exactly those pids and
 their sessions, and nothing else. A piece configured as external (``HERO_KAFKA_BOOTSTRAP``,
-``HERO_REDIS_URL``, ``HERO_RAY_ADDRESS``) is never started or stopped, only probed.
+``HERO_REDIS_URL``, ``HERO_RAY_ADDRESS``) is never started or stopped, only probed. The
+agent hosts are always ours: they run on whichever Ray the stack uses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
+    AgentsProcess,
     BrokerProcess,
     ManagedProcess,
     RayHead,
@@ -33,9 +35,10 @@ from infra.ray_client import ray_env_for_host
 
 __all__ = ["COMPONENTS", "LocalStack"]
 
-COMPONENTS: tuple[ComponentName, ...] = ("broker", "valkey", "ray", "relay")
+COMPONENTS: tuple[ComponentName, ...] = ("broker", "valkey", "ray", "relay", "agents")
 _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
-_STOP_ORDER: tuple[ComponentName, ...] = ("relay", "ray", "valkey", "broker")
+# The agents first: they are Ray's driver (their hosts are its actors) and the relay's reader.
+_STOP_ORDER: tuple[ComponentName, ...] = ("agents", "relay", "ray", "valkey", "broker")
 
 
 class LocalStack:
@@ -46,10 +49,12 @@ class LocalStack:
         settings: HeroSettings,
         *,
         relay_command: Sequence[str] | None = None,
+        agents_command: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.relay_command = tuple(relay_command) if relay_command is not None else None
+        self.agents_command = tuple(agents_command) if agents_command is not None else None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -78,7 +83,7 @@ class LocalStack:
             return self._start(began)
 
     def down(self) -> list[ComponentStatus]:
-        """Stop the recorded processes (relay, ray, valkey, broker) and everything they started."""
+        """Stop the recorded processes (agents, relay, ray, valkey, broker) and all they started."""
         with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
             state = StackState.load(self.data_dir)
             if state is None:
@@ -167,6 +172,19 @@ class LocalStack:
             for proc in [servers[name] for name in ("valkey", "ray") if name in servers] + [relay]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.name] = time.monotonic() - began
+            # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
+            # not complete yet, so the endpoints go to them explicitly.
+            endpoints = Endpoints(
+                kafka_bootstrap=bootstrap,
+                redis_url=external.get("valkey") or _required(_url_of(servers.get("valkey"))),
+                ray_address=external.get("ray") or _required(servers["ray"].address),
+                store_url=self.settings.effective_store_url,
+                ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
+            )
+            agents = AgentsProcess(self.settings, endpoints, command=self.agents_command)
+            self._spawn(agents, state, started)
+            agents.wait_ready(_remaining(deadline))
+            ready_after[agents.name] = time.monotonic() - began
         except BaseException as exc:
             self._abort(started)
             if isinstance(exc, StackError) or not isinstance(exc, Exception):
@@ -271,6 +289,9 @@ class LocalStack:
         elif name == "relay":
             command = json.loads(record.extra.get("command", "null"))
             proc = RelayProcess(self.settings, record.extra.get("bootstrap", ""), command=command)
+        elif name == "agents":
+            command = json.loads(record.extra.get("command", "null"))
+            proc = AgentsProcess(self.settings, command=command)
         else:
             raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
         proc.adopt(record)
@@ -340,6 +361,8 @@ class LocalStack:
         detail = None
         if isinstance(proc, RelayProcess):
             detail = _relay_detail(proc)
+        elif isinstance(proc, AgentsProcess):
+            detail = _agents_detail(proc)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
@@ -397,6 +420,29 @@ def _relay_detail(relay: RelayProcess) -> str | None:
     if isinstance(updated, str):
         parts.append(f"updated {updated}")
     return ", ".join(parts)
+
+
+def _agents_detail(agents: AgentsProcess) -> str | None:
+    health = agents.health()
+    if health is None:
+        return None
+    agents_count, shards = health.get("agents"), health.get("shards")
+    parts = [
+        f"{agents_count} agents on {shards} hosts"
+        if agents_count is not None
+        else f"{shards} hosts, no stats",
+        "caught up" if health.get("caught_up") else "not caught up",
+    ]
+    if health.get("error"):
+        parts.append(f"error: {health['error']}")
+    updated = health.get("updated_at")
+    if isinstance(updated, str):
+        parts.append(f"updated {updated}")
+    return ", ".join(parts)
+
+
+def _url_of(valkey: ManagedProcess | None) -> str | None:
+    return valkey.url if isinstance(valkey, ValkeyProcess) else None
 
 
 def _address(records: dict[str, ProcessRecord], name: str) -> str:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
-ComponentName = Literal["broker", "valkey", "ray", "relay"]
+ComponentName = Literal["broker", "valkey", "ray", "relay", "agents"]
 ComponentState = Literal["up", "down", "external"]
 
 

@@ -31,11 +31,13 @@ from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
 from infra.errors import ComponentError
-from infra.models import ComponentName
+from infra.models import ComponentName, Endpoints
 from infra.ray_client import ray_env_for_host
 
 __all__ = [
+    "AGENTS_COMMAND",
     "RELAY_COMMAND",
+    "AgentsProcess",
     "BrokerProcess",
     "ManagedProcess",
     "RayHead",
@@ -46,6 +48,8 @@ __all__ = [
 LOOPBACK = "127.0.0.1"
 RELAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.relay")
 """How the relay is run; LocalStack and RelayProcess take a ``command`` to replace it."""
+AGENTS_COMMAND: tuple[str, ...] = (sys.executable, "-m", "agents.runtime")
+"""How the agent hosts are run, before ``--shards N``; AgentsProcess takes a ``command``."""
 
 _POLL_S = 0.05
 
@@ -512,13 +516,7 @@ class RelayProcess(ManagedProcess):
 
     def health(self) -> dict[str, Any] | None:
         """The relay's last health report, if it was written by this process."""
-        try:
-            data = json.loads(self.health_path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("pid") != self._pid:
-            return None
-        return data
+        return _read_health(self.health_path, self._pid)
 
     def _prepare(self) -> None:
         super()._prepare()
@@ -544,6 +542,102 @@ class RelayProcess(ManagedProcess):
 
     def _after_stop(self) -> None:
         self.health_path.unlink(missing_ok=True)
+
+
+class AgentsProcess(ManagedProcess):
+    """The agent hosts on Ray (``python -m agents.runtime --shards N``).
+
+    Ready once it writes ``run/agents.health`` with its pid: it does so when every host
+    answers and has caught up with the store, then refreshes the report every ~2 s. It is
+    the Ray driver that owns the hosts: on SIGTERM it kills them and leaves Ray. Were it
+    killed instead, Ray ends the actors of a dead owner, and the Ray head's stop ends any
+    worker left (they run in the head's process tree).
+    """
+
+    name = "agents"
+    # AgentCluster.stop gives the hosts 5 s to finish the commands in flight, then kills them.
+    stop_timeout = 15.0
+
+    def __init__(
+        self,
+        settings: HeroSettings,
+        endpoints: Endpoints | None = None,
+        *,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(settings.data_dir, host=settings.host)
+        self.settings = settings
+        # Needed to start it only: a process adopted from stack.json is probed and stopped.
+        self.endpoints = endpoints
+        self.command = (
+            tuple(command)
+            if command is not None
+            else (*AGENTS_COMMAND, "--shards", str(settings.agent_shards))
+        )
+
+    @property
+    def address(self) -> str | None:
+        return None
+
+    @property
+    def health_path(self) -> Path:
+        return self.data_dir / "run" / "agents.health"
+
+    def health(self) -> dict[str, Any] | None:
+        """The hosts' last report (pid, shards, agents, caught_up...), if from this process."""
+        return _read_health(self.health_path, self._pid)
+
+    def _prepare(self) -> None:
+        if self.endpoints is None:
+            raise ComponentError(self.name, "internal: started without the stack's endpoints")
+        super()._prepare()
+        self.health_path.unlink(missing_ok=True)
+
+    def _command(self) -> list[str]:
+        return list(self.command)
+
+    def _env(self) -> dict[str, str]:
+        endpoints = self.endpoints
+        if endpoints is None:
+            raise ComponentError(self.name, "internal: started without the stack's endpoints")
+        env = settings_env(self.settings, super()._env())
+        # A RAY_ADDRESS meant for other clients must not steer this one.
+        env.pop("RAY_ADDRESS", None)
+        # What a client of the embedded, loopback-only head needs (empty for an external Ray):
+        # set here, since LocalStack.endpoints() in the child sees every piece as "external".
+        env.update(endpoints.ray_env)
+        env.update(
+            {
+                "HERO_DATA_DIR": str(self.data_dir),
+                # Explicit: stack.json is complete only once `up` returns, after this starts.
+                "HERO_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+                "HERO_REDIS_URL": endpoints.redis_url,
+                "HERO_RAY_ADDRESS": endpoints.ray_address,
+                "HERO_STORE_URL": endpoints.store_url,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _ready(self) -> bool:
+        return self.health() is not None
+
+    def _extra_for_record(self) -> dict[str, str]:
+        return {"command": json.dumps(list(self.command))}
+
+    def _after_stop(self) -> None:
+        self.health_path.unlink(missing_ok=True)
+
+
+def _read_health(path: Path, pid: int | None) -> dict[str, Any] | None:
+    """A JSON health report, only if the process ``pid`` wrote it (not a predecessor)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or pid is None or data.get("pid") != pid:
+        return None
+    return data
 
 
 def settings_env(settings: HeroSettings, base: Mapping[str, str]) -> dict[str, str]:

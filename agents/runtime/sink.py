@@ -28,8 +28,9 @@ __all__ = [
     "rejection_reason",
 ]
 
-#: Sends one command; returns whatever the service returns (``.duplicate`` is looked at).
-CommandSink = Callable[[Command], Awaitable[object]]
+#: Sends one command on behalf of an agent (the id is the events' ``actor``); returns what
+#: the service returns (a truthy ``.duplicate`` on it counts as an idempotent repeat).
+CommandSink = Callable[[str, Command], Awaitable[object]]
 #: Builds a host's sink inside its process, from the settings and the host's store.
 SinkFactory = Callable[["HeroSettings", "EventStore"], CommandSink]
 
@@ -47,12 +48,13 @@ class ThreadedSink:
     """A blocking ``handle(command)`` run on a pool of its own, so a slow store never
     starves the default executor that the host's store reads use."""
 
-    def __init__(self, handle: Callable[[Command], object], *, threads: int = 8):
+    def __init__(self, handle: Callable[[str, Command], object], *, threads: int = 16):
         self._handle = handle
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hero-sink")
 
-    async def __call__(self, command: Command) -> object:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._handle, command)
+    async def __call__(self, agent_id: str, command: Command) -> object:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._handle, agent_id, command)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -64,4 +66,4 @@ def market_service_sink(settings: HeroSettings, store: EventStore) -> CommandSin
     from hero.market.service import MarketService
 
     service = MarketService(store, SystemClock())
-    return ThreadedSink(service.handle)
+    return ThreadedSink(lambda agent_id, command: service.handle(command, actor=agent_id))

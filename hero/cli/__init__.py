@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hero.cli import demo as demo_module
-from hero.cli import events, stack, tailing
+from hero.cli import events, market, stack, tailing
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -30,6 +30,12 @@ app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_module.demo)
 app.add_typer(events.app, name="events")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(market.farmer_app, name="farmer")
+app.add_typer(market.offtaker_app, name="offtaker")
+app.add_typer(market.contracts_app, name="contracts")
+app.add_typer(market.nodes_app, name="nodes")
+app.add_typer(market.negotiations_app, name="negotiations")
+app.add_typer(market.fleet_app, name="fleet")
 
 
 @schemas_app.command("export")

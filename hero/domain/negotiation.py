@@ -30,7 +30,14 @@ from schemas import (
 )
 from schemas.catalogue.common import DeclineReason
 
-__all__ = ["NegotiationState", "OfferState", "evolve", "fold", "negotiation_stream"]
+__all__ = [
+    "NegotiationState",
+    "OfferState",
+    "contract_id_for",
+    "evolve",
+    "fold",
+    "negotiation_stream",
+]
 
 Status = Literal["new", "open", "awarded", "failed", "expired"]
 OfferStatus = Literal["open", "withdrawn", "accepted", "released"]
@@ -38,6 +45,11 @@ OfferStatus = Literal["open", "withdrawn", "accepted", "released"]
 
 def negotiation_stream(negotiation_id: str) -> str:
     return f"nego-{negotiation_id}"
+
+
+def contract_id_for(negotiation_id: str, offer_id: str) -> str:
+    """Offer ids are unique within a negotiation and negotiation ids market-wide."""
+    return f"ctr.{negotiation_id}.{offer_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +145,9 @@ class NegotiationState:
         ]
 
     def withdraw(self, offer_id: str, reason: str) -> list[Event]:
+        """Withdraw an open offer, or void an accepted one whose contract could not be made."""
         offer = self.offer(offer_id)
-        if offer.status != "open":
+        if offer.status not in ("open", "accepted"):
             return []
         return [
             OfferWithdrawn(
@@ -186,7 +199,7 @@ class NegotiationState:
             )
         ]
 
-    def accept(self, offer_id: str, contract_id: str, now: datetime) -> list[Event]:
+    def accept(self, offer_id: str, now: datetime) -> list[Event]:
         rfq = self.open_rfq()
         offer = self.offer(offer_id)
         if not offer.live(now):
@@ -202,7 +215,7 @@ class NegotiationState:
                 negotiation_id=rfq.negotiation_id,
                 offer_id=offer_id,
                 farm_id=offer.offer.farm_id,
-                contract_id=contract_id,
+                contract_id=contract_id_for(rfq.negotiation_id, offer_id),
                 price_hour=offer.price_hour,
             )
         ]

@@ -36,7 +36,6 @@ from schemas import (
     IssueRfq,
     MakeOffer,
     NodeRegistered,
-    OfferAccepted,
     OfferMade,
     OfftakerMandateSet,
     RegisterFarm,
@@ -84,6 +83,8 @@ class _Aggregate(Generic[S]):
 
 _NODE = _Aggregate(nodes.NodeState, nodes.evolve)
 _NEGOTIATION = _Aggregate(nego.NegotiationState, nego.evolve)
+
+
 def _evolve_farm(state: _Farm, event: Event) -> _Farm:
     return _Farm(event) if isinstance(event, FarmRegistered) else state
 
@@ -286,15 +287,16 @@ class MarketService:
         )
 
     def _make_offer(self, cmd: MakeOffer, actor: str) -> HandleResult:
+        """Hold on the node, then record the offer; the offer's record ends the command."""
+        stream = nego.negotiation_stream(cmd.negotiation_id)
+        if self._store.command_result(stream, cmd.command_id) is not None:
+            return HandleResult(duplicate=True)
         now = self._clock.now()
-        state = self._negotiation(cmd.negotiation_id)
-        rfq = state.open_rfq()
+        rfq = self._negotiation(cmd.negotiation_id).open_rfq()
         node_stream = nodes.node_stream(cmd.node_id)
         _, node = self._load(node_stream, _NODE)
         if node.farm_id != cmd.farm_id:
-            raise CommandRejected(
-                "not_your_node", f"node {cmd.node_id} is not in farm {cmd.farm_id}"
-            )
+            raise CommandRejected("not_your_node", f"node {cmd.node_id} is not in {cmd.farm_id}")
         try:
             held = self._apply(
                 node_stream,
@@ -309,13 +311,12 @@ class MarketService:
         except Rejected as error:
             if error.reason not in ("insufficient_capacity", "node_unavailable"):
                 raise
-            reason = DeclineReason(error.reason)
             decline = DeclineRfq(
                 command_id=cmd.command_id,
                 negotiation_id=cmd.negotiation_id,
                 farm_id=cmd.farm_id,
                 node_id=cmd.node_id,
-                reasons=[reason],
+                reasons=[DeclineReason(error.reason)],
                 detail=str(error),
             )
             return self._decline(decline, actor)
@@ -388,32 +389,39 @@ class MarketService:
         )
 
     def _accept(self, cmd: AcceptOffer, actor: str) -> HandleResult:
+        """Record the acceptance on the negotiation (which counts replicas), then commit the
+        hold on the node; if the node refuses, the acceptance is voided and the hold released."""
+        stream = nego.negotiation_stream(cmd.negotiation_id)
+        if self._store.command_result(stream, cmd.command_id) is not None:
+            return HandleResult(duplicate=True)
         now = self._clock.now()
+        recorded = self._on_negotiation(
+            cmd.negotiation_id, lambda s: s.accept(cmd.offer_id, now), cmd.command_id, actor
+        )
         state = self._negotiation(cmd.negotiation_id)
-        accepted = state.accept(cmd.offer_id, cmd.contract_id, now)[0]  # refuse before writing
-        assert isinstance(accepted, OfferAccepted)
-        offer = state.offers[cmd.offer_id].offer
+        offer = state.offers[cmd.offer_id]
         rfq = state.rfq
         assert rfq is not None
+        assert offer.contract_id is not None
         contract = ContractCreated(
-            contract_id=cmd.contract_id,
+            contract_id=offer.contract_id,
             negotiation_id=cmd.negotiation_id,
             offer_id=cmd.offer_id,
-            hold_id=offer.hold_id,
+            hold_id=offer.offer.hold_id,
             offtaker_id=rfq.offtaker_id,
             workload_id=rfq.workload_id,
-            farm_id=offer.farm_id,
-            node_id=offer.node_id,
-            grid=offer.grid,
-            resources=offer.resources,
-            price_hour=accepted.price_hour,
-            term_hours=offer.term_hours,
-            sla=offer.sla,
+            farm_id=offer.offer.farm_id,
+            node_id=offer.offer.node_id,
+            grid=offer.offer.grid,
+            resources=offer.offer.resources,
+            price_hour=offer.price_hour,
+            term_hours=offer.offer.term_hours,
+            sla=offer.offer.sla,
             starts_at=now,
         )
         try:
             committed = self._apply(
-                nodes.node_stream(offer.node_id),
+                nodes.node_stream(offer.offer.node_id),
                 _NODE,
                 lambda s: s.commit(contract, now),
                 cmd.command_id,
@@ -421,30 +429,26 @@ class MarketService:
                 cmd.negotiation_id,
             )
         except Rejected as error:
-            reason = str(error)
-            self._on_negotiation(
-                cmd.negotiation_id,
-                lambda s: s.withdraw(cmd.offer_id, reason),
-                f"{cmd.command_id}:withdraw",
-                actor,
-            )
+            self._void(cmd, offer.offer, str(error), actor)
             raise
-        recorded = self._on_negotiation(
-            cmd.negotiation_id,
-            lambda s: s.accept(cmd.offer_id, cmd.contract_id, now),
-            cmd.command_id,
-            actor,
-        )
-        events = committed.events + recorded.events
-        after = self._negotiation(cmd.negotiation_id)
-        if after.status == "open" and len(after.accepted) >= rfq.replicas:
+        events = recorded.events + committed.events
+        if state.status == "open" and len(state.accepted) >= rfq.replicas:
             close = CloseNegotiation(
                 command_id=f"{cmd.negotiation_id}:award",
                 negotiation_id=cmd.negotiation_id,
                 outcome="awarded",
             )
             events += self._close(close, actor).events
-        return HandleResult(events, committed.duplicate and recorded.duplicate)
+        return HandleResult(events)
+
+    def _void(self, cmd: AcceptOffer, offer: OfferMade, reason: str, actor: str) -> None:
+        self._on_negotiation(
+            cmd.negotiation_id,
+            lambda s: s.withdraw(cmd.offer_id, reason),
+            f"{cmd.command_id}:void",
+            actor,
+        )
+        self._release(offer.node_id, offer.hold_id, reason, f"{cmd.command_id}:release", actor)
 
     def _close(self, cmd: CloseNegotiation, actor: str) -> HandleResult:
         result = self._on_negotiation(

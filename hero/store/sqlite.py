@@ -62,19 +62,36 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _SELECT = "SELECT position, stream, version, type, topic, envelope FROM events"
 
 
+_SYNC_MODES = ("FULL", "NORMAL")
+
+
 def sqlite_path_from_url(url: str) -> Path:
+    return _parse_url(url)[0]
+
+
+def _parse_url(url: str) -> tuple[Path, str]:
+    """``sqlite:///PATH[?synchronous=full|normal]``; FULL unless told otherwise."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise StoreError(f"not a sqlite URL (expected sqlite:///PATH): {url!r}")
-    return Path(url[len(prefix) :])
+    path, _, query = url[len(prefix) :].partition("?")
+    options = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise StoreError(f"unknown sqlite URL option(s) {sorted(unknown)}; known: synchronous")
+    sync = options.get("synchronous", "full").upper()
+    if sync not in _SYNC_MODES:
+        raise StoreError(f"synchronous must be one of {_SYNC_MODES}, got {sync!r}")
+    return Path(path), sync
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection tuned for a shared WAL database (used by the store and its checkpoints)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    # FULL: a commit survives power loss; NORMAL (WAL): it survives a crash of the process.
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(_SCHEMA)
     return conn
@@ -132,8 +149,9 @@ def _insert_events(
 class SqliteEventStore(EventStore):
     """Thread-safe: each thread gets its own connection to the same file."""
 
-    def __init__(self, path: Path | str, clock: Clock | None = None):
+    def __init__(self, path: Path | str, clock: Clock | None = None, synchronous: str = "FULL"):
         self.path = Path(path)
+        self._synchronous = synchronous
         self._clock = clock or SystemClock()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -142,12 +160,13 @@ class SqliteEventStore(EventStore):
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> SqliteEventStore:
-        return cls(sqlite_path_from_url(url), clock)
+        path, synchronous = _parse_url(url)
+        return cls(path, clock, synchronous)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            conn = connect(self.path, self._synchronous)
             self._local.conn = conn
             with self._guard:
                 self._all.append(conn)

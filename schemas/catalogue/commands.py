@@ -150,11 +150,11 @@ class AnswerCounter(Command):
 
 @command()
 class AcceptOffer(Command):
-    """Turn the offer's hold into a contract, at the agreed price."""
+    """Turn the offer's hold into a contract, at the agreed price. The contract's id is
+    derived from the negotiation and the offer, so it is unique market-wide."""
 
     negotiation_id: NegotiationId
     offer_id: OfferId
-    contract_id: ContractId
 
 
 @command()

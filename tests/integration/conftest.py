@@ -67,6 +67,8 @@ def relay_standin(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The full stack, its agent hosts included: real agents over the shared store and broker
+    (tests use ids of their own; their AgentClusters use actor name prefixes of their own)."""
     data_dir = tmp_path_factory.mktemp("hero-stack")
     base = HeroSettings(data_dir=data_dir)
     launcher = LocalStack(base, relay_command=relay_command(data_dir.parent))

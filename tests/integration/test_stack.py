@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -118,6 +119,19 @@ def _listeners(table: Path) -> list[tuple[str, int, str]]:
     return rows
 
 
+def agents_health(data_dir: Path) -> dict[str, object]:
+    report = json.loads((data_dir / "run" / "agents.health").read_text())
+    assert isinstance(report, dict)
+    return report
+
+
+def host_pids(data_dir: Path) -> list[int]:
+    """The Ray worker processes of the stack's agent hosts (the actors), from its report."""
+    pids = agents_health(data_dir)["host_pids"]
+    assert isinstance(pids, list)
+    return [int(pid) for pid in pids]
+
+
 def is_loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -134,7 +148,7 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     print(f"\nhero up took {report.seconds:.2f} s")
     assert not report.already_running
     statuses = {status.name: status for status in stack.launcher.status()}
-    assert set(statuses) == {"broker", "valkey", "ray", "relay"}
+    assert set(statuses) == {"broker", "valkey", "ray", "relay", "agents"}
     for status in statuses.values():
         assert status.state == "up", status
         assert status.pid is not None, status
@@ -144,6 +158,25 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     assert statuses["broker"].address == stack.endpoints.kafka_bootstrap
     assert stack.endpoints.redis_url == f"redis://{statuses['valkey'].address}/0"
     assert statuses["ray"].address == stack.endpoints.ray_address
+    assert "caught up" in (statuses["agents"].detail or ""), statuses["agents"]
+
+
+def test_agents_run_their_hosts_on_the_stacks_ray(stack: RunningStack) -> None:
+    data_dir = stack.settings.data_dir
+    statuses = {status.name: status for status in stack.launcher.status()}
+    report = agents_health(data_dir)
+    assert report["pid"] == statuses["agents"].pid
+    assert report["shards"] == stack.settings.agent_shards
+    assert report["caught_up"] is True
+    hosts = host_pids(data_dir)
+    assert len(hosts) == stack.settings.agent_shards
+    # The hosts are Ray workers: in the Ray head's session, which `hero down` stops.
+    ray_pid = statuses["ray"].pid
+    assert ray_pid is not None
+    assert set(hosts) <= set(processes_in_sessions([ray_pid]))
+    # The report is refreshed (every ~2 s).
+    first = report["updated_at"]
+    wait_until(lambda: agents_health(data_dir)["updated_at"] != first, 10, "a fresh agents report")
 
 
 def test_second_up_reports_already_running(stack: RunningStack) -> None:
@@ -202,17 +235,24 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
         f"\nhero up (second stack, side by side with the session one) took {report.seconds:.2f} s"
     )
     leaders = [status.pid for status in report.components if status.pid is not None]
-    assert len(leaders) == 4
+    assert len(leaders) == 5
     members = processes_in_sessions(leaders)
     # Ray's head runs several processes in its session (gcs_server, raylet, agents...).
     assert len(members) > len(leaders)
+    # The agent hosts (Ray actor workers) are among them.
+    hosts = host_pids(tmp_path / "data")
+    assert len(hosts) == 2
+    assert set(hosts) <= set(members)
 
     stopped = launcher.down()
 
-    assert [status.state for status in stopped] == ["down"] * 4
+    assert [status.name for status in stopped] == ["broker", "valkey", "ray", "relay", "agents"]
+    assert [status.state for status in stopped] == ["down"] * 5
     assert all(status.detail == "stopped" for status in stopped), stopped
     alive = set(live_pids())
     assert not alive & set(members), "processes of the stack survived hero down"
+    assert not alive & set(hosts), "agent hosts survived hero down"
+    assert not (tmp_path / "data" / "run" / "agents.health").exists()
     assert not processes_in_sessions(leaders)
     assert not (tmp_path / "data" / "run" / "stack.json").exists()
     again = launcher.down()
@@ -233,7 +273,7 @@ def test_external_broker_is_reported_and_left_alone(
         assert statuses["broker"].state == "external"
         assert statuses["broker"].pid is None
         assert statuses["broker"].address == broker.address
-        assert statuses["valkey"].state == statuses["ray"].state == "up"
+        assert statuses["valkey"].state == statuses["ray"].state == statuses["agents"].state == "up"
         assert not (tmp_path / "data" / "logs" / "broker.log").exists()
         assert launcher.endpoints().kafka_bootstrap == broker.address
         # The launcher created the topics on the external broker before starting the relay.
@@ -257,6 +297,44 @@ def test_failed_up_cleans_up_and_names_the_component(tmp_path: Path, stack: Runn
     assert "relay cannot start" in message
     assert not (tmp_path / "data" / "run" / "stack.json").exists()
     assert all(status.state != "up" for status in launcher.status())
+
+
+def test_failed_agents_stop_the_stack_and_are_named(
+    tmp_path: Path, relay_standin: list[str], stack: RunningStack
+) -> None:
+    settings = HeroSettings(data_dir=tmp_path / "data", ray_address=stack.endpoints.ray_address)
+    failing = [sys.executable, "-c", "print('no agents today'); raise SystemExit(4)"]
+    launcher = LocalStack(settings, relay_command=relay_standin, agents_command=failing)
+    with pytest.raises(StackError) as caught:
+        launcher.up()
+    message = str(caught.value)
+    assert message.startswith("agents: exited with code 4")
+    assert "no agents today" in message
+    assert not (tmp_path / "data" / "run" / "stack.json").exists()
+    assert all(status.state != "up" for status in launcher.status())
+
+
+def test_a_second_stack_on_the_same_ray_runs_agents_of_its_own(
+    tmp_path: Path, relay_standin: list[str], stack: RunningStack
+) -> None:
+    # Two stacks' agent hosts in one Ray namespace: their actor names must not clash.
+    settings = HeroSettings(data_dir=tmp_path / "data", ray_address=stack.endpoints.ray_address)
+    launcher = LocalStack(settings, relay_command=relay_standin)
+    report = launcher.up()
+    try:
+        statuses = {status.name: status for status in report.components}
+        assert statuses["ray"].state == "external"
+        assert statuses["agents"].state == "up", statuses["agents"]
+        ours = host_pids(tmp_path / "data")
+        assert not set(ours) & set(host_pids(stack.settings.data_dir))
+    finally:
+        stopped = {status.name: status for status in launcher.down()}
+    assert stopped["agents"].detail == "stopped"
+    # Ray (not ours here) ends the killed actors' workers; give it a moment.
+    wait_until(lambda: not set(ours) & set(live_pids()), 10, "the second stack's hosts to end")
+    session = {status.name: status.state for status in stack.launcher.status()}
+    assert session["agents"] == session["ray"] == "up"
+    assert set(host_pids(stack.settings.data_dir)) <= set(live_pids())
 
 
 def test_broker_restarts_empty_on_the_same_port(

@@ -116,6 +116,32 @@ def test_the_registry_holds_exactly_the_catalogue():
     }
 
 
+@pytest.mark.parametrize("name", ["OfferApproved", "OfferWithdrawn", "OfferMade"])
+def test_offer_lifecycle_events_live_on_the_reservations_topic(name):
+    assert REGISTRY.topic_for(name) is Topic.RESERVATIONS
+    assert name in reservations.__all__
+    assert name not in policies.__all__
+
+
+def test_policies_topic_carries_only_policies_and_mandates():
+    assert {cls.__name__ for cls in _messages_in(policies)} == {
+        "FarmerPolicySet",
+        "OfftakerMandateSet",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("ContractCreated", {"offer_id", "hold_id", "workload_id"}),
+        ("OfferMade", {"hold_id", "region", "uptime_pct"}),
+    ],
+)
+def test_reservation_events_require_their_links(name, fields):
+    model = REGISTRY.entry(name).model
+    assert all(model.model_fields[field].is_required() for field in fields)
+
+
 def test_entries_are_sorted_by_type():
     names = [entry.type for entry in REGISTRY.entries()]
     assert names == sorted(names)
@@ -340,7 +366,10 @@ def _samples() -> list[Message]:
         reservations.ContractCreated(
             contract_id="ctr_1",
             negotiation_id="neg_1",
+            offer_id="ofr_1",
+            hold_id="ofr_1",
             offtaker_id="off_1",
+            workload_id="wl_1",
             farm_id="farm_1",
             node_id="node_1",
             grid=schemas.Grid.GRID3,
@@ -350,8 +379,53 @@ def _samples() -> list[Message]:
             sla=sla,
             starts_at=NOW,
         ),
+        reservations.OfferMade(
+            negotiation_id="neg_1",
+            offer_id="ofr_1",
+            farm_id="farm_1",
+            node_id="node_1",
+            hold_id="ofr_1",
+            grid=schemas.Grid.GRID4,
+            region="europe",
+            uptime_pct=Decimal("99.9"),
+            resources=schemas.Resources.from_gb(cru=2, mru_gb=4, sru_gb=50),
+            price_hour=Money.of("0.02", "USD"),
+            term_hours=720,
+            sla=sla,
+            firm=False,
+            expires_at=NOW,
+        ),
+        reservations.OfferApproved(negotiation_id="neg_1", offer_id="ofr_1", farm_id="farm_1"),
+        reservations.OfferWithdrawn(
+            negotiation_id="neg_1", offer_id="ofr_1", farm_id="farm_1", reason="rejected"
+        ),
         REGISTRY.decode("FiatPaymentReceived", 1, _fiat_v1_payload()),
         commands.ChangeNodeStatus(command_id="cmd_1", node_id="node_1", status="down"),
+        commands.IssueRfq(
+            command_id="cmd_2",
+            negotiation_id="neg_1",
+            offtaker_id="off_1",
+            workload_id="wl_1",
+            resources=schemas.Resources.from_gb(cru=2, mru_gb=4),
+            replicas=2,
+            grids=[schemas.Grid.GRID3, schemas.Grid.GRID4],
+            max_price_cu_hour=Money.of("0.05", "USD"),
+            term_hours=720,
+            deadline=NOW,
+        ),
+        commands.MakeOffer(
+            command_id="cmd_3",
+            negotiation_id="neg_1",
+            offer_id="ofr_1",
+            farm_id="farm_1",
+            node_id="node_1",
+            price_hour=Money.of("0.02", "USD"),
+            term_hours=720,
+            sla=sla,
+            expires_at=NOW,
+        ),
+        commands.AcceptOffer(command_id="cmd_4", negotiation_id="neg_1", offer_id="ofr_1"),
+        commands.CloseNegotiation(command_id="cmd_5", negotiation_id="neg_1", outcome="expired"),
     ]
 
 

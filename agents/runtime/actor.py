@@ -1,0 +1,125 @@
+"""The agent host as a Ray actor: one shard of the agents in one process.
+
+The actor starts its loop from ``__init__`` (an async actor's ``__init__`` runs on the
+actor's event loop, so it can create the task). Ray calls ``__init__`` again when it restarts
+a dead host (``max_restarts=-1``), so a restarted host always rebuilds: it replays the store
+to the position it reads at start, then follows Kafka -- the same path as a first start.
+A loop that dies of an unexpected error ends the process, so Ray restarts it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import ray
+
+from agents.runtime.feed import KafkaFeed, StoreHistory
+from agents.runtime.host import AgentHostCore, HostOptions, HostStats
+from agents.runtime.sink import SinkFactory, market_service_sink
+from hero.config import HeroSettings
+from hero.store import open_store
+
+if TYPE_CHECKING:
+    from agents.market import MarketView
+
+__all__ = ["AgentHost", "AgentHostActor", "MarketFactory", "default_market"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MarketFactory = Callable[[], "MarketView"]
+
+
+def default_market() -> MarketView:
+    from agents.market import MarketView
+
+    return MarketView()
+
+
+class AgentHostActor:
+    """Wraps :class:`AgentHostCore` with the settings' store and Kafka feed."""
+
+    def __init__(
+        self,
+        settings: HeroSettings,
+        shard: int,
+        shards: int,
+        *,
+        market_factory: MarketFactory | None = None,
+        sink_factory: SinkFactory | None = None,
+        options: HostOptions | None = None,
+        autostart: bool = True,
+    ):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if not settings.kafka_bootstrap:
+            raise ValueError("an agent host needs settings.kafka_bootstrap")
+        self._store = open_store(settings.effective_store_url)
+        options = options or HostOptions()
+        self.core = AgentHostCore(
+            shard=shard,
+            shards=shards,
+            market=(market_factory or default_market)(),
+            history=StoreHistory(self._store),
+            feed=KafkaFeed(settings.kafka_bootstrap),
+            sink=(sink_factory or market_service_sink)(settings, self._store),
+            options=options,
+        )
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._reconstructed = _was_reconstructed()
+        if autostart:
+            self._start()
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.core.run(self._stop))
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stop.is_set():
+            return
+        error = task.exception()
+        log.critical("agent host loop ended unexpectedly: %r; exiting for a restart", error)
+        os._exit(1)
+
+    async def start(self) -> bool:
+        """Start the loop if it is not running (it starts from ``__init__`` by default)."""
+        self._start()
+        return True
+
+    async def stop(self) -> None:
+        """Stop reading and wait for the commands in flight (the actor stays alive)."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def stats(self) -> HostStats:
+        stats = self.core.stats()
+        stats.reconstructed = self._reconstructed
+        return stats
+
+    async def ping(self) -> str:
+        return "pong"
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def inspect(self, probe: Callable[[AgentHostCore], T]) -> T:
+        """Run a read-only ``probe`` against the core (tests and debugging)."""
+        return probe(self.core)
+
+
+def _was_reconstructed() -> bool:
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # not inside a Ray actor
+        return False
+
+
+#: The Ray actor class: restarted forever, tasks retried across restarts, no CPU reserved
+#: (a host mostly waits on I/O; Ray's CPU accounting would otherwise cap hosts per node).
+AgentHost: Any = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(AgentHostActor)

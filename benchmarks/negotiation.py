@@ -1,0 +1,264 @@
+"""Negotiation throughput on the embedded stack: agents on Ray, events through Kafka.
+
+    ./run bench-negotiation [--farms 1000] [--offtakers 100] [--replicas 10] [--shards 2]
+
+Starts its own stack in a temporary directory (broker, Valkey, Ray, relay, agent hosts),
+registers ``--farms`` farms of one node each with auto-accept policies, lets the agent hosts
+catch up, then gives ``--offtakers`` offtakers a mandate of ``--replicas`` replicas each and
+measures, from the store's recorded times: contracts per second, RFQ-to-contract latency
+(p50, p99), agents per host and memory per agent. The same market then runs in one process
+(agents fed straight from a SQLite store, no Kafka, no Ray) as the baseline of the same run.
+Goals: >= 200 contracts/s, p99 <= 1 s, >= 10,000 agents per host at <= 20 KB each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import tracemalloc
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from agents.agentset import AgentSet
+from agents.local import LocalMarket
+from hero.config import HeroSettings
+from hero.domain.clock import SystemClock
+from hero.market.service import MarketService
+from hero.store import EventStore, SqliteEventStore, open_store
+from infra import LocalStack, configure_ray_client
+from schemas import (
+    Command,
+    ContractCreated,
+    FarmerPolicy,
+    Mandate,
+    Money,
+    RegisterFarm,
+    RegisterNode,
+    Resources,
+    RfqIssued,
+    SetFarmerPolicy,
+    SetOfftakerMandate,
+    Sla,
+    WorkloadSpec,
+)
+
+NODE = Resources.from_gb(cru=64, mru_gb=256, sru_gb=4000)
+REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)
+
+
+def fleet(farms: int) -> list[Command]:
+    commands: list[Command] = []
+    for i in range(farms):
+        farm = f"farm-{i:05d}"
+        price = Money.of(f"0.{20 + i % 20:03d}", "USD")  # 0.020 .. 0.039 USD per CU-hour
+        policy = FarmerPolicy(
+            price_cu_hour=price,
+            price_su_hour=Money.of("0.01", "USD"),
+            sla=Sla(uptime_pct=Decimal("99.5")),
+        )
+        commands += [
+            RegisterFarm(
+                command_id=f"{farm}:reg",
+                farm_id=farm,
+                name=farm,
+                grid="grid4",
+                country="DE",
+                region="europe",
+            ),
+            RegisterNode(
+                command_id=f"{farm}:node",
+                node_id=f"{farm}-n1",
+                farm_id=farm,
+                grid="grid4",
+                country="DE",
+                region="europe",
+                total=NODE,
+                uptime_pct=Decimal("99.9"),
+            ),
+            SetFarmerPolicy(command_id=f"{farm}:policy", farm_id=farm, policy=policy),
+        ]
+    return commands
+
+
+def mandates(offtakers: int, replicas: int) -> list[Command]:
+    mandate = Mandate(
+        workloads=[WorkloadSpec(workload_id="app", resources=REPLICA, replicas=replicas)],
+        budget_month=Money.of("100000", "USD"),
+        max_price_cu_hour=Money.of("0.05", "USD"),
+        offer_window_s=Decimal(1),
+        offers_per_replica=2,
+    )
+    return [
+        SetOfftakerMandate(
+            command_id=f"acme-{i:04d}:mandate", offtaker_id=f"acme-{i:04d}", mandate=mandate
+        )
+        for i in range(offtakers)
+    ]
+
+
+class Watch:
+    """Follows the store for RFQs and contracts, with their recorded times."""
+
+    def __init__(self, store: EventStore):
+        self.store, self.position = store, 0
+        self.rfqs: dict[str, datetime] = {}
+        self.contracts: list[tuple[str, datetime]] = []
+
+    def poll(self) -> int:
+        while rows := self.store.read_all(self.position + 1, 5000):
+            for row in rows:
+                self.position = row.position
+                if row.type in ("RfqIssued", "ContractCreated"):
+                    envelope = row.envelope()
+                    event = envelope.decode()
+                    if isinstance(event, RfqIssued):
+                        self.rfqs[event.negotiation_id] = envelope.recorded_at
+                    elif isinstance(event, ContractCreated):
+                        self.contracts.append((event.negotiation_id, envelope.recorded_at))
+        return len(self.contracts)
+
+    def figures(self) -> dict[str, float]:
+        start = min(self.rfqs.values())
+        end = max(t for _, t in self.contracts)
+        latencies = sorted((t - self.rfqs[n]).total_seconds() for n, t in self.contracts)
+        return {
+            "contracts": len(self.contracts),
+            "seconds": (end - start).total_seconds(),
+            "contracts_per_s": len(self.contracts) / max((end - start).total_seconds(), 1e-9),
+            "p50_s": statistics.median(latencies),
+            "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        }
+
+
+def wait(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def run_stack(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    import ray
+
+    settings = HeroSettings(data_dir=tmp / "stack", agent_shards=args.shards)
+    stack = LocalStack(settings)
+    report = stack.up()
+    print(f"stack healthy in {report.seconds:.1f} s")
+    try:
+        endpoints = stack.endpoints()
+        store = open_store(endpoints.store_url)
+        service = MarketService(store)
+        for command in fleet(args.farms):
+            service.handle(command, actor="bench")
+        configure_ray_client(endpoints.ray_env)
+        ray.init(address=endpoints.ray_address, namespace="hero", log_to_driver=False)
+        hosts = [
+            a for a in ray.util.list_named_actors(all_namespaces=True) if "agent-host" in a["name"]
+        ]
+        handles = [ray.get_actor(a["name"], namespace=a["namespace"]) for a in hosts]
+
+        def stats() -> list[Any]:
+            return ray.get([h.stats.remote() for h in handles])
+
+        def farmers() -> int:
+            return sum(s.agents_by_kind.get("farmer", 0) for s in stats())
+
+        wait(lambda: farmers() >= args.farms, 300, "agent hosts to adopt every farmer")
+        watch = Watch(store)
+        watch.poll()
+        for command in mandates(args.offtakers, args.replicas):
+            service.handle(command, actor="bench")
+        wanted = args.offtakers * args.replicas
+        wait(lambda: watch.poll() >= wanted, args.timeout, f"{wanted} contracts")
+        host_stats = stats()
+        ray.shutdown()
+        per_host = [s.agents for s in host_stats]
+        memory = [s.memory_per_agent_bytes for s in host_stats]
+        return watch.figures(), {"agents_per_host": per_host, "memory_per_agent_bytes": memory}
+    finally:
+        stack.down()
+
+
+def run_in_process(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    clock = SystemClock()
+    store = SqliteEventStore(tmp / "baseline.db", clock)
+    market = LocalMarket(store, clock)
+    for command in fleet(args.farms):
+        market.service.handle(command, actor="bench")
+    market.catch_up()
+    for command in mandates(args.offtakers, args.replicas):
+        market.service.handle(command, actor="bench")
+    watch = Watch(store)
+    wanted = args.offtakers * args.replicas
+    deadline = time.monotonic() + args.timeout
+    while watch.poll() < wanted and time.monotonic() < deadline:
+        if market.step() == 0:
+            time.sleep(0.01)  # nothing due: let the offer window pass
+    return watch.figures()
+
+
+def memory_per_agent(count: int) -> tuple[int, float]:
+    """Bytes per agent for ``count`` farmer agents in one agent set, market view included."""
+    from hero.store import MemoryEventStore
+
+    store = MemoryEventStore()
+    service = MarketService(store)
+    for command in fleet(count):
+        service.handle(command)
+    rows = store.read_all(1, 10 * count)
+    decoded = [(row.envelope(), row.envelope().decode()) for row in rows]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    agents = AgentSet()
+    for envelope, event in decoded:
+        agents.apply(envelope, event)  # type: ignore[arg-type]
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return len(agents.brains), used / max(len(agents.brains), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--farms", type=int, default=1000)
+    parser.add_argument("--offtakers", type=int, default=100)
+    parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--agents-per-host", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hero-nego-") as name:
+        tmp = Path(name)
+        stack, hosts = run_stack(args, tmp)
+        baseline = run_in_process(args, tmp)
+    agents, per_agent = memory_per_agent(args.agents_per_host)
+
+    print(
+        f"farmers: {args.farms}, offtakers: {args.offtakers} x {args.replicas} replicas, "
+        f"hosts: {args.shards}"
+    )
+    for label, f in (("stack (Ray + Kafka)", stack), ("in-process baseline", baseline)):
+        print(
+            f"{label:22} {f['contracts']:>6.0f} contracts in {f['seconds']:.2f} s: "
+            f"{f['contracts_per_s']:8.1f} contracts/s, RFQ->contract p50 "
+            f"{f['p50_s'] * 1000:.0f} ms, p99 {f['p99_s'] * 1000:.0f} ms"
+        )
+    ratio = stack["contracts_per_s"] / baseline["contracts_per_s"]
+    print(f"ratio stack/baseline contracts/s: {ratio:.2f} (goals: >= 200 contracts/s, p99 <= 1 s)")
+    print(
+        f"agents per host on the stack: {hosts['agents_per_host']}, memory per agent "
+        f"(host estimate): {[round(m / 1024, 1) for m in hosts['memory_per_agent_bytes']]} KiB"
+    )
+    print(
+        f"one agent set with {agents} agents: {per_agent / 1024:.1f} KiB per agent "
+        f"incl. the market view (goal >= 10,000 agents at <= 20 KiB; ratio "
+        f"{per_agent / 20480:.2f} of the budget)"
+    )
+
+
+if __name__ == "__main__":
+    main()

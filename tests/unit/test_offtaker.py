@@ -1,0 +1,292 @@
+"""The offtaker agent over time.
+
+After a negotiation for a workload fails or expires, the offtaker waits 1 s, 2 s, 4 s ... at
+most 60 s (from the failure's recorded time) before its next RFQ for it; an award resets it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from agents.local import LocalMarket
+from agents.market import MarketView
+from agents.offtaker import FAILURE_BACKOFF_MAX, OfftakerBrain
+from hero.domain.clock import ManualClock
+from hero.store import MemoryEventStore
+from schemas import (
+    ChangeNodeStatus,
+    Command,
+    ContractCreated,
+    Event,
+    FarmerPolicy,
+    FarmerPolicySet,
+    FarmRegistered,
+    Grid,
+    IssueRfq,
+    Mandate,
+    NegotiationAwarded,
+    NegotiationExpired,
+    NegotiationFailed,
+    NodeRegistered,
+    NodeStatus,
+    OfftakerMandateSet,
+    RegisterFarm,
+    RegisterNode,
+    RfqIssued,
+    SetFarmerPolicy,
+    SetOfftakerMandate,
+    WorkloadSpec,
+)
+from tests.unit._feed import Feed
+from tests.unit._gwt import SHAPE, T0, usd
+
+SECOND = timedelta(seconds=1)
+FARM = {"grid": Grid.GRID3, "country": "BE", "region": "europe"}
+#: Prices the farm's node below the offtaker's maximum, but serves terms of a day at most:
+#: the offtaker invites the farm, and the farmer declines every 720-hour RFQ.
+DAY_TERMS_ONLY = FarmerPolicy(price_cu_hour=usd("0.01"), max_term_hours=24)
+
+
+def mandate(*workloads: str) -> Mandate:
+    return Mandate(
+        workloads=[WorkloadSpec(workload_id=w, resources=SHAPE, replicas=1) for w in workloads],
+        budget_month=usd("1000"),
+        max_price_cu_hour=usd("0.05"),
+        term_hours=720,
+        offer_window_s=Decimal(2),
+    )
+
+
+# --- the brain alone, fed by hand ------------------------------------------------------------
+
+
+class Offtaker:
+    """An OfftakerBrain over a view with one farm that has room; events delivered by hand."""
+
+    def __init__(self, *workloads: str) -> None:
+        self.view = MarketView()
+        self.feed = Feed()
+        self.brain = OfftakerBrain("acme")
+        self.deliver(FarmRegistered(farm_id="f1", name="f1", **FARM), "farm-f1")
+        self.deliver(FarmerPolicySet(farm_id="f1", policy=DAY_TERMS_ONLY), "farm-f1")
+        node = NodeRegistered(node_id="n1", farm_id="f1", total=SHAPE.times(8), **FARM)
+        self.deliver(node, "node-n1")
+        self.deliver(
+            OfftakerMandateSet(offtaker_id="acme", mandate=mandate(*workloads or ("web",))),
+            "offtaker-acme",
+        )
+
+    def deliver(self, event: Event, stream: str, at: datetime = T0) -> None:
+        envelope = self.feed.wrap(event, stream, at)
+        self.view.apply(envelope, event)
+        self.brain.observe(envelope, event, self.view)
+
+    def rfqs(self, now: datetime) -> list[IssueRfq]:
+        """Decide at ``now``; the RFQs it sends are recorded (delivered back) at ``now``."""
+        commands: list[Command] = self.brain.decide(now, self.view)
+        rfqs = [c for c in commands if isinstance(c, IssueRfq)]
+        for rfq in rfqs:
+            issued = RfqIssued(**rfq.model_dump(exclude={"command_id"}))
+            self.deliver(issued, f"nego-{rfq.negotiation_id}", now)
+        return rfqs
+
+    def fail(self, rfq: IssueRfq, at: datetime, kind: str = "failed") -> None:
+        nego, stream = rfq.negotiation_id, f"nego-{rfq.negotiation_id}"
+        if kind == "failed":
+            self.deliver(
+                NegotiationFailed(negotiation_id=nego, offtaker_id="acme", reason="x"), stream, at
+            )
+        elif kind == "expired":
+            self.deliver(NegotiationExpired(negotiation_id=nego, offtaker_id="acme"), stream, at)
+        else:
+            award = NegotiationAwarded(
+                negotiation_id=nego, offtaker_id="acme", contract_ids=[f"ctr.{nego}.o1"]
+            )
+            self.deliver(award, stream, at)
+
+    def waits_until(self, failed_at: datetime, delay: timedelta) -> IssueRfq:
+        """Nothing before ``failed_at + delay``, an RFQ then."""
+        assert self.brain.next_wakeup() == failed_at + delay
+        assert self.rfqs(failed_at + delay - timedelta(milliseconds=1)) == []
+        (rfq,) = self.rfqs(failed_at + delay)
+        return rfq
+
+
+def test_the_first_rfq_is_not_delayed():
+    (rfq,) = Offtaker().rfqs(T0)
+    assert (rfq.negotiation_id, rfq.invited_farms) == ("acme.web.1", ["f1"])
+
+
+def test_each_failure_doubles_the_wait_up_to_a_minute():
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    at = T0
+    waits = []
+    for _ in range(9):
+        at += SECOND / 2  # the failure is recorded a little after the RFQ
+        offtaker.fail(rfq, at)
+        delay = offtaker.brain.next_wakeup() - at  # type: ignore[operator]
+        rfq = offtaker.waits_until(at, delay)
+        waits.append(delay.total_seconds())
+        at += delay
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert timedelta(seconds=60) == FAILURE_BACKOFF_MAX
+    assert rfq.negotiation_id == "acme.web.10"
+
+
+def test_an_expired_negotiation_backs_off_like_a_failed_one():
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offtaker.fail(rfq, T0, "expired")
+    rfq = offtaker.waits_until(T0, SECOND)
+    offtaker.fail(rfq, T0 + SECOND, "expired")
+    offtaker.waits_until(T0 + SECOND, 2 * SECOND)
+
+
+def test_the_wait_counts_from_the_failures_recorded_time_not_from_when_it_is_seen():
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offtaker.fail(rfq, T0)
+    # A host catching up late (or replaying the log) decides long after the failure.
+    (again,) = offtaker.rfqs(T0 + 10 * SECOND)
+    assert again.negotiation_id == "acme.web.2"
+
+
+def test_an_award_resets_the_backoff():
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offtaker.fail(rfq, T0)
+    rfq = offtaker.waits_until(T0, SECOND)
+    offtaker.fail(rfq, T0 + SECOND)
+    rfq = offtaker.waits_until(T0 + SECOND, 2 * SECOND)  # two failures: 2 s
+
+    offtaker.fail(rfq, T0 + 3 * SECOND, "awarded")
+    # No ContractCreated was seen, so the replica is still wanted: asked again at once.
+    (rfq,) = offtaker.rfqs(T0 + 3 * SECOND)
+    offtaker.fail(rfq, T0 + 4 * SECOND)
+
+    offtaker.waits_until(T0 + 4 * SECOND, SECOND)  # 1 s again, not 4 s
+
+
+def test_the_backoff_is_per_workload():
+    offtaker = Offtaker("api", "web")
+    rfqs = {r.workload_id: r for r in offtaker.rfqs(T0)}
+    assert sorted(rfqs) == ["api", "web"]
+    offtaker.fail(rfqs["web"], T0)
+    offtaker.fail(rfqs["api"], T0, "awarded")
+
+    (again,) = offtaker.rfqs(T0)  # api asks again at once, web waits
+    assert again.workload_id == "api"
+    (web,) = offtaker.rfqs(T0 + SECOND)
+    assert web.workload_id == "web"
+
+
+@pytest.mark.xfail(
+    reason="BUG: a backoff that has elapsed stays in OfftakerBrain.next_wakeup() (agents/"
+    "offtaker.py next_wakeup adds every _backoff next_try, also past ones, until an award), so "
+    "once the retry RFQ is out the brain is due at every host tick / AgentSet.decide: drop or "
+    "mark the backoff's wakeup consumed when the RFQ is issued (keep only the failure count)",
+    strict=True,
+)
+def test_an_elapsed_backoff_is_no_longer_a_wakeup():
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offtaker.fail(rfq, T0)
+    (retry,) = offtaker.rfqs(T0 + SECOND)
+    assert offtaker.brain.next_wakeup() == retry.deadline  # the open RFQ's deadline
+
+
+# --- the whole loop: LocalMarket over a memory store and a manual clock ---------------------
+
+
+class Loop:
+    def __init__(self, policy: FarmerPolicy = DAY_TERMS_ONLY, nodes: int = 1) -> None:
+        self.clock = ManualClock(T0)
+        self.store = MemoryEventStore(self.clock)
+        self.local = LocalMarket(self.store, self.clock)
+        handle = self.local.service.handle
+        handle(RegisterFarm(command_id="farm", farm_id="f1", name="f1", **FARM))
+        for i in range(1, nodes + 1):
+            handle(
+                RegisterNode(
+                    command_id=f"node-{i}",
+                    node_id=f"n{i}",
+                    farm_id="f1",
+                    total=SHAPE.times(8),
+                    **FARM,
+                )
+            )
+        handle(SetFarmerPolicy(command_id="policy", farm_id="f1", policy=policy))
+        handle(SetOfftakerMandate(command_id="mandate", offtaker_id="acme", mandate=mandate("web")))
+
+    def run_until(self, end: datetime, tick: timedelta = SECOND / 4) -> None:
+        while True:
+            self.local.run_until_quiet()
+            if self.clock.now() >= end:
+                return
+            self.clock.advance(tick)
+
+    def types(self) -> list[str]:
+        return [r.type for r in self.store.read_all(1, self.store.current_position() + 1)]
+
+    def recorded(self, kind: str) -> list[float]:
+        """Seconds after T0 at which events of ``kind`` were recorded."""
+        rows = self.store.read_all(1, self.store.current_position() + 1)
+        return [(r.envelope().recorded_at - T0).total_seconds() for r in rows if r.type == kind]
+
+
+def test_a_mandate_every_farm_declines_is_asked_again_after_1_s_then_2_s_more():
+    loop = Loop()
+
+    loop.run_until(T0 + 2.75 * SECOND)
+    assert loop.recorded("RfqIssued") == [0, 1]  # not again before 1 + 2 s
+    assert loop.recorded("OfferDeclined") == [0, 1]
+    assert loop.recorded("NegotiationFailed") == [0, 1]
+
+    loop.run_until(T0 + 3 * SECOND)
+    assert loop.recorded("RfqIssued") == [0, 1, 3]
+    assert loop.local.rejected == []
+
+
+def test_the_waits_double_up_to_a_minute_in_the_whole_loop():
+    loop = Loop()
+    loop.run_until(T0 + 190 * SECOND, tick=SECOND / 2)
+    assert loop.recorded("RfqIssued") == [0, 1, 3, 7, 15, 31, 63, 123, 183]
+    assert loop.recorded("NegotiationFailed") == loop.recorded("RfqIssued")
+    assert loop.local.rejected == []
+
+
+# --- an acceptance the market voided ----------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason="BUG: the offtaker still counts an acceptance the market voided (OfferAccepted then "
+    "OfferWithdrawn): agents/offtaker.py _observe_offer adds the offer to track.accepted on "
+    "OfferAccepted and the OfferWithdrawn branch does not discard it, so remaining replicas "
+    "is 0 and _close sends CloseNegotiation(awarded), refused nothing_accepted every 5 s; the "
+    "negotiation never closes and the workload never gets another RFQ",
+    strict=True,
+)
+def test_a_voided_acceptance_does_not_count_and_the_replica_is_found_elsewhere():
+    loop = Loop(FarmerPolicy(price_cu_hour=usd("0.01")), nodes=2)
+    while "OfferMade" not in loop.types():  # the farmer offers on n1
+        loop.local.step()
+    # n1 goes down before the offtaker accepts: the market voids that acceptance.
+    loop.local.service.handle(
+        ChangeNodeStatus(command_id="down", node_id="n1", status=NodeStatus.DOWN)
+    )
+
+    loop.run_until(T0 + 20 * SECOND)
+
+    reasons = [reason for _, _, reason in loop.local.rejected]
+    assert reasons == ["hold_ended"]  # the voided accept, and nothing after
+    created = [e for e in _events(loop) if isinstance(e, ContractCreated)]
+    assert [(c.node_id, c.workload_id) for c in created] == [("n2", "web")]
+
+
+def _events(loop: Loop) -> list[Event]:
+    rows = loop.store.read_all(1, loop.store.current_position() + 1)
+    return [r.envelope().decode() for r in rows]  # type: ignore[misc]
