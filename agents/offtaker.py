@@ -147,6 +147,7 @@ class OfftakerBrain(Brain):
                 track.firm.add(event.offer_id)
             case OfferWithdrawn():
                 track.gone.add(event.offer_id)
+                track.accepted.discard(event.offer_id)  # a voided acceptance frees the replica
                 self._inflight.done(f"{track.rfq.negotiation_id}:accept:{event.offer_id}")
             case CounterOffered():
                 track.counters.setdefault(event.offer_id, None)
@@ -175,7 +176,8 @@ class OfftakerBrain(Brain):
         moments += [o.expires_at for t in self._tracks.values() for o in t.offers.values()]
         if self._retry_at is not None:
             moments.append(self._retry_at)
-        moments += [next_try for _, next_try in self._backoff.values()]
+        open_workloads = {t.rfq.workload_id for t in self._tracks.values()}
+        moments += [t for w, (_, t) in self._backoff.items() if w not in open_workloads]
         return min(moments) if moments else None
 
     def monthly_spend(self) -> Money:

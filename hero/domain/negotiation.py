@@ -145,9 +145,16 @@ class NegotiationState:
         ]
 
     def withdraw(self, offer_id: str, reason: str) -> list[Event]:
-        """Withdraw an open offer, or void an accepted one whose contract could not be made."""
+        """Withdraw an open offer (the farmer rejects it, or it cannot be held)."""
+        return self._withdrawn(offer_id, reason, "open")
+
+    def void(self, offer_id: str, reason: str) -> list[Event]:
+        """Void an acceptance whose contract the node refused: the replica is free again."""
+        return self._withdrawn(offer_id, reason, "accepted")
+
+    def _withdrawn(self, offer_id: str, reason: str, status: OfferStatus) -> list[Event]:
         offer = self.offer(offer_id)
-        if offer.status not in ("open", "accepted"):
+        if offer.status != status:
             return []
         return [
             OfferWithdrawn(

@@ -390,10 +390,8 @@ class MarketService:
 
     def _accept(self, cmd: AcceptOffer, actor: str) -> HandleResult:
         """Record the acceptance on the negotiation (which counts replicas), then commit the
-        hold on the node; if the node refuses, the acceptance is voided and the hold released."""
-        stream = nego.negotiation_stream(cmd.negotiation_id)
-        if self._store.command_result(stream, cmd.command_id) is not None:
-            return HandleResult(duplicate=True)
+        hold on the node; if the node refuses, the acceptance is voided and the hold released.
+        A repeat after a crash between the two finishes the commit (both steps idempotent)."""
         now = self._clock.now()
         recorded = self._on_negotiation(
             cmd.negotiation_id, lambda s: s.accept(cmd.offer_id, now), cmd.command_id, actor
@@ -401,8 +399,8 @@ class MarketService:
         state = self._negotiation(cmd.negotiation_id)
         offer = state.offers[cmd.offer_id]
         rfq = state.rfq
-        assert rfq is not None
-        assert offer.contract_id is not None
+        if offer.status != "accepted" or rfq is None or offer.contract_id is None:
+            return HandleResult(duplicate=True)  # voided or settled by an earlier attempt
         contract = ContractCreated(
             contract_id=offer.contract_id,
             negotiation_id=cmd.negotiation_id,
@@ -431,20 +429,29 @@ class MarketService:
         except Rejected as error:
             self._void(cmd, offer.offer, str(error), actor)
             raise
-        events = recorded.events + committed.events
-        if state.status == "open" and len(state.accepted) >= rfq.replicas:
-            close = CloseNegotiation(
-                command_id=f"{cmd.negotiation_id}:award",
-                negotiation_id=cmd.negotiation_id,
-                outcome="awarded",
-            )
-            events += self._close(close, actor).events
-        return HandleResult(events)
+        events = recorded.events + committed.events + self._award_if_complete(cmd, actor)
+        return HandleResult(events, recorded.duplicate and committed.duplicate)
+
+    def _award_if_complete(self, cmd: AcceptOffer, actor: str) -> list[Event]:
+        """Award once every replica has a contract that exists on its node."""
+        state = self._negotiation(cmd.negotiation_id)
+        if state.status != "open" or state.rfq is None or len(state.accepted) < state.rfq.replicas:
+            return []
+        for accepted in state.accepted:
+            _, node = self._load(nodes.node_stream(accepted.offer.node_id), _NODE)
+            if accepted.contract_id not in node.contracts:
+                return []  # its accept is still committing; that one will award
+        close = CloseNegotiation(
+            command_id=f"{cmd.negotiation_id}:award",
+            negotiation_id=cmd.negotiation_id,
+            outcome="awarded",
+        )
+        return self._close(close, actor).events
 
     def _void(self, cmd: AcceptOffer, offer: OfferMade, reason: str, actor: str) -> None:
         self._on_negotiation(
             cmd.negotiation_id,
-            lambda s: s.withdraw(cmd.offer_id, reason),
+            lambda s: s.void(cmd.offer_id, reason),
             f"{cmd.command_id}:void",
             actor,
         )

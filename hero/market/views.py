@@ -359,8 +359,12 @@ class MarketReport:
                 self._offers[event.offer_id] = replace(offer, approved=True)
             case OfferWithdrawn():
                 self._offers[event.offer_id] = replace(
-                    offer, status="withdrawn", reason=event.reason
+                    offer, status="withdrawn", reason=event.reason, contract_id=None
                 )
+                nego = self._negotiations.get(event.negotiation_id)
+                if nego is not None and offer.contract_id in nego.contracts:
+                    kept = tuple(c for c in nego.contracts if c != offer.contract_id)
+                    self._negotiations[nego.negotiation_id] = replace(nego, contracts=kept)
             case OfferAccepted():
                 self._offers[event.offer_id] = replace(
                     offer, status="accepted", contract_id=event.contract_id

@@ -127,13 +127,7 @@ class Run:
                 self.send(accept_command(nego_id, offer_id, tag))
             case "reject" if self.offers:
                 nego_id, offer_id = self.offers[args[0] % len(self.offers)]
-                # Known bug (xfail test_rejecting_an_accepted_offer_changes_nothing in
-                # test_market_service.py): rejecting an accepted offer voids it while its
-                # contract stands. Drop this guard once that is fixed.
-                if m.negotiation_state(nego_id).offers[offer_id].status != "accepted":
-                    self.send(
-                        RejectOffer(command_id=tag, negotiation_id=nego_id, offer_id=offer_id)
-                    )
+                self.send(RejectOffer(command_id=tag, negotiation_id=nego_id, offer_id=offer_id))
             case "close":
                 which, outcome = args
                 self.send(

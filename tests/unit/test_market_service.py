@@ -810,14 +810,6 @@ def test_concurrent_accepts_on_one_node_commit_each_hold_once(tmp_path):
 # --- open bugs ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: an AcceptOffer that crashed after OfferAccepted and before ContractCreated is "
-    "never finished: repeating it is answered as a duplicate (the negotiation, its FIRST stream, "
-    "holds the command id), so the offer stays accepted with no contract and its replica slot "
-    "is lost (hero/market/service.py _accept: the duplicate check must look at the node, the "
-    "last stream, or finish the commit/void when the offer is accepted without a contract)",
-    strict=True,
-)
 def test_an_accept_offer_repeated_after_a_crash_before_the_contract_finishes_it():
     store = _CrashingStore()
     market = Market(store)
@@ -836,14 +828,6 @@ def test_an_accept_offer_repeated_after_a_crash_before_the_contract_finishes_it(
     assert market.negotiation_state("neg_1").status == "awarded"
 
 
-@pytest.mark.xfail(
-    reason="BUG: an award can name a contract that is never created: while one accept is "
-    "between OfferAccepted and its node commit, another accept fills the last replica and "
-    "awards with both contract ids; the first commit is then refused (node down) and voided "
-    "after the award (hero/market/service.py _accept awards on OfferAccepted count, not on "
-    "committed contracts; hero/domain/negotiation.py withdraw voids after the close)",
-    strict=True,
-)
 def test_an_award_names_only_contracts_that_exist():
     store = _InterleavingStore()
     market = Market(store)
@@ -869,14 +853,6 @@ def test_an_award_names_only_contracts_that_exist():
     assert all(set(a.contract_ids) <= created for a in awards), awards
 
 
-@pytest.mark.xfail(
-    reason="BUG: RejectOffer on an ACCEPTED offer now voids it: hero/market/service.py _reject "
-    "calls NegotiationState.withdraw, which since the void path also withdraws accepted offers, "
-    "so the negotiation forgets an acceptance whose contract exists on the node (found by "
-    "test_capacity_properties); _reject should withdraw open offers only (or the aggregate "
-    "should split withdraw (open) from void (accepted, used by _accept only))",
-    strict=True,
-)
 @pytest.mark.parametrize("replicas", [1, 2], ids=["awarded", "still_open"])
 def test_rejecting_an_accepted_offer_changes_nothing(market, replicas):
     market.rfq("neg_1", replicas=replicas)

@@ -326,10 +326,16 @@ def test_withdrawing_an_offer_that_is_no_longer_open_writes_nothing(history):
     given(negotiation.fold, *history).when(lambda s: s.withdraw("o1", "x")).then_nothing()
 
 
-def test_withdrawing_an_accepted_offer_voids_the_acceptance():
+def test_withdrawing_an_accepted_offer_changes_nothing():
+    given(negotiation.fold, RFQ, offer(), accepted()).when(
+        lambda s: s.withdraw("o1", "rejected by the farmer")
+    ).then_nothing()
+
+
+def test_voiding_an_accepted_offer_frees_the_acceptance():
     """The market voids an acceptance whose node refused the contract."""
     outcome = given(negotiation.fold, RFQ, offer(), accepted()).when(
-        lambda s: s.withdraw("o1", "hold_ended")
+        lambda s: s.void("o1", "hold_ended")
     )
     outcome.then(withdrawn(reason="hold_ended"))
     state = outcome.state

@@ -9,8 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import pytest
-
 from agents.local import LocalMarket
 from agents.market import MarketView
 from agents.offtaker import FAILURE_BACKOFF_MAX, OfftakerBrain
@@ -184,13 +182,6 @@ def test_the_backoff_is_per_workload():
     assert web.workload_id == "web"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a backoff that has elapsed stays in OfftakerBrain.next_wakeup() (agents/"
-    "offtaker.py next_wakeup adds every _backoff next_try, also past ones, until an award), so "
-    "once the retry RFQ is out the brain is due at every host tick / AgentSet.decide: drop or "
-    "mark the backoff's wakeup consumed when the RFQ is issued (keep only the failure count)",
-    strict=True,
-)
 def test_an_elapsed_backoff_is_no_longer_a_wakeup():
     offtaker = Offtaker()
     (rfq,) = offtaker.rfqs(T0)
@@ -262,14 +253,6 @@ def test_the_waits_double_up_to_a_minute_in_the_whole_loop():
 # --- an acceptance the market voided ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: the offtaker still counts an acceptance the market voided (OfferAccepted then "
-    "OfferWithdrawn): agents/offtaker.py _observe_offer adds the offer to track.accepted on "
-    "OfferAccepted and the OfferWithdrawn branch does not discard it, so remaining replicas "
-    "is 0 and _close sends CloseNegotiation(awarded), refused nothing_accepted every 5 s; the "
-    "negotiation never closes and the workload never gets another RFQ",
-    strict=True,
-)
 def test_a_voided_acceptance_does_not_count_and_the_replica_is_found_elsewhere():
     loop = Loop(FarmerPolicy(price_cu_hour=usd("0.01")), nodes=2)
     while "OfferMade" not in loop.types():  # the farmer offers on n1

@@ -250,12 +250,6 @@ def test_a_voided_acceptance_shows_the_offer_withdrawn_and_no_contract(market: M
     assert report.node("f1-n1").free == NODE  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    reason="BUG: the report keeps a voided acceptance's contract id on its negotiation: "
-    "hero/market/views.py MarketReport._apply_offer adds it on OfferAccepted and the "
-    "OfferWithdrawn branch does not remove it (nor clear OfferRow.contract_id)",
-    strict=True,
-)
 def test_a_voided_acceptance_leaves_the_negotiation_without_a_contract(market: Market) -> None:
     market.farm("f1")
     market.rfq("n1")
