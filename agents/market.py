@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from agents.brain import Brain
+from hero.domain.pricing import ask_price, price_per_cu_hour
 from schemas import (
     CapacityHeld,
     ContractCancelled,
@@ -42,6 +43,7 @@ from schemas import (
     RfqIssued,
 )
 from schemas.catalogue.common import NodeStatus
+from schemas.catalogue.policies import PolicyMode
 
 __all__ = ["FarmView", "MarketView", "NegotiationView", "NodeView", "farmer_id", "offtaker_id"]
 
@@ -115,7 +117,6 @@ class FarmView:
     policy: FarmerPolicy | None = None
     node_policies: dict[str, FarmerPolicy] = field(default_factory=dict)
     node_ids: list[str] = field(default_factory=list)
-    asks: dict[Resources, Decimal] = field(default_factory=dict)  # shape -> USD per CU-hour
 
     def policy_for(self, node_id: str) -> FarmerPolicy | None:
         return self.node_policies.get(node_id, self.policy)
@@ -131,7 +132,6 @@ class NegotiationView:
 
 
 def _set_policy(farm: FarmView, event: FarmerPolicySet) -> None:
-    farm.asks.clear()
     if event.node_id is None:
         farm.policy = event.policy
     else:
@@ -168,6 +168,8 @@ class MarketView:
         # Kafka orders a farm's stream and its nodes' streams independently: a policy or a
         # node may arrive before its farm. They wait here until it does.
         self._early_policies: dict[str, list[FarmerPolicySet]] = {}
+        # Farms in price order per resource shape, rebuilt when farms, nodes or policies change.
+        self._by_price: dict[Resources, list[FarmView]] = {}
 
     def standing_of(self, offtaker: str) -> Decimal:
         """An offtaker's standing in [0, 1]; 1 until the ledger issue gives it history."""
@@ -179,7 +181,27 @@ class MarketView:
 
     # -- folding ----------------------------------------------------------------------------
 
+    def farms_by_price(self, resources: Resources) -> list[FarmView]:
+        """Farms with an active policy, by their asking price per CU-hour for ``resources``,
+        then by their best node's uptime."""
+        ranked = self._by_price.get(resources)
+        if ranked is None:
+            keyed = []
+            for farm in self.farms.values():
+                if farm.policy is None or farm.policy.mode == PolicyMode.OFF:
+                    continue
+                ask = ask_price(farm.policy, resources)
+                uptime = max((n.uptime_pct for n in self.farm_nodes(farm.farm_id)), default=0)
+                keyed.append((price_per_cu_hour(ask, resources).amount, -uptime, farm.farm_id))
+            ranked = self._by_price[resources] = [self.farms[f] for *_, f in sorted(keyed)]
+        return ranked
+
     def apply(self, envelope: Envelope, event: Event) -> None:
+        if isinstance(event, (FarmRegistered, FarmerPolicySet, NodeRegistered)):
+            self._by_price.clear()
+        self._apply(envelope, event)
+
+    def _apply(self, envelope: Envelope, event: Event) -> None:
         match event:
             case FarmRegistered():
                 if event.farm_id not in self.farms:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 
 from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import MarketView
-from agents.policy import ask_price
 from agents.scoring import score_offer
 from hero.domain.pricing import price_per_cu_hour
 from schemas import (
@@ -41,7 +39,6 @@ from schemas import (
     WorkloadSpec,
 )
 from schemas.catalogue.common import NodeStatus
-from schemas.catalogue.policies import PolicyMode
 
 __all__ = ["HOURS_PER_MONTH", "OfftakerBrain"]
 
@@ -200,9 +197,7 @@ class OfftakerBrain(Brain):
         _, next_try = self._backoff.get(workload.workload_id, (0, now))
         if next_try > now:
             return []
-        farms = self._candidates(workload, mandate, market, now)[
-            : need * mandate.offers_per_replica
-        ]
+        farms = self._candidates(workload, mandate, market, now, need * mandate.offers_per_replica)
         if not farms:
             self._retry_at = now + RETRY_SEARCH
             return []
@@ -229,34 +224,31 @@ class OfftakerBrain(Brain):
         ]
 
     def _candidates(
-        self, workload: WorkloadSpec, mandate: Mandate, market: MarketView, now: datetime
+        self,
+        workload: WorkloadSpec,
+        mandate: Mandate,
+        market: MarketView,
+        now: datetime,
+        wanted: int | None = None,
     ) -> list[str]:
-        """Farms likely to offer: serving the grid and region, with room, cheapest first."""
-        ranked: list[tuple[Decimal, Decimal, str]] = []
-        for farm in market.farms.values():
-            policy = farm.policy
-            if policy is None or policy.mode == PolicyMode.OFF or farm.grid not in workload.grids:
+        """Up to ``wanted`` farms likely to offer, cheapest first: serving the grid and
+        region, certified if asked, with a node that has room now."""
+        found: list[str] = []
+        for farm in market.farms_by_price(workload.resources):
+            if farm.grid not in workload.grids:
                 continue
             if workload.regions and farm.region not in workload.regions:
                 continue
             if mandate.certified_only and not farm.certified:
                 continue
-            room = [
-                n
+            if any(
+                n.status == NodeStatus.UP and n.fits(workload.resources, now)
                 for n in market.farm_nodes(farm.farm_id)
-                if n.status == NodeStatus.UP and n.fits(workload.resources, now)
-            ]
-            if not room:
-                continue
-            price = farm.asks.get(workload.resources)
-            if price is None:  # cached per shape: pricing is the costly part of the search
-                ask = ask_price(policy, workload.resources)
-                price = farm.asks[workload.resources] = price_per_cu_hour(
-                    ask, workload.resources
-                ).amount
-            uptime = max(n.uptime_pct for n in room)
-            ranked.append((price, -uptime, farm.farm_id))
-        return [farm_id for *_, farm_id in sorted(ranked)]
+            ):
+                found.append(farm.farm_id)
+                if wanted is not None and len(found) >= wanted:
+                    break
+        return found
 
     def _negotiate(self, track: _Track, mandate: Mandate, now: datetime) -> list[Command]:
         rfq = track.rfq

@@ -10,13 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from agents.market import FarmView, MarketView, NodeView
-from hero.domain.pricing import (
-    cu,
-    hourly_price_at,
-    price_per_cu_hour,
-    reference_price_hour,
-    su,
-)
+from hero.domain.pricing import ask_price, floor_price, hourly_price_at
 from schemas import FarmerPolicy, Money, Resources, RfqIssued
 from schemas.catalogue.common import DeclineReason, NodeStatus
 from schemas.catalogue.policies import PolicyMode
@@ -35,28 +29,6 @@ class OfferPlan:
 class Decline:
     reasons: tuple[DeclineReason, ...]
     detail: str
-
-
-def ask_price(policy: FarmerPolicy, resources: Resources) -> Money:
-    """The farmer's asking price per hour for ``resources``."""
-    if policy.markup is not None:
-        return reference_price_hour(resources).times(policy.markup)
-    amount = Decimal(0)
-    if policy.price_cu_hour is not None:
-        amount += cu(resources) * policy.price_cu_hour.amount
-    if policy.price_su_hour is not None:
-        amount += su(resources) * policy.price_su_hour.amount
-    return Money.rounded(amount, "USD")
-
-
-def floor_price(policy: FarmerPolicy, resources: Resources) -> Money:
-    """The lowest hourly price the farmer takes: the floor per CU-hour, or the ask."""
-    ask = ask_price(policy, resources)
-    if policy.floor_cu_hour is None:
-        return ask
-    storage = ask.amount - cu(resources) * price_per_cu_hour(ask, resources).amount
-    floor = cu(resources) * policy.floor_cu_hour.amount + max(storage, Decimal(0))
-    return Money.rounded(min(floor, ask.amount), "USD")
 
 
 def _terms_refused(

@@ -25,6 +25,7 @@ from typing import Any
 
 from agents.agentset import AgentSet
 from agents.local import LocalMarket
+from agents.runtime.__main__ import default_name_prefix
 from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.market.service import MarketService
@@ -89,8 +90,8 @@ def mandates(offtakers: int, replicas: int) -> list[Command]:
         workloads=[WorkloadSpec(workload_id="app", resources=REPLICA, replicas=replicas)],
         budget_month=Money.of("100000", "USD"),
         max_price_cu_hour=Money.of("0.05", "USD"),
-        offer_window_s=Decimal(1),
-        offers_per_replica=2,
+        offer_window_s=Decimal(5),  # the answer of every invited farm ends the window earlier
+        offers_per_replica=1,
     )
     return [
         SetOfftakerMandate(
@@ -145,7 +146,8 @@ def wait(condition: Any, timeout_s: float, what: str) -> None:
 def run_stack(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], dict[str, Any]]:
     import ray
 
-    settings = HeroSettings(data_dir=tmp / "stack", agent_shards=args.shards)
+    store_url = f"sqlite:///{tmp / 'stack' / 'events.db'}?synchronous={args.synchronous}"
+    settings = HeroSettings(data_dir=tmp / "stack", agent_shards=args.shards, store_url=store_url)
     stack = LocalStack(settings)
     report = stack.up()
     print(f"stack healthy in {report.seconds:.1f} s")
@@ -157,10 +159,8 @@ def run_stack(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], di
             service.handle(command, actor="bench")
         configure_ray_client(endpoints.ray_env)
         ray.init(address=endpoints.ray_address, namespace="hero", log_to_driver=False)
-        hosts = [
-            a for a in ray.util.list_named_actors(all_namespaces=True) if "agent-host" in a["name"]
-        ]
-        handles = [ray.get_actor(a["name"], namespace=a["namespace"]) for a in hosts]
+        prefix = default_name_prefix(settings)
+        handles = [ray.get_actor(f"{prefix}-{i}", namespace="hero") for i in range(args.shards)]
 
         def stats() -> list[Any]:
             return ray.get([h.stats.remote() for h in handles])
@@ -176,17 +176,17 @@ def run_stack(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], di
         wanted = args.offtakers * args.replicas
         wait(lambda: watch.poll() >= wanted, args.timeout, f"{wanted} contracts")
         host_stats = stats()
-        ray.shutdown()
         per_host = [s.agents for s in host_stats]
         memory = [s.memory_per_agent_bytes for s in host_stats]
         return watch.figures(), {"agents_per_host": per_host, "memory_per_agent_bytes": memory}
     finally:
+        ray.shutdown()  # before the stack's Ray goes, or the driver hangs on exit
         stack.down()
 
 
 def run_in_process(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     clock = SystemClock()
-    store = SqliteEventStore(tmp / "baseline.db", clock)
+    store = SqliteEventStore(tmp / "baseline.db", clock, args.synchronous.upper())
     market = LocalMarket(store, clock)
     for command in fleet(args.farms):
         market.service.handle(command, actor="bench")
@@ -230,6 +230,12 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--agents-per-host", type=int, default=10_000)
+    parser.add_argument(
+        "--synchronous",
+        choices=["full", "normal"],
+        default="full",
+        help="the SQLite store's commit durability (see README)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hero-nego-") as name:
         tmp = Path(name)

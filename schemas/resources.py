@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
 
@@ -76,6 +77,24 @@ class Resources(BaseModel):
             sru=self.sru - other.sru,
             hru=self.hru - other.hru,
             ipv4=self.ipv4 - other.ipv4,
+        )
+
+    @classmethod
+    def sum(cls, parts: Iterable[Resources]) -> Resources:
+        total = cls()
+        for part in parts:
+            total = total + part
+        return total
+
+    def minus_floored(self, used: Resources) -> Resources:
+        """What is left of ``self`` after ``used``, floored at zero per resource (used may
+        exceed total, as CPU overprovisioning does on Grid 3)."""
+        return Resources(
+            cru=max(self.cru - used.cru, 0),
+            mru=max(self.mru - used.mru, 0),
+            sru=max(self.sru - used.sru, 0),
+            hru=max(self.hru - used.hru, 0),
+            ipv4=max(self.ipv4 - used.ipv4, 0),
         )
 
     def fits_in(self, other: Resources) -> bool:

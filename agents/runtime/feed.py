@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from agents.runtime.routing import AGENT_TOPICS
+from hero.log.topics import wait_for_partitions
 from hero.store import EventStore
 from schemas import (
     REGISTRY,
@@ -218,7 +219,7 @@ class KafkaFeed:
             partitions = [
                 TopicPartition(topic, p)
                 for topic in self._topics
-                for p in sorted(await _partitions(consumer, topic))
+                for p in sorted(await wait_for_partitions(consumer, topic))
             ]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
@@ -261,14 +262,3 @@ class KafkaFeed:
 
 def _where(record: ConsumerRecord[Any, Any]) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The topic's partitions, waiting (bounded) for the metadata of a topic just created."""
-    for _ in range(100):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise LookupError(f"topic {topic!r} has no partitions (is the stack up?)")

@@ -6,7 +6,6 @@ A hold ends in exactly one way: committed into a contract, released, or expired.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -62,11 +61,11 @@ class NodeState:
 
     @property
     def held(self) -> Resources:
-        return _sum(hold.resources for hold in self.holds.values())
+        return Resources.sum(hold.resources for hold in self.holds.values())
 
     @property
     def committed(self) -> Resources:
-        return _sum(self.contracts.values())
+        return Resources.sum(self.contracts.values())
 
     @property
     def used(self) -> Resources:
@@ -75,7 +74,7 @@ class NodeState:
     def free(self, now: datetime | None = None) -> Resources:
         """What is left; holds past their deadline count as free when ``now`` is given."""
         live = [h.resources for h in self.holds.values() if now is None or h.expires_at > now]
-        return _minus(self.total, _sum(live) + self.committed)
+        return self.total.minus_floored(Resources.sum(live) + self.committed)
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -206,21 +205,3 @@ def fold(events: list[Event], state: NodeState | None = None) -> NodeState:
 def _end_hold(state: NodeState, hold_id: str) -> NodeState:
     holds = {k: v for k, v in state.holds.items() if k != hold_id}
     return replace(state, holds=holds, ended_holds=state.ended_holds | {hold_id})
-
-
-def _sum(parts: Iterable[Resources]) -> Resources:
-    total = Resources()
-    for part in parts:
-        total = total + part
-    return total
-
-
-def _minus(total: Resources, used: Resources) -> Resources:
-    """Free capacity, floored at zero per resource (used may exceed total, as on Grid 3)."""
-    return Resources(
-        cru=max(total.cru - used.cru, 0),
-        mru=max(total.mru - used.mru, 0),
-        sru=max(total.sru - used.sru, 0),
-        hru=max(total.hru - used.hru, 0),
-        ipv4=max(total.ipv4 - used.ipv4, 0),
-    )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from schemas import Money, Resources
+from schemas import FarmerPolicy, Money, Resources
 
 __all__ = [
     "GENESIS_CU_HOUR",
     "GENESIS_SU_HOUR",
+    "ask_price",
     "cu",
+    "floor_price",
     "hourly_price_at",
     "price_per_cu_hour",
     "reference_price_hour",
@@ -64,3 +66,25 @@ def hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
     costs ``per_cu_hour`` and storage and IPs cost the reference rates."""
     extras = su(resources) * GENESIS_SU_HOUR.amount + resources.ipv4 * GENESIS_IPV4_HOUR.amount
     return Money.rounded(cu(resources) * per_cu_hour.amount + extras, per_cu_hour.currency)
+
+
+def ask_price(policy: FarmerPolicy, resources: Resources) -> Money:
+    """The farmer's asking price per hour for ``resources``."""
+    if policy.markup is not None:
+        return reference_price_hour(resources).times(policy.markup)
+    amount = Decimal(0)
+    if policy.price_cu_hour is not None:
+        amount += cu(resources) * policy.price_cu_hour.amount
+    if policy.price_su_hour is not None:
+        amount += su(resources) * policy.price_su_hour.amount
+    return Money.rounded(amount, "USD")
+
+
+def floor_price(policy: FarmerPolicy, resources: Resources) -> Money:
+    """The lowest hourly price the farmer takes: the floor per CU-hour, or the ask."""
+    ask = ask_price(policy, resources)
+    if policy.floor_cu_hour is None:
+        return ask
+    storage = ask.amount - cu(resources) * price_per_cu_hour(ask, resources).amount
+    floor = cu(resources) * policy.floor_cu_hour.amount + max(storage, Decimal(0))
+    return Money.rounded(min(floor, ask.amount), "USD")

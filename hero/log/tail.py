@@ -6,7 +6,6 @@ embedded broker reports wrongly (DESIGN.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hero.log.topics import wait_for_partitions
 
 __all__ = ["TailRecord", "tail"]
 
@@ -55,7 +56,7 @@ async def tail(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await _wait_for_partitions(consumer, topic)
+        partitions = await wait_for_partitions(consumer, topic)
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         count, idle_since = 0, time.monotonic()
@@ -82,17 +83,3 @@ async def tail(
                     return
     finally:
         await consumer.stop()
-
-
-async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(50):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise LookupError(f"topic {topic!r} does not exist on {bootstrap_of(consumer)}")
-
-
-def bootstrap_of(consumer: AIOKafkaConsumer) -> str:
-    return str(getattr(consumer._client, "_bootstrap_servers", "?"))

@@ -8,15 +8,17 @@ wiped. The relay then refills the broker from the store.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import Topic
 
-__all__ = ["EPOCH_MARKER_TOPIC", "PLATFORM_TOPICS", "TopicAdmin"]
+__all__ = ["EPOCH_MARKER_TOPIC", "PLATFORM_TOPICS", "TopicAdmin", "wait_for_partitions"]
 
 EPOCH_MARKER_TOPIC = "hero.relay.epoch"
 PLATFORM_TOPICS: tuple[str, ...] = tuple(topic.value for topic in Topic)
@@ -114,3 +116,18 @@ def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
         message = entry[2] if len(entry) > 2 else None
         rows.append((str(name), int(code), message))
     return rows
+
+
+async def wait_for_partitions(
+    consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 10.0
+) -> set[int]:
+    """The topic's partitions, waiting (bounded) for the metadata of a topic just created."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if asyncio.get_running_loop().time() > deadline:
+            raise LookupError(f"topic {topic!r} has no partitions (is the stack up?)")
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)

@@ -178,8 +178,8 @@ class _Node:
 
     def row(self) -> NodeRow:
         node = self.registered
-        held = _sum(self.holds.values())
-        committed = _sum(self.contracts.values())
+        held = Resources.sum(self.holds.values())
+        committed = Resources.sum(self.contracts.values())
         return NodeRow(
             node_id=node.node_id,
             farm_id=node.farm_id,
@@ -191,7 +191,7 @@ class _Node:
             total=node.total,
             held=held,
             committed=committed,
-            free=_free(node.total, held + committed),
+            free=node.total.minus_floored(held + committed),
             holds=len(self.holds),
             contracts=len(self.contracts),
         )
@@ -442,23 +442,6 @@ class MarketReport:
     @property
     def mandates(self) -> dict[str, Mandate]:
         return dict(self._mandates)
-
-
-def _sum(parts: Iterable[Resources]) -> Resources:
-    total = Resources()
-    for part in parts:
-        total = total + part
-    return total
-
-
-def _free(total: Resources, used: Resources) -> Resources:
-    return Resources(
-        cru=max(total.cru - used.cru, 0),
-        mru=max(total.mru - used.mru, 0),
-        sru=max(total.sru - used.sru, 0),
-        hru=max(total.hru - used.hru, 0),
-        ipv4=max(total.ipv4 - used.ipv4, 0),
-    )
 
 
 def json_ready(value: Any) -> Any:

@@ -6,7 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from hero.store.sqlite import connect
+from hero.store.sqlite import WriteLock, connect, write_transaction
 
 __all__ = ["CheckpointStore", "MemoryCheckpointStore", "SqliteCheckpointStore"]
 
@@ -37,6 +37,7 @@ class SqliteCheckpointStore(CheckpointStore):
     def __init__(self, path: Path | str):
         self._conn = connect(Path(path))
         self._lock = threading.Lock()
+        self._write_lock = WriteLock(Path(path))
 
     def load(self, name: str) -> int:
         with self._lock:
@@ -45,8 +46,8 @@ class SqliteCheckpointStore(CheckpointStore):
         return int(found[0]) if found else 0
 
     def save(self, name: str, position: int) -> None:
-        with self._lock:
-            self._conn.execute(
+        with self._lock, write_transaction(self._conn, self._write_lock) as conn:
+            conn.execute(
                 "INSERT INTO checkpoints (name, position) VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, position),

@@ -7,11 +7,13 @@ That is what lets the relay and every consumer resume from a plain position numb
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from hero.domain.clock import Clock, SystemClock
@@ -97,15 +99,48 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     return conn
 
 
+class WriteLock:
+    """Writers queue on an ``flock`` of ``<db>.lock`` before taking SQLite's write lock.
+
+    SQLite's own busy handler makes a waiting writer sleep and poll (up to 100 ms a time), so
+    several agent hosts writing at once spend most of their time asleep; the kernel wakes an
+    ``flock`` waiter the moment the lock is free. One file descriptor per thread, because
+    ``flock`` serialises open file descriptions, not threads.
+    """
+
+    def __init__(self, db_path: Path):
+        self._path = db_path.with_name(db_path.name + ".lock")
+        self._local = threading.local()
+
+    def _fd(self) -> int:
+        fd: int | None = getattr(self._local, "fd", None)
+        if fd is None:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._local.fd = fd
+        return fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def write_transaction(
+    conn: sqlite3.Connection, lock: WriteLock | None = None
+) -> Iterator[sqlite3.Connection]:
+    with lock.held() if lock is not None else nullcontext():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 def _row(row: tuple[int, str, int, str, str, str]) -> RecordedEvent:
@@ -152,6 +187,7 @@ class SqliteEventStore(EventStore):
     def __init__(self, path: Path | str, clock: Clock | None = None, synchronous: str = "FULL"):
         self.path = Path(path)
         self._synchronous = synchronous
+        self._write_lock = WriteLock(self.path)
         self._clock = clock or SystemClock()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -176,7 +212,7 @@ class SqliteEventStore(EventStore):
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
-        with write_transaction(self._conn()) as conn:
+        with write_transaction(self._conn(), self._write_lock) as conn:
             applied = _command_result(conn, stream, command_id)
             if applied is not None:
                 return applied

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hero.log.topics import wait_for_partitions
 from hero.store import EventStore, NewEvent
 from schemas import NodeStatusChanged, new_id
 
@@ -42,7 +43,7 @@ async def read_topic_until(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic, timeout_s)
+        partitions = await wait_for_partitions(consumer, topic, timeout_s)
         consumer.assign([TopicPartition(topic, p) for p in partitions])
         await consumer.seek_to_beginning()
         seen: list[dict[str, Any]] = []
@@ -61,17 +62,6 @@ async def read_topic_until(
         return seen
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float) -> Iterable[int]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions")
-        await consumer._client.force_metadata_update()
 
 
 def _row(record: Any) -> dict[str, Any]:
