@@ -11,6 +11,7 @@ from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import MarketView
 from agents.scoring import score_offer
+from hero.domain.negotiation import contract_id_for
 from hero.domain.pricing import price_per_cu_hour
 from schemas import (
     AcceptOffer,
@@ -258,14 +259,36 @@ class OfftakerBrain(Brain):
             return []
         remaining = rfq.replicas - len(track.accepted)
         ranked = self._ranked(track, mandate, [o for o in live if o.offer_id in track.firm])
-        commands: list[Command] = []
+        commands = self._finish_accepts(track, now)
+        committing = bool(commands) or any(
+            contract_id_for(rfq.negotiation_id, o) not in self._contracts for o in track.accepted
+        )
         spend = self.monthly_spend()
         for offer in ranked[:remaining]:
             commands += self._take(track, offer, mandate, spend, now)
             spend = spend + self._price(track, offer).times(HOURS_PER_MONTH)
-        if commands or pending or any(self._waiting(track, o) for o in ranked[:remaining]):
+        waiting = any(self._waiting(track, o) for o in ranked[:remaining])
+        if commands or pending or waiting or committing:
             return commands
         return self._close(track, now)
+
+    def _finish_accepts(self, track: _Track, now: datetime) -> list[Command]:
+        """Repeat an accept whose contract has not appeared (its host may have died between
+        the negotiation's record and the node's); the same command id finishes it once."""
+        nego = track.rfq.negotiation_id
+        commands: list[Command] = []
+        for offer_id in sorted(track.accepted):
+            if contract_id_for(nego, offer_id) in self._contracts:
+                continue
+            key = f"{nego}:accept:{offer_id}"
+            if self._inflight.due(key, now):
+                self._inflight.mark(key, now)
+                commands.append(
+                    AcceptOffer(
+                        command_id=f"{self.agent_id}:{key}", negotiation_id=nego, offer_id=offer_id
+                    )
+                )
+        return commands
 
     def _ranked(self, track: _Track, mandate: Mandate, offers: list[OfferMade]) -> list[OfferMade]:
         in_use = {farm for _, farm, _ in self._contracts.values()}

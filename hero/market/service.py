@@ -437,16 +437,22 @@ class MarketService:
         state = self._negotiation(cmd.negotiation_id)
         if state.status != "open" or state.rfq is None or len(state.accepted) < state.rfq.replicas:
             return []
-        for accepted in state.accepted:
-            _, node = self._load(nodes.node_stream(accepted.offer.node_id), _NODE)
-            if accepted.contract_id not in node.contracts:
-                return []  # its accept is still committing; that one will award
+        if not self._all_committed(state):
+            return []  # another accept is still committing; that one will award
         close = CloseNegotiation(
             command_id=f"{cmd.negotiation_id}:award",
             negotiation_id=cmd.negotiation_id,
             outcome="awarded",
         )
         return self._close(close, actor).events
+
+    def _all_committed(self, state: nego.NegotiationState) -> bool:
+        """Every accepted offer's contract exists on its node."""
+        for accepted in state.accepted:
+            _, node = self._load(nodes.node_stream(accepted.offer.node_id), _NODE)
+            if accepted.contract_id not in node.contracts:
+                return False
+        return True
 
     def _void(self, cmd: AcceptOffer, offer: OfferMade, reason: str, actor: str) -> None:
         self._on_negotiation(
@@ -458,6 +464,12 @@ class MarketService:
         self._release(offer.node_id, offer.hold_id, reason, f"{cmd.command_id}:release", actor)
 
     def _close(self, cmd: CloseNegotiation, actor: str) -> HandleResult:
+        if cmd.outcome == "awarded" and not self._all_committed(
+            self._negotiation(cmd.negotiation_id)
+        ):
+            raise CommandRejected(
+                "contracts_pending", "an accepted offer has no contract yet; finish its accept"
+            )
         result = self._on_negotiation(
             cmd.negotiation_id, lambda s: s.close(cmd.outcome, cmd.reason), cmd.command_id, actor
         )

@@ -273,3 +273,45 @@ def test_a_voided_acceptance_does_not_count_and_the_replica_is_found_elsewhere()
 def _events(loop: Loop) -> list[Event]:
     rows = loop.store.read_all(1, loop.store.current_position() + 1)
     return [r.envelope().decode() for r in rows]  # type: ignore[misc]
+
+
+def test_an_accept_cut_short_by_a_crash_is_finished_after_a_restart():
+    """The host died after the negotiation recorded OfferAccepted but before the node's
+    ContractCreated: the restarted offtaker repeats the accept, then the award names only a
+    contract that exists."""
+    from hero.domain import negotiation as nego
+    from hero.store import NewEvent
+
+    clock = ManualClock(T0)
+    store = MemoryEventStore(clock)
+    market = LocalMarket(store, clock)
+    policy = FarmerPolicy(price_cu_hour=usd("0.01"))
+    market.service.handle(RegisterFarm(command_id="f", farm_id="f1", name="f1", **FARM))
+    market.service.handle(
+        RegisterNode(command_id="n", node_id="n1", farm_id="f1", total=SHAPE.times(4), **FARM)
+    )
+    market.service.handle(SetFarmerPolicy(command_id="p", farm_id="f1", policy=policy))
+    market.service.handle(
+        SetOfftakerMandate(command_id="m", offtaker_id="o1", mandate=mandate("web"))
+    )
+    while not any(r.type == "OfferMade" for r in store.read_all(1, 1000)):
+        assert market.step() or market.catch_up(), "the offer never came"
+    rows = store.read_all(1, 1000)
+    offer = next(r.envelope().decode() for r in rows if r.type == "OfferMade")
+    stream = nego.negotiation_stream(offer.negotiation_id)
+    state = nego.fold([r.envelope().decode() for r in store.read_stream(stream)])
+    accepted = state.accept(offer.offer_id, clock.now())  # the first half of the accept
+    store.append(
+        stream,
+        store.stream_version(stream),
+        [NewEvent.of(e, actor="offtaker:o1", occurred_at=clock.now()) for e in accepted],
+        f"offtaker:o1:{offer.negotiation_id}:accept:{offer.offer_id}",
+    )
+
+    restarted = LocalMarket(store, clock)  # a new host: state rebuilt from the log
+    restarted.run_until_quiet()
+    events = [r.envelope().decode() for r in store.read_all(1, 1000)]
+    contracts = [e.contract_id for e in events if isinstance(e, ContractCreated)]
+    awards = [e for e in events if isinstance(e, NegotiationAwarded)]
+    assert contracts == [nego.contract_id_for(offer.negotiation_id, offer.offer_id)]
+    assert [a.contract_ids for a in awards] == [contracts]
