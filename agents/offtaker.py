@@ -3,6 +3,7 @@ budget, and closes negotiations it cannot win so their holds are released."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -45,6 +46,8 @@ __all__ = ["HOURS_PER_MONTH", "OfftakerBrain"]
 
 HOURS_PER_MONTH = 720
 RETRY_SEARCH = timedelta(seconds=1)
+#: Invitations are drawn from this many times more of the cheapest farms than needed.
+CANDIDATE_SPREAD = 3
 #: After a negotiation fails, the next RFQ for that workload waits 1 s, then 2, 4 ... 60 s.
 FAILURE_BACKOFF_MAX = timedelta(seconds=60)
 
@@ -232,8 +235,11 @@ class OfftakerBrain(Brain):
         now: datetime,
         wanted: int | None = None,
     ) -> list[str]:
-        """Up to ``wanted`` farms likely to offer, cheapest first: serving the grid and
-        region, certified if asked, with a node that has room now."""
+        """Up to ``wanted`` farms likely to offer: serving the grid and region, certified if
+        asked, with a node that has room now; drawn from the cheapest ``SPREAD * wanted`` at an
+        offset of the offtaker's own, so that offtakers asking at once do not all invite the
+        same few farms (which would then decline most of them for lack of capacity)."""
+        pool_size = None if wanted is None else wanted * CANDIDATE_SPREAD
         found: list[str] = []
         for farm in market.farms_by_price(workload.resources):
             if farm.grid not in workload.grids:
@@ -247,9 +253,12 @@ class OfftakerBrain(Brain):
                 for n in market.farm_nodes(farm.farm_id)
             ):
                 found.append(farm.farm_id)
-                if wanted is not None and len(found) >= wanted:
+                if pool_size is not None and len(found) >= pool_size:
                     break
-        return found
+        if wanted is None or len(found) <= wanted:
+            return found
+        start = zlib.crc32(f"{self.agent_id}/{workload.workload_id}".encode()) % len(found)
+        return [found[(start + i) % len(found)] for i in range(wanted)]
 
     def _negotiate(self, track: _Track, mandate: Mandate, now: datetime) -> list[Command]:
         rfq = track.rfq
