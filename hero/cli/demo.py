@@ -134,23 +134,27 @@ def _workload(
 
 def _mandates(tag: str) -> list[tuple[str, Mandate]]:
     """Four offtakers: one in Europe, one anywhere for a 3-month term at 99 % uptime, a
-    thrifty one in Asia and Africa, and one the farm-0004 policy denies."""
+    thrifty one in Asia and Africa, and one the farm-0004 policy denies. Each invites every
+    farm that fits (``offers_per_replica`` above the fleet's size), so the story does not
+    depend on which of equally cheap farms an offtaker happens to draw."""
     return [
         (f"acme-{tag}", Mandate(
             workloads=[_workload("web", (2, 4, 50), 3, ["europe"])],
-            budget_month=_usd("400"), max_price_cu_hour=_usd("0.05"),
+            budget_month=_usd("400"), max_price_cu_hour=_usd("0.05"), offers_per_replica=12,
         )),
         (f"globex-{tag}", Mandate(
             workloads=[_workload("db", (4, 16, 200), 2, uptime="99")],
             budget_month=_usd("600"), max_price_cu_hour=_usd("0.045"), term_hours=2160,
+            offers_per_replica=12,
         )),
         (f"initech-{tag}", Mandate(
             workloads=[_workload("cache", (2, 8, 20), 2, ["asia", "africa"])],
-            budget_month=_usd("200"), max_price_cu_hour=_usd("0.018"),
+            budget_month=_usd("200"), max_price_cu_hour=_usd("0.018"), offers_per_replica=12,
         )),
         (f"umbrella-{tag}", Mandate(
             workloads=[_workload("worker", (4, 8, 100), 2, ["asia", "north-america"])],
             budget_month=_usd("400"), max_price_cu_hour=_usd("0.05"), prefer_grid=Grid.GRID4,
+            offers_per_replica=12,
         )),
     ]  # fmt: skip
 
