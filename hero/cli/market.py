@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -78,6 +78,16 @@ fleet_app = typer.Typer(help="Generated fleets of farms and nodes.", no_args_is_
 
 
 # -- the store, the log and the service -----------------------------------------------------------
+
+
+def _show(rows: Sequence[Any], as_json: bool, empty: str, table: Callable[[Any], Table]) -> None:
+    """Rows as JSON, or as a table, or a line saying there are none."""
+    if as_json:
+        print_json([json_ready(row) for row in rows])
+    elif not rows:
+        console.print(empty)
+    else:
+        console.print(table(rows))
 
 
 @contextmanager
@@ -562,13 +572,7 @@ def contracts_list(
         for c in report.contracts
         if (offtaker is None or c.offtaker_id == offtaker) and (farm is None or c.farm_id == farm)
     ]
-    if as_json:
-        print_json([json_ready(c) for c in contracts])
-        return
-    if not contracts:
-        console.print("no contracts")
-        return
-    console.print(contracts_table(contracts))
+    _show(contracts, as_json, "no contracts", contracts_table)
 
 
 @nodes_app.command("list")
@@ -583,13 +587,7 @@ def nodes_list(
     if farm is not None:
         _known_farm(report, farm)
     nodes = [n for n in report.nodes if farm is None or n.farm_id == farm]
-    if as_json:
-        print_json([json_ready(n) for n in nodes])
-        return
-    if not nodes:
-        console.print("no nodes")
-        return
-    console.print(_nodes_table(nodes))
+    _show(nodes, as_json, "no nodes", _nodes_table)
 
 
 @negotiations_app.command("list")
@@ -610,13 +608,7 @@ def negotiations_list(
         if (offtaker is None or n.offtaker_id == offtaker)
         and (status is None or n.status == status)
     ]
-    if as_json:
-        print_json([json_ready(n) for n in rows])
-        return
-    if not rows:
-        console.print("no negotiations")
-        return
-    console.print(_negotiations_table(rows))
+    _show(rows, as_json, "no negotiations", _negotiations_table)
 
 
 # -- hero fleet create ----------------------------------------------------------------------------
