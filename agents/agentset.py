@@ -12,7 +12,29 @@ from agents.brain import Brain
 from agents.market import MarketView
 from schemas import Command, Envelope, Event
 
-__all__ = ["AgentSet"]
+__all__ = ["AgentSet", "deliver"]
+
+
+def deliver(
+    market: MarketView,
+    brains: dict[str, Brain],
+    owns: Callable[[str], bool],
+    envelope: Envelope,
+    event: Event,
+) -> set[str]:
+    """Fold one event into the view, adopt the agents it creates that ``owns`` accepts, and
+    let the agents it concerns observe it; returns those agents' ids."""
+    market.apply(envelope, event)  # first: a brain observing the event sees it in the view
+    for brain in market.new_agents(envelope, event):
+        if owns(brain.agent_id) and brain.agent_id not in brains:
+            brains[brain.agent_id] = brain
+    observed: set[str] = set()
+    for agent_id in market.route(envelope, event):
+        found = brains.get(agent_id)
+        if found is not None:
+            found.observe(envelope, event, market)
+            observed.add(agent_id)
+    return observed
 
 
 class AgentSet:
@@ -30,15 +52,7 @@ class AgentSet:
         if envelope.version <= self._seen.get(envelope.stream, 0):
             return False
         self._seen[envelope.stream] = envelope.version
-        self.market.apply(envelope, event)
-        for brain in self.market.new_agents(envelope, event):
-            if self._owns(brain.agent_id) and brain.agent_id not in self.brains:
-                self.brains[brain.agent_id] = brain
-        for agent_id in self.market.route(envelope, event):
-            routed = self.brains.get(agent_id)
-            if routed is not None:
-                routed.observe(envelope, event, self.market)
-                self._dirty.add(agent_id)
+        self._dirty |= deliver(self.market, self.brains, self._owns, envelope, event)
         return True
 
     def decide(self, now: datetime) -> list[tuple[str, Command]]:

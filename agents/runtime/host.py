@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from agents.agentset import deliver
 from agents.brain import Brain
 from agents.runtime.feed import Delivery, EventFeed, History
 from agents.runtime.memory import mean_deep_size, rss_bytes
@@ -247,15 +248,7 @@ class AgentHostCore:
         for delivery in batch:
             envelope, event = delivery.envelope, delivery.event
             try:
-                market.apply(envelope, event)
-                for brain in market.new_agents(envelope, event):
-                    if self.owns(brain.agent_id) and brain.agent_id not in self._brains:
-                        self._brains[brain.agent_id] = brain
-                for agent_id in market.route(envelope, event):
-                    found = self._brains.get(agent_id)
-                    if found is not None:
-                        found.observe(envelope, event, market)
-                        touched.add(agent_id)
+                touched |= deliver(market, self._brains, self.owns, envelope, event)
             except Exception:  # one bad event or brain must not stop the other agents
                 self._stats.apply_errors += 1
                 log.exception("applying %s %s@%d", envelope.type, envelope.stream, envelope.version)

@@ -219,18 +219,16 @@ class MarketService:
         if not self._exists(farm_stream(cmd.farm_id)):
             raise CommandRejected("unknown_farm", f"farm {cmd.farm_id} is not registered")
         event = NodeRegistered(**cmd.model_dump(exclude={"command_id"}))
-        return self._apply(
-            nodes.node_stream(cmd.node_id),
-            _NODE,
+        return self._on_node(
+            cmd.node_id,
             lambda s: s.register(event),
             cmd.command_id,
             actor,
         )
 
     def _change_status(self, cmd: ChangeNodeStatus, actor: str) -> HandleResult:
-        return self._apply(
-            nodes.node_stream(cmd.node_id),
-            _NODE,
+        return self._on_node(
+            cmd.node_id,
             lambda s: s.change_status(cmd.status, cmd.reason),
             cmd.command_id,
             actor,
@@ -286,6 +284,18 @@ class MarketService:
             negotiation_id,
         )
 
+    def _on_node(
+        self,
+        node_id: str,
+        decide: Callable[[nodes.NodeState], list[Event]],
+        command_id: str,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> HandleResult:
+        return self._apply(
+            nodes.node_stream(node_id), _NODE, decide, command_id, actor, correlation_id
+        )
+
     def _make_offer(self, cmd: MakeOffer, actor: str) -> HandleResult:
         """Hold on the node, then record the offer; the offer's record ends the command."""
         stream = nego.negotiation_stream(cmd.negotiation_id)
@@ -293,14 +303,12 @@ class MarketService:
             return HandleResult(duplicate=True)
         now = self._clock.now()
         rfq = self._negotiation(cmd.negotiation_id).open_rfq()
-        node_stream = nodes.node_stream(cmd.node_id)
-        _, node = self._load(node_stream, _NODE)
+        _, node = self._load(nodes.node_stream(cmd.node_id), _NODE)
         if node.farm_id != cmd.farm_id:
             raise CommandRejected("not_your_node", f"node {cmd.node_id} is not in {cmd.farm_id}")
         try:
-            held = self._apply(
-                node_stream,
-                _NODE,
+            held = self._on_node(
+                cmd.node_id,
                 lambda s: s.hold(
                     cmd.offer_id, cmd.negotiation_id, rfq.resources, cmd.expires_at, now
                 ),
@@ -418,9 +426,8 @@ class MarketService:
             starts_at=now,
         )
         try:
-            committed = self._apply(
-                nodes.node_stream(offer.offer.node_id),
-                _NODE,
+            committed = self._on_node(
+                offer.offer.node_id,
                 lambda s: s.commit(contract, now),
                 cmd.command_id,
                 actor,
@@ -489,9 +496,8 @@ class MarketService:
     def _release(
         self, node_id: str, hold_id: str, reason: str, command_id: str, actor: str
     ) -> None:
-        self._apply(
-            nodes.node_stream(node_id),
-            _NODE,
+        self._on_node(
+            node_id,
             lambda s: s.release(hold_id, reason),
             command_id,
             actor,
@@ -499,18 +505,16 @@ class MarketService:
 
     def _expire_holds(self, cmd: ExpireHolds, actor: str) -> HandleResult:
         now = self._clock.now()
-        return self._apply(
-            nodes.node_stream(cmd.node_id),
-            _NODE,
+        return self._on_node(
+            cmd.node_id,
             lambda s: s.expire(now),
-            f"{cmd.command_id}",
+            cmd.command_id,
             actor,
         )
 
     def _cancel_contract(self, cmd: CancelContract, actor: str) -> HandleResult:
-        return self._apply(
-            nodes.node_stream(cmd.node_id),
-            _NODE,
+        return self._on_node(
+            cmd.node_id,
             lambda s: s.cancel(cmd.contract_id, cmd.reason),
             cmd.command_id,
             actor,
