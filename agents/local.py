@@ -43,12 +43,17 @@ class LocalMarket:
         """Catch up, let due agents decide, send their commands; returns commands sent."""
         self.catch_up()
         commands = self.agents.decide(self.clock.now())
-        for agent_id, command in commands:
-            try:
-                self.service.handle(command, actor=agent_id)
-            except CommandRejected as error:
-                log.info("%s: %s rejected: %s", agent_id, type(command).__name__, error)
-                self.rejected.append((agent_id, command, error.reason))
+        try:
+            with self.store.group_commit():  # one commit for the whole step
+                for agent_id, command in commands:
+                    try:
+                        self.service.handle(command, actor=agent_id)
+                    except CommandRejected as error:
+                        log.info("%s: %s rejected: %s", agent_id, type(command).__name__, error)
+                        self.rejected.append((agent_id, command, error.reason))
+        except BaseException:
+            self.service.forget()  # its cache may hold what was undone
+            raise
         return len(commands)
 
     def run_until_quiet(self, max_steps: int = 1000) -> int:

@@ -48,8 +48,10 @@ HOURS_PER_MONTH = 720
 RETRY_SEARCH = timedelta(seconds=1)
 #: Invitations are drawn from this many times more of the cheapest farms than needed.
 CANDIDATE_SPREAD = 3
-#: After a negotiation fails, the next RFQ for that workload waits 1 s, then 2, 4 ... 60 s.
-FAILURE_BACKOFF_MAX = timedelta(seconds=60)
+#: After a negotiation fails, the next RFQ for that workload waits 1 s, then 2, 4 ... 16 s: long
+#: enough not to flood a market that cannot serve, short enough to take capacity soon after
+#: it frees (a race for the last few slots ends in seconds, not minutes).
+FAILURE_BACKOFF_MAX = timedelta(seconds=16)
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ replaces one embedded piece with an external one; the launcher then leaves that 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +52,32 @@ class HeroSettings(BaseSettings):
     agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
     up_timeout_s: float = Field(default=60.0, gt=0)
     api_secret: SecretStr | None = Field(default=None, description="reserved for the gateway")
+    # -- payments (treasury and billing) --
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="payment webhook HMAC secret; the embedded stack makes one in the data dir",
+    )
+    webhook_tolerance_s: int = Field(default=300, ge=1, description="accepted signature age")
+    treasury_port: int = Field(default=0, ge=0, le=65535, description="0: a free port")
+    tft_oracle: str = Field(
+        default="fixed",
+        description="fixed (tft_per_usd/tft_per_eur), file:PATH (a rates file), or stellar",
+    )
+    tft_per_usd: Decimal = Field(default=Decimal(100), gt=0, description="fixed oracle rate")
+    tft_per_eur: Decimal = Field(default=Decimal(108), gt=0, description="fixed oracle rate")
+    quote_spread: Decimal = Field(default=Decimal("0.005"), ge=0, lt=Decimal("0.1"))
+    quote_ttl_s: int = Field(default=120, gt=0)
+    quote_max_slippage: Decimal = Field(default=Decimal("0.01"), ge=0, lt=1)
+    revenue_split: str = Field(
+        default="60/20/20", description="farmer/pool/ThreeFold percent, summing to 100"
+    )
+    grace_days: Decimal = Field(default=Decimal(14), ge=0)
+    low_balance_hours: Decimal = Field(default=Decimal(24), ge=0)
+    pricing_policy: str = Field(default="genesis", description="genesis, manual or a custom name")
+    pricing_policies_file: Path | None = Field(default=None, description="custom pricing policies")
+    treasury_interval_s: float = Field(
+        default=5.0, gt=0, description="how often the treasury converts and bills"
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -68,6 +95,7 @@ class HeroSettings(BaseSettings):
         for key in ("kafka_bootstrap", "redis_url", "ray_address"):
             if data[key]:
                 data[key] = mask_url(str(data[key]))
-        if self.api_secret is not None:
-            data["api_secret"] = "***"
+        for key in ("api_secret", "webhook_secret"):
+            if getattr(self, key) is not None:
+                data[key] = "***"
         return data

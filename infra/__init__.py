@@ -18,11 +18,13 @@ from infra.processes import (
     ValkeyProcess,
 )
 from infra.ray_client import configure_ray_client
+from infra.treasury import TREASURY_COMMAND, TreasuryProcess
 
 __all__ = [
     "AGENTS_COMMAND",
     "COMPONENTS",
     "RELAY_COMMAND",
+    "TREASURY_COMMAND",
     "AgentsProcess",
     "BrokerProcess",
     "ComponentError",
@@ -33,6 +35,7 @@ __all__ = [
     "RayHead",
     "RelayProcess",
     "StackError",
+    "TreasuryProcess",
     "UpReport",
     "ValkeyProcess",
     "configure_ray_client",

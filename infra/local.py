@@ -1,10 +1,12 @@
-"""The local stack: broker, Valkey, Ray, the relay and the agent hosts under one data dir.
+"""The local stack: broker, Valkey, Ray, the relay, the treasury and the agent hosts under one
+data dir.
 
 ``up`` records every process in ``<data_dir>/run/stack.json`` as soon as it is spawned, so
 ``down`` -- from any process, even after a launcher crash -- stops exactly those pids and
 their sessions, and nothing else. A piece configured as external (``HERO_KAFKA_BOOTSTRAP``,
 ``HERO_REDIS_URL``, ``HERO_RAY_ADDRESS``) is never started or stopped, only probed. The
-agent hosts are always ours: they run on whichever Ray the stack uses.
+agent hosts and the treasury are always ours: the hosts run on whichever Ray the stack uses,
+the treasury (payment webhook, conversion, billing) needs only the event store.
 """
 
 from __future__ import annotations
@@ -32,13 +34,17 @@ from infra.processes import (
     ValkeyProcess,
 )
 from infra.ray_client import ray_env_for_host
+from infra.treasury import TreasuryProcess, treasury_detail
 
 __all__ = ["COMPONENTS", "LocalStack"]
 
-COMPONENTS: tuple[ComponentName, ...] = ("broker", "valkey", "ray", "relay", "agents")
+COMPONENTS: tuple[ComponentName, ...] = (
+    "broker", "valkey", "ray", "relay", "treasury", "agents",
+)  # fmt: skip
 _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
 # The agents first: they are Ray's driver (their hosts are its actors) and the relay's reader.
-_STOP_ORDER: tuple[ComponentName, ...] = ("agents", "relay", "ray", "valkey", "broker")
+# The treasury next: it writes to the store, and the relay should carry its last events out.
+_STOP_ORDER: tuple[ComponentName, ...] = ("agents", "treasury", "relay", "ray", "valkey", "broker")
 
 
 class LocalStack:
@@ -50,11 +56,13 @@ class LocalStack:
         *,
         relay_command: Sequence[str] | None = None,
         agents_command: Sequence[str] | None = None,
+        treasury_command: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.relay_command = tuple(relay_command) if relay_command is not None else None
         self.agents_command = tuple(agents_command) if agents_command is not None else None
+        self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -83,7 +91,8 @@ class LocalStack:
             return self._start(began)
 
     def down(self) -> list[ComponentStatus]:
-        """Stop the recorded processes (agents, relay, ray, valkey, broker) and all they started."""
+        """Stop the recorded processes (agents, treasury, relay, ray, valkey, broker) and all
+        they started."""
         with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
             state = StackState.load(self.data_dir)
             if state is None:
@@ -114,7 +123,7 @@ class LocalStack:
         """External settings win; the rest comes from the running stack's state file."""
         external = self._external()
         owned = [name for name in ("broker", "valkey", "ray") if name not in external]
-        state = StackState.load(self.data_dir) if owned else None
+        state = self._state_for_endpoints(required=bool(owned))
         records: dict[str, ProcessRecord] = {}
         if owned:
             if state is None or not state.complete:
@@ -131,8 +140,17 @@ class LocalStack:
             redis_url=external.get("valkey") or self._redis_url(records["valkey"]),
             ray_address=external.get("ray") or _address(records, "ray"),
             store_url=self.settings.effective_store_url,
+            treasury_url=_treasury_url(state),
             ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
         )
+
+    def _state_for_endpoints(self, *, required: bool) -> StackState | None:
+        if required:
+            return StackState.load(self.data_dir)
+        try:  # everything external: the state file only adds the treasury's address
+            return StackState.load(self.data_dir)
+        except StackError:
+            return None
 
     # -- up ------------------------------------------------------------------------------------
 
@@ -169,7 +187,13 @@ class LocalStack:
                 purge_on_refill=broker is not None,
             )
             self._spawn(relay, state, started)
-            for proc in [servers[name] for name in ("valkey", "ray") if name in servers] + [relay]:
+            # The treasury needs only the store: it starts while Ray is still coming up, too.
+            treasury = TreasuryProcess(
+                self.settings, ports["treasury"], command=self.treasury_command
+            )
+            self._spawn(treasury, state, started)
+            waits = [servers[name] for name in ("valkey", "ray") if name in servers]
+            for proc in [*waits, relay, treasury]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.name] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
@@ -179,6 +203,7 @@ class LocalStack:
                 redis_url=external.get("valkey") or _required(_url_of(servers.get("valkey"))),
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,
+                treasury_url=treasury.url,
                 ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
             )
             agents = AgentsProcess(self.settings, endpoints, command=self.agents_command)
@@ -246,15 +271,28 @@ class LocalStack:
             StackState.remove(self.data_dir)
 
     def _choose_ports(self, owned: list[ComponentName]) -> dict[str, int]:
-        """Reuse the ports of the previous run when still free, so addresses stay put."""
+        """Ports for the ``owned`` servers and the treasury: those of the previous run when
+        still free, so addresses stay put.
+
+        The treasury's port is HERO_TREASURY_PORT when set: a payment provider is configured
+        with the webhook's address, so it must not move. Taken, it fails the treasury's start.
+        """
         host = self.settings.host
         previous = load_ports(self.data_dir)
-        ports: dict[str, int] = {
-            name: previous[name]
-            for name in owned
-            if name in previous and port_is_free(previous[name], host)
-        }
-        missing = [name for name in owned if name not in ports]
+        ports: dict[str, int] = {}
+        wanted: list[str] = list(owned)
+        if self.settings.treasury_port:
+            ports["treasury"] = self.settings.treasury_port
+        else:
+            wanted.append("treasury")
+        ports.update(
+            {
+                name: previous[name]
+                for name in wanted
+                if name in previous and port_is_free(previous[name], host)
+            }
+        )
+        missing = [name for name in wanted if name not in ports]
         fresh = free_ports(len(missing), host, avoid=set(ports.values()))
         ports.update(zip(missing, fresh, strict=True))
         return ports
@@ -292,6 +330,8 @@ class LocalStack:
         elif name == "agents":
             command = json.loads(record.extra.get("command", "null"))
             proc = AgentsProcess(self.settings, command=command)
+        elif name == "treasury":
+            proc = TreasuryProcess(self.settings, record.port)
         else:
             raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
         proc.adopt(record)
@@ -363,6 +403,8 @@ class LocalStack:
             detail = _relay_detail(proc)
         elif isinstance(proc, AgentsProcess):
             detail = _agents_detail(proc)
+        elif isinstance(proc, TreasuryProcess):
+            detail = treasury_detail(proc)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
@@ -439,6 +481,11 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
     if isinstance(updated, str):
         parts.append(f"updated {updated}")
     return ", ".join(parts)
+
+
+def _treasury_url(state: StackState | None) -> str | None:
+    record = state.processes.get("treasury") if state is not None else None
+    return f"http://{record.address}" if record is not None and record.address else None
 
 
 def _url_of(valkey: ManagedProcess | None) -> str | None:

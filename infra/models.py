@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
-ComponentName = Literal["broker", "valkey", "ray", "relay", "agents"]
+ComponentName = Literal["broker", "valkey", "ray", "relay", "treasury", "agents"]
 ComponentState = Literal["up", "down", "external"]
 
 
@@ -27,6 +27,13 @@ class Endpoints(BaseModel):
     redis_url: str
     ray_address: str
     store_url: str
+    treasury_url: str | None = Field(
+        default=None,
+        description=(
+            "the treasury's base URL (payment webhooks go to <treasury_url>/webhooks/payments); "
+            "None when the stack runs no treasury"
+        ),
+    )
     ray_env: dict[str, str] = Field(
         default_factory=dict,
         description=(

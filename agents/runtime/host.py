@@ -54,8 +54,8 @@ _YIELD_EVERY_S = 0.02
 class HostOptions:
     decide_interval_s: float = 0.05
     """The longest a due wakeup waits; also the Kafka poll timeout."""
-    max_in_flight: int = 16
-    """Commands sent concurrently (the store serialises writes anyway)."""
+    max_in_flight: int = 256
+    """Commands sent concurrently: the sink writes those queued together in one commit."""
     max_pending: int = 10_000
     """Commands queued behind those; beyond it the host stops reading until some finish."""
     send_attempts: int = 4

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hero.cli import demo as demo_module
-from hero.cli import events, market, stack, tailing
+from hero.cli import events, market, payments, price, stack, tailing
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -28,6 +28,7 @@ app.command("status")(stack.status)
 app.command("config")(stack.config)
 app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_module.demo)
+app.command("price")(price.price)
 app.add_typer(events.app, name="events")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(market.farmer_app, name="farmer")
@@ -36,6 +37,9 @@ app.add_typer(market.contracts_app, name="contracts")
 app.add_typer(market.nodes_app, name="nodes")
 app.add_typer(market.negotiations_app, name="negotiations")
 app.add_typer(market.fleet_app, name="fleet")
+app.add_typer(payments.accounts_app, name="accounts")
+app.add_typer(payments.payments_app, name="payments")
+app.add_typer(payments.billing_app, name="billing")
 
 
 @schemas_app.command("export")

@@ -112,6 +112,11 @@ class MarketService:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Drop the cached aggregates (after a group commit that was undone)."""
+        with self._lock:
+            self._cache.clear()
+
     # -- the one entry point ----------------------------------------------------------------
 
     def handle(self, command: Command, *, actor: str | None = None) -> HandleResult:

@@ -13,6 +13,7 @@ from hero.store.port import (
     NewEvent,
     RecordedEvent,
     StoreError,
+    StreamAppend,
 )
 from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
@@ -34,6 +35,7 @@ __all__ = [
     "SqliteCheckpointStore",
     "SqliteEventStore",
     "StoreError",
+    "StreamAppend",
     "open_checkpoints",
     "open_store",
 ]

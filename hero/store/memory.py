@@ -14,7 +14,9 @@ from hero.store.port import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     check_append_arguments,
+    check_many_arguments,
 )
 
 __all__ = ["MemoryEventStore"]
@@ -33,27 +35,37 @@ class MemoryEventStore(EventStore):
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
+        return self.append_many([StreamAppend(stream, expected_version, events)], command_id)[0]
+
+    def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
+        check_many_arguments(appends)
         with self._lock:
-            applied = self._commands.get((stream, command_id))
-            if applied is not None:
-                return dataclasses.replace(applied, duplicate=True)
-            known = [event.id for event in events if event.id in self._ids]
+            applied = [self._commands.get((a.stream, command_id)) for a in appends]
+            if any(result is not None for result in applied):
+                return [dataclasses.replace(r, duplicate=True) for r in applied if r is not None]
+            known = [e.id for a in appends for e in a.events if e.id in self._ids]
             if known:
                 raise DuplicateEventId(f"event ids already stored: {known}; nothing was written")
-            history = self._streams.setdefault(stream, [])
-            rows, result = plan_append(
-                stream,
-                expected_version,
-                len(history),
-                len(self._log) + 1,
-                events,
-                self._clock.now(),
-            )
-            history.extend(rows)
-            self._log.extend(rows)
-            self._commands[(stream, command_id)] = result
-            self._ids.update(event.id for event in events)
-            return result
+            planned = []
+            position = len(self._log) + 1
+            for append in appends:  # plan every stream first: a conflict writes nothing
+                current = len(self._streams.get(append.stream, []))
+                rows, result = plan_append(
+                    append.stream,
+                    append.expected_version,
+                    current,
+                    position,
+                    append.events,
+                    self._clock.now(),
+                )
+                planned.append((append, rows, result))
+                position += len(rows)
+            for append, rows, result in planned:
+                self._streams.setdefault(append.stream, []).extend(rows)
+                self._log.extend(rows)
+                self._commands[(append.stream, command_id)] = result
+                self._ids.update(event.id for event in append.events)
+            return [result for _, _, result in planned]
 
     def command_result(self, stream: str, command_id: str) -> AppendResult | None:
         with self._lock:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "NewEvent",
     "RecordedEvent",
     "StoreError",
+    "StreamAppend",
 ]
 
 _ID = re.compile(ID_PATTERN)
@@ -106,6 +108,15 @@ class RecordedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of an :meth:`EventStore.append_many`."""
+
+    stream: str
+    expected_version: int
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     stream: str
     first_version: int
@@ -148,6 +159,19 @@ def _check_id(what: str, value: str | None, *, optional: bool = False) -> None:
         raise StoreError(f"{what} must be an id matching {ID_PATTERN} (1-200 chars), got {value!r}")
 
 
+def check_many_arguments(appends: Sequence[StreamAppend]) -> None:
+    if not appends:
+        raise StoreError("append_many needs at least one stream")
+    streams = [append.stream for append in appends]
+    if len(set(streams)) != len(streams):
+        raise StoreError(f"append_many names a stream twice: {streams}")
+    ids = [event.id for append in appends for event in append.events]
+    if len(set(ids)) != len(ids):
+        raise StoreError("event ids must be unique within an append")
+    for append in appends:
+        check_append_arguments(append.stream, append.expected_version, append.events)
+
+
 def check_append_arguments(stream: str, expected_version: int, events: Sequence[NewEvent]) -> None:
     """Refuse, before anything is written, what the envelope schema would refuse on read."""
     _check_id("stream", stream)
@@ -182,6 +206,16 @@ class EventStore(ABC):
         """
 
     @abstractmethod
+    def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
+        """Append to several streams atomically: all of them, or none.
+
+        Every stream must be at its expected version, or :class:`ConcurrencyConflict` names the
+        first that is not and nothing is written. ``command_id`` is recorded on each stream; if
+        it was applied to any of them, the original results come back and nothing is written.
+        A double-entry transfer touches two accounts: this is how both legs land together.
+        """
+
+    @abstractmethod
     def command_result(self, stream: str, command_id: str) -> AppendResult | None:
         """The result of ``command_id`` on ``stream`` if it was applied there, else None."""
 
@@ -200,6 +234,18 @@ class EventStore(ABC):
     @abstractmethod
     def current_position(self) -> int:
         """The position of the last committed event; 0 when the store is empty."""
+
+    @contextmanager
+    def group_commit(self) -> Iterator[None]:
+        """Appends made by this thread inside the block become durable together at its end.
+
+        Each append still succeeds or fails on its own (a conflict inside writes nothing of
+        that append), and reads on this thread see the block's appends; but no append is
+        visible to others, or durable, before the block ends, and an error escaping the block
+        undoes them all. One commit (one fsync) for many appends: that is the point. Adapters
+        without transactions commit each append at once.
+        """
+        yield
 
     def close(self) -> None:  # noqa: B027 - optional for adapters without resources
         """Release connections."""

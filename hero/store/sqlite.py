@@ -25,7 +25,9 @@ from hero.store.port import (
     NewEvent,
     RecordedEvent,
     StoreError,
+    StreamAppend,
     check_append_arguments,
+    check_many_arguments,
 )
 
 __all__ = ["SqliteEventStore", "sqlite_path_from_url"]
@@ -208,44 +210,88 @@ class SqliteEventStore(EventStore):
                 self._all.append(conn)
         return conn
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction of its own, or a savepoint inside this thread's group commit."""
+        conn = self._conn()
+        if not getattr(self._local, "grouped", False):
+            with write_transaction(conn, self._write_lock):
+                yield conn
+            return
+        conn.execute("SAVEPOINT hero_append")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO hero_append")
+            conn.execute("RELEASE hero_append")
+            raise
+        conn.execute("RELEASE hero_append")
+
+    @contextmanager
+    def group_commit(self) -> Iterator[None]:
+        if getattr(self._local, "grouped", False):
+            yield  # already inside one: the outer block commits
+            return
+        with write_transaction(self._conn(), self._write_lock):
+            self._local.grouped = True
+            try:
+                yield
+            finally:
+                self._local.grouped = False
+
     def append(
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
-        with write_transaction(self._conn(), self._write_lock) as conn:
+        with self._transaction() as conn:
             applied = _command_result(conn, stream, command_id)
             if applied is not None:
                 return applied
-            found = conn.execute("SELECT version FROM streams WHERE stream = ?", (stream,))
-            current = found.fetchone()
-            last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
-            rows, result = plan_append(
+            return self._write(conn, StreamAppend(stream, expected_version, events), command_id)
+
+    def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
+        check_many_arguments(appends)
+        with self._transaction() as conn:
+            applied = [_command_result(conn, a.stream, command_id) for a in appends]
+            if any(result is not None for result in applied):
+                return [result for result in applied if result is not None]
+            # A conflict on a later stream raises inside the transaction: all is rolled back.
+            return [self._write(conn, append, command_id) for append in appends]
+
+    def _write(
+        self, conn: sqlite3.Connection, append: StreamAppend, command_id: str
+    ) -> AppendResult:
+        stream = append.stream
+        found = conn.execute("SELECT version FROM streams WHERE stream = ?", (stream,))
+        current = found.fetchone()
+        last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        rows, result = plan_append(
+            stream,
+            append.expected_version,
+            current[0] if current else 0,
+            last + 1,
+            append.events,
+            self._clock.now(),
+        )
+        _insert_events(conn, rows, append.events)
+        conn.execute(
+            "INSERT INTO streams (stream, version) VALUES (?, ?)"
+            " ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+            (stream, result.last_version),
+        )
+        conn.execute(
+            "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
                 stream,
-                expected_version,
-                current[0] if current else 0,
-                last + 1,
-                events,
-                self._clock.now(),
-            )
-            _insert_events(conn, rows, events)
-            conn.execute(
-                "INSERT INTO streams (stream, version) VALUES (?, ?)"
-                " ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
-                (stream, result.last_version),
-            )
-            conn.execute(
-                "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    stream,
-                    command_id,
-                    result.first_version,
-                    result.last_version,
-                    result.first_position,
-                    result.last_position,
-                    json.dumps(result.event_ids),
-                ),
-            )
-            return result
+                command_id,
+                result.first_version,
+                result.last_version,
+                result.first_position,
+                result.last_position,
+                json.dumps(result.event_ids),
+            ),
+        )
+        return result
 
     def command_result(self, stream: str, command_id: str) -> AppendResult | None:
         return _command_result(self._conn(), stream, command_id)

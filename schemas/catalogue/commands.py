@@ -26,10 +26,13 @@ __all__ = [
     "ExpireHolds",
     "IssueRfq",
     "MakeOffer",
+    "PayOutFarmer",
     "ReceiveFiatPayment",
+    "RefundOfftaker",
     "RegisterFarm",
     "RegisterNode",
     "RejectOffer",
+    "RunBilling",
     "SetFarmerPolicy",
     "SetOfftakerMandate",
 ]
@@ -186,3 +189,27 @@ class ReceiveFiatPayment(Command):
     provider_event_id: str = Field(min_length=1, max_length=200)
     offtaker_id: OfftakerId
     amount: Money
+
+
+@command()
+class PayOutFarmer(Command):
+    """Send a farmer's TFT out of the grid (to its Stellar address)."""
+
+    farm_id: FarmId
+    amount: Money
+
+
+@command()
+class RefundOfftaker(Command):
+    """Return TFT from an offtaker's account to the outside world."""
+
+    offtaker_id: OfftakerId
+    amount: Money
+    reason: str = Field(min_length=1, max_length=200)
+
+
+@command()
+class RunBilling(Command):
+    """Bill every active contract for one hour (UTC, on the hour)."""
+
+    hour: AwareDatetime

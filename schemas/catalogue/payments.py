@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, Field
@@ -11,6 +12,7 @@ from schemas.ids import AccountId, ContractId, FarmId, Identifier, OfftakerId
 from schemas.messages import Event, event
 from schemas.money import Money
 from schemas.registry import REGISTRY
+from schemas.resources import Grid
 from schemas.topics import Topic
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "FiatConverted",
     "FiatPaymentReceived",
     "QuoteIssued",
+    "QuoteRefused",
+    "TransferKind",
     "TransferPosted",
     "UsageBilled",
 ]
@@ -42,43 +46,77 @@ def _payment_amount_as_money(payload: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+class TransferKind(StrEnum):
+    """Why money moved; each kind has its own idempotency key (payment, bill, payout...)."""
+
+    PAYMENT = "payment"
+    CONVERSION = "conversion"
+    BILL = "bill"
+    PAYOUT = "payout"
+    REFUND = "refund"
+
+
 @event(Topic.PAYMENTS)
 class QuoteIssued(Event):
     quote_id: Identifier
     payment_id: Identifier
     fiat: Money
     tft: Money
-    rate: Decimal = Field(gt=0, description="TFT per unit of the fiat currency")
+    min_tft: Money = Field(description="the slippage bound: less than this is never applied")
+    rate: Decimal = Field(gt=0, description="TFT per unit of the fiat currency, after the spread")
+    market_rate: Decimal = Field(gt=0, description="TFT per unit of fiat from the oracle")
     spread: Decimal = Field(ge=0, lt=1)
+    source: str = Field(min_length=1, max_length=200, description="the oracle that gave the rate")
     expires_at: AwareDatetime
+
+
+@event(Topic.PAYMENTS)
+class QuoteRefused(Event):
+    """A quote that was not applied: it expired or the market moved past its slippage bound."""
+
+    quote_id: Identifier
+    payment_id: Identifier
+    reason: str = Field(min_length=1, max_length=200)
 
 
 @event(Topic.PAYMENTS)
 class FiatConverted(Event):
     payment_id: Identifier
     quote_id: Identifier
+    offtaker_id: OfftakerId
     fiat: Money
     tft: Money
 
 
 @event(Topic.PAYMENTS)
 class TransferPosted(Event):
-    """One double-entry transfer: ``amount`` leaves ``debit_account`` for ``credit_account``."""
+    """One double-entry transfer: ``amount`` leaves ``debit_account`` for ``credit_account``.
+
+    Recorded on both accounts' streams (each keyed by its account), with the same
+    ``transfer_id``; a consumer summing balances counts the leg whose stream is the account.
+    """
 
     transfer_id: Identifier
     debit_account: AccountId
     credit_account: AccountId
     amount: Money
-    reason: str
+    kind: TransferKind
+    reference: Identifier = Field(description="the payment, bill, payout or refund it settles")
 
 
 @event(Topic.PAYMENTS)
 class UsageBilled(Event):
+    """One contract-hour, billed once: USD at the contract's price, paid in TFT."""
+
     bill_id: Identifier
     contract_id: ContractId
     offtaker_id: OfftakerId
     farm_id: FarmId
+    grid: Grid
     hour: AwareDatetime
+    seconds: int = Field(gt=0, le=3600, description="seconds of the hour the contract was active")
+    usd: Money
+    rate: Decimal = Field(gt=0, description="TFT per USD used for this bill")
     amount: Money
     farmer_share: Money
     pool_share: Money
@@ -87,6 +125,10 @@ class UsageBilled(Event):
 
 @event(Topic.PAYMENTS)
 class BalanceLow(Event):
+    """The balance covers fewer hours of the offtaker's running contracts than the threshold."""
+
     account_id: AccountId
+    offtaker_id: OfftakerId
     balance: Money
+    hourly_cost: Money
     hours_left: Decimal = Field(ge=0)

@@ -26,6 +26,8 @@ __all__ = [
     "CapacityHeld",
     "ContractCancelled",
     "ContractCreated",
+    "ContractResumed",
+    "ContractSuspended",
     "CounterAccepted",
     "CounterOffered",
     "CounterRejected",
@@ -242,3 +244,23 @@ class ContractCancelled(Event):
     contract_id: ContractId
     node_id: NodeId
     reason: str
+
+
+@event(Topic.RESERVATIONS)
+class ContractSuspended(Event):
+    """Out of funds: the contract is suspended and cancelled when the grace period ends."""
+
+    contract_id: ContractId
+    offtaker_id: OfftakerId
+    node_id: NodeId
+    unpaid_hour: AwareDatetime
+    grace_ends_at: AwareDatetime
+
+
+@event(Topic.RESERVATIONS)
+class ContractResumed(Event):
+    """Funds arrived during the grace period: the unpaid hour is billed and the contract runs."""
+
+    contract_id: ContractId
+    offtaker_id: OfftakerId
+    node_id: NodeId

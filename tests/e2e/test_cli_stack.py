@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ def _state(pid: int) -> str:
     return next((line for line in status.splitlines() if line.startswith("State:")), "")
 
 
+def billed_hours_fit(hours: int) -> bool:
+    """9 contracts x 3 hours; a contract made just before the hour turned (while the demo
+    ran) has a 4th hour over by the fast-forwarded clock."""
+    return 27 <= hours <= 36
+
+
 def test_up_status_append_tail_down(tmp_path: Path) -> None:
     data = tmp_path / "stack"
     up = hero("up", data_dir=data)
@@ -43,7 +50,8 @@ def test_up_status_append_tail_down(tmp_path: Path) -> None:
 
         components = hero_json("status", data_dir=data)
         assert {c["name"]: c["state"] for c in components} == {
-            "broker": "up", "valkey": "up", "ray": "up", "relay": "up", "agents": "up",
+            "broker": "up", "valkey": "up", "ray": "up", "relay": "up", "treasury": "up",
+            "agents": "up",
         }  # fmt: skip
         pids = [c["pid"] for c in components]
         assert all(isinstance(pid, int) and _alive(pid) for pid in pids)
@@ -80,6 +88,17 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
     ), out
     for reason in ("term_too_long", "offtaker_denied", "below_floor", "sla_not_met"):
         assert reason in out
+    # The money: a webhook top-up per offtaker, converted by the stack's treasury, then three
+    # hours billed (9 contracts x 3 h) and shared out; the ledger sums to zero.
+    assert "top-ups by signed webhook to the stack's treasury (http://127.0.0.1:" in out
+    assert "billing clock fast-forwarded 3 h for the demo" in out
+    money = re.search(
+        r"4 top-ups 1600\.00 USD → 159200\.00 TFT, (\d+) contract-hours billed [\d.]+ TFT "
+        r"\(farmers [\d.]+ TFT, pool [\d.]+ TFT, ThreeFold [\d.]+ TFT\), ledger balanced",
+        out,
+    )
+    assert money, out
+    assert billed_hours_fit(int(money.group(1)))
     assert "farmer of farm-0002 approved offer" in out
     assert "stack stopped" in out
     assert {c["state"] for c in hero_json("status", data_dir=data)} == {"down"}
@@ -96,6 +115,19 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
             outcome["run"]
         }
         assert all(d["reasons"] for d in outcome["declines"])
+        summary = outcome["summary"]
+        assert (summary["top_ups"], summary["ledger_balanced"]) == (4, True)
+        assert billed_hours_fit(summary["hours_billed"])
+        assert summary["top_up_usd"] == {"amount": "1600", "currency": "USD"}
+        assert Decimal(summary["top_up_tft"]["amount"]) == Decimal(159200)
+        shares = [Decimal(summary[key]["amount"]) for key in ("farmers_tft", "pool_tft",
+                                                              "threefold_tft")]  # fmt: skip
+        assert sum(shares) == Decimal(summary["billed_tft"]["amount"]) > 0
+        assert shares[1] == shares[2]  # the pool's and ThreeFold's 20 % each, rounded alike
+        assert set(summary["ledger_totals"].values()) == {"0"}
+        bills = outcome["payments"]["bills"]
+        assert {b["contract_id"] for b in bills} == {c["contract_id"] for c in outcome["contracts"]}
+        assert all(p["status"] == "converted" for p in outcome["payments"]["top_ups"])
         assert "stack left running" in again.stderr
         tailed = hero("tail", "hero.reservations", "--json", "--idle-timeout", "2", data_dir=data)
         records = [json.loads(line) for line in tailed.stdout.splitlines()]

@@ -148,17 +148,21 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     print(f"\nhero up took {report.seconds:.2f} s")
     assert not report.already_running
     statuses = {status.name: status for status in stack.launcher.status()}
-    assert set(statuses) == {"broker", "valkey", "ray", "relay", "agents"}
+    assert set(statuses) == {"broker", "valkey", "ray", "relay", "treasury", "agents"}
     for status in statuses.values():
         assert status.state == "up", status
         assert status.pid is not None, status
         assert status.pid in live_pids(), status
-    for name in ("broker", "valkey", "ray"):
+    for name in ("broker", "valkey", "ray", "treasury"):
         assert statuses[name].address, statuses[name]
     assert statuses["broker"].address == stack.endpoints.kafka_bootstrap
     assert stack.endpoints.redis_url == f"redis://{statuses['valkey'].address}/0"
     assert statuses["ray"].address == stack.endpoints.ray_address
     assert "caught up" in (statuses["agents"].detail or ""), statuses["agents"]
+    assert stack.endpoints.treasury_url == f"http://{statuses['treasury'].address}"
+    assert (statuses["treasury"].detail or "").startswith(
+        f"webhook {stack.endpoints.treasury_url}/webhooks/payments"
+    ), statuses["treasury"]
 
 
 def test_agents_run_their_hosts_on_the_stacks_ray(stack: RunningStack) -> None:
@@ -235,7 +239,7 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
         f"\nhero up (second stack, side by side with the session one) took {report.seconds:.2f} s"
     )
     leaders = [status.pid for status in report.components if status.pid is not None]
-    assert len(leaders) == 5
+    assert len(leaders) == 6
     members = processes_in_sessions(leaders)
     # Ray's head runs several processes in its session (gcs_server, raylet, agents...).
     assert len(members) > len(leaders)
@@ -246,13 +250,16 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
 
     stopped = launcher.down()
 
-    assert [status.name for status in stopped] == ["broker", "valkey", "ray", "relay", "agents"]
-    assert [status.state for status in stopped] == ["down"] * 5
+    assert [status.name for status in stopped] == [
+        "broker", "valkey", "ray", "relay", "treasury", "agents",
+    ]  # fmt: skip
+    assert [status.state for status in stopped] == ["down"] * 6
     assert all(status.detail == "stopped" for status in stopped), stopped
     alive = set(live_pids())
     assert not alive & set(members), "processes of the stack survived hero down"
     assert not alive & set(hosts), "agent hosts survived hero down"
     assert not (tmp_path / "data" / "run" / "agents.health").exists()
+    assert not (tmp_path / "data" / "run" / "treasury.health").exists()
     assert not processes_in_sessions(leaders)
     assert not (tmp_path / "data" / "run" / "stack.json").exists()
     again = launcher.down()

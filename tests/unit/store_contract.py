@@ -29,6 +29,7 @@ from hero.store.port import (
     EventStore,
     NewEvent,
     StoreError,
+    StreamAppend,
 )
 
 __all__ = [
@@ -326,6 +327,99 @@ class EventStoreContract:
         assert other.duplicate is False
         assert (other.stream, other.first_version, other.first_position) == ("s2", 1, 2)
         assert store.current_position() == 2
+
+    # --- several streams at once ----------------------------------------------------------
+
+    def test_append_many_writes_every_stream_with_consecutive_positions(self, store, clock):
+        store.append("s1", NO_STREAM, [new_event(clock)], "cmd-0")
+        results = store.append_many(
+            [
+                StreamAppend("s1", 1, [new_event(clock), new_event(clock)]),
+                StreamAppend("s2", NO_STREAM, [new_event(clock)]),
+            ],
+            "cmd-1",
+        )
+        assert [(r.stream, r.first_version, r.last_version) for r in results] == [
+            ("s1", 2, 3),
+            ("s2", 1, 1),
+        ]
+        assert [(r.first_position, r.last_position) for r in results] == [(2, 3), (4, 4)]
+        assert [row.stream for row in store.read_all()] == ["s1", "s1", "s1", "s2"]
+
+    def test_append_many_with_one_stale_stream_writes_nothing(self, store, clock):
+        store.append("s2", NO_STREAM, [new_event(clock)], "cmd-0")
+        with pytest.raises(ConcurrencyConflict) as conflict:
+            store.append_many(
+                [
+                    StreamAppend("s1", NO_STREAM, [new_event(clock)]),
+                    StreamAppend("s2", NO_STREAM, [new_event(clock)]),
+                ],
+                "cmd-1",
+            )
+        assert (conflict.value.stream, conflict.value.actual) == ("s2", 1)
+        assert store.stream_version("s1") == 0
+        assert store.current_position() == 1
+        assert store.command_result("s1", "cmd-1") is None
+
+    def test_append_many_repeated_returns_the_original_results(self, store, clock):
+        appends = [
+            StreamAppend("s1", NO_STREAM, [new_event(clock)]),
+            StreamAppend("s2", NO_STREAM, [new_event(clock)]),
+        ]
+        original = store.append_many(appends, "cmd-1")
+        again = store.append_many(
+            [
+                StreamAppend("s1", NO_STREAM, [new_event(clock)]),
+                StreamAppend("s2", NO_STREAM, [new_event(clock)]),
+            ],
+            "cmd-1",
+        )
+        assert again == [dataclasses.replace(r, duplicate=True) for r in original]
+        assert store.current_position() == 2
+        assert store.command_result("s2", "cmd-1") == again[1]
+
+    def test_append_many_refuses_a_stream_named_twice_and_writes_nothing(self, store, clock):
+        with pytest.raises(StoreError, match="twice"):
+            store.append_many(
+                [
+                    StreamAppend("s1", NO_STREAM, [new_event(clock)]),
+                    StreamAppend("s1", NO_STREAM, [new_event(clock)]),
+                ],
+                "cmd-1",
+            )
+        with pytest.raises(StoreError, match="at least one stream"):
+            store.append_many([], "cmd-2")
+        assert store.current_position() == 0
+
+    def test_append_many_refuses_a_bad_stream_id_before_writing(self, store, clock):
+        with pytest.raises(StoreError, match="stream"):
+            store.append_many(
+                [
+                    StreamAppend("s1", NO_STREAM, [new_event(clock)]),
+                    StreamAppend("", NO_STREAM, [new_event(clock)]),
+                ],
+                "cmd-1",
+            )
+        assert store.current_position() == 0
+
+    # --- group commit ----------------------------------------------------------------------
+
+    def test_appends_inside_a_group_commit_are_read_back_by_their_thread(self, store, clock):
+        with store.group_commit():
+            store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1")
+            store.append("s1", 1, [new_event(clock)], "cmd-2")
+            assert store.stream_version("s1") == 2
+            assert [r.version for r in store.read_stream("s1")] == [1, 2]
+        assert store.current_position() == 2
+
+    def test_a_conflict_inside_a_group_commit_spoils_only_its_own_append(self, store, clock):
+        with store.group_commit():
+            store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1")
+            with pytest.raises(ConcurrencyConflict):
+                store.append("s1", NO_STREAM, [new_event(clock)], "cmd-2")
+            store.append("s2", NO_STREAM, [new_event(clock)], "cmd-3")
+        assert [(r.stream, r.version) for r in store.read_all()] == [("s1", 1), ("s2", 1)]
+        assert store.command_result("s1", "cmd-2") is None
 
     # --- refused arguments ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hero.domain.clock import ManualClock
 from hero.store import (
     NO_STREAM,
     MemoryEventStore,
@@ -105,3 +106,45 @@ class TestSqliteEventStore(EventStoreContract):
         assert str(sqlite_path_from_url("sqlite:///rel/events.db")) == "rel/events.db"
         with pytest.raises(StoreError, match="not a sqlite URL"):
             sqlite_path_from_url("sqlite://events.db")
+
+
+class TestSqliteGroupCommit:
+    """What only a transactional adapter can promise about a group commit."""
+
+    @pytest.fixture
+    def stores(self, tmp_path):
+        writer, reader = SqliteEventStore(tmp_path / "e.db"), SqliteEventStore(tmp_path / "e.db")
+        yield writer, reader
+        writer.close()
+        reader.close()
+
+    def test_nothing_is_visible_to_others_before_the_block_ends(self, stores):
+        writer, reader = stores
+        with writer.group_commit():
+            writer.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
+            assert reader.current_position() == 0
+        assert reader.current_position() == 1
+
+    def test_an_error_escaping_the_block_undoes_every_append_in_it(self, stores):
+        writer, reader = stores
+
+        def dies_half_way() -> None:
+            with writer.group_commit():
+                writer.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
+                writer.append("s2", NO_STREAM, [new_event(ManualClock())], "cmd-2")
+                raise RuntimeError("the process dies here")
+
+        with pytest.raises(RuntimeError):
+            dies_half_way()
+        assert reader.current_position() == 0
+        assert writer.command_result("s1", "cmd-1") is None
+        writer.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")  # retry works
+        assert reader.stream_version("s1") == 1
+
+    def test_a_nested_block_commits_with_the_outer_one(self, stores):
+        writer, reader = stores
+        with writer.group_commit():
+            with writer.group_commit():
+                writer.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
+            assert reader.current_position() == 0
+        assert reader.current_position() == 1

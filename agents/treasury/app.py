@@ -1,0 +1,62 @@
+"""The payment webhook as a small ASGI app (FastAPI), usable without the gateway.
+
+``POST /webhooks/payments`` with the provider's signature header (``Stripe-Signature``, or
+``Hero-Signature``): 200 once per provider event; 409 for a replayed event id; 400/401/422
+with a reason for the refused ones, which write nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from agents.treasury.service import TreasuryService
+from agents.treasury.webhook import WebhookRefused, receive
+from hero.domain.clock import Clock
+from hero.domain.errors import Rejected
+
+__all__ = ["SIGNATURE_HEADERS", "WEBHOOK_PATH", "create_app"]
+
+WEBHOOK_PATH = "/webhooks/payments"
+SIGNATURE_HEADERS = ("stripe-signature", "hero-signature")
+
+
+def create_app(
+    treasury: TreasuryService,
+    secret: bytes,
+    clock: Clock,
+    *,
+    tolerance_s: int = 300,
+    status: Callable[[], dict[str, Any]] | None = None,
+) -> FastAPI:
+    app = FastAPI(title="HERO treasury", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post(WEBHOOK_PATH)
+    async def payment_webhook(request: Request) -> JSONResponse:
+        payload = await request.body()
+        header = next(
+            (request.headers[name] for name in SIGNATURE_HEADERS if name in request.headers),
+            None,
+        )
+        try:
+            notice = receive(header, payload, secret, now=clock.now(), tolerance_s=tolerance_s)
+        except WebhookRefused as refused:
+            return JSONResponse({"error": refused.reason}, status_code=refused.status)
+        try:
+            result = await run_in_threadpool(treasury.receive, notice)
+        except Rejected as error:  # contention on the accounts: the provider retries later
+            return JSONResponse({"error": str(error)}, status_code=503)
+        if result.duplicate:
+            body = {"error": "duplicate_event: this event id was received before"}
+            return JSONResponse({**body, "payment_id": result.payment_id}, status_code=409)
+        return JSONResponse({"status": "received", "payment_id": result.payment_id})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", **(status() if status is not None else {})}
+
+    return app

@@ -1,0 +1,257 @@
+"""The treasury on the event store: fiat payments in, converted to TFT through quotes.
+
+Receiving records the payment and moves the fiat from the outside world into the
+cooperative's fiat account, in one post whose command id comes from the provider's event id:
+a webhook delivered twice is received once. Converting is a separate step, so a crash
+between the two leaves a payment *pending*, and the next pass converts it: quotes are
+checked against a fresh rate and re-quoted when expired or out of bounds; the conversion,
+its quotes and both ledger legs (fiat out to the market, TFT in to the offtaker) are one post.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agents.treasury.oracle import OracleError, PriceOracle
+from agents.treasury.quotes import Quote, QuoteCheck, QuotePolicy, check_quote, issue_quote
+from agents.treasury.webhook import PaymentNotice
+from hero.domain.clock import Clock, SystemClock
+from hero.domain.ledger import AccountKind, Transfer, account_id
+from hero.payments.ledger import LedgerService
+from hero.store import EventStore
+from schemas import (
+    Event,
+    FiatConverted,
+    FiatPaymentReceived,
+    QuoteIssued,
+    QuoteRefused,
+    TransferKind,
+    new_id,
+)
+
+__all__ = [
+    "COOPERATIVE",
+    "OUTSIDE",
+    "ConversionFailed",
+    "ReceiveResult",
+    "TreasuryService",
+    "payment_id_for",
+    "payment_stream",
+]
+
+log = logging.getLogger(__name__)
+
+#: The owner of the cooperative's fiat accounts, and of the outside world's accounts.
+COOPERATIVE = "cooperative"
+OUTSIDE = "outside"
+
+
+def payment_id_for(provider: str, provider_event_id: str) -> str:
+    """The same provider event always names the same payment: that is the deduplication."""
+    digest = hashlib.sha256(f"{provider}\x00{provider_event_id}".encode()).hexdigest()
+    return f"pay-{digest[:32]}"
+
+
+def payment_stream(payment_id: str) -> str:
+    return f"payment-{payment_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveResult:
+    payment_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionFailed:
+    payment_id: str
+    reason: str
+
+
+@dataclass
+class _Pending:
+    received: dict[str, FiatPaymentReceived] = field(default_factory=dict)
+    converted: set[str] = field(default_factory=set)
+    position: int = 0
+
+
+class TreasuryService:
+    def __init__(
+        self,
+        store: EventStore,
+        oracle: PriceOracle,
+        clock: Clock | None = None,
+        *,
+        policy: QuotePolicy | None = None,
+        ledger: LedgerService | None = None,
+        actor: str = "treasury",
+        max_quotes: int = 3,
+        new_quote_id: Callable[[], str] = lambda: new_id("quote"),
+    ):
+        self._store = store
+        self._oracle = oracle
+        self._clock = clock or SystemClock()
+        self.policy = policy or QuotePolicy()
+        self._ledger = ledger or LedgerService(store, self._clock, actor=actor)
+        self._actor = actor
+        self._max_quotes = max_quotes
+        self._new_quote_id = new_quote_id
+        self._pending = _Pending()
+        self._lock = threading.Lock()
+
+    # -- fiat in ------------------------------------------------------------------------------
+
+    def receive(self, notice: PaymentNotice) -> ReceiveResult:
+        payment_id = payment_id_for(notice.provider, notice.provider_event_id)
+        fiat = notice.fiat
+        event = FiatPaymentReceived(
+            payment_id=payment_id,
+            provider=notice.provider,
+            provider_event_id=notice.provider_event_id,
+            offtaker_id=notice.offtaker_id,
+            account_id=account_id(AccountKind.OFFTAKER, notice.offtaker_id),
+            amount=fiat,
+        )
+        transfer = Transfer(
+            f"{payment_id}-in",
+            account_id(AccountKind.WORLD, OUTSIDE, fiat.currency),
+            account_id(AccountKind.TREASURY, COOPERATIVE, fiat.currency),
+            fiat,
+            TransferKind.PAYMENT,
+            payment_id,
+        )
+        result = self._ledger.post(
+            [transfer],
+            f"receive-{payment_id}",
+            records=[(payment_stream(payment_id), event)],
+            actor=self._actor,
+            correlation_id=payment_id,
+        )
+        return ReceiveResult(payment_id, result.duplicate)
+
+    # -- conversion to TFT --------------------------------------------------------------------
+
+    def pending(self) -> list[FiatPaymentReceived]:
+        """Payments received and not converted yet, oldest first."""
+        state = self._pending
+        while rows := self._store.read_all(state.position + 1, 5000):
+            for row in rows:
+                state.position = row.position
+                if row.type == "FiatPaymentReceived":
+                    event = row.envelope().decode()
+                    assert isinstance(event, FiatPaymentReceived)
+                    state.received[event.payment_id] = event
+                elif row.type == "FiatConverted":
+                    event = row.envelope().decode()
+                    assert isinstance(event, FiatConverted)
+                    state.converted.add(event.payment_id)
+                    state.received.pop(event.payment_id, None)
+        return [p for p in state.received.values() if p.payment_id not in state.converted]
+
+    def convert_pending(
+        self, limit: int | None = None
+    ) -> tuple[list[FiatConverted], list[ConversionFailed]]:
+        with self._lock:
+            done: list[FiatConverted] = []
+            failed: list[ConversionFailed] = []
+            for payment in self.pending()[:limit]:
+                try:
+                    converted = self.convert(payment)
+                except OracleError as error:
+                    failed.append(ConversionFailed(payment.payment_id, f"oracle: {error}"))
+                    break  # no price for now: the next pass tries again
+                if isinstance(converted, ConversionFailed):
+                    failed.append(converted)
+                elif converted is not None:
+                    done.append(converted)
+            return done, failed
+
+    def convert(self, payment: FiatPaymentReceived) -> FiatConverted | ConversionFailed | None:
+        """Quote until a quote holds, then post; None when it was converted before."""
+        records: list[tuple[str, Event]] = []
+        stream = payment_stream(payment.payment_id)
+        rate = self._oracle.rate(payment.amount.currency)
+        for _ in range(self._max_quotes):
+            quote = issue_quote(
+                payment.payment_id,
+                payment.amount,
+                rate,
+                self.policy,
+                now=self._clock.now(),
+                quote_id=self._new_quote_id(),
+            )
+            records.append((stream, _issued(quote, rate.source)))
+            rate = self._oracle.rate(payment.amount.currency)
+            check = check_quote(quote, rate, now=self._clock.now(), policy=self.policy)
+            if check.ok:
+                return self._settle(payment, quote, records)
+            records.append((stream, _refused(quote, check)))
+        # Recorded so the refusals are visible; the payment stays pending for the next pass.
+        self._ledger.post([], f"refused-{quote.quote_id}", records=records, actor=self._actor)
+        return ConversionFailed(payment.payment_id, "no quote held within the slippage bound")
+
+    def _settle(
+        self, payment: FiatPaymentReceived, quote: Quote, records: list[tuple[str, Event]]
+    ) -> FiatConverted | None:
+        payment_id, fiat = payment.payment_id, payment.amount
+        converted = FiatConverted(
+            payment_id=payment_id,
+            quote_id=quote.quote_id,
+            offtaker_id=payment.offtaker_id,
+            fiat=fiat,
+            tft=quote.tft,
+        )
+        transfers = [
+            Transfer(
+                f"{payment_id}-fiat-out",
+                account_id(AccountKind.TREASURY, COOPERATIVE, fiat.currency),
+                account_id(AccountKind.WORLD, OUTSIDE, fiat.currency),
+                fiat,
+                TransferKind.CONVERSION,
+                payment_id,
+            ),
+            Transfer(
+                f"{payment_id}-tft-in",
+                account_id(AccountKind.WORLD, OUTSIDE, "TFT"),
+                payment.account_id,
+                quote.tft,
+                TransferKind.CONVERSION,
+                payment_id,
+            ),
+        ]
+        records.append((payment_stream(payment_id), converted))
+        result = self._ledger.post(
+            transfers,
+            f"convert-{payment_id}",
+            records=records,
+            actor=self._actor,
+            correlation_id=payment_id,
+        )
+        return None if result.duplicate else converted
+
+
+def _issued(quote: Quote, source: str) -> QuoteIssued:
+    return QuoteIssued(
+        quote_id=quote.quote_id,
+        payment_id=quote.payment_id,
+        fiat=quote.fiat,
+        tft=quote.tft,
+        min_tft=quote.min_tft,
+        rate=quote.rate,
+        market_rate=quote.market_rate,
+        spread=quote.spread,
+        source=source,
+        expires_at=quote.expires_at,
+    )
+
+
+def _refused(quote: Quote, check: QuoteCheck) -> QuoteRefused:
+    return QuoteRefused(
+        quote_id=quote.quote_id,
+        payment_id=quote.payment_id,
+        reason=f"{check.status.value}: {check.reason}"[:200],
+    )

@@ -1,0 +1,303 @@
+"""Hourly billing on the event store: each contract-hour billed once, funds and grace periods.
+
+A bill is one ledger post (the offtaker pays the farmer, the farming pool and ThreeFold) with
+its ``UsageBilled`` record on the contract's billing stream; its command id is the contract
+and the hour, so a billing run that repeats or dies half-way bills nothing twice. A contract
+whose owner cannot pay an hour is suspended for the grace period; a top-up lets the next run
+bill the hours owed and resume it; at the end of the grace period it is cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from hero.domain.billing import HOUR, BillingContract, bill_hour, hour_of, hourly_usd
+from hero.domain.clock import Clock, SystemClock
+from hero.domain.errors import Rejected
+from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, account_stream
+from hero.domain.pricing import GENESIS, PricingPolicy
+from hero.market.service import MarketService
+from hero.payments.ledger import LedgerService
+from hero.store import ANY_VERSION, EventStore, NewEvent
+from schemas import (
+    BalanceLow,
+    CancelContract,
+    ContractCancelled,
+    ContractCreated,
+    ContractResumed,
+    ContractSuspended,
+    Event,
+    Money,
+    TransferKind,
+    TransferPosted,
+    UsageBilled,
+)
+
+__all__ = ["BillingReport", "BillingService", "BillingSettings", "billing_stream"]
+
+GRACE_CANCEL_REASON = "grace_period_ended"
+_FOLLOWED = {
+    "ContractCreated",
+    "ContractCancelled",
+    "UsageBilled",
+    "ContractSuspended",
+    "ContractResumed",
+    "BalanceLow",
+    "TransferPosted",
+}
+
+
+def billing_stream(contract_id: str) -> str:
+    return f"billing-{contract_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    split: RevenueSplit = field(default_factory=RevenueSplit)
+    grace: timedelta = timedelta(days=14)
+    low_balance_hours: Decimal = Decimal(24)
+    pricing: PricingPolicy = GENESIS
+    pool_account: str = account_id(AccountKind.POOL, "grid")
+    threefold_account: str = account_id(AccountKind.THREEFOLD, "cooperative")
+
+
+@dataclass
+class BillingReport:
+    bills: list[UsageBilled] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    low_balance: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> Money:
+        return sum((bill.amount for bill in self.bills), Money.zero("TFT"))
+
+
+class BillingService:
+    """Folds contracts from the store and bills the hours that are over."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        usd_rate: Callable[[], Decimal],
+        clock: Clock | None = None,
+        *,
+        settings: BillingSettings | None = None,
+        ledger: LedgerService | None = None,
+        market: MarketService | None = None,
+        actor: str = "billing",
+    ):
+        self._store = store
+        self._usd_rate = usd_rate
+        self._clock = clock or SystemClock()
+        self.settings = settings or BillingSettings()
+        self._ledger = ledger or LedgerService(store, self._clock, actor=actor)
+        self._market = market or MarketService(store, self._clock, actor=actor)
+        self._actor = actor
+        self._position = 0
+        self.contracts: dict[str, BillingContract] = {}
+        self._low_signalled: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- the read side ------------------------------------------------------------------------
+
+    def catch_up(self) -> None:
+        while rows := self._store.read_all(self._position + 1, 5000):
+            for row in rows:
+                self._position = row.position
+                if row.type in _FOLLOWED:
+                    envelope = row.envelope()
+                    event = envelope.decode()
+                    if isinstance(event, Event):
+                        self._fold(event, envelope.occurred_at)
+
+    def _fold(self, event: Event, at: datetime) -> None:
+        if isinstance(event, ContractCreated):
+            self.contracts.setdefault(event.contract_id, BillingContract(event))
+            return
+        if isinstance(event, TransferPosted):
+            self._low_signalled.discard(event.credit_account)
+            return
+        if isinstance(event, BalanceLow):
+            self._low_signalled.add(event.account_id)
+            return
+        contract = self.contracts.get(getattr(event, "contract_id", ""))
+        if contract is None:
+            return
+        if isinstance(event, UsageBilled):
+            contract.mark_billed(event.hour)
+        elif isinstance(event, ContractSuspended):
+            contract.suspend(at, event.grace_ends_at)
+        elif isinstance(event, ContractResumed):
+            contract.resume(at)
+        elif isinstance(event, ContractCancelled):
+            contract.stop(at)
+            contract.closed = contract.suspended_at is not None
+        # the ledger's own events carry no contract: nothing else to fold
+
+    # -- the write side -----------------------------------------------------------------------
+
+    def run(
+        self, until_hour: datetime | None = None, contract_ids: Collection[str] | None = None
+    ) -> BillingReport:
+        """Bill every hour that is over (up to ``until_hour`` included), then handle funds;
+        only ``contract_ids`` when given."""
+        with self._lock:
+            self.catch_up()
+            now = self._clock.now()
+            limit = now if until_hour is None else min(now, hour_of(until_hour) + HOUR)
+            rate = self._usd_rate()
+            report = BillingReport()
+            chosen = sorted(self.contracts if contract_ids is None else contract_ids)
+            for contract_id in chosen:
+                if contract_id in self.contracts:
+                    self._settle(self.contracts[contract_id], limit, now, rate, report)
+                    self.catch_up()
+            self._signal_low_balances(now, rate, report, set(chosen))
+            self.catch_up()
+            return report
+
+    def _settle(
+        self,
+        contract: BillingContract,
+        limit: datetime,
+        now: datetime,
+        rate: Decimal,
+        report: BillingReport,
+    ) -> None:
+        paid_all = True
+        for hour, seconds in list(contract.hours_due(limit)):
+            try:
+                bill = self._bill(contract, hour, seconds, rate)
+            except Rejected as refused:
+                if refused.reason != "insufficient_funds":
+                    raise
+                paid_all = False
+                if contract.suspended_at is None:
+                    self._suspend(contract, hour, now)
+                    report.suspended.append(contract.contract.contract_id)
+                break
+            contract.mark_billed(hour)
+            if bill is not None:
+                report.bills.append(bill)
+        if contract.suspended_at is None or contract.closed:
+            return
+        if paid_all:
+            self._resume(contract, now)
+            report.resumed.append(contract.contract.contract_id)
+        elif contract.grace_ends_at is not None and now >= contract.grace_ends_at:
+            self._cancel(contract)
+            report.cancelled.append(contract.contract.contract_id)
+
+    def _bill(
+        self, contract: BillingContract, hour: datetime, seconds: int, rate: Decimal
+    ) -> UsageBilled | None:
+        terms = contract.contract
+        priced = bill_hour(
+            hourly_usd(terms, self.settings.pricing), hour, seconds, rate, self.settings.split
+        )
+        bill_id = f"bill-{terms.contract_id}-{hour:%Y%m%dT%H}"
+        payer = account_id(AccountKind.OFFTAKER, terms.offtaker_id)
+        payees = [
+            (account_id(AccountKind.FARMER, terms.farm_id), priced.farmer_share, "farmer"),
+            (self.settings.pool_account, priced.pool_share, "pool"),
+            (self.settings.threefold_account, priced.threefold_share, "threefold"),
+        ]
+        bill = UsageBilled(
+            bill_id=bill_id,
+            contract_id=terms.contract_id,
+            offtaker_id=terms.offtaker_id,
+            farm_id=terms.farm_id,
+            grid=terms.grid,
+            hour=hour,
+            seconds=seconds,
+            usd=priced.usd,
+            rate=rate,
+            amount=priced.amount,
+            farmer_share=priced.farmer_share,
+            pool_share=priced.pool_share,
+            threefold_share=priced.threefold_share,
+        )
+        transfers = [
+            Transfer(f"{bill_id}-{who}", payer, payee, share, TransferKind.BILL, bill_id)
+            for payee, share, who in payees
+            if share.amount > 0
+        ]
+        result = self._ledger.post(
+            transfers,
+            bill_id,
+            records=[(billing_stream(terms.contract_id), bill)],
+            actor=self._actor,
+            correlation_id=terms.contract_id,
+        )
+        return None if result.duplicate else bill
+
+    def _suspend(self, contract: BillingContract, hour: datetime, now: datetime) -> None:
+        terms = contract.contract
+        event = ContractSuspended(
+            contract_id=terms.contract_id,
+            offtaker_id=terms.offtaker_id,
+            node_id=terms.node_id,
+            unpaid_hour=hour,
+            grace_ends_at=now + self.settings.grace,
+        )
+        command_id = f"suspend-{terms.contract_id}-{hour:%Y%m%dT%H}"
+        self._append(billing_stream(terms.contract_id), event, command_id, now)
+
+    def _resume(self, contract: BillingContract, now: datetime) -> None:
+        terms, suspended = contract.contract, contract.suspended_at
+        assert suspended is not None
+        event = ContractResumed(
+            contract_id=terms.contract_id, offtaker_id=terms.offtaker_id, node_id=terms.node_id
+        )
+        command_id = f"resume-{terms.contract_id}-{suspended:%Y%m%dT%H%M%S}"
+        self._append(billing_stream(terms.contract_id), event, command_id, now)
+
+    def _cancel(self, contract: BillingContract) -> None:
+        terms = contract.contract
+        self._market.handle(
+            CancelContract(
+                command_id=f"grace-cancel-{terms.contract_id}",
+                contract_id=terms.contract_id,
+                node_id=terms.node_id,
+                reason=GRACE_CANCEL_REASON,
+            ),
+            actor=self._actor,
+        )
+
+    def _append(self, stream: str, event: Event, command_id: str, now: datetime) -> None:
+        new = NewEvent.of(event, actor=self._actor, occurred_at=now, causation_id=command_id)
+        self._store.append(stream, ANY_VERSION, [new], command_id)
+
+    def _signal_low_balances(
+        self, now: datetime, rate: Decimal, report: BillingReport, chosen: set[str]
+    ) -> None:
+        hourly: dict[str, Decimal] = {}
+        for contract_id, contract in self.contracts.items():
+            if contract_id in chosen and contract.running(now):
+                terms = contract.contract
+                usd = hourly_usd(terms, self.settings.pricing).amount
+                hourly[terms.offtaker_id] = hourly.get(terms.offtaker_id, Decimal(0)) + usd * rate
+        for offtaker_id, cost in sorted(hourly.items()):
+            account = account_id(AccountKind.OFFTAKER, offtaker_id)
+            if cost <= 0 or account in self._low_signalled:
+                continue
+            balance = self._ledger.account(account).balance
+            hours_left = (balance.amount / cost).quantize(Decimal("0.01"))
+            if hours_left >= self.settings.low_balance_hours:
+                continue
+            event = BalanceLow(
+                account_id=account,
+                offtaker_id=offtaker_id,
+                balance=balance,
+                hourly_cost=Money.rounded(cost, "TFT"),
+                hours_left=hours_left,
+            )
+            command_id = f"balance-low-{account}-{now:%Y%m%dT%H}"
+            self._append(account_stream(account), event, command_id, now)
+            report.low_balance.append(account)

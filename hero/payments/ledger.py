@@ -1,0 +1,211 @@
+"""The ledger on the event store: each account is a stream, each transfer lands on both.
+
+A post is one atomic ``append_many``: both legs of every transfer, plus whatever the caller
+records with them (a bill, a conversion). A guarded account that is debited is appended at
+the version its balance was read at, so two posts racing for the same funds cannot both pass
+the guard; credits and the outside world's accounts skip the check, because adding money
+cannot break a guard. The command id makes a repeated post a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from hero.domain.clock import Clock, SystemClock
+from hero.domain.errors import Rejected
+from hero.domain.ledger import (
+    AccountState,
+    Ledger,
+    Transfer,
+    account_stream,
+    check_transfer,
+    evolve_account,
+)
+from hero.store import (
+    ANY_VERSION,
+    AppendResult,
+    ConcurrencyConflict,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    StreamAppend,
+)
+from schemas import Event, TransferPosted
+
+__all__ = ["LedgerService", "PostResult", "read_ledger"]
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    results: list[AppendResult] = field(default_factory=list)
+    duplicate: bool = False
+
+
+@dataclass
+class _Plan:
+    """The events of one post, grouped by stream, with the versions the guards were read at."""
+
+    events: dict[str, list[tuple[Event, str | None]]] = field(default_factory=dict)
+    expected: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stream: str, event: Event, event_id: str | None = None) -> None:
+        self.events.setdefault(stream, []).append((event, event_id))
+
+
+class LedgerService:
+    """Posts transfers through the store; thread-safe, with a cache of account balances."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock | None = None,
+        *,
+        actor: str = "ledger",
+        max_attempts: int = 20,
+    ):
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._actor = actor
+        self._attempts = max_attempts
+        self._accounts: dict[str, tuple[int, AccountState]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> EventStore:
+        return self._store
+
+    def account(self, account: str) -> AccountState:
+        return self._load(account)[1]
+
+    def _load(self, account: str) -> tuple[int, AccountState]:
+        with self._lock:
+            version, state = self._accounts.get(account, (0, AccountState.empty(account)))
+        for row in self._store.read_stream(account_stream(account), version + 1):
+            event = row.envelope().decode()
+            if isinstance(event, TransferPosted):
+                state = evolve_account(state, event)
+            version = row.version
+        with self._lock:
+            if self._accounts.get(account, (-1,))[0] < version:
+                self._accounts[account] = (version, state)
+        return version, state
+
+    def post(
+        self,
+        transfers: Sequence[Transfer],
+        command_id: str,
+        *,
+        records: Iterable[tuple[str, Event]] = (),
+        actor: str | None = None,
+        correlation_id: str | None = None,
+    ) -> PostResult:
+        """Post ``transfers`` (in order) with ``records`` (stream, event) in one append.
+
+        Raises :class:`Rejected` when a rule refuses (insufficient funds, mismatched
+        currency...) and writes nothing; a repeated ``command_id`` is a duplicate.
+        """
+        extra = list(records)
+        first = account_stream(transfers[0].debit_account) if transfers else extra[0][0]
+        if self._store.command_result(first, command_id) is not None:
+            return PostResult(duplicate=True)
+        for _ in range(self._attempts):
+            plan = self._plan(transfers)
+            for stream, event in extra:
+                plan.add(stream, event)
+            try:
+                results = self._store.append_many(
+                    self._appends(plan, command_id, actor or self._actor, correlation_id),
+                    command_id,
+                )
+            except ConcurrencyConflict:
+                continue
+            except DuplicateEventId:
+                ids = ", ".join(t.transfer_id for t in transfers)
+                raise Rejected(
+                    "duplicate_transfer", f"a transfer id among {ids} was posted before"
+                ) from None
+            duplicate = any(result.duplicate for result in results)
+            return PostResult(results, duplicate)
+        raise Rejected("contention", f"accounts kept moving; gave up after {self._attempts} tries")
+
+    def _plan(self, transfers: Sequence[Transfer]) -> _Plan:
+        ids = [transfer.transfer_id for transfer in transfers]
+        if len(set(ids)) != len(ids):
+            raise Rejected("duplicate_transfer", f"a transfer id appears twice in one post: {ids}")
+        plan = _Plan()
+        running: dict[str, AccountState] = {}
+        credited: dict[str, list[TransferPosted]] = {}  # earlier legs of this post, not loaded
+        for transfer in transfers:
+            debit, credit, event = transfer.debit_account, transfer.credit_account, transfer.event()
+            if debit not in running:
+                version, state = self._load(debit)
+                for earlier in credited.pop(debit, []):
+                    state = evolve_account(state, earlier)
+                running[debit] = state
+                if state.guarded:
+                    plan.expected[account_stream(debit)] = version
+            check_transfer(transfer, running[debit])
+            running[debit] = evolve_account(running[debit], event)
+            if credit in running:
+                running[credit] = evolve_account(running[credit], event)
+            else:
+                credited.setdefault(credit, []).append(event)
+            # Event ids named after the transfer: the store refuses a transfer id twice, even
+            # under another command id.
+            plan.add(account_stream(debit), event, _leg_id(transfer.transfer_id, "debit"))
+            plan.add(account_stream(credit), event, _leg_id(transfer.transfer_id, "credit"))
+        return plan
+
+    def _appends(
+        self, plan: _Plan, command_id: str, actor: str, correlation_id: str | None
+    ) -> list[StreamAppend]:
+        now = self._clock.now()
+        return [
+            StreamAppend(
+                stream,
+                plan.expected.get(stream, ANY_VERSION),
+                [
+                    _with_id(
+                        NewEvent.of(
+                            event,
+                            actor=actor,
+                            occurred_at=now,
+                            causation_id=command_id,
+                            correlation_id=correlation_id,
+                        ),
+                        event_id,
+                    )
+                    for event, event_id in events
+                ],
+            )
+            for stream, events in plan.events.items()
+        ]
+
+
+def _leg_id(transfer_id: str, leg: str) -> str:
+    """The event id of one leg; a long transfer id is hashed so the id stays within 200."""
+    if len(transfer_id) + len(leg) + 1 > 200:
+        transfer_id = "transfer-" + hashlib.sha256(transfer_id.encode()).hexdigest()
+    return f"{transfer_id}.{leg}"
+
+
+def _with_id(event: NewEvent, event_id: str | None) -> NewEvent:
+    return event if event_id is None else dataclasses.replace(event, id=event_id)
+
+
+def read_ledger(store: EventStore, batch: int = 5000) -> Ledger:
+    """Every account folded from the store's transfers (each transfer counted once)."""
+    ledger = Ledger()
+    position = 1
+    while rows := store.read_all(position, batch):
+        for row in rows:
+            if row.type == "TransferPosted":
+                event = row.envelope().decode()
+                assert isinstance(event, TransferPosted)
+                ledger.apply(event)
+        position = rows[-1].position + 1
+    return ledger
