@@ -169,7 +169,7 @@ class MarketView:
         # node may arrive before its farm. They wait here until it does.
         self._early_policies: dict[str, list[FarmerPolicySet]] = {}
         # Farms in price order per resource shape, rebuilt when farms, nodes or policies change.
-        self._by_price: dict[Resources, list[FarmView]] = {}
+        self._by_price: dict[Resources, list[tuple[tuple[Decimal, Decimal], FarmView]]] = {}
 
     def standing_of(self, offtaker: str) -> Decimal:
         """An offtaker's standing in [0, 1]; 1 until the ledger issue gives it history."""
@@ -184,6 +184,11 @@ class MarketView:
     def farms_by_price(self, resources: Resources) -> list[FarmView]:
         """Farms with an active policy, by their asking price per CU-hour for ``resources``,
         then by their best node's uptime."""
+        return [farm for _, farm in self.farms_ranked(resources)]
+
+    def farms_ranked(self, resources: Resources) -> list[tuple[tuple[Decimal, Decimal], FarmView]]:
+        """:meth:`farms_by_price` with each farm's rank (price per CU-hour, -uptime): farms
+        with equal ranks are equally good to an offtaker."""
         ranked = self._by_price.get(resources)
         if ranked is None:
             keyed = []
@@ -191,9 +196,13 @@ class MarketView:
                 if farm.policy is None or farm.policy.mode == PolicyMode.OFF:
                     continue
                 ask = ask_price(farm.policy, resources)
-                uptime = max((n.uptime_pct for n in self.farm_nodes(farm.farm_id)), default=0)
+                uptime = max(
+                    (n.uptime_pct for n in self.farm_nodes(farm.farm_id)), default=Decimal(0)
+                )
                 keyed.append((price_per_cu_hour(ask, resources).amount, -uptime, farm.farm_id))
-            ranked = self._by_price[resources] = [self.farms[f] for *_, f in sorted(keyed)]
+            ranked = self._by_price[resources] = [
+                ((price, uptime), self.farms[f]) for price, uptime, f in sorted(keyed)
+            ]
         return ranked
 
     def apply(self, envelope: Envelope, event: Event) -> None:

@@ -238,12 +238,16 @@ class OfftakerBrain(Brain):
         wanted: int | None = None,
     ) -> list[str]:
         """Up to ``wanted`` farms likely to offer: serving the grid and region, certified if
-        asked, with a node that has room now; drawn from the cheapest ``SPREAD * wanted`` at an
-        offset of the offtaker's own, so that offtakers asking at once do not all invite the
-        same few farms (which would then decline most of them for lack of capacity)."""
+        asked, with a node that has room now; drawn from the cheapest ``SPREAD * wanted`` (and
+        every farm ranked as good as the last of those) at an offset of the offtaker's own, so
+        that offtakers asking at once do not all invite the same few farms (which would then
+        decline most of them for lack of capacity)."""
         pool_size = None if wanted is None else wanted * CANDIDATE_SPREAD
         found: list[str] = []
-        for farm in market.farms_by_price(workload.resources):
+        last_rank = None
+        for rank, farm in market.farms_ranked(workload.resources):
+            if pool_size is not None and len(found) >= pool_size and rank != last_rank:
+                break  # the pool is full and this farm is worse than all in it
             if farm.grid not in workload.grids:
                 continue
             if workload.regions and farm.region not in workload.regions:
@@ -255,8 +259,7 @@ class OfftakerBrain(Brain):
                 for n in market.farm_nodes(farm.farm_id)
             ):
                 found.append(farm.farm_id)
-                if pool_size is not None and len(found) >= pool_size:
-                    break
+                last_rank = rank
         if wanted is None or len(found) <= wanted:
             return found
         start = zlib.crc32(f"{self.agent_id}/{workload.workload_id}".encode()) % len(found)
