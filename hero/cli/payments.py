@@ -35,7 +35,14 @@ from hero.market.views import json_ready
 from hero.payments.billing import BillingReport, BillingService
 from hero.payments.ledger import read_ledger
 from hero.store import EventStore, StoreError
-from schemas import FiatConverted, FiatPaymentReceived, Money, TransferPosted
+from schemas import (
+    FiatConverted,
+    FiatPaymentReceived,
+    Money,
+    PayOutFarmer,
+    RefundOfftaker,
+    TransferPosted,
+)
 
 __all__ = [
     "AccountRow",
@@ -507,6 +514,77 @@ def payments_serve(
     sys.stdout.flush()
     # Replaces this process: signals reach the treasury directly, and so does its exit code.
     os.execve(command[0], command, env)
+
+
+def _tft(amount: str) -> Money:
+    try:
+        return Money.of(amount, "TFT")
+    except (ValueError, TypeError) as error:
+        fail(f"AMOUNT must be a TFT amount such as 12.5 (7 places at most): {error}")
+
+
+def _send_out(
+    data_dir: Path | None, command: PayOutFarmer | RefundOfftaker, what: str, account: str
+) -> None:
+    from hero.payments.ledger import LedgerService
+    from hero.payments.payouts import pay_out, refund
+
+    with opened_store(data_dir) as store:
+        ledger = LedgerService(store)
+        try:
+            result = (
+                pay_out(ledger, command)
+                if isinstance(command, PayOutFarmer)
+                else refund(ledger, command)
+            )
+        except Rejected as error:
+            fail(f"{what} refused: {error}; nothing written")
+        balance = ledger.account(account).balance
+    if result.duplicate:
+        console.print(f"{what} {command.command_id} was made before; nothing written")
+    else:
+        console.print(f"{what} {command.command_id}: {fmt_money(command.amount)} out of {account}")
+    console.print(f"{account} now holds {fmt_money(balance)}")
+
+
+@payments_app.command("payout")
+def payments_payout(
+    farm: Annotated[str, typer.Argument(help="the farm whose TFT goes out")],
+    amount: Annotated[str, typer.Argument(help="TFT, e.g. 12.5")],
+    command_id: Annotated[
+        str | None, typer.Option(help="repeat it to retry safely [default: a new id]")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Pay a farmer's TFT out of the grid (to its Stellar address); once per command id."""
+    from schemas import new_id
+
+    command = PayOutFarmer(
+        command_id=command_id or new_id("payout"), farm_id=farm, amount=_tft(amount)
+    )
+    _send_out(data_dir, command, "payout", f"farmer.{farm}.TFT")
+
+
+@payments_app.command("refund")
+def payments_refund(
+    offtaker: Annotated[str, typer.Argument(help="the offtaker refunded")],
+    amount: Annotated[str, typer.Argument(help="TFT, e.g. 12.5")],
+    reason: Annotated[str, typer.Option(help="why, recorded with the refund")],
+    command_id: Annotated[
+        str | None, typer.Option(help="repeat it to retry safely [default: a new id]")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Return an offtaker's TFT to the outside world; once per command id."""
+    from schemas import new_id
+
+    command = RefundOfftaker(
+        command_id=command_id or new_id("refund"),
+        offtaker_id=offtaker,
+        amount=_tft(amount),
+        reason=reason,
+    )
+    _send_out(data_dir, command, "refund", f"offtaker.{offtaker}.TFT")
 
 
 # -- hero billing ---------------------------------------------------------------------------------

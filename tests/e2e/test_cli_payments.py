@@ -290,3 +290,19 @@ def test_the_stack_runs_the_treasury_and_down_stops_it(data: Path, tmp_path: Pat
     assert not alive(pid), "hero down left the treasury running"
     assert not (data / "run" / "treasury.health").exists()
     assert {c["state"] for c in hero_json("status", data_dir=data)} == {"down"}
+
+
+def test_refunds_and_payouts_leave_once_and_never_overdraw(data: Path, tmp_path: Path) -> None:
+    ok("payments", "receive", "--file", str(event_file(tmp_path, "acme", "10.00")), data_dir=data)
+    first = ok("payments", "refund", "acme", "100", "--reason", "unused", "--command-id", "r-1",
+               data_dir=data)  # fmt: skip
+    assert "refund r-1: 100 TFT out of offtaker.acme.TFT" in first.replace(".00 TFT", " TFT")
+    again = ok("payments", "refund", "acme", "100", "--reason", "unused", "--command-id", "r-1",
+               data_dir=data)  # fmt: skip
+    assert "was made before; nothing written" in again
+    too_much = refused("payments", "refund", "acme", "10000", "--reason", "x", data_dir=data)
+    assert "insufficient_funds" in too_much
+    assert "nothing written" in too_much
+    nothing = refused("payments", "payout", "farm-x", "1", data_dir=data)
+    assert "insufficient_funds: farmer.farm-x.TFT holds 0" in nothing
+    assert balances(data)["offtaker.acme.TFT"] == 10 * TFT_PER_USD - 100
