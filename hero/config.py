@@ -75,6 +75,12 @@ class HeroSettings(BaseSettings):
     low_balance_hours: Decimal = Field(default=Decimal(24), ge=0)
     pricing_policy: str = Field(default="genesis", description="genesis, manual or a custom name")
     pricing_policies_file: Path | None = Field(default=None, description="custom pricing policies")
+    usage_lateness_s: int = Field(
+        default=300, ge=0, description="how late a sample may arrive for its hour"
+    )
+    usage_idle_close_s: int = Field(
+        default=3600, ge=0, description="an hour closes at the latest this long after it ends"
+    )
     treasury_interval_s: float = Field(
         default=5.0, gt=0, description="how often the treasury converts and bills"
     )

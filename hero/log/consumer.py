@@ -113,6 +113,8 @@ class EventConsumer:
         self._dlq_topic = dlq_topic
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
+        self.current: ConsumerRecord[Any, Any] | None = None
+        """The record being handled, for a handler that needs its partition or offset."""
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -164,6 +166,7 @@ class EventConsumer:
             await self.poll()
 
     async def _handle(self, record: ConsumerRecord[Any, Any], counts: ConsumerStats) -> None:
+        self.current = record
         try:
             decoded = decode_record(record.value, self._registry)
         except DecodeError as error:

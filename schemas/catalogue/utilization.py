@@ -37,6 +37,9 @@ class UtilizationSampled(Event):
     network_bytes: int = Field(ge=0)
     requests: int = Field(default=0, ge=0)
     sampled_at: AwareDatetime
+    interval_s: int = Field(
+        default=15, gt=0, le=3600, description="the seconds of running this sample stands for"
+    )
 
 
 @event(Topic.UTILIZATION)
@@ -48,6 +51,8 @@ class UsageRecorded(Event):
     cu_hours: Decimal = Field(ge=0)
     su_hours: Decimal = Field(ge=0)
     nu_gb: Decimal = Field(ge=0)
+    seconds: int = Field(default=0, ge=0, le=3600, description="seconds reported running")
+    samples: int = Field(default=0, ge=0)
 
 
 @event(Topic.UTILIZATION)

@@ -1,0 +1,173 @@
+"""Kill -9 the usage aggregator mid-hour: the hour's usage facts still equal an uninterrupted
+run's on the same samples (the pure computation), with redelivered samples counted once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from hero.domain.billing import hour_of
+from hero.domain.usage import usage_fact
+from hero.log.telemetry import TelemetryPublisher
+from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from schemas import ContractCreated, Money, Resources, Sla, UsageRecorded, UtilizationSampled
+
+pytestmark = pytest.mark.integration
+
+CONTRACTS = 3
+INTERVAL_S = 15
+KILLS = 2
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _contract(i: int, tag: str, start: datetime) -> ContractCreated:
+    return ContractCreated(
+        contract_id=f"{tag}-ctr-{i}",
+        negotiation_id=f"{tag}-nego-{i}",
+        offer_id=f"{tag}-offer-{i}",
+        hold_id=f"{tag}-offer-{i}",
+        offtaker_id=f"{tag}-off",
+        workload_id=f"{tag}-wl-{i}",
+        farm_id=f"{tag}-farm-{i}",
+        node_id=f"{tag}-node-{i}",
+        grid="grid4",
+        resources=Resources.from_gb(cru=2 + i, mru_gb=4, sru_gb=50),
+        price_hour=Money.of("0.05", "USD"),
+        term_hours=720,
+        sla=Sla(uptime_pct=Decimal(99)),
+        starts_at=start,
+    )
+
+
+def _samples(contract: ContractCreated, start: datetime, end: datetime, rng: random.Random):
+    moment, seq = start, 0
+    while moment < end:
+        seq += 1
+        yield (
+            UtilizationSampled(
+                sample_id=f"{contract.contract_id}-s{seq}",
+                workload_id=contract.workload_id,
+                replica_id=f"{contract.contract_id}-r",
+                contract_id=contract.contract_id,
+                node_id=contract.node_id,
+                cpu=Decimal(rng.randrange(0, 100)) / 100,
+                memory=Decimal("0.5"),
+                disk=Decimal("0.1"),
+                network_bytes=rng.randrange(0, 50_000_000),
+                sampled_at=moment,
+                interval_s=INTERVAL_S,
+            ),
+            seq,
+        )
+        moment += timedelta(seconds=INTERVAL_S)
+
+
+def _start(data_dir: Path, stack, store_path: Path, tag: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HERO_DATA_DIR": str(data_dir),
+        "HERO_STORE_URL": f"sqlite:///{store_path}",
+        "HERO_KAFKA_BOOTSTRAP": stack.endpoints.kafka_bootstrap,
+        "HERO_REDIS_URL": stack.endpoints.redis_url,
+        "HERO_USAGE_IDLE_CLOSE_S": str(30 * 86400),  # old hours close by event time only
+    }
+    log = (data_dir / "usage.log").open("ab")
+    command = [sys.executable, "-m", "streams.usage", "--group", tag, "--namespace", tag]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+
+def _health(data_dir: Path, pid: int) -> dict[str, int]:
+    try:
+        health = json.loads((data_dir / "run" / "usage.health").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return health if health.get("pid") == pid else {}
+
+
+async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
+    stack, tmp_path: Path
+) -> None:
+    rng = random.Random(7)
+    tag = f"usage{rng.randrange(10**6)}"
+    store_path = tmp_path / "events.db"
+    store = SqliteEventStore(store_path)
+    first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
+    contracts = [_contract(i, tag, first_hour) for i in range(CONTRACTS)]
+    for contract in contracts:
+        event = NewEvent.of(contract, actor="test", occurred_at=first_hour)
+        store.append(f"node-{contract.node_id}", ANY_VERSION, [event], f"{contract.contract_id}:c")
+
+    # Two whole hours, then 10 minutes of a third so every partition moves past them.
+    samples = []
+    for contract in contracts:
+        samples += list(
+            _samples(contract, first_hour, first_hour + timedelta(hours=2, minutes=10), rng)
+        )
+    # Samplers report as time passes: on each partition, samples arrive in time order.
+    samples.sort(key=lambda item: item[0].sampled_at)
+    redelivered = rng.sample(samples, 200)  # a producer retrying what it already sent
+    publisher = TelemetryPublisher(stack.endpoints.kafka_bootstrap)
+    try:
+        await publisher.send(samples, datetime.now(UTC))
+        await publisher.send(redelivered, datetime.now(UTC))
+    finally:
+        await publisher.close()
+
+    worker = _start(tmp_path, stack, store_path, tag)
+    kills = []
+    try:
+        for _ in range(KILLS):
+            pid = worker.pid
+            wait_until(lambda p=pid: _health(tmp_path, p).get("added", 0) >= 150, 60, "progress")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=10)
+            kills.append(_health(tmp_path, pid).get("added", 0))
+            worker = _start(tmp_path, stack, store_path, tag)
+
+        def facts() -> list[UsageRecorded]:
+            rows = store.read_all(1, 10_000)
+            return [r.envelope().decode() for r in rows if r.type == "UsageRecorded"]  # type: ignore[misc]
+
+        wait_until(lambda: len(facts()) >= 2 * CONTRACTS, 120, "the two hours' facts")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+
+    assert all(added > 0 for added in kills)  # each kill landed while samples were flowing
+    got = {(f.contract_id, f.hour): f for f in facts()}
+    expected = {}
+    for contract in contracts:
+        for hour in (first_hour, first_hour + timedelta(hours=1)):
+            mine = [
+                s
+                for s, _ in samples
+                if s.contract_id == contract.contract_id and hour_of(s.sampled_at) == hour
+            ]
+            expected[(contract.contract_id, hour)] = usage_fact(
+                contract,
+                hour,
+                sum(s.interval_s for s in mine),
+                sum(s.network_bytes for s in mine),
+                len(mine),
+            )
+    assert got == expected
+    assert {f.seconds for f in got.values()} == {3600}
+    assert {f.samples for f in got.values()} == {240}
