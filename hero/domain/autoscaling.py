@@ -171,6 +171,8 @@ class ScaleDecision(_Frozen):
             value=self.value,
             target=self.target,
             reason=self.reason.value,
+            ratio=self.ratio,
+            recommended_replicas=self.recommended_replicas,
         )
 
 

@@ -72,6 +72,10 @@ class ScaleDecided(Event):
     value: Decimal | None
     target: Decimal
     reason: str
+    ratio: Decimal | None = Field(default=None, description="value / target, when there is one")
+    recommended_replicas: int | None = Field(
+        default=None, ge=0, description="the formula's answer before limits and stabilization"
+    )
 
 
 @event(Topic.UTILIZATION)

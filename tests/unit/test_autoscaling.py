@@ -291,6 +291,8 @@ def test_the_decision_maps_onto_scale_decided() -> None:
         value=Decimal("0.9"),
         target=Decimal("0.5"),
         reason="scale_up",
+        ratio=Decimal("1.8"),
+        recommended_replicas=6,
     )
 
 
