@@ -27,6 +27,7 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from hero.domain.clock import Clock
+from schemas.exact import refuse_float
 from schemas.money import Currency
 
 __all__ = [
@@ -98,12 +99,7 @@ class Rate(BaseModel):
             raise ValueError(f"a rate prices a fiat currency in TFT, got {value}")
         return value
 
-    @field_validator("tft_per_unit", mode="before")
-    @classmethod
-    def _no_floats(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("tft_per_unit must be a Decimal, an int or a string, not a float")
-        return value
+    _no_floats = field_validator("tft_per_unit", mode="before")(refuse_float)
 
     @field_validator("tft_per_unit")
     @classmethod

@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.treasury.oracle import FIAT_CURRENCIES, PriceOracle, Rate
+from schemas.exact import refuse_float
 from schemas.ids import Identifier
 from schemas.money import Currency, CurrencyMismatch, Money
 
@@ -40,12 +41,6 @@ __all__ = [
 _EXACT = 60
 
 
-def _refuse_float(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError("must be a Decimal, an int or a string, not a float")
-    return value
-
-
 class QuotePolicy(BaseModel):
     """How the treasury prices: its margin, how long a quote holds, how far prices may move."""
 
@@ -55,7 +50,7 @@ class QuotePolicy(BaseModel):
     ttl_s: int = Field(default=120, gt=0)
     max_slippage: Decimal = Field(default=Decimal("0.01"), ge=0, lt=1)
 
-    _no_floats = field_validator("spread", "max_slippage", mode="before")(_refuse_float)
+    _no_floats = field_validator("spread", "max_slippage", mode="before")(refuse_float)
 
 
 class Quote(BaseModel):

@@ -36,11 +36,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from schemas import ScaleDecided
+from schemas.exact import ExactModel
 
 __all__ = [
     "MetricReading",
@@ -68,19 +68,7 @@ class ScaleReason(StrEnum):
     SCALING_DISABLED = "scaling_disabled"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_floats(cls, value: Any) -> Any:
-        # A float like 0.1 is not 0.1: every figure here is a Decimal, an int or a string.
-        if isinstance(value, float):
-            raise ValueError("use a Decimal, an int or a string, not a float")
-        return value
-
-
-class ScalingPolicy(_Frozen):
+class ScalingPolicy(ExactModel):
     """HPA's knobs, with its defaults. ``target`` is the wanted mean of ``metric`` per replica.
 
     ``full_use`` is the metric's value for a replica using all it reserved (1 for ``cpu``,
@@ -111,7 +99,7 @@ class ScalingPolicy(_Frozen):
         return self
 
 
-class MetricReading(_Frozen):
+class MetricReading(ExactModel):
     """One replica's latest value of the metric; ``None`` when it reported none."""
 
     replica_id: str = Field(min_length=1)
@@ -119,20 +107,20 @@ class MetricReading(_Frozen):
     ready: bool = True
 
 
-class Recommendation(_Frozen):
+class Recommendation(ExactModel):
     """What the metrics asked for at one moment, before stabilization and limits."""
 
     at: AwareDatetime
     replicas: int = Field(ge=0)
 
 
-class ReplicaChange(_Frozen):
+class ReplicaChange(ExactModel):
     at: AwareDatetime
     from_replicas: int = Field(ge=0)
     to_replicas: int = Field(ge=0)
 
 
-class ScalingHistory(_Frozen):
+class ScalingHistory(ExactModel):
     """The autoscaler's memory, kept by the caller: the recommendations within the
     stabilization window and the replica changes within the scale-up period."""
 
@@ -140,7 +128,7 @@ class ScalingHistory(_Frozen):
     changes: tuple[ReplicaChange, ...] = ()
 
 
-class ScaleDecision(_Frozen):
+class ScaleDecision(ExactModel):
     """A decision with every input that produced it. ``value`` is the mean of the metric over
     the ready replicas that reported it; ``ratio`` is the ratio the decision used, after the
     missing and not-ready replicas were counted; ``recommended_replicas`` is what the metrics

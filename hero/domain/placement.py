@@ -18,9 +18,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from hero.domain.pricing import GENESIS, PricingPolicy, hourly_cost, price_per_cu_hour
 from schemas import (
@@ -37,6 +36,7 @@ from schemas import (
     Sla,
     WorkloadSpec,
 )
+from schemas.exact import ExactModel
 
 __all__ = [
     "CRITERIA",
@@ -74,18 +74,7 @@ _PLACES = Decimal("0.0000001")
 _MONTH_HOURS = Decimal(720)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_floats(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("use a Decimal, an int or a string, not a float")
-        return value
-
-
-class Candidate(_Frozen):
+class Candidate(ExactModel):
     """A node (or a farmer's offer on one) that could host replicas.
 
     ``free`` is what is left on it; ``total`` its size (for the capacity criterion).
@@ -139,7 +128,7 @@ class Candidate(_Frozen):
         )
 
 
-class ExistingReplica(_Frozen):
+class ExistingReplica(ExactModel):
     replica_id: str = Field(min_length=1)
     contract_id: str = Field(min_length=1)
     node_id: str = Field(min_length=1)
@@ -147,7 +136,7 @@ class ExistingReplica(_Frozen):
     grid: Grid
 
 
-class PlacementRequest(_Frozen):
+class PlacementRequest(ExactModel):
     """``count`` new replicas of ``resources`` each. ``max_share_per_farm`` caps the share of
     the workload's replicas (existing and new) on one farm."""
 
@@ -188,7 +177,7 @@ class PlacementRequest(_Frozen):
         )
 
 
-class Placement(_Frozen):
+class Placement(ExactModel):
     candidate_id: str
     node_id: str
     farm_id: str
@@ -208,7 +197,7 @@ class Placement(_Frozen):
         )
 
 
-class PlacementPlan(_Frozen):
+class PlacementPlan(ExactModel):
     """The placements found, best first; ``unplaced`` replicas found no eligible candidate
     (free capacity, status up, grid, certification, price ceiling, farm cap)."""
 
@@ -216,7 +205,7 @@ class PlacementPlan(_Frozen):
     unplaced: int = Field(ge=0)
 
 
-class Move(_Frozen):
+class Move(ExactModel):
     replica_id: str
     from_node_id: str
     old_contract_id: str
@@ -232,7 +221,7 @@ class Move(_Frozen):
         )
 
 
-class MigrationPlan(_Frozen):
+class MigrationPlan(ExactModel):
     """Contract the ``moves`` first; cancel ``cancel_after`` only once they run, so the
     workload never has fewer replicas than before. ``stranded`` replicas found no new home
     and keep their contracts."""

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas import Currency, CurrencyMismatch, FarmerPolicy, Money, Resources
+from schemas.exact import refuse_float
 
 __all__ = [
     "DISCOUNT_LEVELS",
@@ -81,12 +82,9 @@ class PricingPolicy(BaseModel):
             raise ValueError(f"prices cannot be negative, got {price.amount}")
         return price
 
-    @field_validator("certified_factor", "dedicated_discount", mode="before")
-    @classmethod
-    def _no_floats(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("factors must be a string, integer or Decimal, not a float")
-        return value
+    _no_floats = field_validator("certified_factor", "dedicated_discount", mode="before")(
+        refuse_float
+    )
 
 
 def _usd(amount: str) -> Money:

@@ -106,29 +106,42 @@ class _Importer:
     def grid3(
         self, farms: Sequence[Grid3Farm], node_list: Sequence[Grid3Node], unparsed: int
     ) -> GridSyncReport:
-        report = GridSyncReport(Grid.GRID3, unparsed=unparsed)
-        for farm in farms:
-            self._farm(report, grid3_farm_command(farm, node_list))
-        known = {f.farm_id for f in farms}
-        for node in node_list:
-            if node.farm_id not in known:
-                report.skipped.append(f"grid3 node {node.node_id}: farm {node.farm_id} not listed")
-                continue
-            self._node(report, grid3_node_command(node), node.node_id, grid3_node_status(node))
-        return report
+        return self._grid(
+            GridSyncReport(Grid.GRID3, unparsed=unparsed),
+            [(f.farm_id, grid3_farm_command(f, node_list)) for f in farms],
+            [
+                (n.farm_id, n.node_id, grid3_node_command(n), grid3_node_status(n))
+                for n in node_list
+            ],
+        )
 
     def grid4(
         self, farms: Sequence[Grid4Farm], node_list: Sequence[Grid4Node], unparsed: int
     ) -> GridSyncReport:
-        report = GridSyncReport(Grid.GRID4, unparsed=unparsed)
-        for farm in farms:
-            self._farm(report, grid4_farm_command(farm, node_list))
-        known = {f.farm_id for f in farms}
-        for node in node_list:
-            if node.farm_id not in known:
-                report.skipped.append(f"grid4 node {node.node_id}: farm {node.farm_id} not listed")
+        return self._grid(
+            GridSyncReport(Grid.GRID4, unparsed=unparsed),
+            [(f.farm_id, grid4_farm_command(f, node_list)) for f in farms],
+            [
+                (n.farm_id, n.node_id, grid4_node_command(n), grid4_node_status(n))
+                for n in node_list
+            ],
+        )
+
+    def _grid(
+        self,
+        report: GridSyncReport,
+        farms: list[tuple[int, RegisterFarm]],
+        nodes: list[tuple[int, int, RegisterNode, NodeStatus]],
+    ) -> GridSyncReport:
+        for _, farm_command in farms:
+            self._farm(report, farm_command)
+        known = {farm_id for farm_id, _ in farms}
+        for farm_id, node_id, node_command, status in nodes:
+            if farm_id not in known:
+                grid = report.grid.value
+                report.skipped.append(f"{grid} node {node_id}: farm {farm_id} not listed")
                 continue
-            self._node(report, grid4_node_command(node), node.node_id, grid4_node_status(node))
+            self._node(report, node_command, node_id, status)
         return report
 
     def _farm(self, report: GridSyncReport, command: RegisterFarm) -> None:

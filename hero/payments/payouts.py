@@ -9,7 +9,7 @@ from __future__ import annotations
 from hero.domain.errors import Rejected
 from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.payments.ledger import LedgerService, PostResult
-from schemas import PayOutFarmer, RefundOfftaker, TransferKind
+from schemas import Money, PayOutFarmer, RefundOfftaker, TransferKind
 
 __all__ = ["OUTSIDE_TFT", "pay_out", "refund"]
 
@@ -18,32 +18,27 @@ OUTSIDE_TFT = account_id(AccountKind.WORLD, "outside", "TFT")
 
 def pay_out(ledger: LedgerService, command: PayOutFarmer, *, actor: str = "payouts") -> PostResult:
     """Send ``command.amount`` TFT from the farmer's account out (to its Stellar address)."""
-    _require_tft(command.amount.currency.value)
-    transfer = Transfer(
-        command.command_id,
-        account_id(AccountKind.FARMER, command.farm_id),
-        OUTSIDE_TFT,
-        command.amount,
-        TransferKind.PAYOUT,
-        command.command_id,
-    )
-    return ledger.post([transfer], command.command_id, actor=actor)
+    payer = account_id(AccountKind.FARMER, command.farm_id)
+    return _out(ledger, command.command_id, payer, command.amount, TransferKind.PAYOUT, actor)
 
 
 def refund(ledger: LedgerService, command: RefundOfftaker, *, actor: str = "payouts") -> PostResult:
     """Return ``command.amount`` TFT from the offtaker's account to the outside world."""
-    _require_tft(command.amount.currency.value)
-    transfer = Transfer(
-        command.command_id,
-        account_id(AccountKind.OFFTAKER, command.offtaker_id),
-        OUTSIDE_TFT,
-        command.amount,
-        TransferKind.REFUND,
-        command.command_id,
-    )
-    return ledger.post([transfer], command.command_id, actor=actor)
+    payer = account_id(AccountKind.OFFTAKER, command.offtaker_id)
+    return _out(ledger, command.command_id, payer, command.amount, TransferKind.REFUND, actor)
 
 
-def _require_tft(currency: str) -> None:
-    if currency != "TFT":
-        raise Rejected("currency_mismatch", f"payouts and refunds are in TFT, got {currency}")
+def _out(
+    ledger: LedgerService,
+    command_id: str,
+    payer: str,
+    amount: Money,
+    kind: TransferKind,
+    actor: str,
+) -> PostResult:
+    if amount.currency.value != "TFT":
+        raise Rejected(
+            "currency_mismatch", f"payouts and refunds are in TFT, got {amount.currency}"
+        )
+    transfer = Transfer(command_id, payer, OUTSIDE_TFT, amount, kind, command_id)
+    return ledger.post([transfer], command_id, actor=actor)
