@@ -78,6 +78,9 @@ class HeroSettings(BaseSettings):
     usage_lateness_s: int = Field(
         default=300, ge=0, description="how late a sample may arrive for its hour"
     )
+    usage_wait_s: int = Field(
+        default=7200, ge=0, description="billing waits this long for a metered hour's usage fact"
+    )
     usage_idle_close_s: int = Field(
         default=3600, ge=0, description="an hour closes at the latest this long after it ends"
     )

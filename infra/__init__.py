@@ -1,4 +1,5 @@
-"""The embedded local stack: Tansu broker, Valkey, a Ray head, the relay and the agent hosts.
+"""The embedded local stack: Tansu broker, Valkey, a Ray head, the relay, the treasury, the
+usage worker and the agent hosts.
 
 Start with :class:`LocalStack` (``up``/``down``/``status``/``endpoints``); the single
 servers in :mod:`infra.processes` are usable on their own in tests.
@@ -19,12 +20,14 @@ from infra.processes import (
 )
 from infra.ray_client import configure_ray_client
 from infra.treasury import TREASURY_COMMAND, TreasuryProcess
+from infra.usage import USAGE_COMMAND, UsageProcess
 
 __all__ = [
     "AGENTS_COMMAND",
     "COMPONENTS",
     "RELAY_COMMAND",
     "TREASURY_COMMAND",
+    "USAGE_COMMAND",
     "AgentsProcess",
     "BrokerProcess",
     "ComponentError",
@@ -37,6 +40,7 @@ __all__ = [
     "StackError",
     "TreasuryProcess",
     "UpReport",
+    "UsageProcess",
     "ValkeyProcess",
     "configure_ray_client",
 ]

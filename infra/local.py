@@ -1,12 +1,13 @@
-"""The local stack: broker, Valkey, Ray, the relay, the treasury and the agent hosts under one
-data dir.
+"""The local stack: broker, Valkey, Ray, the relay, the treasury, the usage worker and the
+agent hosts under one data dir.
 
 ``up`` records every process in ``<data_dir>/run/stack.json`` as soon as it is spawned, so
 ``down`` -- from any process, even after a launcher crash -- stops exactly those pids and
 their sessions, and nothing else. A piece configured as external (``HERO_KAFKA_BOOTSTRAP``,
 ``HERO_REDIS_URL``, ``HERO_RAY_ADDRESS``) is never started or stopped, only probed. The
-agent hosts and the treasury are always ours: the hosts run on whichever Ray the stack uses,
-the treasury (payment webhook, conversion, billing) needs only the event store.
+agent hosts, the treasury and the usage worker are always ours: the hosts run on whichever Ray
+the stack uses, the treasury (payment webhook, conversion, billing) needs only the event store,
+the usage worker (utilization samples -> hourly usage facts) the broker, Valkey and the store.
 """
 
 from __future__ import annotations
@@ -35,16 +36,20 @@ from infra.processes import (
 )
 from infra.ray_client import ray_env_for_host
 from infra.treasury import TreasuryProcess, treasury_detail
+from infra.usage import UsageProcess, usage_detail
 
 __all__ = ["COMPONENTS", "LocalStack"]
 
 COMPONENTS: tuple[ComponentName, ...] = (
-    "broker", "valkey", "ray", "relay", "treasury", "agents",
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "agents",
 )  # fmt: skip
 _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
 # The agents first: they are Ray's driver (their hosts are its actors) and the relay's reader.
-# The treasury next: it writes to the store, and the relay should carry its last events out.
-_STOP_ORDER: tuple[ComponentName, ...] = ("agents", "treasury", "relay", "ray", "valkey", "broker")
+# The treasury and the usage worker next: they write to the store, and the relay should carry
+# their last events out.
+_STOP_ORDER: tuple[ComponentName, ...] = (
+    "agents", "treasury", "usage", "relay", "ray", "valkey", "broker",
+)  # fmt: skip
 
 
 class LocalStack:
@@ -57,12 +62,14 @@ class LocalStack:
         relay_command: Sequence[str] | None = None,
         agents_command: Sequence[str] | None = None,
         treasury_command: Sequence[str] | None = None,
+        usage_command: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.relay_command = tuple(relay_command) if relay_command is not None else None
         self.agents_command = tuple(agents_command) if agents_command is not None else None
         self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
+        self.usage_command = tuple(usage_command) if usage_command is not None else None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -91,8 +98,8 @@ class LocalStack:
             return self._start(began)
 
     def down(self) -> list[ComponentStatus]:
-        """Stop the recorded processes (agents, treasury, relay, ray, valkey, broker) and all
-        they started."""
+        """Stop the recorded processes (agents, treasury, usage, relay, ray, valkey, broker) and
+        all they started."""
         with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
             state = StackState.load(self.data_dir)
             if state is None:
@@ -192,15 +199,24 @@ class LocalStack:
                 self.settings, ports["treasury"], command=self.treasury_command
             )
             self._spawn(treasury, state, started)
-            waits = [servers[name] for name in ("valkey", "ray") if name in servers]
-            for proc in [*waits, relay, treasury]:
+            # The usage worker needs the broker, the store and Valkey: it starts once Valkey
+            # answers (quick), still while Ray is coming up.
+            valkey = servers.get("valkey")
+            if valkey is not None:
+                valkey.wait_ready(_remaining(deadline))
+                ready_after["valkey"] = time.monotonic() - began
+            redis_url = external.get("valkey") or _required(_url_of(valkey))
+            usage = UsageProcess(self.settings, bootstrap, redis_url, command=self.usage_command)
+            self._spawn(usage, state, started)
+            waits = [servers["ray"]] if "ray" in servers else []
+            for proc in [*waits, relay, treasury, usage]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.name] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
                 kafka_bootstrap=bootstrap,
-                redis_url=external.get("valkey") or _required(_url_of(servers.get("valkey"))),
+                redis_url=redis_url,
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,
                 treasury_url=treasury.url,
@@ -332,6 +348,8 @@ class LocalStack:
             proc = AgentsProcess(self.settings, command=command)
         elif name == "treasury":
             proc = TreasuryProcess(self.settings, record.port)
+        elif name == "usage":
+            proc = UsageProcess(self.settings)
         else:
             raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
         proc.adopt(record)
@@ -405,6 +423,8 @@ class LocalStack:
             detail = _agents_detail(proc)
         elif isinstance(proc, TreasuryProcess):
             detail = treasury_detail(proc)
+        elif isinstance(proc, UsageProcess):
+            detail = usage_detail(proc)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:

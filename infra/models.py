@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
-ComponentName = Literal["broker", "valkey", "ray", "relay", "treasury", "agents"]
+ComponentName = Literal["broker", "valkey", "ray", "relay", "treasury", "usage", "agents"]
 ComponentState = Literal["up", "down", "external"]
 
 

@@ -30,7 +30,7 @@ from hero.domain.clock import Clock, SystemClock
 from hero.domain.usage import usage_fact, usage_stream
 from hero.log.codec import Decoded
 from hero.log.consumer import EventConsumer
-from hero.log.positions import MemoryAppliedPositions
+from hero.log.positions import NothingApplied
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store
 from schemas import ContractCreated, Topic, UtilizationSampled
@@ -153,7 +153,7 @@ async def serve(
         topics=[Topic.UTILIZATION.value],
         bootstrap=settings.kafka_bootstrap,
         handler=handle,
-        positions=MemoryAppliedPositions(),  # the windows' sample sets are the real dedupe
+        positions=NothingApplied(),  # the windows' sample sets dedupe; a backfill must pass
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
     health = settings.data_dir / "run" / "usage.health"

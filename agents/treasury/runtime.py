@@ -95,6 +95,7 @@ def billing_settings(settings: HeroSettings) -> BillingSettings:
         grace=timedelta(days=float(settings.grace_days)),
         low_balance_hours=settings.low_balance_hours,
         pricing=policy_named(settings.pricing_policy, custom),
+        usage_wait=timedelta(seconds=settings.usage_wait_s),
     )
 
 

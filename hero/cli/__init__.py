@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hero.cli import demo as demo_module
-from hero.cli import events, grids, market, payments, price, stack, tailing
+from hero.cli import events, grids, market, payments, price, stack, tailing, utilization
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -41,6 +41,8 @@ app.add_typer(payments.accounts_app, name="accounts")
 app.add_typer(payments.payments_app, name="payments")
 app.add_typer(payments.billing_app, name="billing")
 app.add_typer(grids.app, name="grids")
+app.add_typer(utilization.app, name="utilization")
+app.add_typer(utilization.usage_app, name="usage")
 
 
 @schemas_app.command("export")

@@ -22,7 +22,7 @@ def _table(components: list[ComponentStatus]) -> Table:
 
 
 def up(data_dir: DataDir = None, as_json: AsJson = False) -> None:
-    """Start the embedded stack (broker, Valkey, Ray, relay, treasury, agents); wait for health."""
+    """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents); wait for health."""
     settings = settings_for(data_dir)
     try:
         report = LocalStack(settings).up()

@@ -4,6 +4,10 @@ A contract runs over intervals: from its start until it ends, is cancelled, or i
 for want of funds; a resume opens a new interval. Every UTC hour that overlaps an interval
 is billed once, prorated by the seconds it ran (TFChain bills by elapsed seconds too), and
 only once the hour is over.
+
+A *metered* contract (one the usage aggregator has reported on) is billed from each hour's
+usage fact instead (:func:`metered_usd`); an hour whose fact is late waits for it, up to a
+limit, then falls back to the seconds it was active (:func:`billing_basis`).
 """
 
 from __future__ import annotations
@@ -11,20 +15,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from typing import Literal
 
 from hero.domain.ledger import RevenueSplit, split_revenue
 from hero.domain.pricing import GENESIS, PricingPolicy, hourly_cost
-from schemas import ContractCreated, Money
+from schemas import ContractCreated, Money, UsageRecorded
 
 __all__ = [
     "HOUR",
+    "Basis",
     "BillingContract",
     "HourBill",
     "bill_hour",
+    "bill_usd",
+    "billing_basis",
     "hour_of",
     "hourly_usd",
+    "metered_usd",
 ]
+
+Basis = Literal["active", "metered"]
+"""How an hour was billed: for the seconds the contract was active, or from its usage fact."""
 
 HOUR = timedelta(hours=1)
 _SECONDS_PER_HOUR = Decimal(3600)
@@ -40,6 +52,46 @@ def hourly_usd(contract: ContractCreated, policy: PricingPolicy = GENESIS) -> Mo
     if contract.grid == "grid3":
         return hourly_cost(contract.resources, policy).usd_hour
     return contract.price_hour
+
+
+def metered_usd(
+    contract: ContractCreated, fact: UsageRecorded, policy: PricingPolicy = GENESIS
+) -> Money:
+    """What one hour of a metered contract costs, from its usage fact, rounded once.
+
+    Grid 3 at ``policy``: ``cu_hours * cu_hour + su_hours * su_hour + nu_gb * nu_gb`` plus the
+    contract's public IPv4s for the share of the hour the fact reports (``seconds / 3600``).
+    Grid 4 at the negotiated price for the seconds reported: ``price_hour * seconds / 3600``;
+    the price covers the capacity as a whole, traffic included, so it adds nothing for it.
+    """
+    share = Decimal(fact.seconds) / _SECONDS_PER_HOUR
+    with localcontext() as context:
+        context.prec = 60  # exact until the single rounding
+        if contract.grid == "grid3":
+            exact = (
+                fact.cu_hours * policy.cu_hour.amount
+                + fact.su_hours * policy.su_hour.amount
+                + fact.nu_gb * policy.nu_gb.amount
+                + contract.resources.ipv4 * policy.ipv4_hour.amount * share
+            )
+            return Money.rounded(exact, policy.cu_hour.currency)
+        return Money.rounded(contract.price_hour.amount * share, contract.price_hour.currency)
+
+
+def billing_basis(
+    metered: bool, has_fact: bool, hour: datetime, now: datetime, wait: timedelta
+) -> Basis | None:
+    """How to bill ``hour`` at ``now``, or None while it waits for its usage fact.
+
+    An unmetered contract is billed for its active seconds; a metered one from the hour's
+    fact once it is there, or for its active seconds once ``wait`` has passed since the end
+    of the hour without one.
+    """
+    if not metered:
+        return "active"
+    if has_fact:
+        return "metered"
+    return "active" if now >= hour + HOUR + wait else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +111,13 @@ def bill_hour(
 ) -> HourBill:
     """USD for ``seconds`` of the hour, converted at ``rate`` TFT per USD, then shared out."""
     usd = Money.rounded(usd_per_hour.amount * seconds / _SECONDS_PER_HOUR, usd_per_hour.currency)
+    return bill_usd(usd, hour, seconds, rate, split)
+
+
+def bill_usd(
+    usd: Money, hour: datetime, seconds: int, rate: Decimal, split: RevenueSplit
+) -> HourBill:
+    """An hour that costs ``usd``, converted at ``rate`` TFT per USD, then shared out."""
     amount = Money.rounded(usd.amount * rate, "TFT")
     farmer, pool, threefold = split_revenue(amount, split)
     return HourBill(hour, seconds, usd, rate, amount, farmer, pool, threefold)

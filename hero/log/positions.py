@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 
 from schemas import Envelope
 
-__all__ = ["AppliedPositions", "MemoryAppliedPositions"]
+__all__ = ["AppliedPositions", "MemoryAppliedPositions", "NothingApplied"]
 
 
 class AppliedPositions(ABC):
@@ -47,3 +47,17 @@ class MemoryAppliedPositions(AppliedPositions):
 
     async def last_position(self) -> int:
         return self._position
+
+
+class NothingApplied(AppliedPositions):
+    """For a consumer whose handler dedupes by itself (per record id, in its own store):
+    every record reaches the handler, older versions of a stream included."""
+
+    async def applied_version(self, stream: str) -> int:
+        return 0
+
+    async def mark_applied(self, envelope: Envelope) -> None:
+        return None
+
+    async def last_position(self) -> int:
+        return 0

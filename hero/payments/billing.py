@@ -5,6 +5,12 @@ its ``UsageBilled`` record on the contract's billing stream; its command id is t
 and the hour, so a billing run that repeats or dies half-way bills nothing twice. A contract
 whose owner cannot pay an hour is suspended for the grace period; a top-up lets the next run
 bill the hours owed and resume it; at the end of the grace period it is cancelled.
+
+A contract is *metered* once a ``UsageRecorded`` fact exists for it: each of its hours is then
+billed from the hour's fact (``basis="metered"``), and an hour without one waits for it until
+``usage_wait`` has passed since the end of the hour, then is billed for the seconds the
+contract was active (``basis="active"``, as every hour of an unmetered contract). Whichever the
+basis, the command id stays the contract and the hour: an hour is billed once.
 """
 
 from __future__ import annotations
@@ -15,7 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from hero.domain.billing import HOUR, BillingContract, bill_hour, hour_of, hourly_usd
+from hero.domain.billing import (
+    HOUR,
+    BillingContract,
+    bill_hour,
+    bill_usd,
+    billing_basis,
+    hour_of,
+    hourly_usd,
+    metered_usd,
+)
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.errors import Rejected
 from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, account_stream
@@ -35,6 +50,7 @@ from schemas import (
     TransferKind,
     TransferPosted,
     UsageBilled,
+    UsageRecorded,
 )
 
 __all__ = ["BillingReport", "BillingService", "BillingSettings", "billing_stream"]
@@ -48,6 +64,7 @@ _FOLLOWED = {
     "ContractResumed",
     "BalanceLow",
     "TransferPosted",
+    "UsageRecorded",
 }
 
 
@@ -63,6 +80,8 @@ class BillingSettings:
     pricing: PricingPolicy = GENESIS
     pool_account: str = account_id(AccountKind.POOL, "grid")
     threefold_account: str = account_id(AccountKind.THREEFOLD, "cooperative")
+    usage_wait: timedelta = timedelta(hours=2)
+    """How long after the end of an hour a metered contract's hour waits for its usage fact."""
 
 
 @dataclass
@@ -101,6 +120,8 @@ class BillingService:
         self._actor = actor
         self._position = 0
         self.contracts: dict[str, BillingContract] = {}
+        self.usage: dict[str, dict[datetime, UsageRecorded]] = {}
+        """Usage facts by contract and hour; a contract with any is metered."""
         self._low_signalled: set[str] = set()
         self._lock = threading.Lock()
 
@@ -125,6 +146,10 @@ class BillingService:
             return
         if isinstance(event, BalanceLow):
             self._low_signalled.add(event.account_id)
+            return
+        if isinstance(event, UsageRecorded):
+            # one fact per contract-hour (its command id): the first one stands
+            self.usage.setdefault(event.contract_id, {}).setdefault(event.hour, event)
             return
         contract = self.contracts.get(getattr(event, "contract_id", ""))
         if contract is None:
@@ -171,9 +196,13 @@ class BillingService:
         report: BillingReport,
     ) -> None:
         paid_all = True
+        facts, wait = self.usage.get(contract.contract.contract_id), self.settings.usage_wait
         for hour, seconds in list(contract.hours_due(limit)):
+            fact = facts.get(hour) if facts else None  # there iff the basis is "metered"
+            if billing_basis(bool(facts), fact is not None, hour, now, wait) is None:
+                continue  # waits for its usage fact; later hours may have theirs
             try:
-                bill = self._bill(contract, hour, seconds, rate)
+                bill = self._bill(contract, hour, seconds, rate, fact)
             except Rejected as refused:
                 if refused.reason != "insufficient_funds":
                     raise
@@ -195,12 +224,21 @@ class BillingService:
             report.cancelled.append(contract.contract.contract_id)
 
     def _bill(
-        self, contract: BillingContract, hour: datetime, seconds: int, rate: Decimal
+        self,
+        contract: BillingContract,
+        hour: datetime,
+        seconds: int,
+        rate: Decimal,
+        fact: UsageRecorded | None = None,
     ) -> UsageBilled | None:
-        terms = contract.contract
-        priced = bill_hour(
-            hourly_usd(terms, self.settings.pricing), hour, seconds, rate, self.settings.split
-        )
+        """Bill ``hour``: from its usage ``fact`` when given, else for its active ``seconds``."""
+        terms, split, pricing = contract.contract, self.settings.split, self.settings.pricing
+        if fact is None:
+            priced = bill_hour(hourly_usd(terms, pricing), hour, seconds, rate, split)
+        else:
+            # the seconds the fact reports; a fact of 0 s (traffic only) keeps the active ones
+            seconds = fact.seconds or seconds
+            priced = bill_usd(metered_usd(terms, fact, pricing), hour, seconds, rate, split)
         bill_id = f"bill-{terms.contract_id}-{hour:%Y%m%dT%H}"
         payer = account_id(AccountKind.OFFTAKER, terms.offtaker_id)
         payees = [
@@ -222,6 +260,7 @@ class BillingService:
             farmer_share=priced.farmer_share,
             pool_share=priced.pool_share,
             threefold_share=priced.threefold_share,
+            basis="active" if fact is None else "metered",
         )
         transfers = [
             Transfer(f"{bill_id}-{who}", payer, payee, share, TransferKind.BILL, bill_id)

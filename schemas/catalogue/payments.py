@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -121,6 +121,10 @@ class UsageBilled(Event):
     farmer_share: Money
     pool_share: Money
     threefold_share: Money
+    basis: Literal["active", "metered"] = Field(
+        default="active",
+        description="active: the seconds the contract was active; metered: its usage fact",
+    )
 
 
 @event(Topic.PAYMENTS)

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -148,7 +149,7 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     print(f"\nhero up took {report.seconds:.2f} s")
     assert not report.already_running
     statuses = {status.name: status for status in stack.launcher.status()}
-    assert set(statuses) == {"broker", "valkey", "ray", "relay", "treasury", "agents"}
+    assert set(statuses) == {"broker", "valkey", "ray", "relay", "treasury", "usage", "agents"}
     for status in statuses.values():
         assert status.state == "up", status
         assert status.pid is not None, status
@@ -163,6 +164,7 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     assert (statuses["treasury"].detail or "").startswith(
         f"webhook {stack.endpoints.treasury_url}/webhooks/payments"
     ), statuses["treasury"]
+    assert re.match(r"\d+ samples, \d+ facts", statuses["usage"].detail or ""), statuses["usage"]
 
 
 def test_agents_run_their_hosts_on_the_stacks_ray(stack: RunningStack) -> None:
@@ -239,7 +241,7 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
         f"\nhero up (second stack, side by side with the session one) took {report.seconds:.2f} s"
     )
     leaders = [status.pid for status in report.components if status.pid is not None]
-    assert len(leaders) == 6
+    assert len(leaders) == 7
     members = processes_in_sessions(leaders)
     # Ray's head runs several processes in its session (gcs_server, raylet, agents...).
     assert len(members) > len(leaders)
@@ -251,15 +253,16 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
     stopped = launcher.down()
 
     assert [status.name for status in stopped] == [
-        "broker", "valkey", "ray", "relay", "treasury", "agents",
+        "broker", "valkey", "ray", "relay", "treasury", "usage", "agents",
     ]  # fmt: skip
-    assert [status.state for status in stopped] == ["down"] * 6
+    assert [status.state for status in stopped] == ["down"] * 7
     assert all(status.detail == "stopped" for status in stopped), stopped
     alive = set(live_pids())
     assert not alive & set(members), "processes of the stack survived hero down"
     assert not alive & set(hosts), "agent hosts survived hero down"
     assert not (tmp_path / "data" / "run" / "agents.health").exists()
     assert not (tmp_path / "data" / "run" / "treasury.health").exists()
+    assert not (tmp_path / "data" / "run" / "usage.health").exists()
     assert not processes_in_sessions(leaders)
     assert not (tmp_path / "data" / "run" / "stack.json").exists()
     again = launcher.down()

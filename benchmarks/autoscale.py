@@ -1,0 +1,262 @@
+"""Autoscaling inputs, the ingest part: the usage worker against a plain aiokafka consumer.
+
+    ./run bench-autoscale [--samples 100000] [--contracts 200]
+
+In a temp dir, starts an embedded broker and Valkey, records the contracts in a fresh SQLite
+store and publishes --samples utilization samples spread over --contracts contracts and
+2 h 10 min of event time (in time order, as samplers report), so both whole hours close by
+event time. Then measures, in the same run, on the very same records:
+
+* the usage worker -- ``streams.usage``'s loop, in this process: an ``EventConsumer`` feeding
+  the ``UsageAggregator`` (Valkey windows), closing hours into the store -- samples/s from its
+  start until every sample is counted and every usage fact (2 per contract) is in the store;
+* a plain aiokafka consumer reading the topic from the start, decoding nothing.
+
+Prints both rates and their ratio. Spike-to-decision latency needs the autoscaler agent,
+which does not exist yet: it is reported as not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from hero.domain.billing import hour_of
+from hero.log.codec import Decoded
+from hero.log.consumer import EventConsumer
+from hero.log.positions import NothingApplied
+from hero.log.telemetry import TelemetryPublisher
+from hero.log.topics import TopicAdmin
+from hero.readmodels.usage import UsageWindows
+from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from infra.processes import BrokerProcess, ValkeyProcess
+from schemas import ContractCreated, Money, Resources, Sla, Topic, UtilizationSampled
+
+SPAN = timedelta(hours=2, minutes=10)
+HOURS_CLOSED = 2
+
+
+@dataclass
+class Run:
+    records: int
+    seconds: float
+    """From the consumer's start to the last record (the raw consumer) or the last fact."""
+    startup: float
+    """From the consumer's start to its first record."""
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def steady_rate(self) -> float:
+        return self.records / max(self.seconds - self.startup, 1e-9)
+
+
+def contracts(count: int, start: datetime) -> list[ContractCreated]:
+    return [
+        ContractCreated(
+            contract_id=f"bench-ctr-{i}",
+            negotiation_id=f"bench-nego-{i}",
+            offer_id=f"bench-offer-{i}",
+            hold_id=f"bench-offer-{i}",
+            offtaker_id="bench-off",
+            workload_id=f"bench-wl-{i}",
+            farm_id=f"bench-farm-{i % 20}",
+            node_id=f"bench-node-{i % 50}",
+            grid="grid4",
+            resources=Resources.from_gb(cru=2 + i % 4, mru_gb=4, sru_gb=50),
+            price_hour=Money.of("0.05", "USD"),
+            term_hours=720,
+            sla=Sla(uptime_pct=Decimal(99)),
+            starts_at=start,
+        )
+        for i in range(count)
+    ]
+
+
+def samples(
+    made: list[ContractCreated], total: int, start: datetime
+) -> list[tuple[UtilizationSampled, int]]:
+    """``total // len(made)`` samples per contract, evenly over SPAN, sorted by time."""
+    per_contract = max(total // len(made), 1)
+    step = SPAN.total_seconds() / per_contract
+    out = []
+    for contract in made:
+        replica = f"{contract.workload_id}-r0"
+        for seq in range(1, per_contract + 1):
+            moment = start + timedelta(seconds=(seq - 1) * step)
+            sample = UtilizationSampled(
+                sample_id=f"{replica}-{seq}",
+                workload_id=contract.workload_id,
+                replica_id=replica,
+                contract_id=contract.contract_id,
+                node_id=contract.node_id,
+                cpu=Decimal("0.5"),
+                memory=Decimal("0.5"),
+                disk=Decimal("0.1"),
+                network_bytes=1_000_000,
+                sampled_at=moment,
+                interval_s=max(round(step), 1),
+            )
+            out.append((sample, seq))
+    out.sort(key=lambda item: item[0].sampled_at)
+    return out
+
+
+async def publish(bootstrap: str, batch: list[tuple[UtilizationSampled, int]]) -> float:
+    publisher = TelemetryPublisher(bootstrap, actor="bench")
+    try:
+        started = time.perf_counter()
+        await publisher.send(batch, datetime.now(UTC))
+        return time.perf_counter() - started
+    finally:
+        await publisher.close()
+
+
+async def usage_worker(
+    bootstrap: str, redis_url: str, store: SqliteEventStore, count: int, facts: int
+) -> Run:
+    """The loop of ``streams.usage.serve`` (poll, add, close what is due), timed until every
+    sample is counted and every fact written."""
+    from streams.usage import UsageAggregator
+
+    redis = Redis.from_url(redis_url)
+    aggregator = UsageAggregator(
+        store,
+        UsageWindows(redis, "bench"),
+        lateness=timedelta(minutes=5),
+        idle_close=timedelta(days=30),  # the hours close by event time only
+    )
+    first: list[float] = []
+
+    async def handle(decoded: Decoded) -> None:
+        if isinstance(decoded.message, UtilizationSampled):
+            if not first:
+                first.append(time.perf_counter())
+            assert consumer.current is not None
+            await aggregator.add(decoded.message, consumer.current.partition)
+
+    consumer = EventConsumer(
+        name="bench-usage",
+        topics=[Topic.UTILIZATION.value],
+        bootstrap=bootstrap,
+        handler=handle,
+        positions=NothingApplied(),
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    try:
+        # Every sample in (the last 10 min come after the hours close) and every fact out.
+        while aggregator.counts.facts < facts or aggregator.counts.added < count:
+            await consumer.poll(timeout_ms=200)
+            await aggregator.close_due()
+            if time.perf_counter() - started > 600:
+                raise TimeoutError(f"usage worker: {aggregator.counts} after 600 s")
+        ended = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await redis.aclose()
+    if aggregator.counts.added != count:
+        raise RuntimeError(f"usage worker added {aggregator.counts}, expected {count} samples")
+    return Run(count, ended - started, first[0] - started)
+
+
+async def plain_consumer(bootstrap: str, count: int) -> Run:
+    consumer = AIOKafkaConsumer(
+        Topic.UTILIZATION.value,
+        bootstrap_servers=bootstrap,
+        group_id="bench-plain",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    seen, first = 0, 0.0
+    try:
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            got = sum(len(records) for records in batches.values())
+            if got and not seen:
+                first = time.perf_counter()
+            seen += got
+            if time.perf_counter() - started > 600:
+                raise TimeoutError(f"plain consumer: {seen} of {count} after 600 s")
+        ended = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return Run(count, ended - started, first - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--contracts", type=int, default=200)
+    args = parser.parse_args()
+    if args.samples < 1 or args.contracts < 1:
+        parser.error("--samples and --contracts must be positive")
+
+    first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
+    made = contracts(args.contracts, first_hour)
+    batch = samples(made, args.samples, first_hour)
+    count, facts = len(batch), HOURS_CLOSED * len(made)
+
+    with tempfile.TemporaryDirectory(prefix="hero-bench-") as tmp:
+        broker = BrokerProcess(Path(tmp) / "broker")
+        valkey = ValkeyProcess(Path(tmp) / "valkey")
+        try:
+            broker.start()
+            valkey.start()
+            assert broker.address is not None
+            assert valkey.url is not None
+            asyncio.run(TopicAdmin(broker.address).ensure_topics())
+            store = SqliteEventStore(Path(tmp) / "events.db")
+            for contract in made:
+                event = NewEvent.of(contract, actor="bench", occurred_at=first_hour)
+                store.append(
+                    f"node-{contract.node_id}", ANY_VERSION, [event], f"{contract.contract_id}:c"
+                )
+            publish_s = asyncio.run(publish(broker.address, batch))
+            worker = asyncio.run(usage_worker(broker.address, valkey.url, store, count, facts))
+            written = sum(1 for row in store.read_all(1, count) if row.type == "UsageRecorded")
+            plain = asyncio.run(plain_consumer(broker.address, count))
+            store.close()
+        finally:
+            valkey.stop()
+            broker.stop()
+
+    print(
+        f"samples: {count} for {len(made)} contracts over {SPAN} of event time "
+        f"({count // len(made)} per contract), {facts} hourly facts expected"
+    )
+    print(
+        f"publish (TelemetryPublisher): {count / publish_s:>10,.0f} samples/s ({publish_s:.2f} s)"
+    )
+    print(
+        f"usage worker (Kafka->Valkey->store): {worker.rate:>10,.0f} samples/s "
+        f"({worker.seconds:.2f} s to the last of {written} facts; first record after "
+        f"{worker.startup:.2f} s; {worker.steady_rate:,.0f} samples/s after it)"
+    )
+    print(
+        f"plain aiokafka consumer:             {plain.rate:>10,.0f} samples/s "
+        f"({plain.seconds:.2f} s; first record after {plain.startup:.2f} s; "
+        f"{plain.steady_rate:,.0f} samples/s after it)"
+    )
+    print(
+        f"ratio usage worker/plain:            {worker.rate / plain.rate:>10.2f} "
+        f"(after the first record: {worker.steady_rate / plain.steady_rate:.2f})"
+    )
+    print("spike-to-decision latency: not measured yet (needs the autoscaler agent)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Utilization through the command line: samples injected into the stack's Kafka become, via
+the usage worker ``hero up`` runs, an hourly usage fact that ``hero usage list`` shows."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hero.cli.utilization import parse_span
+from hero.config import HeroSettings
+from hero.domain.billing import hour_of
+from hero.domain.usage import usage_fact
+from hero.store import ANY_VERSION, NewEvent, open_store
+from schemas import ContractCreated, Money, Resources, Sla
+from tests.e2e._cli import hero, hero_json
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.2)
+    return result
+
+
+def _contract(tag: str, starts_at: datetime) -> ContractCreated:
+    return ContractCreated(
+        contract_id=f"{tag}-ctr",
+        negotiation_id=f"{tag}-nego",
+        offer_id=f"{tag}-offer",
+        hold_id=f"{tag}-offer",
+        offtaker_id=f"{tag}-off",
+        workload_id=f"{tag}-wl",
+        farm_id=f"{tag}-farm",
+        node_id=f"{tag}-node",
+        grid="grid4",
+        resources=Resources.from_gb(cru=2, mru_gb=4, sru_gb=50),
+        price_hour=Money.of("0.05", "USD"),
+        term_hours=720,
+        sla=Sla(uptime_pct=Decimal(99)),
+        starts_at=starts_at,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    data = tmp_path_factory.mktemp("utilization") / "stack"
+    up = hero("up", data_dir=data)
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        yield data
+    finally:
+        down = hero("down", data_dir=data)
+        assert down.returncode == 0, down.stderr + down.stdout
+    assert not (data / "run" / "usage.health").exists()
+
+
+def test_injected_samples_become_a_usage_fact_via_the_stacks_worker(stack_dir: Path) -> None:
+    status = {c["name"]: c for c in hero_json("status", data_dir=stack_dir)}
+    usage = status["usage"]
+    assert usage["state"] == "up", usage
+    assert isinstance(usage["pid"], int)
+    assert re.match(r"\d+ samples, \d+ facts", usage["detail"]), usage
+
+    # An existing contract, and a span of its that is over: the whole hour two hours ago and
+    # 10 minutes of the next, so the samples themselves close that hour (5 min of lateness).
+    hour = hour_of(datetime.now(UTC)) - timedelta(hours=2)
+    contract = _contract("util", hour)
+    store = open_store(HeroSettings(data_dir=stack_dir).effective_store_url)
+    try:
+        event = NewEvent.of(contract, actor="test", occurred_at=hour)
+        store.append(f"node-{contract.node_id}", ANY_VERSION, [event], f"{contract.contract_id}:c")
+    finally:
+        store.close()
+    args = (
+        "utilization", "inject", "--workload", contract.workload_id,
+        "--contract", contract.contract_id, "--node", contract.node_id,
+        "--at", hour.isoformat(), "--for", "70m", "--every", "15s",
+        "--network-bytes", "1000000",
+    )  # fmt: skip
+    injected = hero(*args, data_dir=stack_dir)
+    assert injected.returncode == 0, injected.stderr + injected.stdout
+    out = " ".join(injected.stdout.split())
+    assert out.startswith(f"sent 280 samples for {contract.contract_id} "), out
+
+    facts = wait_until(
+        lambda: hero_json("usage", "list", "--contract", contract.contract_id, data_dir=stack_dir),
+        60,
+        "the stack's usage worker to record the hour",
+    )
+    assert facts == [usage_fact(contract, hour, 3600, 240 * 1_000_000, 240).model_dump(mode="json")]
+    assert facts[0]["samples"] == 240
+    assert facts[0]["nu_gb"] == "0.2400000"
+    table = " ".join(hero("usage", "list", data_dir=stack_dir).stdout.split())
+    assert contract.contract_id in table
+    assert f"{hour:%Y-%m-%d %H:00}" in table
+
+    # The same span again sends the same samples: nothing more is counted. Then one more
+    # minute after it, on the same partition (same workload), to know the repeats were read.
+    again = hero(*args, data_dir=stack_dir)
+    assert again.returncode == 0, again.stderr + again.stdout
+    later = (*args[:8], "--at", (hour + timedelta(minutes=70)).isoformat(), "--for", "1m")
+    assert hero(*later, data_dir=stack_dir).returncode == 0
+
+    def usage_detail() -> str:
+        return str(
+            {c["name"]: c for c in hero_json("status", data_dir=stack_dir)}["usage"]["detail"]
+        )
+
+    wait_until(
+        lambda: usage_detail().startswith("284 samples"), 30, "the worker to count the last minute"
+    )
+    assert usage_detail().startswith("284 samples, 1 facts"), usage_detail()
+    assert (
+        len(hero_json("usage", "list", "--contract", contract.contract_id, data_dir=stack_dir)) == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--for", "5x"], "--for: '5x' is not a duration"),
+        (["--for", "0m"], "--for: '0m' is not a positive duration"),
+        (["--every", "2h"], "--every: '2h' is longer than an hour"),
+        (["--cpu", "lots"], "--cpu: 'lots' is not a number"),
+        (["--at", "yesterday"], "--at: 'yesterday' is not an ISO 8601 time"),
+    ],
+)
+def test_bad_values_exit_2_naming_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    result = hero(
+        "utilization", "inject", "--workload", "wl", "--contract", "c", "--node", "n", *args,
+        data_dir=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert message in " ".join(result.stderr.split())
+
+
+def test_spans_parse() -> None:
+    assert parse_span("90s") == timedelta(seconds=90)
+    assert parse_span("5m") == timedelta(minutes=5)
+    assert parse_span("2h") == timedelta(hours=2)
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_span("1d")
