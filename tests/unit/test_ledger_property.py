@@ -96,6 +96,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.service = LedgerService(self.store, self.clock)
         self.reference = Ledger()
         self.issued: list[tuple[str, list[Transfer], list[tuple[str, Event]]]] = []
+        self.posted_by: dict[str, str] = {}  # transfer id -> the command that posted it
         self.count = 0
 
     # --- helpers ---------------------------------------------------------------------------
@@ -133,6 +134,15 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.store.current_position() == position, "a reused transfer id was written"
             return
         note(f"{command_id.split('-')[0]}: {expected}")
+        if expected == "duplicate" and any(
+            self.posted_by.get(t.transfer_id) != command_id for t in transfers
+        ):
+            # the transfers were posted under another command (a reuse): the service refuses
+            # the id again rather than call this command a repeat
+            with pytest.raises(Rejected, match="duplicate_transfer"):
+                self.service.post(transfers, command_id, records=records)
+            assert self.store.current_position() == position, "a reused transfer id was written"
+            return
         if expected not in ("posted", "duplicate"):
             with pytest.raises(Rejected) as refused:
                 self.service.post(transfers, command_id, records=records)
@@ -145,6 +155,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert not self.service.post(transfers, command_id, records=records).duplicate
             written = self.store.current_position() - position
             assert written == 2 * len(transfers) + len(records)
+            self.posted_by.update((t.transfer_id, command_id) for t in transfers)
             for stream, event in records:
                 assert self.store.read_stream(stream)[-1].envelope().decode() == event
         if not reused:
