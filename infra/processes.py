@@ -486,10 +486,35 @@ class RayHead(_PortedProcess):
             self.temp_dir = Path(record.extra["temp_dir"])
 
 
-class RelayProcess(ManagedProcess):
+class _Reporting(ManagedProcess):
+    """A HERO process that writes ``run/<health_file>`` with its pid: that file is how the
+    launcher knows it is ready, and how ``hero status`` reads what it is doing."""
+
+    health_file: ClassVar[str]
+
+    @property
+    def address(self) -> str | None:
+        return None
+
+    @property
+    def health_path(self) -> Path:
+        return self.data_dir / "run" / self.health_file
+
+    def health(self) -> dict[str, Any] | None:
+        """The last report, if this very process wrote it."""
+        return _read_health(self.health_path, self._pid)
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        # A report left by an earlier process must not pass for this one's.
+        self.health_path.unlink(missing_ok=True)
+
+
+class RelayProcess(_Reporting):
     """The relay (store -> broker); ready once it writes ``run/relay.health`` with its pid."""
 
     name = "relay"
+    health_file = "relay.health"
 
     def __init__(
         self,
@@ -505,23 +530,6 @@ class RelayProcess(ManagedProcess):
         # Only a broker the stack owns may have its topics deleted before a refill.
         self.purge_on_refill = purge_on_refill
         self.command = tuple(command) if command is not None else RELAY_COMMAND
-
-    @property
-    def address(self) -> str | None:
-        return None
-
-    @property
-    def health_path(self) -> Path:
-        return self.data_dir / "run" / "relay.health"
-
-    def health(self) -> dict[str, Any] | None:
-        """The relay's last health report, if it was written by this process."""
-        return _read_health(self.health_path, self._pid)
-
-    def _prepare(self) -> None:
-        super()._prepare()
-        # A report left by an earlier relay must not pass for this one's.
-        self.health_path.unlink(missing_ok=True)
 
     def _command(self) -> list[str]:
         return list(self.command)
@@ -544,7 +552,7 @@ class RelayProcess(ManagedProcess):
         self.health_path.unlink(missing_ok=True)
 
 
-class AgentsProcess(ManagedProcess):
+class AgentsProcess(_Reporting):
     """The agent hosts on Ray (``python -m agents.runtime --shards N``).
 
     Ready once it writes ``run/agents.health`` with its pid: it does so when every host
@@ -555,6 +563,7 @@ class AgentsProcess(ManagedProcess):
     """
 
     name = "agents"
+    health_file = "agents.health"
     # AgentCluster.stop gives the hosts 5 s to finish the commands in flight, then kills them.
     stop_timeout = 15.0
 
@@ -575,23 +584,10 @@ class AgentsProcess(ManagedProcess):
             else (*AGENTS_COMMAND, "--shards", str(settings.agent_shards))
         )
 
-    @property
-    def address(self) -> str | None:
-        return None
-
-    @property
-    def health_path(self) -> Path:
-        return self.data_dir / "run" / "agents.health"
-
-    def health(self) -> dict[str, Any] | None:
-        """The hosts' last report (pid, shards, agents, caught_up...), if from this process."""
-        return _read_health(self.health_path, self._pid)
-
     def _prepare(self) -> None:
         if self.endpoints is None:
             raise ComponentError(self.name, "internal: started without the stack's endpoints")
         super()._prepare()
-        self.health_path.unlink(missing_ok=True)
 
     def _command(self) -> list[str]:
         return list(self.command)

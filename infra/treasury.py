@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from hero.config import HeroSettings
 from infra._ports import tcp_answers
 from infra._state import ProcessRecord
-from infra.processes import _PortedProcess, _read_health, settings_env
+from infra.processes import _PortedProcess, _Reporting, settings_env
 
 __all__ = ["TREASURY_COMMAND", "WEBHOOK_PATH", "TreasuryProcess", "treasury_detail"]
 
@@ -28,10 +26,11 @@ TREASURY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "agents.treasury")
 WEBHOOK_PATH = "/webhooks/payments"
 
 
-class TreasuryProcess(_PortedProcess):
+class TreasuryProcess(_Reporting, _PortedProcess):
     """The payment webhook and the conversion/billing worker, in one process."""
 
     name = "treasury"
+    health_file = "treasury.health"
     # Uvicorn drains open requests, then the worker finishes its pass (10 s at most).
     stop_timeout = 15.0
 
@@ -58,18 +57,8 @@ class TreasuryProcess(_PortedProcess):
     def webhook_url(self) -> str | None:
         return f"{self.url}{WEBHOOK_PATH}" if self.url is not None else None
 
-    @property
-    def health_path(self) -> Path:
-        return self.data_dir / "run" / "treasury.health"
-
-    def health(self) -> dict[str, Any] | None:
-        """The last report (pid, port, converted, billed...), if this process wrote it."""
-        return _read_health(self.health_path, self._pid)
-
     def _prepare(self) -> None:
         super()._prepare()
-        # A report left by an earlier treasury must not pass for this one's.
-        self.health_path.unlink(missing_ok=True)
         # The webhook secret is made here, before the process starts: the treasury and the
         # CLI's payment tools then only ever read it and never race to create it.
         from agents.treasury.runtime import webhook_secret

@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from hero.config import HeroSettings
 from infra._state import ProcessRecord
-from infra.processes import ManagedProcess, _read_health, settings_env
+from infra.processes import _Reporting, settings_env
 
 __all__ = ["USAGE_COMMAND", "UsageProcess", "usage_detail"]
 
@@ -24,10 +22,11 @@ USAGE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "streams.usage")
 """How the usage worker is run; UsageProcess and LocalStack take a ``command`` to replace it."""
 
 
-class UsageProcess(ManagedProcess):
+class UsageProcess(_Reporting):
     """Utilization samples in, hourly usage facts out; no port of its own."""
 
     name = "usage"
+    health_file = "usage.health"
     # On SIGTERM it finishes its poll (200 ms) and its closes, then leaves the group.
     stop_timeout = 10.0
 
@@ -45,23 +44,6 @@ class UsageProcess(ManagedProcess):
         self.bootstrap = bootstrap
         self.redis_url = redis_url
         self.command = tuple(command) if command is not None else USAGE_COMMAND
-
-    @property
-    def address(self) -> str | None:
-        return None
-
-    @property
-    def health_path(self) -> Path:
-        return self.data_dir / "run" / "usage.health"
-
-    def health(self) -> dict[str, Any] | None:
-        """The last report (pid, added, duplicates, late, facts...), if this process wrote it."""
-        return _read_health(self.health_path, self._pid)
-
-    def _prepare(self) -> None:
-        super()._prepare()
-        # A report left by an earlier worker must not pass for this one's.
-        self.health_path.unlink(missing_ok=True)
 
     def _command(self) -> list[str]:
         return list(self.command)
