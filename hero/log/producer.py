@@ -1,8 +1,13 @@
 """Publishing to Kafka: the relay's publisher, over aiokafka.
 
 No idempotent or transactional producer (the embedded broker does not support them with
-aiokafka); ordering per stream comes from the key and aiokafka's one in-flight batch per
-partition, and duplicates are removed downstream by store positions.
+aiokafka), so order per stream is kept here: a stream's records go to one partition (by their
+key, with Kafka's default partitioner), each partition's records leave as explicit batches,
+and a partition's next batch is sent only once the one before it is acknowledged. A batch is
+appended whole or not at all; a failed one fails the publish before anything after it is
+sent, and the relay sends it all again, so a later record never lands ahead of an earlier one
+(with aiokafka's own batching, a batch queued behind a failed one could). Duplicates are
+removed downstream by store positions.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from hero.log.topics import EPOCH_MARKER_TOPIC, PLATFORM_TOPICS, TopicAdmin
 from hero.store.outbox import Publisher
 from hero.store.port import RecordedEvent
 
 __all__ = ["KafkaPublisher", "new_producer"]
+
+_PARTITIONER = DefaultPartitioner()
 
 
 def new_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
@@ -41,6 +49,7 @@ class KafkaPublisher(Publisher):
         self._admin = TopicAdmin(bootstrap, partitions=partitions)
         self._purge = purge_on_reset
         self._producer: AIOKafkaProducer | None = None
+        self._partitions: dict[str, list[int]] = {}
 
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -52,19 +61,26 @@ class KafkaPublisher(Publisher):
     async def publish(self, events: Sequence[RecordedEvent]) -> None:
         producer = await self._ready()
         try:
-            pending = [
-                await producer.send(
-                    event.topic,
-                    value=event.envelope_json.encode(),
-                    key=event.stream.encode(),
-                    headers=[("type", event.type.encode())],
+            by_partition: dict[tuple[str, int], list[RecordedEvent]] = {}
+            for event in events:
+                partition = await self._partition(producer, event)
+                by_partition.setdefault((event.topic, partition), []).append(event)
+            await asyncio.gather(
+                *(
+                    _send_in_order(producer, topic, partition, records)
+                    for (topic, partition), records in by_partition.items()
                 )
-                for event in events
-            ]
-            await asyncio.gather(*pending)
+            )
         except BaseException:
             await self.close()
             raise
+
+    async def _partition(self, producer: AIOKafkaProducer, event: RecordedEvent) -> int:
+        partitions = self._partitions.get(event.topic)
+        if partitions is None:
+            found = await producer.partitions_for(event.topic)
+            partitions = self._partitions[event.topic] = sorted(found)
+        return int(_PARTITIONER(event.stream.encode(), partitions, partitions))
 
     async def lost_data(self) -> bool:
         return not await self._admin.marker_present()
@@ -76,10 +92,32 @@ class KafkaPublisher(Publisher):
         await self._admin.mark_epoch()
 
     async def close(self) -> None:
+        self._partitions.clear()  # a restarted broker may have recreated the topics
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
         await self._admin.close()
+
+
+async def _send_in_order(
+    producer: AIOKafkaProducer, topic: str, partition: int, events: Sequence[RecordedEvent]
+) -> None:
+    """One partition's records, in order, as batches sent one after the other."""
+    batch = producer.create_batch()
+    for event in events:
+        record = {
+            "timestamp": None,
+            "key": event.stream.encode(),
+            "value": event.envelope_json.encode(),
+            "headers": [("type", event.type.encode())],
+        }
+        if batch.append(**record) is None:  # full: send it, wait, start the next one
+            await (await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            if batch.append(**record) is None:
+                raise ValueError(f"event {event.stream}@{event.position} exceeds a batch")
+    if batch.record_count():
+        await (await producer.send_batch(batch, topic, partition=partition))
 
 
 async def _wait_until_gone(admin: TopicAdmin, names: Sequence[str], timeout_s: float = 10) -> None:
