@@ -256,6 +256,7 @@ def convert(
     now: Callable[[], datetime],
     new_id: Callable[[], str],
     max_attempts: int = 3,
+    on_refused: Callable[[Quote, QuoteCheck], None] = lambda quote, check: None,
 ) -> tuple[list[Quote], Quote]:
     """Quote ``fiat``, check the quote against a fresh rate, and re-quote until one holds.
 
@@ -266,7 +267,8 @@ def convert(
     Returns every quote issued, in order (the caller records each as ``QuoteIssued``), and
     the accepted one, which is the last. Raises :class:`QuoteFailed` after ``max_attempts``
     refused quotes; oracle errors (``UnknownRate``, ``OracleUnavailable``, ``StaleRate``)
-    pass through, as there is then no price to quote at all.
+    pass through, as there is then no price to quote at all. ``on_refused`` hears of each
+    refused quote as it is refused (the caller may record why).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -281,4 +283,5 @@ def convert(
         if check.ok:
             return issued, quote
         refusals.append(check)
+        on_refused(quote, check)
     raise QuoteFailed(payment_id, issued, refusals)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents.treasury.oracle import OracleError, PriceOracle
-from agents.treasury.quotes import Quote, QuoteCheck, QuotePolicy, check_quote, issue_quote
+from agents.treasury.quotes import Quote, QuoteCheck, QuoteFailed, QuotePolicy, convert
 from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
@@ -172,27 +172,26 @@ class TreasuryService:
 
     def convert(self, payment: FiatPaymentReceived) -> FiatConverted | ConversionFailed | None:
         """Quote until a quote holds, then post; None when it was converted before."""
-        records: list[tuple[str, Event]] = []
         stream = payment_stream(payment.payment_id)
-        rate = self._oracle.rate(payment.amount.currency)
-        for _ in range(self._max_quotes):
-            quote = issue_quote(
+        refusals: dict[str, QuoteCheck] = {}
+        try:
+            issued, accepted = convert(
                 payment.payment_id,
                 payment.amount,
-                rate,
+                self._oracle,
                 self.policy,
-                now=self._clock.now(),
-                quote_id=self._new_quote_id(),
+                now=self._clock.now,
+                new_id=self._new_quote_id,
+                max_attempts=self._max_quotes,
+                on_refused=lambda quote, check: refusals.update({quote.quote_id: check}),
             )
-            records.append((stream, _issued(quote, rate.source)))
-            rate = self._oracle.rate(payment.amount.currency)
-            check = check_quote(quote, rate, now=self._clock.now(), policy=self.policy)
-            if check.ok:
-                return self._settle(payment, quote, records)
-            records.append((stream, _refused(quote, check)))
-        # Recorded so the refusals are visible; the payment stays pending for the next pass.
-        self._ledger.post([], f"refused-{quote.quote_id}", records=records, actor=self._actor)
-        return ConversionFailed(payment.payment_id, "no quote held within the slippage bound")
+        except QuoteFailed as failed:
+            # Recorded so the refusals are visible; the payment stays pending for the next pass.
+            records = _quote_records(stream, failed.quotes, refusals)
+            last = failed.quotes[-1].quote_id
+            self._ledger.post([], f"refused-{last}", records=records, actor=self._actor)
+            return ConversionFailed(payment.payment_id, "no quote held within the slippage bound")
+        return self._settle(payment, accepted, _quote_records(stream, issued, refusals))
 
     def _settle(
         self, payment: FiatPaymentReceived, quote: Quote, records: list[tuple[str, Event]]
@@ -234,7 +233,19 @@ class TreasuryService:
         return None if result.duplicate else converted
 
 
-def _issued(quote: Quote, source: str) -> QuoteIssued:
+def _quote_records(
+    stream: str, quotes: list[Quote], refusals: dict[str, QuoteCheck]
+) -> list[tuple[str, Event]]:
+    """Each quote issued, each followed by its refusal if it was refused, in order."""
+    records: list[tuple[str, Event]] = []
+    for quote in quotes:
+        records.append((stream, _issued(quote)))
+        if quote.quote_id in refusals:
+            records.append((stream, _refused(quote, refusals[quote.quote_id])))
+    return records
+
+
+def _issued(quote: Quote) -> QuoteIssued:
     return QuoteIssued(
         quote_id=quote.quote_id,
         payment_id=quote.payment_id,
@@ -244,7 +255,7 @@ def _issued(quote: Quote, source: str) -> QuoteIssued:
         rate=quote.rate,
         market_rate=quote.market_rate,
         spread=quote.spread,
-        source=source,
+        source=quote.source,
         expires_at=quote.expires_at,
     )
 
