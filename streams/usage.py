@@ -32,7 +32,7 @@ from hero.log.codec import Decoded
 from hero.log.consumer import EventConsumer
 from hero.log.positions import NothingApplied
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
-from hero.store import ANY_VERSION, EventStore, NewEvent, open_store
+from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
 from schemas import ContractCreated, Topic, UtilizationSampled
 
 __all__ = ["UsageAggregator", "UsageCounts", "main"]
@@ -106,13 +106,12 @@ class UsageAggregator:
 
     def _contract(self, contract_id: str) -> ContractCreated | None:
         if contract_id not in self._contracts:
-            while rows := self._store.read_all(self._position + 1, 5000):
-                for row in rows:
-                    if row.type == "ContractCreated":
-                        event = row.envelope().decode()
-                        assert isinstance(event, ContractCreated)
-                        self._contracts[event.contract_id] = event
-                self._position = rows[-1].position
+            for row in recorded_after(self._store, self._position):
+                self._position = row.position
+                if row.type == "ContractCreated":
+                    event = row.envelope().decode()
+                    assert isinstance(event, ContractCreated)
+                    self._contracts[event.contract_id] = event
         return self._contracts.get(contract_id)
 
 

@@ -22,7 +22,7 @@ from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.payments.ledger import LedgerService
-from hero.store import EventStore
+from hero.store import EventStore, recorded_after
 from schemas import (
     Event,
     FiatConverted,
@@ -138,18 +138,17 @@ class TreasuryService:
     def pending(self) -> list[FiatPaymentReceived]:
         """Payments received and not converted yet, oldest first."""
         state = self._pending
-        while rows := self._store.read_all(state.position + 1, 5000):
-            for row in rows:
-                state.position = row.position
-                if row.type == "FiatPaymentReceived":
-                    event = row.envelope().decode()
-                    assert isinstance(event, FiatPaymentReceived)
-                    state.received[event.payment_id] = event
-                elif row.type == "FiatConverted":
-                    event = row.envelope().decode()
-                    assert isinstance(event, FiatConverted)
-                    state.converted.add(event.payment_id)
-                    state.received.pop(event.payment_id, None)
+        for row in recorded_after(self._store, state.position):
+            state.position = row.position
+            if row.type == "FiatPaymentReceived":
+                event = row.envelope().decode()
+                assert isinstance(event, FiatPaymentReceived)
+                state.received[event.payment_id] = event
+            elif row.type == "FiatConverted":
+                event = row.envelope().decode()
+                assert isinstance(event, FiatConverted)
+                state.converted.add(event.payment_id)
+                state.received.pop(event.payment_id, None)
         return [p for p in state.received.values() if p.payment_id not in state.converted]
 
     def convert_pending(

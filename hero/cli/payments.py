@@ -34,7 +34,7 @@ from hero.domain.ledger import AccountKind, account_currency, account_kind, acco
 from hero.market.views import json_ready
 from hero.payments.billing import BillingReport, BillingService
 from hero.payments.ledger import read_ledger
-from hero.store import EventStore, StoreError
+from hero.store import EventStore, StoreError, recorded_after
 from schemas import (
     FiatConverted,
     FiatPaymentReceived,
@@ -131,13 +131,10 @@ def _when(moment: datetime | None) -> str:
 
 def _rows_of_type(store: EventStore, types: set[str], batch: int = 5000) -> Iterator[Any]:
     """(envelope, event) of every recorded event of ``types``, in log order."""
-    position = 1
-    while rows := store.read_all(position, batch):
-        for row in rows:
-            if row.type in types:
-                envelope = row.envelope()
-                yield envelope, envelope.decode()
-        position = rows[-1].position + 1
+    for row in recorded_after(store, 0, batch):
+        if row.type in types:
+            envelope = row.envelope()
+            yield envelope, envelope.decode()
 
 
 def read_payments(store: EventStore) -> list[PaymentRow]:

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import opened_store
-from hero.store import EventStore
+from hero.store import EventStore, recorded_after
 from schemas import UsageRecorded, UtilizationSampled
 
 __all__ = ["app", "build_samples", "parse_span", "read_usage", "usage_app"]
@@ -223,15 +223,12 @@ async def _publish(bootstrap: str, samples: list[tuple[UtilizationSampled, int]]
 
 def read_usage(store: EventStore, contract_id: str | None = None) -> Iterator[UsageRecorded]:
     """The usage facts in log order, of one contract when given."""
-    position = 1
-    while rows := store.read_all(position, 5000):
-        for row in rows:
-            if row.type == "UsageRecorded":
-                fact = row.envelope().decode()
-                assert isinstance(fact, UsageRecorded)
-                if contract_id is None or fact.contract_id == contract_id:
-                    yield fact
-        position = rows[-1].position + 1
+    for row in recorded_after(store):
+        if row.type == "UsageRecorded":
+            fact = row.envelope().decode()
+            assert isinstance(fact, UsageRecorded)
+            if contract_id is None or fact.contract_id == contract_id:
+                yield fact
 
 
 @usage_app.command("list")

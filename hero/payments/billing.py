@@ -37,7 +37,7 @@ from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, 
 from hero.domain.pricing import GENESIS, PricingPolicy
 from hero.market.service import MarketService
 from hero.payments.ledger import LedgerService
-from hero.store import ANY_VERSION, EventStore, NewEvent
+from hero.store import ANY_VERSION, EventStore, NewEvent, recorded_after
 from schemas import (
     BalanceLow,
     CancelContract,
@@ -128,14 +128,13 @@ class BillingService:
     # -- the read side ------------------------------------------------------------------------
 
     def catch_up(self) -> None:
-        while rows := self._store.read_all(self._position + 1, 5000):
-            for row in rows:
-                self._position = row.position
-                if row.type in _FOLLOWED:
-                    envelope = row.envelope()
-                    event = envelope.decode()
-                    if isinstance(event, Event):
-                        self._fold(event, envelope.occurred_at)
+        for row in recorded_after(self._store, self._position):
+            self._position = row.position
+            if row.type in _FOLLOWED:
+                envelope = row.envelope()
+                event = envelope.decode()
+                if isinstance(event, Event):
+                    self._fold(event, envelope.occurred_at)
 
     def _fold(self, event: Event, at: datetime) -> None:
         if isinstance(event, ContractCreated):

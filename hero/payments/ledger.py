@@ -33,6 +33,7 @@ from hero.store import (
     EventStore,
     NewEvent,
     StreamAppend,
+    recorded_after,
 )
 from schemas import Event, TransferPosted
 
@@ -200,12 +201,9 @@ def _with_id(event: NewEvent, event_id: str | None) -> NewEvent:
 def read_ledger(store: EventStore, batch: int = 5000) -> Ledger:
     """Every account folded from the store's transfers (each transfer counted once)."""
     ledger = Ledger()
-    position = 1
-    while rows := store.read_all(position, batch):
-        for row in rows:
-            if row.type == "TransferPosted":
-                event = row.envelope().decode()
-                assert isinstance(event, TransferPosted)
-                ledger.apply(event)
-        position = rows[-1].position + 1
+    for row in recorded_after(store, 0, batch):
+        if row.type == "TransferPosted":
+            event = row.envelope().decode()
+            assert isinstance(event, TransferPosted)
+            ledger.apply(event)
     return ledger

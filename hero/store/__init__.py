@@ -1,6 +1,7 @@
 """The write side: the event store port, its adapters, checkpoints and the outbox relay."""
 
 from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
+from hero.store.follow import recorded_after
 from hero.store.memory import MemoryEventStore
 from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
 from hero.store.port import (
@@ -38,6 +39,7 @@ __all__ = [
     "StreamAppend",
     "open_checkpoints",
     "open_store",
+    "recorded_after",
 ]
 
 

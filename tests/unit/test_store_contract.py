@@ -11,6 +11,7 @@ from hero.store import (
     SqliteEventStore,
     StoreError,
     open_store,
+    recorded_after,
     sqlite_path_from_url,
 )
 from tests.unit.store_contract import (
@@ -148,3 +149,16 @@ class TestSqliteGroupCommit:
                 writer.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
             assert reader.current_position() == 0
         assert reader.current_position() == 1
+
+
+def test_recorded_after_reads_every_batch_and_what_is_committed_meanwhile():
+    store = MemoryEventStore()
+    clock = ManualClock()
+    for i in range(5):
+        store.append(f"s{i}", NO_STREAM, [new_event(clock)], f"cmd-{i}")
+    seen = []
+    for row in recorded_after(store, 1, batch=2):
+        seen.append(row.position)
+        if row.position == 5:
+            store.append("late", NO_STREAM, [new_event(clock)], "cmd-late")
+    assert seen == [2, 3, 4, 5, 6]
