@@ -239,16 +239,8 @@ class Grid3Contract(_Payload):
 # -- Grid 4 (node registrar) ------------------------------------------------------------------
 
 
-class Grid4Resources(_Payload):
+class Grid4Resources(Grid3Resources):
     """Assumed in the same units as Grid 3 (what ZOS reports): cores and bytes."""
-
-    hru: int = Field(default=0, ge=0)
-    sru: int = Field(default=0, ge=0)
-    cru: int = Field(default=0, ge=0)
-    mru: int = Field(default=0, ge=0)
-
-    def as_resources(self) -> Resources:
-        return Resources(cru=self.cru, mru=self.mru, sru=self.sru, hru=self.hru)
 
 
 class Grid4Location(_Payload):
