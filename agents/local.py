@@ -11,7 +11,7 @@ import logging
 from agents.agentset import AgentSet
 from hero.domain.clock import Clock
 from hero.market.service import CommandRejected, MarketService
-from hero.store import EventStore
+from hero.store import EventStore, recorded_after
 from schemas import Command
 
 __all__ = ["LocalMarket"]
@@ -31,12 +31,11 @@ class LocalMarket:
     def catch_up(self) -> int:
         """Apply every event committed since the last call; returns how many."""
         count = 0
-        while rows := self.store.read_all(self.position + 1, 1000):
-            for row in rows:
-                envelope = row.envelope()
-                self.agents.apply(envelope, envelope.decode())  # type: ignore[arg-type]
-                self.position = row.position
-                count += 1
+        for row in recorded_after(self.store, self.position, 1000):
+            envelope = row.envelope()
+            self.agents.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+            self.position = row.position
+            count += 1
         return count
 
     def step(self) -> int:

@@ -33,7 +33,7 @@ from hero.market.views import (
     OfferRow,
     json_ready,
 )
-from hero.store import EventStore, StoreError, open_store
+from hero.store import EventStore, StoreError, open_store, recorded_after
 from schemas import (
     ApproveOffer,
     Command,
@@ -108,10 +108,9 @@ def load_report(
 ) -> MarketReport:
     """The market folded from the whole log; given a report, only what came after it."""
     report = report or MarketReport()
-    while rows := store.read_all(report.position + 1, batch):
-        for row in rows:
-            envelope = row.envelope()
-            report.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+    for row in recorded_after(store, report.position, batch):
+        envelope = row.envelope()
+        report.apply(envelope, envelope.decode())  # type: ignore[arg-type]
     return report
 
 
