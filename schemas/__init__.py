@@ -4,6 +4,7 @@
 """
 
 from schemas.catalogue import (
+    SCALING_METRICS,
     AcceptOffer,
     AnswerCounter,
     ApproveOffer,
@@ -50,6 +51,7 @@ from schemas.catalogue import (
     QuoteIssued,
     QuoteRefused,
     ReceiveFiatPayment,
+    RecordScaleDecision,
     RefundOfftaker,
     RegisterFarm,
     RegisterNode,
@@ -59,9 +61,11 @@ from schemas.catalogue import (
     RfqIssued,
     RunBilling,
     ScaleDecided,
+    ScalingPolicy,
     SetFarmerPolicy,
     SetOfftakerMandate,
     Sla,
+    SlaOutcomeRecorded,
     TransferKind,
     TransferPosted,
     UsageBilled,
@@ -86,7 +90,13 @@ from schemas.ids import (
     WorkloadId,
     new_id,
 )
-from schemas.messages import Command, Event, Message, command, event
+from schemas.messages import (
+    Command,
+    Event,
+    Message,
+    command,
+    event,
+)
 from schemas.money import Currency, CurrencyMismatch, Money
 from schemas.registry import (
     REGISTRY,
@@ -103,6 +113,7 @@ from schemas.topics import Topic
 __all__ = [
     "GIB",
     "REGISTRY",
+    "SCALING_METRICS",
     "AcceptOffer",
     "AccountId",
     "AnswerCounter",
@@ -169,6 +180,7 @@ __all__ = [
     "QuoteIssued",
     "QuoteRefused",
     "ReceiveFiatPayment",
+    "RecordScaleDecision",
     "RefundOfftaker",
     "RegisterFarm",
     "RegisterNode",
@@ -179,12 +191,14 @@ __all__ = [
     "RfqIssued",
     "RunBilling",
     "ScaleDecided",
+    "ScalingPolicy",
     "SchemaEntry",
     "SchemaRegistry",
     "SchemaVersionError",
     "SetFarmerPolicy",
     "SetOfftakerMandate",
     "Sla",
+    "SlaOutcomeRecorded",
     "StreamId",
     "Topic",
     "TransferKind",

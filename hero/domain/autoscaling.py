@@ -37,9 +37,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field
 
-from schemas import ScaleDecided
+from schemas import ScaleDecided, ScalingPolicy
 from schemas.exact import ExactModel
 
 __all__ = [
@@ -66,37 +66,6 @@ class ScaleReason(StrEnum):
     CLAMPED_MIN = "clamped_min"
     NO_METRICS = "no_metrics"
     SCALING_DISABLED = "scaling_disabled"
-
-
-class ScalingPolicy(ExactModel):
-    """HPA's knobs, with its defaults. ``target`` is the wanted mean of ``metric`` per replica.
-
-    ``full_use`` is the metric's value for a replica using all it reserved (1 for ``cpu``,
-    a share of the reserved cores); a replica without a reading counts as
-    ``max(full_use, target)`` on a scale-down. Unset, it counts as the target, as HPA does for
-    metrics that are not a utilization.
-    """
-
-    metric: str = Field(min_length=1, max_length=100)
-    target: Decimal = Field(gt=0)
-    tolerance: Decimal = Field(default=Decimal("0.1"), ge=0)
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(ge=1)
-    scale_down_stabilization_s: int = Field(default=300, ge=0)
-    scale_up_percent: int = Field(default=100, ge=0)
-    scale_up_pods: int = Field(default=4, ge=0)
-    scale_up_period_s: int = Field(default=15, gt=0)
-    full_use: Decimal | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> ScalingPolicy:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) above max_replicas ({self.max_replicas})"
-            )
-        if self.scale_up_percent == 0 and self.scale_up_pods == 0:
-            raise ValueError("scale_up_percent and scale_up_pods cannot both be 0")
-        return self
 
 
 class MetricReading(ExactModel):
@@ -144,14 +113,18 @@ class ScaleDecision(ExactModel):
     reason: ScaleReason
     decided_at: AwareDatetime
     history: ScalingHistory
+    reporting: int = Field(default=0, ge=0)
+    missing: int = Field(default=0, ge=0)
+    not_ready: int = Field(default=0, ge=0)
 
     @property
     def moves(self) -> bool:
         """Whether the decision changes the replica count."""
         return self.desired_replicas != self.current_replicas
 
-    def to_event(self, workload_id: str) -> ScaleDecided:
+    def to_event(self, offtaker_id: str, workload_id: str) -> ScaleDecided:
         return ScaleDecided(
+            offtaker_id=offtaker_id,
             workload_id=workload_id,
             current_replicas=self.current_replicas,
             desired_replicas=self.desired_replicas,
@@ -161,6 +134,10 @@ class ScaleDecision(ExactModel):
             reason=self.reason.value,
             ratio=self.ratio,
             recommended_replicas=self.recommended_replicas,
+            decided_at=self.decided_at,
+            reporting=self.reporting,
+            missing=self.missing,
+            not_ready=self.not_ready,
         )
 
 
@@ -313,6 +290,10 @@ def decide_scale(
             recommendations=(Recommendation(at=now, replicas=current_replicas),)
         )
 
+    reporting = sum(1 for r in readings if r.ready and r.value is not None)
+    not_ready = sum(1 for r in readings if not r.ready)
+    missing = len(readings) - reporting - not_ready + max(current_replicas - len(readings), 0)
+
     def decision(
         desired: int,
         recommended: int,
@@ -335,6 +316,9 @@ def decide_scale(
             reason=reason,
             decided_at=now,
             history=_remembered(policy, history, now, remember, change),
+            reporting=reporting,
+            missing=missing,
+            not_ready=not_ready,
         )
 
     if current_replicas == 0:

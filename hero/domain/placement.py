@@ -186,14 +186,20 @@ class Placement(ExactModel):
     scores: dict[str, Decimal]
     total: Decimal
 
-    def to_event(self, workload_id: str, replica_id: str, contract_id: str) -> ReplicaPlaced:
+    def to_event(
+        self, offtaker_id: str, workload_id: str, replica_id: str, contract_id: str
+    ) -> ReplicaPlaced:
         return ReplicaPlaced(
+            offtaker_id=offtaker_id,
             workload_id=workload_id,
             replica_id=replica_id,
             contract_id=contract_id,
+            farm_id=self.farm_id,
             node_id=self.node_id,
             grid=self.grid,
+            price_cu_hour=self.price_cu_hour,
             scores=dict(self.scores),
+            total=self.total,
         )
 
 
@@ -211,12 +217,17 @@ class Move(ExactModel):
     old_contract_id: str
     placement: Placement
 
-    def to_event(self, workload_id: str, reason: str = "node_down") -> ReplicaMigrated:
+    def to_event(
+        self, offtaker_id: str, workload_id: str, to_contract_id: str, reason: str = "node_down"
+    ) -> ReplicaMigrated:
         return ReplicaMigrated(
+            offtaker_id=offtaker_id,
             workload_id=workload_id,
             replica_id=self.replica_id,
             from_node_id=self.from_node_id,
             to_node_id=self.placement.node_id,
+            from_contract_id=self.old_contract_id,
+            to_contract_id=to_contract_id,
             reason=reason,
         )
 

@@ -14,6 +14,7 @@ from schemas.catalogue.commands import (
     MakeOffer,
     PayOutFarmer,
     ReceiveFiatPayment,
+    RecordScaleDecision,
     RefundOfftaker,
     RegisterFarm,
     RegisterNode,
@@ -39,11 +40,13 @@ from schemas.catalogue.payments import (
     UsageBilled,
 )
 from schemas.catalogue.policies import (
+    SCALING_METRICS,
     FarmerPolicy,
     FarmerPolicySet,
     Mandate,
     OfftakerMandateSet,
     PolicyMode,
+    ScalingPolicy,
     WorkloadSpec,
 )
 from schemas.catalogue.reservations import (
@@ -68,6 +71,7 @@ from schemas.catalogue.reservations import (
     OfferMade,
     OfferWithdrawn,
     RfqIssued,
+    SlaOutcomeRecorded,
 )
 from schemas.catalogue.utilization import (
     NodeStatusChanged,
@@ -79,6 +83,7 @@ from schemas.catalogue.utilization import (
 )
 
 __all__ = [
+    "SCALING_METRICS",
     "AcceptOffer",
     "AnswerCounter",
     "ApproveOffer",
@@ -125,6 +130,7 @@ __all__ = [
     "QuoteIssued",
     "QuoteRefused",
     "ReceiveFiatPayment",
+    "RecordScaleDecision",
     "RefundOfftaker",
     "RegisterFarm",
     "RegisterNode",
@@ -134,9 +140,11 @@ __all__ = [
     "RfqIssued",
     "RunBilling",
     "ScaleDecided",
+    "ScalingPolicy",
     "SetFarmerPolicy",
     "SetOfftakerMandate",
     "Sla",
+    "SlaOutcomeRecorded",
     "TransferKind",
     "TransferPosted",
     "UsageBilled",

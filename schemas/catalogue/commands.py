@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.catalogue.common import DeclineReason, NodeStatus, Sla
 from schemas.catalogue.policies import FarmerPolicy, Mandate
+from schemas.catalogue.utilization import ScaleDecided
 from schemas.ids import ContractId, FarmId, Identifier, NegotiationId, NodeId, OfferId, OfftakerId
 from schemas.messages import Command, command
 from schemas.money import Money
@@ -28,6 +29,7 @@ __all__ = [
     "MakeOffer",
     "PayOutFarmer",
     "ReceiveFiatPayment",
+    "RecordScaleDecision",
     "RefundOfftaker",
     "RegisterFarm",
     "RegisterNode",
@@ -158,6 +160,27 @@ class AcceptOffer(Command):
 
     negotiation_id: NegotiationId
     offer_id: OfferId
+    scores: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="the placement's weighted criteria, recorded in its ReplicaPlaced",
+    )
+    replaces_contract_id: ContractId | None = Field(
+        default=None, description="the contract on a failed node this one takes over"
+    )
+    replaces_node_id: NodeId | None = Field(default=None, description="that contract's node")
+
+    @model_validator(mode="after")
+    def _replaces_both(self) -> AcceptOffer:
+        if (self.replaces_contract_id is None) != (self.replaces_node_id is None):
+            raise ValueError("give replaces_contract_id and replaces_node_id together")
+        return self
+
+
+@command()
+class RecordScaleDecision(Command):
+    """Record an autoscaler's decision; the offtaker agent follows its ``desired_replicas``."""
+
+    decision: ScaleDecided
 
 
 @command()

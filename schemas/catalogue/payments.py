@@ -54,6 +54,7 @@ class TransferKind(StrEnum):
     BILL = "bill"
     PAYOUT = "payout"
     REFUND = "refund"
+    SLA_PENALTY = "sla_penalty"
 
 
 @event(Topic.PAYMENTS)

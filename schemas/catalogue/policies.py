@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field, model_validator
 
 from schemas.catalogue.common import Sla, Value
+from schemas.exact import ExactModel
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
 from schemas.messages import Event, event
 from schemas.money import Money
@@ -15,11 +16,13 @@ from schemas.resources import Grid, Resources
 from schemas.topics import Topic
 
 __all__ = [
+    "SCALING_METRICS",
     "FarmerPolicy",
     "FarmerPolicySet",
     "Mandate",
     "OfftakerMandateSet",
     "PolicyMode",
+    "ScalingPolicy",
     "WorkloadSpec",
 ]
 
@@ -65,13 +68,70 @@ class FarmerPolicy(Value):
         return self
 
 
+#: What a replica reports (``UtilizationSampled``) that an autoscaler can target: shares of
+#: the reserved cpu, memory and disk in use, and requests per second.
+SCALING_METRICS = ("cpu", "memory", "disk", "requests")
+
+
+class ScalingPolicy(ExactModel):
+    """Kubernetes HPA's knobs, with its defaults. ``target`` is the wanted mean of ``metric``
+    per replica (``hero.domain.autoscaling`` applies them).
+
+    ``full_use`` is the metric's value for a replica using all it reserved (1 for ``cpu``,
+    a share of the reserved cores); a replica without a reading counts as
+    ``max(full_use, target)`` on a scale-down. Unset, it counts as the target, as HPA does for
+    metrics that are not a utilization.
+    """
+
+    metric: str = Field(min_length=1, max_length=100)
+    target: Decimal = Field(gt=0)
+    tolerance: Decimal = Field(default=Decimal("0.1"), ge=0)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(ge=1)
+    scale_down_stabilization_s: int = Field(default=300, ge=0)
+    scale_up_percent: int = Field(default=100, ge=0)
+    scale_up_pods: int = Field(default=4, ge=0)
+    scale_up_period_s: int = Field(default=15, gt=0)
+    full_use: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingPolicy:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) above max_replicas ({self.max_replicas})"
+            )
+        if self.scale_up_percent == 0 and self.scale_up_pods == 0:
+            raise ValueError("scale_up_percent and scale_up_pods cannot both be 0")
+        return self
+
+
 class WorkloadSpec(Value):
+    """``replicas`` is the count to run; with ``autoscale`` it is the count to start with and
+    the autoscaler's decisions set it from then on."""
+
     workload_id: WorkloadId
     resources: Resources = Field(description="per replica")
     replicas: int = Field(ge=0, le=10_000)
     regions: list[str] = Field(default_factory=list)
     grids: list[Grid] = Field(default_factory=lambda: [Grid.GRID3, Grid.GRID4])
     min_uptime_pct: Decimal = Field(default=Decimal("95"), ge=0, le=100)
+    autoscale: ScalingPolicy | None = None
+
+    @model_validator(mode="after")
+    def _scalable(self) -> WorkloadSpec:
+        policy = self.autoscale
+        if policy is None:
+            return self
+        if policy.metric not in SCALING_METRICS:
+            raise ValueError(
+                f"autoscale.metric {policy.metric!r} is not one of {', '.join(SCALING_METRICS)}"
+            )
+        if not policy.min_replicas <= self.replicas <= policy.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) outside autoscale's "
+                f"[{policy.min_replicas}, {policy.max_replicas}]"
+            )
+        return self
 
 
 class Mandate(Value):
@@ -88,6 +148,12 @@ class Mandate(Value):
     offers_per_replica: int = Field(default=3, ge=1, le=50)
     counter_discount: Decimal = Field(
         default=Decimal(0), ge=0, lt=1, description="counter once at this share below the ask"
+    )
+    max_share_per_farm: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="at most this share of a workload's replicas on one farm; unset: no cap",
     )
 
     @model_validator(mode="after")

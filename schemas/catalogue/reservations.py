@@ -44,6 +44,7 @@ __all__ = [
     "OfferMade",
     "OfferWithdrawn",
     "RfqIssued",
+    "SlaOutcomeRecorded",
 ]
 
 HoldId = Identifier
@@ -264,3 +265,26 @@ class ContractResumed(Event):
     contract_id: ContractId
     offtaker_id: OfftakerId
     node_id: NodeId
+
+
+@event(Topic.RESERVATIONS)
+class SlaOutcomeRecorded(Event):
+    """A contract ended after downtime on its node: was the farmer's SLA met, and the penalty.
+
+    Uptime is judged over the contract's life (``started_at`` to ``ended_at``, at most the
+    720-hour month TFChain bills): ``uptime_pct = (period - down) / period * 100``. Below the
+    SLA's uptime the offtaker is owed ``price_hour * hours_down * penalty_pct / 100``.
+    """
+
+    contract_id: ContractId
+    offtaker_id: OfftakerId
+    farm_id: FarmId
+    node_id: NodeId
+    sla: Sla
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    period_hours: Decimal = Field(ge=0)
+    hours_down: Decimal = Field(ge=0)
+    uptime_pct: Decimal = Field(ge=0, le=100)
+    met: bool
+    penalty: Money

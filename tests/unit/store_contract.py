@@ -498,6 +498,7 @@ class EventStoreContract:
             "status": "down",
             "previous": None,
             "reason": "maintenance",
+            "changed_at": None,
         }
         assert envelope.decode() == schemas.NodeStatusChanged(
             node_id="n7", status="down", reason="maintenance"

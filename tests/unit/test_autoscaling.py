@@ -250,7 +250,7 @@ def test_a_drop_scales_down_only_after_the_300_s_window() -> None:
     clock.advance(timedelta(seconds=15))  # T0 + 300 s: T0's recommendation left the window
     dropped = decide(policy, 4, quiet, history, clock.now())
     assert (dropped.desired_replicas, dropped.reason) == (1, ScaleReason.SCALE_DOWN)
-    assert dropped.to_event("w1").desired_replicas == 1
+    assert dropped.to_event("acme", "w1").desired_replicas == 1
 
 
 def test_a_first_low_reading_does_not_remove_replicas_at_once() -> None:
@@ -282,8 +282,10 @@ def test_stabilization_never_delays_a_scale_up() -> None:
 
 
 def test_the_decision_maps_onto_scale_decided() -> None:
-    event = decide(cpu(), 3, readings("0.9", "0.9", "0.9")).to_event("shop")
+    decision = decide(cpu(), 3, readings("0.9", "0.9", "0.9"))
+    event = decision.to_event("acme", "shop")
     assert event == ScaleDecided(
+        offtaker_id="acme",
         workload_id="shop",
         current_replicas=3,
         desired_replicas=6,
@@ -293,7 +295,23 @@ def test_the_decision_maps_onto_scale_decided() -> None:
         reason="scale_up",
         ratio=Decimal("1.8"),
         recommended_replicas=6,
+        decided_at=decision.decided_at,
+        reporting=3,
     )
+
+
+def test_the_decision_counts_reporting_missing_and_not_ready_replicas() -> None:
+    got = decide(
+        cpu(),
+        5,
+        [
+            MetricReading(replica_id="a", value=Decimal("0.9")),
+            MetricReading(replica_id="b"),
+            MetricReading(replica_id="c", value=Decimal("0.9"), ready=False),
+        ],
+    )
+    # two replicas are absent from the readings altogether: missing too
+    assert (got.reporting, got.missing, got.not_ready) == (1, 3, 1)
 
 
 def test_the_policy_refuses_floats_and_inverted_bounds() -> None:

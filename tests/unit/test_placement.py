@@ -168,8 +168,9 @@ def test_every_breakdown_names_each_criterion_and_sums_to_the_total() -> None:
     for placement in plan.placements:
         assert tuple(placement.scores) == CRITERIA
         assert sum(placement.scores.values()) == placement.total
-    event = plan.placements[0].to_event("shop", "r1", "c1")
+    event = plan.placements[0].to_event("acme", "shop", "r1", "c1")
     assert event.scores == plan.placements[0].scores
+    assert (event.farm_id, event.total) == (plan.placements[0].farm_id, plan.placements[0].total)
 
 
 def test_ineligible_candidates_are_skipped() -> None:
@@ -244,8 +245,9 @@ def test_migration_places_every_replica_of_the_down_node_elsewhere() -> None:
     assert {m.placement.node_id for m in plan.moves} == {"n4", "n5"}
     assert plan.stranded == ()
     assert plan.cancel_after == ("c-r1", "c-r2")
-    event = plan.moves[0].to_event("shop")
+    event = plan.moves[0].to_event("acme", "shop", "c-new")
     assert (event.from_node_id, event.reason) == ("n1", "node_down")
+    assert (event.from_contract_id, event.to_contract_id) == ("c-r1", "c-new")
 
 
 def test_replicas_without_a_new_home_keep_their_contracts() -> None:
