@@ -7,12 +7,15 @@ it makes whole negotiations reproducible step by step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import datetime
 
 from agents.agentset import AgentSet
 from hero.domain.clock import Clock
+from hero.domain.usage import sample_envelope
 from hero.market.service import CommandRejected, MarketService
 from hero.store import EventStore, recorded_after
-from schemas import Command
+from schemas import Command, UtilizationSampled
 
 __all__ = ["LocalMarket"]
 
@@ -37,6 +40,12 @@ class LocalMarket:
             self.position = row.position
             count += 1
         return count
+
+    def sample(self, samples: Iterable[tuple[UtilizationSampled, int]], at: datetime) -> None:
+        """Deliver telemetry as a host gets it from Kafka (samples are not in the store)."""
+        for sample, sequence in samples:
+            envelope = sample_envelope(sample, sequence, actor="telemetry", recorded_at=at)
+            self.agents.apply(envelope, sample)
 
     def step(self) -> int:
         """Catch up, let due agents decide, send their commands; returns commands sent."""

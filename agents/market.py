@@ -39,13 +39,26 @@ from schemas import (
     OfferMade,
     OfferWithdrawn,
     OfftakerMandateSet,
+    ReplicaMigrated,
+    ReplicaPlaced,
     Resources,
     RfqIssued,
+    ScaleDecided,
+    SlaOutcomeRecorded,
+    UtilizationSampled,
 )
 from schemas.catalogue.common import NodeStatus
 from schemas.catalogue.policies import PolicyMode
 
-__all__ = ["FarmView", "MarketView", "NegotiationView", "NodeView", "farmer_id", "offtaker_id"]
+__all__ = [
+    "FarmView",
+    "MarketView",
+    "NegotiationView",
+    "NodeView",
+    "autoscaler_id",
+    "farmer_id",
+    "offtaker_id",
+]
 
 
 def farmer_id(farm_id: str) -> str:
@@ -54,6 +67,15 @@ def farmer_id(farm_id: str) -> str:
 
 def offtaker_id(offtaker: str) -> str:
     return f"offtaker:{offtaker}"
+
+
+def autoscaler_id(offtaker: str) -> str:
+    return f"autoscaler:{offtaker}"
+
+
+def _owner(offtaker: str) -> set[str]:
+    """An offtaker's agents: the one that negotiates and the one that scales."""
+    return {offtaker_id(offtaker), autoscaler_id(offtaker)}
 
 
 _Vector = tuple[int, int, int, int, int]
@@ -165,6 +187,10 @@ class MarketView:
         self.nodes: dict[str, NodeView] = {}
         self.negotiations: dict[str, NegotiationView] = {}
         self.standing: dict[str, Decimal] = {}
+        # Every contract ever made (an ended one still names its owner for routing) and the
+        # newest sample of each live one: what an autoscaler reads.
+        self.contracts: dict[str, ContractCreated] = {}
+        self.samples: dict[str, UtilizationSampled] = {}
         # Kafka orders a farm's stream and its nodes' streams independently: a policy or a
         # node may arrive before its farm. They wait here until it does.
         self._early_policies: dict[str, list[FarmerPolicySet]] = {}
@@ -252,14 +278,22 @@ class MarketView:
                     node.holds.pop(event.hold_id, None)
                     node.changed()
             case ContractCreated():
+                self.contracts[event.contract_id] = event
                 if (node := self.nodes.get(event.node_id)) is not None:
                     node.holds.pop(event.hold_id, None)
                     node.contracts[event.contract_id] = event.resources
                     node.changed()
             case ContractCancelled():
+                self.samples.pop(event.contract_id, None)
                 if (node := self.nodes.get(event.node_id)) is not None:
                     node.contracts.pop(event.contract_id, None)
                     node.changed()
+            case UtilizationSampled():
+                # Samples come straight from Kafka and may arrive before their contract's
+                # record (relayed from the store): kept anyway, read once it arrives.
+                newest = self.samples.get(event.contract_id)
+                if newest is None or newest.sampled_at <= event.sampled_at:
+                    self.samples[event.contract_id] = event
             case RfqIssued():
                 self.negotiations[event.negotiation_id] = NegotiationView(
                     event.negotiation_id, event.offtaker_id, frozenset(event.invited_farms)
@@ -281,12 +315,33 @@ class MarketView:
             case NodeRegistered():
                 return {farmer_id(event.farm_id)}
             case ContractCreated():
-                return {farmer_id(event.farm_id), offtaker_id(event.offtaker_id)}
+                return {farmer_id(event.farm_id), *_owner(event.offtaker_id)}
+            case ContractCancelled():
+                contract = self.contracts.get(event.contract_id)
+                node = self.nodes.get(event.node_id)
+                owners = _owner(contract.offtaker_id) if contract else set()
+                return owners | ({farmer_id(node.farm_id)} if node else set())
+            case NodeStatusChanged():
+                node = self.nodes.get(event.node_id)
+                if node is None:
+                    return set()
+                owners = {
+                    agent
+                    for c in node.contracts
+                    if (contract := self.contracts.get(c)) is not None
+                    for agent in _owner(contract.offtaker_id)
+                }
+                return {farmer_id(node.farm_id), *owners}
             case _ if isinstance(event, _NODE_EVENTS):
                 node = self.nodes.get(getattr(event, "node_id", ""))
                 return {farmer_id(node.farm_id)} if node else set()
-            case OfftakerMandateSet():
+            case OfftakerMandateSet() | ScaleDecided():
+                return _owner(event.offtaker_id)
+            case ReplicaPlaced() | ReplicaMigrated() | SlaOutcomeRecorded():
                 return {offtaker_id(event.offtaker_id)}
+            case UtilizationSampled():
+                contract = self.contracts.get(event.contract_id)
+                return {autoscaler_id(contract.offtaker_id)} if contract else set()
             case RfqIssued():
                 invited = event.invited_farms or list(self.farms)
                 return {offtaker_id(event.offtaker_id), *(farmer_id(f) for f in invited)}
@@ -304,11 +359,15 @@ class MarketView:
 
     def new_agents(self, envelope: Envelope, event: Event) -> list[Brain]:
         """The agents this event brings into being."""
+        from agents.autoscaler import AutoscalerBrain
         from agents.farmer import FarmerBrain
         from agents.offtaker import OfftakerBrain
 
         if isinstance(event, FarmRegistered):
             return [FarmerBrain(event.farm_id)]
         if isinstance(event, OfftakerMandateSet):
-            return [OfftakerBrain(event.offtaker_id)]
+            brains: list[Brain] = [OfftakerBrain(event.offtaker_id)]
+            if any(w.autoscale is not None for w in event.mandate.workloads):
+                brains.append(AutoscalerBrain(event.offtaker_id))
+            return brains
         return []

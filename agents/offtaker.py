@@ -1,23 +1,39 @@
-"""The offtaker agent: turns a mandate into RFQs, scores offers, counters once, accepts within
-budget, and closes negotiations it cannot win so their holds are released."""
+"""The offtaker agent: turns a mandate into RFQs, places replicas among the offers, counters
+once, accepts within budget, and closes negotiations it cannot win so their holds are released.
+
+It keeps each workload at its target: the mandate's count, or for an autoscaled workload the
+autoscaler's last ``ScaleDecided``. Replicas on a node that is not up do not count: new capacity
+is negotiated for them first (each accept names the contract it replaces), and their contracts
+end once the replacement runs, or at once when the workload no longer needs them. Above the
+target, the costliest contracts end first (:func:`hero.domain.placement.choose_scale_down`).
+"""
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import MarketView
-from agents.scoring import score_offer
 from hero.domain.negotiation import contract_id_for
+from hero.domain.placement import (
+    Candidate,
+    ExistingReplica,
+    PlacementRequest,
+    choose_scale_down,
+    place_replicas,
+)
 from hero.domain.pricing import price_per_cu_hour
 from schemas import (
     AcceptOffer,
+    CancelContract,
     CloseNegotiation,
     Command,
+    ContractCancelled,
     ContractCreated,
     CounterAccepted,
     CounterOffer,
@@ -37,7 +53,9 @@ from schemas import (
     OfferMade,
     OfferWithdrawn,
     OfftakerMandateSet,
+    ReplicaMigrated,
     RfqIssued,
+    ScaleDecided,
     WorkloadSpec,
 )
 from schemas.catalogue.common import NodeStatus
@@ -85,7 +103,12 @@ class OfftakerBrain(Brain):
         "_contracts",
         "_inflight",
         "_issued",
+        "_made",
+        "_naming",
+        "_replaced",
         "_retry_at",
+        "_scores",
+        "_targets",
         "_tracks",
         "mandate",
         "offtaker_id",
@@ -97,7 +120,12 @@ class OfftakerBrain(Brain):
         self.mandate: Mandate | None = None
         self._issued: dict[str, int] = {}  # workload -> RFQs issued so far
         self._tracks: dict[str, _Track] = {}  # open negotiations
-        self._contracts: dict[str, tuple[str, str, Money]] = {}  # id -> (workload, farm, price/h)
+        self._contracts: dict[str, ContractCreated] = {}  # the live ones
+        self._made: set[str] = set()  # every contract made, live or ended
+        self._targets: dict[str, tuple[datetime, int]] = {}  # workload -> last decision
+        self._replaced: dict[str, str] = {}  # contract on a failed node -> its replacement
+        self._scores: dict[str, dict[str, Decimal]] = {}  # offer -> its placement's scores
+        self._naming: dict[str, str] = {}  # offer accepted -> the failed contract it replaces
         self._inflight = InFlight()
         self._retry_at: datetime | None = None
         self._backoff: dict[str, tuple[int, datetime]] = {}  # workload -> (failures, next try)
@@ -113,15 +141,24 @@ class OfftakerBrain(Brain):
                 self._tracks[event.negotiation_id] = _Track(event)
                 self._inflight.done(f"rfq:{event.workload_id}")
             case ContractCreated() if event.offtaker_id == self.offtaker_id:
-                self._contracts[event.contract_id] = (
-                    event.workload_id,
-                    event.farm_id,
-                    event.price_hour,
-                )
+                self._contracts[event.contract_id] = event
+                self._made.add(event.contract_id)
+            case ContractCancelled():
+                self._contracts.pop(event.contract_id, None)
+                self._replaced.pop(event.contract_id, None)
+            case ScaleDecided() if event.offtaker_id == self.offtaker_id:
+                last = self._targets.get(event.workload_id)
+                if last is None or last[0] <= event.decided_at:
+                    self._targets[event.workload_id] = (event.decided_at, event.desired_replicas)
+            case ReplicaMigrated() if event.offtaker_id == self.offtaker_id:
+                self._replaced[event.from_contract_id] = event.to_contract_id
             case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
                 track = self._tracks.pop(event.negotiation_id, None)
                 if track is not None:
                     self._after_close(track.rfq.workload_id, event, envelope.recorded_at)
+                    for offer_id in track.offers:
+                        self._scores.pop(offer_id, None)
+                        self._naming.pop(offer_id, None)
                 self._inflight.done_prefix(f"{event.negotiation_id}:")
             case _:
                 track = self._tracks.get(getattr(event, "negotiation_id", ""))
@@ -168,10 +205,11 @@ class OfftakerBrain(Brain):
             return []
         commands: list[Command] = []
         for track in list(self._tracks.values()):
-            commands += self._negotiate(track, self.mandate, now)
+            commands += self._negotiate(track, self.mandate, market, now)
         self._retry_at = None
         for workload in self.mandate.workloads:
             commands += self._request(workload, self.mandate, market, now)
+            commands += self._release(workload, market, now)
         return commands
 
     def next_wakeup(self) -> datetime | None:
@@ -185,9 +223,66 @@ class OfftakerBrain(Brain):
 
     def monthly_spend(self) -> Money:
         total = Money.zero("USD")
-        for _, _, price in self._contracts.values():
-            total = total + price.times(HOURS_PER_MONTH)
+        for contract in self._contracts.values():
+            total = total + contract.price_hour.times(HOURS_PER_MONTH)
         return total
+
+    # -- the replica count ------------------------------------------------------------------
+
+    def target(self, workload: WorkloadSpec) -> int:
+        """How many replicas the workload should run: the autoscaler's last decision for an
+        autoscaled workload, else (and until one) the mandate's count."""
+        decided = self._targets.get(workload.workload_id)
+        if workload.autoscale is None or decided is None:
+            return workload.replicas
+        return decided[1]
+
+    def replicas(
+        self, workload_id: str, market: MarketView
+    ) -> tuple[list[ContractCreated], list[ContractCreated]]:
+        """The workload's live contracts: those on a node that is up, and the others."""
+        healthy: list[ContractCreated] = []
+        failing: list[ContractCreated] = []
+        for contract in self._contracts.values():
+            if contract.workload_id != workload_id:
+                continue
+            node = market.nodes.get(contract.node_id)
+            up = node is None or node.status == NodeStatus.UP
+            (healthy if up else failing).append(contract)
+        return healthy, failing
+
+    def _release(self, workload: WorkloadSpec, market: MarketView, now: datetime) -> list[Command]:
+        """End what the workload no longer needs: failed replicas once replaced (or once the
+        target no longer needs them), then the costliest healthy ones above the target."""
+        healthy, failing = self.replicas(workload.workload_id, market)
+        target = self.target(workload)
+        keep = max(target - len(healthy), 0)  # failed replicas still waiting for a new home
+        waiting = [c for c in failing if c.contract_id not in self._replaced]
+        ending = [(c, "migrated: node down") for c in failing if c.contract_id in self._replaced]
+        ending += [
+            (c, "node down: not needed")
+            for c in sorted(waiting, key=lambda c: c.contract_id, reverse=True)[
+                : max(len(waiting) - keep, 0)
+            ]
+        ]
+        surplus = len(healthy) - target
+        if surplus > 0:
+            chosen = set(choose_scale_down(healthy, surplus))
+            ending += [(c, "scale_down") for c in healthy if c.contract_id in chosen]
+        commands: list[Command] = []
+        for contract, reason in ending:
+            key = f"{contract.contract_id}:cancel"
+            if self._inflight.due(key, now):
+                self._inflight.mark(key, now)
+                commands.append(
+                    CancelContract(
+                        command_id=f"{self.agent_id}:{key}",
+                        contract_id=contract.contract_id,
+                        node_id=contract.node_id,
+                        reason=reason,
+                    )
+                )
+        return commands
 
     def _request(
         self, workload: WorkloadSpec, mandate: Mandate, market: MarketView, now: datetime
@@ -195,8 +290,8 @@ class OfftakerBrain(Brain):
         """An RFQ for the replicas the workload still lacks, if none is open for it."""
         if any(t.rfq.workload_id == workload.workload_id for t in self._tracks.values()):
             return []
-        have = sum(1 for w, _, _ in self._contracts.values() if w == workload.workload_id)
-        need = workload.replicas - have
+        healthy, _ = self.replicas(workload.workload_id, market)
+        need = self.target(workload) - len(healthy)
         key = f"rfq:{workload.workload_id}"
         if need <= 0 or not self._inflight.due(key, now):
             return []
@@ -265,21 +360,30 @@ class OfftakerBrain(Brain):
         start = zlib.crc32(f"{self.agent_id}/{workload.workload_id}".encode()) % len(found)
         return [found[(start + i) % len(found)] for i in range(wanted)]
 
-    def _negotiate(self, track: _Track, mandate: Mandate, now: datetime) -> list[Command]:
+    def _negotiate(
+        self, track: _Track, mandate: Mandate, market: MarketView, now: datetime
+    ) -> list[Command]:
         rfq = track.rfq
         live = track.live(now)
         pending = [o for o in live if o.offer_id not in track.firm]
         if now < rfq.deadline and not (track.answered() and not pending):
             return []
         remaining = rfq.replicas - len(track.accepted)
-        ranked = self._ranked(track, mandate, [o for o in live if o.offer_id in track.firm])
+        firm = [o for o in live if o.offer_id in track.firm]
+        ranked = self._placed(track, mandate, firm, remaining, market, now)
         commands = self._finish_accepts(track, now)
         committing = bool(commands) or any(
-            contract_id_for(rfq.negotiation_id, o) not in self._contracts for o in track.accepted
+            contract_id_for(rfq.negotiation_id, o) not in self._made for o in track.accepted
         )
         spend = self.monthly_spend()
+        _, failing = self.replicas(rfq.workload_id, market)
+        homeless = [
+            c
+            for c in sorted(failing, key=lambda c: c.contract_id)
+            if c.contract_id not in self._replaced and c.contract_id not in self._naming.values()
+        ]
         for offer in ranked[:remaining]:
-            commands += self._take(track, offer, mandate, spend, now)
+            commands += self._take(track, offer, mandate, spend, now, homeless)
             spend = spend + self._price(track, offer).times(HOURS_PER_MONTH)
         waiting = any(self._waiting(track, o) for o in ranked[:remaining])
         if commands or pending or waiting or committing:
@@ -292,7 +396,7 @@ class OfftakerBrain(Brain):
         nego = track.rfq.negotiation_id
         commands: list[Command] = []
         for offer_id in sorted(track.accepted):
-            if contract_id_for(nego, offer_id) in self._contracts:
+            if contract_id_for(nego, offer_id) in self._made:
                 continue
             key = f"{nego}:accept:{offer_id}"
             if self._inflight.due(key, now):
@@ -304,18 +408,54 @@ class OfftakerBrain(Brain):
                 )
         return commands
 
-    def _ranked(self, track: _Track, mandate: Mandate, offers: list[OfferMade]) -> list[OfferMade]:
-        in_use = {farm for _, farm, _ in self._contracts.values()}
-        regions = track.rfq.regions
+    def _placed(
+        self,
+        track: _Track,
+        mandate: Mandate,
+        offers: list[OfferMade],
+        count: int,
+        market: MarketView,
+        now: datetime,
+    ) -> list[OfferMade]:
+        """The offers to take for ``count`` replicas, best first, as the placement rules rank
+        them across both grids (:func:`hero.domain.placement.place_replicas`); each one's
+        scores are kept for its accept, which records them."""
+        rfq = track.rfq
         affordable = [
             o
             for o in offers
             if price_per_cu_hour(o.price_hour, o.resources) <= mandate.max_price_cu_hour
         ]
-        return sorted(
-            affordable,
-            key=lambda o: (-score_offer(o, mandate, regions, in_use).total, o.offer_id),
+        if count <= 0 or not affordable:
+            return []
+        request = PlacementRequest(
+            workload_id=rfq.workload_id,
+            resources=rfq.resources,
+            count=count,
+            max_price_cu_hour=mandate.max_price_cu_hour,
+            regions=tuple(rfq.regions),
+            grids=tuple(rfq.grids),
+            certified_only=rfq.certified_only,
+            prefer_grid=mandate.prefer_grid,
+            max_share_per_farm=mandate.max_share_per_farm or Decimal(1),
         )
+        healthy, _ = self.replicas(rfq.workload_id, market)
+        existing = [
+            ExistingReplica(
+                replica_id=c.contract_id,
+                contract_id=c.contract_id,
+                node_id=c.node_id,
+                farm_id=c.farm_id,
+                grid=c.grid,
+            )
+            for c in healthy
+        ]
+        candidates = [_candidate(o, market, now) for o in affordable]
+        plan = place_replicas(request, candidates, existing)
+        by_id = {o.offer_id: o for o in affordable}
+        for placement in plan.placements:
+            self._scores[placement.candidate_id] = dict(placement.scores)
+        return [by_id[p.candidate_id] for p in plan.placements]
 
     def _price(self, track: _Track, offer: OfferMade) -> Money:
         if track.counters.get(offer.offer_id):
@@ -326,9 +466,16 @@ class OfftakerBrain(Brain):
         return offer.offer_id in track.counters and track.counters[offer.offer_id] is None
 
     def _take(
-        self, track: _Track, offer: OfferMade, mandate: Mandate, spend: Money, now: datetime
+        self,
+        track: _Track,
+        offer: OfferMade,
+        mandate: Mandate,
+        spend: Money,
+        now: datetime,
+        homeless: list[ContractCreated],
     ) -> list[Command]:
-        """Counter once if the mandate says so, else accept if the budget allows."""
+        """Counter once if the mandate says so, else accept if the budget allows; the accept
+        takes over a replica of a failed node when one still has no new home."""
         nego = track.rfq.negotiation_id
         if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
             key = f"{nego}:counter:{offer.offer_id}"
@@ -351,11 +498,18 @@ class OfftakerBrain(Brain):
         if not self._inflight.due(key, now):
             return []
         self._inflight.mark(key, now)
+        replaces = self._naming.get(offer.offer_id)
+        if replaces is None and homeless:
+            replaces = self._naming[offer.offer_id] = homeless.pop(0).contract_id
+        old = self._contracts.get(replaces) if replaces else None
         return [
             AcceptOffer(
                 command_id=f"{self.agent_id}:{key}",
                 negotiation_id=nego,
                 offer_id=offer.offer_id,
+                scores=self._scores.get(offer.offer_id, {}),
+                replaces_contract_id=old.contract_id if old else None,
+                replaces_node_id=old.node_id if old else None,
             )
         ]
 
@@ -384,3 +538,13 @@ class OfftakerBrain(Brain):
                 reason=reason,
             )
         ]
+
+
+def _candidate(offer: OfferMade, market: MarketView, now: datetime) -> Candidate:
+    """An offer as a placement candidate: its node's size, and what is free there with the
+    offer's own hold counted back in (the replica would take exactly that)."""
+    node = market.nodes.get(offer.node_id)
+    candidate = Candidate.from_offer(offer, total=node.total if node else None)
+    if node is None:
+        return candidate
+    return candidate.model_copy(update={"free": node.free(now) + offer.resources})

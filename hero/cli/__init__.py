@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from hero.cli import demo as demo_module
-from hero.cli import events, grids, market, payments, price, stack, tailing, utilization
+from hero.cli import (
+    events,
+    grids,
+    market,
+    payments,
+    price,
+    stack,
+    tailing,
+    utilization,
+    workloads,
+)
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -43,6 +53,7 @@ app.add_typer(payments.billing_app, name="billing")
 app.add_typer(grids.app, name="grids")
 app.add_typer(utilization.app, name="utilization")
 app.add_typer(utilization.usage_app, name="usage")
+app.add_typer(workloads.app, name="workloads")
 
 
 @schemas_app.command("export")

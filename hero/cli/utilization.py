@@ -1,7 +1,9 @@
 """Utilization by hand: inject samples into the stack's Kafka, list the hourly usage facts.
 
-* ``hero utilization inject`` -- the samples one replica would report over a span, sent to
-  ``hero.utilization`` of the running stack (its usage worker turns them into facts);
+* ``hero utilization inject`` -- the samples replicas would report over a span, sent to
+  ``hero.utilization`` of the running stack (its usage worker turns them into facts): one
+  replica's given ``--contract`` and ``--node``, else those of every live replica of the
+  ``--workload`` (``W`` or ``OFFTAKER/W``) in the event store, each replica id its contract id;
 * ``hero usage list`` -- the ``UsageRecorded`` facts in the event store, one per contract-hour.
 
 A sample's id is made of its workload, replica and time, and its sequence number is its time
@@ -14,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,10 +29,24 @@ from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import opened_store
+from hero.readmodels.workloads import (
+    WorkloadLookupError,
+    WorkloadRow,
+    WorkloadsView,
+    read_workloads,
+)
 from hero.store import EventStore, recorded_after
 from schemas import UsageRecorded, UtilizationSampled
 
-__all__ = ["app", "build_samples", "parse_span", "read_usage", "usage_app"]
+__all__ = [
+    "SampledReplica",
+    "app",
+    "build_samples",
+    "live_replicas",
+    "parse_span",
+    "read_usage",
+    "usage_app",
+]
 
 app = typer.Typer(help="Utilization samples: inject them into the stack.", no_args_is_help=True)
 usage_app = typer.Typer(help="Hourly usage facts, from the samples.", no_args_is_help=True)
@@ -117,13 +135,124 @@ def _at_option(text: str | None, span: timedelta, every: timedelta) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class SampledReplica:
+    """A replica to send samples for: its id, its contract and the node it runs on."""
+
+    replica_id: str
+    contract_id: str
+    node_id: str
+
+
+def live_replicas(view: WorkloadsView, ref: str) -> tuple[WorkloadRow, list[SampledReplica]]:
+    """The live replicas of the workload ``ref`` names (``W`` or ``OFFTAKER/W``), each with its
+    contract id as replica id. :class:`WorkloadLookupError` when ``ref`` names no workload,
+    several, or one with no live replica."""
+    row = view.find(ref)
+    if not row.live:
+        raise WorkloadLookupError(
+            f"workload {row.ref} has no live replica to send samples for ({len(row.ended)} ended)"
+        )
+    replicas = [SampledReplica(r.contract_id, r.contract_id, r.node_id) for r in row.live]
+    return row, replicas
+
+
+def _replicas_option(
+    workload: str,
+    contract: str | None,
+    node: str | None,
+    replica: str | None,
+    data_dir: Path | None,
+) -> tuple[WorkloadRow | None, list[SampledReplica]]:
+    """The replica named by --contract and --node, else the workload's live ones in the
+    store (with the workload); exits 2 on a workload that names none."""
+    if contract is not None and node is not None:
+        return None, [SampledReplica(replica or f"{workload}-r0", contract, node)]
+    with opened_store(data_dir) as store:
+        view = read_workloads(store, decisions_kept=0)
+    try:
+        return live_replicas(view, workload)
+    except WorkloadLookupError as error:
+        fail(escape(str(error)))
+
+
+def _check_pairing(contract: str | None, node: str | None, replica: str | None) -> None:
+    if (contract is None) != (node is None):
+        given, missing = ("--contract", "--node") if node is None else ("--node", "--contract")
+        fail(
+            f"{given} needs {missing}: give both for one replica, "
+            "or neither to sample every live replica of --workload"
+        )
+    if replica is not None and contract is None:
+        fail("--replica goes with --contract and --node; each live replica's id is its contract")
+
+
+def _all_samples(
+    workload_id: str,
+    replicas: list[SampledReplica],
+    *,
+    start: datetime,
+    span: timedelta,
+    every: timedelta,
+    ratios: dict[str, Decimal],
+    network_bytes: int,
+) -> list[list[tuple[UtilizationSampled, int]]]:
+    """Each replica's samples, in the order of ``replicas``; exits 2 on a bad sample."""
+    try:
+        return [
+            build_samples(
+                workload_id=workload_id,
+                replica_id=replica.replica_id,
+                contract_id=replica.contract_id,
+                node_id=replica.node_id,
+                start=start,
+                span=span,
+                every=every,
+                cpu=ratios["--cpu"],
+                memory=ratios["--memory"],
+                disk=ratios["--disk"],
+                network_bytes=network_bytes,
+            )
+            for replica in replicas
+        ]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        fail(f"bad sample: {problems}")
+
+
+def _send(data_dir: Path | None, samples: list[tuple[UtilizationSampled, int]]) -> str:
+    """Send to the running stack's Kafka; its bootstrap address."""
+    from infra import LocalStack, StackError
+
+    try:
+        bootstrap = LocalStack(settings_for(data_dir)).endpoints().kafka_bootstrap
+    except StackError as error:
+        fail(str(error), code=1)
+    try:
+        asyncio.run(_publish(bootstrap, samples))
+    except Exception as error:
+        fail(f"cannot send the samples to {bootstrap}: {error}", code=1)
+    return bootstrap
+
+
 @app.command("inject")
 def inject(
-    workload: Annotated[str, typer.Option("--workload", help="the workload id")],
-    contract: Annotated[str, typer.Option("--contract", help="the contract id")],
-    node: Annotated[str, typer.Option("--node", help="the node id")],
+    workload: Annotated[
+        str,
+        typer.Option("--workload", help="the workload id; W or OFFTAKER/W without --contract"),
+    ],
+    contract: Annotated[
+        str | None,
+        typer.Option(
+            "--contract", help="the contract id; without it, every live replica of --workload"
+        ),
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", help="the node id, with --contract")] = None,
     replica: Annotated[
-        str | None, typer.Option("--replica", help="the replica id [default: WORKLOAD-r0]")
+        str | None,
+        typer.Option("--replica", help="the replica id, with --contract [default: WORKLOAD-r0]"),
     ] = None,
     cpu: Annotated[str, typer.Option("--cpu", help="share of the reserved cores in use")] = "0.95",
     memory: Annotated[str, typer.Option("--memory", help="share of the memory in use")] = "0.5",
@@ -144,7 +273,9 @@ def inject(
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Send the samples one replica reports over a span to the stack's Kafka."""
+    """Send the samples replicas report over a span to the stack's Kafka: one replica's with
+    --contract and --node, else those of every live replica of --workload in the store."""
+    _check_pairing(contract, node, replica)
     span = _span_option(span_text, "--for")
     every = _span_option(every_text, "--every")
     if every > timedelta(hours=1):
@@ -156,56 +287,84 @@ def inject(
         for option, text in (("--cpu", cpu), ("--memory", memory), ("--disk", disk))
     }
     start = _at_option(at, span, every)
-    try:
-        samples = build_samples(
-            workload_id=workload,
-            replica_id=replica or f"{workload}-r0",
-            contract_id=contract,
-            node_id=node,
-            start=start,
-            span=span,
-            every=every,
-            cpu=ratios["--cpu"],
-            memory=ratios["--memory"],
-            disk=ratios["--disk"],
-            network_bytes=network_bytes,
-        )
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        fail(f"bad sample: {problems}")
-
-    from infra import LocalStack, StackError
-
-    try:
-        bootstrap = LocalStack(settings_for(data_dir)).endpoints().kafka_bootstrap
-    except StackError as error:
-        fail(str(error), code=1)
-    try:
-        asyncio.run(_publish(bootstrap, samples))
-    except Exception as error:
-        fail(f"cannot send the samples to {bootstrap}: {error}", code=1)
-    first = samples[0][0].sampled_at if samples else start
-    last = samples[-1][0].sampled_at if samples else start
+    row, replicas = _replicas_option(workload, contract, node, replica, data_dir)
+    workload_id = row.workload_id if row is not None else workload
+    per_replica = _all_samples(
+        workload_id,
+        replicas,
+        start=start,
+        span=span,
+        every=every,
+        ratios=ratios,
+        network_bytes=network_bytes,
+    )
+    samples = [sample for batch in per_replica for sample in batch]
+    bootstrap = _send(data_dir, samples)
+    first = min((s.sampled_at for s, _ in samples), default=start)
+    last = max((s.sampled_at for s, _ in samples), default=start)
+    counts = [(r, len(batch)) for r, batch in zip(replicas, per_replica, strict=True)]
     if as_json:
-        print_json(
-            {
-                "sent": len(samples),
-                "workload_id": workload,
-                "replica_id": replica or f"{workload}-r0",
-                "contract_id": contract,
-                "first": first.isoformat(),
-                "last": last.isoformat(),
-                "interval_s": int(every.total_seconds()),
-            }
-        )
+        print_json(_inject_json(workload_id, row, counts, first, last, every))
         return
+    _inject_text(workload, row, counts, (first, last), every, bootstrap)
+
+
+def _inject_json(
+    workload_id: str,
+    row: WorkloadRow | None,
+    counts: list[tuple[SampledReplica, int]],
+    first: datetime,
+    last: datetime,
+    every: timedelta,
+) -> dict[str, object]:
+    data: dict[str, object] = {
+        "sent": sum(sent for _, sent in counts),
+        "workload_id": workload_id,
+        "offtaker_id": row.offtaker_id if row is not None else None,
+    }
+    if row is None:  # one replica, named on the command line: as before
+        data["replica_id"] = counts[0][0].replica_id
+        data["contract_id"] = counts[0][0].contract_id
+    data |= {
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+        "interval_s": int(every.total_seconds()),
+        "replicas": [
+            {
+                "replica_id": r.replica_id,
+                "contract_id": r.contract_id,
+                "node_id": r.node_id,
+                "sent": sent,
+            }
+            for r, sent in counts
+        ],
+    }
+    return data
+
+
+def _inject_text(
+    workload: str,
+    row: WorkloadRow | None,
+    counts: list[tuple[SampledReplica, int]],
+    span: tuple[datetime, datetime],
+    every: timedelta,
+    bootstrap: str,
+) -> None:
+    sent = sum(n for _, n in counts)
+    first, last = span
+    what = (
+        f"{escape(counts[0][0].contract_id)} ({escape(workload)})"
+        if row is None
+        else f"workload {escape(row.ref)} ({len(counts)} replica{'' if len(counts) == 1 else 's'})"
+    )
     console.print(
-        f"sent {len(samples)} samples for {escape(contract)} ({escape(workload)}) "
+        f"sent {sent} samples for {what} "
         f"from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC, "
         f"every {int(every.total_seconds())} s, to {bootstrap}"
     )
+    if row is not None:
+        for replica, n in counts:
+            console.print(f"  {escape(replica.contract_id)} on {escape(replica.node_id)}: {n}")
 
 
 async def _publish(bootstrap: str, samples: list[tuple[UtilizationSampled, int]]) -> None:

@@ -44,6 +44,7 @@ from schemas.exact import ExactModel
 
 __all__ = [
     "MetricReading",
+    "Recommendation",
     "ReplicaChange",
     "ScaleDecision",
     "ScaleReason",

@@ -8,6 +8,9 @@ only once the hour is over.
 A *metered* contract (one the usage aggregator has reported on) is billed from each hour's
 usage fact instead (:func:`metered_usd`); an hour whose fact is late waits for it, up to a
 limit, then falls back to the seconds it was active (:func:`billing_basis`).
+
+An SLA penalty (``SlaOutcomeRecorded``) is refunded to the offtaker from the farmer's account
+as far as it goes, then from the farming pool (:func:`cover_penalty`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ __all__ = [
     "bill_hour",
     "bill_usd",
     "billing_basis",
+    "cover_penalty",
     "hour_of",
     "hourly_usd",
     "metered_usd",
+    "penalty_tft",
 ]
 
 Basis = Literal["active", "metered"]
@@ -134,6 +139,7 @@ class BillingContract:
     grace_ends_at: datetime | None = None
     closed: bool = False
     """Cancelled after its grace period: what it still owes is written off."""
+    cancelled: bool = False
     _cursor: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -194,3 +200,29 @@ class BillingContract:
     def mark_billed(self, hour: datetime) -> None:
         if self._cursor is None or hour >= self._cursor:
             self.billed.add(hour)
+
+    def finished(self) -> bool:
+        """Cancelled, and no hour of it is left to bill (or what is left was written off)."""
+        if not self.cancelled:
+            return False
+        end = self.intervals[-1][1]
+        if self.closed or end is None:
+            return self.closed
+        # every hour it ran is over once the hour holding its end is
+        return next(self.hours_due(hour_of(end) + HOUR), None) is None
+
+
+def penalty_tft(penalty: Money, rate: Decimal) -> Money:
+    """An SLA penalty in TFT: converted at ``rate`` TFT per USD, as a bill is."""
+    if penalty.currency == "TFT":
+        return penalty
+    return Money.rounded(penalty.amount * rate, "TFT")
+
+
+def cover_penalty(owed: Money, farmer: Money, pool: Money) -> tuple[Money, Money, Money]:
+    """(from the farmer, from the pool, unpaid): the farmer's balance pays first, the pool
+    (kept for support and SLA) the rest; neither goes below zero."""
+    nothing = Money.zero(owed.currency)
+    from_farmer = min(max(farmer, nothing), owed)
+    from_pool = min(max(pool, nothing), owed - from_farmer)
+    return from_farmer, from_pool, owed - from_farmer - from_pool

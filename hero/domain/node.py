@@ -2,15 +2,22 @@
 
 Invariant: held + committed never exceeds the node's total, whatever the order of commands.
 A hold ends in exactly one way: committed into a contract, released, or expired.
+
+The node also keeps the terms of its live contracts and its recent outages, so that ending a
+contract records, in the same append, how the node kept the contract's SLA
+(:func:`hero.domain.sla.sla_outcome`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
+from hero.domain.billing import hourly_usd
 from hero.domain.errors import Rejected
+from hero.domain.sla import Outage, sla_outcome
 from schemas import (
     CapacityHeld,
     ContractCancelled,
@@ -19,13 +26,18 @@ from schemas import (
     Grid,
     HoldExpired,
     HoldReleased,
+    Money,
     NodeRegistered,
     NodeStatusChanged,
     Resources,
 )
 from schemas.catalogue.common import NodeStatus
 
-__all__ = ["Hold", "NodeState", "evolve", "fold", "node_stream"]
+__all__ = ["MAX_OUTAGES", "Hold", "NodeState", "evolve", "fold", "node_stream"]
+
+#: The newest outages kept. Only a node that flaps this often during its oldest live
+#: contract loses any, and those are the oldest: the cap keeps the aggregate small.
+MAX_OUTAGES = 256
 
 
 def node_stream(node_id: str) -> str:
@@ -52,12 +64,21 @@ class NodeState:
     total: Resources = field(default_factory=Resources)
     status: NodeStatus = NodeStatus.UP
     holds: dict[str, Hold] = field(default_factory=dict)
-    contracts: dict[str, Resources] = field(default_factory=dict)
+    terms: dict[str, ContractCreated] = field(default_factory=dict)
+    """The live contracts, by id, as they were created."""
     ended_holds: frozenset[str] = frozenset()
+    outages: tuple[Outage, ...] = ()
+    """(left UP, back UP or None), oldest first: those that can still count against a live
+    contract, at most :data:`MAX_OUTAGES`."""
 
     @property
     def registered(self) -> bool:
         return bool(self.node_id)
+
+    @property
+    def contracts(self) -> dict[str, Resources]:
+        """The live contracts' resources, by contract id."""
+        return {contract_id: terms.resources for contract_id, terms in self.terms.items()}
 
     @property
     def held(self) -> Resources:
@@ -65,7 +86,7 @@ class NodeState:
 
     @property
     def committed(self) -> Resources:
-        return Resources.sum(self.contracts.values())
+        return Resources.sum(terms.resources for terms in self.terms.values())
 
     @property
     def used(self) -> Resources:
@@ -83,13 +104,20 @@ class NodeState:
             raise Rejected("already_registered", f"node {self.node_id} is registered")
         return [event]
 
-    def change_status(self, status: NodeStatus, reason: str) -> list[Event]:
+    def change_status(
+        self, status: NodeStatus, reason: str, now: datetime | None = None
+    ) -> list[Event]:
+        """``now`` is recorded as ``changed_at``: the SLA counts downtime from it."""
         self._require_registered()
         if status == self.status:
             return []
         events: list[Event] = [
             NodeStatusChanged(
-                node_id=self.node_id, status=status, previous=self.status, reason=reason
+                node_id=self.node_id,
+                status=status,
+                previous=self.status,
+                reason=reason,
+                changed_at=now,
             )
         ]
         if status != NodeStatus.UP:  # no new contract can start on it: its holds end now
@@ -142,7 +170,7 @@ class NodeState:
 
     def commit(self, contract: ContractCreated, now: datetime) -> list[Event]:
         self._require_registered()
-        if contract.contract_id in self.contracts:
+        if contract.contract_id in self.terms:
             raise Rejected("duplicate_contract", f"contract {contract.contract_id} exists")
         hold = self.holds.get(contract.hold_id)
         if hold is None:
@@ -155,10 +183,27 @@ class NodeState:
             raise Rejected("resources_mismatch", "a contract takes exactly what was held")
         return [contract]
 
-    def cancel(self, contract_id: str, reason: str) -> list[Event]:
-        if contract_id not in self.contracts:
+    def cancel(
+        self,
+        contract_id: str,
+        reason: str,
+        now: datetime | None = None,
+        price_hour: Callable[[ContractCreated], Money] = hourly_usd,
+    ) -> list[Event]:
+        """End a live contract; with ``now``, also its SLA outcome when the node was down
+        during its life. ``price_hour`` is what an hour of the contract is billed, the base
+        of the penalty. Without ``now`` the SLA is not judged."""
+        terms = self.terms.get(contract_id)
+        if terms is None:
             return []
-        return [ContractCancelled(contract_id=contract_id, node_id=self.node_id, reason=reason)]
+        events: list[Event] = [
+            ContractCancelled(contract_id=contract_id, node_id=self.node_id, reason=reason)
+        ]
+        if now is not None:
+            outcome = sla_outcome(terms, self.outages, now, price_hour(terms))
+            if outcome is not None:
+                events.append(outcome)
+        return events
 
     def _require_registered(self) -> None:
         if not self.registered:
@@ -180,7 +225,7 @@ def evolve(state: NodeState, event: Event) -> NodeState:
                 total=event.total,
             )
         case NodeStatusChanged():
-            return replace(state, status=event.status)
+            return replace(state, status=event.status, outages=_outages_after(state, event))
         case CapacityHeld():
             hold = Hold(event.hold_id, event.negotiation_id, event.resources, event.expires_at)
             return replace(state, holds={**state.holds, event.hold_id: hold})
@@ -188,10 +233,10 @@ def evolve(state: NodeState, event: Event) -> NodeState:
             return _end_hold(state, event.hold_id)
         case ContractCreated():
             ended = _end_hold(state, event.hold_id)
-            return replace(ended, contracts={**ended.contracts, event.contract_id: event.resources})
+            return _with_terms(ended, {**ended.terms, event.contract_id: event})
         case ContractCancelled():
-            contracts = {k: v for k, v in state.contracts.items() if k != event.contract_id}
-            return replace(state, contracts=contracts)
+            terms = {k: v for k, v in state.terms.items() if k != event.contract_id}
+            return _with_terms(state, terms)
     return state
 
 
@@ -205,3 +250,34 @@ def fold(events: list[Event], state: NodeState | None = None) -> NodeState:
 def _end_hold(state: NodeState, hold_id: str) -> NodeState:
     holds = {k: v for k, v in state.holds.items() if k != hold_id}
     return replace(state, holds=holds, ended_holds=state.ended_holds | {hold_id})
+
+
+def _with_terms(state: NodeState, terms: dict[str, ContractCreated]) -> NodeState:
+    return replace(state, terms=terms, outages=_relevant(state.outages, terms))
+
+
+def _outages_after(state: NodeState, event: NodeStatusChanged) -> tuple[Outage, ...]:
+    """Leaving UP opens an outage at ``changed_at``; coming back closes it. A change without
+    ``changed_at`` (recorded before the market kept it) says nothing about when."""
+    at = event.changed_at
+    if at is None:
+        return state.outages
+    if state.status == NodeStatus.UP and event.status != NodeStatus.UP:
+        return _relevant((*state.outages, (at, None)), state.terms)
+    if state.status != NodeStatus.UP and event.status == NodeStatus.UP and state.outages:
+        *before, (down, up) = state.outages
+        if up is None:
+            return _relevant((*before, (down, max(down, at))), state.terms)
+    return state.outages
+
+
+def _relevant(
+    outages: tuple[Outage, ...], terms: Mapping[str, ContractCreated]
+) -> tuple[Outage, ...]:
+    """The open outage, and those that ended after the oldest live contract started: one
+    that ended before cannot count against any contract, live or yet to come."""
+    oldest = min((t.starts_at for t in terms.values()), default=None)
+    kept = tuple(
+        (down, up) for down, up in outages if up is None or (oldest is not None and up > oldest)
+    )
+    return kept[-MAX_OUTAGES:]

@@ -147,6 +147,7 @@ class PlacementRequest(ExactModel):
     regions: tuple[str, ...] = ()
     grids: tuple[Grid, ...] = (Grid.GRID3, Grid.GRID4)
     certified_only: bool = False
+    prefer_grid: Grid | None = None
     max_share_per_farm: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
     weights: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     grid3_policy: PricingPolicy = GENESIS
@@ -173,7 +174,8 @@ class PlacementRequest(ExactModel):
             regions=tuple(spec.regions),
             grids=tuple(spec.grids),
             certified_only=mandate.certified_only,
-            max_share_per_farm=Decimal("0.5") if mandate.spread_across_farms else Decimal(1),
+            prefer_grid=mandate.prefer_grid,
+            max_share_per_farm=mandate.max_share_per_farm or Decimal(1),
         )
 
 
@@ -284,13 +286,18 @@ def _parts(
     ceiling = request.max_price_cu_hour.amount
     fewest = min(grid_counts[grid] for grid in request.grids)
     return {
-        # The offtaker's price part (agents/scoring.py): 1 when free, 0 at the ceiling.
+        # 1 when free, 0 at the price ceiling.
         "cost": max(Decimal(0), 1 - per_cu.amount / ceiling) if ceiling > 0 else Decimal(0),
         "capacity": _headroom(free_after, candidate.total),
         "region": Decimal(not request.regions or candidate.region in request.regions),
         "uptime": candidate.uptime_pct / 100,
         "certification": Decimal(candidate.certified),
-        "grid_spread": Decimal(grid_counts[candidate.grid] == fewest),
+        # A preferred grid takes the place of spreading across both.
+        "grid_spread": (
+            Decimal(candidate.grid == request.prefer_grid)
+            if request.prefer_grid is not None
+            else Decimal(grid_counts[candidate.grid] == fewest)
+        ),
     }
 
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from hero.domain.pricing import cu, su
-from schemas import ContractCreated, UsageRecorded
+from schemas import REGISTRY, ContractCreated, Envelope, UsageRecorded, UtilizationSampled
 
-__all__ = ["usage_fact", "usage_stream"]
+__all__ = ["sample_envelope", "usage_fact", "usage_stream"]
 
 _PLACES = Decimal("0.0000001")
 _GB = Decimal(10) ** 9
@@ -41,4 +41,25 @@ def usage_fact(
         nu_gb=_round(Decimal(network_bytes) / _GB),
         seconds=ran,
         samples=samples,
+    )
+
+
+def sample_envelope(
+    sample: UtilizationSampled, sequence: int, *, actor: str, recorded_at: datetime
+) -> Envelope:
+    """A sample in the envelope every event travels in. It is not in the store, so it has no
+    store position: its stream is ``telemetry-<replica>`` and its version and position are the
+    replica's own sample ``sequence``, which is what a consumer's applied-versions check needs."""
+    entry = REGISTRY.entry("UtilizationSampled")
+    return Envelope(
+        id=f"sample-{sample.sample_id}",
+        type=entry.type,
+        schema_version=entry.version,
+        stream=f"telemetry-{sample.replica_id}",
+        version=sequence,
+        position=sequence,
+        occurred_at=sample.sampled_at,
+        recorded_at=recorded_at,
+        actor=actor,
+        payload=sample.model_dump(mode="json"),
     )

@@ -13,29 +13,12 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
+from hero.domain.usage import sample_envelope
 from hero.log.codec import encode_envelope
 from hero.log.producer import new_producer
-from schemas import REGISTRY, Envelope, Topic, UtilizationSampled
+from schemas import Topic, UtilizationSampled
 
 __all__ = ["TelemetryPublisher", "sample_envelope"]
-
-
-def sample_envelope(
-    sample: UtilizationSampled, sequence: int, *, actor: str, recorded_at: datetime
-) -> Envelope:
-    entry = REGISTRY.entry("UtilizationSampled")
-    return Envelope(
-        id=f"sample-{sample.sample_id}",
-        type=entry.type,
-        schema_version=entry.version,
-        stream=f"telemetry-{sample.replica_id}",
-        version=sequence,
-        position=sequence,
-        occurred_at=sample.sampled_at,
-        recorded_at=recorded_at,
-        actor=actor,
-        payload=sample.model_dump(mode="json"),
-    )
 
 
 class TelemetryPublisher:

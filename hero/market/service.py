@@ -4,6 +4,9 @@ Every command is applied at most once per stream (the store's command-id idempot
 command that touches several aggregates (an offer holds capacity on a node, then records the
 offer on the negotiation) runs its steps in a fixed order, each idempotent, so repeating the
 whole command after a crash finishes what was started and repeats nothing.
+
+Ending a contract records its SLA outcome with it, the penalty priced at what the contract is
+billed (``pricing``: Grid 3 at TFChain's prices, Grid 4 at the negotiated one).
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from hero.domain import negotiation as nego
 from hero.domain import node as nodes
+from hero.domain.billing import hourly_usd
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.errors import Rejected
+from hero.domain.pricing import GENESIS, PricingPolicy, price_per_cu_hour
 from hero.store import ConcurrencyConflict, EventStore, NewEvent
 from schemas import (
     AcceptOffer,
@@ -35,19 +42,32 @@ from schemas import (
     FarmRegistered,
     IssueRfq,
     MakeOffer,
+    Mandate,
+    Money,
     NodeRegistered,
     OfferMade,
     OfftakerMandateSet,
+    RecordScaleDecision,
     RegisterFarm,
     RegisterNode,
     RejectOffer,
+    ReplicaMigrated,
+    ReplicaPlaced,
     RfqIssued,
+    ScaleDecided,
     SetFarmerPolicy,
     SetOfftakerMandate,
 )
 from schemas.catalogue.common import DeclineReason
 
-__all__ = ["CommandRejected", "HandleResult", "MarketService", "farm_stream", "offtaker_stream"]
+__all__ = [
+    "CommandRejected",
+    "HandleResult",
+    "MarketService",
+    "farm_stream",
+    "offtaker_stream",
+    "scaling_stream",
+]
 
 S = TypeVar("S")
 
@@ -62,6 +82,11 @@ def farm_stream(farm_id: str) -> str:
 
 def offtaker_stream(offtaker_id: str) -> str:
     return f"offtaker-{offtaker_id}"
+
+
+def scaling_stream(offtaker_id: str, workload_id: str) -> str:
+    """One stream per workload: a workload id is unique only within its offtaker's mandate."""
+    return f"scaling-{offtaker_id}-{workload_id}"
 
 
 @dataclass
@@ -92,6 +117,90 @@ def _evolve_farm(state: _Farm, event: Event) -> _Farm:
 _FARM: _Aggregate[_Farm] = _Aggregate(_Farm, _evolve_farm)
 
 
+@dataclass(frozen=True)
+class _Offtaker:
+    mandate: Mandate | None = None
+    """The last one set: each replaces the one before."""
+
+
+def _evolve_offtaker(state: _Offtaker, event: Event) -> _Offtaker:
+    return _Offtaker(event.mandate) if isinstance(event, OfftakerMandateSet) else state
+
+
+_OFFTAKER: _Aggregate[_Offtaker] = _Aggregate(_Offtaker, _evolve_offtaker)
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    last_decided_at: datetime | None = None
+
+
+def _evolve_scaling(state: _Scaling, event: Event) -> _Scaling:
+    return _Scaling(event.decided_at) if isinstance(event, ScaleDecided) else state
+
+
+_SCALING: _Aggregate[_Scaling] = _Aggregate(_Scaling, _evolve_scaling)
+
+
+def _check_decision(mandate: Mandate | None, last: _Scaling, decision: ScaleDecided) -> None:
+    """Refuse a decision the offtaker's mandate does not allow, or one older than the last."""
+    if mandate is None:
+        raise Rejected("unknown_offtaker", f"offtaker {decision.offtaker_id} has no mandate")
+    spec = next((w for w in mandate.workloads if w.workload_id == decision.workload_id), None)
+    if spec is None:
+        raise Rejected(
+            "unknown_workload",
+            f"offtaker {decision.offtaker_id}'s mandate has no workload {decision.workload_id}",
+        )
+    policy = spec.autoscale
+    if policy is None:
+        raise Rejected("not_autoscaled", f"workload {decision.workload_id} is not autoscaled")
+    if not policy.min_replicas <= decision.desired_replicas <= policy.max_replicas:
+        raise Rejected(
+            "out_of_bounds",
+            f"{decision.desired_replicas} replicas is outside "
+            f"[{policy.min_replicas}, {policy.max_replicas}]",
+        )
+    if last.last_decided_at is not None and decision.decided_at < last.last_decided_at:
+        raise Rejected(
+            "stale_decision",
+            f"decided at {decision.decided_at}, before the last decision ({last.last_decided_at})",
+        )
+
+
+def _placement_events(
+    cmd: AcceptOffer, contract: ContractCreated, pricing: PricingPolicy
+) -> list[Event]:
+    """Why the contract's replica went to its node and, for a replacement, the move."""
+    scores = dict(cmd.scores)
+    placed = ReplicaPlaced(
+        offtaker_id=contract.offtaker_id,
+        workload_id=contract.workload_id,
+        replica_id=contract.contract_id,
+        contract_id=contract.contract_id,
+        farm_id=contract.farm_id,
+        node_id=contract.node_id,
+        grid=contract.grid,
+        # compared as billed: Grid 3 at TFChain's prices, Grid 4 at the negotiated price
+        price_cu_hour=price_per_cu_hour(hourly_usd(contract, pricing), contract.resources),
+        scores=scores,
+        total=sum(scores.values(), Decimal(0)) if scores else None,
+    )
+    if cmd.replaces_contract_id is None or cmd.replaces_node_id is None:
+        return [placed]
+    migrated = ReplicaMigrated(
+        offtaker_id=contract.offtaker_id,
+        workload_id=contract.workload_id,
+        replica_id=cmd.replaces_contract_id,
+        from_node_id=cmd.replaces_node_id,
+        to_node_id=contract.node_id,
+        from_contract_id=cmd.replaces_contract_id,
+        to_contract_id=contract.contract_id,
+        reason="node_down",
+    )
+    return [placed, migrated]
+
+
 class MarketService:
     """Thread-safe; keeps a cache of folded aggregates so a command reads only new events."""
 
@@ -103,9 +212,11 @@ class MarketService:
         actor: str = "market",
         max_attempts: int = 50,
         cache_size: int = 50_000,
+        pricing: PricingPolicy = GENESIS,
     ):
         self._store = store
         self._clock = clock or SystemClock()
+        self._pricing = pricing
         self._actor = actor
         self._attempts = max_attempts
         self._cache: dict[str, tuple[int, Any]] = {}
@@ -150,6 +261,7 @@ class MarketService:
             CloseNegotiation: self._close,
             ExpireHolds: self._expire_holds,
             CancelContract: self._cancel_contract,
+            RecordScaleDecision: self._record_scale_decision,
         }
 
     # -- the machinery ----------------------------------------------------------------------
@@ -232,9 +344,10 @@ class MarketService:
         )
 
     def _change_status(self, cmd: ChangeNodeStatus, actor: str) -> HandleResult:
+        now = self._clock.now()
         return self._on_node(
             cmd.node_id,
-            lambda s: s.change_status(cmd.status, cmd.reason),
+            lambda s: s.change_status(cmd.status, cmd.reason, now),
             cmd.command_id,
             actor,
         )
@@ -254,7 +367,23 @@ class MarketService:
             offtaker_id=cmd.offtaker_id, mandate=cmd.mandate, source_text=cmd.source_text
         )
         return self._apply(
-            offtaker_stream(cmd.offtaker_id), _FARM, lambda _: [event], cmd.command_id, actor
+            offtaker_stream(cmd.offtaker_id), _OFFTAKER, lambda _: [event], cmd.command_id, actor
+        )
+
+    def _record_scale_decision(self, cmd: RecordScaleDecision, actor: str) -> HandleResult:
+        decision = cmd.decision
+
+        def decide(scaling: _Scaling) -> list[Event]:
+            _, offtaker = self._load(offtaker_stream(decision.offtaker_id), _OFFTAKER)
+            _check_decision(offtaker.mandate, scaling, decision)
+            return [decision]
+
+        return self._apply(
+            scaling_stream(decision.offtaker_id, decision.workload_id),
+            _SCALING,
+            decide,
+            cmd.command_id,
+            actor,
         )
 
     # -- negotiations ---------------------------------------------------------------------
@@ -430,10 +559,16 @@ class MarketService:
             sla=offer.offer.sla,
             starts_at=now,
         )
+        placement = _placement_events(cmd, contract, self._pricing)
+
+        def commit(node: nodes.NodeState) -> list[Event]:
+            created = node.commit(contract, now)
+            return [*created, *placement] if created else []
+
         try:
             committed = self._on_node(
                 offer.offer.node_id,
-                lambda s: s.commit(contract, now),
+                commit,
                 cmd.command_id,
                 actor,
                 cmd.negotiation_id,
@@ -462,7 +597,7 @@ class MarketService:
         """Every accepted offer's contract exists on its node."""
         for accepted in state.accepted:
             _, node = self._load(nodes.node_stream(accepted.offer.node_id), _NODE)
-            if accepted.contract_id not in node.contracts:
+            if accepted.contract_id not in node.terms:
                 return False
         return True
 
@@ -498,6 +633,9 @@ class MarketService:
                 )
         return result
 
+    def _billed_hour(self, contract: ContractCreated) -> Money:
+        return hourly_usd(contract, self._pricing)
+
     def _release(
         self, node_id: str, hold_id: str, reason: str, command_id: str, actor: str
     ) -> None:
@@ -518,9 +656,10 @@ class MarketService:
         )
 
     def _cancel_contract(self, cmd: CancelContract, actor: str) -> HandleResult:
+        now = self._clock.now()
         return self._on_node(
             cmd.node_id,
-            lambda s: s.cancel(cmd.contract_id, cmd.reason),
+            lambda s: s.cancel(cmd.contract_id, cmd.reason, now, self._billed_hour),
             cmd.command_id,
             actor,
         )

@@ -11,6 +11,11 @@ billed from the hour's fact (``basis="metered"``), and an hour without one waits
 ``usage_wait`` has passed since the end of the hour, then is billed for the seconds the
 contract was active (``basis="active"``, as every hour of an unmetered contract). Whichever the
 basis, the command id stays the contract and the hour: an hour is billed once.
+
+An ended contract's SLA penalty (``SlaOutcomeRecorded`` with a penalty) is refunded to the
+offtaker in one post, command id ``sla-<contract>``, converted at the bills' rate: from the
+farmer's account as far as its balance goes, the rest from the farming pool. What neither can
+cover is reported, not posted; a penalty nothing can be paid of waits for the next run.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from hero.domain.billing import (
     bill_hour,
     bill_usd,
     billing_basis,
+    cover_penalty,
     hour_of,
     hourly_usd,
     metered_usd,
+    penalty_tft,
 )
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.errors import Rejected
@@ -47,6 +54,7 @@ from schemas import (
     ContractSuspended,
     Event,
     Money,
+    SlaOutcomeRecorded,
     TransferKind,
     TransferPosted,
     UsageBilled,
@@ -65,6 +73,7 @@ _FOLLOWED = {
     "BalanceLow",
     "TransferPosted",
     "UsageRecorded",
+    "SlaOutcomeRecorded",
 }
 
 
@@ -91,6 +100,11 @@ class BillingReport:
     resumed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     low_balance: list[str] = field(default_factory=list)
+    sla_penalties: list[str] = field(default_factory=list)
+    """Contracts whose SLA penalty this run posted."""
+    sla_paid: Money = field(default_factory=lambda: Money.zero("TFT"))
+    sla_unpaid: Money = field(default_factory=lambda: Money.zero("TFT"))
+    """What this run owed in penalties that neither the farmers nor the pool could cover."""
 
     @property
     def total(self) -> Money:
@@ -116,12 +130,16 @@ class BillingService:
         self._clock = clock or SystemClock()
         self.settings = settings or BillingSettings()
         self._ledger = ledger or LedgerService(store, self._clock, actor=actor)
-        self._market = market or MarketService(store, self._clock, actor=actor)
+        self._market = market or MarketService(
+            store, self._clock, actor=actor, pricing=self.settings.pricing
+        )
         self._actor = actor
         self._position = 0
         self.contracts: dict[str, BillingContract] = {}
         self.usage: dict[str, dict[datetime, UsageRecorded]] = {}
         """Usage facts by contract and hour; a contract with any is metered."""
+        self.penalties: dict[str, SlaOutcomeRecorded] = {}
+        """SLA outcomes with a penalty not posted yet, by contract."""
         self._low_signalled: set[str] = set()
         self._lock = threading.Lock()
 
@@ -142,6 +160,12 @@ class BillingService:
             return
         if isinstance(event, TransferPosted):
             self._low_signalled.discard(event.credit_account)
+            if event.kind == TransferKind.SLA_PENALTY:
+                self.penalties.pop(event.reference, None)
+            return
+        if isinstance(event, SlaOutcomeRecorded):
+            if event.penalty.amount > 0:
+                self.penalties.setdefault(event.contract_id, event)
             return
         if isinstance(event, BalanceLow):
             self._low_signalled.add(event.account_id)
@@ -161,6 +185,7 @@ class BillingService:
             contract.resume(at)
         elif isinstance(event, ContractCancelled):
             contract.stop(at)
+            contract.cancelled = True
             contract.closed = contract.suspended_at is not None
         # the ledger's own events carry no contract: nothing else to fold
 
@@ -182,6 +207,11 @@ class BillingService:
                 if contract_id in self.contracts:
                     self._settle(self.contracts[contract_id], limit, now, rate, report)
                     self.catch_up()
+            self._forget_finished_usage(chosen)
+            for contract_id in sorted(self.penalties):
+                if contract_ids is None or contract_id in contract_ids:
+                    self._pay_penalty(self.penalties[contract_id], rate, report)
+            self.catch_up()
             self._signal_low_balances(now, rate, report, set(chosen))
             self.catch_up()
             return report
@@ -274,6 +304,58 @@ class BillingService:
             correlation_id=terms.contract_id,
         )
         return None if result.duplicate else bill
+
+    def _forget_finished_usage(self, contract_ids: Collection[str]) -> None:
+        """A cancelled contract billed to its end needs its usage facts no more."""
+        for contract_id in contract_ids:
+            contract = self.contracts.get(contract_id)
+            if contract_id in self.usage and contract is not None and contract.finished():
+                del self.usage[contract_id]
+
+    def _pay_penalty(
+        self, outcome: SlaOutcomeRecorded, rate: Decimal, report: BillingReport
+    ) -> None:
+        """Refund the penalty: the farmer pays what its balance allows, the pool the rest."""
+        contract_id = outcome.contract_id
+        owed = penalty_tft(outcome.penalty, rate)
+        if owed.amount <= 0:
+            del self.penalties[contract_id]  # less than a TFT unit at this rate
+            return
+        farmer = account_id(AccountKind.FARMER, outcome.farm_id)
+        pool = self.settings.pool_account
+        from_farmer, from_pool, unpaid = cover_penalty(
+            owed, self._ledger.account(farmer).balance, self._ledger.account(pool).balance
+        )
+        payment_id = f"sla-{contract_id}"
+        offtaker = account_id(AccountKind.OFFTAKER, outcome.offtaker_id)
+        transfers = [
+            Transfer(
+                f"{payment_id}-{who}",
+                payer,
+                offtaker,
+                amount,
+                TransferKind.SLA_PENALTY,
+                contract_id,
+            )
+            for payer, amount, who in ((farmer, from_farmer, "farmer"), (pool, from_pool, "pool"))
+            if amount.amount > 0
+        ]
+        if not transfers:
+            report.sla_unpaid += unpaid  # nothing to pay from yet: the next run tries again
+            return
+        try:
+            result = self._ledger.post(
+                transfers, payment_id, actor=self._actor, correlation_id=contract_id
+            )
+        except Rejected as refused:
+            if refused.reason != "insufficient_funds":
+                raise
+            return  # a balance moved since it was read: the next run pays it
+        del self.penalties[contract_id]
+        if not result.duplicate:
+            report.sla_penalties.append(contract_id)
+            report.sla_paid += from_farmer + from_pool
+            report.sla_unpaid += unpaid
 
     def _suspend(self, contract: BillingContract, hour: datetime, now: datetime) -> None:
         terms = contract.contract

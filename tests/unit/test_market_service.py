@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
 from hero.domain import node as nodes
+from hero.domain.clock import ManualClock
 from hero.domain.errors import Rejected
-from hero.market.service import CommandRejected, MarketService
+from hero.domain.pricing import MANUAL
+from hero.market.service import CommandRejected, MarketService, scaling_stream
 from hero.store import MemoryEventStore, SqliteEventStore
 from schemas import (
     AcceptOffer,
@@ -20,27 +24,40 @@ from schemas import (
     CancelContract,
     ChangeNodeStatus,
     CloseNegotiation,
+    ContractCancelled,
     ContractCreated,
     CounterOffer,
     ExpireHolds,
     FarmerPolicy,
     Grid,
     HoldReleased,
+    MakeOffer,
+    Mandate,
     Money,
     NegotiationAwarded,
     NegotiationFailed,
     NodeStatus,
+    NodeStatusChanged,
     OfferAccepted,
     OfferDeclined,
     OfferWithdrawn,
     ReceiveFiatPayment,
+    RecordScaleDecision,
     RegisterFarm,
     RejectOffer,
+    ReplicaMigrated,
+    ReplicaPlaced,
     Resources,
+    ScaleDecided,
+    ScalingPolicy,
     SetFarmerPolicy,
+    SetOfftakerMandate,
+    Sla,
+    SlaOutcomeRecorded,
+    WorkloadSpec,
 )
 from schemas.catalogue.common import DeclineReason
-from tests.unit._gwt import SHAPE, Market, ctr, usd
+from tests.unit._gwt import SHAPE, T0, Market, ctr, usd
 
 BIG = SHAPE.times(4)
 
@@ -71,20 +88,27 @@ def test_a_full_negotiation_ends_in_a_contract_on_the_node_and_an_award(market):
 
     result = market.accept("neg_1", "o1")
 
-    # The negotiation records the acceptance (it counts replicas), then the node commits.
+    # The negotiation records the acceptance (it counts replicas), then the node commits, and
+    # records in the same append why the replica went there.
     assert [type(e).__name__ for e in result.events] == [
         "OfferAccepted",
         "ContractCreated",
+        "ReplicaPlaced",
         "NegotiationAwarded",
     ]
-    assert market.node_types("node_1") == ["NodeRegistered", "CapacityHeld", "ContractCreated"]
+    assert market.node_types("node_1") == [
+        "NodeRegistered",
+        "CapacityHeld",
+        "ContractCreated",
+        "ReplicaPlaced",
+    ]
     assert market.negotiation_types("neg_1") == [
         "RfqIssued",
         "OfferMade",
         "OfferAccepted",
         "NegotiationAwarded",
     ]
-    contract = market.events("node-node_1")[-1]
+    contract = market.events("node-node_1")[-2]
     assert isinstance(contract, ContractCreated)
     assert contract.contract_id == "ctr.neg_1.o1"  # derived from negotiation and offer
     assert (contract.offer_id, contract.hold_id) == ("o1", "o1")
@@ -637,6 +661,7 @@ def test_an_accept_after_the_node_went_down_is_voided_and_frees_the_replica(mark
     assert [type(e).__name__ for e in result.events] == [
         "OfferAccepted",
         "ContractCreated",
+        "ReplicaPlaced",
         "NegotiationAwarded",
     ]
     (award,) = of_type(result.events, NegotiationAwarded)
@@ -867,3 +892,302 @@ def test_rejecting_an_accepted_offer_changes_nothing(market, replicas):
     state = market.negotiation_state("neg_1")
     assert [o.contract_id for o in state.accepted] == [ctr("neg_1", "o1")]
     assert market.node_state("node_1").contracts.keys() == {ctr("neg_1", "o1")}
+
+
+# --- SLA outcomes, placements and scale decisions, on the SQLite store ------------------------
+
+H = timedelta(hours=1)
+#: 99% uptime; half the price of each hour down is refunded when it is missed
+PENALISED = Sla(uptime_pct=Decimal(99), penalty_pct=Decimal(50))
+
+
+@pytest.fixture
+def on_sqlite(tmp_path) -> Iterator[Market]:
+    clock = ManualClock(T0)
+    store = SqliteEventStore(tmp_path / "events.db", clock)
+    m = Market(store, clock)
+    m.farm("farm_1")
+    m.node("node_1")
+    m.node("node_2")
+    yield m
+    store.close()
+
+
+def contract_on(
+    market: Market, negotiation_id: str, offer_id: str, node_id: str, **accept: object
+) -> str:
+    """A contract with the PENALISED SLA, negotiated at 0.02 USD/h; its id."""
+    market.rfq(negotiation_id)
+    market.handle(
+        MakeOffer(
+            command_id=f"offer-{offer_id}",
+            negotiation_id=negotiation_id,
+            offer_id=offer_id,
+            farm_id="farm_1",
+            node_id=node_id,
+            price_hour=usd("0.02"),
+            term_hours=720,
+            sla=PENALISED,
+            expires_at=market.clock.now() + timedelta(minutes=30),
+        )
+    )
+    market.handle(
+        AcceptOffer(
+            command_id=f"accept-{offer_id}",
+            negotiation_id=negotiation_id,
+            offer_id=offer_id,
+            **accept,
+        )
+    )
+    return ctr(negotiation_id, offer_id)
+
+
+def set_status(market: Market, node_id: str, status: NodeStatus) -> None:
+    command_id = f"{node_id}-{status.value}-{market.clock.now():%H%M}"
+    market.handle(ChangeNodeStatus(command_id=command_id, node_id=node_id, status=status))
+
+
+def cancel(market: Market, contract_id: str, node_id: str = "node_1"):
+    return market.handle(
+        CancelContract(
+            command_id=f"cancel-{contract_id}", contract_id=contract_id, node_id=node_id, reason="x"
+        )
+    )
+
+
+def test_a_status_change_records_the_time_it_was_made(on_sqlite):
+    on_sqlite.clock.advance(timedelta(minutes=7))
+
+    [changed] = on_sqlite.handle(
+        ChangeNodeStatus(command_id="down", node_id="node_1", status=NodeStatus.DOWN)
+    ).events
+
+    assert isinstance(changed, NodeStatusChanged)
+    assert changed.changed_at == T0 + timedelta(minutes=7)
+    assert on_sqlite.events("node-node_1")[-1] == changed
+
+
+def test_cancelling_after_the_node_was_down_records_the_sla_outcome_in_the_same_append(on_sqlite):
+    contract_id = contract_on(on_sqlite, "neg_1", "o1", "node_1")
+    on_sqlite.clock.advance(10 * H)
+    set_status(on_sqlite, "node_1", NodeStatus.DOWN)
+    on_sqlite.clock.advance(H)
+
+    result = cancel(on_sqlite, contract_id)  # still down: the outage runs until now
+
+    cancelled, outcome = result.events
+    assert isinstance(cancelled, ContractCancelled)
+    assert isinstance(outcome, SlaOutcomeRecorded)
+    # 1 h down in 11 h: 90.9090909% < 99%. A Grid 3 contract is billed at genesis prices,
+    # 0.01125 USD/h (not the 0.02 negotiated): 0.01125 * 1 * 50% = 0.005625 USD
+    assert (outcome.started_at, outcome.ended_at) == (T0, T0 + 11 * H)
+    assert (outcome.period_hours, outcome.hours_down) == (Decimal(11), Decimal(1))
+    assert outcome.uptime_pct == Decimal("90.9090909")
+    assert outcome.met is False
+    assert outcome.penalty == usd("0.005625")
+    rows = on_sqlite.store.read_stream("node-node_1")[-2:]
+    assert [r.type for r in rows] == ["ContractCancelled", "SlaOutcomeRecorded"]
+    assert {r.envelope().causation_id for r in rows} == {f"cancel-{contract_id}"}
+    assert rows[1].position == rows[0].position + 1
+    _repeat_and_check_nothing_written(on_sqlite, lambda: cancel(on_sqlite, contract_id))
+
+
+def test_cancelling_after_the_node_came_back_counts_only_the_outage(on_sqlite):
+    contract_id = contract_on(on_sqlite, "neg_1", "o1", "node_1")
+    on_sqlite.clock.advance(100 * H)
+    set_status(on_sqlite, "node_1", NodeStatus.DOWN)
+    on_sqlite.clock.advance(H)
+    set_status(on_sqlite, "node_1", NodeStatus.UP)
+    on_sqlite.clock.advance(99 * H)
+
+    [_, outcome] = cancel(on_sqlite, contract_id).events
+
+    # 1 h in 200 h: 99.5%, the SLA is met and nothing is owed
+    assert isinstance(outcome, SlaOutcomeRecorded)
+    assert (outcome.hours_down, outcome.uptime_pct, outcome.met) == (
+        Decimal(1),
+        Decimal("99.5"),
+        True,
+    )
+    assert outcome.penalty == usd("0")
+
+
+def test_the_penalty_is_priced_at_the_services_pricing_policy(on_sqlite):
+    on_sqlite.service = MarketService(on_sqlite.store, on_sqlite.clock, pricing=MANUAL)
+    contract_id = contract_on(on_sqlite, "neg_1", "o1", "node_1")
+    on_sqlite.clock.advance(10 * H)
+    set_status(on_sqlite, "node_1", NodeStatus.DOWN)
+    on_sqlite.clock.advance(H)
+
+    [_, outcome] = cancel(on_sqlite, contract_id).events
+
+    # manual prices: CU 1 x 0.03056 + SU 0.25 x 0.01944 = 0.03542 USD/h; half of 1 h of it
+    assert isinstance(outcome, SlaOutcomeRecorded)
+    assert outcome.penalty == usd("0.01771")
+
+
+def test_an_accept_records_where_the_replica_went_and_its_scores(on_sqlite):
+    scores = {"cost": Decimal("0.3"), "uptime": Decimal("0.199")}
+
+    contract_id = contract_on(on_sqlite, "neg_1", "o1", "node_1", scores=scores)
+
+    assert on_sqlite.node_types("node_1")[-2:] == ["ContractCreated", "ReplicaPlaced"]
+    placed = on_sqlite.events("node-node_1")[-1]
+    assert placed == ReplicaPlaced(
+        offtaker_id="off_1",
+        workload_id="wl-neg_1",
+        replica_id=contract_id,
+        contract_id=contract_id,
+        farm_id="farm_1",
+        node_id="node_1",
+        grid=Grid.GRID3,
+        # billed 0.01125 USD/h; SU 0.25 x 0.005 priced out, over 1 CU
+        price_cu_hour=usd("0.01"),
+        scores=scores,
+        total=Decimal("0.499"),
+    )
+    repeat = AcceptOffer(
+        command_id="accept-o1", negotiation_id="neg_1", offer_id="o1", scores=scores
+    )
+    _repeat_and_check_nothing_written(on_sqlite, lambda: on_sqlite.handle(repeat))
+
+
+def test_an_accept_without_scores_records_a_placement_without_a_total(on_sqlite):
+    contract_on(on_sqlite, "neg_1", "o1", "node_1")
+
+    placed = on_sqlite.events("node-node_1")[-1]
+
+    assert isinstance(placed, ReplicaPlaced)
+    assert (placed.scores, placed.total) == ({}, None)
+
+
+def test_an_accept_that_replaces_a_contract_records_the_move_and_the_old_one_ends(on_sqlite):
+    old = contract_on(on_sqlite, "neg_1", "o1", "node_1")
+    on_sqlite.clock.advance(5 * H)
+    set_status(on_sqlite, "node_1", NodeStatus.DOWN)
+    on_sqlite.clock.advance(timedelta(minutes=6))
+
+    new = contract_on(
+        on_sqlite, "neg_2", "o2", "node_2", replaces_contract_id=old, replaces_node_id="node_1"
+    )
+
+    assert on_sqlite.node_types("node_2")[-3:] == [
+        "ContractCreated",
+        "ReplicaPlaced",
+        "ReplicaMigrated",
+    ]
+    moved = on_sqlite.events("node-node_2")[-1]
+    assert moved == ReplicaMigrated(
+        offtaker_id="off_1",
+        workload_id="wl-neg_2",
+        replica_id=old,
+        from_node_id="node_1",
+        to_node_id="node_2",
+        from_contract_id=old,
+        to_contract_id=new,
+        reason="node_down",
+    )
+    [_, outcome] = cancel(on_sqlite, old).events
+    assert isinstance(outcome, SlaOutcomeRecorded)
+    assert outcome.hours_down == Decimal("0.1")  # the 6 minutes the move took
+
+
+# -- scale decisions -----------------------------------------------------------------------
+
+CPU = ScalingPolicy(metric="cpu", target=Decimal("0.5"), min_replicas=1, max_replicas=4)
+
+
+def set_mandate(market: Market, web_autoscale: ScalingPolicy | None = CPU, n: int = 1) -> None:
+    mandate = Mandate(
+        workloads=[
+            WorkloadSpec(workload_id="web", resources=SHAPE, replicas=2, autoscale=web_autoscale),
+            WorkloadSpec(workload_id="batch", resources=SHAPE, replicas=1),
+        ],
+        budget_month=usd("100"),
+        max_price_cu_hour=usd("0.05"),
+    )
+    market.handle(
+        SetOfftakerMandate(command_id=f"mandate-{n}", offtaker_id="off_1", mandate=mandate)
+    )
+
+
+def decision(
+    desired: int, at: datetime = T0, workload_id: str = "web", offtaker_id: str = "off_1"
+) -> ScaleDecided:
+    return ScaleDecided(
+        offtaker_id=offtaker_id,
+        workload_id=workload_id,
+        current_replicas=2,
+        desired_replicas=desired,
+        metric="cpu",
+        value=Decimal("0.9"),
+        target=Decimal("0.5"),
+        reason="scale_up",
+        decided_at=at,
+    )
+
+
+def record(market: Market, decided: ScaleDecided, command_id: str = "decide"):
+    return market.handle(RecordScaleDecision(command_id=command_id, decision=decided))
+
+
+def test_a_scale_decision_within_the_mandate_is_recorded_on_the_workloads_stream(on_sqlite):
+    set_mandate(on_sqlite)
+
+    result = record(on_sqlite, decision(4))
+
+    assert result.events == [decision(4)]
+    assert scaling_stream("off_1", "web") == "scaling-off_1-web"
+    assert on_sqlite.events("scaling-off_1-web") == [decision(4)]
+    _repeat_and_check_nothing_written(on_sqlite, lambda: record(on_sqlite, decision(4)))
+
+
+def test_a_decision_as_new_as_the_last_is_recorded_an_older_one_is_stale(on_sqlite):
+    set_mandate(on_sqlite)
+    record(on_sqlite, decision(3, T0 + H), "first")
+
+    assert record(on_sqlite, decision(4, T0 + H), "same-time").events == [decision(4, T0 + H)]
+    before = on_sqlite.store.current_position()
+    with pytest.raises(CommandRejected) as refused:
+        record(on_sqlite, decision(2, T0 + H - timedelta(seconds=1)), "older")
+    assert refused.value.reason == "stale_decision"
+    assert on_sqlite.store.current_position() == before
+
+
+@pytest.mark.parametrize(
+    ("decided", "reason"),
+    [
+        (decision(2, offtaker_id="nobody"), "unknown_offtaker"),
+        (decision(2, workload_id="api"), "unknown_workload"),
+        (decision(2, workload_id="batch"), "not_autoscaled"),
+        (decision(5), "out_of_bounds"),
+        (decision(0), "out_of_bounds"),
+    ],
+    ids=["unknown_offtaker", "unknown_workload", "not_autoscaled", "above_max", "below_min"],
+)
+def test_a_scale_decision_the_mandate_does_not_allow_is_refused_and_writes_nothing(
+    on_sqlite, decided, reason
+):
+    set_mandate(on_sqlite)
+    before = on_sqlite.store.current_position()
+
+    with pytest.raises(CommandRejected) as refused:
+        record(on_sqlite, decided)
+
+    assert refused.value.reason == reason
+    assert on_sqlite.store.current_position() == before
+    assert (
+        on_sqlite.store.stream_version(scaling_stream(decided.offtaker_id, decided.workload_id))
+        == 0
+    )
+
+
+def test_a_scale_decision_follows_the_last_mandate_set(on_sqlite):
+    set_mandate(on_sqlite)
+    record(on_sqlite, decision(3), "while-autoscaled")
+    set_mandate(on_sqlite, web_autoscale=None, n=2)
+
+    with pytest.raises(CommandRejected) as refused:
+        record(on_sqlite, decision(3, T0 + H), "after")
+
+    assert refused.value.reason == "not_autoscaled"
