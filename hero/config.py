@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from hero.domain.pricing import PricingPolicy
 
 __all__ = ["HeroSettings", "mask_url"]
 
@@ -96,6 +99,14 @@ class HeroSettings(BaseSettings):
     @property
     def effective_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'events.db'}"
+
+    def pricing(self) -> PricingPolicy:
+        """The TFChain pricing policy named by ``pricing_policy``: what Grid 3 contracts are
+        billed at, and so what their SLA penalties are reckoned on."""
+        from hero.domain.pricing import load_policies, policy_named
+
+        custom = load_policies(self.pricing_policies_file) if self.pricing_policies_file else {}
+        return policy_named(self.pricing_policy, custom)
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, secrets masked."""

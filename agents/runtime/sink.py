@@ -153,7 +153,7 @@ def market_service_sink(settings: HeroSettings, store: EventStore) -> CommandSin
     from hero.domain.clock import SystemClock
     from hero.market.service import MarketService
 
-    service = MarketService(store, SystemClock())
+    service = MarketService(store, SystemClock(), pricing=settings.pricing())
     return GroupCommitSink(
         lambda agent_id, command: service.handle(command, actor=agent_id),
         store,

@@ -26,7 +26,6 @@ from agents.treasury.service import TreasuryService
 from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import RevenueSplit
-from hero.domain.pricing import load_policies, policy_named
 from hero.payments.billing import BillingReport, BillingService, BillingSettings
 from hero.store import EventStore
 
@@ -89,12 +88,11 @@ def parse_split(text: str) -> RevenueSplit:
 
 
 def billing_settings(settings: HeroSettings) -> BillingSettings:
-    custom = load_policies(settings.pricing_policies_file) if settings.pricing_policies_file else {}
     return BillingSettings(
         split=parse_split(settings.revenue_split),
         grace=timedelta(days=float(settings.grace_days)),
         low_balance_hours=settings.low_balance_hours,
-        pricing=policy_named(settings.pricing_policy, custom),
+        pricing=settings.pricing(),
         usage_wait=timedelta(seconds=settings.usage_wait_s),
     )
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
@@ -36,11 +37,13 @@ from hero.market.views import (
 from hero.store import EventStore, StoreError, open_store, recorded_after
 from schemas import (
     ApproveOffer,
+    ChangeNodeStatus,
     Command,
     FarmerPolicy,
     Grid,
     Mandate,
     Money,
+    NodeStatus,
     PolicyMode,
     RegisterFarm,
     RegisterNode,
@@ -587,6 +590,31 @@ def nodes_list(
         _known_farm(report, farm)
     nodes = [n for n in report.nodes if farm is None or n.farm_id == farm]
     _show(nodes, as_json, "no nodes", _nodes_table)
+
+
+@nodes_app.command("status")
+def nodes_status(
+    node: Annotated[str, typer.Argument(help="the node id")],
+    status: Annotated[NodeStatus, typer.Argument(help="up, down or standby")],
+    reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "by hand",
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Mark a node up, down or standby. Down or standby: its offers' holds are released and
+    the offtakers move its replicas elsewhere, then end its contracts with the SLA outcome."""
+    pricing = settings_for(data_dir).pricing()
+    with opened_store(data_dir) as store:
+        command = ChangeNodeStatus(
+            command_id=new_id("cli-status"), node_id=node, status=status, reason=reason
+        )
+        result = send(store, command, MarketService(store, pricing=pricing))
+    changed = bool(result.events)
+    if as_json:
+        print_json({"node_id": node, "status": status.value, "changed": changed})
+        return
+    console.print(
+        f"node {escape(node)} is {status.value}" + ("" if changed else " already: nothing recorded")
+    )
 
 
 @negotiations_app.command("list")

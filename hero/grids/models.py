@@ -12,12 +12,13 @@ Pure: imports only schemas, hero.domain, the stdlib and pydantic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hero.domain.node_health import node_status
 from schemas import ChangeNodeStatus, Grid, NodeStatus, RegisterFarm, RegisterNode, Resources
 
 __all__ = [
@@ -318,9 +319,19 @@ def grid3_node_command(node: Grid3Node) -> RegisterNode:
     )
 
 
-def grid3_node_status(node: Grid3Node) -> NodeStatus:
-    """The proxy's status; a payload without one counts as up (it was listed)."""
-    return node.status or NodeStatus.UP
+def grid3_node_status(node: Grid3Node, now: datetime | None = None) -> NodeStatus:
+    """The proxy's status; a payload without one counts as up (it was listed).
+
+    Given ``now`` and the node's last report (``updatedAt``), the grid's own rule decides
+    between up and down (:func:`hero.domain.node_health.node_status`: down once reports are
+    missing for more than 80 minutes), so a proxy answer cached past that still moves the
+    node's replicas. Down and standby are the proxy's to say.
+    """
+    reported = node.status or NodeStatus.UP
+    if now is None or node.updated_at is None or reported != NodeStatus.UP:
+        return reported
+    last_report = datetime.fromtimestamp(node.updated_at, UTC)
+    return node_status(last_report, now)
 
 
 def grid4_farm_command(farm: Grid4Farm, nodes: Sequence[Grid4Node] = ()) -> RegisterFarm:

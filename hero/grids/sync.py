@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from hero.domain import node as nodes
+from hero.domain.clock import Clock, SystemClock
 from hero.grids.grid3 import Grid3Client
 from hero.grids.grid4 import Grid4Client
 from hero.grids.models import (
@@ -79,12 +81,15 @@ async def sync_grids(
     grid4: Grid4Client | None = None,
     service: MarketService | None = None,
     actor: str = "grid-sync",
+    clock: Clock | None = None,
 ) -> SyncReport:
     """Read every page of each client given, then register and update through ``service``
-    (one over ``store`` by default; ``store`` is read to tell what is there already)."""
+    (one over ``store`` by default; ``store`` is read to tell what is there already). A Grid 3
+    node whose last report is older than 80 minutes at the ``clock``'s now is marked down."""
     if grid3 is None and grid4 is None:
         raise ValueError("give at least one of grid3 and grid4")
-    importer = _Importer(store, service or MarketService(store), actor)
+    now = (clock or SystemClock()).now()
+    importer = _Importer(store, service or MarketService(store), actor, now)
     report = SyncReport()
     if grid3 is not None:
         g3_farms = [f async for f in grid3.farms()]
@@ -98,10 +103,11 @@ async def sync_grids(
 
 
 class _Importer:
-    def __init__(self, store: EventStore, service: MarketService, actor: str):
+    def __init__(self, store: EventStore, service: MarketService, actor: str, now: datetime):
         self._store = store
         self._service = service
         self._actor = actor
+        self._now = now
 
     def grid3(
         self, farms: Sequence[Grid3Farm], node_list: Sequence[Grid3Node], unparsed: int
@@ -110,7 +116,7 @@ class _Importer:
             GridSyncReport(Grid.GRID3, unparsed=unparsed),
             [(f.farm_id, grid3_farm_command(f, node_list)) for f in farms],
             [
-                (n.farm_id, n.node_id, grid3_node_command(n), grid3_node_status(n))
+                (n.farm_id, n.node_id, grid3_node_command(n), grid3_node_status(n, self._now))
                 for n in node_list
             ],
         )

@@ -118,6 +118,23 @@ def test_fleet_create_registers_a_fleet_once(data: Path) -> None:
     )
 
 
+def test_a_node_marked_down_by_hand_is_recorded_once_and_an_unknown_one_refused(
+    data: Path,
+) -> None:
+    hero_json("fleet", "create", "--seed", "7", "--farms", "1", data_dir=data)
+    first = hero_json(
+        "nodes", "status", "node-0001-01", "down", "--reason", "maintenance", data_dir=data
+    )
+    assert first == {"node_id": "node-0001-01", "status": "down", "changed": True}
+    again = hero_json("nodes", "status", "node-0001-01", "down", data_dir=data)
+    assert again["changed"] is False
+    [changed] = [e for e in events("node-node-0001-01", data) if e["type"] == "NodeStatusChanged"]
+    assert changed["payload"]["reason"] == "maintenance"
+    assert changed["payload"]["changed_at"] is not None
+    assert "not registered" in refused("nodes", "status", "node-9999", "down", data_dir=data)
+    assert "sideways" in refused("nodes", "status", "node-0001-01", "sideways", data_dir=data)
+
+
 # -- policies -------------------------------------------------------------------------------------
 
 

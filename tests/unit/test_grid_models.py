@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,14 @@ def test_a_status_command_is_named_by_the_stream_version() -> None:
     assert command.command_id == "grid4:node:9:status:3:down"
     assert command.node_id == "g4-node-9"
     assert command.status == NodeStatus.DOWN
+
+
+def test_a_node_listed_up_whose_last_report_is_over_80_minutes_old_is_down() -> None:
+    data = {**load("grid3_node_old.json"), "status": "up", "updatedAt": 1_767_261_600}
+    node = Grid3Node.model_validate(data)
+    reported = datetime.fromtimestamp(1_767_261_600, UTC)
+    assert grid3_node_status(node, reported + timedelta(minutes=80)) == NodeStatus.UP
+    assert grid3_node_status(node, reported + timedelta(minutes=81)) == NodeStatus.DOWN
+    assert grid3_node_status(node) == NodeStatus.UP  # no clock: the proxy's word
+    standby = Grid3Node.model_validate({**data, "status": "standby"})
+    assert grid3_node_status(standby, reported + timedelta(hours=3)) == NodeStatus.STANDBY

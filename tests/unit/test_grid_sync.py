@@ -46,7 +46,7 @@ async def run_sync(store: MemoryEventStore, url: str, service: MarketService | N
         Grid3Client(url, page_size=5, backoff=0.01) as g3,
         Grid4Client(url, page_size=5, backoff=0.01) as g4,
     ):
-        return await sync_grids(store, grid3=g3, grid4=g4, service=service)
+        return await sync_grids(store, grid3=g3, grid4=g4, service=service, clock=CLOCK)
 
 
 def last_status(store: MemoryEventStore, node: SimNode) -> NodeStatus:
