@@ -151,3 +151,91 @@ def test_spans_parse() -> None:
     assert parse_span("2h") == timedelta(hours=2)
     with pytest.raises(ValueError, match="not a duration"):
         parse_span("1d")
+
+
+def _autoscaled_market(data: Path, tag: str) -> None:
+    """Two farms (Grid 3 and Grid 4) in a region of the test's own, and a mandate whose
+    workload ``api`` autoscales on cpu from 2 replicas."""
+    from hero.market.service import MarketService
+    from schemas import (
+        FarmerPolicy,
+        Grid,
+        Mandate,
+        RegisterFarm,
+        RegisterNode,
+        ScalingPolicy,
+        SetFarmerPolicy,
+        SetOfftakerMandate,
+        WorkloadSpec,
+    )
+
+    replica = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)
+    region = f"cli-{tag}"
+    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    try:
+        service = MarketService(store)
+        for grid in (Grid.GRID3, Grid.GRID4):
+            farm = f"{tag}-{grid.value}"
+            place = {"grid": grid, "country": "BE", "region": region}
+            service.handle(RegisterFarm(command_id=f"{farm}:f", farm_id=farm, name=farm, **place))
+            service.handle(
+                RegisterNode(
+                    command_id=f"{farm}:n",
+                    node_id=f"{farm}-n",
+                    farm_id=farm,
+                    total=replica.times(4),
+                    **place,
+                )
+            )
+            policy = FarmerPolicy(price_cu_hour=Money.of("0.01", "USD"))
+            service.handle(SetFarmerPolicy(command_id=f"{farm}:p", farm_id=farm, policy=policy))
+        cpu = ScalingPolicy(metric="cpu", target=Decimal("0.5"), min_replicas=1, max_replicas=6)
+        mandate = Mandate(
+            workloads=[
+                WorkloadSpec(
+                    workload_id="api",
+                    resources=replica,
+                    replicas=2,
+                    regions=[region],
+                    autoscale=cpu,
+                )
+            ],
+            budget_month=Money.of("500", "USD"),
+            max_price_cu_hour=Money.of("0.05", "USD"),
+            offer_window_s=Decimal("0.5"),
+        )
+        service.handle(
+            SetOfftakerMandate(command_id=f"{tag}:m", offtaker_id=f"{tag}-off", mandate=mandate)
+        )
+    finally:
+        store.close()
+
+
+def test_a_spike_injected_by_workload_scales_it_out_as_hero_workloads_shows(
+    stack_dir: Path,
+) -> None:
+    tag = f"cli{int(time.time()) % 100000}"
+    ref = f"{tag}-off/api"
+    _autoscaled_market(stack_dir, tag)
+
+    def show() -> dict[str, Any]:
+        return hero_json("workloads", "show", ref, data_dir=stack_dir)  # type: ignore[no-any-return]
+
+    wait_until(lambda: len(show()["live"]) == 2, 60, "the first two replicas")
+    injected = hero_json(
+        "utilization", "inject", "--workload", ref, "--cpu", "0.95", "--for", "1m",
+        data_dir=stack_dir,
+    )  # fmt: skip
+    assert [r["sent"] for r in injected["replicas"]] == [4, 4]
+
+    wait_until(lambda: len(show()["live"]) == 4, 60, "the scale-out to 4 replicas")
+    [row] = [r for r in hero_json("workloads", "list", data_dir=stack_dir) if r["ref"] == ref]
+    assert (row["live"], row["target"]) == (4, 4)
+    decision = row["last_decision"]
+    assert (decision["reason"], decision["current_replicas"], decision["desired_replicas"]) == (
+        "scale_up",
+        2,
+        4,
+    )
+    table = " ".join(hero("workloads", "show", ref, data_dir=stack_dir).stdout.split())
+    assert "scale_up" in table
