@@ -7,9 +7,10 @@ store and publishes --samples utilization samples spread over --contracts contra
 2 h 10 min of event time (in time order, as samplers report), so both whole hours close by
 event time. Then measures, in the same run, on the very same records:
 
-* the usage worker -- ``streams.usage``'s loop, in this process: an ``EventConsumer`` feeding
-  the ``UsageAggregator`` (Valkey windows), closing hours into the store -- samples/s from its
-  start until every sample is counted and every usage fact (2 per contract) is in the store;
+* the usage worker -- ``streams.usage``'s loop, in this process: its ``SampleConsumer`` feeding
+  each consumed batch to the ``UsageAggregator`` (Valkey windows, one round trip a batch),
+  closing hours into the store -- samples/s from its start until every sample is counted and
+  every usage fact (2 per contract) is in the store;
 * a plain aiokafka consumer reading the topic from the start, decoding nothing.
 
 Prints both rates and their ratio. Spike-to-decision latency needs the autoscaler agent,
@@ -31,9 +32,6 @@ from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from hero.domain.billing import hour_of
-from hero.log.codec import Decoded
-from hero.log.consumer import EventConsumer
-from hero.log.positions import NothingApplied
 from hero.log.telemetry import TelemetryPublisher
 from hero.log.topics import TopicAdmin
 from hero.readmodels.usage import UsageWindows
@@ -126,9 +124,9 @@ async def publish(bootstrap: str, batch: list[tuple[UtilizationSampled, int]]) -
 async def usage_worker(
     bootstrap: str, redis_url: str, store: SqliteEventStore, count: int, facts: int
 ) -> Run:
-    """The loop of ``streams.usage.serve`` (poll, add, close what is due), timed until every
-    sample is counted and every fact written."""
-    from streams.usage import UsageAggregator
+    """The loop of ``streams.usage.serve`` (``UsageWorker.step``: fetch a batch, add it, close
+    what is due), timed until every sample is counted and every fact written."""
+    from streams.usage import SampleConsumer, UsageAggregator, UsageWorker
 
     redis = Redis.from_url(redis_url)
     aggregator = UsageAggregator(
@@ -137,38 +135,25 @@ async def usage_worker(
         lateness=timedelta(minutes=5),
         idle_close=timedelta(days=30),  # the hours close by event time only
     )
-    first: list[float] = []
-
-    async def handle(decoded: Decoded) -> None:
-        if isinstance(decoded.message, UtilizationSampled):
-            if not first:
-                first.append(time.perf_counter())
-            assert consumer.current is not None
-            await aggregator.add(decoded.message, consumer.current.partition)
-
-    consumer = EventConsumer(
-        name="bench-usage",
-        topics=[Topic.UTILIZATION.value],
-        bootstrap=bootstrap,
-        handler=handle,
-        positions=NothingApplied(),
-    )
+    consumer = SampleConsumer(name="bench-usage", bootstrap=bootstrap, handler=aggregator.add_many)
+    worker = UsageWorker(consumer, aggregator)
     started = time.perf_counter()
     await consumer.start()
     try:
         # Every sample in (the last 10 min come after the hours close) and every fact out.
         while aggregator.counts.facts < facts or aggregator.counts.added < count:
-            await consumer.poll(timeout_ms=200)
-            await aggregator.close_due()
+            await worker.step(timeout_ms=200)
             if time.perf_counter() - started > 600:
                 raise TimeoutError(f"usage worker: {aggregator.counts} after 600 s")
         ended = time.perf_counter()
+        await worker.flush()
     finally:
         await consumer.stop()
         await redis.aclose()
     if aggregator.counts.added != count:
         raise RuntimeError(f"usage worker added {aggregator.counts}, expected {count} samples")
-    return Run(count, ended - started, first[0] - started)
+    assert consumer.first_record_at is not None
+    return Run(count, ended - started, consumer.first_record_at - started)
 
 
 async def plain_consumer(bootstrap: str, count: int) -> Run:

@@ -9,6 +9,14 @@ one ``UsageRecorded`` per contract and hour (the command id is the contract and 
 a close repeated after a crash writes nothing). A kill -9 at any point loses nothing: the
 windows live in Valkey, and Kafka redelivers what was not committed.
 
+The samples of one consumed batch reach Valkey in one script call (one round trip), and the
+batch's offsets are committed only once that call has returned: a sample is in its window
+before its offset is committed, and one redelivered is a duplicate there. While a batch goes
+into Valkey the next one is fetched and decoded; windows close only between the two, with no
+batch in flight. A sample is decoded in one validation pass (the envelope with its payload
+typed); a record that pass refuses is decoded the general way, which says why it fails, and is
+dead-lettered as any consumer does.
+
 Why a plain consumer group and not a Faust table: a table is restored from its changelog
 topic, and the embedded broker's wrong end offsets break that restore (DESIGN.md); the
 windows' home is Valkey, which the stack already runs with its append-only file on.
@@ -21,24 +29,42 @@ import json
 import logging
 import os
 import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
 
 from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.usage import usage_fact, usage_stream
-from hero.log.codec import Decoded
-from hero.log.consumer import EventConsumer
-from hero.log.positions import NothingApplied
+from hero.log.codec import DecodeError, decode_record
+from hero.log.consumer import ConsumerStats, DeadLetter
+from hero.log.producer import new_producer
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
-from schemas import ContractCreated, Topic, UtilizationSampled
+from schemas import REGISTRY, ContractCreated, Envelope, Message, Topic, UtilizationSampled
 
-__all__ = ["UsageAggregator", "UsageCounts", "main"]
+__all__ = [
+    "Sample",
+    "SampleBatch",
+    "SampleConsumer",
+    "UsageAggregator",
+    "UsageCounts",
+    "UsageWorker",
+    "decode_sample",
+    "main",
+]
 
 log = logging.getLogger("streams.usage")
 HOUR = timedelta(hours=1)
+
+Sample = tuple[UtilizationSampled, int]
+"""A sample and the partition it came from (whose watermark it moves)."""
 
 
 @dataclass
@@ -68,16 +94,23 @@ class UsageAggregator:
         self.counts = UsageCounts()
 
     async def add(self, sample: UtilizationSampled, partition: int) -> None:
-        outcome = await self._windows.add(sample, partition)
-        if outcome == ADDED:
-            self.counts.added += 1
-        elif outcome == DUPLICATE:
-            self.counts.duplicates += 1
-        else:
-            self.counts.late += 1
-            log.warning(
-                "late sample %s for %s: its hour is closed", sample.sample_id, sample.contract_id
-            )
+        await self.add_many([(sample, partition)])
+
+    async def add_many(self, samples: Sequence[Sample]) -> None:
+        """Add a batch of samples in one round trip to Valkey; counted as one by one."""
+        outcomes = await self._windows.add_many(samples)
+        for (sample, _), outcome in zip(samples, outcomes, strict=True):
+            if outcome == ADDED:
+                self.counts.added += 1
+            elif outcome == DUPLICATE:
+                self.counts.duplicates += 1
+            else:
+                self.counts.late += 1
+                log.warning(
+                    "late sample %s for %s: its hour is closed",
+                    sample.sample_id,
+                    sample.contract_id,
+                )
 
     async def close_due(self) -> int:
         """Record every window that may close now; returns how many facts were written."""
@@ -86,11 +119,12 @@ class UsageAggregator:
         by_events = watermark - self._lateness if watermark is not None else None
         by_clock = now - self._idle_close
         limit = max(by_clock, by_events) if by_events is not None else by_clock
+        due = await self._windows.open_before(limit - HOUR + timedelta(seconds=1))
+        if any(contract_id not in self._contracts for contract_id, _ in due):
+            self._follow_contracts()  # once per close, not once per window
         written = 0
-        for contract_id, hour in await self._windows.open_before(
-            limit - HOUR + timedelta(seconds=1)
-        ):
-            contract = self._contract(contract_id)
+        for contract_id, hour in due:
+            contract = self._contracts.get(contract_id)
             if contract is None:
                 continue  # its contract is not in the store yet: keep the window open
             window = await self._windows.read(contract_id, hour)
@@ -104,15 +138,231 @@ class UsageAggregator:
         self.counts.facts += written
         return written
 
-    def _contract(self, contract_id: str) -> ContractCreated | None:
-        if contract_id not in self._contracts:
-            for row in recorded_after(self._store, self._position):
-                self._position = row.position
-                if row.type == "ContractCreated":
-                    event = row.envelope().decode()
-                    assert isinstance(event, ContractCreated)
-                    self._contracts[event.contract_id] = event
-        return self._contracts.get(contract_id)
+    def _follow_contracts(self) -> None:
+        """Read the contracts recorded since the last look."""
+        for row in recorded_after(self._store, self._position):
+            self._position = row.position
+            if row.type == "ContractCreated":
+                event = row.envelope().decode()
+                assert isinstance(event, ContractCreated)
+                self._contracts[event.contract_id] = event
+
+
+class _SampleEnvelope(Envelope):
+    """An envelope whose payload is validated as a sample in the same pass (no dict between)."""
+
+    payload: UtilizationSampled  # type: ignore[assignment]
+
+
+_SAMPLE = REGISTRY.entry("UtilizationSampled")
+
+
+def decode_sample(value: bytes | None) -> Message:
+    """The record's message, as ``decode_record`` gives it; a sample at its current schema
+    version takes one validation pass, anything else (and any failure) the general path,
+    which raises DecodeError with the reason."""
+    if value is not None:
+        try:
+            fast = _SampleEnvelope.model_validate_json(value)
+        except ValidationError:
+            pass
+        else:
+            if fast.type == _SAMPLE.type and fast.schema_version == _SAMPLE.version:
+                return fast.payload
+    return decode_record(value).message
+
+
+BatchHandler = Callable[[Sequence[Sample]], Awaitable[None]]
+
+
+@dataclass
+class SampleBatch:
+    """One consumed batch, decoded: its samples (with the records they came from), the offsets
+    that commit it, and its counts so far (records dead-lettered or not samples)."""
+
+    samples: list[Sample]
+    records: list[ConsumerRecord[Any, Any]]
+    offsets: dict[TopicPartition, int]
+    counts: ConsumerStats
+
+
+class SampleConsumer:
+    """Consumes ``hero.utilization`` as group ``name``, a batch at a time: ``fetch`` decodes a
+    batch's records (dead-letters those that do not decode); ``apply`` hands its samples to
+    ``handler`` in one call and, once that call has returned, commits the batch's offsets.
+
+    A handler that keeps failing on a batch is called again with one sample at a time, and a
+    sample that still fails is dead-lettered (``handler_failed``), as ``EventConsumer`` does
+    with a record: one bad sample does not hold up the rest.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bootstrap: str,
+        handler: BatchHandler,
+        topics: Sequence[str] = (Topic.UTILIZATION.value,),
+        max_records: int = 500,
+        session_timeout_ms: int = 6000,
+        handler_attempts: int = 3,
+        dlq_topic: str = Topic.DLQ.value,
+    ):
+        self.name = name
+        self.stats = ConsumerStats()
+        self.first_record_at: float | None = None
+        """``time.perf_counter()`` when the first records arrived."""
+        self._topics = list(topics)
+        self._bootstrap = bootstrap
+        self._handler = handler
+        self._max_records = max_records
+        self._session_timeout_ms = session_timeout_ms
+        self._attempts = handler_attempts
+        self._dlq_topic = dlq_topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=self._bootstrap,
+            group_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 100),
+        )
+        self._dlq = new_producer(self._bootstrap)
+        await self._dlq.start()
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        dlq, self._dlq = self._dlq, None
+        if consumer is not None:
+            await consumer.stop()
+        if dlq is not None:
+            await dlq.stop()
+
+    async def poll(self, timeout_ms: int = 500) -> ConsumerStats:
+        """Fetch one batch and apply it; returns this batch's counts."""
+        batch = await self.fetch(timeout_ms)
+        if batch is None:
+            return ConsumerStats()
+        await self.apply(batch)
+        return batch.counts
+
+    async def fetch(self, timeout_ms: int = 500) -> SampleBatch | None:
+        """The next batch of records, decoded; None when none came within ``timeout_ms``."""
+        if self._consumer is None:
+            raise RuntimeError(f"consumer {self.name!r} is not started")
+        fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        if not fetched:
+            return None
+        if self.first_record_at is None:
+            self.first_record_at = time.perf_counter()
+        batch = SampleBatch([], [], {}, ConsumerStats())
+        for partition, records in fetched.items():
+            for record in records:
+                try:
+                    message = decode_sample(record.value)
+                except DecodeError as error:
+                    await self._dead_letter(record, error.failure.value, error.detail)
+                    batch.counts.dead_lettered += 1
+                    continue
+                if isinstance(message, UtilizationSampled):
+                    batch.samples.append((message, partition.partition))
+                    batch.records.append(record)
+                else:
+                    batch.counts.applied += 1  # not a sample: nothing to do with it here
+            batch.offsets[partition] = records[-1].offset + 1
+        return batch
+
+    async def apply(self, batch: SampleBatch) -> None:
+        """Hand the batch's samples over, then commit its offsets (those of partitions this
+        consumer still has: a partition taken away meanwhile is redelivered to its new owner,
+        whose windows find its samples counted)."""
+        if self._consumer is None:
+            raise RuntimeError(f"consumer {self.name!r} is not started")
+        counts = batch.counts
+        if batch.samples and await self._call(batch.samples) is None:
+            counts.applied += len(batch.samples)
+        elif batch.samples:
+            for sample, record in zip(batch.samples, batch.records, strict=True):
+                failure = await self._call([sample])
+                if failure is None:
+                    counts.applied += 1
+                else:
+                    await self._dead_letter(record, "handler_failed", failure)
+                    counts.dead_lettered += 1
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in batch.offsets.items() if tp in assigned}
+        if offsets:
+            await self._consumer.commit(offsets)  # the batch is in Valkey: its offsets may go
+        self.stats.applied += counts.applied
+        self.stats.skipped += counts.skipped
+        self.stats.dead_lettered += counts.dead_lettered
+
+    async def _call(self, samples: Sequence[Sample]) -> str | None:
+        last = ""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await self._handler(samples)
+                return None
+            except Exception as error:
+                log.warning(
+                    "%s: handler failed on %d samples (attempt %d): %r",
+                    self.name,
+                    len(samples),
+                    attempt,
+                    error,
+                )
+                last = f"{type(error).__name__}: {error}"
+                await asyncio.sleep(0.05 * attempt)  # back off before retrying a failing handler
+        return last
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
+    ) -> None:
+        assert self._dlq is not None
+        letter = DeadLetter.of(record, self.name, reason, detail)
+        log.warning(
+            "%s: %s at %s[%d]@%d: %s",
+            self.name,
+            reason,
+            record.topic,
+            record.partition,
+            record.offset,
+            detail,
+        )
+        await self._dlq.send_and_wait(
+            self._dlq_topic, value=letter.to_json(), key=record.topic.encode()
+        )
+
+
+class UsageWorker:
+    """``streams.usage``'s loop, one ``step`` at a time: fetch and decode a batch while the one
+    before it is going into Valkey; wait for that one (and its commit); close what is due, with
+    no batch in flight, so a window is read and closed whole; then send the new batch off.
+    """
+
+    def __init__(self, consumer: SampleConsumer, aggregator: UsageAggregator):
+        self.consumer, self.aggregator = consumer, aggregator
+        self._applying: asyncio.Task[None] | None = None
+
+    async def step(self, timeout_ms: int = 200) -> None:
+        batch = await self.consumer.fetch(timeout_ms)
+        await self.flush()
+        await self.aggregator.close_due()
+        if batch is not None:
+            self._applying = asyncio.create_task(self.consumer.apply(batch))
+            await asyncio.sleep(0)  # the task sends its call before the next batch is decoded
+
+    async def flush(self) -> None:
+        """Wait for the batch in flight, if any, to be in Valkey and committed."""
+        applying, self._applying = self._applying, None
+        if applying is not None:
+            await applying
 
 
 def _health(path: Path, counts: UsageCounts) -> None:
@@ -141,27 +391,22 @@ async def serve(
         lateness=timedelta(seconds=settings.usage_lateness_s),
         idle_close=timedelta(seconds=settings.usage_idle_close_s),
     )
-
-    async def handle(decoded: Decoded) -> None:
-        if isinstance(decoded.message, UtilizationSampled):
-            assert consumer.current is not None
-            await aggregator.add(decoded.message, consumer.current.partition)
-
-    consumer = EventConsumer(
+    consumer = SampleConsumer(
         name=group,
-        topics=[Topic.UTILIZATION.value],
         bootstrap=settings.kafka_bootstrap,
-        handler=handle,
-        positions=NothingApplied(),  # the windows' sample sets dedupe; a backfill must pass
+        handler=aggregator.add_many,  # the windows' sample sets dedupe; a backfill must pass
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
+    worker = UsageWorker(consumer, aggregator)
     health = settings.data_dir / "run" / "usage.health"
     await consumer.start()
     try:
-        while not stop.is_set():
-            await consumer.poll(timeout_ms=200)
-            await aggregator.close_due()
-            _health(health, aggregator.counts)
+        try:
+            while not stop.is_set():
+                await worker.step(timeout_ms=200)
+                _health(health, aggregator.counts)
+        finally:
+            await worker.flush()  # the batch in flight lands (and commits) before the stop
     finally:
         await consumer.stop()
         await redis.aclose()

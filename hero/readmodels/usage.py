@@ -2,14 +2,18 @@
 
 Per contract and hour: a hash of integer sums (seconds, network bytes, samples) and the set
 of sample ids already counted; one script adds a sample to both or to neither, so a sample
-redelivered after a crash counts once. Per Kafka partition, the latest sample time seen (the
-event-time watermark) also lives here: an hour closes only when every partition that carries
-samples has moved past it, whatever the wall clock says and however far a restart rewinds.
+redelivered after a crash counts once (one call of it adds a whole consumed batch). Per Kafka
+partition, the latest sample time seen (the event-time watermark) also lives here: an hour
+closes only when every partition that carries samples has moved past it, whatever the wall
+clock says and however far a restart rewinds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,19 +24,80 @@ from schemas import UtilizationSampled
 __all__ = ["ADDED", "DUPLICATE", "LATE", "UsageWindow", "UsageWindows"]
 
 ADDED, DUPLICATE, LATE = 1, 0, 2
+_INT64_MAX = 2**63 - 1
+_DOUBLE_EXACT = 2**53  # a Lua number (a double) holds every integer up to this one
 
-# KEYS: sums hash, seen set, open zset, closed marker, watermarks hash
-# ARGV: sample id, seconds, bytes, open member, hour epoch, partition, sample epoch
-_ADD = """
-local mark = tonumber(redis.call('HGET', KEYS[5], ARGV[6]) or '0')
-if tonumber(ARGV[7]) > mark then redis.call('HSET', KEYS[5], ARGV[6], ARGV[7]) end
-if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'seconds', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'samples', 1)
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-return 1
+# One call adds a whole batch of samples (one round trip per consumed batch), with the outcome
+# and the state of adding them one by one: every sample moves its partition's watermark up to
+# it; a sample whose window is closed is LATE; one already in the window's seen set, or earlier
+# in the batch, is a DUPLICATE; the rest are ADDED to the seen set and the sums. The work is
+# per window, not per sample: the window's sums move once by its added samples' totals, which
+# the caller summed exactly (all of them, the usual case) or which are summed here (some were
+# duplicates; the caller keeps such totals within a double's exact integers). The write that
+# can fail in practice (bytes past 64 bits) comes first, so a window takes all its samples or
+# none; the window enters the open set before its sums move, so a window with sums will close.
+# A batch spans many windows, so their keys (named as ``UsageWindows._keys`` names them) are
+# made here from ARGV[1] rather than passed one by one: hundreds of keys cost more to pass than
+# the script takes to run. The windows live on one server, not a cluster.
+# KEYS: open zset, watermarks hash
+# ARGV[1]: the key prefix; ARGV[2]: JSON {"m": [[partition, latest sample epoch], ...],
+#   "w": [[contract id, hour epoch, seconds, bytes, [[position, sample id, seconds, bytes],
+#   ...]], ...]}: positions (1-based) are the samples' in the batch; the window's numbers are
+#   strings, written as they are; a sample's are numbers, only summed as said above.
+# Returns one digit per sample, in batch order: 1 ADDED, 0 DUPLICATE, 2 LATE.
+_ADD_MANY = """
+local function each_chunk(command, key, items)
+  local found = {}
+  for first = 1, #items, 1000 do
+    local part = redis.call(command, key, unpack(items, first, math.min(first + 999, #items)))
+    if type(part) == 'table' then
+      for _, value in ipairs(part) do found[#found + 1] = value end
+    end
+  end
+  return found
+end
+
+local batch = cjson.decode(ARGV[2])
+for _, mark in ipairs(batch.m) do
+  local latest = tonumber(redis.call('HGET', KEYS[2], mark[1]) or '0')
+  if tonumber(mark[2]) > latest then redis.call('HSET', KEYS[2], mark[1], mark[2]) end
+end
+local out = {}
+for _, w in ipairs(batch.w) do
+  local name = ARGV[1] .. ':' .. w[1] .. ':' .. w[2]
+  local samples = w[5]
+  if redis.call('EXISTS', name .. ':closed') == 1 then
+    for _, s in ipairs(samples) do out[s[1]] = '2' end
+  else
+    local ids = {}
+    for j, s in ipairs(samples) do ids[j] = s[2] end
+    local known = each_chunk('SMISMEMBER', name .. ':seen', ids)
+    local new, fresh, seconds, bytes = {}, {}, 0, 0
+    for j, s in ipairs(samples) do
+      if known[j] == 1 or fresh[s[2]] then
+        out[s[1]] = '0'
+      else
+        fresh[s[2]] = true
+        new[#new + 1] = s[2]
+        seconds = seconds + tonumber(s[3])
+        bytes = bytes + tonumber(s[4])
+        out[s[1]] = '1'
+      end
+    end
+    if #new > 0 then
+      local sums = name .. ':sums'
+      if #new < #samples then
+        w[3], w[4] = string.format('%.0f', seconds), string.format('%.0f', bytes)
+      end
+      redis.call('HINCRBY', sums, 'bytes', w[4])
+      redis.call('ZADD', KEYS[1], w[2], w[2] .. '|' .. w[1])
+      redis.call('HINCRBY', sums, 'seconds', w[3])
+      redis.call('HINCRBY', sums, 'samples', #new)
+      each_chunk('SADD', name .. ':seen', new)
+    end
+  end
+end
+return table.concat(out)
 """
 
 # KEYS: sums hash, seen set, open zset, closed marker; ARGV: open member, ttl seconds
@@ -42,6 +107,15 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
+
+
+@dataclass(slots=True)
+class _Window:
+    """A window's part of a batch: its samples' totals and rows for the script."""
+
+    seconds: int = 0
+    network_bytes: int = 0
+    rows: list[tuple[int, str, int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +133,15 @@ class UsageWindows:
     def __init__(self, redis: Redis, name: str = "usage", closed_ttl_s: int = 7 * 86400):
         self._redis = redis
         self._prefix = f"hero:usage:{name}"
+        self._open = f"{self._prefix}:open"
+        self._watermarks = f"{self._prefix}:watermarks"
         self._ttl = closed_ttl_s
-        self._add: Any = redis.register_script(_ADD)
+        self._add_many: Any = redis.register_script(_ADD_MANY)
         self._close: Any = redis.register_script(_CLOSE)
 
     def _keys(self, contract_id: str, hour: datetime) -> list[str]:
         window = f"{self._prefix}:{contract_id}:{int(hour.timestamp())}"
-        return [
-            f"{window}:sums",
-            f"{window}:seen",
-            f"{self._prefix}:open",
-            f"{window}:closed",
-        ]
+        return [f"{window}:sums", f"{window}:seen", self._open, f"{window}:closed"]
 
     @staticmethod
     def _member(contract_id: str, hour: datetime) -> str:
@@ -78,34 +149,75 @@ class UsageWindows:
 
     async def add(self, sample: UtilizationSampled, partition: int) -> int:
         """ADDED, DUPLICATE (counted before) or LATE (its hour is closed)."""
-        hour = sample.sampled_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        keys = self._keys(sample.contract_id, hour)
-        result = await self._add(
-            keys=[*keys, f"{self._prefix}:watermarks"],
-            args=[
-                sample.sample_id,
-                sample.interval_s,
-                sample.network_bytes,
-                self._member(sample.contract_id, hour),
-                int(hour.timestamp()),
-                partition,
-                int(sample.sampled_at.timestamp()),
-            ],
+        return (await self.add_many([(sample, partition)]))[0]
+
+    async def add_many(self, samples: Sequence[tuple[UtilizationSampled, int]]) -> list[int]:
+        """Each sample's ``add`` outcome, in order, for one round trip: the outcomes and the
+        state of adding them one by one. Raises ValueError, having written nothing, when a
+        sample's bytes do not fit a sum (64 bits), or a window's samples in the batch carry
+        more than 2**53 bytes (add such samples one by one)."""
+        if not samples:
+            return []
+        windows: dict[tuple[str, int], _Window] = {}
+        marks: dict[int, int] = {}
+        for position, (sample, partition) in enumerate(samples, 1):
+            seconds, network_bytes = sample.interval_s, sample.network_bytes
+            if not 0 <= network_bytes <= _INT64_MAX:
+                raise ValueError(
+                    f"sample {sample.sample_id}: network_bytes {network_bytes} "
+                    "does not fit a 64-bit sum"
+                )
+            stamp = sample.sampled_at.timestamp()
+            epoch = int(stamp)
+            hour = math.floor(stamp) // 3600 * 3600  # the start of its UTC hour
+            if epoch > marks.get(partition, epoch - 1):
+                marks[partition] = epoch
+            window = windows.get((sample.contract_id, hour))
+            if window is None:
+                window = windows[(sample.contract_id, hour)] = _Window()
+            window.seconds += seconds
+            window.network_bytes += network_bytes
+            window.rows.append((position, sample.sample_id, seconds, network_bytes))
+        listed = []
+        for (contract_id, hour), window in windows.items():
+            if len(window.rows) > 1 and window.network_bytes > _DOUBLE_EXACT:
+                # The script sums a window's samples itself when some are duplicates.
+                raise ValueError(
+                    f"{len(window.rows)} samples of {contract_id} at {hour} carry "
+                    f"{window.network_bytes} network bytes, more than one call sums exactly"
+                )
+            listed.append(
+                (
+                    contract_id,
+                    str(hour),
+                    str(window.seconds),
+                    str(window.network_bytes),
+                    window.rows,
+                )
+            )
+        batch = {
+            "m": [(str(partition), str(epoch)) for partition, epoch in marks.items()],
+            "w": listed,
+        }
+        result = await self._add_many(
+            keys=[self._open, self._watermarks],
+            args=[self._prefix, json.dumps(batch, separators=(",", ":"))],
         )
-        return int(result)
+        outcomes = [int(digit) for digit in _text(result)]
+        if len(outcomes) != len(samples):
+            raise RuntimeError(f"usage windows: {len(outcomes)} outcomes for {len(samples)}")
+        return outcomes
 
     async def watermark(self) -> datetime | None:
         """The earliest of the partitions' latest sample times: every partition is past it."""
-        marks = await self._redis.hvals(f"{self._prefix}:watermarks")
+        marks = await self._redis.hvals(self._watermarks)
         if not marks:
             return None
         return datetime.fromtimestamp(min(int(m) for m in marks), UTC)
 
     async def open_before(self, moment: datetime) -> list[tuple[str, datetime]]:
         """Open windows whose hour starts before ``moment``, oldest first."""
-        members = await self._redis.zrangebyscore(
-            f"{self._prefix}:open", "-inf", f"({int(moment.timestamp())}"
-        )
+        members = await self._redis.zrangebyscore(self._open, "-inf", f"({int(moment.timestamp())}")
         found = []
         for member in members:
             epoch, _, contract_id = _text(member).partition("|")

