@@ -1,6 +1,6 @@
-"""Autoscaling inputs, the ingest part: the usage worker against a plain aiokafka consumer.
+"""Autoscaling: samples ingested and aggregated, and spike-to-decision latency.
 
-    ./run bench-autoscale [--samples 100000] [--contracts 200]
+    ./run bench-autoscale [--samples 100000] [--contracts 200] [--spikes 50] [--spike-rate 10]
 
 In a temp dir, starts an embedded broker and Valkey, records the contracts in a fresh SQLite
 store and publishes --samples utilization samples spread over --contracts contracts and
@@ -13,8 +13,11 @@ event time. Then measures, in the same run, on the very same records:
   every usage fact (2 per contract) is in the store;
 * a plain aiokafka consumer reading the topic from the start, decoding nothing.
 
-Prints both rates and their ratio. Spike-to-decision latency needs the autoscaler agent,
-which does not exist yet: it is reported as not measured.
+Prints both rates and their ratio. Then spike-to-decision (``benchmarks/_spike.py``): on a
+whole embedded stack of its own, --spikes autoscaled workloads each get a cpu spike, --spike-rate
+per second, and the latency from the send to the recorded ScaleDecided is measured (p50, p99),
+beside the same decision made in one process (no Kafka, no Ray) as the baseline of the run.
+Goal: spike-to-decision p99 <= 1 s. ``--spikes 0`` skips it.
 """
 
 from __future__ import annotations
@@ -186,9 +189,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--contracts", type=int, default=200)
+    parser.add_argument("--spikes", type=int, default=50, help="workloads spiked; 0: skip")
+    parser.add_argument("--spike-rate", type=float, default=10.0, help="spikes per second")
     args = parser.parse_args()
     if args.samples < 1 or args.contracts < 1:
         parser.error("--samples and --contracts must be positive")
+    if args.spikes < 0 or args.spike_rate <= 0:
+        parser.error("--spikes must be >= 0 and --spike-rate positive")
 
     first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
     made = contracts(args.contracts, first_hour)
@@ -240,7 +247,30 @@ def main() -> None:
         f"ratio usage worker/plain:            {worker.rate / plain.rate:>10.2f} "
         f"(after the first record: {worker.steady_rate / plain.steady_rate:.2f})"
     )
-    print("spike-to-decision latency: not measured yet (needs the autoscaler agent)")
+    if args.spikes:
+        spike_to_decision(args.spikes, args.spike_rate)
+
+
+def spike_to_decision(spikes: int, rate: float) -> None:
+    from _spike import in_process, on_stack
+
+    with tempfile.TemporaryDirectory(prefix="hero-bench-spike-") as tmp:
+        stack = on_stack(Path(tmp), spikes, rate)
+        baseline = in_process(Path(tmp), spikes)
+    print(
+        f"spike-to-decision on the stack (Kafka -> agent hosts on Ray -> store), {spikes} "
+        f"spikes at {rate:g}/s: p50 {stack.p50 * 1000:,.0f} ms, p99 {stack.p99 * 1000:,.0f} ms, "
+        f"max {max(stack.seconds) * 1000:,.0f} ms"
+    )
+    print(
+        f"same decision in one process (baseline):   p50 {baseline.p50 * 1000:,.1f} ms, "
+        f"p99 {baseline.p99 * 1000:,.1f} ms"
+    )
+    print(
+        f"ratio stack/baseline: p50 {stack.p50 / baseline.p50:,.0f}x, "
+        f"p99 {stack.p99 / baseline.p99:,.0f}x; goal p99 <= 1 s: "
+        + ("met" if stack.p99 <= 1.0 else "NOT met")
+    )
 
 
 if __name__ == "__main__":
