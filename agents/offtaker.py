@@ -267,8 +267,11 @@ class OfftakerBrain(Brain):
         ]
         surplus = len(healthy) - target
         if surplus > 0:
+            # A decided scale-down, or more than the mandate asks (a failed node came back
+            # after its replicas were moved): either way the costliest go first.
+            reason = "scale_down" if workload.autoscale is not None else "surplus"
             chosen = set(choose_scale_down(healthy, surplus))
-            ending += [(c, "scale_down") for c in healthy if c.contract_id in chosen]
+            ending += [(c, reason) for c in healthy if c.contract_id in chosen]
         commands: list[Command] = []
         for contract, reason in ending:
             key = f"{contract.contract_id}:cancel"

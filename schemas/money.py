@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
 
 __all__ = ["MAX_AMOUNT", "Currency", "CurrencyMismatch", "Money"]
 
@@ -63,6 +63,11 @@ class Money(BaseModel):
         if abs(value) >= MAX_AMOUNT:
             raise ValueError(f"amount must be below 10^18 in magnitude, got {value}")
         return value
+
+    @field_serializer("amount", when_used="json")
+    def _fixed_point(self, amount: Decimal) -> str:
+        """``0.0000005``, never ``5E-7``: what a person and a JSON consumer expect to read."""
+        return format(amount, "f")
 
     def model_post_init(self, __context: Any) -> None:
         exponent = self.amount.as_tuple().exponent
@@ -142,4 +147,4 @@ class Money(BaseModel):
         return self.amount < 0
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency}"
+        return f"{self.amount:f} {self.currency}"

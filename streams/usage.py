@@ -43,7 +43,7 @@ from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.usage import usage_fact, usage_stream
 from hero.log.codec import DecodeError, decode_record
-from hero.log.consumer import ConsumerStats, DeadLetter
+from hero.log.consumer import ConsumerStats, call_with_retries, send_dead_letter
 from hero.log.producer import new_producer
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
@@ -304,40 +304,17 @@ class SampleConsumer:
         self.stats.dead_lettered += counts.dead_lettered
 
     async def _call(self, samples: Sequence[Sample]) -> str | None:
-        last = ""
-        for attempt in range(1, self._attempts + 1):
-            try:
-                await self._handler(samples)
-                return None
-            except Exception as error:
-                log.warning(
-                    "%s: handler failed on %d samples (attempt %d): %r",
-                    self.name,
-                    len(samples),
-                    attempt,
-                    error,
-                )
-                last = f"{type(error).__name__}: {error}"
-                await asyncio.sleep(0.05 * attempt)  # back off before retrying a failing handler
-        return last
+        return await call_with_retries(
+            lambda: self._handler(samples),
+            self._attempts,
+            f"{self.name}: handler on {len(samples)} samples",
+        )
 
     async def _dead_letter(
         self, record: ConsumerRecord[Any, Any], reason: str, detail: str
     ) -> None:
         assert self._dlq is not None
-        letter = DeadLetter.of(record, self.name, reason, detail)
-        log.warning(
-            "%s: %s at %s[%d]@%d: %s",
-            self.name,
-            reason,
-            record.topic,
-            record.partition,
-            record.offset,
-            detail,
-        )
-        await self._dlq.send_and_wait(
-            self._dlq_topic, value=letter.to_json(), key=record.topic.encode()
-        )
+        await send_dead_letter(self._dlq, self._dlq_topic, record, self.name, reason, detail)
 
 
 class UsageWorker:

@@ -6,11 +6,16 @@ offtakers mandates, and let the agents negotiate on Ray (or in this process with
 ``--in-process``) until every negotiation is closed. Then print the contracts and the declines
 with their reasons.
 
+Then scaling (:mod:`hero.cli.demo_scaling`): a cpu spike on acme's autoscaled ``api`` scales it
+out across both grids, and a node failure moves one of its replicas and ends the old contract
+with its SLA outcome.
+
 Then the money: each offtaker with contracts tops up its monthly budget in USD through a
 signed payment webhook to the stack's treasury, which converts it to TFT; the demo bills a
-few hours of its contracts -- on a clock fast-forwarded by ``BILLED_HOURS``, since no real
-hour has passed -- shares each bill between farmer, farming pool and ThreeFold, and checks
-that the ledger still sums to zero. Finally it stops what it started.
+few hours of its contracts, the scaled-out and the ended ones included -- on a clock
+fast-forwarded by ``BILLED_HOURS``, since no real hour has passed -- shares each bill between
+farmer, farming pool and ThreeFold, refunds the SLA penalty, and checks that the ledger still
+sums to zero. Finally it stops what it started.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -30,6 +35,7 @@ from rich.table import Table
 
 from hero.cli._common import DataDir, errors, fail, print_json, settings_for
 from hero.cli._common import console as stdout
+from hero.cli.demo_scaling import KafkaTelemetry, Samples, Scaling, run_scaling, say_penalty
 from hero.cli.market import contracts_table, fmt_money, load_report
 from hero.cli.payments import PaymentRow, billing_service, payment_row, print_report
 from hero.domain.clock import ManualClock, SystemClock
@@ -58,6 +64,7 @@ from schemas import (
     RegisterFarm,
     RegisterNode,
     Resources,
+    ScalingPolicy,
     SetFarmerPolicy,
     SetOfftakerMandate,
     Sla,
@@ -78,6 +85,8 @@ POLL_S = 0.1
 BILLED_HOURS = 3
 """How far ahead the demo's billing clock runs: the contracts are seconds old, and billing
 only charges hours that are over."""
+SCALED_WORKLOAD = "api"
+"""The autoscaled workload of the scaling act (acme's)."""
 
 
 # -- the story ------------------------------------------------------------------------------------
@@ -104,16 +113,33 @@ class Scenario:
     def replicas(self) -> int:
         return sum(w.replicas for m in self.mandates for w in m.mandate.workloads)
 
+    @property
+    def scaled(self) -> tuple[str, WorkloadSpec]:
+        """The offtaker and the workload that autoscales."""
+        return next(
+            (m.offtaker_id, w)
+            for m in self.mandates
+            for w in m.mandate.workloads
+            if w.autoscale is not None
+        )
+
 
 def _usd(amount: str) -> Money:
     return Money.of(amount, "USD")
 
 
+#: What a farm promises unless its line in the book says otherwise: 99 % uptime, and half of
+#: each hour down refunded when that is missed (the node failure's penalty).
+DEMO_SLA = Sla(uptime_pct=Decimal(99), penalty_pct=Decimal(50))
+
+
 def _fixed(cu: str, su: str, **terms: Any) -> FarmerPolicy:
+    terms.setdefault("sla", DEMO_SLA)
     return FarmerPolicy(price_cu_hour=_usd(cu), price_su_hour=_usd(su), **terms)
 
 
 def _markup(factor: str, **terms: Any) -> FarmerPolicy:
+    terms.setdefault("sla", DEMO_SLA)
     return FarmerPolicy(markup=Decimal(factor), **terms)
 
 
@@ -143,6 +169,7 @@ def _workload(
     replicas: int,
     regions: list[str] | None = None,
     uptime: str = "95",
+    autoscale: ScalingPolicy | None = None,
 ) -> WorkloadSpec:
     cores, ram_gb, ssd_gb = shape
     return WorkloadSpec(
@@ -152,17 +179,23 @@ def _workload(
         regions=regions or [],
         grids=[Grid.GRID3, Grid.GRID4],
         min_uptime_pct=Decimal(uptime),
+        autoscale=autoscale,
     )
 
 
 def _mandates(tag: str) -> list[tuple[str, Mandate]]:
-    """Four offtakers: one in Europe, one anywhere for a 3-month term at 99 % uptime, a
-    thrifty one in Asia and Africa, and one the farm-0004 policy denies. Each invites every
-    farm that fits (``offers_per_replica`` above the fleet's size), so the story does not
-    depend on which of equally cheap farms an offtaker happens to draw."""
+    """Four offtakers: one in Europe (with an ``api`` anywhere on both grids that autoscales
+    on cpu, 2 to 6 replicas), one anywhere for a 3-month term at 99 % uptime, a thrifty one in
+    Asia and Africa, and one the farm-0004 policy denies. Each invites every farm that fits
+    (``offers_per_replica`` above the fleet's size), so the story does not depend on which of
+    equally cheap farms an offtaker happens to draw."""
+    api = ScalingPolicy(metric="cpu", target=Decimal("0.6"), min_replicas=2, max_replicas=6)
     return [
         (f"acme-{tag}", Mandate(
-            workloads=[_workload("web", (2, 4, 50), 3, ["europe"])],
+            workloads=[
+                _workload("web", (2, 4, 50), 3, ["europe"]),
+                _workload(SCALED_WORKLOAD, (2, 4, 50), 2, autoscale=api),
+            ],
             budget_month=_usd("400"), max_price_cu_hour=_usd("0.05"), offers_per_replica=12,
         )),
         (f"globex-{tag}", Mandate(
@@ -210,14 +243,19 @@ class Agents(Protocol):
 
     def step(self) -> None: ...
 
+    def sample(self, samples: Samples, at: datetime) -> None:
+        """Deliver replicas' telemetry (utilization samples) as the agents get it."""
+
     def stop(self) -> None: ...
 
 
 class StackAgents:
-    """The agent hosts ``hero up`` started on the stack's Ray: they run by themselves."""
+    """The agent hosts ``hero up`` started on the stack's Ray: they run by themselves, and
+    read samples from the stack's Kafka."""
 
-    def __init__(self, shards: int):
+    def __init__(self, shards: int, kafka_bootstrap: str):
         self.description = f"{shards} agent hosts on Ray"
+        self._telemetry = KafkaTelemetry(kafka_bootstrap)
 
     def start(self) -> None:
         """Already running, and caught up: ``hero up`` waits for it."""
@@ -225,8 +263,12 @@ class StackAgents:
     def step(self) -> None:
         """The hosts run by themselves."""
 
+    def sample(self, samples: Samples, at: datetime) -> None:
+        self._telemetry.send(samples, at)
+
     def stop(self) -> None:
-        """They belong to the stack."""
+        """The hosts belong to the stack; the demo's producer does not."""
+        self._telemetry.close()
 
 
 class ClusterAgents(StackAgents):
@@ -235,7 +277,7 @@ class ClusterAgents(StackAgents):
     def __init__(self, settings: HeroSettings, endpoints: Endpoints, shards: int, tag: str):
         from agents.runtime.cluster import AgentCluster
 
-        super().__init__(shards)
+        super().__init__(shards, endpoints.kafka_bootstrap)
         self._cluster = AgentCluster(
             settings, endpoints, shards=shards, name_prefix=f"hero-demo-{tag}"
         )
@@ -245,6 +287,7 @@ class ClusterAgents(StackAgents):
         self._cluster.wait_caught_up(timeout_s=60)
 
     def stop(self) -> None:
+        super().stop()
         self._cluster.stop()
 
 
@@ -263,6 +306,9 @@ class LocalAgents:
     def step(self) -> None:
         self._market.step()
 
+    def sample(self, samples: Samples, at: datetime) -> None:
+        self._market.sample(samples, at)
+
     def stop(self) -> None:
         """Nothing runs in the background."""
 
@@ -271,7 +317,7 @@ def ray_agents(stack: LocalStack, settings: HeroSettings, tag: str) -> Agents:
     """The stack's agent hosts when it runs them, else a cluster of the demo's own."""
     running = {c.name: c.state for c in stack.status()}
     if running.get("agents") == "up":
-        return StackAgents(settings.agent_shards)
+        return StackAgents(settings.agent_shards, stack.endpoints().kafka_bootstrap)
     return ClusterAgents(settings, stack.endpoints(), settings.agent_shards, tag)
 
 
@@ -629,7 +675,11 @@ def _declines_table(declines: list[DeclineRow]) -> Table:
 
 
 def _summary(
-    outcome: Outcome, story: Scenario, agents: Agents, payments: Payments | None
+    outcome: Outcome,
+    story: Scenario,
+    agents: Agents,
+    scaling: Scaling | None,
+    payments: Payments | None,
 ) -> dict[str, Any]:
     report = outcome.report
     contracts = [c for c in report.contracts if c.offtaker_id in story.offtakers]
@@ -649,6 +699,7 @@ def _summary(
         "spend_hour": spend,
         "seconds": round(outcome.seconds, 2),
         "agents": f"{agents.description}, {len(report.farms) + len(report.mandates)} agents",
+        **({"scaling": scaling.summary()} if scaling is not None else {}),
         **(payments.summary() if payments is not None else {}),
     }
 
@@ -682,7 +733,11 @@ def _print_market(outcome: Outcome, story: Scenario) -> None:
 
 
 def _print_json(
-    outcome: Outcome, story: Scenario, summary: dict[str, Any], payments: Payments | None
+    outcome: Outcome,
+    story: Scenario,
+    summary: dict[str, Any],
+    scaling: Scaling | None,
+    payments: Payments | None,
 ) -> None:
     document: dict[str, Any] = {
         "run": story.tag,
@@ -692,6 +747,8 @@ def _print_json(
         "approvals": outcome.approvals,
         "negotiations": _ours(outcome.report, story),
     }
+    if scaling is not None:
+        document["scaling"] = scaling.document()
     if payments is not None:
         document["payments"] = {
             "treasury": payments.treasury,
@@ -700,11 +757,38 @@ def _print_json(
             "balances": payments.balances,
             "suspended": payments.report.suspended,
             "low_balance": payments.report.low_balance,
+            "sla_penalties": payments.report.sla_penalties,
         }
     print_json(json_ready(document))
 
 
 # -- the command ----------------------------------------------------------------------------------
+
+
+def _scale(
+    store: EventStore,
+    story: Scenario,
+    agents: Agents,
+    contracts: list[ContractRow],
+    timeout_s: float,
+    say: Callable[[str], None],
+) -> Scaling:
+    """The scaling act on the story's autoscaled workload; the farmers of approve-mode farms
+    keep approving meanwhile, as they did while the market settled."""
+    service = MarketService(store, actor="demo")
+    offtaker, spec = story.scaled
+    return run_scaling(
+        store,
+        agents,
+        tag=story.tag,
+        offtaker_id=offtaker,
+        spec=spec,
+        offtakers=story.offtakers,
+        contracts=contracts,
+        approve=lambda report: _approve_pending(service, report, story, say),
+        timeout_s=timeout_s,
+        say=say,
+    )
 
 
 def _register(store: EventStore, story: Scenario, say: Callable[[str], None]) -> None:
@@ -782,18 +866,25 @@ def demo(
         typer.Option(help="no stack: run the agents in this process, over the event store"),
     ] = False,
     timeout: Annotated[
-        float, typer.Option(min=1, help="seconds to wait for the negotiations to settle")
+        float,
+        typer.Option(
+            min=1,
+            help="seconds to wait for the negotiations to settle, the scale-up, the migration",
+        ),
     ] = 30.0,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Start the stack, let the agents negotiate a small fleet's capacity on Ray, show the
-    contracts and the declines; top up the offtakers through the payment webhook, bill a few
-    hours (on a fast-forwarded clock), show who was paid; stop what it started."""
+    contracts and the declines; spike an autoscaled workload's cpu (it scales out across both
+    grids), fail one of its nodes (its replica moves, the SLA outcome is recorded); top up the
+    offtakers through the payment webhook, bill a few hours (on a fast-forwarded clock), show
+    who was paid and the SLA refund; stop what it started."""
     began = time.monotonic()
     out: Console = errors if as_json else stdout
     settings = settings_for(data_dir)
     story = scenario(new_id("demo")[-6:])
+    scaling: Scaling | None = None
     payments: Payments | None = None
     with ExitStack() as scope:
         stack: LocalStack | None = None
@@ -813,23 +904,31 @@ def demo(
             _print_market(outcome, story)
         contracts = _contracts(outcome, story)
         if outcome.settled and contracts:
+            scaling = _scale(store, story, agents, contracts, timeout, out.print)
+            contracts = sorted(scaling.contracts.values(), key=lambda c: c.contract_id)
             treasury = treasury_for(stack, settings, store)
             payments = pay_and_bill(store, settings, treasury, contracts, story, timeout, out.print)
+            scaling.note_penalty(store, payments.report)
             if not as_json:
                 stdout.print(_payments_table(payments))
             _say_billing(payments, out.print)
-        summary = _summary(outcome, story, agents, payments)
+            say_penalty(scaling, out.print)
+        summary = _summary(outcome, story, agents, scaling, payments)
         if as_json:
-            _print_json(outcome, story, summary, payments)
+            _print_json(outcome, story, summary, scaling, payments)
     if not outcome.settled:
         fail(
             f"demo incomplete after {timeout:.0f} s: {summary['contracts']} of "
             f"{summary['replicas']} replicas contracted, {summary['open']} negotiations open",
             code=1,
         )
+    if scaling is not None and scaling.problem is not None:
+        fail(f"demo incomplete: {scaling.problem}", code=1)
     if payments is not None and not payments.balanced:
         fail(f"the ledger does not sum to zero: {payments.totals}", code=1)
     line = _line(summary)
+    if scaling is not None:
+        line += f"; {scaling.line()}"
     if payments is not None:
         line += f"; {_payments_line(summary)}"
     out.print(f"[bold green]demo ok:[/] {line}; {time.monotonic() - began:.1f} s in all")

@@ -22,7 +22,14 @@ from hero.log.positions import AppliedPositions
 from hero.log.producer import new_producer
 from schemas import REGISTRY, SchemaRegistry, Topic
 
-__all__ = ["ConsumerStats", "DeadLetter", "EventConsumer", "Handler"]
+__all__ = [
+    "ConsumerStats",
+    "DeadLetter",
+    "EventConsumer",
+    "Handler",
+    "call_with_retries",
+    "send_dead_letter",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,46 @@ def _text(raw: bytes | None) -> tuple[str | None, Literal["utf-8", "base64"]]:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         return base64.b64encode(raw).decode(), "base64"
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[None]], attempts: int, what: str
+) -> str | None:
+    """None once ``call`` succeeds; after ``attempts`` failures, the last failure's text (for
+    its dead letter). A handler that fails may succeed on a retry (a store conflict, a broker
+    hiccup): it is given a short, growing pause between attempts."""
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            await call()
+            return None
+        except Exception as error:
+            log.warning("%s failed (attempt %d): %r", what, attempt, error)
+            last = f"{type(error).__name__}: {error}"
+            await asyncio.sleep(0.05 * attempt)
+    return last
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer,
+    topic: str,
+    record: ConsumerRecord[Any, Any],
+    consumer: str,
+    reason: str,
+    detail: str,
+) -> None:
+    """Park ``record`` on the dead-letter ``topic`` with the reason, keyed by its source topic."""
+    letter = DeadLetter.of(record, consumer, reason, detail)
+    log.warning(
+        "%s: %s at %s[%d]@%d: %s",
+        consumer,
+        reason,
+        record.topic,
+        record.partition,
+        record.offset,
+        detail,
+    )
+    await producer.send_and_wait(topic, value=letter.to_json(), key=record.topic.encode())
 
 
 class EventConsumer:
@@ -185,30 +232,12 @@ class EventConsumer:
         counts.applied += 1
 
     async def _call_handler(self, decoded: Decoded) -> str | None:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                await self._handler(decoded)
-                return None
-            except Exception as error:
-                log.warning("%s: handler failed (attempt %d): %r", self.name, attempt, error)
-                last = f"{type(error).__name__}: {error}"
-                await asyncio.sleep(0.05 * attempt)  # back off before retrying a failing handler
-        return last
+        return await call_with_retries(
+            lambda: self._handler(decoded), self._attempts, f"{self.name}: handler"
+        )
 
     async def _dead_letter(
         self, record: ConsumerRecord[Any, Any], reason: str, detail: str
     ) -> None:
         assert self._dlq is not None
-        letter = DeadLetter.of(record, self.name, reason, detail)
-        log.warning(
-            "%s: %s at %s[%d]@%d: %s",
-            self.name,
-            reason,
-            record.topic,
-            record.partition,
-            record.offset,
-            detail,
-        )
-        await self._dlq.send_and_wait(
-            self._dlq_topic, value=letter.to_json(), key=record.topic.encode()
-        )
+        await send_dead_letter(self._dlq, self._dlq_topic, record, self.name, reason, detail)

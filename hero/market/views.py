@@ -454,7 +454,7 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")  # 0.0000005, not 5E-7
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):

@@ -31,10 +31,18 @@ def _state(pid: int) -> str:
     return next((line for line in status.splitlines() if line.startswith("State:")), "")
 
 
+#: Contracts a demo run makes: 11 when the market settles, 2 more when the spike scales ``api``
+#: from 2 to 4 replicas, and the replacement of the replica on the failed node (plus one for
+#: each other replica that ran on that node, which the demo reports).
+RUN_CONTRACTS = 11 + 2 + 1
+
+
 def billed_hours_fit(hours: int) -> bool:
-    """9 contracts x 3 hours; a contract made just before the hour turned (while the demo
-    ran) has a 4th hour over by the fast-forwarded clock."""
-    return 27 <= hours <= 36
+    """13 live contracts x 3 hours, a contract made just before the hour turned (while the
+    demo ran) having a 4th hour over by the fast-forwarded clock; and the contract ended by
+    the migration, billed for the second or so it ran (no hour when that rounds to 0 s, two
+    when the hour turned meanwhile)."""
+    return 13 * 3 <= hours <= 13 * 4 + 2
 
 
 def test_up_status_append_tail_down(tmp_path: Path) -> None:
@@ -82,14 +90,26 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
     print(result.stdout)  # the sample quoted in the issue note
     out = " ".join(result.stdout.split())
     assert re.search(
-        r"demo ok: 9 contracts on \d+ farms for 4 offtakers, \d+ declines, \d+ approvals; "
-        r"4 negotiations settled in [\d.]+ s \(2 agent hosts on Ray, \d+ agents\)",
+        r"demo ok: 11 contracts on \d+ farms for 4 offtakers, \d+ declines, \d+ approvals; "
+        r"5 negotiations settled in [\d.]+ s \(2 agent hosts on Ray, \d+ agents\)",
         out,
     ), out
     for reason in ("term_too_long", "offtaker_denied", "below_floor", "sla_not_met"):
         assert reason in out
+    # Scaling: the spike scales api out across both grids; a node failure moves a replica and
+    # ends its contract with the SLA outcome, whose penalty the bills that follow refund.
+    scaled = re.search(
+        r"api scale_up 2 → 4 \d+ ms after the spike \(grid3 [12], grid4 [12]\), "
+        r"1 replica migrated node-\S+ → node-\S+( \(and (\d+) other replicas\))?, "
+        r"SLA [\d.]+ % not met, penalty [\d.]+ USD \([\d.]+ TFT refunded\)",
+        out,
+    )
+    assert scaled, out
+    first_others = int(scaled.group(2) or 0)
+    assert re.search(r"sla penalty [\d.]+ TFT refunded to acme-\w+ for ctr\.\S+ by the", out), out
     # The money: a webhook top-up per offtaker, converted by the stack's treasury, then three
-    # hours billed (9 contracts x 3 h) and shared out; the ledger sums to zero.
+    # hours billed (13 live contracts x 3 h, and the ended one) and shared out; the ledger
+    # sums to zero.
     assert "top-ups by signed webhook to the stack's treasury (http://127.0.0.1:" in out
     assert "billing clock fast-forwarded 3 h for the demo" in out
     money = re.search(
@@ -110,7 +130,7 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr + again.stdout
         outcome = json.loads(again.stdout)
         assert outcome["summary"]["settled"] is True
-        assert outcome["summary"]["contracts"] == len(outcome["contracts"]) == 9
+        assert outcome["summary"]["contracts"] == len(outcome["contracts"]) == 11
         assert {c["offtaker_id"].rsplit("-", 1)[1] for c in outcome["contracts"]} == {
             outcome["run"]
         }
@@ -125,13 +145,49 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
         assert sum(shares) == Decimal(summary["billed_tft"]["amount"]) > 0
         assert shares[1] == shares[2]  # the pool's and ThreeFold's 20 % each, rounded alike
         assert set(summary["ledger_totals"].values()) == {"0"}
-        bills = outcome["payments"]["bills"]
-        assert {b["contract_id"] for b in bills} == {c["contract_id"] for c in outcome["contracts"]}
+        scaling = summary["scaling"]
+        assert scaling["problem"] is None
+        decision = scaling["decision"]
+        assert (decision["reason"], decision["current_replicas"], decision["desired_replicas"]) == (
+            "scale_up", 2, 4,
+        )  # fmt: skip
+        assert (decision["metric"], decision["value"], decision["target"]) == (
+            "cpu", "0.9500000", "0.6",
+        )  # fmt: skip
+        assert 0 <= scaling["spike_to_decision_ms"] < 10_000
+        assert set(scaling["replicas_per_grid"]) == {"grid3", "grid4"}
+        assert sum(scaling["replicas_per_grid"].values()) == 4
+        assert len(scaling["placement_totals"]) == 2
+        assert all(Decimal(total) > 0 for total in scaling["placement_totals"])
+        moved = scaling["migration"]
+        assert moved["from_node"] != moved["to_node"]
+        sla = scaling["sla"]
+        assert sla["contract_id"] == moved["from_contract"]
+        assert sla["met"] is False
+        assert Decimal(sla["uptime_pct"]) < Decimal(sla["promised_pct"])
+        assert 0 < Decimal(sla["downtime_s"]) <= Decimal(sla["life_s"])
+        assert Decimal(sla["penalty_usd"]["amount"]) > 0
+        assert Decimal(scaling["sla_penalty_paid_tft"]["amount"]) > 0
+        act = outcome["scaling"]
+        assert act["spike"]["decision"]["reason"] == "scale_up"
+        added = [replica["contract_id"] for replica in act["spike"]["added"]]
+        assert all(replica["placement"]["scores"] for replica in act["spike"]["added"])
+        assert act["failure"]["sla"]["met"] is False
+        # The bills that follow: the settled contracts, the scaled-out ones, the replacement
+        # and the contract it replaced (billed for the seconds it ran, if any).
+        billed = {b["contract_id"] for b in outcome["payments"]["bills"]}
+        made = {c["contract_id"] for c in outcome["contracts"]}
+        made |= {*added, moved["to_contract"]}
+        assert len(made) == RUN_CONTRACTS
+        moved_too = {m["to_contract_id"] for m in act["failure"]["others_moved"]}
+        assert made - {moved["from_contract"]} <= billed <= made | moved_too
         assert all(p["status"] == "converted" for p in outcome["payments"]["top_ups"])
         assert "stack left running" in again.stderr
         tailed = hero("tail", "hero.reservations", "--json", "--idle-timeout", "2", data_dir=data)
         records = [json.loads(line) for line in tailed.stdout.splitlines()]
         contracts = {(r["stream"], r["version"]) for r in records if r["type"] == "ContractCreated"}
-        assert len(contracts) == 18  # both runs' contracts, relayed to Kafka
+        # both runs' contracts, relayed to Kafka
+        others = first_others + moved["others_moved"]
+        assert len(contracts) == 2 * RUN_CONTRACTS + others
     finally:
         assert hero("down", data_dir=data).returncode == 0

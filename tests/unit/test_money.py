@@ -247,3 +247,10 @@ def test_the_largest_amounts_add_exactly():
     assert third.times(3).amount == Decimal("999999999999999999.9999999")
     with pytest.raises(ValueError, match="below 10"):
         big.times(3)
+
+
+def test_tiny_amounts_are_written_in_fixed_point_never_in_exponent_form() -> None:
+    tiny = Money.rounded(Decimal("0.00000051"), "USD")
+    assert tiny.model_dump(mode="json") == {"amount": "0.0000005", "currency": "USD"}
+    assert str(tiny) == "0.0000005 USD"
+    assert Money.model_validate_json(tiny.model_dump_json()) == tiny
