@@ -14,6 +14,7 @@ from hero.cli import (
     market,
     payments,
     price,
+    replay,
     stack,
     tailing,
     utilization,
@@ -39,6 +40,7 @@ app.command("config")(stack.config)
 app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_module.demo)
 app.command("price")(price.price)
+app.command("replay")(replay.replay)
 app.add_typer(events.app, name="events")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(market.farmer_app, name="farmer")

@@ -1,0 +1,728 @@
+"""The read models as pure projections of the log: farms, nodes, contracts, negotiations,
+accounts and workloads, each a collection of JSON-ready documents keyed by entity id.
+
+A :class:`Projection` names the event types it reads, the documents an event touches and a
+reducer ``reduce(key, current, envelope, event) -> document | None`` (None deletes). Nothing
+here does I/O: :mod:`hero.readmodels.projector` keeps the documents in Valkey, and
+:func:`fold` keeps them in a dict, which is what the tests compare it with.
+
+Documents are what a REST client reads: Decimals and Money amounts as strings, times in ISO
+8601, resources as the schemas dump them. Each names its owners for access control
+(``farm_id`` and/or ``offtaker_id`` where one applies) and ``last_position``, the position of
+the last event that changed it.
+
+Events of different streams come in any order relative to each other (a ``ReplicaPlaced``
+before its ``ContractCreated``, say): a reducer that meets an event for a document it has not
+seen starts a partial document rather than dropping the fact, when the fact matters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from hero.domain.ledger import account_kind
+from hero.market.views import json_ready
+from schemas import (
+    CapacityHeld,
+    ContractCancelled,
+    ContractCreated,
+    ContractResumed,
+    ContractSuspended,
+    Envelope,
+    Event,
+    FarmerPolicySet,
+    FarmRegistered,
+    HoldExpired,
+    HoldReleased,
+    NegotiationAwarded,
+    NegotiationExpired,
+    NegotiationFailed,
+    NodeRegistered,
+    NodeStatusChanged,
+    OfferAccepted,
+    OfferApproved,
+    OfferDeclined,
+    OfferMade,
+    OfferWithdrawn,
+    OfftakerMandateSet,
+    ReplicaPlaced,
+    Resources,
+    RfqIssued,
+    ScaleDecided,
+    SlaOutcomeRecorded,
+    TransferPosted,
+)
+
+__all__ = [
+    "ACCOUNTS",
+    "CONTRACTS",
+    "FARMS",
+    "LAST_TRANSFERS",
+    "NEGOTIATIONS",
+    "NODES",
+    "PROJECTIONS",
+    "WORKLOADS",
+    "Doc",
+    "Folded",
+    "Projection",
+    "UnknownProjection",
+    "decode_doc",
+    "encode_doc",
+    "fold",
+    "projection",
+    "selected",
+    "workload_key",
+]
+
+Doc = dict[str, Any]
+"""A JSON-ready document."""
+
+Keys = Callable[[Envelope, Event], tuple[str, ...]]
+Links = Callable[[Envelope, Event], dict[str, tuple[str, ...] | None]]
+Reducer = Callable[[str, Doc | None, Envelope, Event], Doc | None]
+
+#: How many of an account's latest transfers its document lists.
+LAST_TRANSFERS = 20
+
+
+def _no_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    return ()
+
+
+def _no_links(envelope: Envelope, event: Event) -> dict[str, tuple[str, ...] | None]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One collection of documents folded from the events of ``types``.
+
+    ``keys`` names the documents an event touches; ``via`` names *links*, aliases recorded by
+    earlier events (``links``: alias -> keys, None forgets it), for an event that does not
+    carry its documents' keys (a ``ContractCancelled`` names no workload). Each touched
+    document goes through ``reduce`` once per event, in log order.
+    """
+
+    name: str
+    types: frozenset[str]
+    keys: Keys
+    reduce: Reducer
+    via: Keys = field(default=_no_keys)
+    links: Links = field(default=_no_links)
+
+
+class UnknownProjection(LookupError):
+    def __init__(self, name: str, known: Iterable[str]):
+        self.name, self.known = name, sorted(known)
+        super().__init__(f"no projection {name!r}; known: {', '.join(self.known)}")
+
+
+def encode_doc(doc: Doc) -> str:
+    """Canonical JSON (sorted keys), so equal documents are equal bytes."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_doc(raw: str | bytes) -> Doc:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"a read-model document is a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _dump(value: Any) -> Any:
+    return json_ready(value)
+
+
+_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _time(value: datetime) -> str:
+    """As the schemas dump their own times (``...Z``), so a document has one spelling."""
+    return str(_TIME.dump_python(value, mode="json"))
+
+
+def _stamp(doc: Doc, envelope: Envelope) -> Doc:
+    doc["last_position"] = envelope.position
+    return doc
+
+
+# -- farms ----------------------------------------------------------------------------------------
+
+
+def _farm_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    return (event.farm_id,) if isinstance(event, FarmRegistered | FarmerPolicySet) else ()
+
+
+def _reduce_farm(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
+    doc: Doc = dict(current) if current else _empty_farm(key)
+    if isinstance(event, FarmRegistered):
+        registered = event.model_dump(mode="json")
+        doc.update({k: registered[k] for k in ("name", "grid", "region", "country", "certified")})
+    elif isinstance(event, FarmerPolicySet):
+        policy = event.policy.model_dump(mode="json")
+        if event.node_id is None:
+            doc["policy"], doc["mode"] = policy, policy["mode"]
+        else:
+            doc["node_policies"] = {**doc["node_policies"], event.node_id: policy}
+    else:
+        return current
+    return _stamp(doc, envelope)
+
+
+def _empty_farm(farm_id: str) -> Doc:
+    # A policy may be folded before the registration it follows on another consumer's view;
+    # the registration's fields stay None until it comes.
+    return {
+        "id": farm_id,
+        "farm_id": farm_id,
+        "name": None,
+        "grid": None,
+        "region": None,
+        "country": None,
+        "certified": None,
+        "mode": None,
+        "policy": None,
+        "node_policies": {},
+    }
+
+
+FARMS = Projection(
+    name="farms",
+    types=frozenset({"FarmRegistered", "FarmerPolicySet"}),
+    keys=_farm_keys,
+    reduce=_reduce_farm,
+)
+
+
+# -- nodes ----------------------------------------------------------------------------------------
+
+_NODE_EVENTS = (
+    NodeRegistered,
+    NodeStatusChanged,
+    CapacityHeld,
+    HoldReleased,
+    HoldExpired,
+    ContractCreated,
+    ContractCancelled,
+)
+
+
+def _node_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    return (event.node_id,) if isinstance(event, _NODE_EVENTS) else ()
+
+
+def _reduce_node(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
+    if isinstance(event, NodeRegistered):
+        doc = _registered_node(event, current)
+    elif current is None:
+        return None  # capacity of a node never registered: nothing to show (as MarketReport)
+    else:
+        doc = dict(current)
+        holds, contracts = dict(doc["holds"]), dict(doc["contracts"])
+        match event:
+            case NodeStatusChanged():
+                doc["status"] = event.status.value
+            case CapacityHeld():
+                holds[event.hold_id] = _dump(event.resources)
+            case HoldReleased() | HoldExpired():
+                holds.pop(event.hold_id, None)
+            case ContractCreated():
+                holds.pop(event.hold_id, None)
+                contracts[event.contract_id] = _dump(event.resources)
+            case ContractCancelled():
+                contracts.pop(event.contract_id, None)
+            case _:
+                return current
+        doc["holds"], doc["contracts"] = holds, contracts
+    return _stamp(_with_capacity(doc), envelope)
+
+
+def _registered_node(event: NodeRegistered, current: Doc | None) -> Doc:
+    registered = event.model_dump(mode="json")
+    doc: Doc = {k: registered[k] for k in ("farm_id", "grid", "region", "country", "certified")}
+    doc.update(
+        id=event.node_id,
+        node_id=event.node_id,
+        uptime_pct=registered["uptime_pct"],
+        total=registered["total"],
+        status=(current or {}).get("status", "up"),
+        holds=(current or {}).get("holds", {}),
+        contracts=(current or {}).get("contracts", {}),
+    )
+    return doc
+
+
+def _with_capacity(doc: Doc) -> Doc:
+    """The derived fields, from the holds and contracts the document keeps."""
+    held = Resources.sum(Resources.model_validate(r) for r in doc["holds"].values())
+    committed = Resources.sum(Resources.model_validate(r) for r in doc["contracts"].values())
+    total = Resources.model_validate(doc["total"])
+    doc["held"], doc["committed"] = _dump(held), _dump(committed)
+    doc["free"] = _dump(total.minus_floored(held + committed))
+    doc["contract_ids"] = sorted(doc["contracts"])
+    doc["hold_count"] = len(doc["holds"])
+    return doc
+
+
+NODES = Projection(
+    name="nodes",
+    types=frozenset(t.__name__ for t in _NODE_EVENTS),
+    keys=_node_keys,
+    reduce=_reduce_node,
+)
+
+
+# -- contracts ------------------------------------------------------------------------------------
+
+_CONTRACT_EVENTS = (
+    ContractCreated,
+    ContractCancelled,
+    ContractSuspended,
+    ContractResumed,
+    SlaOutcomeRecorded,
+    ReplicaPlaced,
+)
+_TERMS = (
+    "negotiation_id",
+    "offer_id",
+    "offtaker_id",
+    "workload_id",
+    "farm_id",
+    "node_id",
+    "grid",
+    "resources",
+    "price_hour",
+    "term_hours",
+    "sla",
+    "starts_at",
+)
+
+
+def _contract_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    return (event.contract_id,) if isinstance(event, _CONTRACT_EVENTS) else ()
+
+
+def _empty_contract(contract_id: str) -> Doc:
+    doc: Doc = {"id": contract_id, "contract_id": contract_id}
+    doc.update(dict.fromkeys(_TERMS))
+    doc.update(
+        status=None,  # None until ContractCreated: only facts that came first are known
+        reason=None,
+        cancelled_at=None,
+        suspension=None,
+        sla_outcome=None,
+        placement=None,
+    )
+    return doc
+
+
+def _reduce_contract(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
+    doc: Doc = dict(current) if current else _empty_contract(key)
+    match event:
+        case ContractCreated():
+            terms = event.model_dump(mode="json")
+            doc.update({k: terms[k] for k in _TERMS})
+            if doc["status"] is None:  # a cancellation folded first stays
+                doc["status"] = "live"
+        case ContractCancelled():
+            doc.update(status="cancelled", reason=event.reason, node_id=event.node_id)
+            doc["cancelled_at"] = _time(envelope.occurred_at)
+        case ContractSuspended():
+            if doc["status"] != "cancelled":
+                doc["status"] = "suspended"
+            doc["suspension"] = event.model_dump(
+                mode="json", include={"unpaid_hour", "grace_ends_at"}
+            )
+        case ContractResumed():
+            if doc["status"] != "cancelled":
+                doc["status"] = "live"
+            doc["suspension"] = None
+        case SlaOutcomeRecorded():
+            doc["sla_outcome"] = event.model_dump(
+                mode="json",
+                include={"started_at", "ended_at", "period_hours", "hours_down", "uptime_pct"}
+                | {"met", "penalty"},
+            )
+            doc["sla_outcome"]["promised_pct"] = _dump(event.sla.uptime_pct)
+            _fill(doc, event.model_dump(mode="json"), ("offtaker_id", "farm_id", "node_id"))
+        case ReplicaPlaced():
+            doc["placement"] = event.model_dump(
+                mode="json", include={"replica_id", "scores", "total", "price_cu_hour"}
+            )
+            owners = ("offtaker_id", "workload_id", "farm_id", "node_id", "grid")
+            _fill(doc, event.model_dump(mode="json"), owners)
+        case _:
+            return current
+    return _stamp(doc, envelope)
+
+
+def _fill(doc: Doc, values: Mapping[str, Any], names: Iterable[str]) -> None:
+    """Fields not known yet, from an event that carries them (the terms win once they come)."""
+    for name in names:
+        if doc.get(name) is None:
+            doc[name] = values[name]
+
+
+CONTRACTS = Projection(
+    name="contracts",
+    types=frozenset(t.__name__ for t in _CONTRACT_EVENTS),
+    keys=_contract_keys,
+    reduce=_reduce_contract,
+)
+
+
+# -- negotiations ---------------------------------------------------------------------------------
+
+_NEGOTIATION_EVENTS = (
+    RfqIssued,
+    OfferMade,
+    OfferDeclined,
+    OfferApproved,
+    OfferWithdrawn,
+    OfferAccepted,
+    NegotiationAwarded,
+    NegotiationFailed,
+    NegotiationExpired,
+)
+
+
+def _negotiation_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    return (event.negotiation_id,) if isinstance(event, _NEGOTIATION_EVENTS) else ()
+
+
+def _reduce_negotiation(
+    key: str, current: Doc | None, envelope: Envelope, event: Event
+) -> Doc | None:
+    if isinstance(event, RfqIssued):
+        return _stamp(_issued(event), envelope)
+    if current is None:
+        return None  # a negotiation's events share its stream: the RFQ always comes first
+    doc = dict(current)
+    offers: list[Doc] = [dict(o) for o in doc["offers"]]
+    match event:
+        case OfferMade():
+            offers.append(_offer(event))
+            doc["farm_ids"] = sorted({*doc["farm_ids"], event.farm_id})
+        case OfferDeclined():
+            decline = event.model_dump(mode="json", include={"farm_id", "node_id", "reasons"})
+            decline["detail"] = event.detail
+            doc["declines"] = [*doc["declines"], decline]
+            doc["farm_ids"] = sorted({*doc["farm_ids"], event.farm_id})
+        case OfferApproved() | OfferWithdrawn() | OfferAccepted():
+            _offer_moved(doc, offers, event)
+        case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
+            _closed(doc, offers, event)
+        case _:
+            return current
+    doc["offers"] = offers
+    return _stamp(doc, envelope)
+
+
+def _issued(event: RfqIssued) -> Doc:
+    rfq = event.model_dump(mode="json")
+    doc: Doc = {"id": event.negotiation_id}
+    names = (
+        *("negotiation_id", "offtaker_id", "workload_id", "replicas", "resources"),
+        *("grids", "regions", "max_price_cu_hour", "term_hours", "deadline"),
+    )
+    doc.update({k: rfq[k] for k in names})
+    doc.update(
+        status="open",
+        reason="",
+        offers=[],
+        declines=[],
+        contract_ids=[],
+        # The farms a farmer's client may see it from: invited, offering or declining.
+        farm_ids=sorted(set(event.invited_farms)),
+    )
+    return doc
+
+
+def _offer(event: OfferMade) -> Doc:
+    names = {"offer_id", "farm_id", "node_id", "grid", "region", "price_hour", "firm"}
+    offer = event.model_dump(mode="json", include=names | {"term_hours", "expires_at"})
+    offer.update(approved=False, status="open", reason="", contract_id=None)
+    return offer
+
+
+def _offer_moved(
+    doc: Doc, offers: list[Doc], event: OfferApproved | OfferWithdrawn | OfferAccepted
+) -> None:
+    offer = next((o for o in offers if o["offer_id"] == event.offer_id), None)
+    if offer is None:
+        return
+    match event:
+        case OfferApproved():
+            offer["approved"] = True
+        case OfferWithdrawn():
+            if offer["contract_id"] in doc["contract_ids"]:
+                doc["contract_ids"] = [c for c in doc["contract_ids"] if c != offer["contract_id"]]
+            offer.update(status="withdrawn", reason=event.reason, contract_id=None)
+        case OfferAccepted():
+            offer.update(status="accepted", contract_id=event.contract_id)
+            offer["price_hour"] = _dump(event.price_hour)  # a counter may have moved it
+            doc["contract_ids"] = [*doc["contract_ids"], event.contract_id]
+
+
+def _closed(
+    doc: Doc, offers: list[Doc], event: NegotiationAwarded | NegotiationFailed | NegotiationExpired
+) -> None:
+    released = set(event.released_offers)
+    for offer in offers:
+        if offer["offer_id"] in released and offer["status"] == "open":
+            offer["status"] = "released"
+    match event:
+        case NegotiationAwarded():
+            doc.update(status="awarded", reason="")
+        case NegotiationFailed():
+            doc.update(status="failed", reason=event.reason)
+        case NegotiationExpired():
+            doc.update(status="expired", reason="offers awaiting approval expired")
+
+
+NEGOTIATIONS = Projection(
+    name="negotiations",
+    types=frozenset(t.__name__ for t in _NEGOTIATION_EVENTS),
+    keys=_negotiation_keys,
+    reduce=_reduce_negotiation,
+)
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+_ACCOUNT_STREAM = "account-"
+
+
+def _account_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    # Each transfer is recorded on both accounts' streams (hero.payments.ledger): the leg on
+    # an account's own stream is the one that moves it, so each leg counts once per account.
+    if not isinstance(event, TransferPosted) or not envelope.stream.startswith(_ACCOUNT_STREAM):
+        return ()
+    account = envelope.stream.removeprefix(_ACCOUNT_STREAM)
+    return (account,) if account in (event.debit_account, event.credit_account) else ()
+
+
+def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
+    if not isinstance(event, TransferPosted):
+        return current
+    doc: Doc = dict(current) if current else _empty_account(key)
+    credit = event.credit_account == key
+    amount = event.amount.amount if credit else -event.amount.amount
+    doc["balance"] = str(Decimal(doc["balance"]) + amount)
+    doc["transfers"] += 1
+    line = {
+        "transfer_id": event.transfer_id,
+        "kind": event.kind.value,
+        "direction": "credit" if credit else "debit",
+        "amount": str(event.amount.amount),
+        "counterparty": event.debit_account if credit else event.credit_account,
+        "reference": event.reference,
+        "at": _time(envelope.occurred_at),
+        "position": envelope.position,
+    }
+    doc["last_transfers"] = [line, *doc["last_transfers"]][:LAST_TRANSFERS]  # newest first
+    return _stamp(doc, envelope)
+
+
+def _empty_account(account: str) -> Doc:
+    kind, owner, currency = account_kind(account).value, *account.split(".", 1)[1].rsplit(".", 1)
+    return {
+        "id": account,
+        "account_id": account,
+        "kind": kind,
+        "owner": owner,
+        "currency": currency,
+        "balance": "0",
+        "transfers": 0,
+        "last_transfers": [],
+        "offtaker_id": owner if kind == "offtaker" else None,
+        "farm_id": owner if kind == "farmer" else None,
+    }
+
+
+ACCOUNTS = Projection(
+    name="accounts",
+    types=frozenset({"TransferPosted"}),
+    keys=_account_keys,
+    reduce=_reduce_account,
+)
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+
+def workload_key(offtaker_id: str, workload_id: str) -> str:
+    """``OFFTAKER/W``: a workload id is unique only within one offtaker's mandate."""
+    return f"{offtaker_id}/{workload_id}"
+
+
+def _workload_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    match event:
+        case OfftakerMandateSet():
+            return tuple(
+                workload_key(event.offtaker_id, w.workload_id) for w in event.mandate.workloads
+            )
+        case ContractCreated() | ScaleDecided():
+            return (workload_key(event.offtaker_id, event.workload_id),)
+    return ()
+
+
+def _workload_via(envelope: Envelope, event: Event) -> tuple[str, ...]:
+    match event:
+        case OfftakerMandateSet():  # the previous mandate's workloads lose their spec
+            return (f"mandate:{event.offtaker_id}",)
+        case ContractCancelled():
+            return (f"contract:{event.contract_id}",)
+    return ()
+
+
+def _workload_links(envelope: Envelope, event: Event) -> dict[str, tuple[str, ...] | None]:
+    match event:
+        case OfftakerMandateSet():
+            return {f"mandate:{event.offtaker_id}": _workload_keys(envelope, event)}
+        case ContractCreated():
+            return {f"contract:{event.contract_id}": _workload_keys(envelope, event)}
+        case ContractCancelled():
+            return {f"contract:{event.contract_id}": None}
+    return {}
+
+
+def _reduce_workload(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
+    doc: Doc = dict(current) if current else _empty_workload(key)
+    match event:
+        case OfftakerMandateSet():
+            spec = next(
+                (w for w in event.mandate.workloads if w.workload_id == doc["workload_id"]), None
+            )
+            doc["spec"] = _dump(spec) if spec is not None else None
+            doc["autoscale"] = _dump(spec.autoscale) if spec and spec.autoscale else None
+        case ContractCreated():
+            doc["live"] = {**doc["live"], event.contract_id: event.grid.value}
+        case ContractCancelled():
+            doc["live"] = {c: g for c, g in doc["live"].items() if c != event.contract_id}
+        case ScaleDecided():
+            doc["last_desired"] = event.desired_replicas
+            doc["decisions_total"] += 1
+            doc["last_decision"] = event.model_dump(
+                mode="json", exclude={"offtaker_id", "workload_id"}
+            )
+        case _:
+            return current
+    return _stamp(_with_replicas(doc), envelope)
+
+
+def _empty_workload(key: str) -> Doc:
+    offtaker_id, _, workload_id = key.partition("/")
+    return {
+        "id": key,
+        "offtaker_id": offtaker_id,
+        "workload_id": workload_id,
+        "spec": None,
+        "autoscale": None,
+        "live": {},
+        "last_desired": None,
+        "last_decision": None,
+        "decisions_total": 0,
+    }
+
+
+def _with_replicas(doc: Doc) -> Doc:
+    """The derived fields: live replicas per grid, and the target (as WorkloadsView has it)."""
+    grids: dict[str, int] = {}
+    for grid in sorted(doc["live"].values()):
+        grids[grid] = grids.get(grid, 0) + 1
+    doc["grids"], doc["live_replicas"] = grids, len(doc["live"])
+    doc["live_contract_ids"] = sorted(doc["live"])
+    spec, desired = doc["spec"], doc["last_desired"]
+    if spec is None:
+        doc["target"] = desired
+    elif spec["autoscale"] is None or desired is None:
+        doc["target"] = spec["replicas"]
+    else:
+        doc["target"] = desired
+    return doc
+
+
+WORKLOADS = Projection(
+    name="workloads",
+    types=frozenset({"OfftakerMandateSet", "ContractCreated", "ContractCancelled", "ScaleDecided"}),
+    keys=_workload_keys,
+    reduce=_reduce_workload,
+    via=_workload_via,
+    links=_workload_links,
+)
+
+
+# -- the catalogue and the pure fold --------------------------------------------------------------
+
+PROJECTIONS: dict[str, Projection] = {
+    p.name: p for p in (FARMS, NODES, CONTRACTS, NEGOTIATIONS, ACCOUNTS, WORKLOADS)
+}
+
+
+def projection(name: str) -> Projection:
+    try:
+        return PROJECTIONS[name]
+    except KeyError:
+        raise UnknownProjection(name, PROJECTIONS) from None
+
+
+def selected(name: str | None) -> list[Projection]:
+    """The projection ``name`` names, or all of them for None."""
+    return list(PROJECTIONS.values()) if name is None else [projection(name)]
+
+
+@dataclass
+class Folded:
+    """One projection folded in memory: the reference the Valkey copy must equal."""
+
+    projection: Projection
+    docs: dict[str, Doc] = field(default_factory=dict)
+    links: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    position: int = 0
+
+    def touched(self, envelope: Envelope, event: Event) -> list[str]:
+        """The documents the event touches (links resolved), in a stable order."""
+        keys = list(self.projection.keys(envelope, event))
+        for alias in self.projection.via(envelope, event):
+            keys.extend(self.links.get(alias, ()))
+        return list(dict.fromkeys(keys))
+
+    def relink(self, envelope: Envelope, event: Event) -> None:
+        for alias, keys in self.projection.links(envelope, event).items():
+            if keys is None:
+                self.links.pop(alias, None)
+            else:
+                self.links[alias] = keys
+
+    def apply(self, envelope: Envelope, event: Event) -> None:
+        """Fold one event; one at or before ``position`` is a repeat and changes nothing."""
+        if envelope.position <= self.position:
+            return
+        self.position = envelope.position
+        if envelope.type not in self.projection.types:
+            return
+        for key in self.touched(envelope, event):
+            doc = self.projection.reduce(key, self.docs.get(key), envelope, event)
+            if doc is None:
+                self.docs.pop(key, None)
+            else:
+                self.docs[key] = doc
+        self.relink(envelope, event)
+
+
+def fold(name: str, items: Iterable[tuple[Envelope, Event]], *, upto: int | None = None) -> Folded:
+    """Projection ``name`` folded from ``items`` in log order (through ``upto`` when given)."""
+    folded = Folded(projection(name))
+    for envelope, event in items:
+        if upto is not None and envelope.position > upto:
+            break
+        folded.apply(envelope, event)
+    return folded
