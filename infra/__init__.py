@@ -1,11 +1,12 @@
 """The embedded local stack: Tansu broker, Valkey, a Ray head, the relay, the treasury, the
-usage worker and the agent hosts.
+usage worker, the gateway and the agent hosts.
 
 Start with :class:`LocalStack` (``up``/``down``/``status``/``endpoints``); the single
 servers in :mod:`infra.processes` are usable on their own in tests.
 """
 
 from infra.errors import ComponentError, StackError
+from infra.gateway import GATEWAY_COMMAND, GatewayProcess
 from infra.local import COMPONENTS, LocalStack
 from infra.models import ComponentStatus, Endpoints, UpReport
 from infra.processes import (
@@ -25,6 +26,7 @@ from infra.usage import USAGE_COMMAND, UsageProcess
 __all__ = [
     "AGENTS_COMMAND",
     "COMPONENTS",
+    "GATEWAY_COMMAND",
     "RELAY_COMMAND",
     "TREASURY_COMMAND",
     "USAGE_COMMAND",
@@ -33,6 +35,7 @@ __all__ = [
     "ComponentError",
     "ComponentStatus",
     "Endpoints",
+    "GatewayProcess",
     "LocalStack",
     "ManagedProcess",
     "RayHead",

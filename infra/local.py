@@ -1,5 +1,5 @@
-"""The local stack: broker, Valkey, Ray, the relay, the treasury, the usage worker and the
-agent hosts under one data dir.
+"""The local stack: broker, Valkey, Ray, the relay, the treasury, the usage worker, the
+gateway and the agent hosts under one data dir.
 
 ``up`` records every process in ``<data_dir>/run/stack.json`` as soon as it is spawned, so
 ``down`` -- from any process, even after a launcher crash -- stops exactly those pids and
@@ -7,7 +7,8 @@ their sessions, and nothing else. A piece configured as external (``HERO_KAFKA_B
 ``HERO_REDIS_URL``, ``HERO_RAY_ADDRESS``) is never started or stopped, only probed. The
 agent hosts, the treasury and the usage worker are always ours: the hosts run on whichever Ray
 the stack uses, the treasury (payment webhook, conversion, billing) needs only the event store,
-the usage worker (utilization samples -> hourly usage facts) the broker, Valkey and the store.
+the usage worker (utilization samples -> hourly usage facts) the broker, Valkey and the store,
+the gateway (REST, streams, read models) Valkey and the store.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from infra._ports import free_ports, port_is_free
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
+from infra.gateway import GatewayProcess, gateway_detail
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -41,14 +43,14 @@ from infra.usage import UsageProcess, usage_detail
 __all__ = ["COMPONENTS", "LocalStack"]
 
 COMPONENTS: tuple[ComponentName, ...] = (
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "agents",
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
 )  # fmt: skip
 _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
-# The agents first: they are Ray's driver (their hosts are its actors) and the relay's reader.
-# The treasury and the usage worker next: they write to the store, and the relay should carry
-# their last events out.
+# The gateway first: no new commands come in. The agents next: they are Ray's driver (their
+# hosts are its actors) and the relay's reader. The treasury and the usage worker then: they
+# write to the store, and the relay should carry their last events out.
 _STOP_ORDER: tuple[ComponentName, ...] = (
-    "agents", "treasury", "usage", "relay", "ray", "valkey", "broker",
+    "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker",
 )  # fmt: skip
 
 
@@ -63,6 +65,7 @@ class LocalStack:
         agents_command: Sequence[str] | None = None,
         treasury_command: Sequence[str] | None = None,
         usage_command: Sequence[str] | None = None,
+        gateway_command: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
@@ -70,6 +73,7 @@ class LocalStack:
         self.agents_command = tuple(agents_command) if agents_command is not None else None
         self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
         self.usage_command = tuple(usage_command) if usage_command is not None else None
+        self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -98,8 +102,8 @@ class LocalStack:
             return self._start(began)
 
     def down(self) -> list[ComponentStatus]:
-        """Stop the recorded processes (agents, treasury, usage, relay, ray, valkey, broker) and
-        all they started."""
+        """Stop the recorded processes (gateway, agents, treasury, usage, relay, ray, valkey,
+        broker) and all they started."""
         with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
             state = StackState.load(self.data_dir)
             if state is None:
@@ -147,14 +151,15 @@ class LocalStack:
             redis_url=external.get("valkey") or self._redis_url(records["valkey"]),
             ray_address=external.get("ray") or _address(records, "ray"),
             store_url=self.settings.effective_store_url,
-            treasury_url=_treasury_url(state),
+            treasury_url=_url_of_record(state, "treasury"),
+            gateway_url=_url_of_record(state, "gateway"),
             ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
         )
 
     def _state_for_endpoints(self, *, required: bool) -> StackState | None:
         if required:
             return StackState.load(self.data_dir)
-        try:  # everything external: the state file only adds the treasury's address
+        try:  # everything external: the state file only adds the treasury's and gateway's
             return StackState.load(self.data_dir)
         except StackError:
             return None
@@ -208,8 +213,13 @@ class LocalStack:
             redis_url = external.get("valkey") or _required(_url_of(valkey))
             usage = UsageProcess(self.settings, bootstrap, redis_url, command=self.usage_command)
             self._spawn(usage, state, started)
+            # The gateway needs Valkey and the store (its read models follow the store).
+            gateway = GatewayProcess(
+                self.settings, ports["gateway"], redis_url, bootstrap, command=self.gateway_command
+            )
+            self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
-            for proc in [*waits, relay, treasury, usage]:
+            for proc in [*waits, relay, treasury, usage, gateway]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.name] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
@@ -220,6 +230,7 @@ class LocalStack:
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,
                 treasury_url=treasury.url,
+                gateway_url=gateway.url,
                 ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
             )
             agents = AgentsProcess(self.settings, endpoints, command=self.agents_command)
@@ -287,20 +298,23 @@ class LocalStack:
             StackState.remove(self.data_dir)
 
     def _choose_ports(self, owned: list[ComponentName]) -> dict[str, int]:
-        """Ports for the ``owned`` servers and the treasury: those of the previous run when
-        still free, so addresses stay put.
+        """Ports for the ``owned`` servers, the treasury and the gateway: those of the previous
+        run when still free, so addresses stay put.
 
         The treasury's port is HERO_TREASURY_PORT when set: a payment provider is configured
         with the webhook's address, so it must not move. Taken, it fails the treasury's start.
+        The gateway's is HERO_GATEWAY_PORT when set, likewise (clients are configured with it).
         """
         host = self.settings.host
         previous = load_ports(self.data_dir)
         ports: dict[str, int] = {}
         wanted: list[str] = list(owned)
-        if self.settings.treasury_port:
-            ports["treasury"] = self.settings.treasury_port
-        else:
-            wanted.append("treasury")
+        fixed = {"treasury": self.settings.treasury_port, "gateway": self.settings.gateway_port}
+        for name, port in fixed.items():
+            if port:
+                ports[name] = port
+            else:
+                wanted.append(name)
         ports.update(
             {
                 name: previous[name]
@@ -350,6 +364,8 @@ class LocalStack:
             proc = TreasuryProcess(self.settings, record.port)
         elif name == "usage":
             proc = UsageProcess(self.settings)
+        elif name == "gateway":
+            proc = GatewayProcess(self.settings, record.port)
         else:
             raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
         proc.adopt(record)
@@ -425,6 +441,8 @@ class LocalStack:
             detail = treasury_detail(proc)
         elif isinstance(proc, UsageProcess):
             detail = usage_detail(proc)
+        elif isinstance(proc, GatewayProcess):
+            detail = gateway_detail(proc)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
@@ -503,8 +521,8 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
     return ", ".join(parts)
 
 
-def _treasury_url(state: StackState | None) -> str | None:
-    record = state.processes.get("treasury") if state is not None else None
+def _url_of_record(state: StackState | None, name: str) -> str | None:
+    record = state.processes.get(name) if state is not None else None
     return f"http://{record.address}" if record is not None and record.address else None
 
 

@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 
 __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
-ComponentName = Literal["broker", "valkey", "ray", "relay", "treasury", "usage", "agents"]
+ComponentName = Literal[
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"
+]
 ComponentState = Literal["up", "down", "external"]
 
 
@@ -33,6 +35,10 @@ class Endpoints(BaseModel):
             "the treasury's base URL (payment webhooks go to <treasury_url>/webhooks/payments); "
             "None when the stack runs no treasury"
         ),
+    )
+    gateway_url: str | None = Field(
+        default=None,
+        description="the gateway's base URL (REST, streams, /openapi.json); None without one",
     )
     ray_env: dict[str, str] = Field(
         default_factory=dict,

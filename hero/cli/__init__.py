@@ -11,6 +11,7 @@ from hero.cli import demo as demo_module
 from hero.cli import (
     events,
     grids,
+    keys,
     market,
     payments,
     price,
@@ -56,6 +57,7 @@ app.add_typer(grids.app, name="grids")
 app.add_typer(utilization.app, name="utilization")
 app.add_typer(utilization.usage_app, name="usage")
 app.add_typer(workloads.app, name="workloads")
+app.add_typer(keys.app, name="keys")
 
 
 @schemas_app.command("export")

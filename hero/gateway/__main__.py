@@ -1,0 +1,93 @@
+"""``python -m hero.gateway [--port N]``: the gateway (REST, streams) and its read models.
+
+Reads the HERO_* settings (``HERO_REDIS_URL`` is needed: the read models and the API keys
+live in Valkey). Serves on ``HERO_HOST`` (127.0.0.1) and writes ``run/gateway.health`` (pid,
+port, read-model positions) once listening and then every 2 s. SIGTERM or SIGINT stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from redis.asyncio import Redis
+
+from hero.config import HeroSettings
+from hero.domain.clock import SystemClock
+from hero.gateway.app import create_app
+from hero.gateway.context import GatewayContext
+from hero.store import open_store
+from infra._ports import free_ports
+
+HEALTH_EVERY_S = 2.0
+HEALTH_FILE = "gateway.health"
+
+
+def health_path(settings: HeroSettings) -> Path:
+    return settings.data_dir / "run" / HEALTH_FILE
+
+
+def write_health(path: Path, port: int, context: GatewayContext) -> None:
+    projector = context.extras.get("projector")
+    body = {
+        "pid": os.getpid(),
+        "port": port,
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "projections": len(projector.names) if projector is not None else 0,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp.{os.getpid()}")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=None, help="default HERO_GATEWAY_PORT")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = HeroSettings()
+    if not settings.redis_url:
+        raise SystemExit("HERO_REDIS_URL is not set: the gateway keeps its read models in Valkey")
+    port = args.port if args.port is not None else settings.gateway_port
+    port = port or free_ports(1, settings.host)[0]
+    store = open_store(settings.effective_store_url)
+    redis = Redis.from_url(settings.redis_url)
+    context = GatewayContext(settings=settings, store=store, redis=redis, clock=SystemClock())
+    app = create_app(context)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Open event streams never end by themselves: give them a moment, then close.
+            timeout_graceful_shutdown=3,
+        )
+    )
+    stopped = threading.Event()
+
+    def report_health() -> None:
+        while not stopped.is_set():
+            if server.started:
+                write_health(health_path(settings), port, context)
+            stopped.wait(HEALTH_EVERY_S if server.started else 0.05)
+
+    threading.Thread(target=report_health, name="gateway-health", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stopped.set()
+        health_path(settings).unlink(missing_ok=True)
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""The pure rules of the event streams: who may see what, which filters match, where a
+subscription starts, and how an event is framed on the wire. No I/O; tested without a server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hero.gateway.context import Principal, Role
+from hero.gateway.redaction import PRIVATE_FIELDS as READ_MODEL_PRIVATE_FIELDS
+from hero.gateway.redaction import redact_for_developer
+from schemas import Topic
+
+__all__ = [
+    "ADMIN_ONLY_TOPICS",
+    "DEVELOPER_TOPICS",
+    "PRIVATE_FIELDS",
+    "STREAM_PRIVATE_FIELDS",
+    "Concerns",
+    "StartSpec",
+    "StreamFilter",
+    "concerns",
+    "in_scope",
+    "parse_last_event_id",
+    "parse_start",
+    "parse_types",
+    "resume_after",
+    "sse_comment",
+    "sse_frame",
+    "topic_refusal",
+    "visible",
+]
+
+#: Topics only an admin key may read: raw commands and dead letters carry anything.
+ADMIN_ONLY_TOPICS = frozenset({Topic.COMMANDS.value, Topic.DLQ.value})
+#: The public market streams a developer key reads (with :data:`PRIVATE_FIELDS` removed).
+DEVELOPER_TOPICS = frozenset(
+    {Topic.RESERVATIONS.value, Topic.UTILIZATION.value, Topic.PAYMENTS.value}
+)
+#: Event fields a developer key never sees, besides the read models' private fields
+#: (:data:`hero.gateway.redaction.PRIVATE_FIELDS`): the accounts of a transfer (they name their
+#: owners), how long a balance lasts, and the payment provider's ids.
+STREAM_PRIVATE_FIELDS = frozenset(
+    {
+        "credit_account",
+        "debit_account",
+        "hourly_cost",
+        "hours_left",
+        "payment_id",
+        "provider_event_id",
+    }
+)
+PRIVATE_FIELDS = READ_MODEL_PRIVATE_FIELDS | STREAM_PRIVATE_FIELDS
+
+_FARM_FIELDS = ("farm_id",)
+_NODE_FIELDS = ("node_id", "from_node_id", "to_node_id", "replaces_node_id")
+_ACCOUNT_FIELDS = ("account_id", "debit_account", "credit_account")
+
+
+@dataclass(frozen=True, slots=True)
+class Concerns:
+    """Whom an event is about, read from its payload's id fields."""
+
+    farms: frozenset[str]
+    nodes: frozenset[str]
+    offtakers: frozenset[str]
+    grids: frozenset[str]
+
+
+def _strings(values: Iterable[Any]) -> frozenset[str]:
+    return frozenset(value for value in values if isinstance(value, str) and value)
+
+
+def concerns(payload: Mapping[str, Any]) -> Concerns:
+    """Farms, nodes, offtakers and grids an event names: ``farm_id``, ``invited_farms``,
+    ``node_id`` (and ``from_``/``to_``/``replaces_node_id``), ``offtaker_id``, ``grid`` and
+    ``grids``, and the owners of ``farmer.*``/``offtaker.*`` accounts (``KIND.OWNER.CUR``)."""
+    farms = [payload.get(name) for name in _FARM_FIELDS]
+    invited = payload.get("invited_farms")
+    if isinstance(invited, list):
+        farms.extend(invited)
+    offtakers = [payload.get("offtaker_id")]
+    for name in _ACCOUNT_FIELDS:
+        account = payload.get(name)
+        if isinstance(account, str):
+            parts = account.split(".")
+            if len(parts) >= 3 and parts[0] == "farmer":
+                farms.append(".".join(parts[1:-1]))
+            elif len(parts) >= 3 and parts[0] == "offtaker":
+                offtakers.append(".".join(parts[1:-1]))
+    grids = [payload.get("grid")]
+    listed = payload.get("grids")
+    if isinstance(listed, list):
+        grids.extend(listed)
+    return Concerns(
+        farms=_strings(farms),
+        nodes=_strings(payload.get(name) for name in _NODE_FIELDS),
+        offtakers=_strings(offtakers),
+        grids=_strings(grids),
+    )
+
+
+def topic_refusal(principal: Principal, topic: str) -> str | None:
+    """Why ``principal`` may not subscribe to ``topic`` at all, or None when it may."""
+    if principal.role == Role.ADMIN:
+        return None
+    if topic in ADMIN_ONLY_TOPICS:
+        return f"topic {topic} is readable by admin keys only"
+    if principal.role == Role.DEVELOPER and topic not in DEVELOPER_TOPICS:
+        return (
+            f"a developer key reads the public market topics only "
+            f"({', '.join(sorted(DEVELOPER_TOPICS))}), not {topic}"
+        )
+    return None
+
+
+def in_scope(principal: Principal, envelope: Mapping[str, Any]) -> bool:
+    """Whether the event concerns the key: everything for admin and developer keys (the topic
+    check and redaction do the rest), a farmer key's farms, an offtaker key's offtaker."""
+    if principal.role in (Role.ADMIN, Role.DEVELOPER):
+        return True
+    payload = envelope.get("payload")
+    if not isinstance(payload, Mapping):
+        return False
+    about = concerns(payload)
+    if principal.role == Role.FARMER:
+        return not about.farms.isdisjoint(principal.tenants)
+    return not about.offtakers.isdisjoint(principal.tenants)
+
+
+def visible(principal: Principal, envelope: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What ``principal`` sees of an event: None when out of scope; for a developer key the
+    payload without :data:`PRIVATE_FIELDS` at any depth (the gateway's redaction, plus the
+    event-only fields) and the actor cut to its kind; the envelope unchanged otherwise."""
+    if not in_scope(principal, envelope):
+        return None
+    if principal.role != Role.DEVELOPER:
+        return dict(envelope)
+    payload = envelope.get("payload")
+    redacted = dict(envelope)
+    actor = envelope.get("actor")
+    if isinstance(actor, str):  # "gateway:KEY", "offtaker:ID": only the kind of actor
+        redacted["actor"] = actor.split(":", 1)[0]
+    if isinstance(payload, Mapping):
+        redacted["payload"] = _without_private(redact_for_developer(dict(payload)))
+    return redacted
+
+
+def _without_private(document: Any) -> Any:
+    if isinstance(document, dict):
+        return {
+            key: _without_private(value)
+            for key, value in document.items()
+            if key not in STREAM_PRIVATE_FIELDS
+        }
+    if isinstance(document, list):
+        return [_without_private(item) for item in document]
+    return document
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFilter:
+    """A subscription's filters; an empty one matches everything. Each given filter must match
+    (AND); ``types`` matches any of its types (OR)."""
+
+    types: frozenset[str] = frozenset()
+    farm: str | None = None
+    node: str | None = None
+    offtaker: str | None = None
+    grid: str | None = None
+
+    def matches(self, envelope: Mapping[str, Any]) -> bool:
+        if self.types and envelope.get("type") not in self.types:
+            return False
+        if self.farm is None and self.node is None and self.offtaker is None and self.grid is None:
+            return True
+        payload = envelope.get("payload")
+        about = concerns(payload if isinstance(payload, Mapping) else {})
+        return (
+            (self.farm is None or self.farm in about.farms)
+            and (self.node is None or self.node in about.nodes)
+            and (self.offtaker is None or self.offtaker in about.offtakers)
+            and (self.grid is None or self.grid in about.grids)
+        )
+
+
+def parse_types(raw: str | None, known: Iterable[str]) -> frozenset[str]:
+    """``"OfferMade,ContractCreated"`` as a set; raises ValueError naming unknown types."""
+    if raw is None or not raw.strip():
+        return frozenset()
+    types = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    unknown = sorted(types - set(known))
+    if unknown:
+        raise ValueError(f"unknown event types: {', '.join(unknown)}")
+    return types
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpec:
+    """Where a subscription starts: after ``position``, or at the log's head (``latest``)."""
+
+    latest: bool = False
+    position: int = 0
+
+
+def parse_start(raw: str | None) -> StartSpec:
+    """``earliest`` (the default), ``latest``, or a position N: the first event sent is the
+    one at N (resume after N-1). Raises ValueError otherwise."""
+    if raw is None or raw == "earliest":
+        return StartSpec()
+    if raw == "latest":
+        return StartSpec(latest=True)
+    if raw.isdigit():
+        position = int(raw)
+        if position >= 1:
+            return StartSpec(position=position - 1)
+    raise ValueError(f"start must be earliest, latest or a position >= 1, got {raw!r}")
+
+
+def parse_last_event_id(raw: str | None) -> int | None:
+    """The ``Last-Event-ID`` header as a position; None when absent or empty."""
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip()
+    if not value.isdigit():
+        raise ValueError(f"Last-Event-ID must be a store position, got {raw!r}")
+    return int(value)
+
+
+def resume_after(start: StartSpec, last_event_id: int | None, head: int) -> int:
+    """The position a subscription reads after: ``Last-Event-ID`` wins over ``start`` (resume
+    strictly after the last event the client saw), ``latest`` is the log's current head."""
+    if last_event_id is not None:
+        return last_event_id
+    if start.latest:
+        return head
+    return start.position
+
+
+def sse_frame(position: int, event_type: str, data: Mapping[str, Any]) -> bytes:
+    """One SSE message: ``id`` the store position, ``event`` the type, ``data`` the JSON on one
+    line (JSON text never holds a raw newline, so one ``data:`` line is enough)."""
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {position}\nevent: {event_type}\ndata: {body}\n\n".encode()
+
+
+def sse_comment(text: str) -> bytes:
+    """A comment line (heartbeats); clients ignore it."""
+    return "".join(f": {line}\n" for line in text.splitlines() or [""]).encode() + b"\n"

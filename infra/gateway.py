@@ -1,0 +1,106 @@
+"""The gateway as a stack component: ``python -m hero.gateway --port N``.
+
+REST commands and queries, the event streams and the read-model projector, on the loopback
+address. It needs the store and Valkey, so it starts once Valkey answers, next to the relay,
+the treasury and the usage worker. Ready once ``run/gateway.health`` names its pid and its
+port accepts connections.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from hero.config import HeroSettings
+from infra._ports import tcp_answers
+from infra._state import ProcessRecord
+from infra.processes import _PortedProcess, _Reporting, settings_env
+
+__all__ = ["GATEWAY_COMMAND", "GatewayProcess", "gateway_detail"]
+
+GATEWAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.gateway")
+"""How the gateway is run, before ``--port N``; GatewayProcess takes a ``command``."""
+
+
+class GatewayProcess(_Reporting, _PortedProcess):
+    """The gateway: REST, streams and the read models, in one process."""
+
+    name = "gateway"
+    health_file = "gateway.health"
+    # Uvicorn drains open requests and gives open streams 3 s; then the projector stops.
+    stop_timeout = 10.0
+
+    def __init__(
+        self,
+        settings: HeroSettings,
+        port: int | None = None,
+        redis_url: str = "",
+        bootstrap: str = "",
+        *,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(settings.data_dir, port, host=settings.host)
+        self.settings = settings
+        # Needed to start it only: a process adopted from stack.json is probed and stopped.
+        self.redis_url = redis_url
+        self.bootstrap = bootstrap
+        self.command = tuple(command) if command is not None else GATEWAY_COMMAND
+
+    @property
+    def address(self) -> str | None:
+        return f"{self.host}:{self.port}" if self.port is not None else None
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.host}:{self.port}" if self.port is not None else None
+
+    def _command(self) -> list[str]:
+        return [*self.command, "--port", str(self.port)]
+
+    def _env(self) -> dict[str, str]:
+        env = settings_env(self.settings, super()._env())
+        env.update(
+            {
+                "HERO_DATA_DIR": str(self.data_dir),
+                "HERO_GATEWAY_PORT": str(self.port),
+                # Explicit: stack.json is complete only once `up` returns, after this starts.
+                "HERO_REDIS_URL": self.redis_url,
+                "HERO_STORE_URL": self.settings.effective_store_url,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.bootstrap:
+            env["HERO_KAFKA_BOOTSTRAP"] = self.bootstrap
+        return env
+
+    def _ready(self) -> bool:
+        return (
+            self.port is not None
+            and self.health() is not None
+            and tcp_answers(self.host, self.port)
+        )
+
+    def _extra_for_record(self) -> dict[str, str]:
+        # The Valkey URL is not kept: it may carry a password (an external Valkey).
+        return {"command": json.dumps(list(self.command))}
+
+    def adopt(self, record: ProcessRecord) -> None:
+        super().adopt(record)
+        if "command" in record.extra:
+            self.command = tuple(json.loads(record.extra["command"]))
+
+    def _after_stop(self) -> None:
+        self.health_path.unlink(missing_ok=True)
+
+
+def gateway_detail(gateway: GatewayProcess) -> str | None:
+    """``http://127.0.0.1:PORT, updated 2026-...`` (OpenAPI at ``<url>/openapi.json``)."""
+    health = gateway.health()
+    if health is None:
+        return None
+    parts = [str(gateway.url)]
+    updated = health.get("updated_at")
+    if isinstance(updated, str):
+        parts.append(f"updated {updated}")
+    return ", ".join(parts)
