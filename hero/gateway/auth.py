@@ -41,6 +41,10 @@ def api_keys(context: GatewayContext) -> ApiKeys:
     return keys
 
 
+#: The streams a key may also be given to as ``?key=`` (EventSource sends no headers).
+STREAMS_PATH = "/v1/streams/"
+
+
 def presented_key(headers: Any) -> str | None:
     """The key of ``Authorization: Bearer KEY`` or of ``X-API-Key: KEY``."""
     authorization = headers.get("authorization")
@@ -56,6 +60,10 @@ async def caller(request: Request) -> Principal:
     """The dependency every route but ``/health`` takes: 401 without a valid key."""
     challenge = {"WWW-Authenticate": 'Bearer realm="hero"'}
     key = presented_key(request.headers)
+    if key is None and request.method == "GET" and request.url.path.startswith(STREAMS_PATH):
+        # A browser's EventSource cannot send headers: the dashboard's streams pass the key
+        # as ?key=. Only on the read-only streams, never where a command is sent.
+        key = request.query_params.get("key") or None
     if key is None:
         refuse(
             status.HTTP_401_UNAUTHORIZED,

@@ -487,3 +487,19 @@ def test_farmers_and_offtakers_see_their_own_market_only(world: World) -> None:
     negos = world.call("buyer", "GET", "/v1/negotiations").json()["items"]
     assert {n["id"] for n in negos} == {NEGO_DONE, NEGO_OPEN}
     assert world.call("offtaker", "GET", f"/v1/negotiations/{NEGO_DONE}").status_code == 403
+
+
+def test_a_key_in_the_query_opens_a_stream_but_never_a_rest_call(world: World) -> None:
+    """EventSource sends no headers: the dashboard passes its key as ?key= on the streams."""
+    key = world.keys["admin"]
+    with httpx.Client(base_url=world.url, timeout=10) as client:
+        params = {"key": key, "start": "earliest"}
+        with client.stream("GET", "/v1/streams/hero.reservations", params=params) as answer:
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            first = next(line for line in answer.iter_lines() if line.startswith("id:"))
+            assert int(first.removeprefix("id:").strip()) >= 0
+        rest = client.get("/v1/contracts", params={"key": key})
+        assert (rest.status_code, error_of(rest)) == (401, "missing_key")
+        wrong = client.get("/v1/streams/hero.reservations", params={"key": "hero_nope"})
+        assert wrong.status_code == 401
