@@ -8,14 +8,11 @@ port accepts connections.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
 from hero.config import HeroSettings
-from infra._ports import tcp_answers
-from infra._state import ProcessRecord
-from infra.processes import _PortedProcess, _Reporting, settings_env
+from infra.processes import _Served, settings_env
 
 __all__ = ["GATEWAY_COMMAND", "GatewayProcess", "gateway_detail"]
 
@@ -23,7 +20,7 @@ GATEWAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.gateway")
 """How the gateway is run, before ``--port N``; GatewayProcess takes a ``command``."""
 
 
-class GatewayProcess(_Reporting, _PortedProcess):
+class GatewayProcess(_Served):
     """The gateway: REST, streams and the read models, in one process."""
 
     name = "gateway"
@@ -47,17 +44,6 @@ class GatewayProcess(_Reporting, _PortedProcess):
         self.bootstrap = bootstrap
         self.command = tuple(command) if command is not None else GATEWAY_COMMAND
 
-    @property
-    def address(self) -> str | None:
-        return f"{self.host}:{self.port}" if self.port is not None else None
-
-    @property
-    def url(self) -> str | None:
-        return f"http://{self.host}:{self.port}" if self.port is not None else None
-
-    def _command(self) -> list[str]:
-        return [*self.command, "--port", str(self.port)]
-
     def _env(self) -> dict[str, str]:
         env = settings_env(self.settings, super()._env())
         env.update(
@@ -73,25 +59,6 @@ class GatewayProcess(_Reporting, _PortedProcess):
         if self.bootstrap:
             env["HERO_KAFKA_BOOTSTRAP"] = self.bootstrap
         return env
-
-    def _ready(self) -> bool:
-        return (
-            self.port is not None
-            and self.health() is not None
-            and tcp_answers(self.host, self.port)
-        )
-
-    def _extra_for_record(self) -> dict[str, str]:
-        # The Valkey URL is not kept: it may carry a password (an external Valkey).
-        return {"command": json.dumps(list(self.command))}
-
-    def adopt(self, record: ProcessRecord) -> None:
-        super().adopt(record)
-        if "command" in record.extra:
-            self.command = tuple(json.loads(record.extra["command"]))
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
 
 
 def gateway_detail(gateway: GatewayProcess) -> str | None:

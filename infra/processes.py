@@ -26,7 +26,7 @@ from hero.config import HeroSettings
 from infra._binaries import tansu_binary, valkey_binary
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._logs import contains, open_log, tail
-from infra._ports import free_ports, port_is_free
+from infra._ports import free_ports, port_is_free, tcp_answers
 from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
@@ -507,6 +507,44 @@ class _Reporting(ManagedProcess):
     def _prepare(self) -> None:
         super()._prepare()
         # A report left by an earlier process must not pass for this one's.
+        self.health_path.unlink(missing_ok=True)
+
+
+class _Served(_Reporting, _PortedProcess):
+    """A HERO process serving HTTP on its port (``command --port N``): ready once it reported
+    and its port answers; the command it was started with is kept in the stack's record so
+    a later ``hero status`` or ``hero down`` knows it."""
+
+    command: tuple[str, ...]
+
+    @property
+    def address(self) -> str | None:
+        return f"{self.host}:{self.port}" if self.port is not None else None
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.host}:{self.port}" if self.port is not None else None
+
+    def _command(self) -> list[str]:
+        return [*self.command, "--port", str(self.port)]
+
+    def _ready(self) -> bool:
+        return (
+            self.port is not None
+            and self.health() is not None
+            and tcp_answers(self.host, self.port)
+        )
+
+    def _extra_for_record(self) -> dict[str, str]:
+        # Nothing else is kept: a URL in the environment may carry a password.
+        return {"command": json.dumps(list(self.command))}
+
+    def adopt(self, record: ProcessRecord) -> None:
+        super().adopt(record)
+        if "command" in record.extra:
+            self.command = tuple(json.loads(record.extra["command"]))
+
+    def _after_stop(self) -> None:
         self.health_path.unlink(missing_ok=True)
 
 

@@ -8,14 +8,11 @@ and its port accepts connections.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
 from hero.config import HeroSettings
-from infra._ports import tcp_answers
-from infra._state import ProcessRecord
-from infra.processes import _PortedProcess, _Reporting, settings_env
+from infra.processes import _Served, settings_env
 
 __all__ = ["TREASURY_COMMAND", "WEBHOOK_PATH", "TreasuryProcess", "treasury_detail"]
 
@@ -26,7 +23,7 @@ TREASURY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "agents.treasury")
 WEBHOOK_PATH = "/webhooks/payments"
 
 
-class TreasuryProcess(_Reporting, _PortedProcess):
+class TreasuryProcess(_Served):
     """The payment webhook and the conversion/billing worker, in one process."""
 
     name = "treasury"
@@ -46,14 +43,6 @@ class TreasuryProcess(_Reporting, _PortedProcess):
         self.command = tuple(command) if command is not None else TREASURY_COMMAND
 
     @property
-    def address(self) -> str | None:
-        return f"{self.host}:{self.port}" if self.port is not None else None
-
-    @property
-    def url(self) -> str | None:
-        return f"http://{self.host}:{self.port}" if self.port is not None else None
-
-    @property
     def webhook_url(self) -> str | None:
         return f"{self.url}{WEBHOOK_PATH}" if self.url is not None else None
 
@@ -65,9 +54,6 @@ class TreasuryProcess(_Reporting, _PortedProcess):
 
         webhook_secret(self.settings)
 
-    def _command(self) -> list[str]:
-        return [*self.command, "--port", str(self.port)]
-
     def _env(self) -> dict[str, str]:
         env = settings_env(self.settings, super()._env())
         env.update(
@@ -78,24 +64,6 @@ class TreasuryProcess(_Reporting, _PortedProcess):
             }
         )
         return env
-
-    def _ready(self) -> bool:
-        return (
-            self.port is not None
-            and self.health() is not None
-            and tcp_answers(self.host, self.port)
-        )
-
-    def _extra_for_record(self) -> dict[str, str]:
-        return {"command": json.dumps(list(self.command))}
-
-    def adopt(self, record: ProcessRecord) -> None:
-        super().adopt(record)
-        if "command" in record.extra:
-            self.command = tuple(json.loads(record.extra["command"]))
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
 
 
 def treasury_detail(treasury: TreasuryProcess) -> str | None:
