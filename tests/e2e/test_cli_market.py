@@ -295,7 +295,8 @@ def test_an_offer_awaiting_approval_is_listed_approved_and_accepted(
 def test_an_offer_left_to_expire_releases_its_hold(
     data: Path, tmp_path: Path, store: EventStore
 ) -> None:
-    one_approve_farm(data, ttl=2)
+    # Long enough for two CLI calls (subprocesses) to see the offer on a loaded machine.
+    one_approve_farm(data, ttl=8)
     ok("offtaker", "mandate", "set", "globex", "--file",
        str(write_json(tmp_path / "m.json", mandate())), data_dir=data)  # fmt: skip
     market = LocalMarket(store, SystemClock())
@@ -304,7 +305,12 @@ def test_an_offer_left_to_expire_releases_its_hold(
     (node,) = hero_json("nodes", "list", "--farm", "farm-0001", data_dir=data)
     assert node["holds"] == 1
 
-    drive(market, lambda: "NegotiationExpired" in types_in(store, "globex.web.1"), "expiry")
+    drive(
+        market,
+        lambda: "NegotiationExpired" in types_in(store, "globex.web.1"),
+        "expiry",
+        timeout_s=30,
+    )
     assert hero_json("farmer", "approvals", "farm-0001", data_dir=data) == []
     (node,) = hero_json("nodes", "list", "--farm", "farm-0001", data_dir=data)
     assert (node["holds"], node["contracts"]) == (0, 0)
