@@ -63,6 +63,10 @@ class HeroSettings(BaseSettings):
     webhook_tolerance_s: int = Field(default=300, ge=1, description="accepted signature age")
     treasury_port: int = Field(default=0, ge=0, le=65535, description="0: a free port")
     gateway_port: int = Field(default=0, ge=0, le=65535, description="the gateway; 0: a free port")
+    treasury_url: str | None = Field(
+        default=None,
+        description="where the gateway forwards payment webhooks (hero up sets it: its treasury)",
+    )
     tft_oracle: str = Field(
         default="fixed",
         description="fixed (tft_per_usd/tft_per_eur), file:PATH (a rates file), or stellar",

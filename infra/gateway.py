@@ -34,6 +34,7 @@ class GatewayProcess(_Served):
         port: int | None = None,
         redis_url: str = "",
         bootstrap: str = "",
+        treasury_url: str = "",
         *,
         command: Sequence[str] | None = None,
     ) -> None:
@@ -42,6 +43,7 @@ class GatewayProcess(_Served):
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.redis_url = redis_url
         self.bootstrap = bootstrap
+        self.treasury_url = treasury_url
         self.command = tuple(command) if command is not None else GATEWAY_COMMAND
 
     def _env(self) -> dict[str, str]:
@@ -58,6 +60,8 @@ class GatewayProcess(_Served):
         )
         if self.bootstrap:
             env["HERO_KAFKA_BOOTSTRAP"] = self.bootstrap
+        if self.treasury_url:
+            env["HERO_TREASURY_URL"] = self.treasury_url
         return env
 
 

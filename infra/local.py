@@ -215,7 +215,12 @@ class LocalStack:
             self._spawn(usage, state, started)
             # The gateway needs Valkey and the store (its read models follow the store).
             gateway = GatewayProcess(
-                self.settings, ports["gateway"], redis_url, bootstrap, command=self.gateway_command
+                self.settings,
+                ports["gateway"],
+                redis_url,
+                bootstrap,
+                _required(treasury.url),
+                command=self.gateway_command,
             )
             self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams
+from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
 from hero.gateway.auth import api_keys
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(catalogue.router(context))
     app.include_router(metrics.router(context))
     app.include_router(dashboard.router(context))
+    app.include_router(webhooks.router(context))
     metrics.observe_http(app, context)
 
     @app.get("/health", tags=["health"], summary="Liveness, and how far the read models are")

@@ -503,3 +503,40 @@ def test_a_key_in_the_query_opens_a_stream_but_never_a_rest_call(world: World) -
         assert (rest.status_code, error_of(rest)) == (401, "missing_key")
         wrong = client.get("/v1/streams/hero.reservations", params={"key": "hero_nope"})
         assert wrong.status_code == 401
+
+
+def test_a_signed_payment_sent_to_the_gateway_reaches_the_treasury_once(
+    world: World, stack: RunningStack
+) -> None:
+    """The provider is given the gateway's address; the treasury verifies and records."""
+    from agents.treasury.runtime import webhook_secret
+    from agents.treasury.webhook import sign
+
+    event_id = f"evt_gw_{int(time.time() * 1000)}"
+    payload = json.dumps(
+        {
+            "provider_event_id": event_id,
+            "provider": "stripe",
+            "offtaker_id": OFFTAKER,
+            "amount": "20.00",
+            "currency": "usd",
+        }
+    ).encode()
+    header = sign(webhook_secret(stack.settings), int(time.time()), payload)
+    signed = {"Stripe-Signature": header}
+    with httpx.Client(base_url=world.url, timeout=30) as client:
+        first = client.post("/webhooks/payments", content=payload, headers=signed)
+        again = client.post("/webhooks/payments", content=payload, headers=signed)
+        forged = client.post(
+            "/webhooks/payments", content=payload, headers={"Stripe-Signature": "t=1,v1=00"}
+        )
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "received"
+    assert again.status_code == 409  # the same provider event: recorded once
+    assert forged.status_code in (400, 401)
+    received = [
+        row.envelope().decode()
+        for row in world.store.read_all(1, world.store.current_position() + 1)
+        if row.type == "FiatPaymentReceived"
+    ]
+    assert [p.provider_event_id for p in received].count(event_id) == 1  # type: ignore[attr-defined]
