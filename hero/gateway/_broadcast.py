@@ -11,6 +11,14 @@ Live queues are bounded. A live subscriber whose queue is full is closed with
 :class:`SlowConsumer` (its queue is freed at once); the client resumes with ``Last-Event-ID``.
 A subscriber still catching up whose queue overflows only drops the queue and goes on reading
 the store: the store, not memory, is its buffer.
+
+Catch-up is shared. The log is read in aligned blocks of ``read_batch`` positions; each block is
+read from the store and parsed once, kept in a bounded LRU cache (``cache_rows`` rows in all)
+and handed, as the same :class:`LogItem` objects, to every subscriber catching up over it;
+concurrent reads of one block are coalesced into a single store read. A subscriber holds
+references to the shared items, never copies. Each item also memoizes what the streams derive
+from it (the rendered frames per visibility class, see :attr:`LogItem.memo`), so a frame is
+rendered once per row and visibility class, not once per subscriber.
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +39,15 @@ __all__ = ["BroadcastStats", "Broadcaster", "LogItem", "SlowConsumer"]
 
 @dataclass(frozen=True, slots=True)
 class LogItem:
-    """A store row with its envelope parsed once, shared by every subscriber."""
+    """A store row with its envelope parsed once, shared by every subscriber (read-only: never
+    mutate ``envelope``). ``memo`` holds what is derived from it once for all subscribers (the
+    streams' rendered frames, the redacted view), filled on the event loop only."""
 
     position: int
     topic: str
     type: str
     envelope: dict[str, Any]
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, row: RecordedEvent) -> LogItem:
@@ -69,6 +80,21 @@ class BroadcastStats:
     position: int = 0
     max_queue_depth: int = 0
     """The deepest any subscriber queue has been: never above the limit."""
+    store_reads: int = 0
+    """Catch-up blocks read from the store (each read once for every subscriber)."""
+    cache_hits: int = 0
+    """Catch-up blocks served from the shared cache or from a read already under way."""
+    cached_rows: int = 0
+    """Rows held by the shared catch-up cache now (never above ``cache_rows``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The rows of positions ``first .. upto`` (all committed when read), in order."""
+
+    first: int
+    upto: int
+    items: tuple[LogItem, ...]
 
 
 @dataclass(eq=False)
@@ -94,10 +120,16 @@ class Broadcaster:
         poll_interval_s: float = 0.1,
         read_batch: int = 500,
         fanout_chunk: int = 100,
+        cache_rows: int = 10_000,
     ):
         if queue_limit < 1 or read_batch < 1 or fanout_chunk < 1:
             raise ValueError("queue_limit, read_batch and fanout_chunk must be >= 1")
+        if cache_rows < 0:
+            raise ValueError("cache_rows must be >= 0")
         self.store = store
+        self.cache_rows = cache_rows
+        self._cache: OrderedDict[int, _Block] = OrderedDict()
+        self._reads: dict[int, tuple[int, asyncio.Future[_Block]]] = {}
         self.queue_limit = queue_limit
         self.poll_interval_s = poll_interval_s
         self.read_batch = read_batch
@@ -198,16 +230,76 @@ class Broadcaster:
             self.stats.live -= 1
             sub.queue.clear()
 
-    async def _history(self, after: int, upto: int | None) -> list[LogItem]:
-        """Up to ``read_batch`` rows after ``after`` (and at most ``upto``), read in a thread."""
+    # -- the shared catch-up cache (loop side) ---------------------------------------------
 
-        def read() -> list[LogItem]:
-            limit = self.read_batch if upto is None else min(self.read_batch, upto - after)
-            if limit <= 0:
-                return []
-            return [LogItem.of(row) for row in self.store.read_all(after + 1, limit)]
+    async def _block(self, index: int, need: int) -> _Block:
+        """Block ``index`` (positions ``index * read_batch + 1 ..``) read at least up to
+        ``min(its end, need)``; ``need`` is at most the published position (committed rows).
+        From the cache, from a read of it already under way, or read from the store now."""
+        first = index * self.read_batch + 1
+        want = min(first + self.read_batch - 1, need)
+        cached = self._cache.get(index)
+        if cached is not None and cached.upto >= want:
+            self._cache.move_to_end(index)
+            self.stats.cache_hits += 1
+            await asyncio.sleep(0)  # a cache hit never waits: let the others run
+            return cached
+        under_way = self._reads.get(index)
+        if under_way is not None and under_way[0] >= want:
+            self.stats.cache_hits += 1
+            return await asyncio.shield(under_way[1])
+        upto = min(first + self.read_batch - 1, max(need, self.stats.position))
+        read = asyncio.ensure_future(asyncio.to_thread(self._read_block, first, upto))
+        self._reads[index] = (upto, read)
+        self.stats.store_reads += 1
+        read.add_done_callback(lambda done: self._read_done(index, done))
+        return await asyncio.shield(read)
 
-        return await asyncio.to_thread(read)
+    def _read_block(self, first: int, upto: int) -> _Block:
+        """In a thread: the rows of ``first .. upto``, parsed once."""
+        rows = self.store.read_all(first, upto - first + 1)
+        return _Block(first, upto, tuple(LogItem.of(r) for r in rows if r.position <= upto))
+
+    def _read_done(self, index: int, read: asyncio.Future[_Block]) -> None:
+        under_way = self._reads.get(index)
+        if under_way is not None and under_way[1] is read:
+            del self._reads[index]
+        if read.cancelled() or read.exception() is not None:
+            return
+        block = read.result()
+        cached = self._cache.get(index)
+        if cached is not None and cached.upto >= block.upto:
+            return
+        self._evict(index)
+        if len(block.items) > self.cache_rows:
+            return
+        self._cache[index] = block
+        self.stats.cached_rows += len(block.items)
+        while self.stats.cached_rows > self.cache_rows:
+            self._evict(next(iter(self._cache)))
+
+    def _evict(self, index: int) -> None:
+        block = self._cache.pop(index, None)
+        if block is not None:
+            self.stats.cached_rows -= len(block.items)
+
+    async def _history(
+        self, topic: str, cursor: int, upto: int | None
+    ) -> AsyncGenerator[tuple[int, list[LogItem]], None]:
+        """The rows of ``topic`` after ``cursor`` up to ``upto`` (None: up to the published
+        position, which moves), block by block, as (the position read up to, the rows)."""
+        while True:
+            bound = self.stats.position if upto is None else upto
+            if cursor >= bound:
+                return
+            block = await self._block(cursor // self.read_batch, bound)
+            items = [
+                item
+                for item in block.items
+                if cursor < item.position <= bound and item.topic == topic
+            ]
+            cursor = min(block.upto, bound)
+            yield cursor, items
 
     async def subscribe(
         self,
@@ -221,42 +313,64 @@ class Broadcaster:
 
         Raises :class:`SlowConsumer` once live if the caller lets ``limit`` rows pile up.
         """
+        async with contextlib.aclosing(
+            self.subscribe_batches(topic, after, limit=limit, on_live=on_live)
+        ) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+
+    async def subscribe_batches(
+        self,
+        topic: str,
+        after: int,
+        *,
+        limit: int | None = None,
+        on_live: Callable[[], None] | None = None,
+        max_batch: int | None = None,
+    ) -> AsyncGenerator[Sequence[LogItem], None]:
+        """:meth:`subscribe` a batch at a time: what is ready (a catch-up block's rows of the
+        topic, or what the live queue holds, at most ``max_batch``; never empty), in order.
+        The items are the shared ones: read-only."""
         await self.start()
         limit = limit or self.queue_limit
-        cursor = after
         self.stats.subscribed_total += 1
         self.stats.subscribers += 1
         try:
-            async with contextlib.aclosing(self._rows(topic, cursor, limit, on_live)) as rows:
-                async for item in rows:
-                    yield item
+            rows = self._rows(topic, after, limit, on_live, max_batch or self.read_batch)
+            async with contextlib.aclosing(rows) as batches:
+                async for batch in batches:
+                    yield batch
         finally:
             self.stats.subscribers -= 1
 
     async def _rows(
-        self, topic: str, cursor: int, limit: int, on_live: Callable[[], None] | None
-    ) -> AsyncGenerator[LogItem, None]:
+        self,
+        topic: str,
+        cursor: int,
+        limit: int,
+        on_live: Callable[[], None] | None,
+        max_batch: int,
+    ) -> AsyncGenerator[Sequence[LogItem], None]:
         while True:
-            # 1. catch up from the store, as fast as the caller reads
-            while cursor < self.stats.position:
-                batch = await self._history(cursor, None)
-                if not batch:
-                    break
-                for item in batch:
-                    cursor = item.position
-                    if item.topic == topic:
-                        yield item
+            # 1. catch up from the store (shared blocks), as fast as the caller reads
+            async with contextlib.aclosing(self._history(topic, cursor, None)) as history:
+                async for read_upto, batch in history:
+                    cursor = read_upto
+                    if batch:
+                        yield batch
             # 2. register, then bridge the rows published before registration
             sub = self._register(topic, limit)
             try:
-                while cursor < sub.registered_at and sub.overflow_at is None:
-                    batch = await self._history(cursor, sub.registered_at)
-                    if not batch:
-                        break
-                    for item in batch:
-                        cursor = item.position
-                        if item.topic == topic:
-                            yield item
+                if sub.overflow_at is None:
+                    bridge = self._history(topic, cursor, sub.registered_at)
+                    async with contextlib.aclosing(bridge) as history:
+                        async for read_upto, batch in history:
+                            cursor = read_upto
+                            if batch:
+                                yield batch
+                            if sub.overflow_at is not None:
+                                break
                 if sub.overflow_at is not None:
                     self.stats.catch_up_restarts += 1
                     continue  # fell behind while bridging: read the store again
@@ -265,11 +379,15 @@ class Broadcaster:
                     on_live()
                 while True:
                     if sub.queue:
-                        item = sub.queue.popleft()
-                        if item.position <= cursor:
-                            continue
-                        cursor = item.position
-                        yield item
+                        ready: list[LogItem] = []
+                        queue = sub.queue
+                        while queue and len(ready) < max_batch:
+                            item = queue.popleft()
+                            if item.position > cursor:
+                                cursor = item.position
+                                ready.append(item)
+                        if ready:
+                            yield ready
                     elif sub.overflow_at is not None:
                         self.stats.slow_consumer_drops += 1
                         raise SlowConsumer(limit, sub.overflow_at, cursor)

@@ -17,6 +17,7 @@ from schemas import Topic
 __all__ = [
     "ADMIN_ONLY_TOPICS",
     "DEVELOPER_TOPICS",
+    "FULL_VIEW",
     "PRIVATE_FIELDS",
     "STREAM_PRIVATE_FIELDS",
     "Concerns",
@@ -27,10 +28,12 @@ __all__ = [
     "parse_last_event_id",
     "parse_start",
     "parse_types",
+    "redacted_for_developer",
     "resume_after",
     "sse_comment",
     "sse_frame",
     "topic_refusal",
+    "visibility_class",
     "visible",
 ]
 
@@ -131,6 +134,17 @@ def in_scope(principal: Principal, envelope: Mapping[str, Any]) -> bool:
     return not about.offtakers.isdisjoint(principal.tenants)
 
 
+#: The visibility class of every key that sees an event, when in scope, unchanged.
+FULL_VIEW = "full"
+
+
+def visibility_class(principal: Principal) -> str:
+    """Which form of an in-scope event ``principal`` is shown: :data:`FULL_VIEW` (the envelope
+    unchanged: admin, farmer and offtaker keys) or ``"developer"`` (:func:`redacted_for_developer`).
+    Every key of one class sees the same bytes of an event, so they can be rendered once."""
+    return Role.DEVELOPER.value if principal.role == Role.DEVELOPER else FULL_VIEW
+
+
 def visible(principal: Principal, envelope: Mapping[str, Any]) -> dict[str, Any] | None:
     """What ``principal`` sees of an event: None when out of scope; for a developer key the
     payload without :data:`PRIVATE_FIELDS` at any depth (the gateway's redaction, plus the
@@ -139,6 +153,11 @@ def visible(principal: Principal, envelope: Mapping[str, Any]) -> dict[str, Any]
         return None
     if principal.role != Role.DEVELOPER:
         return dict(envelope)
+    return redacted_for_developer(envelope)
+
+
+def redacted_for_developer(envelope: Mapping[str, Any]) -> dict[str, Any]:
+    """The envelope as a developer key sees it (a new dict; ``envelope`` is left as it is)."""
     payload = envelope.get("payload")
     redacted = dict(envelope)
     actor = envelope.get("actor")

@@ -12,7 +12,10 @@ as a text frame ``{"id": POSITION, "event": TYPE, "data": ENVELOPE}``;
 a slow consumer gets ``{"event": "close", "reason": ...}`` then a close frame (code 4429).
 Refusals answer the handshake with the same HTTP status and JSON body as the SSE route.
 
-Every subscriber shares the process's :class:`Broadcaster` (``context.extras["broadcaster"]``).
+Every subscriber shares the process's :class:`Broadcaster` (``context.extras["broadcaster"]``):
+its catch-up blocks and live items are shared, and each event's frame is rendered once per
+visibility class (full or developer-redacted, memoized on the shared item); a subscriber only
+runs its own scope check and filters, then writes every frame that is ready in one chunk.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,19 +41,22 @@ from starlette.websockets import WebSocketDisconnect
 
 from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway._stream_rules import (
+    FULL_VIEW,
     StartSpec,
     StreamFilter,
+    in_scope,
     parse_last_event_id,
     parse_start,
     parse_types,
+    redacted_for_developer,
     resume_after,
     sse_comment,
     sse_frame,
     topic_refusal,
-    visible,
+    visibility_class,
 )
 from hero.gateway.auth import api_keys, caller, presented_key, refuse
-from hero.gateway.context import GatewayContext, Principal
+from hero.gateway.context import GatewayContext, Principal, Role
 from hero.readmodels.keys import KeyRefused
 from schemas import REGISTRY, Topic
 
@@ -68,6 +74,8 @@ class StreamOptions:
     queue_limit: int = 1000
     heartbeat_s: float = 15.0
     poll_interval_s: float = 0.1
+    cache_rows: int = 10_000
+    """Rows of the shared catch-up cache (parsed, with their rendered frames): its bound."""
 
 
 def _options(context: GatewayContext) -> StreamOptions:
@@ -85,6 +93,7 @@ def broadcaster_for(context: GatewayContext) -> Broadcaster:
             context.store,
             queue_limit=options.queue_limit,
             poll_interval_s=options.poll_interval_s,
+            cache_rows=options.cache_rows,
         )
         context.extras["broadcaster"] = broadcaster
     return broadcaster
@@ -157,13 +166,64 @@ def _check_topic(principal: Principal, topic: str) -> None:
         )
 
 
-def _shown(principal: Principal, request: _Request, item: LogItem) -> dict[str, Any] | None:
-    if request.filter.types and item.type not in request.filter.types:
-        return None
-    shown = visible(principal, item.envelope)
-    if shown is None or not request.filter.matches(shown):
-        return None
+def _view(item: LogItem, view: str) -> dict[str, Any]:
+    """The shared, read-only form of ``item`` shown to the ``view`` class (made once)."""
+    if view == FULL_VIEW:
+        return item.envelope
+    shown: dict[str, Any] | None = item.memo.get(view)
+    if shown is None:
+        shown = item.memo[view] = redacted_for_developer(item.envelope)
     return shown
+
+
+def _sse_bytes(item: LogItem, view: str) -> bytes:
+    """``item``'s SSE frame for the ``view`` class, rendered once for every subscriber."""
+    key = ("sse", view)
+    frame: bytes | None = item.memo.get(key)
+    if frame is None:
+        frame = item.memo[key] = sse_frame(item.position, item.type, _view(item, view))
+    return frame
+
+
+def _ws_text(item: LogItem, view: str) -> str:
+    """``item``'s WebSocket text frame for the ``view`` class, rendered once."""
+    key = ("ws", view)
+    text: str | None = item.memo.get(key)
+    if text is None:
+        frame = {"id": item.position, "event": item.type, "data": _view(item, view)}
+        text = item.memo[key] = json.dumps(frame, separators=(",", ":"))
+    return text
+
+
+class _Shown:
+    """What one subscriber is shown of the shared items: its scope and filters, run on the
+    shared views (no copies)."""
+
+    def __init__(self, principal: Principal, request: _Request):
+        self.principal = principal
+        self.filter = request.filter
+        self.view = visibility_class(principal)
+        self.everything = not (
+            self.filter.types
+            or self.filter.farm
+            or self.filter.node
+            or self.filter.offtaker
+            or self.filter.grid
+        )
+
+    def __call__(self, batch: Sequence[LogItem]) -> list[LogItem]:
+        if self.everything and self.view == FULL_VIEW and self.principal.role == Role.ADMIN:
+            return list(batch)  # in scope, unfiltered, unredacted: every item as it is
+        shown: list[LogItem] = []
+        types, principal, view, filter_ = self.filter.types, self.principal, self.view, self.filter
+        for item in batch:
+            if types and item.type not in types:
+                continue
+            if not in_scope(principal, item.envelope):
+                continue
+            if self.everything or filter_.matches(_view(item, view)):
+                shown.append(item)
+        return shown
 
 
 async def _after(broadcaster: Broadcaster, request: _Request) -> int:
@@ -180,34 +240,35 @@ async def _items(
     request: _Request,
     after: int,
     heartbeat_s: float,
-) -> AsyncGenerator[tuple[LogItem, dict[str, Any]] | None, None]:
-    """What the subscriber is shown after position ``after``, in order; None when
-    ``heartbeat_s`` passed without any. Raises :class:`SlowConsumer` if the subscriber fell
-    behind."""
-    rows = broadcaster.subscribe(request.topic, after)
+) -> AsyncGenerator[list[LogItem] | None, None]:
+    """What the subscriber is shown after position ``after``, in order, as batches of what is
+    ready (never empty; the shared items); None when ``heartbeat_s`` passed without any.
+    Raises :class:`SlowConsumer` if the subscriber fell behind."""
+    batches = broadcaster.subscribe_batches(request.topic, after)
+    shown = _Shown(principal, request)
 
-    async def next_row() -> LogItem:
-        return await anext(rows)
+    async def next_batch() -> Sequence[LogItem]:
+        return await anext(batches)
 
-    pending: asyncio.Task[LogItem] | None = None
+    pending: asyncio.Task[Sequence[LogItem]] | None = None
     try:
         while True:
             if pending is None:
-                pending = asyncio.create_task(next_row())
+                pending = asyncio.create_task(next_batch())
             done, _ = await asyncio.wait({pending}, timeout=heartbeat_s)
             if not done:
                 yield None
                 continue
-            item, pending = pending.result(), None
-            shown = _shown(principal, request, item)
-            if shown is not None:
-                yield item, shown
+            batch, pending = pending.result(), None
+            ready = shown(batch)
+            if ready:
+                yield ready
     finally:
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, SlowConsumer):
                 await pending
-        await rows.aclose()
+        await batches.aclose()
 
 
 async def _sse(
@@ -217,13 +278,13 @@ async def _sse(
     # the position marker: a client that reconnects before any event resumes from here
     yield sse_comment(f"hero stream {request.topic}") + f"id: {after}\n\n".encode()
     items = _items(broadcaster, principal, request, after, heartbeat_s)
+    view = visibility_class(principal)
     try:
-        async for entry in items:
-            if entry is None:
+        async for ready in items:
+            if ready is None:
                 yield sse_comment("heartbeat")
-            else:
-                item, shown = entry
-                yield sse_frame(item.position, item.type, shown)
+            else:  # every ready frame in one write
+                yield b"".join([_sse_bytes(item, view) for item in ready])
     except SlowConsumer as slow:
         reason = _slow_reason(slow)
         data = {"reason": reason, "position": slow.position, "last_delivered": slow.delivered}
@@ -332,14 +393,15 @@ async def _serve_ws(
                 if message["type"] == "websocket.disconnect":
                     return
 
+    view = visibility_class(principal)
+
     async def send_events() -> None:
         try:
-            async for entry in items:
-                if entry is None:
+            async for ready in items:
+                if ready is None:
                     continue  # the WebSocket's own ping/pong keeps the connection alive
-                item, shown = entry
-                frame = {"id": item.position, "event": item.type, "data": shown}
-                await websocket.send_text(json.dumps(frame, separators=(",", ":")))
+                for item in ready:  # one message per event: the protocol's framing
+                    await websocket.send_text(_ws_text(item, view))
         except SlowConsumer as slow:
             reason = _slow_reason(slow)
             await websocket.send_text(

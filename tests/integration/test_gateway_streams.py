@@ -452,3 +452,40 @@ async def test_heartbeats_keep_an_idle_stream_open(store: SqliteEventStore, tmp_
                         if comments.count(": heartbeat") == 2:
                             break
         assert comments[0] == f": hero stream {TOPIC}"
+
+
+async def test_admin_and_developer_views_of_the_shared_catch_up(
+    gateway: Gateway, store: SqliteEventStore
+) -> None:
+    """Both classes read the same cached rows; each gets its own rendering, once per row."""
+    from hero.gateway._stream_rules import redacted_for_developer
+
+    now = datetime.now(UTC)
+    new = [NewEvent.of(e, actor="gateway:k-secret", occurred_at=now) for e in farms(0, 30)]
+    result = store.append("market-dev", ANY_VERSION, new, command_id="cmd-dev")
+    expected = list(range(result.first_position, result.last_position + 1))
+
+    async def read(key: str, **params: str) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+            headers = {"X-API-Key": key, **params}
+            async with http.stream("GET", f"/v1/streams/{TOPIC}", headers=headers) as r:
+                async with asyncio.timeout(10):
+                    async for message in sse_events(r):
+                        got.append({"_pos": int(message["id"]), **json.loads(message["data"])})
+                        if got[-1]["_pos"] == expected[-1]:
+                            break
+        return got
+
+    admin, dev, admin_again, resumed = await asyncio.gather(
+        read("admin"), read("dev"), read("admin"), read("dev", **{"Last-Event-ID": "12"})
+    )
+    assert [m["_pos"] for m in admin] == expected == [m["_pos"] for m in dev]
+    assert admin == admin_again
+    assert resumed == dev[12:]
+    assert {m["actor"] for m in admin} == {"gateway:k-secret"}
+    assert {m["actor"] for m in dev} == {"gateway"}
+    for full, redacted in zip(admin, dev, strict=True):
+        assert redacted == redacted_for_developer(full)
+    assert gateway.broadcaster.stats.store_reads >= 1
+    assert gateway.broadcaster.stats.cache_hits >= 1

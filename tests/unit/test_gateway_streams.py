@@ -12,6 +12,7 @@ import pytest
 
 from hero.gateway._broadcast import Broadcaster, SlowConsumer, broadcasting
 from hero.gateway._stream_rules import (
+    FULL_VIEW,
     StartSpec,
     StreamFilter,
     concerns,
@@ -19,10 +20,12 @@ from hero.gateway._stream_rules import (
     parse_last_event_id,
     parse_start,
     parse_types,
+    redacted_for_developer,
     resume_after,
     sse_comment,
     sse_frame,
     topic_refusal,
+    visibility_class,
     visible,
 )
 from hero.gateway.context import Principal, Role
@@ -278,3 +281,85 @@ async def test_a_live_subscriber_that_falls_behind_is_closed_and_its_queue_freed
         assert b.stats.slow_consumer_drops == 1
         assert b.stats.max_queue_depth == 4
         assert b.stats.live == 0
+
+
+# -- the shared catch-up cache ---------------------------------------------------------------
+
+
+async def test_concurrent_catch_ups_share_one_read_and_the_same_items() -> None:
+    store = MemoryEventStore()
+    expected = _append(store, 40)
+    async with broadcasting(store, poll_interval_s=0.01, read_batch=10) as b:
+        seen: list[list[Any]] = [[], [], []]
+
+        async def collect(index: int, after: int) -> None:
+            async with asyncio.timeout(10):
+                async for item in b.subscribe("hero.reservations", after):
+                    seen[index].append(item)
+                    if item.position == expected[-1]:
+                        return
+
+        await asyncio.gather(collect(0, 0), collect(1, 0), collect(2, 13))
+        assert [i.position for i in seen[0]] == expected
+        assert [i.position for i in seen[2]] == expected[13:]
+        # the same objects, not copies: parsed once for everyone
+        assert all(a is c for a, c in zip(seen[0][13:], seen[2], strict=True))
+        assert all(a is c for a, c in zip(seen[0], seen[1], strict=True))
+        assert b.stats.store_reads == 4  # blocks 1-10, 11-20, 21-30, 31-40: once each
+        assert b.stats.cache_hits == 7  # 11 blocks asked for in all, 4 read
+        # a later subscriber over the same range reads from the cache
+        reads = b.stats.store_reads
+        assert await _collect(b, 0, 40) == expected
+        assert b.stats.store_reads == reads
+
+
+async def test_the_cache_is_bounded_in_rows() -> None:
+    store = MemoryEventStore()
+    expected = _append(store, 95)
+    async with broadcasting(store, poll_interval_s=0.01, read_batch=10, cache_rows=25) as b:
+        assert await _collect(b, 0, 95) == expected
+        assert 0 < b.stats.cached_rows <= 25
+        assert sum(len(block.items) for block in b._cache.values()) == b.stats.cached_rows
+    async with broadcasting(store, poll_interval_s=0.01, read_batch=10, cache_rows=0) as b:
+        assert await _collect(b, 0, 95) == expected
+        assert b.stats.cached_rows == 0
+    with pytest.raises(ValueError, match="cache_rows"):
+        Broadcaster(store, cache_rows=-1)
+
+
+async def test_a_partial_head_block_is_read_again_once_the_log_grows() -> None:
+    store = MemoryEventStore()
+    expected = _append(store, 5)
+    async with broadcasting(store, poll_interval_s=0.01, read_batch=10) as b:
+        assert await _collect(b, 0, 5) == expected  # block 1-10 cached up to 5
+        expected += _append(store, 4, start=100)
+        assert await _collect(b, 0, 9) == expected  # the cached block covers only 1-5
+        assert await _collect(b, 3, 6) == expected[3:]
+
+
+async def test_batches_hold_what_is_ready() -> None:
+    store = MemoryEventStore()
+    expected = _append(store, 12)
+    async with broadcasting(store, poll_interval_s=0.01, read_batch=5) as b:
+        sizes: list[int] = []
+        got: list[int] = []
+        async with asyncio.timeout(10):
+            async for batch in b.subscribe_batches("hero.reservations", 0):
+                sizes.append(len(batch))
+                got.extend(item.position for item in batch)
+                if len(got) == 12:
+                    break
+        assert got == expected
+        assert sizes == [5, 5, 2]  # the aligned blocks 1-5, 6-10, 11-15 (read up to 12)
+
+
+def test_redacted_for_developer_is_what_visible_shows_and_leaves_the_envelope() -> None:
+    event = {
+        **envelope(farm_id="farm-a", debit_account="offtaker.acme.TFT", amount="1"),
+        "actor": "gateway:k-1",
+    }
+    before = repr(event)
+    assert redacted_for_developer(event) == visible(DEV, event)
+    assert repr(event) == before
+    assert visibility_class(DEV) == "developer"
+    assert {visibility_class(p) for p in (ADMIN, FARMER, OFFTAKER)} == {FULL_VIEW}
