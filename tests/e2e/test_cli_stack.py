@@ -59,7 +59,7 @@ def test_up_status_append_tail_down(tmp_path: Path) -> None:
         components = hero_json("status", data_dir=data)
         assert {c["name"]: c["state"] for c in components} == {
             "broker": "up", "valkey": "up", "ray": "up", "relay": "up", "treasury": "up",
-            "usage": "up", "agents": "up",
+            "usage": "up", "agents": "up", "gateway": "up",
         }  # fmt: skip
         pids = [c["pid"] for c in components]
         assert all(isinstance(pid, int) and _alive(pid) for pid in pids)
