@@ -43,8 +43,13 @@ from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.usage import usage_fact, usage_stream
 from hero.log.codec import DecodeError, decode_record
-from hero.log.consumer import ConsumerStats, call_with_retries, send_dead_letter
-from hero.log.producer import new_producer
+from hero.log.consumer import (
+    ConsumerStats,
+    call_with_retries,
+    join_group,
+    leave_group,
+    send_dead_letter,
+)
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
 from schemas import REGISTRY, ContractCreated, Envelope, Message, Topic, UtilizationSampled
@@ -223,26 +228,17 @@ class SampleConsumer:
         self._dlq: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            *self._topics,
-            bootstrap_servers=self._bootstrap,
-            group_id=self.name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        self._consumer, self._dlq = await join_group(
+            self._topics,
+            bootstrap=self._bootstrap,
+            group=self.name,
             session_timeout_ms=self._session_timeout_ms,
-            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 100),
         )
-        self._dlq = new_producer(self._bootstrap)
-        await self._dlq.start()
-        await self._consumer.start()
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         dlq, self._dlq = self._dlq, None
-        if consumer is not None:
-            await consumer.stop()
-        if dlq is not None:
-            await dlq.stop()
+        await leave_group(consumer, dlq)
 
     async def poll(self, timeout_ms: int = 500) -> ConsumerStats:
         """Fetch one batch and apply it; returns this batch's counts."""

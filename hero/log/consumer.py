@@ -28,6 +28,8 @@ __all__ = [
     "EventConsumer",
     "Handler",
     "call_with_retries",
+    "join_group",
+    "leave_group",
     "send_dead_letter",
 ]
 
@@ -108,6 +110,42 @@ async def call_with_retries(
     return last
 
 
+async def join_group(
+    topics: Sequence[str],
+    *,
+    bootstrap: str,
+    group: str,
+    start_from: str = "earliest",
+    session_timeout_ms: int,
+) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+    """A started member of consumer group ``group`` that commits by hand, and the producer of
+    its dead letters. The heartbeat is a third of the session timeout, as Kafka advises."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset=start_from,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(session_timeout_ms // 3, 100),
+    )
+    dlq = new_producer(bootstrap)
+    await dlq.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await dlq.stop()
+        raise
+    return consumer, dlq
+
+
+async def leave_group(consumer: AIOKafkaConsumer | None, dlq: AIOKafkaProducer | None) -> None:
+    if consumer is not None:
+        await consumer.stop()
+    if dlq is not None:
+        await dlq.stop()
+
+
 async def send_dead_letter(
     producer: AIOKafkaProducer,
     topic: str,
@@ -164,26 +202,18 @@ class EventConsumer:
         """The record being handled, for a handler that needs its partition or offset."""
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            *self._topics,
-            bootstrap_servers=self._bootstrap,
-            group_id=self.name,
-            enable_auto_commit=False,
-            auto_offset_reset=self._start_from,
+        self._consumer, self._dlq = await join_group(
+            self._topics,
+            bootstrap=self._bootstrap,
+            group=self.name,
+            start_from=self._start_from,
             session_timeout_ms=self._session_timeout_ms,
-            heartbeat_interval_ms=max(self._session_timeout_ms // 3, 100),
         )
-        self._dlq = new_producer(self._bootstrap)
-        await self._dlq.start()
-        await self._consumer.start()
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         dlq, self._dlq = self._dlq, None
-        if consumer is not None:
-            await consumer.stop()
-        if dlq is not None:
-            await dlq.stop()
+        await leave_group(consumer, dlq)
 
     async def __aenter__(self) -> EventConsumer:
         await self.start()
