@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 
-__all__ = ["free_ports", "port_is_free", "split_host_port", "tcp_answers"]
+__all__ = ["free_ports", "port_frees", "port_is_free", "split_host_port", "tcp_answers"]
 
 
 def free_ports(count: int, host: str = "127.0.0.1", *, avoid: set[int] | None = None) -> list[int]:
@@ -40,6 +41,18 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
             sock.bind((host, port))
         except OSError:
             return False
+    return True
+
+
+def port_frees(port: int, host: str = "127.0.0.1", timeout_s: float = 5.0) -> bool:
+    """Whether ``host:port`` can be bound within ``timeout_s``. A client still retrying a
+    server that was just killed may, on Linux, connect to itself from that very port (a local
+    port in the ephemeral range); such a connection fails and goes within moments."""
+    deadline = time.monotonic() + timeout_s
+    while not port_is_free(port, host):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
     return True
 
 

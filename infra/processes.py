@@ -26,7 +26,7 @@ from hero.config import HeroSettings
 from infra._binaries import tansu_binary, valkey_binary
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._logs import contains, open_log, tail
-from infra._ports import free_ports, port_is_free, tcp_answers
+from infra._ports import free_ports, port_frees, tcp_answers
 from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
@@ -261,7 +261,7 @@ class _PortedProcess(ManagedProcess):
         super()._prepare()
         if self.port is None:
             self.port = free_ports(1, self.host)[0]
-        elif not port_is_free(self.port, self.host):
+        elif not port_frees(self.port, self.host):
             raise ComponentError(self.name, f"port {self.host}:{self.port} is already in use")
 
     def _port_for_record(self) -> int | None:
