@@ -11,8 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,20 +20,13 @@ from redis.asyncio import Redis
 from hero.domain.negotiation import contract_id_for, negotiation_stream
 from hero.domain.node import node_stream
 from hero.gateway.context import Role
-from hero.market.service import MarketService, farm_stream, offtaker_stream
+from hero.market.service import farm_stream, offtaker_stream
 from hero.readmodels.keys import ApiKeys, hash_secret, parse_key
 from hero.store import EventStore, open_store
 from schemas import (
-    AcceptOffer,
-    Grid,
-    IssueRfq,
-    MakeOffer,
-    Money,
-    RegisterFarm,
-    RegisterNode,
     Resources,
-    Sla,
 )
+from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
     from tests.integration.conftest import RunningStack
@@ -76,66 +67,14 @@ class World:
 
 
 def _seed(store: EventStore) -> None:
-    market = MarketService(store, actor="test-gateway")
-    now = datetime.now(UTC)
-    for farm in (FARM_A, FARM_B):
-        market.handle(
-            RegisterFarm(
-                command_id=f"reg-{farm}",
-                farm_id=farm,
-                name=farm,
-                grid=Grid.GRID4,
-                country="BE",
-                region="europe",
-            )
-        )
-    for node, farm in ((NODE_A, FARM_A), (NODE_B, FARM_B), (NODE_B2, FARM_B)):
-        market.handle(
-            RegisterNode(
-                command_id=f"reg-{node}",
-                node_id=node,
-                farm_id=farm,
-                grid=Grid.GRID4,
-                country="BE",
-                region="europe",
-                total=SHAPE.times(4),
-                uptime_pct=Decimal("99.5"),
-            )
-        )
-    for nego, offer, firm in ((NEGO_DONE, OFFER_DONE, True), (NEGO_OPEN, OFFER_OPEN, False)):
-        market.handle(
-            IssueRfq(
-                command_id=f"rfq-{nego}",
-                negotiation_id=nego,
-                offtaker_id=BUYER,
-                workload_id="web",
-                resources=SHAPE,
-                replicas=1,
-                grids=[Grid.GRID4],
-                max_price_cu_hour=Money.of("0.05", "USD"),
-                term_hours=24,
-                deadline=now + timedelta(hours=1),
-                invited_farms=[FARM_B],
-            )
-        )
-        market.handle(
-            MakeOffer(
-                command_id=f"offer-{offer}",
-                negotiation_id=nego,
-                offer_id=offer,
-                farm_id=FARM_B,
-                node_id=NODE_B,
-                price_hour=Money.of("0.03", "USD"),
-                term_hours=24,
-                sla=Sla(uptime_pct=Decimal("99")),
-                firm=firm,
-                expires_at=now + timedelta(hours=1),
-            )
-        )
-    market.handle(
-        AcceptOffer(
-            command_id=f"accept-{OFFER_DONE}", negotiation_id=NEGO_DONE, offer_id=OFFER_DONE
-        )
+    seed_market(
+        store,
+        actor="test-gateway",
+        nodes={NODE_A: FARM_A, NODE_B: FARM_B, NODE_B2: FARM_B},
+        seller=(FARM_B, NODE_B),
+        buyer=BUYER,
+        shape=SHAPE,
+        open_offer_firm=False,
     )
 
 

@@ -11,8 +11,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,23 +21,15 @@ from redis.asyncio import Redis
 from hero.domain.clock import SystemClock
 from hero.gateway import catalogue, metrics
 from hero.gateway.context import GatewayContext
-from hero.market.service import MarketService
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import Projector, ReadModels
 from hero.relay import health_path
 from hero.store import EventStore, open_store
 from schemas import (
     REGISTRY,
-    AcceptOffer,
-    Grid,
-    IssueRfq,
-    MakeOffer,
-    Money,
-    RegisterFarm,
-    RegisterNode,
     Resources,
-    Sla,
 )
+from tests.integration._market import seed_market
 from tests.unit.test_gateway_metrics import Samples, parse_exposition, sample
 
 if TYPE_CHECKING:
@@ -55,65 +45,15 @@ SHAPE = Resources.from_gb(cru=1, mru_gb=2, sru_gb=10)
 
 def _seed(store: EventStore) -> None:
     """A farm, a node, one negotiation awarded (a live contract) and one left open."""
-    market = MarketService(store, actor="test-catalogue")
-    now = datetime.now(UTC)
-    market.handle(
-        RegisterFarm(
-            command_id=f"reg-{FARM}",
-            farm_id=FARM,
-            name=FARM,
-            grid=Grid.GRID4,
-            country="BE",
-            region="europe",
-        )
+    seed_market(
+        store,
+        actor="test-catalogue",
+        nodes={NODE: FARM},
+        seller=(FARM, NODE),
+        buyer=BUYER,
+        shape=SHAPE,
+        open_offer_firm=True,
     )
-    market.handle(
-        RegisterNode(
-            command_id=f"reg-{NODE}",
-            node_id=NODE,
-            farm_id=FARM,
-            grid=Grid.GRID4,
-            country="BE",
-            region="europe",
-            total=SHAPE.times(4),
-            uptime_pct=Decimal("99.5"),
-        )
-    )
-    for n in (1, 2):
-        nego, offer = f"{BUYER}.web.{n}", f"{BUYER}.web.{n}.{FARM}.0"
-        market.handle(
-            IssueRfq(
-                command_id=f"rfq-{nego}",
-                negotiation_id=nego,
-                offtaker_id=BUYER,
-                workload_id="web",
-                resources=SHAPE,
-                replicas=1,
-                grids=[Grid.GRID4],
-                max_price_cu_hour=Money.of("0.05", "USD"),
-                term_hours=24,
-                deadline=now + timedelta(hours=1),
-                invited_farms=[FARM],
-            )
-        )
-        market.handle(
-            MakeOffer(
-                command_id=f"offer-{offer}",
-                negotiation_id=nego,
-                offer_id=offer,
-                farm_id=FARM,
-                node_id=NODE,
-                price_hour=Money.of("0.03", "USD"),
-                term_hours=24,
-                sla=Sla(uptime_pct=Decimal("99")),
-                firm=True,
-                expires_at=now + timedelta(hours=1),
-            )
-        )
-        if n == 1:
-            market.handle(
-                AcceptOffer(command_id=f"accept-{offer}", negotiation_id=nego, offer_id=offer)
-            )
 
 
 @pytest.fixture(scope="module")
