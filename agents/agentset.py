@@ -10,6 +10,7 @@ from datetime import datetime
 
 from agents.brain import Brain
 from agents.market import MarketView
+from agents.strategies.moves import Advice, Question
 from schemas import Command, Envelope, Event
 
 __all__ = ["AgentSet", "deliver"]
@@ -46,6 +47,7 @@ class AgentSet:
         self._owns = owns
         self._dirty: set[str] = set()
         self._seen: dict[str, int] = {}  # stream -> last version applied
+        self._decided: list[str] = []
 
     def apply(self, envelope: Envelope, event: Event) -> bool:
         """Fold one event; False when this (stream, version) was applied before."""
@@ -63,8 +65,23 @@ class AgentSet:
             wakeup = brain.next_wakeup()
             if wakeup is not None and wakeup <= now:
                 due.add(agent_id)
+        self._decided = sorted(due)
         return [
             (agent_id, command)
-            for agent_id in sorted(due)
+            for agent_id in self._decided
             for command in self.brains[agent_id].decide(now, self.market)
         ]
+
+    def questions(self) -> list[tuple[str, Question]]:
+        """The questions for a strategy the agents of the last ``decide`` raised."""
+        return [
+            (agent_id, question)
+            for agent_id in self._decided
+            for question in self.brains[agent_id].questions()
+        ]
+
+    def advise(self, agent_id: str, advice: Advice) -> None:
+        """Hand an answer to its agent, which decides again at the next ``decide``."""
+        brain = self.brains.get(agent_id)
+        if brain is not None and brain.advised(advice):
+            self._dirty.add(agent_id)

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from agents.strategies.moves import Advice, Question
 from schemas import Command, Envelope, Event
 
 if TYPE_CHECKING:
@@ -40,3 +41,12 @@ class Brain(ABC):
     def next_wakeup(self) -> datetime | None:
         """The next moment ``decide`` should run even if no event arrives (a deadline)."""
         return None
+
+    def questions(self) -> list[Question]:
+        """Questions for a strategy raised by the last ``decide``: the host asks them and
+        hands each answer to ``advised``, then calls ``decide`` again."""
+        return []
+
+    def advised(self, advice: Advice) -> bool:
+        """Take a strategy's answer; False when no question awaits it."""
+        return False

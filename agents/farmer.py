@@ -6,8 +6,13 @@ from datetime import datetime, timedelta
 
 from agents._inflight import InFlight
 from agents.brain import Brain
-from agents.market import MarketView
-from agents.policy import Decline, evaluate, floor_price
+from agents.market import FarmView, MarketView
+from agents.policy import Decline, OfferPlan, evaluate, floor_price, node_rooms, terms_refused
+from agents.strategies.deliberation import Deliberation, decision_for
+from agents.strategies.guardrails import FarmerLimits, guard_counter_answer, guard_farmer_offer
+from agents.strategies.moves import Advice, Question
+from agents.strategies.situations import counter_question, rfq_question
+from hero.domain.pricing import hourly_price_at
 from schemas import (
     AnswerCounter,
     CapacityHeld,
@@ -30,7 +35,7 @@ from schemas import (
     OfferMade,
     RfqIssued,
 )
-from schemas.catalogue.common import DeclineReason
+from schemas.catalogue.common import DeclineReason, Negotiator, StrategyDecision
 
 __all__ = ["FarmerBrain", "offer_id_for"]
 
@@ -45,7 +50,15 @@ def offer_id_for(negotiation_id: str, farm_id: str, index: int) -> str:
 
 
 class FarmerBrain(Brain):
-    __slots__ = ("_counters", "_holds", "_inflight", "_offers", "_rfqs", "farm_id")
+    __slots__ = (
+        "_counters",
+        "_deliberation",
+        "_holds",
+        "_inflight",
+        "_offers",
+        "_rfqs",
+        "farm_id",
+    )
 
     def __init__(self, farm_id: str):
         super().__init__(f"farmer:{farm_id}")
@@ -55,6 +68,7 @@ class FarmerBrain(Brain):
         self._offers: dict[str, OfferMade] = {}  # our offers in open negotiations
         self._holds: dict[str, datetime] = {}  # live holds on our nodes -> deadline
         self._inflight = InFlight()
+        self._deliberation = Deliberation()
 
     def observe(self, envelope: Envelope, event: Event, market: MarketView) -> None:
         match event:
@@ -79,6 +93,7 @@ class FarmerBrain(Brain):
                 self._inflight.done(f"counter:{event.offer_id}")
             case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
                 self._rfqs.pop(event.negotiation_id, None)
+                self._deliberation.forget(f"{event.negotiation_id}:")
                 ended = [
                     o
                     for o, offer in self._offers.items()
@@ -100,39 +115,121 @@ class FarmerBrain(Brain):
             key = f"answer:{nego_id}"
             if not self._inflight.due(key, now):
                 continue
-            self._inflight.mark(key, now)
-            commands += self._answer(rfq, farm, market, now)
+            answer = self._answer(rfq, farm, market, now)
+            if answer is not None:  # None: the strategy's answer is awaited
+                self._inflight.mark(key, now)
+                commands += answer
         for offer_id, counter in list(self._counters.items()):
             key = f"counter:{offer_id}"
             if self._inflight.due(key, now):
-                self._inflight.mark(key, now)
-                commands.append(self._answer_counter(counter, market))
+                command = self._answer_counter(counter, market, now)
+                if command is not None:
+                    self._inflight.mark(key, now)
+                    commands.append(command)
         commands += self._sweep(market, now)
         return commands
 
     def next_wakeup(self) -> datetime | None:
-        """When the earliest live hold on our nodes is due for the sweep."""
-        return min(self._holds.values()) + SWEEP_GRACE if self._holds else None
+        """When the earliest live hold on our nodes is due for the sweep, or an awaited
+        answer of the strategy is overdue."""
+        moments = [min(self._holds.values()) + SWEEP_GRACE] if self._holds else []
+        deadline = self._deliberation.next_deadline()
+        if deadline is not None:
+            moments.append(deadline)
+        return min(moments) if moments else None
+
+    def questions(self) -> list[Question]:
+        return self._deliberation.questions()
+
+    def advised(self, advice: Advice) -> bool:
+        return self._deliberation.advised(advice)
+
+    # -- answering an RFQ ------------------------------------------------------------------
 
     def _answer(
-        self, rfq: RfqIssued, farm: object, market: MarketView, now: datetime
+        self, rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime
+    ) -> list[Command] | None:
+        policy = farm.policy
+        if policy is None or policy.negotiator != Negotiator.LLM:
+            return self._rule_answer(rfq, farm, market, now)
+        limits = self._limits(rfq, farm, market, now)
+        advice = self._deliberation.consult(
+            f"{rfq.negotiation_id}:rfq",
+            lambda: rfq_question(self.agent_id, rfq, farm, market, limits, now),
+            now,
+        )
+        if advice is None:
+            return None
+        guarded = guard_farmer_offer(advice.move, limits) if advice.move else None
+        if advice.move is None or guarded is None or guarded.move is None:
+            plan = evaluate(rfq, farm, market, now)
+            note = decision_for(advice, guarded, rule_rationale=_rule_rationale(plan))
+            return self._rule_answer(rfq, farm, market, now, note)
+        note = decision_for(advice, guarded, rule_rationale="")
+        if guarded.move.action == "decline":
+            return [self._decline(rfq, [DeclineReason.NOT_WANTED], guarded.move.reason, note)]
+        rooms = {room.node_id: room for room in node_rooms(rfq, farm, market, now)}
+        plans = [OfferPlan(node, price, rooms[node].firm) for node, price in guarded.offers]
+        return self._offer_commands(rfq, plans, market, now, note)
+
+    def _limits(
+        self, rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime
+    ) -> FarmerLimits:
+        rooms = node_rooms(rfq, farm, market, now)
+        plan = evaluate(rfq, farm, market, now)
+        return FarmerLimits(
+            ceiling=hourly_price_at(rfq.max_price_cu_hour, rfq.resources),
+            replicas=rfq.replicas,
+            nodes={room.node_id: room for room in rooms},
+            refused_terms=tuple(
+                ("term" if r == DeclineReason.TERM_TOO_LONG else "policy", f"policy: {r.value}")
+                for r in terms_refused(rfq, farm, market)
+            ),
+            default_nodes=tuple(p.node_id for p in plan) if isinstance(plan, list) else (),
+        )
+
+    def _rule_answer(
+        self,
+        rfq: RfqIssued,
+        farm: FarmView,
+        market: MarketView,
+        now: datetime,
+        note: StrategyDecision | None = None,
     ) -> list[Command]:
-        plan = evaluate(rfq, farm, market, now)  # type: ignore[arg-type]
-        base = f"{self.agent_id}:{rfq.negotiation_id}"
+        plan = evaluate(rfq, farm, market, now)
         if isinstance(plan, Decline):
-            return [
-                DeclineRfq(
-                    command_id=f"{base}:decline",
-                    negotiation_id=rfq.negotiation_id,
-                    farm_id=self.farm_id,
-                    reasons=list(plan.reasons),
-                    detail=plan.detail,
-                )
-            ]
+            return [self._decline(rfq, list(plan.reasons), plan.detail, note)]
+        return self._offer_commands(rfq, plan, market, now, note)
+
+    def _decline(
+        self,
+        rfq: RfqIssued,
+        reasons: list[DeclineReason],
+        detail: str,
+        note: StrategyDecision | None,
+    ) -> Command:
+        return DeclineRfq(
+            command_id=f"{self.agent_id}:{rfq.negotiation_id}:decline",
+            negotiation_id=rfq.negotiation_id,
+            farm_id=self.farm_id,
+            reasons=reasons,
+            detail=detail,
+            decision=note,
+        )
+
+    def _offer_commands(
+        self,
+        rfq: RfqIssued,
+        plans: list[OfferPlan],
+        market: MarketView,
+        now: datetime,
+        note: StrategyDecision | None,
+    ) -> list[Command]:
         policy = market.farms[self.farm_id].policy
         assert policy is not None
+        base = f"{self.agent_id}:{rfq.negotiation_id}"
         commands: list[Command] = []
-        for index, offer in enumerate(plan):
+        for index, offer in enumerate(plans):
             expires = (
                 rfq.deadline + FIRM_HOLD_AFTER_DEADLINE
                 if offer.firm
@@ -150,25 +247,55 @@ class FarmerBrain(Brain):
                     sla=policy.sla,
                     firm=offer.firm,
                     expires_at=expires,
+                    decision=note if index == 0 else _without_usage(note),
                 )
             )
         return commands
 
-    def _answer_counter(self, counter: CounterOffered, market: MarketView) -> Command:
-        """Take a counter at or above our floor for that offer, refuse one below it."""
+    # -- answering a counter ---------------------------------------------------------------
+
+    def _answer_counter(
+        self, counter: CounterOffered, market: MarketView, now: datetime
+    ) -> Command | None:
+        """Take a counter at or above our floor for that offer, refuse one below it; with a
+        model, take or refuse it as the model says, never below the floor."""
         offer = self._offers.get(counter.offer_id)
-        policy = market.farms[self.farm_id].policy_for(offer.node_id) if offer else None
-        accept = (
-            offer is not None
-            and policy is not None
-            and counter.price_hour >= floor_price(policy, offer.resources)
+        farm = market.farms[self.farm_id]
+        policy = farm.policy_for(offer.node_id) if offer else None
+        floor = floor_price(policy, offer.resources) if offer and policy else None
+        rule_accepts = floor is not None and counter.price_hour >= floor
+        note: StrategyDecision | None = None
+        accept = rule_accepts
+        if offer is not None and farm.policy is not None and farm.policy.negotiator == "llm":
+            advice = self._deliberation.consult(
+                f"{counter.negotiation_id}:{counter.offer_id}:counter",
+                lambda: counter_question(self.agent_id, counter, offer, floor, now),
+                now,
+            )
+            if advice is None:
+                return None
+            guarded = (
+                guard_counter_answer(advice.move, counter.price_hour, floor)
+                if advice.move
+                else None
+            )
+            taken = advice.move is not None and guarded is not None and guarded.move is not None
+            rationale = "at or above our floor" if rule_accepts else "below our floor"
+            note = decision_for(advice, guarded, rule_rationale=f"the rules: {rationale}")
+            if taken:
+                accept = advice.move.action == "accept"  # type: ignore[union-attr]
+        reasons = (
+            []
+            if accept
+            else [DeclineReason.BELOW_FLOOR if not rule_accepts else DeclineReason.NOT_WANTED]
         )
         return AnswerCounter(
             command_id=f"{self.agent_id}:{counter.offer_id}:counter",
             negotiation_id=counter.negotiation_id,
             offer_id=counter.offer_id,
             accept=accept,
-            reasons=[] if accept else [DeclineReason.BELOW_FLOOR],
+            reasons=reasons,
+            decision=note,
         )
 
     def _sweep(self, market: MarketView, now: datetime) -> list[Command]:
@@ -189,3 +316,17 @@ class FarmerBrain(Brain):
                     )
                 )
         return commands
+
+
+def _rule_rationale(plan: list[OfferPlan] | Decline) -> str:
+    if isinstance(plan, Decline):
+        return f"the rules decline: {plan.detail}"
+    offers = ", ".join(f"{p.node_id} at {p.price_hour.amount} USD/h" for p in plan)
+    return f"the rules offer the policy's ask: {offers}"
+
+
+def _without_usage(note: StrategyDecision | None) -> StrategyDecision | None:
+    """One model call answered for every offer: its usage is recorded on the first only."""
+    if note is None:
+        return None
+    return note.model_copy(update={"tokens_in": 0, "tokens_out": 0, "latency_ms": 0})

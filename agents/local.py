@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from agents.agentset import AgentSet
+from agents.strategies.consulting import CallBudget, ConsultStats, answer_at_once, ask_within
+from agents.strategies.moves import Advisor, NoAdvisor
 from hero.domain.clock import Clock
 from hero.domain.usage import sample_envelope
 from hero.market.service import CommandRejected, MarketService
@@ -23,10 +25,23 @@ log = logging.getLogger(__name__)
 
 
 class LocalMarket:
-    def __init__(self, store: EventStore, clock: Clock, service: MarketService | None = None):
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock,
+        service: MarketService | None = None,
+        *,
+        advisor: Advisor | None = None,
+        budget: CallBudget | None = None,
+        llm_timeout_s: float = 15.0,
+    ):
         self.store = store
         self.clock = clock
         self.service = service or MarketService(store, clock)
+        self.advisor = advisor or NoAdvisor()
+        self.budget = budget or CallBudget(per_negotiation=8, per_minute=60)
+        self.llm_timeout_s = llm_timeout_s
+        self.consulted = ConsultStats()
         self.agents = AgentSet()
         self.position = 0
         self.rejected: list[tuple[str, Command, str]] = []
@@ -62,7 +77,20 @@ class LocalMarket:
         except BaseException:
             self.service.forget()  # its cache may hold what was undone
             raise
-        return len(commands)
+        return len(commands) + self._consult()
+
+    def _consult(self) -> int:
+        """Ask the strategy the agents' questions, in turn (a host asks them concurrently);
+        returns how many were answered."""
+        questions = self.agents.questions()
+        for agent_id, question in questions:
+            now = self.clock.now()
+            advice = answer_at_once(self.advisor, self.budget, question, now, self.consulted)
+            if advice is None:
+                advice, timed_out = ask_within(self.advisor, question, self.llm_timeout_s)
+                self.consulted.record(advice, timed_out)
+            self.agents.advise(agent_id, advice)
+        return len(questions)
 
     def run_until_quiet(self, max_steps: int = 1000) -> int:
         """Step until no agent has anything to say; returns the steps taken."""

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import MarketView
+from agents.strategies.deliberation import Deliberation, decision_for
+from agents.strategies.guardrails import OfftakerLimits, guard_offtaker
+from agents.strategies.moves import Advice, Question
+from agents.strategies.situations import offer_question
 from hero.domain.negotiation import contract_id_for
 from hero.domain.placement import (
     Candidate,
@@ -58,7 +62,7 @@ from schemas import (
     ScaleDecided,
     WorkloadSpec,
 )
-from schemas.catalogue.common import NodeStatus
+from schemas.catalogue.common import Negotiator, NodeStatus, StrategyDecision
 
 __all__ = ["HOURS_PER_MONTH", "OfftakerBrain"]
 
@@ -70,6 +74,8 @@ CANDIDATE_SPREAD = 3
 #: enough not to flood a market that cannot serve, short enough to take capacity soon after
 #: it frees (a race for the last few slots ends in seconds, not minutes).
 FAILURE_BACKOFF_MAX = timedelta(seconds=16)
+#: A wakeup that is always due.
+_AT_ONCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -81,6 +87,9 @@ class _Track:
     counters: dict[str, bool | None] = field(default_factory=dict)  # offer -> answer
     accepted: set[str] = field(default_factory=set)
     declined: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)  # declined by the strategy
+    notes: dict[str, StrategyDecision] = field(default_factory=dict)  # moves without an event
+    counter_prices: dict[str, Money] = field(default_factory=dict)
 
     def live(self, now: datetime) -> list[OfferMade]:
         return [
@@ -101,10 +110,12 @@ class OfftakerBrain(Brain):
     __slots__ = (
         "_backoff",
         "_contracts",
+        "_deliberation",
         "_inflight",
         "_issued",
         "_made",
         "_naming",
+        "_redecide",
         "_replaced",
         "_retry_at",
         "_scores",
@@ -129,6 +140,8 @@ class OfftakerBrain(Brain):
         self._inflight = InFlight()
         self._retry_at: datetime | None = None
         self._backoff: dict[str, tuple[int, datetime]] = {}  # workload -> (failures, next try)
+        self._deliberation = Deliberation()
+        self._redecide = False  # decide again at once: a strategy declined an offer
 
     # -- folding ---------------------------------------------------------------------------
 
@@ -160,6 +173,7 @@ class OfftakerBrain(Brain):
                         self._scores.pop(offer_id, None)
                         self._naming.pop(offer_id, None)
                 self._inflight.done_prefix(f"{event.negotiation_id}:")
+                self._deliberation.forget(f"{event.negotiation_id}:")
             case _:
                 track = self._tracks.get(getattr(event, "negotiation_id", ""))
                 if track is not None:
@@ -191,6 +205,7 @@ class OfftakerBrain(Brain):
                 self._inflight.done(f"{track.rfq.negotiation_id}:accept:{event.offer_id}")
             case CounterOffered():
                 track.counters.setdefault(event.offer_id, None)
+                track.counter_prices[event.offer_id] = event.price_hour
             case CounterAccepted():
                 track.counters[event.offer_id] = True
             case CounterRejected():
@@ -204,6 +219,7 @@ class OfftakerBrain(Brain):
         if self.mandate is None:
             return []
         commands: list[Command] = []
+        self._redecide = False
         for track in list(self._tracks.values()):
             commands += self._negotiate(track, self.mandate, market, now)
         self._retry_at = None
@@ -219,7 +235,18 @@ class OfftakerBrain(Brain):
             moments.append(self._retry_at)
         open_workloads = {t.rfq.workload_id for t in self._tracks.values()}
         moments += [t for w, (_, t) in self._backoff.items() if w not in open_workloads]
+        deadline = self._deliberation.next_deadline()
+        if deadline is not None:
+            moments.append(deadline)
+        if self._redecide and self._tracks:
+            moments.append(_AT_ONCE)
         return min(moments) if moments else None
+
+    def questions(self) -> list[Question]:
+        return self._deliberation.questions()
+
+    def advised(self, advice: Advice) -> bool:
+        return self._deliberation.advised(advice)
 
     def monthly_spend(self) -> Money:
         total = Money.zero("USD")
@@ -372,7 +399,7 @@ class OfftakerBrain(Brain):
         if now < rfq.deadline and not (track.answered() and not pending):
             return []
         remaining = rfq.replicas - len(track.accepted)
-        firm = [o for o in live if o.offer_id in track.firm]
+        firm = [o for o in live if o.offer_id in track.firm and o.offer_id not in track.skipped]
         ranked = self._placed(track, mandate, firm, remaining, market, now)
         commands = self._finish_accepts(track, now)
         committing = bool(commands) or any(
@@ -466,7 +493,10 @@ class OfftakerBrain(Brain):
         return offer.price_hour
 
     def _waiting(self, track: _Track, offer: OfferMade) -> bool:
-        return offer.offer_id in track.counters and track.counters[offer.offer_id] is None
+        """A counter awaits the farmer's answer, or a move awaits the strategy's."""
+        if offer.offer_id in track.counters and track.counters[offer.offer_id] is None:
+            return True
+        return self._deliberation.awaiting(f"{track.rfq.negotiation_id}:{offer.offer_id}:")
 
     def _take(
         self,
@@ -477,26 +507,130 @@ class OfftakerBrain(Brain):
         now: datetime,
         homeless: list[ContractCreated],
     ) -> list[Command]:
+        """The move on one offer the placement chose: the rules', or the model's within the
+        guardrails (the rules decide when the model cannot)."""
+        if mandate.negotiator != Negotiator.LLM:
+            return self._rule_take(track, offer, mandate, spend, now, homeless)
+        if self._waiting(track, offer):
+            return []
+        nego, offer_id = track.rfq.negotiation_id, offer.offer_id
+        countered = offer_id in track.counters
+        limits = OfftakerLimits(
+            ask=offer.price_hour,
+            agreed=self._price(track, offer),
+            resources=offer.resources,
+            max_price_cu_hour=mandate.max_price_cu_hour,
+            budget_left_month=mandate.budget_month - spend,
+            may_counter=not countered,
+        )
+        question_id = f"{nego}:{offer_id}:{'countered' if countered else 'offer'}"
+        advice = self._deliberation.consult(
+            question_id,
+            lambda: offer_question(
+                self.agent_id,
+                question_id,
+                track.rfq,
+                offer,
+                limits,
+                counter=self._counter_seen(track, offer),
+                others=track.live(now),
+                needed=track.rfq.replicas - len(track.accepted),
+                spend_month=spend,
+                now=now,
+            ),
+            now,
+        )
+        if advice is None:
+            return []
+        guarded = guard_offtaker(advice.move, limits) if advice.move is not None else None
+        if advice.move is None or guarded is None or guarded.move is None:
+            rationale = self._rule_rationale(track, offer, mandate, spend)
+            note = decision_for(advice, guarded, rule_rationale=rationale, offer_id=offer_id)
+            commands = self._rule_take(track, offer, mandate, spend, now, homeless, note)
+            if not commands:
+                track.notes.setdefault(offer_id, note)
+            return commands
+        note = decision_for(advice, guarded, rule_rationale="", offer_id=offer_id)
+        move = guarded.move
+        if move.action == "decline":
+            track.skipped.add(offer_id)
+            track.notes[offer_id] = note
+            self._redecide = True  # the placement picks another offer in its place
+            return []
+        if move.action == "counter" and move.price_hour is not None:
+            price = Money(amount=move.price_hour, currency=offer.price_hour.currency)
+            return self._counter_command(track, offer, price, now, note)
+        return self._accept_command(track, offer, now, homeless, note)
+
+    def _counter_seen(self, track: _Track, offer: OfferMade) -> tuple[Money, bool | None] | None:
+        if offer.offer_id not in track.counters or self.mandate is None:
+            return None
+        price = offer.price_hour.times(1 - self.mandate.counter_discount)
+        return track.counter_prices.get(offer.offer_id, price), track.counters[offer.offer_id]
+
+    def _rule_rationale(
+        self, track: _Track, offer: OfferMade, mandate: Mandate, spend: Money
+    ) -> str:
+        if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
+            return f"the rules counter {mandate.counter_discount:%} below the ask"
+        price = self._price(track, offer)
+        if spend + price.times(HOURS_PER_MONTH) > mandate.budget_month:
+            return "the rules do not accept: the monthly budget would be exceeded"
+        return f"the rules accept at {price.amount} USD/h: within the price limit and budget"
+
+    def _rule_take(
+        self,
+        track: _Track,
+        offer: OfferMade,
+        mandate: Mandate,
+        spend: Money,
+        now: datetime,
+        homeless: list[ContractCreated],
+        note: StrategyDecision | None = None,
+    ) -> list[Command]:
         """Counter once if the mandate says so, else accept if the budget allows; the accept
         takes over a replica of a failed node when one still has no new home."""
-        nego = track.rfq.negotiation_id
         if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
-            key = f"{nego}:counter:{offer.offer_id}"
-            if not self._inflight.due(key, now):
-                return []
-            self._inflight.mark(key, now)
-            return [
-                CounterOffer(
-                    command_id=f"{self.agent_id}:{key}",
-                    negotiation_id=nego,
-                    offer_id=offer.offer_id,
-                    price_hour=offer.price_hour.times(1 - mandate.counter_discount),
-                )
-            ]
+            price = offer.price_hour.times(1 - mandate.counter_discount)
+            return self._counter_command(track, offer, price, now, note)
         if self._waiting(track, offer):
             return []
         if spend + self._price(track, offer).times(HOURS_PER_MONTH) > mandate.budget_month:
             return []
+        return self._accept_command(track, offer, now, homeless, note)
+
+    def _counter_command(
+        self,
+        track: _Track,
+        offer: OfferMade,
+        price: Money,
+        now: datetime,
+        note: StrategyDecision | None,
+    ) -> list[Command]:
+        nego = track.rfq.negotiation_id
+        key = f"{nego}:counter:{offer.offer_id}"
+        if not self._inflight.due(key, now):
+            return []
+        self._inflight.mark(key, now)
+        return [
+            CounterOffer(
+                command_id=f"{self.agent_id}:{key}",
+                negotiation_id=nego,
+                offer_id=offer.offer_id,
+                price_hour=price,
+                decision=note,
+            )
+        ]
+
+    def _accept_command(
+        self,
+        track: _Track,
+        offer: OfferMade,
+        now: datetime,
+        homeless: list[ContractCreated],
+        note: StrategyDecision | None,
+    ) -> list[Command]:
+        nego = track.rfq.negotiation_id
         key = f"{nego}:accept:{offer.offer_id}"
         if not self._inflight.due(key, now):
             return []
@@ -513,6 +647,7 @@ class OfftakerBrain(Brain):
                 scores=self._scores.get(offer.offer_id, {}),
                 replaces_contract_id=old.contract_id if old else None,
                 replaces_node_id=old.node_id if old else None,
+                decision=note,
             )
         ]
 
@@ -533,12 +668,19 @@ class OfftakerBrain(Brain):
                 f"{len(track.offers)} offer(s), none acceptable within price and budget; "
                 f"{len(track.declined)} farm(s) declined"
             )
+        notes = [
+            note
+            for offer_id, note in sorted(track.notes.items())
+            if (offer_id not in track.accepted and offer_id not in track.counters)
+            or offer_id in track.skipped
+        ]
         return [
             CloseNegotiation(
                 command_id=f"{self.agent_id}:{key}",
                 negotiation_id=nego,
                 outcome=outcome,
                 reason=reason,
+                decisions=notes,
             )
         ]
 

@@ -5,17 +5,26 @@ Pure: the same RFQ, policy and market view always give the same answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 from agents.market import FarmView, MarketView, NodeView
+from agents.strategies.guardrails import NodeRoom
 from hero.domain.pricing import ask_price, floor_price, hourly_price_at
 from schemas import FarmerPolicy, Money, Resources, RfqIssued
 from schemas.catalogue.common import DeclineReason, NodeStatus
 from schemas.catalogue.policies import PolicyMode
 
-__all__ = ["Decline", "OfferPlan", "ask_price", "evaluate", "floor_price"]
+__all__ = [
+    "Decline",
+    "OfferPlan",
+    "ask_price",
+    "evaluate",
+    "floor_price",
+    "node_rooms",
+    "terms_refused",
+]
 
 
 @dataclass(frozen=True)
@@ -65,32 +74,47 @@ def _keeps_reserve(node: NodeView, resources: Resources, share: Decimal, now: da
     return left_cru >= share * node.total.cru and left_mru >= share * node.total.mru
 
 
+def terms_refused(rfq: RfqIssued, farm: FarmView, market: MarketView) -> list[DeclineReason]:
+    """Why the farm's policy refuses the RFQ whatever the node: lists, region, grid, term."""
+    return _terms_refused(rfq, farm, farm.policy, market.standing_of(rfq.offtaker_id))
+
+
+def node_rooms(rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime) -> list[NodeRoom]:
+    """Every node of the farm, with whether it may take one replica and at what prices."""
+    ceiling = hourly_price_at(rfq.max_price_cu_hour, rfq.resources)
+    rooms: list[NodeRoom] = []
+    for node in sorted(market.farm_nodes(farm.farm_id), key=lambda n: n.node_id):
+        policy = farm.policy_for(node.node_id)
+        if policy is None or policy.mode == PolicyMode.OFF:
+            zero = Money.zero("USD")
+            rooms.append(NodeRoom(node.node_id, zero, zero, "the policy is off for this node"))
+            continue
+        ask, floor = ask_price(policy, rfq.resources), floor_price(policy, rfq.resources)
+        room = NodeRoom(node.node_id, min(ask, ceiling), floor, firm=policy.mode == PolicyMode.AUTO)
+        if node.status != NodeStatus.UP:
+            room = replace(room, why_not=f"the node is {node.status.value}")
+        elif not _keeps_reserve(node, rfq.resources, policy.reserve_share, now):
+            room = replace(
+                room,
+                why_not=f"no room for the replica while keeping {policy.reserve_share:%} free",
+            )
+        elif floor > ceiling:
+            room = replace(room, why_not="our floor is above the RFQ's maximum", below_floor=True)
+        rooms.append(room)
+    return rooms
+
+
 def evaluate(
     rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime
 ) -> list[OfferPlan] | Decline:
     """Up to ``rfq.replicas`` offers on distinct nodes of the farm, or a decline with reasons."""
-    reasons = _terms_refused(rfq, farm, farm.policy, market.standing_of(rfq.offtaker_id))
+    reasons = terms_refused(rfq, farm, market)
     if reasons:
         return Decline(tuple(reasons), "the farm's policy does not serve this request")
-    plans: list[OfferPlan] = []
-    too_cheap = False
-    for node in sorted(market.farm_nodes(farm.farm_id), key=lambda n: n.node_id):
-        policy = farm.policy_for(node.node_id)
-        if policy is None or policy.mode == PolicyMode.OFF or node.status != NodeStatus.UP:
-            continue
-        if not _keeps_reserve(node, rfq.resources, policy.reserve_share, now):
-            continue
-        ceiling = hourly_price_at(rfq.max_price_cu_hour, rfq.resources)
-        floor = floor_price(policy, rfq.resources)
-        if floor > ceiling:
-            too_cheap = True
-            continue
-        price = min(ask_price(policy, rfq.resources), ceiling)
-        plans.append(OfferPlan(node.node_id, price, firm=policy.mode == PolicyMode.AUTO))
-        if len(plans) >= rfq.replicas:
-            break
+    rooms = node_rooms(rfq, farm, market, now)
+    plans = [OfferPlan(r.node_id, r.ask, r.firm) for r in rooms if not r.why_not]
     if plans:
-        return plans
-    if too_cheap:
+        return plans[: rfq.replicas]
+    if any(r.below_floor for r in rooms):
         return Decline((DeclineReason.BELOW_FLOOR,), "the offtaker's maximum is below our floor")
     return Decline((DeclineReason.INSUFFICIENT_CAPACITY,), "no node has the capacity free")

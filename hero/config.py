@@ -52,6 +52,20 @@ class HeroSettings(BaseSettings):
         default=False,
         description="delete the platform topics before a refill (only for a broker HERO owns)",
     )
+    # -- language models (agents/strategies) --
+    llm: str | None = Field(
+        default=None,
+        description="provider:model (openai:gpt-4o-mini, anthropic:..., ollama:llama3.1, "
+        "scripted:PATH); unset: the rule strategies decide",
+    )
+    llm_timeout_s: float = Field(default=15.0, gt=0, le=600, description="per model call")
+    llm_max_calls_per_negotiation: int = Field(
+        default=8, ge=0, description="model calls an agent makes in one negotiation"
+    )
+    llm_max_calls_per_minute: int = Field(
+        default=60, ge=0, description="model calls per agent host (or process) per minute"
+    )
+    llm_max_concurrent: int = Field(default=4, ge=1, le=256, description="calls at once")
     agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
     up_timeout_s: float = Field(default=60.0, gt=0)
     api_secret: SecretStr | None = Field(default=None, description="reserved for the gateway")

@@ -20,6 +20,8 @@ import ray
 from agents.runtime.feed import KafkaFeed, StoreHistory
 from agents.runtime.host import AgentHostCore, HostOptions, HostStats
 from agents.runtime.sink import SinkFactory, market_service_sink
+from agents.strategies.consulting import CallBudget
+from agents.strategies.moves import Advisor, NoAdvisor
 from hero.config import HeroSettings
 from hero.store import open_store
 
@@ -67,6 +69,13 @@ class AgentHostActor:
             feed=KafkaFeed(settings.kafka_bootstrap),
             sink=(sink_factory or market_service_sink)(settings, self._store),
             options=options,
+            advisor=_advisor(settings),
+            budget=CallBudget(
+                per_negotiation=settings.llm_max_calls_per_negotiation,
+                per_minute=settings.llm_max_calls_per_minute,
+            ),
+            llm_timeout_s=settings.llm_timeout_s,
+            llm_max_concurrent=settings.llm_max_concurrent,
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,6 +120,17 @@ class AgentHostActor:
     async def inspect(self, probe: Callable[[AgentHostCore], T]) -> T:
         """Run a read-only ``probe`` against the core (tests and debugging)."""
         return probe(self.core)
+
+
+def _advisor(settings: HeroSettings) -> Advisor:
+    """The model the settings name (LangChain is imported only when one is configured)."""
+    if not settings.llm:
+        return NoAdvisor()
+    from agents.strategies.llm import advisor_from_settings
+
+    advisor = advisor_from_settings(settings)
+    log.info("agents negotiating with a model consult %s", advisor.name)
+    return advisor
 
 
 def _was_reconstructed() -> bool:

@@ -37,6 +37,8 @@ from agents.runtime.feed import Delivery, EventFeed, History
 from agents.runtime.memory import mean_deep_size, rss_bytes
 from agents.runtime.routing import AppliedVersions, kind_of, shard_of
 from agents.runtime.sink import CommandSink, is_rejection, rejection_reason
+from agents.strategies.consulting import CallBudget, ConsultStats, answer_at_once, failed_advice
+from agents.strategies.moves import Advisor, NoAdvisor, Question
 from hero.domain.clock import Clock, SystemClock
 from schemas import Command
 
@@ -99,6 +101,14 @@ class HostStats:
     wakeups_scheduled: int = 0
     memory_per_agent_bytes: int = 0
     rss_bytes: int = 0
+    llm_calls: int = 0
+    llm_answers: int = 0
+    llm_errors: int = 0
+    llm_timeouts: int = 0
+    llm_over_budget: int = 0
+    llm_tokens_in: int = 0
+    llm_tokens_out: int = 0
+    llm_latency_ms_total: int = 0
     running: bool = False
     reconstructed: bool = False
     """Set by the Ray actor: this is a restart of a host that died."""
@@ -125,6 +135,10 @@ class AgentHostCore:
         sink: CommandSink,
         clock: Clock | None = None,
         options: HostOptions | None = None,
+        advisor: Advisor | None = None,
+        budget: CallBudget | None = None,
+        llm_timeout_s: float = 15.0,
+        llm_max_concurrent: int = 4,
     ):
         if not 0 <= shard < shards:
             raise ValueError(f"shard must be in 0..{shards - 1}, got {shard}")
@@ -146,6 +160,12 @@ class AgentHostCore:
         self._slots = asyncio.Semaphore(self._options.max_in_flight)
         self._stats = HostStats(shard=shard, shards=shards, pid=os.getpid())
         self._rejections: Counter[str] = Counter()
+        self._advisor = advisor or NoAdvisor()
+        self._budget = budget or CallBudget(per_negotiation=8, per_minute=60)
+        self._llm_timeout_s = llm_timeout_s
+        self._llm_slots = asyncio.Semaphore(llm_max_concurrent)
+        self._consults: set[asyncio.Task[None]] = set()
+        self._consulted = ConsultStats()
 
     # -- what the host holds --------------------------------------------------------------
 
@@ -171,6 +191,8 @@ class AgentHostCore:
         s.wakeups_scheduled = len(self._wakeup)
         s.memory_per_agent_bytes = self._memory_per_agent()
         s.rss_bytes = rss_bytes()
+        for name, value in self._consulted.as_dict().items():
+            setattr(s, name, value)
         return HostStats(**asdict(s))
 
     def _memory_per_agent(self) -> int:
@@ -190,6 +212,8 @@ class AgentHostCore:
             await self._follow(stop)
         finally:
             self._stats.running = False
+            for task in list(self._consults):
+                task.cancel()
             await self._feed.stop()
             await self._drain_sends()
 
@@ -295,11 +319,46 @@ class AgentHostCore:
             self._stats.decide_calls += 1
             try:
                 commands.extend((agent_id, c) for c in brain.decide(now, self.market))
+                self._ask(agent_id, brain, now)
             except Exception:
                 self._stats.decide_errors += 1
                 log.exception("%s: decide failed", agent_id)
             self._schedule(agent_id)
         await self._dispatch(commands)
+
+    # -- asking a strategy ------------------------------------------------------------------
+
+    def _ask(self, agent_id: str, brain: Brain, now: datetime) -> None:
+        """Ask the questions the brain raised: answered at once without a model or budget,
+        else by the model off the loop; an answer makes the brain decide again."""
+        for question in brain.questions():
+            advice = answer_at_once(self._advisor, self._budget, question, now, self._consulted)
+            if advice is None:
+                task = asyncio.create_task(self._consult(agent_id, question))
+                self._consults.add(task)
+                task.add_done_callback(self._consults.discard)
+            elif brain.advised(advice):
+                self._touched.add(agent_id)
+
+    async def _consult(self, agent_id: str, question: Question) -> None:
+        async with self._llm_slots:
+            started = time.monotonic()
+            left = (question.answer_by - self._clock.now()).total_seconds()
+            timeout = max(0.001, min(self._llm_timeout_s, left))
+            timed_out = False
+            try:
+                advice = await asyncio.wait_for(
+                    asyncio.to_thread(self._advisor.advise, question), timeout
+                )
+            except TimeoutError:
+                error, timed_out = f"timeout after {timeout:.3g} s", True
+                advice = failed_advice(question, self._advisor, error, started)
+            except Exception as exc:  # an advisor must not raise; one that does is an error
+                advice = failed_advice(question, self._advisor, f"advisor error: {exc!r}", started)
+        self._consulted.record(advice, timed_out)
+        brain = self._brains.get(agent_id)
+        if brain is not None and brain.advised(advice):
+            self._touched.add(agent_id)
 
     # -- sending --------------------------------------------------------------------------
 

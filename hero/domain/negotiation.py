@@ -6,6 +6,7 @@ withdrawn or accepted, and never accepts more offers than replicas wanted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -28,7 +29,7 @@ from schemas import (
     OfferWithdrawn,
     RfqIssued,
 )
-from schemas.catalogue.common import DeclineReason
+from schemas.catalogue.common import DeclineReason, StrategyDecision
 
 __all__ = [
     "NegotiationState",
@@ -126,6 +127,7 @@ class NegotiationState:
                 node_id=command.node_id,
                 reasons=command.reasons,
                 detail=command.detail,
+                decision=command.decision,
             )
         ]
 
@@ -165,7 +167,13 @@ class NegotiationState:
             )
         ]
 
-    def counter(self, offer_id: str, price_hour: Money, now: datetime) -> list[Event]:
+    def counter(
+        self,
+        offer_id: str,
+        price_hour: Money,
+        now: datetime,
+        decision: StrategyDecision | None = None,
+    ) -> list[Event]:
         self.open_rfq()
         offer = self.offer(offer_id)
         if not offer.live(now):
@@ -180,11 +188,16 @@ class NegotiationState:
                 offer_id=offer_id,
                 farm_id=offer.offer.farm_id,
                 price_hour=price_hour,
+                decision=decision,
             )
         ]
 
     def answer_counter(
-        self, offer_id: str, accept: bool, reasons: list[DeclineReason]
+        self,
+        offer_id: str,
+        accept: bool,
+        reasons: list[DeclineReason],
+        decision: StrategyDecision | None = None,
     ) -> list[Event]:
         self.open_rfq()
         offer = self.offer(offer_id)
@@ -194,7 +207,11 @@ class NegotiationState:
         if accept:
             return [
                 CounterAccepted(
-                    negotiation_id=nego, offer_id=offer_id, farm_id=farm, price_hour=offer.counter
+                    negotiation_id=nego,
+                    offer_id=offer_id,
+                    farm_id=farm,
+                    price_hour=offer.counter,
+                    decision=decision,
                 )
             ]
         return [
@@ -203,10 +220,13 @@ class NegotiationState:
                 offer_id=offer_id,
                 farm_id=farm,
                 reasons=reasons or [DeclineReason.BELOW_FLOOR],
+                decision=decision,
             )
         ]
 
-    def accept(self, offer_id: str, now: datetime) -> list[Event]:
+    def accept(
+        self, offer_id: str, now: datetime, decision: StrategyDecision | None = None
+    ) -> list[Event]:
         rfq = self.open_rfq()
         offer = self.offer(offer_id)
         if not offer.live(now):
@@ -224,10 +244,16 @@ class NegotiationState:
                 farm_id=offer.offer.farm_id,
                 contract_id=contract_id_for(rfq.negotiation_id, offer_id),
                 price_hour=offer.price_hour,
+                decision=decision,
             )
         ]
 
-    def close(self, outcome: Literal["awarded", "failed", "expired"], reason: str) -> list[Event]:
+    def close(
+        self,
+        outcome: Literal["awarded", "failed", "expired"],
+        reason: str,
+        decisions: Sequence[StrategyDecision] = (),
+    ) -> list[Event]:
         rfq = self.open_rfq()
         released = sorted(o for o, s in self.offers.items() if s.status == "open")
         contracts = [o.contract_id for o in self.accepted if o.contract_id]
@@ -241,12 +267,16 @@ class NegotiationState:
                     offtaker_id=offtaker,
                     contract_ids=contracts,
                     released_offers=released,
+                    decisions=list(decisions),
                 )
             ]
         if outcome == "expired":
             return [
                 NegotiationExpired(
-                    negotiation_id=nego, offtaker_id=offtaker, released_offers=released
+                    negotiation_id=nego,
+                    offtaker_id=offtaker,
+                    released_offers=released,
+                    decisions=list(decisions),
                 )
             ]
         return [
@@ -255,6 +285,7 @@ class NegotiationState:
                 offtaker_id=offtaker,
                 reason=reason or "no acceptable offer",
                 released_offers=released,
+                decisions=list(decisions),
             )
         ]
 

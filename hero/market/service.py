@@ -460,6 +460,7 @@ class MarketService:
                 node_id=cmd.node_id,
                 reasons=[DeclineReason(error.reason)],
                 detail=str(error),
+                decision=cmd.decision,
             )
             return self._decline(decline, actor)
         offer = OfferMade(
@@ -478,6 +479,7 @@ class MarketService:
             sla=cmd.sla,
             firm=cmd.firm,
             expires_at=cmd.expires_at,
+            decision=cmd.decision,
         )
         try:
             offered = self._on_negotiation(
@@ -517,7 +519,7 @@ class MarketService:
         now = self._clock.now()
         return self._on_negotiation(
             cmd.negotiation_id,
-            lambda s: s.counter(cmd.offer_id, cmd.price_hour, now),
+            lambda s: s.counter(cmd.offer_id, cmd.price_hour, now, cmd.decision),
             cmd.command_id,
             actor,
         )
@@ -525,7 +527,7 @@ class MarketService:
     def _answer_counter(self, cmd: AnswerCounter, actor: str) -> HandleResult:
         return self._on_negotiation(
             cmd.negotiation_id,
-            lambda s: s.answer_counter(cmd.offer_id, cmd.accept, cmd.reasons),
+            lambda s: s.answer_counter(cmd.offer_id, cmd.accept, cmd.reasons, cmd.decision),
             cmd.command_id,
             actor,
         )
@@ -536,7 +538,10 @@ class MarketService:
         A repeat after a crash between the two finishes the commit (both steps idempotent)."""
         now = self._clock.now()
         recorded = self._on_negotiation(
-            cmd.negotiation_id, lambda s: s.accept(cmd.offer_id, now), cmd.command_id, actor
+            cmd.negotiation_id,
+            lambda s: s.accept(cmd.offer_id, now, cmd.decision),
+            cmd.command_id,
+            actor,
         )
         state = self._negotiation(cmd.negotiation_id)
         offer = state.offers[cmd.offer_id]
@@ -618,7 +623,10 @@ class MarketService:
                 "contracts_pending", "an accepted offer has no contract yet; finish its accept"
             )
         result = self._on_negotiation(
-            cmd.negotiation_id, lambda s: s.close(cmd.outcome, cmd.reason), cmd.command_id, actor
+            cmd.negotiation_id,
+            lambda s: s.close(cmd.outcome, cmd.reason, cmd.decisions),
+            cmd.command_id,
+            actor,
         )
         # Release what the close named, also when repeating a close that crashed half-way.
         state = self._negotiation(cmd.negotiation_id)

@@ -25,8 +25,11 @@ from schemas.catalogue.commands import (
 )
 from schemas.catalogue.common import (
     DeclineReason,
+    GuardrailHit,
+    Negotiator,
     NodeStatus,
     Sla,
+    StrategyDecision,
     Value,
 )
 from schemas.catalogue.payments import (
@@ -108,6 +111,7 @@ __all__ = [
     "FarmerPolicySet",
     "FiatConverted",
     "FiatPaymentReceived",
+    "GuardrailHit",
     "HoldExpired",
     "HoldReleased",
     "IssueRfq",
@@ -116,6 +120,7 @@ __all__ = [
     "NegotiationAwarded",
     "NegotiationExpired",
     "NegotiationFailed",
+    "Negotiator",
     "NodeRegistered",
     "NodeStatus",
     "NodeStatusChanged",
@@ -145,6 +150,7 @@ __all__ = [
     "SetOfftakerMandate",
     "Sla",
     "SlaOutcomeRecorded",
+    "StrategyDecision",
     "TransferKind",
     "TransferPosted",
     "UsageBilled",

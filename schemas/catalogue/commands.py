@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from schemas.catalogue.common import DeclineReason, NodeStatus, Sla
+from schemas.catalogue.common import DeclineReason, NodeStatus, Sla, StrategyDecision
 from schemas.catalogue.policies import FarmerPolicy, Mandate
 from schemas.catalogue.utilization import ScaleDecided
 from schemas.ids import ContractId, FarmId, Identifier, NegotiationId, NodeId, OfferId, OfftakerId
@@ -114,6 +114,9 @@ class MakeOffer(Command):
     sla: Sla
     firm: bool = True
     expires_at: AwareDatetime
+    decision: StrategyDecision | None = Field(
+        default=None, description="which strategy decided, and why"
+    )
 
 
 @command()
@@ -123,6 +126,9 @@ class DeclineRfq(Command):
     node_id: NodeId | None = None
     reasons: list[DeclineReason] = Field(min_length=1)
     detail: str = ""
+    decision: StrategyDecision | None = Field(
+        default=None, description="which strategy decided, and why"
+    )
 
 
 @command()
@@ -143,6 +149,9 @@ class CounterOffer(Command):
     negotiation_id: NegotiationId
     offer_id: OfferId
     price_hour: Money
+    decision: StrategyDecision | None = Field(
+        default=None, description="which strategy decided, and why"
+    )
 
 
 @command()
@@ -151,6 +160,9 @@ class AnswerCounter(Command):
     offer_id: OfferId
     accept: bool
     reasons: list[DeclineReason] = Field(default_factory=list)
+    decision: StrategyDecision | None = Field(
+        default=None, description="which strategy decided, and why"
+    )
 
 
 @command()
@@ -168,6 +180,9 @@ class AcceptOffer(Command):
         default=None, description="the contract on a failed node this one takes over"
     )
     replaces_node_id: NodeId | None = Field(default=None, description="that contract's node")
+    decision: StrategyDecision | None = Field(
+        default=None, description="which strategy decided, and why"
+    )
 
     @model_validator(mode="after")
     def _replaces_both(self) -> AcceptOffer:
@@ -190,6 +205,9 @@ class CloseNegotiation(Command):
     negotiation_id: NegotiationId
     outcome: Literal["awarded", "failed", "expired"]
     reason: str = ""
+    decisions: list[StrategyDecision] = Field(
+        default_factory=list, description="moves that led to no other event, and why"
+    )
 
 
 @command()

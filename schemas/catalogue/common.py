@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DeclineReason", "NodeStatus", "Sla", "Value"]
+from schemas.ids import OfferId
+
+__all__ = [
+    "DeclineReason",
+    "GuardrailHit",
+    "Negotiator",
+    "NodeStatus",
+    "Sla",
+    "StrategyDecision",
+    "Value",
+]
 
 
 class Value(BaseModel):
@@ -31,6 +42,7 @@ class DeclineReason(StrEnum):
     SLA_NOT_MET = "sla_not_met"
     POLICY_OFF = "policy_off"
     NODE_UNAVAILABLE = "node_unavailable"
+    NOT_WANTED = "not_wanted"
 
 
 class Sla(Value):
@@ -38,3 +50,40 @@ class Sla(Value):
 
     uptime_pct: Decimal = Field(ge=0, le=100)
     penalty_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
+
+
+class Negotiator(StrEnum):
+    """Who makes an agent's negotiation moves: the rules, or a language model under the
+    same rules as guardrails (the rules decide whenever no model is configured)."""
+
+    RULE = "rule"
+    LLM = "llm"
+
+
+class GuardrailHit(Value):
+    """A hard limit a proposed move met: ``clamped`` (changed to fit) or ``refused``."""
+
+    rule: Literal["floor", "ceiling", "budget", "capacity", "policy", "term", "protocol"]
+    outcome: Literal["clamped", "refused"]
+    detail: str = Field(max_length=500)
+
+
+class StrategyDecision(Value):
+    """Which strategy made a negotiation move and why, recorded on the move's event.
+
+    ``strategy`` is the one whose move was taken: ``llm`` (possibly clamped by guardrails)
+    or ``rule``; ``fallback`` says why the rules decided although the model was asked (a
+    timeout, an error, an invalid answer, a refused move, no call budget left)."""
+
+    strategy: Negotiator
+    rationale: str = Field(default="", max_length=2000)
+    model: str | None = Field(default=None, max_length=200, description="provider:model")
+    offer_id: OfferId | None = None
+    proposed: str | None = Field(
+        default=None, max_length=2000, description="the model's move, when not taken as is"
+    )
+    guardrails: list[GuardrailHit] = Field(default_factory=list)
+    fallback: str | None = Field(default=None, max_length=500)
+    tokens_in: int = Field(default=0, ge=0)
+    tokens_out: int = Field(default=0, ge=0)
+    latency_ms: int = Field(default=0, ge=0)

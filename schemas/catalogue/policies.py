@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from schemas.catalogue.common import Sla, Value
+from schemas.catalogue.common import Negotiator, Sla, Value
 from schemas.exact import ExactModel
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
 from schemas.messages import Event, event
@@ -50,6 +50,9 @@ class FarmerPolicy(Value):
     grids: list[Grid] = Field(default_factory=lambda: [Grid.GRID3, Grid.GRID4])
     sla: Sla = Field(default_factory=lambda: Sla(uptime_pct=Decimal("99")))
     approval_ttl_s: int = Field(default=3600, gt=0)
+    negotiator: Negotiator = Field(
+        default=Negotiator.RULE, description="llm: a language model moves within the policy"
+    )
 
     @model_validator(mode="after")
     def _priced(self) -> FarmerPolicy:
@@ -154,6 +157,9 @@ class Mandate(Value):
         gt=0,
         le=1,
         description="at most this share of a workload's replicas on one farm; unset: no cap",
+    )
+    negotiator: Negotiator = Field(
+        default=Negotiator.RULE, description="llm: a language model moves within the mandate"
     )
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.catalogue.common import DeclineReason, Sla
+from schemas.catalogue.common import DeclineReason, Sla, StrategyDecision
 from schemas.ids import (
     ContractId,
     FarmId,
@@ -110,6 +110,7 @@ class OfferMade(Event):
     sla: Sla
     firm: bool = Field(description="firm: accept binds; otherwise awaits the farmer's approval")
     expires_at: AwareDatetime
+    decision: StrategyDecision | None = None
 
 
 @event(Topic.RESERVATIONS)
@@ -138,6 +139,7 @@ class OfferDeclined(Event):
     node_id: NodeId | None = None
     reasons: list[DeclineReason] = Field(min_length=1)
     detail: str = ""
+    decision: StrategyDecision | None = None
 
 
 @event(Topic.RESERVATIONS)
@@ -146,6 +148,7 @@ class CounterOffered(Event):
     offer_id: OfferId
     farm_id: FarmId
     price_hour: Money
+    decision: StrategyDecision | None = None
 
 
 @event(Topic.RESERVATIONS)
@@ -154,6 +157,7 @@ class CounterAccepted(Event):
     offer_id: OfferId
     farm_id: FarmId
     price_hour: Money
+    decision: StrategyDecision | None = None
 
 
 @event(Topic.RESERVATIONS)
@@ -162,6 +166,7 @@ class CounterRejected(Event):
     offer_id: OfferId
     farm_id: FarmId
     reasons: list[DeclineReason] = Field(min_length=1)
+    decision: StrategyDecision | None = None
 
 
 @event(Topic.RESERVATIONS)
@@ -193,6 +198,7 @@ class OfferAccepted(Event):
     farm_id: FarmId
     contract_id: ContractId
     price_hour: Money
+    decision: StrategyDecision | None = None
 
 
 @event(Topic.RESERVATIONS)
@@ -201,6 +207,7 @@ class NegotiationAwarded(Event):
     offtaker_id: OfftakerId
     contract_ids: list[ContractId] = Field(min_length=1)
     released_offers: list[OfferId] = Field(default_factory=list)
+    decisions: list[StrategyDecision] = Field(default_factory=list)
 
 
 @event(Topic.RESERVATIONS)
@@ -209,6 +216,7 @@ class NegotiationFailed(Event):
     offtaker_id: OfftakerId
     reason: str
     released_offers: list[OfferId] = Field(default_factory=list)
+    decisions: list[StrategyDecision] = Field(default_factory=list)
 
 
 @event(Topic.RESERVATIONS)
@@ -216,6 +224,7 @@ class NegotiationExpired(Event):
     negotiation_id: NegotiationId
     offtaker_id: OfftakerId
     released_offers: list[OfferId] = Field(default_factory=list)
+    decisions: list[StrategyDecision] = Field(default_factory=list)
 
 
 @event(Topic.RESERVATIONS)
