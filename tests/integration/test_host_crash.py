@@ -15,7 +15,6 @@ import asyncio
 import os
 import signal
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,13 @@ import pytest
 from agents.runtime.cluster import AgentCluster
 from agents.runtime.routing import shard_of
 from hero.domain import node as nodes
-from hero.log.producer import KafkaPublisher
-from hero.log.topics import TopicAdmin
 from hero.market.service import MarketService
-from hero.store import EventStore, OutboxRelay, SqliteCheckpointStore, SqliteEventStore
 from schemas import (
     ContractCreated,
-    Event,
     FarmerPolicy,
     Mandate,
     Money,
     NegotiationAwarded,
-    NegotiationExpired,
-    NegotiationFailed,
     OfferMade,
     PolicyMode,
     RegisterFarm,
@@ -50,6 +43,7 @@ from schemas import (
     WorkloadSpec,
     new_id,
 )
+from tests.integration._isolated import CLOSED, Journal, isolated_market, until
 
 pytestmark = pytest.mark.integration
 
@@ -59,45 +53,7 @@ OFFTAKERS = 20  # five per region
 REPLICAS = 2
 NODE = Resources.from_gb(cru=8, mru_gb=16, sru_gb=400)
 REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)  # four fit on a node
-CLOSED = (NegotiationAwarded, NegotiationFailed, NegotiationExpired)
 BUDGET_S = 55.0  # the whole test, set-up included
-
-
-class Journal:
-    """The store's events, read incrementally (the agents write from other processes)."""
-
-    def __init__(self, store: EventStore):
-        self._store = store
-        self._position = 0
-        self.events: list[Event] = []
-
-    def refresh(self) -> list[Event]:
-        while rows := self._store.read_all(self._position + 1, 5000):
-            for row in rows:
-                self._position = row.position
-                self.events.append(row.envelope().decode())  # type: ignore[arg-type]
-        return self.events
-
-    def of(self, kind: type[Event] | tuple[type[Event], ...]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def open_negotiations(self) -> set[str]:
-        issued = {e.negotiation_id for e in self.of(RfqIssued)}
-        return issued - {e.negotiation_id for e in self.of(CLOSED)}
-
-
-async def until(condition: Callable[[], Any], what: str, deadline: float) -> Any:
-    """Poll ``condition`` (sync or async) until truthy; fail at ``deadline`` (loop time)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def _market(service: MarketService, tag: str) -> list[str]:
@@ -162,80 +118,66 @@ async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled
     tag = new_id("t")[-10:]
 
     # An isolated market: the stack's agent hosts never see these events, nor ours theirs.
-    broker = broker_factory()
-    bootstrap = broker.address
-    admin = TopicAdmin(bootstrap)
-    try:
-        await admin.ensure_topics()
-    finally:
-        await admin.close()
-    store = SqliteEventStore(tmp_path / "events.db")
-    url = f"sqlite:///{store.path}"
-    publisher = KafkaPublisher(bootstrap)
-    relay = OutboxRelay(store, SqliteCheckpointStore(store.path), publisher, poll_interval_s=0.02)
-    relay_stop = asyncio.Event()
-    relay_task = asyncio.create_task(relay.run(relay_stop))
-
-    service = MarketService(store)
-    node_ids = _market(service, tag)
-    journal = Journal(store)
-    cluster = AgentCluster(
-        stack.settings.model_copy(update={"kafka_bootstrap": bootstrap, "store_url": url}),
-        stack.endpoints.model_copy(update={"kafka_bootstrap": bootstrap, "store_url": url}),
-        shards=2,
-        name_prefix=f"test-crash-{tag}",
-    )
-    try:
-        cluster.start()
-
-        async def caught_up() -> bool:
-            return (await cluster.stats_async()).caught_up
-
-        await until(caught_up, "the hosts to catch up", deadline)
-        victim = cluster.hosts[0]
-        old_pid = await victim.pid.remote()
-
-        offtakers = _mandates(service, tag)
-        owned = [o for o in offtakers if shard_of(f"offtaker:{o}", 2) == 0]
-        assert owned, "host 0 must own some offtakers for the kill to matter"
-
-        # Kill host 0 as soon as offers flow: RFQs are open, holds taken, nothing accepted.
-        await until(lambda: journal.refresh() and journal.of(OfferMade), "a first offer", deadline)
-        os.kill(old_pid, signal.SIGKILL)
-        killed_at = loop.time()
-        journal.refresh()
-        in_flight = len(journal.open_negotiations())
-        contracts_at_kill = len(journal.of(ContractCreated))
-
-        async def restarted() -> bool:
-            try:  # Ray holds the calls (max_task_retries=-1) until the new process answers
-                pid = await asyncio.wait_for(victim.pid.remote(), 5)
-                stats = await asyncio.wait_for(victim.stats.remote(), 5)
-            except Exception:
-                return False
-            return bool(pid != old_pid and stats.caught_up and stats.reconstructed)
-
-        await until(restarted, "Ray to restart host 0 and the host to catch up", deadline)
-        recovery_s = loop.time() - killed_at
-        new_pid = await victim.pid.remote()
-
-        def settled() -> bool:
-            journal.refresh()
-            per_offtaker = Counter(c.offtaker_id for c in journal.of(ContractCreated))
-            complete = all(per_offtaker[o] >= REPLICAS for o in offtakers)
-            return complete and not journal.open_negotiations()
-
-        await until(settled, "every offtaker's contracts and every negotiation closed", deadline)
-        settled_s = loop.time() - killed_at
-        stats = await cluster.stats_async()
-    finally:
-        cluster.stop()
-        relay_stop.set()
+    async with isolated_market(stack, broker_factory, tmp_path) as market:
+        store = market.store
+        service = MarketService(store)
+        node_ids = _market(service, tag)
+        journal = Journal(store)
+        cluster = AgentCluster(
+            market.settings(),
+            market.endpoints(),
+            shards=2,
+            name_prefix=f"test-crash-{tag}",
+        )
         try:
-            await asyncio.wait_for(relay_task, timeout=30)
+            cluster.start()
+
+            async def caught_up() -> bool:
+                return (await cluster.stats_async()).caught_up
+
+            await until(caught_up, "the hosts to catch up", deadline)
+            victim = cluster.hosts[0]
+            old_pid = await victim.pid.remote()
+
+            offtakers = _mandates(service, tag)
+            owned = [o for o in offtakers if shard_of(f"offtaker:{o}", 2) == 0]
+            assert owned, "host 0 must own some offtakers for the kill to matter"
+
+            # Kill host 0 as soon as offers flow: RFQs are open, holds taken, nothing accepted.
+            await until(
+                lambda: journal.refresh() and journal.of(OfferMade), "a first offer", deadline
+            )
+            os.kill(old_pid, signal.SIGKILL)
+            killed_at = loop.time()
+            journal.refresh()
+            in_flight = len(journal.open_negotiations())
+            contracts_at_kill = len(journal.of(ContractCreated))
+
+            async def restarted() -> bool:
+                try:  # Ray holds the calls (max_task_retries=-1) until the new process answers
+                    pid = await asyncio.wait_for(victim.pid.remote(), 5)
+                    stats = await asyncio.wait_for(victim.stats.remote(), 5)
+                except Exception:
+                    return False
+                return bool(pid != old_pid and stats.caught_up and stats.reconstructed)
+
+            await until(restarted, "Ray to restart host 0 and the host to catch up", deadline)
+            recovery_s = loop.time() - killed_at
+            new_pid = await victim.pid.remote()
+
+            def settled() -> bool:
+                journal.refresh()
+                per_offtaker = Counter(c.offtaker_id for c in journal.of(ContractCreated))
+                complete = all(per_offtaker[o] >= REPLICAS for o in offtakers)
+                return complete and not journal.open_negotiations()
+
+            await until(
+                settled, "every offtaker's contracts and every negotiation closed", deadline
+            )
+            settled_s = loop.time() - killed_at
+            stats = await cluster.stats_async()
         finally:
-            await publisher.close()
-            broker.stop()
+            cluster.stop()
 
     try:
         events = journal.refresh()
