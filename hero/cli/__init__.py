@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
 from hero.cli import demo as demo_module
 from hero.cli import (
     events,

@@ -32,7 +32,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,12 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hero.gateway._prometheus import CONTENT_TYPE, Counter, Gauge, Metric, Registry
+from hero.gateway._strategy_metrics import (
+    DECISION_EVENTS,
+    StrategySnapshot,
+    StrategyTally,
+    strategy_metrics,
+)
 from hero.gateway.context import GatewayContext
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import ReadModels
@@ -90,6 +96,7 @@ class TallySnapshot:
     negotiations: dict[str, int]
     bills: int
     contracts_live: int
+    strategy: StrategySnapshot = field(default_factory=StrategySnapshot)
 
 
 class LogTally:
@@ -110,6 +117,7 @@ class LogTally:
         self._types: Tally[str] = Tally()
         self._contracts: dict[str, int] = {}
         self._live = 0
+        self._strategy = StrategyTally()
 
     def apply(self, rows: Iterable[RecordedEvent]) -> None:
         with self._lock:
@@ -119,6 +127,8 @@ class LogTally:
                 self._types[row.type] += 1
                 if row.type in _CONTRACT_EVENTS:
                     self._contract(row)
+                elif row.type in DECISION_EVENTS:
+                    self._strategy.apply(row.envelope_json)
                 self.position = row.position
 
     def _contract(self, row: RecordedEvent) -> None:
@@ -156,6 +166,7 @@ class LogTally:
             types = dict(self._types)
             live = self._live
             position = self.position
+            strategy = self._strategy.snapshot()
         closed = {status: types.get(kind, 0) for kind, status in _CLOSES.items()}
         negotiations = {"open": max(0, types.get("RfqIssued", 0) - sum(closed.values()))}
         negotiations.update(closed)
@@ -165,6 +176,7 @@ class LogTally:
             negotiations=negotiations,
             bills=types.get("UsageBilled", 0),
             contracts_live=live,
+            strategy=strategy,
         )
 
 
@@ -464,6 +476,7 @@ def _tally_metrics(snapshot: TallySnapshot) -> list[Metric]:
             "Contracts live now (created, not suspended or cancelled).",
             snapshot.contracts_live,
         ),
+        *strategy_metrics(snapshot.strategy),
     ]
 
 

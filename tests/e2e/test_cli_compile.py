@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agents.strategies.compiler import diff
 from hero.config import HeroSettings
 from hero.store import EventStore, open_store
 from schemas import FarmerPolicy, FarmerPolicySet, Grid, Mandate, OfftakerMandateSet
@@ -176,9 +177,10 @@ def test_invalid_proposal_exits_2_with_the_field_errors_and_writes_nothing(
         "the proposed policy is not valid; no policy was written: "
         "- (whole): give either fixed prices or a markup on the reference, not both"
     ) in flat(result.stderr)
+    too_much = proposal("propose_policy", {**PROPOSAL, "reserve_share": "1.5"})
+    env = script(tmp_path / "r.json", too_much)
     as_json = run("farmer", "policy", "compile", FARM, EXAMPLE, "--yes", "--json",
-                  data_dir=data, env=script(tmp_path / "r.json", proposal(
-                      "propose_policy", {**PROPOSAL, "reserve_share": "1.5"})))  # fmt: skip
+                  data_dir=data, env=env)  # fmt: skip
     assert as_json.returncode == 2
     assert json.loads(as_json.stdout)["field_errors"] == [
         {"field": "reserve_share", "message": "Input should be less than 1"}
@@ -271,3 +273,25 @@ def test_mandate_compile_writes_the_mandate_with_its_text(
     expected = {key: value for key, value in MANDATE.items() if key != "assumptions"}
     assert event.mandate == Mandate.model_validate(expected)
     assert event.source_text == MANDATE_TEXT
+
+
+def test_a_node_policy_starts_from_the_farms_and_is_written_for_the_node(
+    data: Path, store: EventStore, tmp_path: Path
+) -> None:
+    farm_wide = policies(store)[-1].policy
+    env = script(tmp_path / "s.json", proposal("propose_policy", PROPOSAL))
+
+    result = run("farmer", "policy", "compile", FARM, EXAMPLE, "--node", "node-0001-01",
+                 "--yes", "--json", data_dir=data, env=env)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(result.stdout)
+    assert (report["node_id"], report["diff"]) == ("node-0001-01", diff(farm_wide, EXPECTED))
+    written = policies(store)[-1]
+    assert (written.node_id, written.policy) == ("node-0001-01", EXPECTED)
+    assert policies(store)[-2].policy == farm_wide  # the farm's own policy stays
+
+    other = run("farmer", "policy", "compile", FARM, EXAMPLE, "--node", "node-0099-01",
+                "--yes", data_dir=data, env=env)  # fmt: skip
+    assert other.returncode == 2
+    assert "node node-0099-01 is not a node of farm farm-0001" in flat(other.stderr)

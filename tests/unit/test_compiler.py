@@ -219,28 +219,24 @@ def test_an_empty_answer_an_unknown_tool_and_two_proposals_are_refused() -> None
     assert two == Refused(reason="the model made 2 proposals at once; expected one")
 
 
-def test_unreadable_tool_args_are_refused() -> None:
+@pytest.mark.parametrize(
+    "beside", [[], [{"name": PROPOSE_POLICY, "args": EXAMPLE_ARGS, "id": "2"}]]
+)
+def test_unreadable_tool_args_are_refused(beside: list[dict[str, Any]]) -> None:
+    """Also beside a readable call: what the unreadable one said is unknown."""
+
     class Broken(ScriptedChatModel):
         def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-            message = AIMessage(
-                content="",
-                invalid_tool_calls=[
-                    {
-                        "name": PROPOSE_POLICY,
-                        "args": "{mode: auto",
-                        "id": "1",
-                        "error": None,
-                        "type": "invalid_tool_call",
-                    }
-                ],
-            )
+            unreadable = {"name": ASK_QUESTIONS, "args": "{questions: [", "id": "1",
+                          "error": None, "type": "invalid_tool_call"}  # fmt: skip
+            message = AIMessage(content="", tool_calls=beside, invalid_tool_calls=[unreadable])
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     broken = Broken.from_steps([{"content": "unused"}])
     result = compile_policy(broken, EXAMPLE, current=None, market=MARKET)
 
     assert result == Refused(
-        reason="the model's propose_policy call could not be read: its arguments are not valid JSON"
+        reason="the model's ask_questions call could not be read: its arguments are not valid JSON"
     )
 
 

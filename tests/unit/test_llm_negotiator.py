@@ -20,6 +20,7 @@ from agents.strategies.moves import NoAdvisor
 from agents.strategies.scripted import ScriptedChatModel
 from hero.domain.clock import ManualClock
 from hero.domain.pricing import ask_price, floor_price
+from hero.gateway._strategy_metrics import DECISION_EVENTS, StrategyTally, strategy_metrics
 from hero.store import MemoryEventStore
 from schemas import (
     ContractCreated,
@@ -327,3 +328,28 @@ def test_without_a_model_an_llm_mandate_is_served_by_the_rules():
     assert decision.strategy == Negotiator.RULE
     assert decision.fallback == "no model configured (HERO_LLM is unset)"
     assert market.model.calls == 0
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def test_the_gateway_metrics_count_moves_fallbacks_guardrails_and_model_usage():
+    tally = StrategyTally()  # what the gateway's LogTally folds from the log's move events
+    for steps, budget in (
+        ([move("accept", "ok")], "1000"),
+        ([move("accept", "take it")], "1"),
+        ([{"content": "hmm"}], "1000"),
+    ):
+        market = Market(steps, offtaker=Negotiator.LLM, budget=budget)
+        market.settle()
+        for row in market.store.read_all(1, market.store.current_position() + 1):
+            if row.type in DECISION_EVENTS:
+                tally.apply(row.envelope_json)
+    text = "\n".join(metric.render() for metric in strategy_metrics(tally.snapshot()))
+    assert 'hero_strategy_moves_total{strategy="llm",outcome="as_proposed"} 1' in text
+    assert 'hero_strategy_moves_total{strategy="rule",outcome="fallback"} 2' in text
+    assert 'hero_strategy_fallbacks_total{reason="guardrails"} 1' in text
+    assert 'hero_strategy_fallbacks_total{reason="invalid_answer"} 1' in text
+    assert 'hero_strategy_guardrails_total{rule="budget",outcome="refused"} 1' in text
+    assert 'hero_llm_tokens_total{direction="in"} 600' in text  # two scripted tool answers
+    assert "hero_llm_calls_recorded_total 3" in text
