@@ -8,7 +8,7 @@ from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import FarmView, MarketView
 from agents.policy import Decline, OfferPlan, evaluate, floor_price, node_rooms, terms_refused
-from agents.strategies.deliberation import Deliberation, decision_for
+from agents.strategies.deliberation import Deliberation, apply_guardrails, decision_for
 from agents.strategies.guardrails import FarmerLimits, guard_counter_answer, guard_farmer_offer
 from agents.strategies.moves import Advice, Question
 from agents.strategies.situations import counter_question, rfq_question
@@ -160,8 +160,8 @@ class FarmerBrain(Brain):
         )
         if advice is None:
             return None
-        guarded = guard_farmer_offer(advice.move, limits) if advice.move else None
-        if advice.move is None or guarded is None or guarded.move is None:
+        guarded = apply_guardrails(advice, lambda move: guard_farmer_offer(move, limits))
+        if guarded is None or guarded.move is None:
             plan = evaluate(rfq, farm, market, now)
             note = decision_for(advice, guarded, rule_rationale=_rule_rationale(plan))
             return self._rule_answer(rfq, farm, market, now, note)
@@ -266,7 +266,11 @@ class FarmerBrain(Brain):
         rule_accepts = floor is not None and counter.price_hour >= floor
         note: StrategyDecision | None = None
         accept = rule_accepts
-        if offer is not None and farm.policy is not None and farm.policy.negotiator == "llm":
+        if (
+            offer is not None
+            and farm.policy is not None
+            and farm.policy.negotiator == Negotiator.LLM
+        ):
             advice = self._deliberation.consult(
                 f"{counter.negotiation_id}:{counter.offer_id}:counter",
                 lambda: counter_question(self.agent_id, counter, offer, floor, now),
@@ -274,16 +278,13 @@ class FarmerBrain(Brain):
             )
             if advice is None:
                 return None
-            guarded = (
-                guard_counter_answer(advice.move, counter.price_hour, floor)
-                if advice.move
-                else None
+            guarded = apply_guardrails(
+                advice, lambda move: guard_counter_answer(move, counter.price_hour, floor)
             )
-            taken = advice.move is not None and guarded is not None and guarded.move is not None
             rationale = "at or above our floor" if rule_accepts else "below our floor"
             note = decision_for(advice, guarded, rule_rationale=f"the rules: {rationale}")
-            if taken:
-                accept = advice.move.action == "accept"  # type: ignore[union-attr]
+            if guarded is not None and guarded.move is not None:
+                accept = guarded.move.action == "accept"
         reasons = (
             []
             if accept

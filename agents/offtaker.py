@@ -19,7 +19,7 @@ from typing import Literal
 from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import MarketView
-from agents.strategies.deliberation import Deliberation, decision_for
+from agents.strategies.deliberation import Deliberation, apply_guardrails, decision_for
 from agents.strategies.guardrails import OfftakerLimits, guard_offtaker
 from agents.strategies.moves import Advice, Question
 from agents.strategies.situations import offer_question
@@ -542,8 +542,8 @@ class OfftakerBrain(Brain):
         )
         if advice is None:
             return []
-        guarded = guard_offtaker(advice.move, limits) if advice.move is not None else None
-        if advice.move is None or guarded is None or guarded.move is None:
+        guarded = apply_guardrails(advice, lambda move: guard_offtaker(move, limits))
+        if guarded is None or guarded.move is None:
             rationale = self._rule_rationale(track, offer, mandate, spend)
             note = decision_for(advice, guarded, rule_rationale=rationale, offer_id=offer_id)
             commands = self._rule_take(track, offer, mandate, spend, now, homeless, note)

@@ -71,8 +71,10 @@ class HostOptions:
     retry_max_backoff_s: float = 5.0
 
 
-@dataclass
-class HostStats:
+@dataclass(kw_only=True)
+class HostStats(ConsultStats):
+    """The host's counters; the model calls' (``llm_*``) are its :class:`ConsultStats`."""
+
     shard: int
     shards: int
     pid: int
@@ -101,14 +103,6 @@ class HostStats:
     wakeups_scheduled: int = 0
     memory_per_agent_bytes: int = 0
     rss_bytes: int = 0
-    llm_calls: int = 0
-    llm_answers: int = 0
-    llm_errors: int = 0
-    llm_timeouts: int = 0
-    llm_over_budget: int = 0
-    llm_tokens_in: int = 0
-    llm_tokens_out: int = 0
-    llm_latency_ms_total: int = 0
     running: bool = False
     reconstructed: bool = False
     """Set by the Ray actor: this is a restart of a host that died."""

@@ -18,7 +18,7 @@ from agents.strategies.guardrails import Guarded
 from agents.strategies.moves import Advice, Move, Question
 from schemas import GuardrailHit, Negotiator, StrategyDecision
 
-__all__ = ["REFUSED", "Deliberation", "decision_for"]
+__all__ = ["REFUSED", "Deliberation", "apply_guardrails", "decision_for"]
 
 #: The fallback reason when the guardrails refused the model's move.
 REFUSED = "the model's move was refused by the guardrails"
@@ -82,6 +82,11 @@ class Deliberation:
 
     def __len__(self) -> int:
         return len(self._open) + len(self._answers)
+
+
+def apply_guardrails(advice: Advice, guard: Callable[[Move], Guarded]) -> Guarded | None:
+    """The guardrails' verdict on the advised move; ``None`` when the advice holds no move."""
+    return guard(advice.move) if advice.move is not None else None
 
 
 def _move_text(move: Move | None, raw: str | None) -> str | None:

@@ -22,6 +22,7 @@ from hero.cli import (
     utilization,
     workloads,
 )
+from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
 from hero.cli._common import console
 from schemas import REGISTRY
 

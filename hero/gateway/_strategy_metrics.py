@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter as Tally
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,33 +108,41 @@ class StrategyTally:
         )
 
 
+def _labelled(name: str, help: str, labels: tuple[str, ...], counts: Mapping[Any, int]) -> Counter:
+    counter = Counter(name, help, labels)
+    for key, count in sorted(counts.items()):
+        values = key if isinstance(key, tuple) else (key,)
+        counter.set_total(count, **dict(zip(labels, values, strict=True)))
+    return counter
+
+
 def strategy_metrics(snapshot: StrategySnapshot) -> list[Metric]:
-    moves = Counter(
+    moves = _labelled(
         "hero_strategy_moves_total",
         "Negotiation moves recorded with a strategy decision, by the strategy whose move was "
         "taken (llm, rule) and outcome (as_proposed, clamped, fallback).",
         ("strategy", "outcome"),
+        snapshot.moves,
     )
-    for (strategy, outcome), count in sorted(snapshot.moves.items()):
-        moves.set_total(count, strategy=strategy, outcome=outcome)
-    fallbacks = Counter(
+    fallbacks = _labelled(
         "hero_strategy_fallbacks_total",
         "Moves the rules made although a model was asked, by reason.",
         ("reason",),
+        snapshot.fallbacks,
     )
-    for reason, count in sorted(snapshot.fallbacks.items()):
-        fallbacks.set_total(count, reason=reason)
-    guardrails = Counter(
+    guardrails = _labelled(
         "hero_strategy_guardrails_total",
         "Guardrail hits on model moves, by rule (floor, ceiling, budget, capacity, policy, "
         "term, protocol) and outcome (clamped, refused).",
         ("rule", "outcome"),
+        snapshot.guardrails,
     )
-    for (rule, outcome), count in sorted(snapshot.guardrails.items()):
-        guardrails.set_total(count, rule=rule, outcome=outcome)
-    tokens = Counter("hero_llm_tokens_total", "Model tokens recorded on decisions.", ("direction",))
-    tokens.set_total(snapshot.tokens_in, direction="in")
-    tokens.set_total(snapshot.tokens_out, direction="out")
+    tokens = _labelled(
+        "hero_llm_tokens_total",
+        "Model tokens recorded on decisions.",
+        ("direction",),
+        {"in": snapshot.tokens_in, "out": snapshot.tokens_out},
+    )
     calls = Counter("hero_llm_calls_recorded_total", "Model calls recorded on decisions.")
     calls.set_total(snapshot.calls)
     latency = Counter(

@@ -8,9 +8,14 @@ what reaches the store: the moves' events and the decision recorded on them.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+import pytest
+from typer.testing import CliRunner
 
 from agents.local import LocalMarket
 from agents.strategies.consulting import CallBudget
@@ -18,10 +23,13 @@ from agents.strategies.deliberation import REFUSED
 from agents.strategies.llm import LlmAdvisor
 from agents.strategies.moves import NoAdvisor
 from agents.strategies.scripted import ScriptedChatModel
+from hero.cli import _common
+from hero.cli import app as hero_app
+from hero.config import HeroSettings
 from hero.domain.clock import ManualClock
 from hero.domain.pricing import ask_price, floor_price
 from hero.gateway._strategy_metrics import DECISION_EVENTS, StrategyTally, strategy_metrics
-from hero.store import MemoryEventStore
+from hero.store import EventStore, MemoryEventStore, open_store
 from schemas import (
     ContractCreated,
     CounterAccepted,
@@ -84,9 +92,10 @@ class Market:
         deny: bool = False,
         per_negotiation: int = 8,
         timeout_s: float = 5.0,
+        store: EventStore | None = None,
     ) -> None:
         self.clock = ManualClock(T0)
-        self.store = MemoryEventStore(self.clock)
+        self.store = store or MemoryEventStore(self.clock)
         self.model = ScriptedChatModel.from_steps(steps)
         self.local = LocalMarket(
             self.store,
@@ -353,3 +362,41 @@ def test_the_gateway_metrics_count_moves_fallbacks_guardrails_and_model_usage():
     assert 'hero_strategy_guardrails_total{rule="budget",outcome="refused"} 1' in text
     assert 'hero_llm_tokens_total{direction="in"} 600' in text  # two scripted tool answers
     assert "hero_llm_calls_recorded_total 3" in text
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+
+
+def test_hero_negotiations_show_gives_each_move_with_who_decided_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_common.console, "_width", 250)
+    store = open_store(HeroSettings(data_dir=tmp_path).effective_store_url)
+    counter = Money.rounded(ask().amount * Decimal("0.9"), "USD")
+    steps = [
+        move("counter", "ten percent lower is fair", price_hour=str(counter.amount)),
+        move("accept", "they took our counter"),
+    ]
+    market = Market(steps, offtaker=Negotiator.LLM, floor_cu="0.015", store=store)
+    market.settle()
+    store.close()
+    (award,) = market.of(NegotiationAwarded)
+    args = ["negotiations", "show", award.negotiation_id, "--data-dir", str(tmp_path)]
+    shown = CliRunner().invoke(hero_app, args)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    (countered,) = [line for line in lines if "CounterOffered" in line]
+    assert "llm: ten percent lower is fair" in countered
+    assert f"{counter.amount} USD/h" in countered
+    (accepted,) = [line for line in lines if "OfferAccepted" in line]
+    assert "llm: they took our counter" in accepted
+    (offered,) = [line for line in lines if "OfferMade" in line]
+    assert "llm" not in offered  # the farmer's rules decided: no decision recorded
+    as_json = CliRunner().invoke(hero_app, [*args, "--json"])
+    moves = {e["type"]: e["payload"].get("decision") for e in json.loads(as_json.output)}
+    assert moves["OfferAccepted"]["rationale"] == "they took our counter"
+    missing = CliRunner().invoke(
+        hero_app, ["negotiations", "show", "nope", "--data-dir", str(tmp_path)]
+    )
+    assert missing.exit_code != 0
+    assert "no negotiation 'nope'" in missing.output
