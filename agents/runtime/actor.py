@@ -126,9 +126,14 @@ def _advisor(settings: HeroSettings) -> Advisor:
     """The model the settings name (LangChain is imported only when one is configured)."""
     if not settings.llm:
         return NoAdvisor()
+    from agents.strategies.chat import LlmConfigError
     from agents.strategies.llm import advisor_from_settings
 
-    advisor = advisor_from_settings(settings)
+    try:
+        advisor = advisor_from_settings(settings)
+    except LlmConfigError as error:  # the rules serve; a host that cannot start would loop
+        log.error("no language model for the agents: %s; the rules decide", error)
+        return NoAdvisor(f"model unavailable: {error}"[:500])
     log.info("agents negotiating with a model consult %s", advisor.name)
     return advisor
 

@@ -84,9 +84,11 @@ class Advisor(ABC):
 
 
 class NoAdvisor(Advisor):
-    """No model configured: every question is answered by deferring to the rules."""
+    """No model to ask: every question is answered at once by deferring to the rules, with
+    ``reason`` (no model configured, or the configured one could not be built)."""
+
+    def __init__(self, reason: str = "no model configured (HERO_LLM is unset)") -> None:
+        self.reason = reason
 
     def advise(self, question: Question) -> Advice:
-        return Advice(
-            question_id=question.question_id, error="no model configured (HERO_LLM is unset)"
-        )
+        return Advice(question_id=question.question_id, error=self.reason)

@@ -21,12 +21,14 @@ __all__ = ["PATIENCE", "counter_question", "offer_question", "rfq_question"]
 
 #: The longest an agent waits for a strategy's answer before the rules decide.
 PATIENCE = timedelta(seconds=20)
-#: Time kept for the move itself before the negotiation's own deadline.
+#: Time kept for the move itself before the negotiation's own deadline: this much, or a
+#: quarter of the time left when that is shorter (a 2-second RFQ window leaves the model 1.5 s).
 MARGIN = timedelta(seconds=1)
 
 
 def _answer_by(now: datetime, limit: datetime) -> datetime:
-    return max(now, min(now + PATIENCE, limit - MARGIN))
+    left = limit - now
+    return max(now, min(now + PATIENCE, limit - min(MARGIN, left / 4)))
 
 
 def _usd(money: Money) -> str:
