@@ -8,9 +8,8 @@ from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import FarmView, MarketView
 from agents.policy import Decline, OfferPlan, evaluate, floor_price, node_rooms, terms_refused
-from agents.strategies.deliberation import Deliberation, apply_guardrails, decision_for
+from agents.strategies.deliberation import apply_guardrails, decision_for
 from agents.strategies.guardrails import FarmerLimits, guard_counter_answer, guard_farmer_offer
-from agents.strategies.moves import Advice, Question
 from agents.strategies.situations import counter_question, rfq_question
 from hero.domain.pricing import hourly_price_at
 from schemas import (
@@ -52,7 +51,6 @@ def offer_id_for(negotiation_id: str, farm_id: str, index: int) -> str:
 class FarmerBrain(Brain):
     __slots__ = (
         "_counters",
-        "_deliberation",
         "_holds",
         "_inflight",
         "_offers",
@@ -68,7 +66,6 @@ class FarmerBrain(Brain):
         self._offers: dict[str, OfferMade] = {}  # our offers in open negotiations
         self._holds: dict[str, datetime] = {}  # live holds on our nodes -> deadline
         self._inflight = InFlight()
-        self._deliberation = Deliberation()
 
     def observe(self, envelope: Envelope, event: Event, market: MarketView) -> None:
         match event:
@@ -93,7 +90,7 @@ class FarmerBrain(Brain):
                 self._inflight.done(f"counter:{event.offer_id}")
             case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
                 self._rfqs.pop(event.negotiation_id, None)
-                self._deliberation.forget(f"{event.negotiation_id}:")
+                self.forget_questions(f"{event.negotiation_id}:")
                 ended = [
                     o
                     for o, offer in self._offers.items()
@@ -133,16 +130,10 @@ class FarmerBrain(Brain):
         """When the earliest live hold on our nodes is due for the sweep, or an awaited
         answer of the strategy is overdue."""
         moments = [min(self._holds.values()) + SWEEP_GRACE] if self._holds else []
-        deadline = self._deliberation.next_deadline()
+        deadline = self.answer_due()
         if deadline is not None:
             moments.append(deadline)
         return min(moments) if moments else None
-
-    def questions(self) -> list[Question]:
-        return self._deliberation.questions()
-
-    def advised(self, advice: Advice) -> bool:
-        return self._deliberation.advised(advice)
 
     # -- answering an RFQ ------------------------------------------------------------------
 
@@ -153,7 +144,7 @@ class FarmerBrain(Brain):
         if policy is None or policy.negotiator != Negotiator.LLM:
             return self._rule_answer(rfq, farm, market, now)
         limits = self._limits(rfq, farm, market, now)
-        advice = self._deliberation.consult(
+        advice = self.deliberation.consult(
             f"{rfq.negotiation_id}:rfq",
             lambda: rfq_question(self.agent_id, rfq, farm, market, limits, now),
             now,
@@ -271,7 +262,7 @@ class FarmerBrain(Brain):
             and farm.policy is not None
             and farm.policy.negotiator == Negotiator.LLM
         ):
-            advice = self._deliberation.consult(
+            advice = self.deliberation.consult(
                 f"{counter.negotiation_id}:{counter.offer_id}:counter",
                 lambda: counter_question(self.agent_id, counter, offer, floor, now),
                 now,

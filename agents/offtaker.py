@@ -19,9 +19,8 @@ from typing import Literal
 from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import MarketView
-from agents.strategies.deliberation import Deliberation, apply_guardrails, decision_for
+from agents.strategies.deliberation import apply_guardrails, decision_for
 from agents.strategies.guardrails import OfftakerLimits, guard_offtaker
-from agents.strategies.moves import Advice, Question
 from agents.strategies.situations import offer_question
 from hero.domain.negotiation import contract_id_for
 from hero.domain.placement import (
@@ -110,7 +109,6 @@ class OfftakerBrain(Brain):
     __slots__ = (
         "_backoff",
         "_contracts",
-        "_deliberation",
         "_inflight",
         "_issued",
         "_made",
@@ -140,7 +138,6 @@ class OfftakerBrain(Brain):
         self._inflight = InFlight()
         self._retry_at: datetime | None = None
         self._backoff: dict[str, tuple[int, datetime]] = {}  # workload -> (failures, next try)
-        self._deliberation = Deliberation()
         self._redecide = False  # decide again at once: a strategy declined an offer
 
     # -- folding ---------------------------------------------------------------------------
@@ -173,7 +170,7 @@ class OfftakerBrain(Brain):
                         self._scores.pop(offer_id, None)
                         self._naming.pop(offer_id, None)
                 self._inflight.done_prefix(f"{event.negotiation_id}:")
-                self._deliberation.forget(f"{event.negotiation_id}:")
+                self.forget_questions(f"{event.negotiation_id}:")
             case _:
                 track = self._tracks.get(getattr(event, "negotiation_id", ""))
                 if track is not None:
@@ -235,18 +232,12 @@ class OfftakerBrain(Brain):
             moments.append(self._retry_at)
         open_workloads = {t.rfq.workload_id for t in self._tracks.values()}
         moments += [t for w, (_, t) in self._backoff.items() if w not in open_workloads]
-        deadline = self._deliberation.next_deadline()
+        deadline = self.answer_due()
         if deadline is not None:
             moments.append(deadline)
         if self._redecide and self._tracks:
             moments.append(_AT_ONCE)
         return min(moments) if moments else None
-
-    def questions(self) -> list[Question]:
-        return self._deliberation.questions()
-
-    def advised(self, advice: Advice) -> bool:
-        return self._deliberation.advised(advice)
 
     def monthly_spend(self) -> Money:
         total = Money.zero("USD")
@@ -496,7 +487,7 @@ class OfftakerBrain(Brain):
         """A counter awaits the farmer's answer, or a move awaits the strategy's."""
         if offer.offer_id in track.counters and track.counters[offer.offer_id] is None:
             return True
-        return self._deliberation.awaiting(f"{track.rfq.negotiation_id}:{offer.offer_id}:")
+        return self.awaiting_answer(f"{track.rfq.negotiation_id}:{offer.offer_id}:")
 
     def _take(
         self,
@@ -524,7 +515,7 @@ class OfftakerBrain(Brain):
             may_counter=not countered,
         )
         question_id = f"{nego}:{offer_id}:{'countered' if countered else 'offer'}"
-        advice = self._deliberation.consult(
+        advice = self.deliberation.consult(
             question_id,
             lambda: offer_question(
                 self.agent_id,
