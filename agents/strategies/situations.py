@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from agents.market import FarmView, MarketView
 from agents.strategies.guardrails import FarmerLimits, OfftakerLimits
@@ -29,6 +29,29 @@ MARGIN = timedelta(seconds=1)
 def _answer_by(now: datetime, limit: datetime) -> datetime:
     left = limit - now
     return max(now, min(now + PATIENCE, limit - min(MARGIN, left / 4)))
+
+
+def _question(
+    agent_id: str,
+    question_id: str,
+    negotiation_id: str,
+    role: Literal["offtaker", "farmer"],
+    stage: Literal["offer", "rfq", "counter"],
+    situation: dict[str, Any],
+    now: datetime,
+    limit: datetime,
+) -> Question:
+    """A question asked ``now`` about a move that must be made before ``limit``."""
+    return Question(
+        question_id=question_id,
+        agent_id=agent_id,
+        negotiation_id=negotiation_id,
+        role=role,
+        stage=stage,
+        situation=situation,
+        asked_at=now,
+        answer_by=_answer_by(now, limit),
+    )
 
 
 def _usd(money: Money) -> str:
@@ -109,16 +132,8 @@ def offer_question(
             "accept_would_pay_hour": _usd(limits.agreed),
         },
     }
-    return Question(
-        question_id=question_id,
-        agent_id=agent_id,
-        negotiation_id=rfq.negotiation_id,
-        role="offtaker",
-        stage="offer",
-        situation=situation,
-        asked_at=now,
-        answer_by=_answer_by(now, offer.expires_at),
-    )
+    return _question(agent_id, question_id, rfq.negotiation_id, "offtaker", "offer", situation,
+                     now, offer.expires_at)  # fmt: skip
 
 
 def rfq_question(
@@ -156,16 +171,8 @@ def rfq_question(
         ],
         "rules_would_offer_on": list(limits.default_nodes),
     }
-    return Question(
-        question_id=f"{rfq.negotiation_id}:rfq",
-        agent_id=agent_id,
-        negotiation_id=rfq.negotiation_id,
-        role="farmer",
-        stage="rfq",
-        situation=situation,
-        asked_at=now,
-        answer_by=_answer_by(now, rfq.deadline),
-    )
+    nego = rfq.negotiation_id
+    return _question(agent_id, f"{nego}:rfq", nego, "farmer", "rfq", situation, now, rfq.deadline)
 
 
 def counter_question(
@@ -182,13 +189,7 @@ def counter_question(
         "counter_price_hour": _usd(counter.price_hour),
         "floor_price_hour": _usd(floor) if floor is not None else None,
     }
-    return Question(
-        question_id=f"{counter.negotiation_id}:{counter.offer_id}:counter",
-        agent_id=agent_id,
-        negotiation_id=counter.negotiation_id,
-        role="farmer",
-        stage="counter",
-        situation=situation,
-        asked_at=now,
-        answer_by=_answer_by(now, offer.expires_at),
-    )
+    nego = counter.negotiation_id
+    question_id = f"{nego}:{counter.offer_id}:counter"
+    return _question(agent_id, question_id, nego, "farmer", "counter", situation, now,
+                     offer.expires_at)  # fmt: skip
