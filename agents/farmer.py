@@ -7,7 +7,15 @@ from datetime import datetime, timedelta
 from agents._inflight import InFlight
 from agents.brain import Brain
 from agents.market import FarmView, MarketView
-from agents.policy import Decline, OfferPlan, evaluate, floor_price, node_rooms, terms_refused
+from agents.policy import (
+    Decline,
+    OfferPlan,
+    evaluate,
+    floor_price,
+    node_rooms,
+    plan_offers,
+    terms_refused,
+)
 from agents.strategies.deliberation import apply_guardrails, decision_for
 from agents.strategies.guardrails import FarmerLimits, guard_counter_answer, guard_farmer_offer
 from agents.strategies.situations import counter_question, rfq_question
@@ -49,14 +57,7 @@ def offer_id_for(negotiation_id: str, farm_id: str, index: int) -> str:
 
 
 class FarmerBrain(Brain):
-    __slots__ = (
-        "_counters",
-        "_holds",
-        "_inflight",
-        "_offers",
-        "_rfqs",
-        "farm_id",
-    )
+    __slots__ = ("_counters", "_holds", "_inflight", "_offers", "_rfqs", "farm_id")
 
     def __init__(self, farm_id: str):
         super().__init__(f"farmer:{farm_id}")
@@ -142,52 +143,36 @@ class FarmerBrain(Brain):
     ) -> list[Command] | None:
         policy = farm.policy
         if policy is None or policy.negotiator != Negotiator.LLM:
-            return self._rule_answer(rfq, farm, market, now)
-        limits = self._limits(rfq, farm, market, now)
+            return self._rule_answer(rfq, evaluate(rfq, farm, market, now), market, now)
         advice = self.deliberation.consult(
             f"{rfq.negotiation_id}:rfq",
-            lambda: rfq_question(self.agent_id, rfq, farm, market, limits, now),
+            lambda: rfq_question(
+                self.agent_id, rfq, farm, market, _limits(rfq, farm, market, now)[0], now
+            ),
             now,
         )
         if advice is None:
             return None
+        limits, plan = _limits(rfq, farm, market, now)  # as they are now, not when asked
         guarded = apply_guardrails(advice, lambda move: guard_farmer_offer(move, limits))
         if guarded is None or guarded.move is None:
-            plan = evaluate(rfq, farm, market, now)
             note = decision_for(advice, guarded, rule_rationale=_rule_rationale(plan))
-            return self._rule_answer(rfq, farm, market, now, note)
+            return self._rule_answer(rfq, plan, market, now, note)
         note = decision_for(advice, guarded, rule_rationale="")
         if guarded.move.action == "decline":
             return [self._decline(rfq, [DeclineReason.NOT_WANTED], guarded.move.reason, note)]
-        rooms = {room.node_id: room for room in node_rooms(rfq, farm, market, now)}
+        rooms = limits.nodes
         plans = [OfferPlan(node, price, rooms[node].firm) for node, price in guarded.offers]
         return self._offer_commands(rfq, plans, market, now, note)
-
-    def _limits(
-        self, rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime
-    ) -> FarmerLimits:
-        rooms = node_rooms(rfq, farm, market, now)
-        plan = evaluate(rfq, farm, market, now)
-        return FarmerLimits(
-            ceiling=hourly_price_at(rfq.max_price_cu_hour, rfq.resources),
-            replicas=rfq.replicas,
-            nodes={room.node_id: room for room in rooms},
-            refused_terms=tuple(
-                ("term" if r == DeclineReason.TERM_TOO_LONG else "policy", f"policy: {r.value}")
-                for r in terms_refused(rfq, farm, market)
-            ),
-            default_nodes=tuple(p.node_id for p in plan) if isinstance(plan, list) else (),
-        )
 
     def _rule_answer(
         self,
         rfq: RfqIssued,
-        farm: FarmView,
+        plan: list[OfferPlan] | Decline,
         market: MarketView,
         now: datetime,
         note: StrategyDecision | None = None,
     ) -> list[Command]:
-        plan = evaluate(rfq, farm, market, now)
         if isinstance(plan, Decline):
             return [self._decline(rfq, list(plan.reasons), plan.detail, note)]
         return self._offer_commands(rfq, plan, market, now, note)
@@ -308,6 +293,26 @@ class FarmerBrain(Brain):
                     )
                 )
         return commands
+
+
+def _limits(
+    rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime
+) -> tuple[FarmerLimits, list[OfferPlan] | Decline]:
+    """The limits a model's answer to ``rfq`` must keep, and what the rules would do."""
+    rooms = node_rooms(rfq, farm, market, now)
+    refused = terms_refused(rfq, farm, market)
+    plan = plan_offers(rfq, refused, rooms)
+    limits = FarmerLimits(
+        ceiling=hourly_price_at(rfq.max_price_cu_hour, rfq.resources),
+        replicas=rfq.replicas,
+        nodes={room.node_id: room for room in rooms},
+        refused_terms=tuple(
+            ("term" if r == DeclineReason.TERM_TOO_LONG else "policy", f"policy: {r.value}")
+            for r in refused
+        ),
+        default_nodes=tuple(p.node_id for p in plan) if isinstance(plan, list) else (),
+    )
+    return limits, plan
 
 
 def _rule_rationale(plan: list[OfferPlan] | Decline) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "evaluate",
     "floor_price",
     "node_rooms",
+    "plan_offers",
     "terms_refused",
 ]
 
@@ -108,10 +109,15 @@ def evaluate(
     rfq: RfqIssued, farm: FarmView, market: MarketView, now: datetime
 ) -> list[OfferPlan] | Decline:
     """Up to ``rfq.replicas`` offers on distinct nodes of the farm, or a decline with reasons."""
-    reasons = terms_refused(rfq, farm, market)
-    if reasons:
-        return Decline(tuple(reasons), "the farm's policy does not serve this request")
-    rooms = node_rooms(rfq, farm, market, now)
+    return plan_offers(rfq, terms_refused(rfq, farm, market), node_rooms(rfq, farm, market, now))
+
+
+def plan_offers(
+    rfq: RfqIssued, refused: list[DeclineReason], rooms: list[NodeRoom]
+) -> list[OfferPlan] | Decline:
+    """:func:`evaluate` from the terms refused and the node rooms already worked out."""
+    if refused:
+        return Decline(tuple(refused), "the farm's policy does not serve this request")
     plans = [OfferPlan(r.node_id, r.ask, r.firm) for r in rooms if not r.why_not]
     if plans:
         return plans[: rfq.replicas]
