@@ -39,7 +39,7 @@ class LocalMarket:
         self.clock = clock
         self.service = service or MarketService(store, clock)
         self.advisor = advisor or NoAdvisor()
-        self.budget = budget or CallBudget(per_negotiation=8, per_minute=60)
+        self.budget = budget or CallBudget()
         self.llm_timeout_s = llm_timeout_s
         self.consulted = ConsultStats()
         self.agents = AgentSet()

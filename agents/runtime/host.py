@@ -155,11 +155,10 @@ class AgentHostCore:
         self._stats = HostStats(shard=shard, shards=shards, pid=os.getpid())
         self._rejections: Counter[str] = Counter()
         self._advisor = advisor or NoAdvisor()
-        self._budget = budget or CallBudget(per_negotiation=8, per_minute=60)
+        self._budget = budget or CallBudget()
         self._llm_timeout_s = llm_timeout_s
         self._llm_slots = asyncio.Semaphore(llm_max_concurrent)
         self._consults: set[asyncio.Task[None]] = set()
-        self._consulted = ConsultStats()
 
     # -- what the host holds --------------------------------------------------------------
 
@@ -185,8 +184,6 @@ class AgentHostCore:
         s.wakeups_scheduled = len(self._wakeup)
         s.memory_per_agent_bytes = self._memory_per_agent()
         s.rss_bytes = rss_bytes()
-        for name, value in self._consulted.as_dict().items():
-            setattr(s, name, value)
         return HostStats(**asdict(s))
 
     def _memory_per_agent(self) -> int:
@@ -326,7 +323,7 @@ class AgentHostCore:
         """Ask the questions the brain raised: answered at once without a model or budget,
         else by the model off the loop; an answer makes the brain decide again."""
         for question in brain.questions():
-            advice = answer_at_once(self._advisor, self._budget, question, now, self._consulted)
+            advice = answer_at_once(self._advisor, self._budget, question, now, self._stats)
             if advice is None:
                 task = asyncio.create_task(self._consult(agent_id, question))
                 self._consults.add(task)
@@ -349,7 +346,7 @@ class AgentHostCore:
                 advice = failed_advice(question, self._advisor, error, started)
             except Exception as exc:  # an advisor must not raise; one that does is an error
                 advice = failed_advice(question, self._advisor, f"advisor error: {exc!r}", started)
-        self._consulted.record(advice, timed_out)
+        self._stats.record(advice, timed_out)
         brain = self._brains.get(agent_id)
         if brain is not None and brain.advised(advice):
             self._touched.add(agent_id)

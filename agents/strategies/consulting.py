@@ -25,9 +25,10 @@ _REMEMBERED = 10_000
 
 
 class CallBudget:
-    """Thread-safe. ``per_negotiation`` or ``per_minute`` at 0 means no calls at all."""
+    """Thread-safe. ``per_negotiation`` or ``per_minute`` at 0 means no calls at all; the
+    defaults are ``HERO_LLM_MAX_CALLS_PER_NEGOTIATION`` and ``..._PER_MINUTE``'s."""
 
-    def __init__(self, per_negotiation: int, per_minute: int):
+    def __init__(self, per_negotiation: int = 8, per_minute: int = 60):
         self.per_negotiation = per_negotiation
         self.per_minute = per_minute
         self._calls: OrderedDict[tuple[str, str], int] = OrderedDict()
