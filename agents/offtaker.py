@@ -84,11 +84,11 @@ class _Track:
     firm: set[str] = field(default_factory=set)
     gone: set[str] = field(default_factory=set)  # withdrawn or refused
     counters: dict[str, bool | None] = field(default_factory=dict)  # offer -> answer
+    counter_prices: dict[str, Money] = field(default_factory=dict)  # offer -> countered at
     accepted: set[str] = field(default_factory=set)
     declined: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)  # declined by the strategy
     notes: dict[str, StrategyDecision] = field(default_factory=dict)  # moves without an event
-    counter_prices: dict[str, Money] = field(default_factory=dict)
 
     def live(self, now: datetime) -> list[OfferMade]:
         return [
@@ -479,8 +479,9 @@ class OfftakerBrain(Brain):
         return [by_id[p.candidate_id] for p in plan.placements]
 
     def _price(self, track: _Track, offer: OfferMade) -> Money:
+        """What an accept binds: the counter the farmer took (as recorded), else the ask."""
         if track.counters.get(offer.offer_id):
-            return offer.price_hour.times(1 - self.mandate.counter_discount)  # type: ignore[union-attr]
+            return track.counter_prices[offer.offer_id]
         return offer.price_hour
 
     def _waiting(self, track: _Track, offer: OfferMade) -> bool:
@@ -554,10 +555,9 @@ class OfftakerBrain(Brain):
         return self._accept_command(track, offer, now, homeless, note)
 
     def _counter_seen(self, track: _Track, offer: OfferMade) -> tuple[Money, bool | None] | None:
-        if offer.offer_id not in track.counters or self.mandate is None:
+        if offer.offer_id not in track.counters:
             return None
-        price = offer.price_hour.times(1 - self.mandate.counter_discount)
-        return track.counter_prices.get(offer.offer_id, price), track.counters[offer.offer_id]
+        return track.counter_prices[offer.offer_id], track.counters[offer.offer_id]
 
     def _rule_rationale(
         self, track: _Track, offer: OfferMade, mandate: Mandate, spend: Money

@@ -400,3 +400,21 @@ def test_hero_negotiations_show_gives_each_move_with_who_decided_and_why(
     )
     assert missing.exit_code != 0
     assert "no negotiation 'nope'" in missing.output
+
+
+def test_a_counter_the_farmer_took_is_what_the_budget_is_checked_against():
+    # The budget covers a month at the counter price, not at the ask.
+    counter = Money.rounded(ask().amount * Decimal("0.9"), "USD")
+    budget = (counter.amount * 720 + ask().amount * 720) / 2
+    market = Market(
+        [move("counter", "10% lower", price_hour=str(counter.amount)), move("accept", "taken")],
+        offtaker=Negotiator.LLM,
+        floor_cu="0.015",
+        budget=str(budget),
+    )
+    market.settle()
+    assert market.of(CounterAccepted)
+    (accepted,) = market.of(OfferAccepted)
+    assert note(accepted).strategy == Negotiator.LLM
+    assert note(accepted).guardrails == []
+    assert accepted.price_hour == counter
