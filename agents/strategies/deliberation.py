@@ -105,7 +105,7 @@ def decision_for(
     """The note recorded on the move's event: the model's move when the guardrails let it
     through (clamped or not), else the rules' with the reason they decided."""
     hits: tuple[GuardrailHit, ...] = guarded.hits if guarded is not None else ()
-    usage = {
+    common = {
         "model": advice.model,
         "offer_id": offer_id,
         "tokens_in": advice.tokens_in,
@@ -118,12 +118,12 @@ def decision_for(
             strategy=Negotiator.LLM,
             rationale=advice.move.rationale[:2000],
             proposed=_move_text(advice.move, None) if hits else None,
-            **usage,
+            **common,
         )
     return StrategyDecision(
         strategy=Negotiator.RULE,
         rationale=rule_rationale[:2000],
         proposed=_move_text(advice.move, advice.raw),
         fallback=(advice.error or REFUSED)[:500],
-        **usage,
+        **common,
     )

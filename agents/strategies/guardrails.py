@@ -9,7 +9,7 @@ A refused move leaves the decision to the rules, which apply the same limits.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from agents.strategies.moves import Move
@@ -153,7 +153,7 @@ class FarmerLimits:
     replicas: int
     nodes: Mapping[str, NodeRoom]
     refused_terms: tuple[tuple[str, str], ...] = ()
-    default_nodes: tuple[str, ...] = field(default=())
+    default_nodes: tuple[str, ...] = ()
 
 
 def guard_farmer_offer(move: Move, limits: FarmerLimits) -> Guarded:
