@@ -29,6 +29,7 @@ from hero.gateway._stream_rules import (
     visible,
 )
 from hero.gateway.context import Principal, Role
+from hero.gateway.redaction import Pseudonyms
 from hero.store import ANY_VERSION, MemoryEventStore, NewEvent
 from schemas import FarmRegistered, NodeStatus, NodeStatusChanged
 from schemas.resources import Grid
@@ -37,6 +38,7 @@ ADMIN = Principal("a", Role.ADMIN)
 DEV = Principal("d", Role.DEVELOPER)
 FARMER = Principal("f", Role.FARMER, frozenset({"farm-a", "farm-b"}))
 OFFTAKER = Principal("o", Role.OFFTAKER, frozenset({"acme"}))
+MASKS = Pseudonyms(b"test-secret")
 
 
 def envelope(type_: str = "OfferMade", **payload: Any) -> dict[str, Any]:
@@ -85,21 +87,24 @@ def test_scope_per_role() -> None:
 def test_visible_redacts_private_fields_for_developers_only() -> None:
     event = envelope(
         "TransferPosted",
-        offtaker_id="acme",
-        debit_account="offtaker.acme.TFT",
+        debit_account="pool.farm-a.TFT",
         credit_account="farmer.farm-a.TFT",
         amount={"amount": "1", "currency": "TFT"},
         nested={"balance": "9", "kept": 1},
     )
-    shown = visible(DEV, event)
+    shown = visible(DEV, event, MASKS)
     assert shown is not None
     assert shown["payload"] == {"amount": {"amount": "1", "currency": "TFT"}, "nested": {"kept": 1}}
     assert shown["position"] == 7
-    assert visible(DEV, {**event, "actor": "gateway:k-123"})["actor"] == "gateway"  # type: ignore[index]
-    assert event["payload"]["offtaker_id"] == "acme"  # the input is not changed
-    assert visible(ADMIN, event) == event
-    assert visible(OFFTAKER, event) == event
-    assert visible(FARMER, envelope(farm_id="farm-c")) is None
+    assert visible(DEV, {**event, "actor": "gateway:k-123"}, MASKS)["actor"] == "gateway"  # type: ignore[index]
+    assert event["payload"]["nested"]["balance"] == "9"  # the input is not changed
+    assert visible(ADMIN, event, MASKS) == event
+    assert visible(FARMER, event, MASKS)["payload"]["nested"] == {"kept": 1}  # type: ignore[index]
+    assert visible(FARMER, envelope(farm_id="farm-c"), MASKS) is None
+    # an offtaker's money is its own: no transfer in or out of its account reaches a developer
+    paid = envelope("TransferPosted", debit_account="offtaker.acme.TFT", credit_account="x.y.TFT")
+    assert visible(DEV, paid, MASKS) is None
+    assert visible(OFFTAKER, paid, MASKS) == paid
 
 
 def test_topic_refusals() -> None:
@@ -359,7 +364,10 @@ def test_redacted_for_developer_is_what_visible_shows_and_leaves_the_envelope() 
         "actor": "gateway:k-1",
     }
     before = repr(event)
-    assert redacted_for_developer(event) == visible(DEV, event)
+    assert redacted_for_developer(event, MASKS) == visible(DEV, event, MASKS)
     assert repr(event) == before
     assert visibility_class(DEV) == "developer"
-    assert {visibility_class(p) for p in (ADMIN, FARMER, OFFTAKER)} == {FULL_VIEW}
+    assert visibility_class(ADMIN) == FULL_VIEW
+    # a farmer's or offtaker's view depends on whose moves are its own: one class per tenant set
+    assert visibility_class(FARMER) == "farmer:farm-a,farm-b"
+    assert visibility_class(OFFTAKER) == "offtaker:acme"
