@@ -14,8 +14,12 @@ Refusals answer the handshake with the same HTTP status and JSON body as the SSE
 
 Every subscriber shares the process's :class:`Broadcaster` (``context.extras["broadcaster"]``):
 its catch-up blocks and live items are shared, and each event's frame is rendered once per
-visibility class (full or developer-redacted, memoized on the shared item); a subscriber only
+visibility class (admin, developer, or one farmer's or offtaker's tenants: see
+:func:`~hero.gateway._stream_rules.rendered`; memoized on the shared item); a subscriber only
 runs its own scope check and filters, then writes every frame that is ready in one chunk.
+Before a batch is rendered for developers, the offtaker directory
+(:mod:`hero.gateway.offtakers`) has read the log up to its last row, so every offtaker it
+names is masked.
 """
 
 from __future__ import annotations
