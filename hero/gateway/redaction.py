@@ -16,11 +16,13 @@ substring, longest id first: the offtaker ids to mask come from the whole log
 derived from an offtaker is masked even where the document names no ``offtaker_id``. A
 pseudonym matches the id pattern of ``schemas.ids``, so a masked id still validates.
 
+An ``offtaker_id`` field is kept, masked like any other string: it holds the pseudonym, so
+an event still validates as its ``schemas`` model in the SDK.
+
 **Private fields are removed** wherever they appear, at any depth (:data:`PRIVATE_FIELDS`):
-the offtakers' ids themselves, balances, accounts and transfer counterparties, budgets and
-RFQ ceilings (``max_price_cu_hour``), a farm's floor, reserve and minimum standing, the
-offtaker allow/deny lists of farm policies, and the natural-language text a policy or mandate
-came from.
+balances, accounts and transfer counterparties, budgets and RFQ ceilings
+(``max_price_cu_hour``), a farm's floor, reserve and minimum standing, the offtaker allow/deny
+lists of farm policies, and the natural-language text a policy or mandate came from.
 
 **A negotiation move's reasoning is its owner's** (:func:`public_decision`): of a
 ``StrategyDecision`` only who decided (``strategy``, ``model``), the ``offer_id`` and the
@@ -55,8 +57,6 @@ __all__ = [
 
 PRIVATE_FIELDS: frozenset[str] = frozenset(
     {
-        "offtaker_id",
-        "offtaker_ids",
         "offtaker",
         "offtakers",
         "owner",
