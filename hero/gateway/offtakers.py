@@ -106,6 +106,8 @@ class OfftakerDirectory:
         self.pseudonyms = pseudonyms
         self.batch = batch
         self.position = 0
+        self.skipped = 0
+        """Rows whose text could not be read as JSON (each logged, none of them fatal)."""
         self._lock: asyncio.Lock | None = None
         self._read_lock = threading.Lock()
 
@@ -113,7 +115,9 @@ class OfftakerDirectory:
         """Read the rows after :attr:`position` up to the store's head; the new position."""
         with self._read_lock:
             while rows := self.store.read_all(self.position + 1, self.batch):
-                self.pseudonyms.learn(_offtakers_of(row.envelope_json for row in rows))
+                found, skipped = _offtakers_of((row.position, row.envelope_json) for row in rows)
+                self.pseudonyms.learn(found)
+                self.skipped += skipped
                 self.position = rows[-1].position
             return self.position
 
@@ -130,22 +134,25 @@ class OfftakerDirectory:
         return self.pseudonyms
 
 
-def _offtakers_of(envelopes: Iterable[str]) -> set[str]:
+def _offtakers_of(rows: Iterable[tuple[int, str]]) -> tuple[set[str], int]:
+    """The offtakers the rows (position, envelope text) name, and how many were unreadable."""
     found: set[str] = set()
-    for text in envelopes:
+    skipped = 0
+    for position, text in rows:
         # Every way a row names an offtaker spells "offtaker": most rows are skipped unparsed.
         if "offtaker" not in text:
             continue
         try:
             envelope = json.loads(text)
-        except ValueError:
-            # Not ours to judge (the streams report unreadable rows); its text may still name
-            # an offtaker, which a later row names again.
-            log.warning("offtaker directory: a row is not JSON; skipped")
+        except ValueError as error:
+            # Skipped, not fatal: the streams report such a row; an offtaker it names is
+            # learned from the other rows that name it.
+            log.warning("offtaker directory: row %d is not JSON (%s); skipped", position, error)
+            skipped += 1
             continue
         if isinstance(envelope, Mapping):
             found |= named_in(envelope)
-    return found
+    return found, skipped
 
 
 def directory_for(context: GatewayContext) -> OfftakerDirectory:

@@ -116,6 +116,7 @@ def test_a_row_that_is_not_json_is_skipped_and_the_rest_read() -> None:
     directory = OfftakerDirectory(store, Pseudonyms(b"s"))
     assert directory.catch_up() == 2
     assert directory.pseudonyms.known == {"acme"}
+    assert directory.skipped == 1
 
 
 def test_the_gateway_secret_is_made_once_owner_only_or_configured(tmp_path: Path) -> None:
