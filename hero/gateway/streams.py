@@ -190,6 +190,17 @@ class _Renderer:
             return (self.view, self.directory.pseudonyms.generation)
         return self.view
 
+    def _forget_stale(self, item: LogItem, key: Any) -> None:
+        """Drop a developer rendering of an older generation: one per item at most is kept."""
+        if self.view != DEVELOPER_VIEW:
+            return
+        kept = item.memo.get(DEVELOPER_VIEW)
+        if kept != key:
+            if kept is not None:
+                for stale in (kept, ("sse", kept), ("ws", kept)):
+                    item.memo.pop(stale, None)
+            item.memo[DEVELOPER_VIEW] = key
+
     def view_of(self, item: LogItem) -> dict[str, Any] | None:
         """The shared, read-only form of ``item`` this class is shown; None: not sent."""
         if self.view == FULL_VIEW:
@@ -197,6 +208,7 @@ class _Renderer:
         key = self._key()
         shown: Any = item.memo.get(key, _UNSEEN)
         if shown is _UNSEEN:
+            self._forget_stale(item, key)
             shown = item.memo[key] = rendered(
                 self.principal, item.envelope, self.directory.pseudonyms
             )

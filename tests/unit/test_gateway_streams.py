@@ -38,6 +38,7 @@ ADMIN = Principal("a", Role.ADMIN)
 DEV = Principal("d", Role.DEVELOPER)
 FARMER = Principal("f", Role.FARMER, frozenset({"farm-a", "farm-b"}))
 OFFTAKER = Principal("o", Role.OFFTAKER, frozenset({"acme"}))
+TOPIC_RESERVATIONS = "hero.reservations"
 MASKS = Pseudonyms(b"test-secret")
 
 
@@ -371,3 +372,22 @@ def test_redacted_for_developer_is_what_visible_shows_and_leaves_the_envelope() 
     # a farmer's or offtaker's view depends on whose moves are its own: one class per tenant set
     assert visibility_class(FARMER) == "farmer:farm-a,farm-b"
     assert visibility_class(OFFTAKER) == "offtaker:acme"
+
+
+def test_a_developer_frame_made_before_an_offtaker_was_learned_is_not_reused() -> None:
+    from hero.gateway._broadcast import LogItem
+    from hero.gateway.offtakers import OfftakerDirectory
+    from hero.gateway.streams import _Renderer
+
+    directory = OfftakerDirectory(MemoryEventStore(), Pseudonyms(b"s"))
+    expired = envelope("HoldExpired", hold_id="acme.w.1")
+    item = LogItem(1, TOPIC_RESERVATIONS, "HoldExpired", expired)
+    renderer = _Renderer(DEV, directory)
+    assert b"acme.w.1" in renderer.sse(item)  # not known as an offtaker yet
+    directory.pseudonyms.learn(["acme"])
+    frame = renderer.sse(item)
+    assert b"acme" not in frame
+    assert directory.pseudonyms.of("acme").encode() in frame
+    assert renderer.sse(item) is frame  # rendered once per generation
+    developer_keys = [k for k in item.memo if k != "developer" and "developer" in str(k)]
+    assert len(developer_keys) == 2  # this generation's view and SSE frame; the old ones dropped
