@@ -17,6 +17,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from hero.gateway.auth import caller, forbid, refuse
 from hero.gateway.context import GatewayContext, Principal, Role
+from hero.gateway.offtakers import directory_for
+from hero.gateway.redaction import Pseudonyms
 from hero.gateway.scopes import PROJECTIONS, readable, refusal, shown, visible
 from schemas.ids import ID_PATTERN
 
@@ -53,12 +55,31 @@ def _check_filters(principal: Principal, farm_id: str | None, offtaker_id: str |
         forbid("private_field", "developer keys do not see offtakers' ids")
 
 
+def _asked(principal: Principal, document_id: str, masks: Pseudonyms) -> str | None:
+    """The id a key asks for, as the read models key it. A developer asks by the masked id it
+    was shown (``offtaker-<hex>.web.1``); an id that names an offtaker itself finds nothing
+    (None; an answer would confirm who the offtaker is)."""
+    if principal.role != Role.DEVELOPER:
+        return document_id
+    if masks.names_an_offtaker(document_id):
+        return None
+    return masks.unmask(document_id)
+
+
 def router(context: GatewayContext) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["queries"])
 
     def models() -> ReadModelsPort:
         port: ReadModelsPort = context.extras["read_models"]
         return port
+
+    async def pseudonyms(principal: Principal) -> Pseudonyms:
+        """The offtakers' pseudonyms; for a developer, with every offtaker of the log so far
+        learned (the read models follow the same log)."""
+        directory = directory_for(context)
+        if principal.role != Role.DEVELOPER:
+            return directory.pseudonyms
+        return await directory.ensure()
 
     def add_lister(name: str) -> None:
         async def list_documents(
@@ -82,7 +103,10 @@ def router(context: GatewayContext) -> APIRouter:
             )
             if name == "negotiations" and farm_id is not None:
                 documents = [d for d in documents if farm_id in (d.get("farm_ids") or ())]
-            items = [shown(principal, name, d) for d in documents if visible(principal, name, d)]
+            masks = await pseudonyms(principal)
+            items = [
+                shown(principal, name, d, masks) for d in documents if visible(principal, name, d)
+            ]
             response.headers[POSITION_HEADER] = str(position)
             return {"position": position, "count": len(items), "items": items}
 
@@ -104,7 +128,9 @@ def router(context: GatewayContext) -> APIRouter:
                 forbid("not_in_scope", refusal(principal, name))
             read = models()
             position = await read.position(name)
-            document = await read.get(name, document_id)
+            masks = await pseudonyms(principal)
+            key = _asked(principal, document_id, masks)
+            document = None if key is None else await read.get(name, key)
             if document is None:
                 refuse(
                     status.HTTP_404_NOT_FOUND,
@@ -116,7 +142,7 @@ def router(context: GatewayContext) -> APIRouter:
                     "not_in_scope", f"{_SINGULAR[name]} {document_id} is not in this key's scope"
                 )
             response.headers[POSITION_HEADER] = str(position)
-            return shown(principal, name, document)
+            return shown(principal, name, document, masks)
 
         api.add_api_route(
             f"/{name}/{{document_id:path}}",

@@ -14,8 +14,12 @@ Refusals answer the handshake with the same HTTP status and JSON body as the SSE
 
 Every subscriber shares the process's :class:`Broadcaster` (``context.extras["broadcaster"]``):
 its catch-up blocks and live items are shared, and each event's frame is rendered once per
-visibility class (full or developer-redacted, memoized on the shared item); a subscriber only
+visibility class (admin, developer, or one farmer's or offtaker's tenants: see
+:func:`~hero.gateway._stream_rules.rendered`; memoized on the shared item); a subscriber only
 runs its own scope check and filters, then writes every frame that is ready in one chunk.
+Before a batch is rendered for developers, the offtaker directory
+(:mod:`hero.gateway.offtakers`) has read the log up to its last row, so every offtaker it
+names is masked.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import (
     APIRouter,
@@ -41,6 +45,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway._stream_rules import (
+    DEVELOPER_VIEW,
     FULL_VIEW,
     StartSpec,
     StreamFilter,
@@ -48,7 +53,7 @@ from hero.gateway._stream_rules import (
     parse_last_event_id,
     parse_start,
     parse_types,
-    redacted_for_developer,
+    rendered,
     resume_after,
     sse_comment,
     sse_frame,
@@ -57,6 +62,7 @@ from hero.gateway._stream_rules import (
 )
 from hero.gateway.auth import api_keys, caller, presented_key, refuse
 from hero.gateway.context import GatewayContext, Principal, Role
+from hero.gateway.offtakers import OfftakerDirectory, directory_for
 from hero.readmodels.keys import KeyRefused
 from schemas import REGISTRY, Topic
 
@@ -166,43 +172,80 @@ def _check_topic(principal: Principal, topic: str) -> None:
         )
 
 
-def _view(item: LogItem, view: str) -> dict[str, Any]:
-    """The shared, read-only form of ``item`` shown to the ``view`` class (made once)."""
-    if view == FULL_VIEW:
-        return item.envelope
-    shown: dict[str, Any] | None = item.memo.get(view)
-    if shown is None:
-        shown = item.memo[view] = redacted_for_developer(item.envelope)
-    return shown
+_UNSEEN = object()
 
 
-def _sse_bytes(item: LogItem, view: str) -> bytes:
-    """``item``'s SSE frame for the ``view`` class, rendered once for every subscriber."""
-    key = ("sse", view)
-    frame: bytes | None = item.memo.get(key)
-    if frame is None:
-        frame = item.memo[key] = sse_frame(item.position, item.type, _view(item, view))
-    return frame
+class _Renderer:
+    """The frames of one visibility class (:func:`visibility_class`), made once per shared
+    item and class and memoized on it. A developer's rendering is keyed by the generation of
+    the pseudonyms too: one made before an offtaker was learned is not reused after."""
 
+    def __init__(self, principal: Principal, directory: OfftakerDirectory):
+        self.principal = principal
+        self.view = visibility_class(principal)
+        self.directory = directory
 
-def _ws_text(item: LogItem, view: str) -> str:
-    """``item``'s WebSocket text frame for the ``view`` class, rendered once."""
-    key = ("ws", view)
-    text: str | None = item.memo.get(key)
-    if text is None:
-        frame = {"id": item.position, "event": item.type, "data": _view(item, view)}
-        text = item.memo[key] = json.dumps(frame, separators=(",", ":"))
-    return text
+    def _key(self) -> Any:
+        if self.view == DEVELOPER_VIEW:
+            return (self.view, self.directory.pseudonyms.generation)
+        return self.view
+
+    def _forget_stale(self, item: LogItem, key: Any) -> None:
+        """Drop a developer rendering of an older generation: one per item at most is kept."""
+        if self.view != DEVELOPER_VIEW:
+            return
+        kept = item.memo.get(DEVELOPER_VIEW)
+        if kept != key:
+            if kept is not None:
+                for stale in (kept, ("sse", kept), ("ws", kept)):
+                    item.memo.pop(stale, None)
+            item.memo[DEVELOPER_VIEW] = key
+
+    def view_of(self, item: LogItem) -> dict[str, Any] | None:
+        """The shared, read-only form of ``item`` this class is shown; None: not sent."""
+        if self.view == FULL_VIEW:
+            return item.envelope
+        key = self._key()
+        shown: Any = item.memo.get(key, _UNSEEN)
+        if shown is _UNSEEN:
+            self._forget_stale(item, key)
+            shown = item.memo[key] = rendered(
+                self.principal, item.envelope, self.directory.pseudonyms
+            )
+        return cast(dict[str, Any] | None, shown)
+
+    def sse(self, item: LogItem) -> bytes:
+        """``item``'s SSE frame for this class (an item it is shown), rendered once."""
+        key = ("sse", self._key())
+        frame: bytes | None = item.memo.get(key)
+        if frame is None:
+            frame = item.memo[key] = sse_frame(item.position, item.type, self._shown(item))
+        return frame
+
+    def ws(self, item: LogItem) -> str:
+        """``item``'s WebSocket text frame for this class, rendered once."""
+        key = ("ws", self._key())
+        text: str | None = item.memo.get(key)
+        if text is None:
+            frame = {"id": item.position, "event": item.type, "data": self._shown(item)}
+            text = item.memo[key] = json.dumps(frame, separators=(",", ":"))
+        return text
+
+    def _shown(self, item: LogItem) -> dict[str, Any]:
+        shown = self.view_of(item)
+        if shown is None:  # never asked: _Shown leaves such items out
+            raise ValueError(f"position {item.position} is not shown to {self.view} keys")
+        return shown
 
 
 class _Shown:
     """What one subscriber is shown of the shared items: its scope and filters, run on the
     shared views (no copies)."""
 
-    def __init__(self, principal: Principal, request: _Request):
-        self.principal = principal
+    def __init__(self, renderer: _Renderer, request: _Request):
+        self.principal = renderer.principal
         self.filter = request.filter
-        self.view = visibility_class(principal)
+        self.renderer = renderer
         self.everything = not (
             self.filter.types
             or self.filter.farm
@@ -212,16 +255,18 @@ class _Shown:
         )
 
     def __call__(self, batch: Sequence[LogItem]) -> list[LogItem]:
-        if self.everything and self.view == FULL_VIEW and self.principal.role == Role.ADMIN:
+        if self.everything and self.principal.role == Role.ADMIN:
             return list(batch)  # in scope, unfiltered, unredacted: every item as it is
         shown: list[LogItem] = []
-        types, principal, view, filter_ = self.filter.types, self.principal, self.view, self.filter
+        types, principal, filter_ = self.filter.types, self.principal, self.filter
+        view_of = self.renderer.view_of
         for item in batch:
             if types and item.type not in types:
                 continue
             if not in_scope(principal, item.envelope):
                 continue
-            if self.everything or filter_.matches(_view(item, view)):
+            view = view_of(item)
+            if view is not None and (self.everything or filter_.matches(view)):
                 shown.append(item)
         return shown
 
@@ -236,7 +281,7 @@ async def _after(broadcaster: Broadcaster, request: _Request) -> int:
 
 async def _items(
     broadcaster: Broadcaster,
-    principal: Principal,
+    renderer: _Renderer,
     request: _Request,
     after: int,
     heartbeat_s: float,
@@ -245,7 +290,8 @@ async def _items(
     ready (never empty; the shared items); None when ``heartbeat_s`` passed without any.
     Raises :class:`SlowConsumer` if the subscriber fell behind."""
     batches = broadcaster.subscribe_batches(request.topic, after)
-    shown = _Shown(principal, request)
+    shown = _Shown(renderer, request)
+    masked = renderer.view == DEVELOPER_VIEW
 
     async def next_batch() -> Sequence[LogItem]:
         return await anext(batches)
@@ -260,6 +306,8 @@ async def _items(
                 yield None
                 continue
             batch, pending = pending.result(), None
+            if masked:  # every offtaker named up to the batch's last row is known
+                await renderer.directory.ensure(batch[-1].position)
             ready = shown(batch)
             if ready:
                 yield ready
@@ -272,19 +320,18 @@ async def _items(
 
 
 async def _sse(
-    broadcaster: Broadcaster, principal: Principal, request: _Request, heartbeat_s: float
+    broadcaster: Broadcaster, renderer: _Renderer, request: _Request, heartbeat_s: float
 ) -> AsyncIterator[bytes]:
     after = await _after(broadcaster, request)
     # the position marker: a client that reconnects before any event resumes from here
     yield sse_comment(f"hero stream {request.topic}") + f"id: {after}\n\n".encode()
-    items = _items(broadcaster, principal, request, after, heartbeat_s)
-    view = visibility_class(principal)
+    items = _items(broadcaster, renderer, request, after, heartbeat_s)
     try:
         async for ready in items:
             if ready is None:
                 yield sse_comment("heartbeat")
             else:  # every ready frame in one write
-                yield b"".join([_sse_bytes(item, view) for item in ready])
+                yield b"".join([renderer.sse(item) for item in ready])
     except SlowConsumer as slow:
         reason = _slow_reason(slow)
         data = {"reason": reason, "position": slow.position, "last_delivered": slow.delivered}
@@ -347,7 +394,12 @@ def router(context: GatewayContext) -> APIRouter:
         parsed = _parse(topic, types, farm, node, offtaker, grid, start, last_event_id)
         _check_topic(principal, topic)
         return StreamingResponse(
-            _sse(broadcaster_for(context), principal, parsed, options.heartbeat_s),
+            _sse(
+                broadcaster_for(context),
+                _Renderer(principal, directory_for(context)),
+                parsed,
+                options.heartbeat_s,
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -371,7 +423,8 @@ def router(context: GatewayContext) -> APIRouter:
         )
         _check_topic(principal, topic)
         await websocket.accept()
-        await _serve_ws(websocket, broadcaster_for(context), principal, parsed, options)
+        renderer = _Renderer(principal, directory_for(context))
+        await _serve_ws(websocket, broadcaster_for(context), renderer, parsed, options)
 
     return api
 
@@ -379,12 +432,12 @@ def router(context: GatewayContext) -> APIRouter:
 async def _serve_ws(
     websocket: WebSocket,
     broadcaster: Broadcaster,
-    principal: Principal,
+    renderer: _Renderer,
     request: _Request,
     options: StreamOptions,
 ) -> None:
     after = await _after(broadcaster, request)
-    items = _items(broadcaster, principal, request, after, options.heartbeat_s)
+    items = _items(broadcaster, renderer, request, after, options.heartbeat_s)
 
     async def client_gone() -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -393,15 +446,13 @@ async def _serve_ws(
                 if message["type"] == "websocket.disconnect":
                     return
 
-    view = visibility_class(principal)
-
     async def send_events() -> None:
         try:
             async for ready in items:
                 if ready is None:
                     continue  # the WebSocket's own ping/pong keeps the connection alive
                 for item in ready:  # one message per event: the protocol's framing
-                    await websocket.send_text(_ws_text(item, view))
+                    await websocket.send_text(renderer.ws(item))
         except SlowConsumer as slow:
             reason = _slow_reason(slow)
             await websocket.send_text(

@@ -390,12 +390,22 @@ def test_developers_read_the_market_without_private_fields(world: World) -> None
     assert len(items) == 1
     assert items[0]["farm_id"] == FARM_B
     assert items[0]["node_id"] == NODE_B
-    assert "offtaker_id" not in items[0]
+    assert items[0]["offtaker_id"].startswith("offtaker-")  # a pseudonym, not the id
     assert BUYER not in contracts.text, "a counterparty's id reached a developer"
-    one = world.call("developer", "GET", f"/v1/negotiations/{NEGO_DONE}")
+    listed = world.call("developer", "GET", "/v1/negotiations")
+    assert BUYER.lower() not in listed.text.lower()
+    masked = next(n["id"] for n in listed.json()["items"] if n["id"].endswith(".web.1"))
+    assert masked.startswith("offtaker-")
+    one = world.call("developer", "GET", f"/v1/negotiations/{masked}")  # by the id it was shown
     assert one.status_code == 200
     assert BUYER not in one.text
     assert one.json()["offers"]
+    assert "max_price_cu_hour" not in one.json()
+    # by the real id: nothing (an answer would confirm whose negotiation it is)
+    assert world.call("developer", "GET", f"/v1/negotiations/{NEGO_DONE}").status_code == 404
+    node = world.call("developer", "GET", f"/v1/nodes/{NODE_B}")
+    assert node.status_code == 200
+    assert BUYER.lower() not in node.text.lower(), "a node's contracts named their offtaker"
     farm = world.call("developer", "GET", f"/v1/farms/{FARM_A}")
     assert farm.status_code == 200
     assert "source_text" not in farm.text
