@@ -46,10 +46,12 @@ from hero.log.codec import DecodeError, decode_record
 from hero.log.consumer import (
     ConsumerStats,
     call_with_retries,
+    commit_or_redeliver,
     join_group,
     leave_group,
     send_dead_letter,
 )
+from hero.log.retry import RetryState, retry_infrastructure
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
 from schemas import REGISTRY, ContractCreated, Envelope, Message, Topic, UtilizationSampled
@@ -198,7 +200,10 @@ class SampleConsumer:
 
     A handler that keeps failing on a batch is called again with one sample at a time, and a
     sample that still fails is dead-lettered (``handler_failed``), as ``EventConsumer`` does
-    with a record: one bad sample does not hold up the rest.
+    with a record: one bad sample does not hold up the rest. A handler that fails because a
+    dependency is down (Valkey refusing connections, loading, asking for auth) is not failing:
+    the call is retried with a capped backoff until it passes, nothing is dead-lettered and
+    nothing committed meanwhile (``retry`` says what it waits on, for the health file).
     """
 
     def __init__(
@@ -215,6 +220,7 @@ class SampleConsumer:
     ):
         self.name = name
         self.stats = ConsumerStats()
+        self.retry = RetryState()
         self.first_record_at: float | None = None
         """``time.perf_counter()`` when the first records arrived."""
         self._topics = list(topics)
@@ -293,24 +299,25 @@ class SampleConsumer:
                     counts.dead_lettered += 1
         assigned = self._consumer.assignment()
         offsets = {tp: offset for tp, offset in batch.offsets.items() if tp in assigned}
-        if offsets:
-            await self._consumer.commit(offsets)  # the batch is in Valkey: its offsets may go
-        self.stats.applied += counts.applied
-        self.stats.skipped += counts.skipped
-        self.stats.dead_lettered += counts.dead_lettered
+        if offsets:  # the batch is in Valkey: its offsets may go
+            await commit_or_redeliver(self._consumer, self.name, offsets)
+        self.stats.add(counts)
 
     async def _call(self, samples: Sequence[Sample]) -> str | None:
         return await call_with_retries(
             lambda: self._handler(samples),
             self._attempts,
             f"{self.name}: handler on {len(samples)} samples",
+            state=self.retry,
         )
 
     async def _dead_letter(
         self, record: ConsumerRecord[Any, Any], reason: str, detail: str
     ) -> None:
         assert self._dlq is not None
-        await send_dead_letter(self._dlq, self._dlq_topic, record, self.name, reason, detail)
+        await send_dead_letter(
+            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
+        )
 
 
 class UsageWorker:
@@ -326,7 +333,9 @@ class UsageWorker:
     async def step(self, timeout_ms: int = 200) -> None:
         batch = await self.consumer.fetch(timeout_ms)
         await self.flush()
-        await self.aggregator.close_due()
+        await retry_infrastructure(
+            self.aggregator.close_due, "usage: closing hours", state=self.consumer.retry
+        )
         if batch is not None:
             self._applying = asyncio.create_task(self.consumer.apply(batch))
             await asyncio.sleep(0)  # the task sends its call before the next batch is decoded
@@ -338,8 +347,19 @@ class UsageWorker:
             await applying
 
 
-def _health(path: Path, counts: UsageCounts) -> None:
-    body = {"pid": os.getpid(), "updated_at": datetime.now(UTC).isoformat(), **asdict(counts)}
+def _health(path: Path, counts: UsageCounts, consumer: SampleConsumer) -> None:
+    """The worker's counts and state: ``degraded`` with the reason while it waits on Valkey,
+    the broker or the store; ``dead_lettered`` counts the records it could not use."""
+    waiting = consumer.retry.waiting_on
+    body = {
+        "pid": os.getpid(),
+        "updated_at": datetime.now(UTC).isoformat(),
+        **asdict(counts),
+        "dead_lettered": consumer.stats.dead_lettered,
+        "infra_retries": consumer.retry.retries,
+        "status": "degraded" if waiting else "ok",
+        "reason": waiting,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body))
@@ -377,7 +397,7 @@ async def serve(
         try:
             while not stop.is_set():
                 await worker.step(timeout_ms=200)
-                _health(health, aggregator.counts)
+                _health(health, aggregator.counts, consumer)
         finally:
             await worker.flush()  # the batch in flight lands (and commits) before the stop
     finally:
