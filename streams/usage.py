@@ -25,6 +25,7 @@ windows' home is Valkey, which the stack already runs with its append-only file 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -52,9 +53,13 @@ from hero.log.consumer import (
     send_dead_letter,
 )
 from hero.log.retry import RetryState, retry_infrastructure
+from hero.log.telemetry import TelemetryPublisher
+from hero.log.topics import TopicAdmin
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
+from hero.store.spool import SampleSpool, spool_path
 from schemas import REGISTRY, ContractCreated, Envelope, Message, Topic, UtilizationSampled
+from streams.redrive import RedriveCounts, SpoolRedriver
 
 __all__ = [
     "Sample",
@@ -347,7 +352,9 @@ class UsageWorker:
             await applying
 
 
-def _health(path: Path, counts: UsageCounts, consumer: SampleConsumer) -> None:
+def _health(
+    path: Path, counts: UsageCounts, consumer: SampleConsumer, spool: RedriveCounts
+) -> None:
     """The worker's counts and state: ``degraded`` with the reason while it waits on Valkey,
     the broker or the store; ``dead_lettered`` counts the records it could not use."""
     waiting = consumer.retry.waiting_on
@@ -357,6 +364,8 @@ def _health(path: Path, counts: UsageCounts, consumer: SampleConsumer) -> None:
         **asdict(counts),
         "dead_lettered": consumer.stats.dead_lettered,
         "infra_retries": consumer.retry.retries,
+        "spool_counted": spool.counted,
+        "spool_resent": spool.resent,
         "status": "degraded" if waiting else "ok",
         "reason": waiting,
     }
@@ -364,6 +373,13 @@ def _health(path: Path, counts: UsageCounts, consumer: SampleConsumer) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body))
     tmp.replace(path)
+
+
+async def _every(interval_s: float, action: Callable[[], None], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        action()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 async def serve(
@@ -378,9 +394,10 @@ async def serve(
     if not settings.kafka_bootstrap or not settings.redis_url:
         raise SystemExit("streams.usage needs HERO_KAFKA_BOOTSTRAP and HERO_REDIS_URL")
     redis = Redis.from_url(settings.redis_url)
+    windows = UsageWindows(redis, namespace)
     aggregator = UsageAggregator(
         open_store(settings.effective_store_url),
-        UsageWindows(redis, namespace),
+        windows,
         lateness=timedelta(seconds=settings.usage_lateness_s),
         idle_close=timedelta(seconds=settings.usage_idle_close_s),
     )
@@ -392,16 +409,37 @@ async def serve(
     )
     worker = UsageWorker(consumer, aggregator)
     health = settings.data_dir / "run" / "usage.health"
-    await consumer.start()
+    spool = SampleSpool(spool_path(settings.data_dir))
+    admin = TopicAdmin(settings.kafka_bootstrap)
+    resender = TelemetryPublisher(settings.kafka_bootstrap, actor="usage", retry_for_s=10)
+    redriver = SpoolRedriver(spool, windows, admin, resender)
+    redriving = asyncio.create_task(redriver.run(stop))
+    reporting: asyncio.Task[None] | None = None
     try:
+        # A broker that came back empty has no topics yet: the group would wait for them.
+        await retry_infrastructure(admin.ensure_topics, f"{group}: topics")
+        await retry_infrastructure(consumer.start, f"{group}: joining")
+
+        def report() -> None:
+            _health(health, aggregator.counts, consumer, redriver.counts)
+
+        # Also while a step waits on Valkey or the broker: the health says why it waits.
+        reporting = asyncio.create_task(_every(0.25, report, stop))
         try:
             while not stop.is_set():
                 await worker.step(timeout_ms=200)
-                _health(health, aggregator.counts, consumer)
+                report()
         finally:
             await worker.flush()  # the batch in flight lands (and commits) before the stop
     finally:
+        stop.set()
+        await redriving
+        if reporting is not None:
+            await reporting
         await consumer.stop()
+        await resender.close()
+        await admin.close()
+        spool.close()
         await redis.aclose()
 
 

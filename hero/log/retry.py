@@ -8,15 +8,14 @@ so nothing is dead-lettered because a server was down. A record that fails by it
 does not decode, breaks its schema, or its handler refuses it) fails again whatever the
 wait: it is dead-lettered after a few attempts, and the consumer goes on.
 
-Redis' errors are recognised by their class names, not imported: only ``hero/readmodels``
-imports the Redis client.
+Redis' and SQLite's errors are recognised by their class names, not imported: only
+``hero/readmodels`` imports the Redis client, only ``hero/store`` SQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -52,9 +51,9 @@ def is_infrastructure_error(error: BaseException) -> bool:
         return True
     if isinstance(error, KafkaError):
         return bool(getattr(error, "retriable", False))
-    if isinstance(error, sqlite3.OperationalError):
-        return str(error).startswith(_SQLITE_BUSY)
     for kind in type(error).__mro__:
+        if (kind.__module__, kind.__name__) == ("sqlite3", "OperationalError"):
+            return str(error).startswith(_SQLITE_BUSY)
         if kind.__module__.split(".")[0] != "redis":
             continue
         if kind.__name__ in _REDIS_UNAVAILABLE:

@@ -437,7 +437,8 @@ async def test_valkey_refusing_connections_is_waited_out_with_nothing_committed_
             batch = await consumer.fetch(timeout_ms=300)
 
         await until(lambda: batch is not None, fetch, "the batch")
-        assert batch is not None and len(batch.samples) == 3
+        assert batch is not None
+        assert len(batch.samples) == 3
         applying = asyncio.create_task(consumer.apply(batch))
 
         async def tick() -> None:
