@@ -9,6 +9,14 @@ one ``UsageRecorded`` per contract and hour (the command id is the contract and 
 a close repeated after a crash writes nothing). A kill -9 at any point loses nothing: the
 windows live in Valkey, and Kafka redelivers what was not committed.
 
+A dependency that blinks loses nothing either. Valkey, the broker or the store unavailable
+is waited out with a capped backoff (``hero.log.retry``), with nothing committed or
+dead-lettered meanwhile, and the health file says ``degraded`` with the reason; only a record
+that fails by itself is dead-lettered. A broker that comes back empty (the embedded one is
+memory-only) has lost the samples it had not delivered: publishers keep each sample in the
+telemetry spool first, and this worker sends again the ones its windows do not hold
+(``streams.redrive``), which the windows then count once.
+
 The samples of one consumed batch reach Valkey in one script call (one round trip), and the
 batch's offsets are committed only once that call has returned: a sample is in its window
 before its offset is committed, and one redelivered is a duplicate there. While a batch goes
