@@ -170,12 +170,13 @@ class Outage:
         return [r.envelope().decode() for r in rows if r.type == "UsageRecorded"]  # type: ignore[misc]
 
     async def counted(self) -> int:
-        """Samples in the usage facts, plus those in the last hour's windows (still open)."""
+        """Samples in the usage facts, plus those in windows still open (a closed window's
+        sums are deleted once its fact is in the store)."""
         redis = Redis.from_url(str(self.valkey.url))
         try:
             windows = UsageWindows(redis, self.tag)
-            last = self.first_hour + timedelta(hours=2)
-            open_ = [await windows.read(c.contract_id, last) for c in self.contracts]
+            hours = [self.first_hour + timedelta(hours=n) for n in range(3)]
+            open_ = [await windows.read(c.contract_id, h) for c in self.contracts for h in hours]
         finally:
             await redis.aclose()
         return sum(f.samples for f in self.facts()) + sum(w.samples for w in open_)
@@ -320,3 +321,47 @@ async def test_broker_restarted_empty_while_the_worker_was_down_every_sample_cou
 
     deadline = asyncio.get_running_loop().time() + TIMEOUT_S
     await until(spool_drained, "the spool to forget what was counted", deadline)
+
+
+async def test_valkey_the_broker_and_the_worker_go_down_in_turn_while_samples_flow(
+    outage: Outage,
+) -> None:
+    samples = outage.samples
+    parts = [samples[:60], samples[60:120], samples[120:180], samples[180:]]
+
+    async def all_counted_so_far(what: str) -> None:
+        async def done() -> bool:
+            return await outage.counted() >= outage.sent
+
+        await until(done, what, asyncio.get_running_loop().time() + TIMEOUT_S)
+
+    outage.start_worker()
+    await outage.send(parts[0])
+    await all_counted_so_far("the first part")
+
+    outage.valkey.kill()  # Valkey: kill -9, then back from its append-only file
+    await outage.send(parts[1])
+    await outage.wait_health(
+        "the worker waiting on Valkey", lambda h: h.get("status") == "degraded"
+    )
+    outage.valkey.start()
+    await all_counted_so_far("the second part, once Valkey is back")
+
+    outage.broker.stop()  # the broker: stopped and started again, empty, under the worker
+    outage.broker.start()
+    await outage.send(parts[2])
+    await all_counted_so_far("the third part, on the new broker")
+
+    assert outage.worker is not None
+    outage.worker.kill()  # the worker: kill -9, then a new one
+    outage.worker.wait(timeout=10)
+    outage.start_worker()
+    await outage.send(parts[3])
+    counted = await outage.wait_all_counted()
+    print(f"\nValkey, broker, worker down in turn: sent {outage.sent} counted {counted}")
+
+    assert counted == outage.sent == len(samples)
+    got = {(f.contract_id, f.hour): f for f in outage.facts()}
+    assert got == outage.expected_facts()
+    assert outage.health()["dead_lettered"] == 0
+    assert await outage.dead_letters() == []
