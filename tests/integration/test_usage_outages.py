@@ -365,3 +365,27 @@ async def test_valkey_the_broker_and_the_worker_go_down_in_turn_while_samples_fl
     assert got == outage.expected_facts()
     assert outage.health()["dead_lettered"] == 0
     assert await outage.dead_letters() == []
+
+
+async def test_the_worker_sets_aside_a_record_it_cannot_decode_and_goes_on(outage: Outage) -> None:
+    samples = outage.samples
+    outage.start_worker()
+    await outage.send(samples[:100])
+    producer = new_producer(str(outage.broker.address))
+    await producer.start()
+    try:  # a broken sampler's record, on the partition of the first contract's samples
+        key = outage.contracts[0].workload_id.encode()
+        await producer.send_and_wait(Topic.UTILIZATION.value, value=b"{not a sample", key=key)
+    finally:
+        await producer.stop()
+    await outage.send(samples[100:])
+    counted = await outage.wait_all_counted()
+    await outage.wait_health("the dead letter counted", lambda h: h.get("dead_lettered") == 1)
+    print(f"\npoison record: sent {outage.sent} counted {counted}")
+
+    assert counted == outage.sent == len(samples)
+    letters = await outage.dead_letters()
+    assert [(row["reason"], row["consumer"], row["value"]) for row in letters] == [
+        ("undecodable", outage.tag, "{not a sample")
+    ]
+    assert outage.health()["status"] == "ok"
