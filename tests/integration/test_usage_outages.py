@@ -389,3 +389,25 @@ async def test_the_worker_sets_aside_a_record_it_cannot_decode_and_goes_on(outag
         ("undecodable", outage.tag, "{not a sample")
     ]
     assert outage.health()["status"] == "ok"
+
+
+async def test_samples_published_while_the_broker_is_down_wait_for_it_and_are_counted(
+    outage: Outage,
+) -> None:
+    samples = outage.samples
+    outage.start_worker()
+    await outage.send(samples[:100])
+    outage.broker.stop()
+    sending = asyncio.create_task(outage.send(samples[100:132]))
+    done, _ = await asyncio.wait([sending], timeout=2)
+    assert not done  # no broker: the publisher waits (and has the samples in its spool)
+    assert outage.spool.count() >= 32
+    outage.broker.start()  # back, empty
+    await asyncio.wait_for(sending, TIMEOUT_S)
+    await outage.send(samples[132:])
+    counted = await outage.wait_all_counted()
+    print(f"\nbroker down while publishing: sent {outage.sent} counted {counted}")
+
+    assert counted == outage.sent == len(samples)
+    got = {(f.contract_id, f.hour): f for f in outage.facts()}
+    assert got == outage.expected_facts()
