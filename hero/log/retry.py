@@ -15,6 +15,7 @@ Redis' and SQLite's errors are recognised by their class names, not imported: on
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ _REDIS_UNAVAILABLE = frozenset(
 )
 # Replies of a server that is there but cannot serve yet (or no longer): not the record's fault.
 _REDIS_NOT_READY = ("NOAUTH", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+_NETWORK_ERRNOS = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EADDRNOTAVAIL}
+)
 _SQLITE_BUSY = ("database is locked", "database is busy", "unable to open database")
 
 
@@ -61,7 +65,9 @@ def is_infrastructure_error(error: BaseException) -> bool:
         if kind.__name__ == "ResponseError":
             return str(error).startswith(_REDIS_NOT_READY)
     # Checked last: redis' and aiokafka's own errors may derive from these too.
-    return isinstance(error, ConnectionError | TimeoutError | OSError)
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    return isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
 
 
 @dataclass

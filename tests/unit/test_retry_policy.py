@@ -57,6 +57,7 @@ INFRASTRUCTURE = [
     sqlite3.OperationalError("database is locked"),
     ConnectionRefusedError(111, "Connection refused"),
     TimeoutError(),
+    OSError(113, "No route to host"),
     InfrastructureError("the store is away"),
 ]
 DATA = [
@@ -68,6 +69,7 @@ DATA = [
     sqlite3.OperationalError("no such table: events"),
     CommitFailedError(),
     KeyError("contract_id"),
+    FileNotFoundError(2, "No such file or directory"),
 ]
 
 
