@@ -10,6 +10,7 @@ import typer
 from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
 from hero.cli import demo as demo_module
 from hero.cli import (
+    dlq,
     events,
     grids,
     keys,
@@ -60,6 +61,7 @@ app.add_typer(utilization.app, name="utilization")
 app.add_typer(utilization.usage_app, name="usage")
 app.add_typer(workloads.app, name="workloads")
 app.add_typer(keys.app, name="keys")
+app.add_typer(dlq.app, name="dlq")
 
 
 @schemas_app.command("export")

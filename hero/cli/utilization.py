@@ -8,7 +8,9 @@
 
 A sample's id is made of its workload, replica and time, and its sequence number is its time
 (epoch seconds): injecting the same span again sends the very same samples, which the usage
-worker counts once.
+worker counts once. Samples are kept in the stack's telemetry spool before they are sent
+(``<data dir>/telemetry/spool.db``): one the broker loses (a restart of the memory-only
+broker) is sent again by the usage worker, and counted once.
 """
 
 from __future__ import annotations
@@ -224,14 +226,18 @@ def _all_samples(
 
 def _send(data_dir: Path | None, samples: list[tuple[UtilizationSampled, int]]) -> str:
     """Send to the running stack's Kafka; its bootstrap address."""
+    from hero.log.telemetry import TelemetryNotSent
     from infra import LocalStack, StackError
 
+    settings = settings_for(data_dir)
     try:
-        bootstrap = LocalStack(settings_for(data_dir)).endpoints().kafka_bootstrap
+        bootstrap = LocalStack(settings).endpoints().kafka_bootstrap
     except StackError as error:
         fail(str(error), code=1)
     try:
-        asyncio.run(_publish(bootstrap, samples))
+        asyncio.run(_publish(bootstrap, samples, settings.data_dir))
+    except TelemetryNotSent as error:
+        fail(f"{error}; the usage worker sends them once the broker answers", code=1)
     except Exception as error:
         fail(f"cannot send the samples to {bootstrap}: {error}", code=1)
     return bootstrap
@@ -367,14 +373,19 @@ def _inject_text(
             console.print(f"  {escape(replica.contract_id)} on {escape(replica.node_id)}: {n}")
 
 
-async def _publish(bootstrap: str, samples: list[tuple[UtilizationSampled, int]]) -> None:
+async def _publish(
+    bootstrap: str, samples: list[tuple[UtilizationSampled, int]], data_dir: Path
+) -> None:
     from hero.log.telemetry import TelemetryPublisher
+    from hero.store.spool import SampleSpool, spool_path
 
-    publisher = TelemetryPublisher(bootstrap, actor="cli")
+    spool = SampleSpool(spool_path(data_dir))
+    publisher = TelemetryPublisher(bootstrap, actor="cli", spool=spool, retry_for_s=30)
     try:
         await publisher.send(samples, datetime.now(UTC))
     finally:
         await publisher.close()
+        spool.close()
 
 
 # -- hero usage list ---------------------------------------------------------------------------
