@@ -18,7 +18,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
-from hero.gateway._paging import DEFAULT_LIMIT, MAX_CURSOR, MAX_LIMIT, BadCursor, decode_cursor
+from hero.gateway._paging import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, decode_cursor
 from hero.gateway._paging import page_of as _page_of
 from hero.gateway.auth import caller, forbid, refuse
 from hero.gateway.context import GatewayContext, Principal, Role
@@ -51,7 +51,7 @@ Limit = Annotated[
 ]
 Cursor = Annotated[
     str | None,
-    Query(max_length=MAX_CURSOR, description="the previous page's next_cursor (opaque)"),
+    Query(description="the previous page's next_cursor (opaque)"),
 ]
 #: The refusals of a list besides the caller's (declared for the OpenAPI document).
 LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -60,7 +60,7 @@ LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _after(name: str, cursor: str | None) -> str | None:
-    if cursor is None:
+    if cursor is None:  # an empty one is refused: not a cursor handed out
         return None
     try:
         return decode_cursor(name, cursor)
