@@ -10,7 +10,7 @@ is 429 ``rate_limited`` with ``Retry-After``. Every refusal carries a reason:
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -122,11 +122,21 @@ def rate_limits_for(context: GatewayContext, prefix: str) -> RateLimits | None:
 
 
 def declare_rate_limits(app: FastAPI) -> None:
-    """Add the 429 answer to the OpenAPI of every route that takes a key."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and _takes_key(route.dependant):
+    """Add the 429 answer to the OpenAPI of every route that takes a key (before the app
+    first answers: the routes of included routers are resolved then)."""
+    for route in _api_routes(app.routes):
+        if _takes_key(route.dependant):
             for code, answer in RATE_LIMITED.items():
                 route.responses.setdefault(code, answer)
+
+
+def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)  # an included router, kept whole
+        if included is not None:
+            yield from _api_routes(included.routes)
 
 
 def _takes_key(dependant: Dependant) -> bool:

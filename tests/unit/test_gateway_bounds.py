@@ -1,17 +1,21 @@
 """The pure parts of the gateway's bounds: list pages and their cursors, the rates' parsing
 and counting (the :mod:`limits` library over its own in-memory storage), the open-stream slots,
-and the settings that configure them."""
+the settings that configure them, and the refusals the OpenAPI document declares."""
 
 from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from limits.aio.storage import MemoryStorage
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from hero.config import HeroSettings
+from hero.domain.clock import SystemClock
 from hero.gateway._bounds import RateLimits, StreamSlots, parse_rates
 from hero.gateway._paging import (
     MAX_LIMIT,
@@ -20,6 +24,8 @@ from hero.gateway._paging import (
     encode_cursor,
     page_of,
 )
+from hero.gateway.app import create_app
+from hero.gateway.context import GatewayContext
 
 IDS = [f"farm-{n:02d}" for n in range(10)]
 
@@ -150,3 +156,28 @@ def test_no_cap_when_zero() -> None:
     slots = StreamSlots(0)
     assert all(slots.take("a") is not None for _ in range(100))
     assert slots.open("a") == 100
+
+
+# -- the OpenAPI document ----------------------------------------------------------------------
+
+
+def test_openapi_declares_429_where_a_key_is_taken_and_400_on_lists(tmp_path: Path) -> None:
+    context = GatewayContext(
+        settings=HeroSettings(data_dir=tmp_path),
+        store=cast(Any, None),  # the document is made without reading anything
+        redis=Redis.from_url("redis://127.0.0.1:1"),  # never connected to
+        clock=SystemClock(),
+    )
+    paths = create_app(context, run_projector=False).openapi()["paths"]
+    answers = {
+        f"{method.upper()} {path}": set(operation["responses"])
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    keyed = [name for name in answers if name.split()[1].startswith(("/v1/farms", "/v1/nodes"))]
+    keyed += ["GET /v1/streams/{topic}", "POST /v1/payouts", "GET /v1/accounts/{document_id}"]
+    assert all("429" in answers[name] for name in keyed), keyed
+    lists = ["farms", "nodes", "contracts", "negotiations", "workloads", "accounts"]
+    assert all("400" in answers[f"GET /v1/{name}"] for name in lists)
+    assert "400" in answers["GET /v1/streams/{topic}"]
+    assert "429" not in answers["GET /health"]
