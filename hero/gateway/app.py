@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
+from hero.gateway._client_rate import ClientRate
 from hero.gateway.auth import RATE_LIMITS, api_keys, declare_rate_limits, rate_limits_for
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
@@ -69,6 +70,7 @@ def create_app(
     )
     app.state.context = context
     app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(ClientRate)  # added last: runs first, before a body is read
     app.include_router(commands.router(context))
     app.include_router(queries.router(context))
     app.include_router(streams.router(context))

@@ -24,7 +24,9 @@ from hero.readmodels.keys import ApiKeys, KeyRefused
 from hero.readmodels.ratelimits import shared_storage
 
 __all__ = [
+    "CLIENT_COUNTED",
     "RATE_LIMITS",
+    "STREAMS_PATH",
     "KeyCheck",
     "api_keys",
     "authenticate",
@@ -46,6 +48,8 @@ RATE_LIMITS = "rate_limits"
 #: every heartbeat.
 KeyCheck = Callable[[], Awaitable[KeyRefused | None]]
 _KEY_CHECK = "hero_key_check"
+#: Set on a request's state once its client's IP has been counted (no key was presented).
+CLIENT_COUNTED = "hero_client_counted"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hero"'}
 
 
@@ -96,7 +100,8 @@ async def authenticate(connection: HTTPConnection, key: str | None) -> Principal
     :data:`KeyCheck` of the key (:func:`key_check`)."""
     context: GatewayContext = connection.app.state.context
     if key is None:
-        await _count(context, _client(connection), "client")
+        if not getattr(connection.state, CLIENT_COUNTED, False):
+            await _count(context, _client(connection), "client")
         refuse(
             status.HTTP_401_UNAUTHORIZED,
             "missing_key",
