@@ -3,12 +3,15 @@ key), and open streams per key.
 
 Rates are counted by the :mod:`limits` library (moving windows) in the storage it is given:
 the gateway's Valkey (``hero.readmodels.ratelimits``), so gateways on one Valkey share each
-key's budget. Open streams are counted in the process: a stream lives on one gateway, and a
-count kept elsewhere would outlive a gateway that dies with streams open.
+key's budget; when that storage does not answer, requests pass (and a warning says why):
+the limit guards the gateway, it must not stop it. Open streams are counted in the process: a
+stream lives on one gateway, and a count kept elsewhere would outlive a gateway that dies with
+streams open.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +23,8 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 __all__ = ["RATE_LIMITED", "RateLimits", "Refusal", "StreamSlots", "parse_rates"]
+
+log = logging.getLogger(__name__)
 
 #: The OpenAPI answer every route that takes a key may give.
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {
@@ -55,9 +60,20 @@ class RateLimits:
     def __init__(self, storage: Storage, rates: Sequence[RateLimitItem]):
         self._limiter = MovingWindowRateLimiter(storage)
         self.rates = tuple(rates)
+        self.uncounted = 0
+        """Requests let through because the storage did not answer."""
 
     async def hit(self, identity: str) -> Refusal | None:
-        """Count one request of ``identity``; the refusal when one of the rates is spent."""
+        """Count one request of ``identity``; the refusal when one of the rates is spent, None
+        when none is (or when the storage cannot count it)."""
+        try:
+            return await self._hit(identity)
+        except Exception as error:  # the storage's own errors (Valkey away): let it through
+            self.uncounted += 1
+            log.warning("rate limits not counted (%s): %s", type(error).__name__, error)
+            return None
+
+    async def _hit(self, identity: str) -> Refusal | None:
         for rate in self.rates:
             if not await self._limiter.hit(rate, identity):
                 stats = await self._limiter.get_window_stats(rate, identity)

@@ -26,6 +26,7 @@ from hero.gateway._paging import (
 )
 from hero.gateway.app import create_app
 from hero.gateway.context import GatewayContext
+from hero.readmodels.ratelimits import shared_storage
 
 IDS = [f"farm-{n:02d}" for n in range(10)]
 
@@ -123,6 +124,19 @@ async def test_rates_refuse_past_the_limit_per_identity_with_a_wait() -> None:
     assert refused.limit == "3 per 1 minute"
     assert 1 <= refused.retry_after_s <= 60
     assert await limits.hit("key:b") is None  # each identity its own budget
+
+
+async def test_rates_let_requests_through_when_valkey_does_not_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nobody = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=1)  # nothing listens
+    limits = RateLimits(shared_storage(nobody, "t"), parse_rates("1/minute"))
+    try:
+        assert [await limits.hit("key:a") for _ in range(3)] == [None, None, None]
+    finally:
+        await nobody.aclose()
+    assert limits.uncounted == 3
+    assert "rate limits not counted" in caplog.text
 
 
 def test_the_rate_setting_is_checked_where_it_enters() -> None:
