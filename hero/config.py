@@ -77,6 +77,14 @@ class HeroSettings(BaseSettings):
     webhook_tolerance_s: int = Field(default=300, ge=1, description="accepted signature age")
     treasury_port: int = Field(default=0, ge=0, le=65535, description="0: a free port")
     gateway_port: int = Field(default=0, ge=0, le=65535, description="the gateway; 0: a free port")
+    gateway_rate: str = Field(
+        default="100/second;2000/minute",
+        description="requests per API key (and per client IP without a valid key), as "
+        "N/second;N/minute...; off: no limit",
+    )
+    gateway_max_streams_per_key: int = Field(
+        default=8, ge=0, le=100_000, description="open SSE/WebSocket streams per key; 0: no cap"
+    )
     treasury_url: str | None = Field(
         default=None,
         description="where the gateway forwards payment webhooks (hero up sets it: its treasury)",
@@ -109,6 +117,23 @@ class HeroSettings(BaseSettings):
     treasury_interval_s: float = Field(
         default=5.0, gt=0, description="how often the treasury converts and bills"
     )
+
+    @field_validator("gateway_rate")
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        from limits import parse_many
+
+        text = value.strip()
+        if text.lower() == "off":
+            return "off"
+        try:
+            if not parse_many(text):
+                raise ValueError(text)
+        except ValueError:
+            raise ValueError(
+                f"HERO_GATEWAY_RATE must read like 100/second;2000/minute (or off), got {value!r}"
+            ) from None
+        return text
 
     @field_validator("data_dir")
     @classmethod

@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
-from hero.gateway.auth import api_keys
+from hero.gateway._client_rate import ClientRate
+from hero.gateway.auth import RATE_LIMITS, api_keys, declare_rate_limits, rate_limits_for
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
 from hero.gateway.scopes import PROJECTIONS
@@ -39,6 +40,8 @@ def create_app(
     """The app over ``context``; ``prefix`` names the Valkey keys of read models and keys."""
     context.extras.setdefault("read_models", ReadModels(context.redis, prefix))
     api_keys(context)  # made now, with the default prefix, for every route to share
+    if RATE_LIMITS not in context.extras:
+        context.extras[RATE_LIMITS] = rate_limits_for(context, prefix)
     stop = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -67,6 +70,7 @@ def create_app(
     )
     app.state.context = context
     app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(ClientRate)  # added last: runs first, before a body is read
     app.include_router(commands.router(context))
     app.include_router(queries.router(context))
     app.include_router(streams.router(context))
@@ -75,6 +79,7 @@ def create_app(
     app.include_router(dashboard.router(context))
     app.include_router(webhooks.router(context))
     metrics.observe_http(app, context)
+    declare_rate_limits(app)
 
     @app.get("/health", tags=["health"], summary="Liveness, and how far the read models are")
     async def health() -> dict[str, Any]:

@@ -5,12 +5,22 @@ Query: ``types`` (comma list), ``farm``, ``node``, ``offtaker``, ``grid``, ``sta
 the ``last_event_id`` query parameter for clients that cannot set headers) overrides
 ``start``: the stream resumes strictly after that position.
 
+A ``start`` (or ``Last-Event-ID``) past the store's head -- one that would wait for events
+that do not exist yet, without saying so -- is refused with 400, as is one that is not a
+position; ``start`` may name the next position (head + 1), which is ``latest``.
+
 SSE: each event is ``id: POSITION`` / ``event: TYPE`` / ``data: ENVELOPE-JSON``; a comment
 every ``heartbeat_s``; a slow consumer gets a last ``event: close`` with the reason.
 WebSocket: a first frame ``{"event": "subscribed", "topic": T, "after": N}``, then each event
 as a text frame ``{"id": POSITION, "event": TYPE, "data": ENVELOPE}``;
 a slow consumer gets ``{"event": "close", "reason": ...}`` then a close frame (code 4429).
 Refusals answer the handshake with the same HTTP status and JSON body as the SSE route.
+
+Bounds: at every heartbeat (busy or idle) a stream re-checks its key, and a key revoked (or
+deleted) since ends it: SSE with a last ``event: error`` (``{"error": "key_revoked",
+"message"}``), WebSocket with that frame then close code 4401. A key holds at most
+``max_streams_per_key`` open streams on a gateway (SSE and WebSocket together); one more is
+429 ``too_many_streams``.
 
 Every subscriber shares the process's :class:`Broadcaster` (``context.extras["broadcaster"]``):
 its catch-up blocks and live items are shared, and each event's frame is rendered once per
@@ -27,7 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -37,12 +48,15 @@ from fastapi import (
     Header,
     HTTPException,
     Query,
+    Request,
     WebSocket,
     status,
 )
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from hero.gateway._bounds import RATE_LIMITED, StreamSlots
 from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway._stream_rules import (
     DEVELOPER_VIEW,
@@ -60,16 +74,26 @@ from hero.gateway._stream_rules import (
     topic_refusal,
     visibility_class,
 )
-from hero.gateway.auth import api_keys, caller, presented_key, refuse
+from hero.gateway.auth import KeyCheck, authenticate, caller, key_check, presented_key
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.gateway.offtakers import OfftakerDirectory, directory_for
 from hero.readmodels.keys import KeyRefused
 from schemas import REGISTRY, Topic
 
-__all__ = ["SLOW_CONSUMER_CLOSE", "StreamOptions", "broadcaster_for", "router", "ws_caller"]
+__all__ = [
+    "KEY_REVOKED_CLOSE",
+    "SLOW_CONSUMER_CLOSE",
+    "StreamOptions",
+    "broadcaster_for",
+    "router",
+    "ws_caller",
+]
 
 #: WebSocket close code for a slow consumer (4000-4999: application codes).
 SLOW_CONSUMER_CLOSE = 4429
+#: WebSocket close code for a stream whose key was revoked while it was open.
+KEY_REVOKED_CLOSE = 4401
+log = logging.getLogger(__name__)
 _TOPICS = tuple(topic.value for topic in Topic)
 
 
@@ -82,11 +106,37 @@ class StreamOptions:
     poll_interval_s: float = 0.1
     cache_rows: int = 10_000
     """Rows of the shared catch-up cache (parsed, with their rendered frames): its bound."""
+    max_streams_per_key: int = 8
+    """Open streams (SSE and WebSocket) per key on this gateway; 0: no cap."""
 
 
 def _options(context: GatewayContext) -> StreamOptions:
     options = context.extras.get("stream_options")
-    return options if isinstance(options, StreamOptions) else StreamOptions()
+    if isinstance(options, StreamOptions):
+        return options
+    return StreamOptions(max_streams_per_key=context.settings.gateway_max_streams_per_key)
+
+
+def _slots(context: GatewayContext, options: StreamOptions) -> StreamSlots:
+    slots = context.extras.get("stream_slots")
+    if not isinstance(slots, StreamSlots):
+        slots = context.extras["stream_slots"] = StreamSlots(options.max_streams_per_key)
+    return slots
+
+
+def _take_slot(slots: StreamSlots, principal: Principal) -> Callable[[], None]:
+    release = slots.take(principal.key_id)
+    if release is None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail={
+                "error": "too_many_streams",
+                "message": f"this key has {slots.per_key} streams open on this gateway, "
+                "its most; close one first",
+            },
+            headers={"Retry-After": "1"},
+        )
+    return release
 
 
 def broadcaster_for(context: GatewayContext) -> Broadcaster:
@@ -109,6 +159,13 @@ def _invalid(field: str, message: str) -> HTTPException:
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail={"error": "invalid_parameter", "message": message, "field": field},
+    )
+
+
+def _bad_start(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_400_BAD_REQUEST,
+        detail={"error": "invalid_start", "message": message, "field": field},
     )
 
 
@@ -148,11 +205,11 @@ def _parse(
     try:
         start_spec = parse_start(start)
     except ValueError as error:
-        raise _invalid("start", str(error)) from None
+        raise _bad_start("start", str(error)) from None
     try:
         resume = parse_last_event_id(last_event_id)
     except ValueError as error:
-        raise _invalid("Last-Event-ID", str(error)) from None
+        raise _bad_start("Last-Event-ID", str(error)) from None
     for name, value in (("farm", farm), ("node", node), ("offtaker", offtaker), ("grid", grid)):
         if value is not None and not (0 < len(value) <= 200):
             raise _invalid(name, f"{name} must be 1-200 characters")
@@ -272,11 +329,21 @@ class _Shown:
 
 
 async def _after(broadcaster: Broadcaster, request: _Request) -> int:
-    """The position the subscription reads after (``latest``: the store's head now)."""
-    head = 0
-    if request.last_event_id is None and request.start.latest:
-        head = await asyncio.to_thread(broadcaster.store.current_position)
-    return resume_after(request.start, request.last_event_id, head)
+    """The position the subscription reads after (``latest``: the store's head now); 400 when
+    that is past the head (``start`` may be head + 1: the next event)."""
+    head = await asyncio.to_thread(broadcaster.store.current_position)
+    after = resume_after(request.start, request.last_event_id, head)
+    if after > head:
+        if request.last_event_id is not None:
+            raise _bad_start(
+                "Last-Event-ID",
+                f"Last-Event-ID {after} is past the store's head (position {head})",
+            )
+        raise _bad_start(
+            "start",
+            f"start {after + 1} is past the store's head (position {head}); at most {head + 1}",
+        )
+    return after
 
 
 async def _items(
@@ -287,30 +354,34 @@ async def _items(
     heartbeat_s: float,
 ) -> AsyncGenerator[list[LogItem] | None, None]:
     """What the subscriber is shown after position ``after``, in order, as batches of what is
-    ready (never empty; the shared items); None when ``heartbeat_s`` passed without any.
-    Raises :class:`SlowConsumer` if the subscriber fell behind."""
+    ready (never empty; the shared items); None every ``heartbeat_s``, busy or idle (a
+    heartbeat is due: the key is checked then). Raises :class:`SlowConsumer` if the subscriber
+    fell behind."""
     batches = broadcaster.subscribe_batches(request.topic, after)
     shown = _Shown(renderer, request)
     masked = renderer.view == DEVELOPER_VIEW
+    loop = asyncio.get_running_loop()
 
     async def next_batch() -> Sequence[LogItem]:
         return await anext(batches)
 
     pending: asyncio.Task[Sequence[LogItem]] | None = None
+    beat = loop.time() + heartbeat_s
     try:
         while True:
             if pending is None:
                 pending = asyncio.create_task(next_batch())
-            done, _ = await asyncio.wait({pending}, timeout=heartbeat_s)
-            if not done:
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, beat - loop.time()))
+            if done:
+                batch, pending = pending.result(), None
+                if masked:  # every offtaker named up to the batch's last row is known
+                    await renderer.directory.ensure(batch[-1].position)
+                ready = shown(batch)
+                if ready:
+                    yield ready
+            if loop.time() >= beat:
+                beat = loop.time() + heartbeat_s
                 yield None
-                continue
-            batch, pending = pending.result(), None
-            if masked:  # every offtaker named up to the batch's last row is known
-                await renderer.directory.ensure(batch[-1].position)
-            ready = shown(batch)
-            if ready:
-                yield ready
     finally:
         if pending is not None:
             pending.cancel()
@@ -319,16 +390,40 @@ async def _items(
         await batches.aclose()
 
 
+async def _revoked(check: KeyCheck | None) -> KeyRefused | None:
+    """Why the stream's key no longer authenticates, or None (also when Valkey does not
+    answer: a revocation is written there, so it is seen at the next heartbeat it answers)."""
+    if check is None:
+        return None
+    try:
+        return await check()
+    except Exception as error:  # Valkey away: keep the stream, say so
+        log.warning("cannot re-check a stream's key: %s", error)
+        return None
+
+
+def _revoked_frame(refused: KeyRefused) -> dict[str, str]:
+    return {"error": refused.reason, "message": refused.message}
+
+
 async def _sse(
-    broadcaster: Broadcaster, renderer: _Renderer, request: _Request, heartbeat_s: float
+    broadcaster: Broadcaster,
+    renderer: _Renderer,
+    request: _Request,
+    after: int,
+    heartbeat_s: float,
+    check: KeyCheck | None,
 ) -> AsyncIterator[bytes]:
-    after = await _after(broadcaster, request)
     # the position marker: a client that reconnects before any event resumes from here
     yield sse_comment(f"hero stream {request.topic}") + f"id: {after}\n\n".encode()
     items = _items(broadcaster, renderer, request, after, heartbeat_s)
     try:
         async for ready in items:
             if ready is None:
+                refused = await _revoked(check)
+                if refused is not None:
+                    yield f"event: error\ndata: {json.dumps(_revoked_frame(refused))}\n\n".encode()
+                    return
                 yield sse_comment("heartbeat")
             else:  # every ready frame in one write
                 yield b"".join([renderer.sse(item) for item in ready])
@@ -349,19 +444,24 @@ def _slow_reason(slow: SlowConsumer) -> str:
 
 async def ws_caller(websocket: WebSocket) -> Principal:
     """The WebSocket's key (the same headers as HTTP: ``Authorization: Bearer`` or
-    ``X-API-Key``). Refused before the handshake completes: HTTP 401 with the reason."""
-    key = presented_key(websocket.headers)
-    if key is None:
-        refuse(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing_key",
-            "send an API key: Authorization: Bearer <key> (or X-API-Key: <key>)",
-        )
-    context: GatewayContext = websocket.app.state.context
-    try:
-        return await api_keys(context).authenticate(key)
-    except KeyRefused as refused:
-        refuse(status.HTTP_401_UNAUTHORIZED, refused.reason, refused.message)
+    ``X-API-Key``), counted against its rates as HTTP requests are. Refused before the
+    handshake completes: HTTP 401 (or 429) with the reason."""
+    return await authenticate(websocket, presented_key(websocket.headers))
+
+
+class _SlotResponse(StreamingResponse):
+    """A streaming response that gives its stream slot back however the response ends (its
+    body may never even start when the client leaves at once)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def _close_reason(text: str) -> str:
@@ -373,13 +473,19 @@ def _close_reason(text: str) -> str:
 def router(context: GatewayContext) -> APIRouter:
     api = APIRouter(tags=["streams"])
     options = _options(context)
+    slots = _slots(context, options)
 
     @api.get(
         "/v1/streams/{topic}",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {}}},
+            400: {"description": "start or Last-Event-ID not a position up to the head"},
+            **RATE_LIMITED,
+        },
     )
     async def stream(
+        http: Request,
         topic: str,
         principal: Principal = Depends(caller),
         types: str | None = Query(None, description="comma list of event types"),
@@ -393,13 +499,14 @@ def router(context: GatewayContext) -> APIRouter:
         """The topic's events as Server-Sent Events, resumable with ``Last-Event-ID``."""
         parsed = _parse(topic, types, farm, node, offtaker, grid, start, last_event_id)
         _check_topic(principal, topic)
-        return StreamingResponse(
-            _sse(
-                broadcaster_for(context),
-                _Renderer(principal, directory_for(context)),
-                parsed,
-                options.heartbeat_s,
-            ),
+        broadcaster = broadcaster_for(context)
+        after = await _after(broadcaster, parsed)
+        release = _take_slot(slots, principal)
+        renderer = _Renderer(principal, directory_for(context))
+        events = _sse(broadcaster, renderer, parsed, after, options.heartbeat_s, key_check(http))
+        return _SlotResponse(
+            events,
+            release,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -422,9 +529,16 @@ def router(context: GatewayContext) -> APIRouter:
             websocket.headers.get("last-event-id") or query.get("last_event_id"),
         )
         _check_topic(principal, topic)
-        await websocket.accept()
-        renderer = _Renderer(principal, directory_for(context))
-        await _serve_ws(websocket, broadcaster_for(context), renderer, parsed, options)
+        broadcaster = broadcaster_for(context)
+        after = await _after(broadcaster, parsed)
+        release = _take_slot(slots, principal)
+        try:
+            await websocket.accept()
+            check = key_check(websocket)
+            renderer = _Renderer(principal, directory_for(context))
+            await _serve_ws(websocket, broadcaster, renderer, parsed, after, options, check)
+        finally:
+            release()
 
     return api
 
@@ -434,9 +548,10 @@ async def _serve_ws(
     broadcaster: Broadcaster,
     renderer: _Renderer,
     request: _Request,
+    after: int,
     options: StreamOptions,
+    check: KeyCheck | None,
 ) -> None:
-    after = await _after(broadcaster, request)
     items = _items(broadcaster, renderer, request, after, options.heartbeat_s)
 
     async def client_gone() -> None:
@@ -449,8 +564,15 @@ async def _serve_ws(
     async def send_events() -> None:
         try:
             async for ready in items:
-                if ready is None:
-                    continue  # the WebSocket's own ping/pong keeps the connection alive
+                if ready is None:  # the WebSocket's own ping/pong keeps the connection alive
+                    refused = await _revoked(check)
+                    if refused is not None:
+                        frame = {"event": "error", **_revoked_frame(refused)}
+                        await websocket.send_text(json.dumps(frame))
+                        reason = _close_reason(refused.message)
+                        await websocket.close(code=KEY_REVOKED_CLOSE, reason=reason)
+                        return
+                    continue
                 for item in ready:  # one message per event: the protocol's framing
                     await websocket.send_text(renderer.ws(item))
         except SlowConsumer as slow:

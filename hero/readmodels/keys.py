@@ -178,6 +178,16 @@ class ApiKeys:
         except KeyRefused:
             return None
 
+    async def still_valid(self, key_id: str) -> KeyRefused | None:
+        """Why the key ``key_id`` no longer authenticates (revoked, or its record gone), or
+        None while it does. One HMGET: cheap enough for every open stream's heartbeat."""
+        role, revoked_at = await self._redis.hmget(self._key(key_id), ["role", "revoked_at"])
+        if role is None:
+            return KeyRefused("key_revoked", f"API key {key_id} no longer exists")
+        if revoked_at is not None:
+            return KeyRefused("key_revoked", f"API key {key_id} was revoked at {_text(revoked_at)}")
+        return None
+
     async def get(self, key_id: str) -> KeyRecord | None:
         fields = _fields(await self._redis.hgetall(self._key(key_id)))
         return _record(key_id, fields) if "role" in fields else None
