@@ -308,6 +308,10 @@ class SqliteEventStore(EventStore):
         )
         return [_row(row) for row in cursor]
 
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        found = self._conn().execute(f"{_SELECT} WHERE id = ?", (event_id,)).fetchone()
+        return None if found is None else _row(found)
+
     def stream_version(self, stream: str) -> int:
         row = self._conn().execute("SELECT version FROM streams WHERE stream = ?", (stream,))
         found = row.fetchone()
