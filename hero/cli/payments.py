@@ -27,7 +27,7 @@ from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import fmt_money, opened_store
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.errors import Rejected
 from hero.domain.ledger import (
@@ -544,14 +544,14 @@ def payments_serve(
     from infra.treasury import TREASURY_COMMAND, WEBHOOK_PATH
 
     settings = settings_for(data_dir)
-    chosen = port or settings.treasury_port or free_ports(1, settings.host)[0]
+    chosen = port or settings.treasury_port or free_ports(1, LOOPBACK)[0]
     command = [*TREASURY_COMMAND, "--port", str(chosen)]
     if interval is not None:
         command += ["--interval", str(interval)]
     env = settings_env(settings, os.environ)
     env["HERO_DATA_DIR"] = str(settings.data_dir)
     console.print(
-        f"treasury: webhook on http://{settings.host}:{chosen}{WEBHOOK_PATH}, "
+        f"treasury: webhook on http://{LOOPBACK}:{chosen}{WEBHOOK_PATH}, "
         f"store {settings.effective_store_url} (Ctrl-C stops it)"
     )
     sys.stdout.flush()
