@@ -27,6 +27,8 @@ def make_private(data_dir: Path) -> None:
     """The data dir 0700; what it holds: directories 0700, files 0600 (links left alone)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, PRIVATE_DIR)
+    for name in _DEEP:  # made here, so the launcher's later mkdir(exist_ok) keeps them 0700
+        (data_dir / name).mkdir(mode=PRIVATE_DIR, exist_ok=True)
     for entry in data_dir.iterdir():
         _close(entry)
         if entry.name in _DEEP and entry.is_dir() and not entry.is_symlink():

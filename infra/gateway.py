@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from hero.config import LOOPBACK, HeroSettings
 from infra.processes import _Served, settings_env
 
-__all__ = ["GATEWAY_COMMAND", "GatewayProcess", "gateway_detail"]
+__all__ = ["GATEWAY_COMMAND", "GatewayProcess", "gateway_detail", "reachable_url"]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
@@ -51,9 +51,7 @@ class GatewayProcess(_Served):
 
     @property
     def url(self) -> str | None:
-        # Listening on every interface: clients on this machine come in over the loopback.
-        host = LOOPBACK if self.host in _WILDCARDS else self.host
-        return f"http://{host}:{self.port}" if self.port is not None else None
+        return reachable_url(self.address) if self.address is not None else None
 
     def _env(self) -> dict[str, str]:
         env = settings_env(self.settings, super()._env())
@@ -72,6 +70,13 @@ class GatewayProcess(_Served):
         if self.treasury_url:
             env["HERO_TREASURY_URL"] = self.treasury_url
         return env
+
+
+def reachable_url(address: str) -> str:
+    """``http://HOST:PORT`` for a client on this machine: a wildcard listener is reached over
+    the loopback (``0.0.0.0:8080`` -> ``http://127.0.0.1:8080``)."""
+    host, _, port = address.rpartition(":")
+    return f"http://{LOOPBACK if host.strip('[]') in _WILDCARDS else host}:{port}"
 
 
 def gateway_detail(gateway: GatewayProcess) -> str | None:

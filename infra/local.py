@@ -27,7 +27,7 @@ from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
-from infra.gateway import GatewayProcess, gateway_detail
+from infra.gateway import GatewayProcess, gateway_detail, reachable_url
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -249,6 +249,7 @@ class LocalStack:
                 raise
             raise StackError(f"hero up failed: {exc}") from exc
         seconds = round(time.monotonic() - began, 3)
+        make_private(self.data_dir)  # what the launcher itself wrote meanwhile (run/, logs)
         state.complete = True
         state.seconds = seconds
         state.save(self.data_dir)
@@ -530,7 +531,7 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
 
 def _url_of_record(state: StackState | None, name: str) -> str | None:
     record = state.processes.get(name) if state is not None else None
-    return f"http://{record.address}" if record is not None and record.address else None
+    return reachable_url(record.address) if record is not None and record.address else None
 
 
 def _url_of(valkey: ManagedProcess | None) -> str | None:
