@@ -21,18 +21,28 @@ PRIVATE_UMASK = 0o077
 
 #: Directories closed with everything in them (what a process wrote before umask 077 was set).
 _DEEP = ("logs", "run", "valkey")
+#: Closed themselves only: Ray's session files are many, and the 0700 directory hides them.
+_SHALLOW = ("ray",)
+#: HERO's own files at the top of the data dir (the store and its companions, the secrets);
+#: anything else there is the user's and is left as it is.
+_FILES = ("events.db*", "*.secret")
 
 
 def make_private(data_dir: Path) -> None:
-    """The data dir 0700; what it holds: directories 0700, files 0600 (links left alone)."""
+    """The data dir 0700; HERO's files in it 0600, its directories 0700 (links left alone)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, PRIVATE_DIR)
     for name in _DEEP:  # made here, so the launcher's later mkdir(exist_ok) keeps them 0700
         (data_dir / name).mkdir(mode=PRIVATE_DIR, exist_ok=True)
-    for entry in data_dir.iterdir():
-        _close(entry)
-        if entry.name in _DEEP and entry.is_dir() and not entry.is_symlink():
-            for path in entry.rglob("*"):
+    for name in (*_DEEP, *_SHALLOW):
+        _close(data_dir / name)
+    for pattern in _FILES:
+        for path in data_dir.glob(pattern):
+            _close(path)
+    for name in _DEEP:
+        directory = data_dir / name
+        if directory.is_dir() and not directory.is_symlink():
+            for path in directory.rglob("*"):
                 _close(path)
 
 
