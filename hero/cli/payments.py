@@ -230,8 +230,8 @@ def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
                 "totals": {currency: _plain(total) for currency, total in totals.items()},
                 "balanced": balanced,
                 "unbalanced": [
-                    {"transfer_id": transfer_id, "reason": reason}
-                    for transfer_id, reason in unbalanced.items()
+                    {"transfer_id": tid, "problem": book.problems[tid].value, "reason": reason}
+                    for tid, reason in unbalanced.items()
                 ],
             }
         )
@@ -280,6 +280,8 @@ class _AccountHistory:
     balance: Money
     unbalanced: dict[str, str]
     """The unsound transfers any of whose legs names the account or sits on its stream."""
+    problems: dict[str, str]
+    """Their problem codes (``LedgerBook.problems``)."""
 
 
 def _account_history(store: EventStore, account: str) -> _AccountHistory:
@@ -310,7 +312,8 @@ def _account_history(store: EventStore, account: str) -> _AccountHistory:
             )
         )
     unbalanced = {tid: why for tid, why in book.unbalanced.items() if tid in touching}
-    return _AccountHistory(rows, balance, unbalanced)
+    problems = {tid: book.problems[tid].value for tid in unbalanced}
+    return _AccountHistory(rows, balance, unbalanced, problems)
 
 
 @accounts_app.command("show")
@@ -335,8 +338,8 @@ def accounts_show(
                     "balance": balance,
                     "transfers": rows,
                     "unbalanced": [
-                        {"transfer_id": transfer_id, "reason": reason}
-                        for transfer_id, reason in unbalanced.items()
+                        {"transfer_id": tid, "problem": history.problems[tid], "reason": reason}
+                        for tid, reason in unbalanced.items()
                     ],
                 }
             )

@@ -29,6 +29,7 @@ __all__ = [
     "Ledger",
     "LedgerBook",
     "Leg",
+    "LegProblem",
     "LegSide",
     "Matched",
     "RevenueSplit",
@@ -254,6 +255,16 @@ class Leg:
         return None
 
 
+class LegProblem(StrEnum):
+    """Why a transfer is unsound, as a code: what a read model may show an account's owner
+    (the full reason may name accounts of other tenants)."""
+
+    INVALID_LEG = "invalid_leg"
+    MISMATCHED_LEGS = "mismatched_legs"
+    ORPHAN_LEG = "orphan_leg"
+    THIRD_LEG = "third_leg"
+
+
 @dataclass(frozen=True, slots=True)
 class Matched:
     """What one leg did: ``posted`` (its pair was there: move the balances), ``waiting`` (the
@@ -262,6 +273,7 @@ class Matched:
     posted: TransferPosted | None = None
     waiting: Leg | None = None
     fault: str | None = None
+    problem: LegProblem | None = None
 
 
 def _leg_fault(leg: Leg) -> str | None:
@@ -314,12 +326,12 @@ def match_leg(waiting: Leg | None, leg: Leg) -> Matched:
     """
     fault = _leg_fault(leg)
     if fault is not None:
-        return Matched(waiting=waiting, fault=fault)
+        return Matched(waiting=waiting, fault=fault, problem=LegProblem.INVALID_LEG)
     if waiting is None:
         return Matched(waiting=leg)
     fault = _pair_fault(waiting, leg)
     if fault is not None:
-        return Matched(fault=fault)
+        return Matched(fault=fault, problem=LegProblem.MISMATCHED_LEGS)
     return Matched(posted=leg.event)
 
 
@@ -346,28 +358,35 @@ class LedgerBook:
 
     ledger: Ledger = field(default_factory=Ledger)
     waiting: dict[str, Leg] = field(default_factory=dict)
-    faults: dict[str, str] = field(default_factory=dict)
+    faults: dict[str, tuple[LegProblem, str]] = field(default_factory=dict)
 
     def add(self, leg: Leg) -> TransferPosted | None:
         """Record one leg; the transfer when this leg completed it, else None."""
         transfer_id = leg.event.transfer_id
         if transfer_id in self.ledger.applied:
-            self.faults[transfer_id] = f"a third leg, on {leg.account}"
+            self.faults[transfer_id] = (LegProblem.THIRD_LEG, f"a third leg, on {leg.account}")
             return None
         step = match_leg(self.waiting.pop(transfer_id, None), leg)
         if step.waiting is not None:
             self.waiting[transfer_id] = step.waiting
-        if step.fault is not None:
-            self.faults[transfer_id] = step.fault
+        if step.problem is not None and step.fault is not None:
+            self.faults[transfer_id] = (step.problem, step.fault)
         if step.posted is not None:
             self.ledger.apply(step.posted)
         return step.posted
 
     @property
+    def problems(self) -> dict[str, LegProblem]:
+        """Transfer id -> the code of what is wrong with it (what read models show)."""
+        found = dict.fromkeys(self.waiting, LegProblem.ORPHAN_LEG)
+        found.update({tid: problem for tid, (problem, _) in self.faults.items()})
+        return dict(sorted(found.items()))
+
+    @property
     def unbalanced(self) -> dict[str, str]:
         """Transfer id -> why it is not one sound transfer (orphan legs included)."""
         found = {tid: orphan_reason(leg) for tid, leg in self.waiting.items()}
-        found.update(self.faults)
+        found.update({tid: reason for tid, (_, reason) in self.faults.items()})
         return dict(sorted(found.items()))
 
     @property

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from hero.domain.errors import Rejected
-from hero.domain.ledger import Leg, account_kind, account_of_stream, match_leg, orphan_reason
+from hero.domain.ledger import Leg, LegProblem, account_kind, account_of_stream, match_leg
 from hero.market.views import json_ready
 from schemas import (
     CapacityHeld,
@@ -510,11 +510,12 @@ def _is_account(account: str) -> bool:
 def _account_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
     # Both legs of a transfer reach both accounts' documents: each document matches them
     # (hero.domain.ledger.match_leg, as the CLI and the ledger do) and moves its balance only
-    # for a sound pair. The stream's own account sees a stray leg too, to report it.
+    # for a sound pair. Only the accounts a leg names: a stray leg on a third account's
+    # stream must not show that account its strangers.
     if not isinstance(event, TransferPosted):
         return ()
-    named = (event.debit_account, event.credit_account, account_of_stream(envelope.stream))
-    return tuple(dict.fromkeys(a for a in named if a is not None and _is_account(a)))
+    named = (event.debit_account, event.credit_account)
+    return tuple(dict.fromkeys(a for a in named if _is_account(a)))
 
 
 def _leg_doc(leg: Leg) -> Doc:
@@ -531,6 +532,8 @@ def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Ev
     if not isinstance(event, TransferPosted):
         return current
     doc: Doc = dict(current) if current else _empty_account(key)
+    # A waiting leg always names this account and lies on its or its counterparty's stream
+    # (match_leg keeps no other): nothing here names a third tenant.
     waiting: dict[str, Doc] = dict(doc.get("waiting_legs") or {})
     faults: dict[str, str] = dict(doc.get("faults") or {})
     step = match_leg(
@@ -539,24 +542,19 @@ def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Ev
     )
     if step.waiting is not None:
         waiting[event.transfer_id] = _leg_doc(step.waiting)
-    if step.fault is not None:
-        faults[event.transfer_id] = step.fault
-    if step.posted is not None and key in (event.debit_account, event.credit_account):
+    if step.problem is not None:
+        faults[event.transfer_id] = step.problem.value
+    if step.posted is not None:
         _post(doc, key, step.posted, envelope)
-    unbalanced = {tid: orphan_reason(leg) for tid, leg in _legs(waiting)} | faults
+    problems = dict.fromkeys(waiting, LegProblem.ORPHAN_LEG.value) | faults
     doc.update(
         waiting_legs=waiting,
         faults=faults,
-        unbalanced=[{"transfer_id": tid, "reason": why} for tid, why in sorted(unbalanced.items())],
+        unbalanced=[
+            {"transfer_id": tid, "problem": problem} for tid, problem in sorted(problems.items())
+        ],
     )
     return _stamp(doc, envelope)
-
-
-def _legs(waiting: Mapping[str, Doc]) -> Iterable[tuple[str, Leg]]:
-    for transfer_id, doc in waiting.items():
-        leg = _leg_of(doc)
-        if leg is not None:
-            yield transfer_id, leg
 
 
 def _post(doc: Doc, key: str, event: TransferPosted, envelope: Envelope) -> None:

@@ -9,6 +9,7 @@ ledger's spendable balance -- matches legs with the one rule, ``match_leg``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from hero.domain.ledger import (
     AccountKind,
     LedgerBook,
     Leg,
+    LegProblem,
     Transfer,
     account_id,
     account_of_stream,
@@ -161,10 +163,13 @@ def test_the_book_and_the_accounts_read_model_agree_and_name_the_forgery(
 ) -> None:
     ledger = funded(store)
     forge(store, posted("forged-1", WORLD, ACME, MILLION), ACME)
-    forge(store, posted("forged-2", WORLD, FARMER, MILLION), "elsewhere.x.TFT")
+    stranger = account_id(AccountKind.OFFTAKER, "stranger")
+    forge(store, posted("forged-2", WORLD, FARMER, MILLION), stranger)  # a third's stream
     book = read_book(store)
     assert read_ledger(store).balance(ACME) == Money.of("50", "TFT")
     assert set(book.unbalanced) == {"forged-1", "forged-2"}
+    assert book.problems == {"forged-1": LegProblem.ORPHAN_LEG, "forged-2": LegProblem.INVALID_LEG}
+    assert stranger in book.unbalanced["forged-2"]  # the operator's view names everything
     assert book.balanced is False
 
     rows = store.read_all(1, 1000)
@@ -173,8 +178,13 @@ def test_the_book_and_the_accounts_read_model_agree_and_name_the_forgery(
         doc = folded.docs[account]
         assert Decimal(doc["balance"]) == book.ledger.balance(account).amount, account
         assert Decimal(doc["balance"]) == ledger.account(account).balance.amount, account
-    assert [u["transfer_id"] for u in folded.docs[ACME]["unbalanced"]] == ["forged-1"]
-    assert [u["transfer_id"] for u in folded.docs[FARMER]["unbalanced"]] == ["forged-2"]
+    assert folded.docs[ACME]["unbalanced"] == [{"transfer_id": "forged-1", "problem": "orphan_leg"}]
+    assert folded.docs[FARMER]["unbalanced"] == [
+        {"transfer_id": "forged-2", "problem": "invalid_leg"}
+    ]
+    # An account's owner is not shown the stranger whose stream held the stray leg.
+    assert "stranger" not in json.dumps(folded.docs[FARMER])
+    assert stranger not in folded.docs
     assert folded.docs[ACME]["transfers"] == 1
 
 
