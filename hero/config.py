@@ -18,7 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from hero.domain.pricing import PricingPolicy
 
-__all__ = ["HeroSettings", "mask_url"]
+__all__ = ["LOOPBACK", "HeroSettings", "mask_url"]
+
+#: Where every internal server listens, whatever the gateway is configured to.
+LOOPBACK = "127.0.0.1"
 
 
 def mask_url(url: str) -> str:
@@ -38,7 +41,15 @@ class HeroSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERO_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".hero"), description="embedded data, logs and pids")
-    host: str = Field(default="127.0.0.1", description="address every embedded server binds")
+    host: str = Field(
+        default="127.0.0.1",
+        description="where the gateway listens unless HERO_GATEWAY_HOST is set; the internal "
+        "servers (broker, Valkey, Ray, treasury, relay, usage worker) always bind 127.0.0.1",
+    )
+    gateway_host: str | None = Field(
+        default=None,
+        description="the gateway's listen address (0.0.0.0: every interface); unset: HERO_HOST",
+    )
     store_url: str | None = Field(default=None, description="sqlite:///path or postgresql://")
     kafka_bootstrap: str | None = Field(default=None, description="host:port[,host:port]")
     redis_url: str | None = Field(default=None, description="redis://host:port/db")
@@ -139,6 +150,11 @@ class HeroSettings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def gateway_bind(self) -> str:
+        """The one address a HERO process may listen on beyond the loopback: the gateway's."""
+        return self.gateway_host or self.host
 
     @property
     def effective_store_url(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra.processes import _Served, settings_env
 
 __all__ = ["TREASURY_COMMAND", "WEBHOOK_PATH", "TreasuryProcess", "treasury_detail"]
@@ -38,7 +38,7 @@ class TreasuryProcess(_Served):
         *,
         command: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(settings.data_dir, port, host=settings.host)
+        super().__init__(settings.data_dir, port, host=LOOPBACK)
         self.settings = settings
         self.command = tuple(command) if command is not None else TREASURY_COMMAND
 

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra._state import ProcessRecord
 from infra.processes import _Reporting, settings_env
 
@@ -38,7 +38,7 @@ class UsageProcess(_Reporting):
         *,
         command: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(settings.data_dir, host=settings.host)
+        super().__init__(settings.data_dir, host=LOOPBACK)
         self.settings = settings
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.bootstrap = bootstrap

@@ -84,6 +84,13 @@ class SchemaEntry:
     kind: MessageKind
     topic: Topic
     version: int
+    writer: str | None = None
+    """The only service that may record this event (``ledger`` for money), or None for any."""
+
+    @property
+    def raw_append(self) -> bool:
+        """May a hand-made append (``hero events append``) record it? Not a money event."""
+        return self.writer is None
 
 
 class SchemaRegistry:
@@ -92,7 +99,13 @@ class SchemaRegistry:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
 
     def register(
-        self, model: type[Message], *, kind: MessageKind, topic: Topic, version: int
+        self,
+        model: type[Message],
+        *,
+        kind: MessageKind,
+        topic: Topic,
+        version: int,
+        writer: str | None = None,
     ) -> None:
         name = model.__name__
         existing = self._entries.get(name)
@@ -100,7 +113,7 @@ class SchemaRegistry:
             raise ValueError(f"message type {name!r} is registered twice")
         if version < 1:
             raise ValueError(f"{name}: schema versions start at 1")
-        self._entries[name] = SchemaEntry(name, model, kind, topic, version)
+        self._entries[name] = SchemaEntry(name, model, kind, topic, version, writer)
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register the step that turns a ``from_version`` payload into ``from_version + 1``."""

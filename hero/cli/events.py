@@ -40,6 +40,12 @@ def validated_event(type_name: str, payload: dict[str, Any]) -> Event:
     except InvalidPayload as error:
         lines = "\n".join(f"  - {field}" for field in error.errors)
         fail(f"invalid {type_name} payload, nothing was written:\n{lines}")
+    if not entry.raw_append:
+        # A hand-made money event would create or move funds that no other leg accounts for.
+        fail(
+            f"{type_name} is a money event, recorded only by the {entry.writer} service; "
+            "a raw append is refused, nothing was written (use hero payments or hero billing)"
+        )
     assert isinstance(message, Event)
     return message
 

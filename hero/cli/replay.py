@@ -19,6 +19,7 @@ from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import opened_store
+from hero.config import mask_url
 from hero.readmodels.projections import PROJECTIONS, UnknownProjection, projection
 from hero.readmodels.projector import Projector, RebuildReport
 from hero.store import EventStore
@@ -49,7 +50,7 @@ def replay(
         try:
             report = asyncio.run(_rebuild(store, redis_url, name))
         except (RedisError, OSError) as error:
-            fail(f"cannot rebuild the read models in {redis_url}: {error}", code=1)
+            fail(f"cannot rebuild the read models in {mask_url(redis_url)}: {error}", code=1)
     if as_json:
         print_json(
             {

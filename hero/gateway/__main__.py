@@ -1,8 +1,9 @@
 """``python -m hero.gateway [--port N]``: the gateway (REST, streams) and its read models.
 
 Reads the HERO_* settings (``HERO_REDIS_URL`` is needed: the read models and the API keys
-live in Valkey). Serves on ``HERO_HOST`` (127.0.0.1) and writes ``run/gateway.health`` (pid,
-port, read-model positions) once listening and then every 2 s. SIGTERM or SIGINT stops it.
+live in Valkey). Serves on ``HERO_GATEWAY_HOST`` (else ``HERO_HOST``, 127.0.0.1) and writes
+``run/gateway.health`` (pid, port, read-model positions) once listening and then every 2 s.
+SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main() -> None:
     if not settings.redis_url:
         raise SystemExit("HERO_REDIS_URL is not set: the gateway keeps its read models in Valkey")
     port = args.port if args.port is not None else settings.gateway_port
-    port = port or free_ports(1, settings.host)[0]
+    port = port or free_ports(1, settings.gateway_bind)[0]
     store = open_store(settings.effective_store_url)
     redis = Redis.from_url(settings.redis_url)
     context = GatewayContext(settings=settings, store=store, redis=redis, clock=SystemClock())
@@ -64,7 +65,7 @@ def main() -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host=settings.host,
+            host=settings.gateway_bind,
             port=port,
             log_level="warning",
             lifespan="on",

@@ -1,5 +1,7 @@
-"""``GET /metrics``: the gateway's Prometheus exposition (text format 0.0.4), public and made of
-counts only (no ids, no amounts, no keys).
+"""``GET /metrics``: the gateway's Prometheus exposition (text format 0.0.4), made of counts only
+(no ids, no amounts, no keys), behind an admin key: the gateway may listen on every interface,
+and the figures (traffic, lag, the market's volume) are the operator's. A Prometheus scrape
+job sends the key as ``authorization: {credentials: <admin key>}`` (``Bearer``).
 
 Kept between scrapes (by :class:`GatewayMetrics`, one per :class:`GatewayContext`):
 
@@ -35,9 +37,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,7 +50,8 @@ from hero.gateway._strategy_metrics import (
     StrategyTally,
     strategy_metrics,
 )
-from hero.gateway.context import GatewayContext
+from hero.gateway.auth import caller, require_role
+from hero.gateway.context import GatewayContext, Principal, Role
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import ReadModels
 from hero.relay import health_path
@@ -511,11 +514,12 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.get(
         "/metrics",
-        summary="Prometheus metrics (text format 0.0.4): counts only, no key needed",
+        summary="Prometheus metrics (text format 0.0.4): counts only, an admin key needed",
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}}},
     )
-    async def scrape() -> Response:
+    async def scrape(principal: Annotated[Principal, Depends(caller)]) -> Response:
+        require_role(principal, Role.ADMIN)
         return Response(await metrics.render(context), media_type=CONTENT_TYPE)
 
     return api

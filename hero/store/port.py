@@ -227,6 +227,16 @@ class EventStore(ABC):
     def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events from ``from_position`` on, in position order."""
 
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        """The event with this id, or None. Adapters answer from an index; this fallback scans."""
+        position = 0
+        while rows := self.read_all(position + 1, 5000):
+            for row in rows:
+                if row.envelope().id == event_id:
+                    return row
+            position = rows[-1].position
+        return None
+
     @abstractmethod
     def stream_version(self, stream: str) -> int:
         """The stream's last version; 0 when it has no events."""

@@ -7,6 +7,7 @@ That is what lets the relay and every consumer resume from a plain position numb
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -92,6 +93,10 @@ def _parse_url(url: str) -> tuple[Path, str]:
 def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection tuned for a shared WAL database (used by the store and its checkpoints)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 whatever the umask: the store holds every balance and payment. SQLite
+    # gives its -wal and -shm files the database's mode.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit survives power loss; NORMAL (WAL): it survives a crash of the process.
@@ -117,7 +122,7 @@ class WriteLock:
     def _fd(self) -> int:
         fd: int | None = getattr(self._local, "fd", None)
         if fd is None:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             self._local.fd = fd
         return fd
 
@@ -307,6 +312,10 @@ class SqliteEventStore(EventStore):
             f"{_SELECT} WHERE position >= ? ORDER BY position LIMIT ?", (from_position, limit)
         )
         return [_row(row) for row in cursor]
+
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        found = self._conn().execute(f"{_SELECT} WHERE id = ?", (event_id,)).fetchone()
+        return None if found is None else _row(found)
 
     def stream_version(self, stream: str) -> int:
         row = self._conn().execute("SELECT version FROM streams WHERE stream = ?", (stream,))

@@ -276,7 +276,9 @@ class ContractResumed(Event):
     node_id: NodeId
 
 
-@event(Topic.RESERVATIONS)
+# Written by the market when a contract ends; its penalty is money the ledger then pays out,
+# so a hand-made one could move funds from a farmer: raw appends are refused like money.
+@event(Topic.RESERVATIONS, writer="market")
 class SlaOutcomeRecorded(Event):
     """A contract ended after downtime on its node: was the farmer's SLA met, and the penalty.
 
