@@ -40,7 +40,7 @@ from hero.readmodels.projections import (
     encode_doc,
     projection,
 )
-from hero.store import EventStore, RecordedEvent
+from hero.store import EventStore, PoisonRow, RecordedEvent, decode_event, skip_row
 from schemas import Envelope, Event
 
 __all__ = ["DEFAULT_PREFIX", "Projector", "ReadModels", "RebuildReport", "keys_for"]
@@ -48,6 +48,8 @@ __all__ = ["DEFAULT_PREFIX", "Projector", "ReadModels", "RebuildReport", "keys_f
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "hero"
+#: The name the projector's skipped rows are recorded under.
+SOURCE = "read-models"
 _ATTEMPTS = 100  # WATCH failures in a row before giving up: a sign of a runaway writer
 
 
@@ -90,14 +92,19 @@ def _position(raw: Any) -> int:
     return int(_text(raw)) if raw is not None else 0
 
 
-def _decoded(rows: Sequence[RecordedEvent], wanted: frozenset[str]) -> list[_Row]:
-    """Decode only the rows some projection reads; the rest only move the positions."""
+def _decoded(
+    rows: Sequence[RecordedEvent], wanted: frozenset[str], store: EventStore
+) -> list[_Row]:
+    """Decode only the rows some projection reads; the rest only move the positions. A row
+    that does not decode is recorded as skipped and only moves the positions too."""
     out = []
     for row in rows:
         if row.type in wanted:
-            envelope = row.envelope()
-            event = envelope.decode()
-            if isinstance(event, Event):
+            try:
+                envelope, event = decode_event(row)
+            except PoisonRow as error:
+                skip_row(store, SOURCE, row, error)
+            else:
                 out.append(_Row(row.position, row.type, envelope, event))
                 continue
         out.append(_Row(row.position, row.type, None, None))
@@ -183,7 +190,7 @@ class Projector:
         or before a projection's position are skipped there. Returns the positions after."""
         if not rows:
             return await self.positions()
-        decoded = _decoded(rows, self._wanted)
+        decoded = _decoded(rows, self._wanted, self._store)
         return {p.name: await self._apply_one(p, decoded) for p in self._projections}
 
     async def _apply_one(self, proj: Projection, rows: list[_Row]) -> int:

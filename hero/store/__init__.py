@@ -4,6 +4,7 @@ from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, Sqlit
 from hero.store.follow import recorded_after
 from hero.store.memory import MemoryEventStore
 from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
+from hero.store.poison import PoisonRow, decode_event, decode_row, skip_counts, skip_row
 from hero.store.port import (
     ANY_VERSION,
     NO_STREAM,
@@ -13,6 +14,7 @@ from hero.store.port import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    SkippedRow,
     StoreError,
     StreamAppend,
 )
@@ -30,16 +32,22 @@ __all__ = [
     "MemoryEventStore",
     "NewEvent",
     "OutboxRelay",
+    "PoisonRow",
     "Publisher",
     "RecordedEvent",
     "RelayProgress",
+    "SkippedRow",
     "SqliteCheckpointStore",
     "SqliteEventStore",
     "StoreError",
     "StreamAppend",
+    "decode_event",
+    "decode_row",
     "open_checkpoints",
     "open_store",
     "recorded_after",
+    "skip_counts",
+    "skip_row",
 ]
 
 

@@ -1,0 +1,64 @@
+"""A poison row, written straight into a SQLite store as an older, laxer version wrote it.
+
+After the fix the store refuses such a row at the door, so a test that needs one in the log
+inserts it with SQL: a ``FarmRegistered`` on the stream ``"farm-x\\n"`` (a trailing newline
+that ``re``'s ``$`` let through), which no longer validates when it is read back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from schemas import new_id
+
+POISON_STREAM = "farm-x\n"
+
+
+def insert_poison_row(db: Path, stream: str = POISON_STREAM) -> int:
+    """Append the poison row after the last one; returns its position."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            position = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+            position += 1
+            now = datetime.now(UTC).isoformat()
+            event_id = new_id("evt")
+            envelope = {
+                "id": event_id,
+                "type": "FarmRegistered",
+                "schema_version": 1,
+                "stream": stream,
+                "version": 1,
+                "position": position,
+                "occurred_at": now,
+                "recorded_at": now,
+                "causation_id": None,
+                "correlation_id": None,
+                "actor": "cli",
+                "payload": {
+                    "farm_id": "farm-x",
+                    "name": "Poison",
+                    "grid": "grid4",
+                    "country": "BE",
+                    "region": "europe",
+                },
+            }
+            conn.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    position,
+                    stream,
+                    1,
+                    event_id,
+                    "FarmRegistered",
+                    "hero.reservations",
+                    json.dumps(envelope, separators=(",", ":")),
+                ),
+            )
+            conn.execute("INSERT INTO streams VALUES (?, 1)", (stream,))
+    finally:
+        conn.close()
+    return int(position)
