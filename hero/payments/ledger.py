@@ -32,8 +32,13 @@ from hero.store import (
     DuplicateEventId,
     EventStore,
     NewEvent,
+    PoisonRow,
+    RecordedEvent,
+    SkipHandler,
     StreamAppend,
+    readable_events,
     recorded_after,
+    skip_row,
 )
 from schemas import Event, TransferPosted
 
@@ -198,12 +203,16 @@ def _with_id(event: NewEvent, event_id: str | None) -> NewEvent:
     return event if event_id is None else dataclasses.replace(event, id=event_id)
 
 
-def read_ledger(store: EventStore, batch: int = 5000) -> Ledger:
-    """Every account folded from the store's transfers (each transfer counted once)."""
+def read_ledger(store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None) -> Ledger:
+    """Every account folded from the store's transfers (each transfer counted once); a
+    transfer row that does not decode goes to ``on_skip`` (a log line by default)."""
     ledger = Ledger()
-    for row in recorded_after(store, 0, batch):
-        if row.type == "TransferPosted":
-            event = row.envelope().decode()
-            assert isinstance(event, TransferPosted)
+    rows = recorded_after(store, 0, batch)
+    for _, _, event in readable_events(rows, on_skip or _log_skip, types={"TransferPosted"}):
+        if isinstance(event, TransferPosted):
             ledger.apply(event)
     return ledger
+
+
+def _log_skip(row: RecordedEvent, error: PoisonRow) -> None:
+    skip_row(None, "ledger", row, error)

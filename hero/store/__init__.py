@@ -4,7 +4,15 @@ from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, Sqlit
 from hero.store.follow import recorded_after
 from hero.store.memory import MemoryEventStore
 from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
-from hero.store.poison import PoisonRow, decode_event, decode_row, skip_counts, skip_row
+from hero.store.poison import (
+    PoisonRow,
+    SkipHandler,
+    decode_event,
+    decode_row,
+    readable_events,
+    skip_counts,
+    skip_row,
+)
 from hero.store.port import (
     ANY_VERSION,
     NO_STREAM,
@@ -36,6 +44,7 @@ __all__ = [
     "Publisher",
     "RecordedEvent",
     "RelayProgress",
+    "SkipHandler",
     "SkippedRow",
     "SqliteCheckpointStore",
     "SqliteEventStore",
@@ -45,6 +54,7 @@ __all__ = [
     "decode_row",
     "open_checkpoints",
     "open_store",
+    "readable_events",
     "recorded_after",
     "skip_counts",
     "skip_row",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -30,7 +31,15 @@ from schemas import (
     UnknownMessageType,
 )
 
-__all__ = ["PoisonRow", "decode_event", "decode_row", "skip_counts", "skip_row"]
+__all__ = [
+    "PoisonRow",
+    "SkipHandler",
+    "decode_event",
+    "decode_row",
+    "readable_events",
+    "skip_counts",
+    "skip_row",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,29 @@ def decode_event(row: RecordedEvent, registry: SchemaRegistry = REGISTRY) -> tup
     if not isinstance(message, Event):
         raise PoisonRow("not_an_event", f"{envelope.type} is not an event")
     return envelope, message
+
+
+#: What a reader does with a row it steps over (a follower records it, the CLI warns).
+SkipHandler = Callable[[RecordedEvent, PoisonRow], None]
+
+
+def readable_events(
+    rows: Iterable[RecordedEvent],
+    on_skip: SkipHandler,
+    *,
+    types: Container[str] | None = None,
+) -> Iterator[tuple[RecordedEvent, Envelope, Event]]:
+    """The rows (of ``types`` when given) that decode to events, each with its envelope and
+    event; every other row of those types goes to ``on_skip`` and is stepped over."""
+    for row in rows:
+        if types is not None and row.type not in types:
+            continue
+        try:
+            envelope, event = decode_event(row)
+        except PoisonRow as error:
+            on_skip(row, error)
+            continue
+        yield row, envelope, event
 
 
 def skip_row(store: EventStore | None, source: str, row: RecordedEvent, error: PoisonRow) -> None:
