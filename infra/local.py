@@ -26,7 +26,7 @@ from infra._ports import free_ports, port_is_free
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
-from infra.gateway import GatewayProcess, gateway_detail
+from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -448,6 +448,8 @@ class LocalStack:
             detail = usage_detail(proc)
         elif isinstance(proc, GatewayProcess):
             detail = gateway_detail(proc)
+            if gateway_degraded(proc):
+                return ComponentStatus(**base, state="degraded", detail=detail)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:

@@ -11,14 +11,32 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from schemas import new_id
 
 POISON_STREAM = "farm-x\n"
 
 
+FARM_PAYLOAD = {
+    "farm_id": "farm-x",
+    "name": "Poison",
+    "grid": "grid4",
+    "country": "BE",
+    "region": "europe",
+}
+
+
 def insert_poison_row(db: Path, stream: str = POISON_STREAM) -> int:
     """Append the poison row after the last one; returns its position."""
+    return insert_raw_row(db, stream, "FarmRegistered", "hero.reservations", FARM_PAYLOAD)
+
+
+def insert_raw_row(
+    db: Path, stream: str, type_name: str, topic: str, payload: dict[str, Any]
+) -> int:
+    """Append one row as given, unchecked (a payload its schema refuses makes a poison row
+    on a well-formed stream); returns its position."""
     conn = sqlite3.connect(db)
     try:
         with conn:
@@ -28,7 +46,7 @@ def insert_poison_row(db: Path, stream: str = POISON_STREAM) -> int:
             event_id = new_id("evt")
             envelope = {
                 "id": event_id,
-                "type": "FarmRegistered",
+                "type": type_name,
                 "schema_version": 1,
                 "stream": stream,
                 "version": 1,
@@ -38,13 +56,7 @@ def insert_poison_row(db: Path, stream: str = POISON_STREAM) -> int:
                 "causation_id": None,
                 "correlation_id": None,
                 "actor": "cli",
-                "payload": {
-                    "farm_id": "farm-x",
-                    "name": "Poison",
-                    "grid": "grid4",
-                    "country": "BE",
-                    "region": "europe",
-                },
+                "payload": payload,
             }
             conn.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -53,8 +65,8 @@ def insert_poison_row(db: Path, stream: str = POISON_STREAM) -> int:
                     stream,
                     1,
                     event_id,
-                    "FarmRegistered",
-                    "hero.reservations",
+                    type_name,
+                    topic,
                     json.dumps(envelope, separators=(",", ":")),
                 ),
             )

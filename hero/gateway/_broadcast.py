@@ -177,6 +177,16 @@ class Broadcaster:
         """The last position fanned out to the live queues."""
         return self.stats.position
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the follower thread has ended without being asked to: health says so."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._stop.is_set()
+
     async def start(self) -> None:
         async with self._start_lock:
             if self._thread is not None:

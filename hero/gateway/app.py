@@ -17,10 +17,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
+from hero.gateway._health import health_report, watch_task
 from hero.gateway.auth import api_keys
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
-from hero.gateway.scopes import PROJECTIONS
 from hero.readmodels.projector import DEFAULT_PREFIX, Projector, ReadModels
 
 __all__ = ["TITLE", "create_app"]
@@ -41,19 +41,23 @@ def create_app(
     api_keys(context)  # made now, with the default prefix, for every route to share
     stop = asyncio.Event()
 
+    tasks: dict[str, asyncio.Task[None]] = {}
+    context.extras["tasks"] = tasks
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task: asyncio.Task[None] | None = None
         if run_projector:
             projector = Projector(context.store, context.redis, prefix=prefix)
             context.extras["projector"] = projector
-            task = asyncio.create_task(projector.run(stop), name="read-models")
+            tasks["read-models"] = asyncio.create_task(projector.run(stop), name="read-models")
+            watch_task(tasks["read-models"], "read-models", stop)
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                await task
+            for task in tasks.values():
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task  # its end was logged by watch_task if it came early
             broadcaster = context.extras.get("broadcaster")
             if broadcaster is not None:
                 broadcaster.close()
@@ -76,13 +80,8 @@ def create_app(
     app.include_router(webhooks.router(context))
     metrics.observe_http(app, context)
 
-    @app.get("/health", tags=["health"], summary="Liveness, and how far the read models are")
+    @app.get("/health", tags=["health"], summary="ok, or degraded with the reasons")
     async def health() -> dict[str, Any]:
-        read: ReadModels = context.extras["read_models"]
-        try:
-            positions = {name: await read.position(name) for name in PROJECTIONS}
-        except Exception as error:  # Valkey away: the gateway still answers, and says so
-            return {"status": "degraded", "error": str(error)}
-        return {"status": "ok", "read_models": positions}
+        return await health_report(context, tasks, context.settings.health_max_lag)
 
     return app

@@ -219,6 +219,9 @@ class Projector:
         self._wanted = frozenset().union(*(p.types for p in self._projections))
         self._batch = batch
         self._pinned = generation
+        self.failing: str | None = None
+        """Why the last pass of :meth:`run` failed (a fixed sentence; the log has the
+        details), None once a pass succeeds."""
         self.conflicts = 0
         """Transactions refused because the position moved under them (then folded again)."""
 
@@ -322,12 +325,18 @@ class Projector:
 
     async def run(self, stop: asyncio.Event, poll_s: float = 0.2) -> None:
         """Follow the log until ``stop`` is set: catch up, then wait ``poll_s`` (or the stop)
-        before looking again. A Valkey or store outage is logged and retried, not fatal."""
+        before looking again. A failure (a Valkey or store outage, a projection that raises)
+        is logged, kept in :attr:`failing` for health, and retried: never fatal."""
         while not stop.is_set():
             try:
                 await self.catch_up()
+                self.failing = None
             except (RedisError, OSError) as error:
+                self.failing = "Valkey or the event store does not answer"
                 log.warning("read models: %s; retrying in %.1f s", error, poll_s)
+            except Exception:  # a bug in a projection must not end the task: say so, retry
+                self.failing = "a batch of the log could not be applied"
+                log.exception("read models: applying the log failed; retrying in %.1f s", poll_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 
