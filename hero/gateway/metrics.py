@@ -18,6 +18,8 @@ Computed at scrape time (cached for ``cache_s``, a second by default):
   consumer's) for the relay, each read-model projection (``readmodels/<name>``), the gateway's
   SSE broadcaster (``gateway-sse``) and this tally (``gateway-metrics``);
 - ``hero_sse_subscribers`` and ``hero_sse_dropped_total`` from the broadcaster, when there is one;
+- ``hero_rows_skipped_total{source}``: store rows a follower in this gateway (``read-models``,
+  ``event-streams``) could not decode and stepped over (``hero events skipped`` lists them);
 - ``hero_metrics_source_up{source}``: 0 when the store, Valkey or the relay's health could not
   be read (those figures are then left out rather than reported wrong).
 """
@@ -52,7 +54,7 @@ from hero.gateway.context import GatewayContext
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import ReadModels
 from hero.relay import health_path
-from hero.store import EventStore, RecordedEvent
+from hero.store import EventStore, RecordedEvent, skip_counts
 
 __all__ = [
     "HTTP_BUCKETS",
@@ -335,6 +337,7 @@ class GatewayMetrics:
         if isinstance(sse_position, int) and sse_position > 0:  # 0: not started yet
             positions["gateway-sse"] = sse_position
         out.extend(_sse_metrics(stats))
+        out.append(_skipped_metric())
 
         try:
             await self._advance_tally(context.store)
@@ -364,6 +367,17 @@ class GatewayMetrics:
         out.extend([consumer_position, lag])
         out.extend(_tally_metrics(snapshot))
         return out
+
+
+def _skipped_metric() -> Counter:
+    skipped = Counter(
+        "hero_rows_skipped_total",
+        "Store rows a follower in this process could not decode and stepped over.",
+        ("source",),
+    )
+    for source, count in sorted(skip_counts().items()):
+        skipped.set_total(count, source=source)
+    return skipped
 
 
 def _gauge(name: str, help: str, value: float) -> Gauge:
