@@ -20,10 +20,17 @@ from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.gateway._broadcast import broadcasting
 from hero.payments.billing import BillingService
 from hero.payments.ledger import LedgerService
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from hero.store import (
+    ANY_VERSION,
+    MemoryCheckpointStore,
+    NewEvent,
+    OutboxRelay,
+    SqliteEventStore,
+)
 from schemas import Envelope, FarmRegistered, Grid, Money, TransferKind
 from tests._poison import POISON_STREAM, insert_poison_row, insert_raw_row
 from tests.unit._gwt import T0, Market
+from tests.unit.test_outbox import ListPublisher
 from tests.unit.test_treasury_service import MovingOracle
 
 
@@ -169,4 +176,20 @@ def test_the_market_listing_skips_a_poison_row_with_a_warning(
     warning = " ".join(capsys.readouterr().err.split())
     assert f"skipped the unreadable event at position {poison}" in warning
     assert repr(POISON_STREAM) in warning
+    store.close()
+
+
+async def test_the_relay_passes_a_poison_row_on_verbatim_and_goes_on(tmp_path: Path) -> None:
+    """The relay never decodes: it forwards the row as stored (Kafka consumers dead-letter it
+    on hero.dlq) and nothing in it can stop on one."""
+    db = tmp_path / "events.db"
+    store = SqliteEventStore(db)
+    first = _farm(store, "f1")
+    poison = insert_poison_row(db)
+    later = _farm(store, "f2")
+    publisher = ListPublisher()
+    relay = OutboxRelay(store, MemoryCheckpointStore(), publisher)
+    assert await relay.drain() == 3
+    assert publisher.positions == [first, poison, later]
+    assert relay.position == later
     store.close()

@@ -3,12 +3,17 @@ reason and recorded once when a follower steps over it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
+from redis.asyncio import Redis
 
-from hero.domain.clock import ManualClock
-from hero.gateway.context import Role
+from hero.config import HeroSettings
+from hero.domain.clock import ManualClock, SystemClock
+from hero.gateway.__main__ import health_path, write_health
+from hero.gateway.context import GatewayContext, Role
 from hero.readmodels.keys import check_tenants
 from hero.store import (
     NO_STREAM,
@@ -22,7 +27,9 @@ from hero.store import (
     skip_counts,
     skip_row,
 )
-from schemas.ids import is_id, is_name
+from infra._ports import free_ports
+from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail
+from schemas.ids import Identifier, is_id, is_name
 from tests._poison import POISON_STREAM, insert_poison_row
 from tests.unit.store_contract import new_event
 
@@ -42,6 +49,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
 @pytest.mark.parametrize("value", ["farm-x\n", "farm-x\r\n", "a b;drop", "farm\x00x", "\nfarm", ""])
 def test_an_id_is_checked_as_a_whole_string(value: str) -> None:
     assert not is_id(value)
+
+
+def test_pydantic_ids_refuse_a_trailing_newline_too() -> None:
+    # what the gateway's path and query parameters and every schema use
+    with pytest.raises(ValidationError):
+        TypeAdapter(Identifier).validate_python("farm-x\n")
 
 
 def test_names_refuse_whitespace_and_control_characters() -> None:
@@ -115,3 +128,21 @@ def test_a_poison_row_decodes_to_a_reason_and_its_skip_is_kept_once(
         "invalid_envelope",
     )
     reopened.close()
+
+
+def test_hero_status_shows_the_gateway_degraded_with_its_reasons(tmp_path: Path) -> None:
+    """The gateway writes its /health status into run/gateway.health; a /health that does not
+    answer (nothing listens on this port) is itself a reason."""
+    settings = HeroSettings(data_dir=tmp_path)
+    context = GatewayContext(
+        settings=settings,
+        store=MemoryEventStore(),
+        redis=Redis.from_url("redis://127.0.0.1:1/0"),
+        clock=SystemClock(),
+    )
+    port = free_ports(1, "127.0.0.1")[0]
+    write_health(health_path(settings), port, context)
+    gateway = GatewayProcess(settings, port)
+    gateway._pid = os.getpid()  # as if adopted from stack.json: the report is this pid's
+    assert gateway_degraded(gateway)
+    assert "degraded: /health does not answer" in (gateway_detail(gateway) or "")
