@@ -1,9 +1,11 @@
 """The gateway as one FastAPI app: ``create_app(context)``.
 
 It includes the routers of the gateway modules (commands, queries, streams), bounds request
-bodies (413), serves OpenAPI at ``/openapi.json`` and an unauthenticated ``GET /health``, and
--- unless told not to -- runs the read-model :class:`~hero.readmodels.projector.Projector`
-as a background task for as long as it lives (its lifespan), so the queries follow the log.
+bodies (413), serves OpenAPI at ``/openapi.json`` and an unauthenticated ``GET /health`` (ok,
+or degraded with the reasons: see ``hero.gateway._health``), and -- unless told not to -- runs
+the read-model :class:`~hero.readmodels.projector.Projector` as a background task for as long
+as it lives (its lifespan), so the queries follow the log. A task that ends early is logged
+and /health says it stopped.
 """
 
 from __future__ import annotations
