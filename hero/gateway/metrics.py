@@ -130,8 +130,14 @@ class LogTally:
                 if row.type in _CONTRACT_EVENTS:
                     self._contract(row)
                 elif row.type in DECISION_EVENTS:
-                    self._strategy.apply(row.envelope_json)
+                    self._decision(row)
                 self.position = row.position
+
+    def _decision(self, row: RecordedEvent) -> None:
+        try:
+            self._strategy.apply(row.envelope_json)
+        except (ValueError, AttributeError, TypeError):  # a row it cannot read: count on
+            log.warning("metrics: %s at %d does not parse; not counted", row.type, row.position)
 
     def _contract(self, row: RecordedEvent) -> None:
         try:

@@ -18,6 +18,7 @@ from hero.cli.market import load_report
 from hero.domain.clock import ManualClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.gateway._broadcast import broadcasting
+from hero.gateway.metrics import LogTally
 from hero.payments.billing import BillingService
 from hero.payments.ledger import LedgerService
 from hero.store import (
@@ -25,6 +26,7 @@ from hero.store import (
     MemoryCheckpointStore,
     NewEvent,
     OutboxRelay,
+    RecordedEvent,
     SqliteEventStore,
 )
 from schemas import Envelope, FarmRegistered, Grid, Money, TransferKind
@@ -193,3 +195,11 @@ async def test_the_relay_passes_a_poison_row_on_verbatim_and_goes_on(tmp_path: P
     assert publisher.positions == [first, poison, later]
     assert relay.position == later
     store.close()
+
+
+def test_the_metrics_tally_counts_on_past_a_decision_row_it_cannot_parse() -> None:
+    broken = RecordedEvent(1, "nego-1", 1, "OfferMade", "hero.reservations", '{"strategy": ')
+    good = RecordedEvent(2, "nego-1", 2, "OfferDeclined", "hero.reservations", "{}")
+    tally = LogTally()
+    tally.apply([broken, good])
+    assert tally.position == 2
