@@ -520,6 +520,8 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
         else f"{shards} hosts, no stats",
         "caught up" if health.get("caught_up") else "not caught up",
     ]
+    if health.get("bad_records"):
+        parts.append(f"{health['bad_records']} unreadable records skipped")
     if health.get("error"):
         parts.append(f"error: {health['error']}")
     updated = health.get("updated_at")
