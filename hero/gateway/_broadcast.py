@@ -216,6 +216,7 @@ class Broadcaster:
             except Exception:  # a store hiccup must not end the streams: log, wait, retry
                 self.stats.follower_errors += 1
                 log.exception("event streams: reading the log failed; retrying")
+                position = self.stats.position  # resume after what was handed over
             self._stop.wait(self.poll_interval_s)
 
     def _follow_once(self, loop: asyncio.AbstractEventLoop, position: int) -> int:

@@ -5,6 +5,7 @@ the next event. Real SQLite stores; no server needed."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -203,3 +204,45 @@ def test_the_metrics_tally_counts_on_past_a_decision_row_it_cannot_parse() -> No
     tally = LogTally()
     tally.apply([broken, good])
     assert tally.position == 2
+
+
+class _FlakyStore(SqliteEventStore):
+    """A real SQLite store whose next read of the log by the broadcaster's follower thread
+    fails once ``fail_next`` is set."""
+
+    fail_next = False
+
+    def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        if self.fail_next and threading.current_thread().name == "hero-broadcast":
+            self.fail_next = False
+            raise OSError("the disk hiccuped")
+        return super().read_all(from_position, limit)
+
+
+async def test_the_event_streams_follower_survives_a_failed_read_and_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _FlakyStore(tmp_path / "events.db")
+    first = _farm(store, "f1")
+    async with broadcasting(store, poll_interval_s=0.01) as b:
+        got: list[int] = []
+
+        async def collect() -> None:
+            async for item in b.subscribe("hero.reservations", 0):
+                got.append(item.position)
+                if len(got) == 2:
+                    return
+
+        reader = asyncio.create_task(collect())
+        async with asyncio.timeout(10):
+            while b.position < first:  # noqa: ASYNC110 - a position to poll, not an event
+                await asyncio.sleep(0.01)
+        store.fail_next = True
+        later = _farm(store, "f2")
+        async with asyncio.timeout(10):
+            await reader
+        assert got == [first, later]
+        assert b.stats.follower_errors == 1
+        assert not b.stopped
+    assert "reading the log failed" in caplog.text
+    store.close()
