@@ -79,6 +79,9 @@ class HeroSettings(BaseSettings):
     llm_max_concurrent: int = Field(default=4, ge=1, le=256, description="calls at once")
     agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
     up_timeout_s: float = Field(default=60.0, gt=0)
+    health_max_lag: int = Field(
+        default=5000, ge=0, description="events a follower may lag the store before degraded"
+    )
     api_secret: SecretStr | None = Field(default=None, description="reserved for the gateway")
     # -- payments (treasury and billing) --
     webhook_secret: SecretStr | None = Field(

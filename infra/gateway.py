@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from hero.config import LOOPBACK, HeroSettings
 from infra.processes import _Served, settings_env
 
-__all__ = ["GATEWAY_COMMAND", "GatewayProcess", "gateway_detail", "reachable_url"]
+__all__ = [
+    "GATEWAY_COMMAND",
+    "GatewayProcess",
+    "gateway_degraded",
+    "gateway_detail",
+    "reachable_url",
+]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
@@ -79,12 +85,22 @@ def reachable_url(address: str) -> str:
     return f"http://{LOOPBACK if host.strip('[]') in _WILDCARDS else host}:{port}"
 
 
+def gateway_degraded(gateway: GatewayProcess) -> bool:
+    """True when the gateway's last report says its /health is degraded."""
+    health = gateway.health()
+    return health is not None and health.get("status") == "degraded"
+
+
 def gateway_detail(gateway: GatewayProcess) -> str | None:
-    """``http://127.0.0.1:PORT, updated 2026-...`` (OpenAPI at ``<url>/openapi.json``)."""
+    """``http://127.0.0.1:PORT, updated 2026-...`` (OpenAPI at ``<url>/openapi.json``), and
+    when /health is degraded, why."""
     health = gateway.health()
     if health is None:
         return None
     parts = [str(gateway.url)]
+    reasons = health.get("reasons")
+    if health.get("status") == "degraded" and isinstance(reasons, list):
+        parts.append("degraded: " + "; ".join(str(r) for r in reasons))
     updated = health.get("updated_at")
     if isinstance(updated, str):
         parts.append(f"updated {updated}")

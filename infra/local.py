@@ -27,7 +27,7 @@ from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
-from infra.gateway import GatewayProcess, gateway_detail, reachable_url
+from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -451,6 +451,8 @@ class LocalStack:
             detail = usage_detail(proc)
         elif isinstance(proc, GatewayProcess):
             detail = gateway_detail(proc)
+            if gateway_degraded(proc):
+                return ComponentStatus(**base, state="degraded", detail=detail)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
@@ -521,6 +523,8 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
         else f"{shards} hosts, no stats",
         "caught up" if health.get("caught_up") else "not caught up",
     ]
+    if health.get("bad_records"):
+        parts.append(f"{health['bad_records']} unreadable records skipped")
     if health.get("error"):
         parts.append(f"error: {health['error']}")
     updated = health.get("updated_at")

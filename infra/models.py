@@ -13,7 +13,7 @@ __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "U
 ComponentName = Literal[
     "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"
 ]
-ComponentState = Literal["up", "down", "external"]
+ComponentState = Literal["up", "degraded", "down", "external"]
 
 
 class ComponentStatus(BaseModel):

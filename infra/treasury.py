@@ -78,6 +78,8 @@ def treasury_detail(treasury: TreasuryProcess) -> str | None:
     ]
     if health.get("failed"):
         parts.append(f"{health['failed']} conversions failed")
+    if health.get("skipped"):
+        parts.append(f"{health['skipped']} unreadable rows skipped (hero events skipped)")
     updated = health.get("updated_at")
     if isinstance(updated, str):
         parts.append(f"updated {updated}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
@@ -20,10 +21,22 @@ __all__ = [
     "OfftakerId",
     "StreamId",
     "WorkloadId",
+    "is_id",
+    "is_name",
     "new_id",
 ]
 
+# Pydantic's regex engine reads ``$`` as the end of the text, but Python's ``re`` lets ``$``
+# match before a final newline: Python code checks with ``is_id`` (a full-string match).
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+#: A name (event type, actor): printable, no whitespace, no control characters, no NUL.
+NAME_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+#: Free text in a payload (a farm's name, a region): anything printable, spaces included, but
+#: no control characters and no NUL, which break terminals, logs and C-string consumers.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+_ID = re.compile(ID_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN, strip_whitespace=False)
@@ -39,6 +52,16 @@ OfferId = Identifier
 ContractId = Identifier
 AccountId = Identifier
 WorkloadId = Identifier
+
+
+def is_id(value: object, max_length: int = 200) -> bool:
+    """True when ``value`` is an id as a whole: a trailing newline or a NUL makes it not one."""
+    return isinstance(value, str) and len(value) <= max_length and bool(_ID.fullmatch(value))
+
+
+def is_name(value: object, max_length: int = 200) -> bool:
+    """True when ``value`` is a name (see ``NAME_PATTERN``) as a whole."""
+    return isinstance(value, str) and len(value) <= max_length and bool(_NAME.fullmatch(value))
 
 
 def new_id(prefix: str) -> str:

@@ -24,6 +24,7 @@ from hero.cli import (
     workloads,
 )
 from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
+from hero.cli import skipped as skipped_module
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -45,6 +46,7 @@ app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_module.demo)
 app.command("price")(price.price)
 app.command("replay")(replay.replay)
+events.app.command("skipped")(skipped_module.skipped)
 app.add_typer(events.app, name="events")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(market.farmer_app, name="farmer")

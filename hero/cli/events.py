@@ -7,11 +7,27 @@ import json
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.domain.clock import SystemClock
-from hero.store import ANY_VERSION, ConcurrencyConflict, NewEvent, StoreError, open_store
+from hero.store import (
+    ANY_VERSION,
+    ConcurrencyConflict,
+    NewEvent,
+    PoisonRow,
+    StoreError,
+    open_store,
+)
 from schemas import REGISTRY, Event, InvalidPayload, UnknownMessageType, new_id
 
 app = typer.Typer(help="Append events to the store and read streams back.", no_args_is_help=True)
@@ -108,7 +124,12 @@ def read(
         rows = store.read_stream(stream, from_version)
     finally:
         store.close()
-    envelopes = [row.envelope() for row in rows]
+    envelopes = []
+    for row in rows:
+        try:
+            envelopes.append(row.envelope())
+        except ValidationError as error:  # a row an older version let in: say so, go on
+            warn_skipped(row, PoisonRow("invalid_envelope", f"{error.error_count()} error(s)"))
     if as_json:
         print_json([envelope.model_dump(mode="json") for envelope in envelopes])
         return

@@ -21,7 +21,15 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.domain.clock import SystemClock
 from hero.domain.node import node_stream
 from hero.market.fleet import generate_fleet
@@ -34,7 +42,14 @@ from hero.market.views import (
     OfferRow,
     json_ready,
 )
-from hero.store import EventStore, StoreError, open_store, recorded_after
+from hero.store import (
+    EventStore,
+    PoisonRow,
+    StoreError,
+    decode_event,
+    open_store,
+    recorded_after,
+)
 from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
@@ -112,8 +127,13 @@ def load_report(
     """The market folded from the whole log; given a report, only what came after it."""
     report = report or MarketReport()
     for row in recorded_after(store, report.position, batch):
-        envelope = row.envelope()
-        report.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+        try:
+            envelope, event = decode_event(row)
+        except PoisonRow as error:
+            warn_skipped(row, error)
+            report.position = max(report.position, row.position)
+            continue
+        report.apply(envelope, event)
     return report
 
 

@@ -25,7 +25,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.cli.market import fmt_money, opened_store
 from hero.config import LOOPBACK, HeroSettings
 from hero.domain.clock import Clock, SystemClock
@@ -41,7 +49,7 @@ from hero.domain.ledger import (
 from hero.market.views import json_ready
 from hero.payments.billing import BillingReport, BillingService
 from hero.payments.ledger import read_book
-from hero.store import EventStore, StoreError, recorded_after
+from hero.store import EventStore, StoreError, readable_events, recorded_after
 from schemas import (
     FiatConverted,
     FiatPaymentReceived,
@@ -137,10 +145,9 @@ def _when(moment: datetime | None) -> str:
 
 def _rows_of_type(store: EventStore, types: set[str], batch: int = 5000) -> Iterator[Any]:
     """(envelope, event) of every recorded event of ``types``, in log order."""
-    for row in recorded_after(store, 0, batch):
-        if row.type in types:
-            envelope = row.envelope()
-            yield envelope, envelope.decode()
+    rows = recorded_after(store, 0, batch)
+    for _, envelope, event in readable_events(rows, warn_skipped, types=types):
+        yield envelope, event
 
 
 def read_payments(store: EventStore) -> list[PaymentRow]:
@@ -173,9 +180,8 @@ def payment_row(store: EventStore, payment_id: str) -> PaymentRow | None:
     from agents.treasury.service import payment_stream
 
     found: PaymentRow | None = None
-    for row in store.read_stream(payment_stream(payment_id)):
-        envelope = row.envelope()
-        event = envelope.decode()
+    rows = store.read_stream(payment_stream(payment_id))
+    for _, envelope, event in readable_events(rows, warn_skipped):
         if isinstance(event, FiatPaymentReceived):
             found = PaymentRow(
                 payment_id=event.payment_id,
@@ -204,7 +210,7 @@ def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     every currency sums to zero; a one-sided or mismatched leg is named by its transfer id.
     """
     with opened_store(data_dir) as store:
-        book = read_book(store)
+        book = read_book(store, on_skip=warn_skipped)
     ledger = book.ledger
     rows = sorted(
         (

@@ -1,9 +1,11 @@
 """``hero replay``: rebuild the read models in the running stack's Valkey from the event store.
 
-Each projection named (all by default) is wiped, documents and position in one transaction,
-and folded again from the first event. A projector already running (the gateway's) may go on
-meanwhile: the wipe moves the position it watches, so it starts over too, and the two end with
-the same documents.
+Each projection named (all by default) is folded again from the first event into a fresh
+generation of keys, which replaces the served one only once it is complete (one transaction for
+all of them); the old generation is then deleted. Until then the gateway serves the old
+documents, and a rebuild that fails leaves them serving. The gateway's projector follows the
+swap on its next pass. A row the fold cannot decode is recorded as skipped (see ``hero events
+skipped``), and the rebuild goes on.
 """
 
 from __future__ import annotations

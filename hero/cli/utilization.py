@@ -29,7 +29,15 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.cli.market import opened_store
 from hero.readmodels.workloads import (
     WorkloadLookupError,
@@ -37,7 +45,7 @@ from hero.readmodels.workloads import (
     WorkloadsView,
     read_workloads,
 )
-from hero.store import EventStore, recorded_after
+from hero.store import EventStore, readable_events, recorded_after
 from schemas import UsageRecorded, UtilizationSampled
 
 __all__ = [
@@ -171,7 +179,7 @@ def _replicas_option(
     if contract is not None and node is not None:
         return None, [SampledReplica(replica or f"{workload}-r0", contract, node)]
     with opened_store(data_dir) as store:
-        view = read_workloads(store, decisions_kept=0)
+        view = read_workloads(store, decisions_kept=0, on_skip=warn_skipped)
     try:
         return live_replicas(view, workload)
     except WorkloadLookupError as error:
@@ -393,12 +401,10 @@ async def _publish(
 
 def read_usage(store: EventStore, contract_id: str | None = None) -> Iterator[UsageRecorded]:
     """The usage facts in log order, of one contract when given."""
-    for row in recorded_after(store):
-        if row.type == "UsageRecorded":
-            fact = row.envelope().decode()
-            assert isinstance(fact, UsageRecorded)
-            if contract_id is None or fact.contract_id == contract_id:
-                yield fact
+    rows = recorded_after(store)
+    for _, _, fact in readable_events(rows, warn_skipped, types={"UsageRecorded"}):
+        if isinstance(fact, UsageRecorded) and contract_id in (None, fact.contract_id):
+            yield fact
 
 
 @usage_app.command("list")

@@ -1,9 +1,11 @@
 """The gateway as one FastAPI app: ``create_app(context)``.
 
 It includes the routers of the gateway modules (commands, queries, streams), bounds request
-bodies (413), serves OpenAPI at ``/openapi.json`` and an unauthenticated ``GET /health``, and
--- unless told not to -- runs the read-model :class:`~hero.readmodels.projector.Projector`
-as a background task for as long as it lives (its lifespan), so the queries follow the log.
+bodies (413), serves OpenAPI at ``/openapi.json`` and an unauthenticated ``GET /health`` (ok,
+or degraded with the reasons: see ``hero.gateway._health``), and -- unless told not to -- runs
+the read-model :class:`~hero.readmodels.projector.Projector` as a background task for as long
+as it lives (its lifespan), so the queries follow the log. A task that ends early is logged
+and /health says it stopped.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from fastapi import FastAPI
 
 from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
 from hero.gateway._client_rate import ClientRate
+from hero.gateway._health import health_report, watch_task
 from hero.gateway.auth import RATE_LIMITS, api_keys, declare_rate_limits, rate_limits_for
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
-from hero.gateway.scopes import PROJECTIONS
 from hero.readmodels.projector import DEFAULT_PREFIX, Projector, ReadModels
 
 __all__ = ["TITLE", "create_app"]
@@ -44,19 +46,23 @@ def create_app(
         context.extras[RATE_LIMITS] = rate_limits_for(context, prefix)
     stop = asyncio.Event()
 
+    tasks: dict[str, asyncio.Task[None]] = {}
+    context.extras["tasks"] = tasks
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task: asyncio.Task[None] | None = None
         if run_projector:
             projector = Projector(context.store, context.redis, prefix=prefix)
             context.extras["projector"] = projector
-            task = asyncio.create_task(projector.run(stop), name="read-models")
+            tasks["read-models"] = asyncio.create_task(projector.run(stop), name="read-models")
+            watch_task(tasks["read-models"], "read-models", stop)
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                await task
+            for task in tasks.values():
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task  # its end was logged by watch_task if it came early
             broadcaster = context.extras.get("broadcaster")
             if broadcaster is not None:
                 broadcaster.close()
@@ -81,13 +87,8 @@ def create_app(
     metrics.observe_http(app, context)
     declare_rate_limits(app)
 
-    @app.get("/health", tags=["health"], summary="Liveness, and how far the read models are")
+    @app.get("/health", tags=["health"], summary="ok, or degraded with the reasons")
     async def health() -> dict[str, Any]:
-        read: ReadModels = context.extras["read_models"]
-        try:
-            positions = {name: await read.position(name) for name in PROJECTIONS}
-        except Exception as error:  # Valkey away: the gateway still answers, and says so
-            return {"status": "degraded", "error": str(error)}
-        return {"status": "ok", "read_models": positions}
+        return await health_report(context, tasks, context.settings.health_max_lag)
 
     return app

@@ -20,6 +20,8 @@ Computed at scrape time (cached for ``cache_s``, a second by default):
   consumer's) for the relay, each read-model projection (``readmodels/<name>``), the gateway's
   SSE broadcaster (``gateway-sse``) and this tally (``gateway-metrics``);
 - ``hero_sse_subscribers`` and ``hero_sse_dropped_total`` from the broadcaster, when there is one;
+- ``hero_rows_skipped_total{source}``: store rows a follower in this gateway (``read-models``,
+  ``event-streams``) could not decode and stepped over (``hero events skipped`` lists them);
 - ``hero_metrics_source_up{source}``: 0 when the store, Valkey or the relay's health could not
   be read (those figures are then left out rather than reported wrong).
 """
@@ -55,7 +57,7 @@ from hero.gateway.context import GatewayContext, Principal, Role
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import ReadModels
 from hero.relay import health_path
-from hero.store import EventStore, RecordedEvent
+from hero.store import EventStore, RecordedEvent, skip_counts
 
 __all__ = [
     "HTTP_BUCKETS",
@@ -131,8 +133,14 @@ class LogTally:
                 if row.type in _CONTRACT_EVENTS:
                     self._contract(row)
                 elif row.type in DECISION_EVENTS:
-                    self._strategy.apply(row.envelope_json)
+                    self._decision(row)
                 self.position = row.position
+
+    def _decision(self, row: RecordedEvent) -> None:
+        try:
+            self._strategy.apply(row.envelope_json)
+        except (ValueError, AttributeError, TypeError):  # a row it cannot read: count on
+            log.warning("metrics: %s at %d does not parse; not counted", row.type, row.position)
 
     def _contract(self, row: RecordedEvent) -> None:
         try:
@@ -338,6 +346,7 @@ class GatewayMetrics:
         if isinstance(sse_position, int) and sse_position > 0:  # 0: not started yet
             positions["gateway-sse"] = sse_position
         out.extend(_sse_metrics(stats))
+        out.append(_skipped_metric())
 
         try:
             await self._advance_tally(context.store)
@@ -367,6 +376,17 @@ class GatewayMetrics:
         out.extend([consumer_position, lag])
         out.extend(_tally_metrics(snapshot))
         return out
+
+
+def _skipped_metric() -> Counter:
+    skipped = Counter(
+        "hero_rows_skipped_total",
+        "Store rows a follower in this process could not decode and stepped over.",
+        ("source",),
+    )
+    for source, count in sorted(skip_counts().items()):
+        skipped.set_total(count, source=source)
+    return skipped
 
 
 def _gauge(name: str, help: str, value: float) -> Gauge:

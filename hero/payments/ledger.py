@@ -41,8 +41,13 @@ from hero.store import (
     DuplicateEventId,
     EventStore,
     NewEvent,
+    PoisonRow,
+    RecordedEvent,
+    SkipHandler,
     StreamAppend,
+    readable_events,
     recorded_after,
+    skip_row,
 )
 from schemas import Event, TransferPosted
 
@@ -220,17 +225,23 @@ def _with_id(event: NewEvent, event_id: str | None) -> NewEvent:
     return event if event_id is None else dataclasses.replace(event, id=event_id)
 
 
-def read_book(store: EventStore, batch: int = 5000) -> LedgerBook:
-    """Every leg in the store matched into transfers: balances, and the unsound transfers."""
+def read_book(
+    store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None
+) -> LedgerBook:
+    """Every leg in the store matched into transfers: balances, and the unsound transfers. A
+    transfer row that does not decode goes to ``on_skip`` (a log line by default)."""
     book = LedgerBook()
-    for row in recorded_after(store, 0, batch):
-        if row.type == "TransferPosted":
-            event = row.envelope().decode()
-            assert isinstance(event, TransferPosted)
+    rows = recorded_after(store, 0, batch)
+    for row, _, event in readable_events(rows, on_skip or _log_skip, types={"TransferPosted"}):
+        if isinstance(event, TransferPosted):
             book.add(Leg(account_of_stream(row.stream), event))
     return book
 
 
-def read_ledger(store: EventStore, batch: int = 5000) -> Ledger:
+def read_ledger(store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None) -> Ledger:
     """Every account folded from the store's matched transfers (each counted once)."""
-    return read_book(store, batch).ledger
+    return read_book(store, batch, on_skip).ledger
+
+
+def _log_skip(row: RecordedEvent, error: PoisonRow) -> None:
+    skip_row(None, "ledger", row, error)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from hero.gateway.context import Principal, Role
-from schemas.ids import ID_PATTERN
+from schemas.ids import is_id
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -106,7 +105,7 @@ def check_tenants(role: Role, tenants: Iterable[str]) -> tuple[str, ...]:
     """The tenants a key of ``role`` may carry, or ValueError: a farmer key names one or more
     farms, an offtaker key exactly one offtaker, developer and admin keys none."""
     unique = tuple(dict.fromkeys(tenants))
-    bad = [t for t in unique if not re.match(ID_PATTERN, t) or len(t) > 200]
+    bad = [t for t in unique if not is_id(t)]  # the whole string: no trailing newline
     if bad:
         raise ValueError(f"not an id: {', '.join(repr(t) for t in bad)}")
     if role == Role.FARMER and not unique:

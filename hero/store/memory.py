@@ -16,6 +16,7 @@ from hero.store.port import (
     RecordedEvent,
     StreamAppend,
     check_append_arguments,
+    check_command_id,
     check_many_arguments,
 )
 
@@ -35,10 +36,12 @@ class MemoryEventStore(EventStore):
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
+        check_command_id(command_id)
         return self.append_many([StreamAppend(stream, expected_version, events)], command_id)[0]
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
         check_many_arguments(appends)
+        check_command_id(command_id)
         with self._lock:
             applied = [self._commands.get((a.stream, command_id)) for a in appends]
             if any(result is not None for result in applied):

@@ -25,9 +25,11 @@ from hero.store.port import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    SkippedRow,
     StoreError,
     StreamAppend,
     check_append_arguments,
+    check_command_id,
     check_many_arguments,
 )
 
@@ -57,6 +59,16 @@ CREATE TABLE IF NOT EXISTS commands (
     last_position  INTEGER NOT NULL,
     event_ids      TEXT NOT NULL,
     PRIMARY KEY (stream, command_id)
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    source     TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    stream     TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    skipped_at TEXT NOT NULL,
+    PRIMARY KEY (source, position)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT PRIMARY KEY,
@@ -248,6 +260,7 @@ class SqliteEventStore(EventStore):
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
+        check_command_id(command_id)
         with self._transaction() as conn:
             applied = _command_result(conn, stream, command_id)
             if applied is not None:
@@ -256,6 +269,7 @@ class SqliteEventStore(EventStore):
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
         check_many_arguments(appends)
+        check_command_id(command_id)
         with self._transaction() as conn:
             applied = [_command_result(conn, a.stream, command_id) for a in appends]
             if any(result is not None for result in applied):
@@ -316,6 +330,29 @@ class SqliteEventStore(EventStore):
     def read_event(self, event_id: str) -> RecordedEvent | None:
         found = self._conn().execute(f"{_SELECT} WHERE id = ?", (event_id,)).fetchone()
         return None if found is None else _row(found)
+
+    def record_skip(self, skip: SkippedRow) -> bool:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO skipped VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    skip.source,
+                    skip.position,
+                    skip.stream,
+                    skip.type,
+                    skip.reason,
+                    skip.detail,
+                    skip.skipped_at,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def skipped(self) -> list[SkippedRow]:
+        cursor = self._conn().execute(
+            "SELECT source, position, stream, type, reason, detail, skipped_at FROM skipped"
+            " ORDER BY position, source"
+        )
+        return [SkippedRow(*row) for row in cursor]
 
     def stream_version(self, stream: str) -> int:
         row = self._conn().execute("SELECT version FROM streams WHERE stream = ?", (stream,))

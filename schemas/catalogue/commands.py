@@ -10,7 +10,16 @@ from pydantic import AwareDatetime, Field, model_validator
 from schemas.catalogue.common import DeclineReason, NodeStatus, Sla, StrategyDecision
 from schemas.catalogue.policies import FarmerPolicy, Mandate
 from schemas.catalogue.utilization import ScaleDecided
-from schemas.ids import ContractId, FarmId, Identifier, NegotiationId, NodeId, OfferId, OfftakerId
+from schemas.ids import (
+    TEXT_PATTERN,
+    ContractId,
+    FarmId,
+    Identifier,
+    NegotiationId,
+    NodeId,
+    OfferId,
+    OfftakerId,
+)
 from schemas.messages import Command, command
 from schemas.money import Money
 from schemas.resources import Grid, Resources
@@ -58,10 +67,10 @@ class SetOfftakerMandate(Command):
 @command()
 class RegisterFarm(Command):
     farm_id: FarmId
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     grid: Grid
-    country: str = Field(min_length=2, max_length=64)
-    region: str = Field(min_length=1, max_length=64)
+    country: str = Field(min_length=2, max_length=64, pattern=TEXT_PATTERN)
+    region: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     certified: bool = False
 
 
@@ -70,8 +79,8 @@ class RegisterNode(Command):
     node_id: NodeId
     farm_id: FarmId
     grid: Grid
-    country: str = Field(min_length=2, max_length=64)
-    region: str = Field(min_length=1, max_length=64)
+    country: str = Field(min_length=2, max_length=64, pattern=TEXT_PATTERN)
+    region: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     total: Resources
     certified: bool = False
     uptime_pct: Decimal = Field(default=Decimal("99"), ge=0, le=100)
