@@ -5,12 +5,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
+from schemas.bounds import positive
 from schemas.catalogue.common import DeclineReason, NodeStatus, Sla, StrategyDecision
 from schemas.catalogue.policies import FarmerPolicy, Mandate
 from schemas.catalogue.utilization import ScaleDecided
-from schemas.ids import ContractId, FarmId, Identifier, NegotiationId, NodeId, OfferId, OfftakerId
+from schemas.ids import (
+    ContractId,
+    FarmId,
+    NegotiationId,
+    NodeId,
+    OfferId,
+    OfftakerId,
+    WorkloadId,
+)
 from schemas.messages import Command, command
 from schemas.money import Money
 from schemas.resources import Grid, Resources
@@ -88,7 +97,7 @@ class ChangeNodeStatus(Command):
 class IssueRfq(Command):
     negotiation_id: NegotiationId
     offtaker_id: OfftakerId
-    workload_id: Identifier
+    workload_id: WorkloadId
     resources: Resources
     replicas: int = Field(ge=1)
     regions: list[str] = Field(default_factory=list)
@@ -99,6 +108,11 @@ class IssueRfq(Command):
     deadline: AwareDatetime
     invited_farms: list[FarmId] = Field(default_factory=list)
     certified_only: bool = False
+
+    @field_validator("max_price_cu_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -117,6 +131,11 @@ class MakeOffer(Command):
     decision: StrategyDecision | None = Field(
         default=None, description="which strategy decided, and why"
     )
+
+    @field_validator("price_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -152,6 +171,11 @@ class CounterOffer(Command):
     decision: StrategyDecision | None = Field(
         default=None, description="which strategy decided, and why"
     )
+
+    @field_validator("price_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -231,6 +255,11 @@ class ReceiveFiatPayment(Command):
     offtaker_id: OfftakerId
     amount: Money
 
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
+
 
 @command()
 class PayOutFarmer(Command):
@@ -238,6 +267,11 @@ class PayOutFarmer(Command):
 
     farm_id: FarmId
     amount: Money
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -247,6 +281,11 @@ class RefundOfftaker(Command):
     offtaker_id: OfftakerId
     amount: Money
     reason: str = Field(min_length=1, max_length=200)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from schemas.bounds import non_negative, positive
 from schemas.catalogue.common import Negotiator, Sla, Value
 from schemas.exact import ExactModel
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
@@ -53,6 +54,16 @@ class FarmerPolicy(Value):
     negotiator: Negotiator = Field(
         default=Negotiator.RULE, description="llm: a language model moves within the policy"
     )
+
+    @field_validator("price_cu_hour")
+    @classmethod
+    def _positive_price(cls, value: Money | None, info: ValidationInfo) -> Money | None:
+        return positive(value, info)
+
+    @field_validator("price_su_hour", "floor_cu_hour")
+    @classmethod
+    def _non_negative_price(cls, value: Money | None, info: ValidationInfo) -> Money | None:
+        return non_negative(value, info)
 
     @model_validator(mode="after")
     def _priced(self) -> FarmerPolicy:
@@ -161,6 +172,13 @@ class Mandate(Value):
     negotiator: Negotiator = Field(
         default=Negotiator.RULE, description="llm: a language model moves within the mandate"
     )
+
+    @field_validator("budget_month", "max_price_cu_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        # Nothing can be bought with a budget or a price ceiling at or below zero: its agent
+        # would ask the market again and again in vain.
+        return positive(value, info)
 
     @model_validator(mode="after")
     def _usd(self) -> Mandate:
