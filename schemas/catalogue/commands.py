@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, mode
 
 from schemas.bounds import positive
 from schemas.catalogue.common import DeclineReason, NodeStatus, Sla, StrategyDecision
-from schemas.catalogue.policies import FarmerPolicy, Mandate
+from schemas.catalogue.policies import MAX_REPLICAS, MAX_TERM_HOURS, FarmerPolicy, Mandate
 from schemas.catalogue.utilization import ScaleDecided
 from schemas.ids import (
     ContractId,
@@ -99,12 +99,12 @@ class IssueRfq(Command):
     offtaker_id: OfftakerId
     workload_id: WorkloadId
     resources: Resources
-    replicas: int = Field(ge=1)
+    replicas: int = Field(ge=1, le=MAX_REPLICAS)
     regions: list[str] = Field(default_factory=list)
     grids: list[Grid]
     min_uptime_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
     max_price_cu_hour: Money
-    term_hours: int = Field(gt=0)
+    term_hours: int = Field(gt=0, le=MAX_TERM_HOURS)
     deadline: AwareDatetime
     invited_farms: list[FarmId] = Field(default_factory=list)
     certified_only: bool = False
@@ -124,7 +124,7 @@ class MakeOffer(Command):
     farm_id: FarmId
     node_id: NodeId
     price_hour: Money
-    term_hours: int = Field(gt=0)
+    term_hours: int = Field(gt=0, le=MAX_TERM_HOURS)
     sla: Sla
     firm: bool = True
     expires_at: AwareDatetime
