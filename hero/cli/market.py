@@ -21,7 +21,15 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    checked_id,
+    console,
+    fail,
+    print_json,
+    settings_for,
+)
 from hero.domain.clock import SystemClock
 from hero.domain.node import node_stream
 from hero.market.fleet import generate_fleet
@@ -53,6 +61,7 @@ from schemas import (
     SetOfftakerMandate,
     new_id,
 )
+from schemas.ids import FarmId, NodeId, OfftakerId
 
 __all__ = [
     "contracts_app",
@@ -348,7 +357,7 @@ def describe_policy(policy: FarmerPolicy) -> str:
 
 @policy_app.command("set")
 def policy_set(
-    farm: Annotated[str, typer.Argument(help="the farm's id")],
+    farm: Annotated[str, typer.Argument(help="the farm's id", callback=checked_id(FarmId))],
     file: Annotated[
         Path | None, typer.Option("--file", help="the policy as JSON (FarmerPolicy); - for stdin")
     ] = None,
@@ -432,7 +441,7 @@ def _known_offer(report: MarketReport, offer_id: str) -> OfferRow:
 
 @farmer_app.command("approvals")
 def approvals(
-    farm: Annotated[str, typer.Argument(help="the farm's id")],
+    farm: Annotated[str, typer.Argument(help="the farm's id", callback=checked_id(FarmId))],
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
@@ -532,7 +541,9 @@ def _done(as_json: bool, offer: OfferRow, outcome: str, message: str) -> None:
 
 @mandate_app.command("set")
 def mandate_set(
-    offtaker: Annotated[str, typer.Argument(help="the offtaker's id")],
+    offtaker: Annotated[
+        str, typer.Argument(help="the offtaker's id", callback=checked_id(OfftakerId))
+    ],
     file: Annotated[
         Path, typer.Option("--file", help="the mandate as JSON (Mandate); - for stdin")
     ],
@@ -594,7 +605,7 @@ def nodes_list(
 
 @nodes_app.command("status")
 def nodes_status(
-    node: Annotated[str, typer.Argument(help="the node id")],
+    node: Annotated[str, typer.Argument(help="the node id", callback=checked_id(NodeId))],
     status: Annotated[NodeStatus, typer.Argument(help="up, down or standby")],
     reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "by hand",
     data_dir: DataDir = None,
