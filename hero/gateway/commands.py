@@ -8,9 +8,12 @@ written before all of that has passed.
 
 The command id is fresh, or ``gw.<key id>.<Idempotency-Key>`` when the client sends that
 header: a retried request is applied once, and its repeat answers 409 ``duplicate_request``.
-Payouts and refunds need the header (428 ``idempotency_key_required`` without it), as payment
-providers do: a repeat answers the first result again (201, the same body), and the key reused
-for another amount or account is 422 ``idempotency_key_reused`` (:mod:`hero.payments.payouts`).
+A key sent again with another request (another body, offer, node or account) is 422
+``idempotency_key_reused``: the first request's fingerprint is kept a day in Valkey
+(:mod:`hero.readmodels.idempotency`). Payouts and refunds need the header (428
+``idempotency_key_required`` without it), as payment providers do: a repeat answers the first
+result again (201, the same body), and the store itself refuses the key for another amount,
+account or kind, for ever (:mod:`hero.payments.payouts`).
 
 The role a route needs is checked before anything is looked up: a key that may never do it is
 403, whether or not the offer or node exists.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Header, status
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +35,7 @@ from hero.gateway.context import GatewayContext, Principal, Role
 from hero.market.service import CommandRejected, HandleResult, MarketService
 from hero.payments.ledger import LedgerService, PostResult
 from hero.payments.payouts import KEY_REUSED, pay_out, refund
+from hero.readmodels.idempotency import IdempotencyKeys, fingerprint
 from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
@@ -163,8 +168,24 @@ def router(context: GatewayContext) -> APIRouter:
     )
     ledger = LedgerService(store, context.clock, actor="gateway")
     context.extras.setdefault("market", market)
+    keys = IdempotencyKeys(context.redis)
+
+    def same_request(principal: Principal, command: Command) -> None:
+        """Refuse a client's key sent before with another request (called from the route's
+        worker thread; Valkey's client lives on the event loop)."""
+        if not command.command_id.startswith(f"gw.{principal.key_id}."):
+            return  # no Idempotency-Key: a fresh command id
+        request = fingerprint(command.TYPE, command.model_dump_json(exclude={"command_id"}))
+        if not from_thread.run(keys.claim, command.command_id, request):
+            refuse(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                KEY_REUSED,
+                "this Idempotency-Key was sent before with another request; nothing written "
+                "(use a new key for a new request)",
+            )
 
     def send(principal: Principal, command: Command) -> dict[str, Any]:
+        same_request(principal, command)
         try:
             result: HandleResult = market.handle(command, actor=f"gateway:{principal.key_id}")
         except CommandRejected as error:
@@ -294,6 +315,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     def post_out(principal: Principal, command: PayOutFarmer | RefundOfftaker) -> dict[str, Any]:
         actor = f"gateway:{principal.key_id}"
+        same_request(principal, command)
         try:
             result: PostResult = (
                 pay_out(ledger, command, actor=actor)

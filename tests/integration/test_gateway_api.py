@@ -199,6 +199,22 @@ def test_a_farmer_sets_its_farms_policy_once_per_idempotency_key(world: World) -
     assert world.store.stream_version(farm_stream(FARM_A)) == version
 
 
+def test_an_idempotency_key_sent_again_with_another_request_is_refused(world: World) -> None:
+    """It was taken for the first request's repeat (409 duplicate_request) or, on another
+    offer or node, applied again."""
+    headers = {"Idempotency-Key": f"reuse-{RUN}"}
+    path = f"/v1/farms/{FARM_A}/policy"
+    first = world.call("farmer_a", "PUT", path, json={"policy": POLICY}, headers=headers)
+    assert first.status_code == 200, first.text
+    position = world.store.current_position()
+    other = {"policy": {**POLICY, "price_cu_hour": {"amount": "0.03", "currency": "USD"}}}
+    reused = world.call("farmer_a", "PUT", path, json=other, headers=headers)
+    assert (reused.status_code, error_of(reused)) == (422, "idempotency_key_reused"), reused.text
+    again = world.call("farmer_a", "PUT", path, json={"policy": POLICY}, headers=headers)
+    assert (again.status_code, error_of(again)) == (409, "duplicate_request")
+    assert gateway_writes_since(world, position) == []
+
+
 def test_a_farmer_cannot_set_another_farms_policy(world: World) -> None:
     position = world.store.current_position()
     version = world.store.stream_version(farm_stream(FARM_B))
@@ -277,7 +293,9 @@ def test_payouts_and_refunds_are_for_admins(world: World) -> None:
     key = {"Idempotency-Key": f"empty-{RUN}"}
     answer = world.call("admin", "POST", "/v1/payouts", json=payout, headers=key)
     assert (answer.status_code, error_of(answer)) == (409, "insufficient_funds"), answer.text
-    answer = world.call("admin", "POST", "/v1/refunds", json=refund, headers=key)
+    answer = world.call(
+        "admin", "POST", "/v1/refunds", json=refund, headers={"Idempotency-Key": f"e2-{RUN}"}
+    )
     assert (answer.status_code, error_of(answer)) == (409, "insufficient_funds"), answer.text
     bad = world.call(
         "admin",
@@ -330,9 +348,12 @@ def test_a_repeated_payout_or_refund_answers_the_first_result_and_pays_once(
     again = world.call("admin", "POST", path, json=request, headers=key)
     assert (again.status_code, again.json()) == (201, first.json())
     # The same key for another amount is refused, naming the reason; nothing written.
-    other = {**request, "amount": {"amount": "5", "currency": "TFT"}}
-    reused = world.call("admin", "POST", path, json=other, headers=key)
-    assert (reused.status_code, error_of(reused)) == (422, "idempotency_key_reused"), reused.text
+    changes: list[dict[str, Any]] = [{"amount": {"amount": "5", "currency": "TFT"}}]
+    if "reason" in body:
+        changes.append({"reason": "another reason"})
+    for change in changes:
+        reused = world.call("admin", "POST", path, json={**request, **change}, headers=key)
+        assert (reused.status_code, error_of(reused)) == (422, "idempotency_key_reused"), change
     assert world.store.current_position() == position
     legs = [
         row
