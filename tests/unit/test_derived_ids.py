@@ -24,6 +24,8 @@ from hero.domain.ledger import AccountKind, account_id, account_stream
 from hero.domain.negotiation import contract_id_for, negotiation_stream
 from hero.domain.node import node_stream
 from hero.domain.usage import usage_stream
+from hero.gateway.commands import command_id_for
+from hero.gateway.context import Principal, Role
 from hero.market.service import farm_stream, offtaker_stream, scaling_stream
 from hero.payments.billing import billing_stream
 from hero.store import MemoryEventStore
@@ -60,6 +62,7 @@ MAX_INDEX = 9_999
 #: Holds a farmer sweeps from one node at once, and the longest hour stamps of billing.
 MAX_SWEPT = 999_999
 HOUR = datetime(2026, 12, 31, 23, tzinfo=UTC)
+GATEWAY_COMMAND = command_id_for(Principal("0123456789abcdef", Role.ADMIN), "k" * 150, "x")
 
 _FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _REST = _FIRST + "._:@-"
@@ -122,6 +125,9 @@ def derived(o: str, w: str, f: str, d: str, number: int, index: int, swept: int)
         "grace cancel": f"grace-cancel-{contract}",
         "usage fact": f"usage-{contract}-{HOUR:%Y%m%dT%H}",
         "balance low": f"balance-low-{account_id(AccountKind.OFFTAKER, o)}-{HOUR:%Y%m%dT%H}",
+        # hero/gateway/commands.py: a client's Idempotency-Key (at most 150) under its key id,
+        # and the longest suffix the market service adds to a command id
+        "gateway command released": f"{GATEWAY_COMMAND}:release",
     }
 
 
