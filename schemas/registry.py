@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from schemas.bounds import RECORDED
 from schemas.topics import Topic
 
 if TYPE_CHECKING:
@@ -171,17 +172,26 @@ class SchemaRegistry:
 
     def decode(self, type_name: str, version: int, payload: Mapping[str, Any]) -> Message:
         """Upcast ``payload`` to the current version and validate it into its class."""
-        entry = self.entry(type_name)
-        _, data = self.upcast(type_name, version, payload)
-        try:
-            return entry.model.model_validate(data)
-        except ValidationError as error:
-            raise InvalidPayload.from_validation(type_name, error) from None
+        return self._validated(type_name, version, payload, RECORDED)
 
     def validate(self, type_name: str, payload: Mapping[str, Any]) -> Message:
         """Validate a payload written at the current version (for new events and commands)."""
         entry = self.entry(type_name)
-        return self.decode(type_name, entry.version, payload)
+        return self._validated(type_name, entry.version, payload, None)
+
+    def _validated(
+        self,
+        type_name: str,
+        version: int,
+        payload: Mapping[str, Any],
+        context: dict[str, Any] | None,
+    ) -> Message:
+        entry = self.entry(type_name)
+        _, data = self.upcast(type_name, version, payload)
+        try:
+            return entry.model.model_validate(data, context=context)
+        except ValidationError as error:
+            raise InvalidPayload.from_validation(type_name, error) from None
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """One JSON Schema per type, annotated with its kind, topic and version."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -50,3 +52,19 @@ def warn_skipped(row: RecordedEvent, error: PoisonRow) -> None:
         " `hero events skipped` lists the rows the followers skipped",
         soft_wrap=True,
     )
+
+
+def checked_id(kind: Any) -> Callable[[str | None], str | None]:
+    """A typer callback refusing an id that ``kind`` (``schemas.ids``) refuses: exit 2 naming
+    the argument and the limit, before anything is read or written."""
+    adapter: TypeAdapter[str] = TypeAdapter(kind)
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as error:
+            raise typer.BadParameter(error.errors()[0]["msg"]) from None
+
+    return check

@@ -24,6 +24,7 @@ from rich.table import Table
 from hero.cli._common import (
     AsJson,
     DataDir,
+    checked_id,
     console,
     fail,
     print_json,
@@ -68,6 +69,7 @@ from schemas import (
     SetOfftakerMandate,
     new_id,
 )
+from schemas.ids import FarmId, NodeId, OfftakerId
 
 __all__ = [
     "contracts_app",
@@ -368,7 +370,7 @@ def describe_policy(policy: FarmerPolicy) -> str:
 
 @policy_app.command("set")
 def policy_set(
-    farm: Annotated[str, typer.Argument(help="the farm's id")],
+    farm: Annotated[str, typer.Argument(help="the farm's id", callback=checked_id(FarmId))],
     file: Annotated[
         Path | None, typer.Option("--file", help="the policy as JSON (FarmerPolicy); - for stdin")
     ] = None,
@@ -452,7 +454,7 @@ def _known_offer(report: MarketReport, offer_id: str) -> OfferRow:
 
 @farmer_app.command("approvals")
 def approvals(
-    farm: Annotated[str, typer.Argument(help="the farm's id")],
+    farm: Annotated[str, typer.Argument(help="the farm's id", callback=checked_id(FarmId))],
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
@@ -552,7 +554,9 @@ def _done(as_json: bool, offer: OfferRow, outcome: str, message: str) -> None:
 
 @mandate_app.command("set")
 def mandate_set(
-    offtaker: Annotated[str, typer.Argument(help="the offtaker's id")],
+    offtaker: Annotated[
+        str, typer.Argument(help="the offtaker's id", callback=checked_id(OfftakerId))
+    ],
     file: Annotated[
         Path, typer.Option("--file", help="the mandate as JSON (Mandate); - for stdin")
     ],
@@ -614,7 +618,7 @@ def nodes_list(
 
 @nodes_app.command("status")
 def nodes_status(
-    node: Annotated[str, typer.Argument(help="the node id")],
+    node: Annotated[str, typer.Argument(help="the node id", callback=checked_id(NodeId))],
     status: Annotated[NodeStatus, typer.Argument(help="up, down or standby")],
     reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "by hand",
     data_dir: DataDir = None,

@@ -28,6 +28,7 @@ from rich.table import Table
 from hero.cli._common import (
     AsJson,
     DataDir,
+    checked_id,
     console,
     fail,
     print_json,
@@ -57,6 +58,7 @@ from schemas import (
     PayOutFarmer,
     RefundOfftaker,
 )
+from schemas.ids import CommandId, FarmId, OfftakerId
 
 __all__ = [
     "AccountRow",
@@ -570,9 +572,25 @@ def payments_serve(
 
 def _tft(amount: str) -> Money:
     try:
-        return Money.of(amount, "TFT")
+        money = Money.of(amount, "TFT")
     except (ValueError, TypeError) as error:
         fail(f"AMOUNT must be a TFT amount such as 12.5 (7 places at most): {error}")
+    if money.amount <= 0:
+        fail(f"AMOUNT must be above zero, got {amount}; nothing written")
+    return money
+
+
+#: Money leaving the grid is sent with an id of the caller's, like a payment provider's
+#: idempotency key: a retry with the same id pays once, the same id for another request is
+#: refused.
+CommandIdOption = Annotated[
+    str,
+    typer.Option(
+        help="required: the request's idempotency key; repeat it to retry safely",
+        callback=checked_id(CommandId),
+        show_default=False,
+    ),
+]
 
 
 def _send_out(
@@ -601,37 +619,31 @@ def _send_out(
 
 @payments_app.command("payout")
 def payments_payout(
-    farm: Annotated[str, typer.Argument(help="the farm whose TFT goes out")],
+    farm: Annotated[
+        str, typer.Argument(help="the farm whose TFT goes out", callback=checked_id(FarmId))
+    ],
     amount: Annotated[str, typer.Argument(help="TFT, e.g. 12.5")],
-    command_id: Annotated[
-        str | None, typer.Option(help="repeat it to retry safely [default: a new id]")
-    ] = None,
+    command_id: CommandIdOption,
     data_dir: DataDir = None,
 ) -> None:
     """Pay a farmer's TFT out of the grid (to its Stellar address); once per command id."""
-    from schemas import new_id
-
-    command = PayOutFarmer(
-        command_id=command_id or new_id("payout"), farm_id=farm, amount=_tft(amount)
-    )
+    command = PayOutFarmer(command_id=command_id, farm_id=farm, amount=_tft(amount))
     _send_out(data_dir, command, "payout", f"farmer.{farm}.TFT")
 
 
 @payments_app.command("refund")
 def payments_refund(
-    offtaker: Annotated[str, typer.Argument(help="the offtaker refunded")],
+    offtaker: Annotated[
+        str, typer.Argument(help="the offtaker refunded", callback=checked_id(OfftakerId))
+    ],
     amount: Annotated[str, typer.Argument(help="TFT, e.g. 12.5")],
     reason: Annotated[str, typer.Option(help="why, recorded with the refund")],
-    command_id: Annotated[
-        str | None, typer.Option(help="repeat it to retry safely [default: a new id]")
-    ] = None,
+    command_id: CommandIdOption,
     data_dir: DataDir = None,
 ) -> None:
     """Return an offtaker's TFT to the outside world; once per command id."""
-    from schemas import new_id
-
     command = RefundOfftaker(
-        command_id=command_id or new_id("refund"),
+        command_id=command_id,
         offtaker_id=offtaker,
         amount=_tft(amount),
         reason=reason,

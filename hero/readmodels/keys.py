@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from hero.gateway.context import Principal, Role
-from schemas.ids import is_id
+from schemas.ids import FARM_ID_MAX, ID_MAX, OFFTAKER_ID_MAX, is_id
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -39,6 +39,8 @@ DEFAULT_PREFIX = "hero"
 KEY_SCHEME = "hero"
 SECRET_BYTES = 32
 _KEY_ID_HEX = 16
+# A key's tenants are the ids its requests name: no longer than those may be.
+_TENANT_MAX = {Role.FARMER: FARM_ID_MAX, Role.OFFTAKER: OFFTAKER_ID_MAX}
 # Compared against when the key id is unknown, so that the answer takes as long either way.
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
@@ -108,6 +110,9 @@ def check_tenants(role: Role, tenants: Iterable[str]) -> tuple[str, ...]:
     bad = [t for t in unique if not is_id(t)]  # the whole string: no trailing newline
     if bad:
         raise ValueError(f"not an id: {', '.join(repr(t) for t in bad)}")
+    longest = _TENANT_MAX.get(role, ID_MAX)
+    if any(len(t) > longest for t in unique):
+        raise ValueError(f"{role.value} ids have at most {longest} characters (schemas.ids)")
     if role == Role.FARMER and not unique:
         raise ValueError("a farmer key needs one or more farm ids (--tenant FARM)")
     if role == Role.OFFTAKER and len(unique) != 1:

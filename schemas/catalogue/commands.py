@@ -5,20 +5,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
+from schemas.bounds import positive
 from schemas.catalogue.common import DeclineReason, NodeStatus, Sla, StrategyDecision
-from schemas.catalogue.policies import FarmerPolicy, Mandate
+from schemas.catalogue.policies import MAX_REPLICAS, MAX_TERM_HOURS, FarmerPolicy, Mandate
 from schemas.catalogue.utilization import ScaleDecided
 from schemas.ids import (
     TEXT_PATTERN,
     ContractId,
     FarmId,
-    Identifier,
     NegotiationId,
     NodeId,
     OfferId,
     OfftakerId,
+    WorkloadId,
 )
 from schemas.messages import Command, command
 from schemas.money import Money
@@ -97,17 +98,22 @@ class ChangeNodeStatus(Command):
 class IssueRfq(Command):
     negotiation_id: NegotiationId
     offtaker_id: OfftakerId
-    workload_id: Identifier
+    workload_id: WorkloadId
     resources: Resources
-    replicas: int = Field(ge=1)
+    replicas: int = Field(ge=1, le=MAX_REPLICAS)
     regions: list[str] = Field(default_factory=list)
     grids: list[Grid]
     min_uptime_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
     max_price_cu_hour: Money
-    term_hours: int = Field(gt=0)
+    term_hours: int = Field(gt=0, le=MAX_TERM_HOURS)
     deadline: AwareDatetime
     invited_farms: list[FarmId] = Field(default_factory=list)
     certified_only: bool = False
+
+    @field_validator("max_price_cu_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -119,13 +125,18 @@ class MakeOffer(Command):
     farm_id: FarmId
     node_id: NodeId
     price_hour: Money
-    term_hours: int = Field(gt=0)
+    term_hours: int = Field(gt=0, le=MAX_TERM_HOURS)
     sla: Sla
     firm: bool = True
     expires_at: AwareDatetime
     decision: StrategyDecision | None = Field(
         default=None, description="which strategy decided, and why"
     )
+
+    @field_validator("price_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -161,6 +172,11 @@ class CounterOffer(Command):
     decision: StrategyDecision | None = Field(
         default=None, description="which strategy decided, and why"
     )
+
+    @field_validator("price_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -240,6 +256,11 @@ class ReceiveFiatPayment(Command):
     offtaker_id: OfftakerId
     amount: Money
 
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
+
 
 @command()
 class PayOutFarmer(Command):
@@ -247,6 +268,11 @@ class PayOutFarmer(Command):
 
     farm_id: FarmId
     amount: Money
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -256,6 +282,11 @@ class RefundOfftaker(Command):
     offtaker_id: OfftakerId
     amount: Money
     reason: str = Field(min_length=1, max_length=200)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
