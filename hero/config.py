@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -54,6 +54,18 @@ class HeroSettings(BaseSettings):
     kafka_bootstrap: str | None = Field(default=None, description="host:port[,host:port]")
     redis_url: str | None = Field(default=None, description="redis://host:port/db")
     ray_address: str | None = Field(default=None, description="an existing Ray cluster")
+    broker: Literal["tansu", "kafka"] = Field(
+        default="tansu",
+        description="the broker `hero up` runs (tansu: embedded, memory only; kafka: Apache "
+        "Kafka, its log in the data dir), or, with HERO_KAFKA_BOOTSTRAP, the kind it points at",
+    )
+    kafka_home: Path | None = Field(
+        default=None,
+        description="an unpacked Apache Kafka distribution; unset: fetched once with Maven",
+    )
+    cache_dir: Path = Field(
+        default=Path("~/.cache/hero"), description="downloads kept between runs (Kafka's jars)"
+    )
     kafka_partitions: int = Field(default=3, ge=1, le=64)
     kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
     relay_batch_size: int = Field(default=1000, ge=1, le=50_000)

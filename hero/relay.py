@@ -63,6 +63,7 @@ async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
         settings.kafka_bootstrap,
         partitions=settings.kafka_partitions,
         purge_on_reset=settings.relay_purge_on_refill,
+        idempotent=settings.broker == "kafka",
     )
     health = _HealthFile(health_path(settings))
     relay = OutboxRelay(

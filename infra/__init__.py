@@ -1,5 +1,5 @@
-"""The embedded local stack: Tansu broker, Valkey, a Ray head, the relay, the treasury, the
-usage worker, the gateway and the agent hosts.
+"""The embedded local stack: a broker (Tansu, or Apache Kafka with ``HERO_BROKER=kafka``),
+Valkey, a Ray head, the relay, the treasury, the usage worker, the gateway and the agent hosts.
 
 Start with :class:`LocalStack` (``up``/``down``/``status``/``endpoints``); the single
 servers in :mod:`infra.processes` are usable on their own in tests.
@@ -7,6 +7,7 @@ servers in :mod:`infra.processes` are usable on their own in tests.
 
 from infra.errors import ComponentError, StackError
 from infra.gateway import GATEWAY_COMMAND, GatewayProcess
+from infra.kafka import KafkaProcess
 from infra.local import COMPONENTS, LocalStack
 from infra.models import ComponentStatus, Endpoints, UpReport
 from infra.processes import (
@@ -36,6 +37,7 @@ __all__ = [
     "ComponentStatus",
     "Endpoints",
     "GatewayProcess",
+    "KafkaProcess",
     "LocalStack",
     "ManagedProcess",
     "RayHead",

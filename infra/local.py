@@ -18,16 +18,19 @@ import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 from hero.config import LOOPBACK, HeroSettings, mask_url
 from hero.log.topics import TopicAdmin
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
+from infra._kafka_dist import kafka_classpath
 from infra._ports import free_ports, port_is_free
 from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
+from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -80,6 +83,7 @@ class LocalStack:
 
     def up(self) -> UpReport:
         """Start what is not running yet; a running stack is reported and left untouched."""
+        self._fetch_kafka()
         began = time.monotonic()
         make_private(self.data_dir)
         with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
@@ -149,6 +153,7 @@ class LocalStack:
                 )
         return Endpoints(
             kafka_bootstrap=external.get("broker") or _address(records, "broker"),
+            broker=self._broker_kind(records),
             redis_url=external.get("valkey") or self._redis_url(records["valkey"]),
             ray_address=external.get("ray") or _address(records, "ray"),
             store_url=self.settings.effective_store_url,
@@ -156,6 +161,14 @@ class LocalStack:
             gateway_url=_url_of_record(state, "gateway"),
             ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
         )
+
+    def _broker_kind(self, records: dict[str, ProcessRecord]) -> Literal["tansu", "kafka"]:
+        """The running broker's kind as started (stack.json), or HERO_BROKER's for an
+        external one."""
+        record = records.get("broker")
+        if record is None:
+            return self.settings.broker
+        return "kafka" if record.extra.get("kind") == BROKER_KIND_KAFKA else "tansu"
 
     def _state_for_endpoints(self, *, required: bool) -> StackState | None:
         if required:
@@ -232,6 +245,7 @@ class LocalStack:
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
                 kafka_bootstrap=bootstrap,
+                broker=self.settings.broker,
                 redis_url=redis_url,
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,
@@ -267,11 +281,32 @@ class LocalStack:
             endpoints=self._endpoints_or_none(),
         )
 
+    def _fetch_kafka(self) -> None:
+        """Apache Kafka's jars, fetched with Maven on a machine's first ``up --broker kafka``:
+        before the clock of HERO_UP_TIMEOUT_S starts, as it may take a minute or more."""
+        if self.settings.broker == "kafka" and not self.settings.kafka_bootstrap:
+            kafka_classpath(self.settings.kafka_home, self.settings.cache_dir)
+
+    def _broker(self, port: int | None) -> ManagedProcess:
+        if self.settings.broker == "kafka":
+            return self._kafka(port)
+        return BrokerProcess(self.data_dir, port, host=LOOPBACK)
+
+    def _kafka(self, port: int | None) -> KafkaProcess:
+        settings = self.settings
+        return KafkaProcess(
+            self.data_dir,
+            port,
+            host=LOOPBACK,
+            kafka_home=settings.kafka_home,
+            cache_dir=settings.cache_dir,
+        )
+
     def _server(self, name: ComponentName, port: int) -> ManagedProcess:
         # Internal: loopback only, even when the gateway listens on every interface.
         host = LOOPBACK
         if name == "broker":
-            return BrokerProcess(self.data_dir, port, host=host)
+            return self._broker(port)
         if name == "valkey":
             return ValkeyProcess(self.data_dir, port, host=host)
         return RayHead(self.data_dir, port, host=host)
@@ -357,7 +392,11 @@ class LocalStack:
         proc: ManagedProcess
         host = LOOPBACK
         if name == "broker":
-            proc = BrokerProcess(self.data_dir, record.port, host=host)
+            # What was started decides, not today's HERO_BROKER: `down` stops what `up` ran.
+            if record.extra.get("kind") == BROKER_KIND_KAFKA:
+                proc = self._kafka(record.port)
+            else:
+                proc = BrokerProcess(self.data_dir, record.port, host=host)
         elif name == "valkey":
             proc = ValkeyProcess(self.data_dir, record.port, host=host)
         elif name == "ray":

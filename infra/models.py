@@ -28,6 +28,11 @@ class Endpoints(BaseModel):
     """Where a client finds each piece, embedded or external."""
 
     kafka_bootstrap: str
+    broker: Literal["tansu", "kafka"] = Field(
+        default="tansu",
+        description="what kafka_bootstrap is: Tansu, or Apache Kafka (exact end offsets, "
+        "idempotent producers)",
+    )
     redis_url: str
     ray_address: str
     store_url: str

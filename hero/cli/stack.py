@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
@@ -21,9 +23,28 @@ def _table(components: list[ComponentStatus]) -> Table:
     return table
 
 
-def up(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+class Broker(StrEnum):
+    tansu = "tansu"
+    kafka = "kafka"
+
+
+def up(
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+    broker: Annotated[
+        Broker | None,
+        typer.Option(
+            "--broker",
+            help="tansu (embedded, memory only) or kafka (Apache Kafka, its log kept in the "
+            "data dir) [default: HERO_BROKER, else tansu]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents); wait for health."""
     settings = settings_for(data_dir)
+    if broker is not None:
+        settings = settings.model_copy(update={"broker": broker.value})
     try:
         report = LocalStack(settings).up()
     except StackError as error:

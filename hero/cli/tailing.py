@@ -136,13 +136,18 @@ def tail_command(
     if types is not None:
         fail("--types works with --via gateway only", code=2)
     try:
-        bootstrap = LocalStack(settings_for(data_dir)).endpoints().kafka_bootstrap
+        endpoints = LocalStack(settings_for(data_dir)).endpoints()
     except StackError as error:
         fail(str(error), code=1)
 
     async def follow() -> None:
         async for record in tail(
-            bootstrap, topic, start=start.value, limit=limit, idle_timeout_s=idle_timeout
+            endpoints.kafka_bootstrap,
+            topic,
+            start=start.value,
+            limit=limit,
+            idle_timeout_s=idle_timeout,
+            end_offsets=endpoints.broker == "kafka",
         ):
             if as_json:
                 typer.echo(

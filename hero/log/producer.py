@@ -1,7 +1,9 @@
 """Publishing to Kafka: the relay's publisher, over aiokafka.
 
-No idempotent or transactional producer (the embedded broker does not support them with
-aiokafka), so order per stream is kept here: a stream's records go to one partition (by their
+On Apache Kafka the relay's producer is idempotent: a batch the broker appended but whose
+acknowledgement was lost is not appended twice when aiokafka retries it. Tansu does not
+support that with aiokafka, so there duplicates are possible, and on both order per stream is
+kept here: a stream's records go to one partition (by their
 key, with Kafka's default partitioner), each partition's records leave as explicit batches,
 and a partition's next batch is sent only once the one before it is acknowledged. A batch is
 appended whole or not at all; a failed one fails the publish before anything after it is
@@ -32,11 +34,14 @@ __all__ = ["KafkaPublisher", "new_producer"]
 _PARTITIONER = DefaultPartitioner()
 
 
-def new_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafkaProducer:
+def new_producer(
+    bootstrap: str, *, request_timeout_ms: int = 10_000, idempotent: bool = False
+) -> AIOKafkaProducer:
+    """``idempotent`` only on Apache Kafka (the embedded Tansu refuses it)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=idempotent,
         linger_ms=5,
         max_batch_size=1_048_576,
         request_timeout_ms=request_timeout_ms,
@@ -47,18 +52,27 @@ def new_producer(bootstrap: str, *, request_timeout_ms: int = 10_000) -> AIOKafk
 class KafkaPublisher(Publisher):
     """``purge_on_reset`` deletes the platform topics before a refill, so records that reached
     a freshly restarted broker ahead of the refill cannot precede older ones. Only for a broker
-    HERO owns (the embedded one); never on a shared cluster."""
+    HERO owns (the embedded one); never on a shared cluster. ``idempotent``: the broker is
+    Apache Kafka (HERO_BROKER=kafka), whose idempotent producer the relay then uses."""
 
-    def __init__(self, bootstrap: str, *, partitions: int = 3, purge_on_reset: bool = False):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 3,
+        purge_on_reset: bool = False,
+        idempotent: bool = False,
+    ):
         self._bootstrap = bootstrap
         self._admin = TopicAdmin(bootstrap, partitions=partitions)
         self._purge = purge_on_reset
+        self._idempotent = idempotent
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
 
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = new_producer(self._bootstrap)
+            producer = new_producer(self._bootstrap, idempotent=self._idempotent)
             await producer.start()
             self._producer = producer
         return self._producer
@@ -94,8 +108,11 @@ class KafkaPublisher(Publisher):
         if self._purge:
             # hero.utilization goes too: its telemetry marker with it, so the usage worker
             # sends the samples it has not counted again (streams.redrive).
-            await self._admin.delete([*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC])
-            await _wait_until_gone(self._admin, PLATFORM_TOPICS)
+            # Apache Kafka deletes asynchronously: wait until the topics are gone, or the
+            # recreation below would find the doomed ones "already existing".
+            doomed = [*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC]
+            await self._admin.delete(doomed)
+            await _wait_until_gone(self._admin, doomed)
         await self._admin.mark_epoch()
 
     async def close(self) -> None:
@@ -127,7 +144,7 @@ async def _send_in_order(
         await (await producer.send_batch(batch, topic, partition=partition))
 
 
-async def _wait_until_gone(admin: TopicAdmin, names: Sequence[str], timeout_s: float = 10) -> None:
+async def _wait_until_gone(admin: TopicAdmin, names: Sequence[str], timeout_s: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while set(names) & await admin.list_topics():
         if asyncio.get_running_loop().time() > deadline:

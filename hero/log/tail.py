@@ -1,7 +1,8 @@
 """Reading a topic as a person would: from the start, or only what arrives from now on.
 
-"From now on" is decided by record timestamps, not by the broker's end offsets, which the
-embedded broker reports wrongly (DESIGN.md).
+"From now on" is, on Apache Kafka, the partitions' end offsets when the tail starts. The
+embedded Tansu reports end offsets wrongly (DESIGN.md), so there it is decided by record
+timestamps instead (which a producer's clock skew can fool, hence not on Kafka).
 """
 
 from __future__ import annotations
@@ -50,15 +51,26 @@ async def tail(
     start: Literal["earliest", "latest"] = "earliest",
     limit: int | None = None,
     idle_timeout_s: float | None = None,
+    end_offsets: bool = False,
 ) -> AsyncIterator[TailRecord]:
-    """Yield the topic's records; stops after ``limit`` or ``idle_timeout_s`` without news."""
-    since_ms = int(time.time() * 1000) if start == "latest" else 0
+    """Yield the topic's records; stops after ``limit`` or ``idle_timeout_s`` without news.
+
+    ``end_offsets``: the broker's end offsets are right (Apache Kafka, not Tansu), so
+    ``latest`` starts at them rather than at records stamped from now on.
+    """
+    by_offset = start == "latest" and end_offsets
+    since_ms = int(time.time() * 1000) if start == "latest" and not by_offset else 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = await wait_for_partitions(consumer, topic)
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        await consumer.seek_to_beginning()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        if by_offset:
+            for partition, offset in (await consumer.end_offsets(assigned)).items():
+                consumer.seek(partition, offset)
+        else:
+            await consumer.seek_to_beginning()
         count, idle_since = 0, time.monotonic()
         while limit is None or count < limit:
             batches = await consumer.getmany(timeout_ms=200)
