@@ -32,8 +32,9 @@ def health_path(settings: HeroSettings) -> Path:
 class _HealthFile:
     """Rewritten at most once a second, atomically, so readers never see half a file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, idempotent: bool):
         self._path = path
+        self._idempotent = idempotent
         self._written = 0.0
         self._position = -1
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,7 @@ class _HealthFile:
             "position": progress.position,
             "published": progress.published,
             "refills": progress.refills,
+            "idempotent": self._idempotent,
             "updated_at": datetime.now(UTC).isoformat(),
         }
         tmp = self._path.with_suffix(".tmp")
@@ -59,13 +61,14 @@ async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
     if not settings.kafka_bootstrap:
         raise SystemExit("hero.relay needs HERO_KAFKA_BOOTSTRAP (hero up sets it)")
     store = open_store(settings.effective_store_url)
+    idempotent = settings.broker == "kafka"
     publisher = KafkaPublisher(
         settings.kafka_bootstrap,
         partitions=settings.kafka_partitions,
         purge_on_reset=settings.relay_purge_on_refill,
-        idempotent=settings.broker == "kafka",
+        idempotent=idempotent,
     )
-    health = _HealthFile(health_path(settings))
+    health = _HealthFile(health_path(settings), idempotent=idempotent)
     relay = OutboxRelay(
         store,
         open_checkpoints(settings.effective_store_url),

@@ -23,7 +23,7 @@ from typing import Literal
 from hero.config import LOOPBACK, HeroSettings, mask_url
 from hero.log.topics import TopicAdmin
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
-from infra._kafka_dist import kafka_classpath
+from infra._kafka_dist import KAFKA_VERSION, kafka_classpath
 from infra._ports import free_ports, port_is_free
 from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
@@ -482,6 +482,8 @@ class LocalStack:
         detail = None
         if isinstance(proc, RelayProcess):
             detail = _relay_detail(proc)
+        elif isinstance(proc, KafkaProcess):
+            detail = f"Apache Kafka {KAFKA_VERSION}, log in {proc.log_dir}"
         elif isinstance(proc, AgentsProcess):
             detail = _agents_detail(proc)
         elif isinstance(proc, TreasuryProcess):
@@ -545,6 +547,8 @@ def _relay_detail(relay: RelayProcess) -> str | None:
     if health is None:
         return None
     parts = [f"position {health.get('position')}"]
+    if health.get("idempotent"):
+        parts.append("idempotent producer")
     updated = health.get("updated_at")
     if isinstance(updated, str):
         parts.append(f"updated {updated}")
