@@ -108,11 +108,9 @@ class KafkaPublisher(Publisher):
         if self._purge:
             # hero.utilization goes too: its telemetry marker with it, so the usage worker
             # sends the samples it has not counted again (streams.redrive).
-            # Apache Kafka deletes asynchronously: wait until the topics are gone, or the
-            # recreation below would find the doomed ones "already existing".
-            doomed = [*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC]
-            await self._admin.delete(doomed)
-            await _wait_until_gone(self._admin, doomed)
+            # On Apache Kafka the delete returns once the broker lists none of them (it
+            # deletes asynchronously), so the recreation below makes new, empty ones.
+            await self._admin.delete([*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC])
         await self._admin.mark_epoch()
 
     async def close(self) -> None:
@@ -142,11 +140,3 @@ async def _send_in_order(
                 raise ValueError(f"event {event.stream}@{event.position} exceeds a batch")
     if batch.record_count():
         await (await producer.send_batch(batch, topic, partition=partition))
-
-
-async def _wait_until_gone(admin: TopicAdmin, names: Sequence[str], timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while set(names) & await admin.list_topics():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"topics still present after delete: {sorted(names)}")
-        await asyncio.sleep(0.05)

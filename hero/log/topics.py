@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from schemas.topics import Topic
 
@@ -35,16 +35,25 @@ TELEMETRY_MARKER_TOPIC = "hero.telemetry.epoch"
 _MARKERS = (EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC)
 PLATFORM_TOPICS: tuple[str, ...] = tuple(topic.value for topic in Topic)
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+_UNKNOWN_TOPIC = UnknownTopicOrPartitionError.errno
 T = TypeVar("T")
 
 
 class TopicAdmin:
     """A thin async wrapper over the Kafka admin client, for the topics HERO owns."""
 
-    def __init__(self, bootstrap: str, *, partitions: int = 3, request_timeout_ms: int = 10_000):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 3,
+        request_timeout_ms: int = 10_000,
+        settle_s: float = 30.0,
+    ):
         self._bootstrap = bootstrap
         self._partitions = partitions
         self._timeout = request_timeout_ms
+        self._settle_s = settle_s
         self._admin: AIOKafkaAdminClient | None = None
 
     async def _client(self) -> AIOKafkaAdminClient:
@@ -77,13 +86,18 @@ class TopicAdmin:
         return await self._call(listing)
 
     async def create(self, names: Iterable[str], *, partitions: int | None = None) -> set[str]:
-        """Create the topics that do not exist yet; returns the names it created."""
-        existing = await self.list_topics()
-        missing = [name for name in dict.fromkeys(names) if name not in existing]
-        if not missing:
+        """Create the topics that do not exist yet; returns the names it created.
+
+        Returns once the broker lists them all. Apache Kafka's controller commits a creation
+        before its brokers' metadata shows it, and the epoch markers are read from that
+        metadata: a marker created but not yet listed would pass for a lost one. The request
+        goes out for every name, listed or not: that listing may lag a deletion, too.
+        """
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
             return set()
         count = partitions or self._partitions
-        specs = [NewTopic(name, 1 if name in _MARKERS else count, 1) for name in missing]
+        specs = [NewTopic(name, 1 if name in _MARKERS else count, 1) for name in wanted]
 
         async def creating(admin: AIOKafkaAdminClient) -> object:
             return await admin.create_topics(specs)
@@ -94,18 +108,33 @@ class TopicAdmin:
                 created.add(name)
             elif code != _TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"cannot create topic {name!r}: error {code} {message}")
+        await self._until(lambda listed: set(wanted) <= listed, f"topics {wanted} to be listed")
         return created
 
     async def delete(self, names: Iterable[str]) -> None:
-        existing = await self.list_topics()
-        doomed = [name for name in names if name in existing]
+        """Delete the topics (those that exist); returns once the broker lists none of them.
+
+        Apache Kafka deletes asynchronously, and a broker's listing lags its controller: the
+        request goes out for every name, and only the listing is waited for.
+        """
+        doomed = list(dict.fromkeys(names))
         if not doomed:
             return
 
         async def deleting(admin: AIOKafkaAdminClient) -> object:
             return await admin.delete_topics(doomed)
 
-        await self._call(deleting)
+        for name, code, message in _topic_errors(await self._call(deleting), "topic_error_codes"):
+            if code not in (0, _UNKNOWN_TOPIC):
+                raise RuntimeError(f"cannot delete topic {name!r}: error {code} {message}")
+        await self._until(lambda listed: not set(doomed) & listed, f"topics {doomed} to go")
+
+    async def _until(self, holds: Callable[[set[str]], bool], what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + self._settle_s
+        while not holds(await self.list_topics()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"waited {self._settle_s:.0f} s for {what}")
+            await asyncio.sleep(0.05)  # polling the broker's listing, bounded by the deadline
 
     async def ensure_topics(self) -> set[str]:
         """Create every platform topic that is missing (not the relay's epoch marker)."""
@@ -130,9 +159,11 @@ class TopicAdmin:
         return TELEMETRY_MARKER_TOPIC in await self.list_topics()
 
 
-def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+def _topic_errors(
+    response: object, field: str = "topic_errors"
+) -> list[tuple[str, int, str | None]]:
     rows: list[tuple[str, int, str | None]] = []
-    for entry in getattr(response, "topic_errors", []):
+    for entry in getattr(response, field, []):
         name, code = entry[0], entry[1]
         message = entry[2] if len(entry) > 2 else None
         rows.append((str(name), int(code), message))
