@@ -26,7 +26,8 @@ from hero.log.tail import tail
 from hero.log.topics import PLATFORM_TOPICS, TopicAdmin, wait_for_partitions
 from hero.store import OutboxRelay, SqliteCheckpointStore, SqliteEventStore, open_store
 from infra import KafkaProcess, LocalStack
-from infra._procfs import read_proc
+from infra._procfs import running
+from infra._state import StackState
 from schemas import Topic, new_id
 from tests.e2e._cli import hero, hero_json
 from tests.integration._kafka import append_round_robin, by_stream, read_topic_until
@@ -237,12 +238,14 @@ async def test_hero_up_broker_kafka_runs_the_demo_and_keeps_its_log(tmp_path: Pa
         endpoints = LocalStack(HeroSettings(data_dir=data_dir)).endpoints()
         assert endpoints.broker == "kafka"  # from stack.json, whatever HERO_BROKER says
         assert (await _end_offsets(endpoints.kafka_bootstrap, STORED))[STORED[0]] > 0
-        pids = [c["pid"] for c in hero_json("status", data_dir=data_dir) if c["pid"]]
+        state = StackState.load(data_dir)
+        assert state is not None
+        started = [(record.pid, record.start_ticks) for record in state.processes.values()]
         assert components["broker"]["pid"] in _processes_under(data_dir)
     finally:
         down = hero("down", data_dir=data_dir)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert [pid for pid in pids if read_proc(pid) is not None] == []
+    assert [pid for pid, ticks in started if running(pid, ticks)] == []
     assert _processes_under(data_dir) == []
     again = hero_json("up", "--broker", "kafka", data_dir=data_dir)
     try:
