@@ -16,6 +16,7 @@ from hero.config import LOOPBACK
 from infra._health import kafka_answers
 from infra._kafka_dist import java_binary, kafka_classpath
 from infra._ports import free_ports
+from infra._private import PRIVATE_UMASK
 from infra._state import ProcessRecord
 from infra.errors import ComponentError
 from infra.processes import _PortedProcess
@@ -120,6 +121,8 @@ class KafkaProcess(_PortedProcess):
             "auto.create.topics.enable": "false",
             # A consumer group's first member need not wait 3 s for others.
             "group.initial.rebalance.delay.ms": "0",
+            # HERO_KAFKA_SESSION_TIMEOUT_MS may go below Kafka's default floor of 6 s.
+            "group.min.session.timeout.ms": "1000",
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -154,6 +157,7 @@ class KafkaProcess(_PortedProcess):
                 timeout=_FORMAT_TIMEOUT_S,
                 cwd=self.home,
                 check=False,
+                umask=PRIVATE_UMASK,
             )
         except subprocess.TimeoutExpired as exc:
             raise ComponentError(self.name, "formatting Kafka's storage timed out") from exc
