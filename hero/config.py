@@ -54,10 +54,11 @@ class HeroSettings(BaseSettings):
     kafka_bootstrap: str | None = Field(default=None, description="host:port[,host:port]")
     redis_url: str | None = Field(default=None, description="redis://host:port/db")
     ray_address: str | None = Field(default=None, description="an existing Ray cluster")
-    broker: Literal["tansu", "kafka"] = Field(
-        default="tansu",
+    broker: Literal["tansu", "kafka"] | None = Field(
+        default=None,
         description="the broker `hero up` runs (tansu: embedded, memory only; kafka: Apache "
-        "Kafka, its log in the data dir), or, with HERO_KAFKA_BOOTSTRAP, the kind it points at",
+        "Kafka, its log in the data dir), or, with HERO_KAFKA_BOOTSTRAP, the kind it points at; "
+        "unset: kafka if the data dir holds a Kafka log, else tansu",
     )
     kafka_home: Path | None = Field(
         default=None,

@@ -21,7 +21,7 @@ from infra._state import ProcessRecord
 from infra.errors import ComponentError
 from infra.processes import _PortedProcess
 
-__all__ = ["BROKER_KIND_KAFKA", "KafkaProcess"]
+__all__ = ["BROKER_KIND_KAFKA", "KafkaProcess", "holds_kafka_log"]
 
 BROKER_KIND_KAFKA = "kafka"
 """The ``kind`` a Kafka broker's record carries in stack.json (Tansu's records carry none)."""
@@ -86,6 +86,7 @@ class KafkaProcess(_PortedProcess):
 
     @property
     def log_dir(self) -> Path:
+        # holds_kafka_log() looks for the same place.
         """Kafka's log (topics, records, the cluster metadata): kept across restarts."""
         return self.home / "data"
 
@@ -184,6 +185,11 @@ class KafkaProcess(_PortedProcess):
         super().adopt(record)
         if "controller_port" in record.extra:
             self.controller_port = int(record.extra["controller_port"])
+
+
+def holds_kafka_log(data_dir: Path) -> bool:
+    """Whether an earlier ``up --broker kafka`` formatted a Kafka log under ``data_dir``."""
+    return (Path(data_dir).expanduser() / "kafka" / "data" / "meta.properties").is_file()
 
 
 def _cluster_id() -> str:

@@ -30,7 +30,7 @@ from infra._state import ProcessRecord, StackState, load_ports, save_ports, stac
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
-from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess
+from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -71,6 +71,10 @@ class LocalStack:
         usage_command: Sequence[str] | None = None,
         gateway_command: Sequence[str] | None = None,
     ) -> None:
+        if settings.broker is None:
+            # A data dir that holds a Kafka log stays on Kafka: a plain `hero up` finds it.
+            kind = "kafka" if holds_kafka_log(settings.data_dir) else "tansu"
+            settings = settings.model_copy(update={"broker": kind})
         self.settings = settings
         self.data_dir = settings.data_dir
         self.relay_command = tuple(relay_command) if relay_command is not None else None
@@ -167,7 +171,7 @@ class LocalStack:
         external one."""
         record = records.get("broker")
         if record is None:
-            return self.settings.broker
+            return "kafka" if self.settings.broker == "kafka" else "tansu"
         return "kafka" if record.extra.get("kind") == BROKER_KIND_KAFKA else "tansu"
 
     def _state_for_endpoints(self, *, required: bool) -> StackState | None:
@@ -245,7 +249,7 @@ class LocalStack:
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
                 kafka_bootstrap=bootstrap,
-                broker=self.settings.broker,
+                broker="kafka" if self.settings.broker == "kafka" else "tansu",
                 redis_url=redis_url,
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,

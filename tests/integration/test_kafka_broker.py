@@ -247,9 +247,11 @@ async def test_hero_up_broker_kafka_runs_the_demo_and_keeps_its_log(tmp_path: Pa
     assert down.returncode == 0, down.stdout + down.stderr
     assert [pid for pid, ticks in started if running(pid, ticks)] == []
     assert _processes_under(data_dir) == []
-    again = hero_json("up", "--broker", "kafka", data_dir=data_dir)
+    # A plain `up`: the data dir holds a Kafka log, so it stays on Kafka.
+    again = hero_json("up", data_dir=data_dir)
     try:
         assert {c["state"] for c in again["components"]} == {"up"}
+        assert again["endpoints"]["broker"] == "kafka"
         bootstrap = LocalStack(HeroSettings(data_dir=data_dir)).endpoints().kafka_bootstrap
         # Every stored event once on Kafka: nothing lost with the restart, nothing doubled.
         await _wait_until_topics_match_the_store(bootstrap, data_dir)
