@@ -9,9 +9,11 @@ into the cache (~20 s), later runs reuse them. Deselect with ``-m "not kafka"``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,7 +31,7 @@ from infra import KafkaProcess, LocalStack
 from infra._procfs import running
 from infra._state import StackState
 from schemas import Topic, new_id
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import HERO, hero, hero_json
 from tests.integration._kafka import append_round_robin, by_stream, read_topic_until
 
 
@@ -257,6 +259,7 @@ async def test_hero_up_broker_kafka_runs_the_demo_and_keeps_its_log(tmp_path: Pa
         await _wait_until_topics_match_the_store(bootstrap, data_dir)
         health = _relay_health(data_dir)
         assert health["refills"] == 0, health  # the epoch marker survived: no refill
+        _tail_from_latest_shows_only_what_comes_after(data_dir)
     finally:
         down = hero("down", data_dir=data_dir)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -291,3 +294,31 @@ async def _wait_until_topics_match_the_store(bootstrap: str, data_dir: Path) -> 
             return
         assert time.monotonic() < deadline, f"kafka {on_kafka} != store {stored}"
         await asyncio.sleep(0.2)  # polling a condition, bounded by the deadline
+
+
+def _tail_from_latest_shows_only_what_comes_after(data_dir: Path) -> None:
+    """`hero tail --from latest` on the Kafka stack: the reservations already there (the
+    demo's) do not show; a node status appended after the tail started does."""
+    env = {**os.environ, "HERO_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    command = [HERO, "tail", "hero.utilization", "--from", "latest", "--limit", "1", "--json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as tailing:
+        try:
+            deadline, sent = time.monotonic() + 60, 0
+            # Its start (the end offsets) is unseen from here: append until it prints.
+            while tailing.poll() is None:
+                assert time.monotonic() < deadline, "hero tail --from latest showed nothing"
+                payload = {"node_id": "n-k", "status": "down", "reason": f"after-{sent}"}
+                added = hero("events", "append", "node-n-k", "NodeStatusChanged", "--payload",
+                             json.dumps(payload), data_dir=data_dir)  # fmt: skip
+                assert added.returncode == 0, added.stderr
+                sent += 1
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    tailing.wait(timeout=1.0)
+            out = tailing.stdout.read() if tailing.stdout else ""
+        finally:
+            if tailing.poll() is None:
+                tailing.kill()
+    assert tailing.returncode == 0
+    record = json.loads(out.splitlines()[0])
+    assert record["stream"] == "node-n-k"
+    assert record["payload"]["reason"].startswith("after-")
