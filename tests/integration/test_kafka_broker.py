@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -117,6 +118,24 @@ async def test_relay_on_kafka_publishes_each_event_once_in_order(
     )
     assert by_stream(rows) == {stream: list(range(1, 31)) for stream in streams}
     assert len(rows) == total  # exactly once: nothing doubled
+    # Idempotent batches carry the producer id the broker gave; others carry -1.
+    ids = _producer_ids(kafka.log_dir, TOPIC)
+    assert ids
+    assert all(each >= 0 for each in ids), ids
+
+
+def _producer_ids(log_dir: Path, topic: str) -> list[int]:
+    """The producer id of every record batch in the topic's segments, read from Kafka's
+    files (record batch v2: the id is the int64 at byte 43 of the batch)."""
+    ids = []
+    for segment in sorted(log_dir.glob(f"{topic}-*/*.log")):
+        data, at = segment.read_bytes(), 0
+        while at + 61 <= len(data):
+            (length,) = struct.unpack_from(">i", data, at + 8)
+            (producer_id,) = struct.unpack_from(">q", data, at + 43)
+            ids.append(producer_id)
+            at += 12 + length
+    return ids
 
 
 async def test_purge_on_kafka_waits_for_the_delete_then_recreates_everything(
