@@ -43,3 +43,12 @@ def test_kafka_home_libs_are_the_classpath(tmp_path: Path) -> None:
     (tmp_path / "libs" / "kafka_2.13-4.4.0.jar").write_bytes(b"")
     assert kafka_classpath(tmp_path, tmp_path / "cache") == f"{tmp_path}/libs/*"
     assert not (tmp_path / "cache").exists()  # nothing fetched
+
+
+def test_without_kafka_home_cache_or_maven_the_error_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(StackError, match=r"neither in HERO_KAFKA_HOME nor cached.*mvn"):
+        kafka_classpath(None, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "kafka-4.4.0" / "libs").exists()
