@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
+from hero.gateway._openapi import install_error_shape
 from hero.gateway.auth import api_keys
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
@@ -66,6 +67,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    install_error_shape(app)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.include_router(commands.router(context))
     app.include_router(queries.router(context))

@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hero.domain import negotiation as nego
 from hero.domain.errors import Rejected
 from hero.domain.node import node_stream
+from hero.gateway._openapi import BODY, KEYED, KEYED_SECURITY, errors
 from hero.gateway.auth import caller, forbid, refuse, require_farm, require_offtaker, require_role
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.market.service import CommandRejected, HandleResult, MarketService
@@ -41,12 +42,15 @@ from schemas import (
     SetOfftakerMandate,
     new_id,
 )
-from schemas.ids import ID_PATTERN, FarmId, NodeId, OfftakerId
+from schemas.ids import ID_PATTERN
+from schemas.money import in_currency
 
 __all__ = [
     "CONFLICT_REASONS",
+    "OWNER_ID_MAX",
     "MandateBody",
     "NodeStatusBody",
+    "OwnerId",
     "PayoutBody",
     "PolicyBody",
     "RefundBody",
@@ -64,7 +68,16 @@ CONFLICT_REASONS = frozenset(
         "node_unavailable", "offer_expired", "too_late", "duplicate_transfer",
     }
 )  # fmt: skip
-"""Service refusals that depend on the current state (409); the others are 400."""
+"""Service refusals that depend on the current state (409); ``unknown_*`` ones are 404 (what
+the command names does not exist), the others 400."""
+
+
+#: The longest farm, node or offtaker id a command takes: the store's streams and accounts are
+#: named after them (``account-offtaker.<id>.TFT``) and must stay within 200 characters.
+OWNER_ID_MAX = 150
+OwnerId = Annotated[
+    str, StringConstraints(min_length=1, max_length=OWNER_ID_MAX, pattern=ID_PATTERN)
+]
 
 
 class _Body(BaseModel):
@@ -73,7 +86,7 @@ class _Body(BaseModel):
 
 class PolicyBody(_Body):
     policy: FarmerPolicy
-    node_id: NodeId | None = Field(default=None, description="for this node of the farm only")
+    node_id: OwnerId | None = Field(default=None, description="for this node of the farm only")
     source_text: str | None = Field(default=None, max_length=8000)
 
 
@@ -91,14 +104,18 @@ class RejectBody(_Body):
     reason: str = Field(default="rejected by the farmer", min_length=1, max_length=500)
 
 
+# Payouts and refunds are in TFT (hero.payments.payouts refuses others): the schema says so.
+_TFT = in_currency("TFT")
+
+
 class PayoutBody(_Body):
-    farm_id: FarmId
-    amount: Money
+    farm_id: OwnerId
+    amount: Money = Field(json_schema_extra=_TFT)
 
 
 class RefundBody(_Body):
-    offtaker_id: OfftakerId
-    amount: Money
+    offtaker_id: OwnerId
+    amount: Money = Field(json_schema_extra=_TFT)
     reason: str = Field(min_length=1, max_length=200)
 
 
@@ -121,7 +138,11 @@ def command_id_for(principal: Principal, idempotency_key: str | None, prefix: st
 
 
 def refusal_status(reason: str) -> int:
-    return status.HTTP_409_CONFLICT if reason in CONFLICT_REASONS else status.HTTP_400_BAD_REQUEST
+    if reason in CONFLICT_REASONS:
+        return status.HTTP_409_CONFLICT
+    if reason.startswith("unknown_"):
+        return status.HTTP_404_NOT_FOUND
+    return status.HTTP_400_BAD_REQUEST
 
 
 def _events(events: list[Event]) -> list[dict[str, Any]]:
@@ -137,7 +158,12 @@ def _duplicate(command_id: str) -> None:
 
 
 def router(context: GatewayContext) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["commands"])
+    api = APIRouter(
+        prefix="/v1",
+        tags=["commands"],
+        dependencies=KEYED_SECURITY,
+        responses=errors(*KEYED, *BODY, 404, 409),
+    )
     store = context.store
     market = MarketService(
         store, context.clock, actor="gateway", pricing=context.settings.pricing()
@@ -175,7 +201,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.put("/farms/{farm_id}/policy", summary="Set a farm's (or one node's) policy")
     def set_policy(
-        farm_id: FarmId,
+        farm_id: OwnerId,
         body: PolicyBody,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
@@ -198,7 +224,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.put("/offtakers/{offtaker_id}/mandate", summary="Set an offtaker's mandate")
     def set_mandate(
-        offtaker_id: OfftakerId,
+        offtaker_id: OwnerId,
         body: MandateBody,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
@@ -252,7 +278,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.put("/nodes/{node_id}/status", summary="Mark a node of your farm up, down or standby")
     def set_node_status(
-        node_id: NodeId,
+        node_id: OwnerId,
         body: NodeStatusBody,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway.auth import caller, forbid, refuse
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.gateway.scopes import PROJECTIONS, readable, refusal, shown, visible
@@ -54,7 +55,9 @@ def _check_filters(principal: Principal, farm_id: str | None, offtaker_id: str |
 
 
 def router(context: GatewayContext) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["queries"])
+    api = APIRouter(
+        prefix="/v1", tags=["queries"], dependencies=KEYED_SECURITY, responses=errors(*KEYED)
+    )
 
     def models() -> ReadModelsPort:
         port: ReadModelsPort = context.extras["read_models"]
@@ -124,6 +127,7 @@ def router(context: GatewayContext) -> APIRouter:
             methods=["GET"],
             summary=f"One {_SINGULAR[name]}, if in the caller's scope",
             name=f"get_{_SINGULAR[name]}",
+            responses=errors(404),
         )
 
     for name in PROJECTIONS:

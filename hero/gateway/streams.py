@@ -40,6 +40,7 @@ from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
 from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
+from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._stream_rules import (
     FULL_VIEW,
     StartSpec,
@@ -330,7 +331,8 @@ def router(context: GatewayContext) -> APIRouter:
     @api.get(
         "/v1/streams/{topic}",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={200: {"content": {"text/event-stream": {}}}, **errors(*KEYED, 404)},
+        dependencies=KEYED_SECURITY,
     )
     async def stream(
         topic: str,

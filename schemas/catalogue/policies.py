@@ -11,7 +11,7 @@ from schemas.catalogue.common import Negotiator, Sla, Value
 from schemas.exact import ExactModel
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
 from schemas.messages import Event, event
-from schemas.money import Money
+from schemas.money import Money, in_currency
 from schemas.resources import Grid, Resources
 from schemas.topics import Topic
 
@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 
+_USD = in_currency("USD")  # the validators below refuse other currencies
+
+
 class PolicyMode(StrEnum):
     AUTO = "auto"
     APPROVE = "approve"
@@ -37,10 +40,16 @@ class FarmerPolicy(Value):
     """How a farmer agent answers RFQs for a farm (or one node of it)."""
 
     mode: PolicyMode = PolicyMode.AUTO
-    price_cu_hour: Money | None = Field(default=None, description="USD per CU-hour")
-    price_su_hour: Money | None = Field(default=None, description="USD per SU-hour")
+    price_cu_hour: Money | None = Field(
+        default=None, description="USD per CU-hour", json_schema_extra=_USD
+    )
+    price_su_hour: Money | None = Field(
+        default=None, description="USD per SU-hour", json_schema_extra=_USD
+    )
     markup: Decimal | None = Field(default=None, gt=0, description="x reference price")
-    floor_cu_hour: Money | None = Field(default=None, description="never below, USD/CU-hour")
+    floor_cu_hour: Money | None = Field(
+        default=None, description="never below, USD/CU-hour", json_schema_extra=_USD
+    )
     reserve_share: Decimal = Field(default=Decimal(0), ge=0, lt=1)
     max_term_hours: int | None = Field(default=None, gt=0)
     allow_offtakers: list[OfftakerId] = Field(default_factory=list)
@@ -141,8 +150,8 @@ class Mandate(Value):
     """What an offtaker agent may do on the offtaker's behalf."""
 
     workloads: list[WorkloadSpec] = Field(min_length=1)
-    budget_month: Money
-    max_price_cu_hour: Money
+    budget_month: Money = Field(json_schema_extra=_USD)
+    max_price_cu_hour: Money = Field(json_schema_extra=_USD)
     prefer_grid: Grid | None = None
     certified_only: bool = False
     spread_across_farms: bool = True
