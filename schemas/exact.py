@@ -1,4 +1,5 @@
-"""Exact numbers only: a float such as 0.1 is not 0.1, so models of money and ratios refuse it.
+"""Exact numbers only: a float such as 0.1 is not 0.1, so models of money and ratios refuse it
+(a whole number written ``5.0`` is exact, and is taken as the integer 5).
 
 And the JSON Schema of a Decimal field says what the validator takes. Pydantic publishes a
 Decimal as "a number, or any string": the number's bounds do not reach the string, and an
@@ -9,11 +10,18 @@ those properties (the validation-mode schema; serialization already says "a stri
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-__all__ = ["DECIMAL_PATTERN", "ExactModel", "honest_decimals", "refuse_float"]
+__all__ = [
+    "DECIMAL_PATTERN",
+    "EXACT_FLOAT_INTEGERS",
+    "ExactModel",
+    "honest_decimals",
+    "refuse_float",
+]
 
 #: A decimal written as JSON text: digits, an optional sign and fraction, no exponent.
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
@@ -27,6 +35,22 @@ def refuse_float(value: Any) -> Any:
     if isinstance(value, float):
         raise ValueError("use a Decimal, an int or a string, not a float")
     return value
+
+
+#: Every integer up to this magnitude is exact as a float (a JSON number such as ``5.0``).
+EXACT_FLOAT_INTEGERS = 2**53
+_WHOLE = (int, Decimal)
+
+
+def _takes_whole(model: type[BaseModel], name: str | None) -> bool:
+    """Does the field take an int or a Decimal (alone or with None)?"""
+    field = model.model_fields.get(name or "")
+    if field is None:
+        return False
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, UnionType):
+        return any(arg in _WHOLE for arg in get_args(annotation))
+    return annotation in _WHOLE
 
 
 def _string_pattern(bounds: dict[str, Any]) -> str | None:
@@ -89,4 +113,16 @@ class ExactModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_exact_schema)
 
-    _no_floats = field_validator("*", mode="before")(refuse_float)
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_floats(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON has one number type: 5.0 is an integer to JSON Schema, and a float holds it
+        # exactly (up to 2^53), so int and Decimal fields take it as the integer it is.
+        if (
+            isinstance(value, float)
+            and value.is_integer()
+            and abs(value) <= EXACT_FLOAT_INTEGERS
+            and _takes_whole(cls, info.field_name)
+        ):
+            return int(value)
+        return refuse_float(value)

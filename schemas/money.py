@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_serializer, field_validator
 
-__all__ = ["AMOUNT_PATTERN", "MAX_AMOUNT", "Currency", "CurrencyMismatch", "Money", "in_currency"]
+__all__ = [
+    "AMOUNT_PATTERN",
+    "MAX_AMOUNT",
+    "POSITIVE_AMOUNT_PATTERN",
+    "Currency",
+    "CurrencyMismatch",
+    "Money",
+    "in_currency",
+]
 
 #: Amounts stay below 10^18 so that sums and differences (25 significant digits at most with
 #: 7 places) are exact in Decimal's default 28-digit context.
@@ -21,6 +29,8 @@ MAX_AMOUNT = Decimal(10) ** 18
 #: How an amount is written in JSON, read and written: a fixed-point decimal string, below
 #: 10^18 in magnitude, with at most 7 places (what the validators below enforce).
 AMOUNT_PATTERN = r"^-?[0-9]{1,18}(\.[0-9]{1,7})?$"
+#: Amounts above 0, as published for fields that take only those (no trailing zeros).
+POSITIVE_AMOUNT_PATTERN = r"^([1-9][0-9]{0,17}(\.[0-9]{1,7})?|0\.[0-9]{0,6}[1-9])$"
 # The published schema says "a string", in both modes: JSON numbers are refused (a float
 # cannot hold 0.1), so pydantic's default for Decimal (a number or a string) would promise
 # what the validator refuses.
@@ -48,11 +58,17 @@ class Currency(StrEnum):
         return Decimal(1).scaleb(-self.places)
 
 
-def in_currency(currency: Currency | str) -> Callable[[dict[str, Any]], None]:
-    """The ``Field(json_schema_extra=...)`` of a Money field that takes one currency: the
-    published schema says so, as the model's own check does. (``allOf`` rather than a
-    sibling of ``$ref``, which OpenAPI 3.0 tools ignore.)"""
-    only = {"properties": {"currency": {"const": Currency(currency).value}}}
+def in_currency(
+    currency: Currency | str, *, positive: bool = False
+) -> Callable[[dict[str, Any]], None]:
+    """The ``Field(json_schema_extra=...)`` of a Money field that takes one currency (and,
+    if ``positive``, only amounts above 0): the published schema says so, as the checks of
+    the model or service do. (``allOf`` rather than a sibling of ``$ref``, which OpenAPI 3.0
+    tools ignore.)"""
+    properties: dict[str, Any] = {"currency": {"const": Currency(currency).value}}
+    if positive:
+        properties["amount"] = {"pattern": POSITIVE_AMOUNT_PATTERN}
+    only = {"properties": properties}
 
     def narrow(schema: dict[str, Any]) -> None:
         for branch in [schema, *schema.get("anyOf", [])]:

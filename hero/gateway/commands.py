@@ -104,8 +104,8 @@ class RejectBody(_Body):
     reason: str = Field(default="rejected by the farmer", min_length=1, max_length=500)
 
 
-# Payouts and refunds are in TFT (hero.payments.payouts refuses others): the schema says so.
-_TFT = in_currency("TFT")
+# Payouts and refunds move TFT, more than 0 (hero.payments refuses others): the schema says so.
+_TFT = in_currency("TFT", positive=True)
 
 
 class PayoutBody(_Body):

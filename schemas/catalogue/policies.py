@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from schemas.catalogue.common import Negotiator, Sla, Value
-from schemas.exact import ExactModel
+from schemas.exact import ExactModel, honest_decimals
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
 from schemas.messages import Event, event
 from schemas.money import Money, in_currency
@@ -36,8 +37,35 @@ class PolicyMode(StrEnum):
     OFF = "off"
 
 
+def _priced_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    """What ``FarmerPolicy._priced`` checks, said in the schema: a markup or fixed prices,
+    never both, and one of them unless the policy is off."""
+    honest_decimals(schema, floats=True)
+    unset = {"type": "null"}
+    given = {"not": unset}
+    fixed = [{"required": [name], "properties": {name: given}} for name in _PRICES]
+    no_markup = {"anyOf": [{"not": {"required": ["markup"]}}, {"properties": {"markup": unset}}]}
+    no_prices = {
+        "allOf": [
+            {"anyOf": [{"not": {"required": [name]}}, {"properties": {name: unset}}]}
+            for name in _PRICES
+        ]
+    }
+    off = {"required": ["mode"], "properties": {"mode": {"const": PolicyMode.OFF.value}}}
+    markup = {"required": ["markup"], "properties": {"markup": given}}
+    schema["allOf"] = [
+        {"anyOf": [no_markup, no_prices]},
+        {"anyOf": [off, markup, *fixed]},
+    ]
+
+
+_PRICES = ("price_cu_hour", "price_su_hour")
+
+
 class FarmerPolicy(Value):
     """How a farmer agent answers RFQs for a farm (or one node of it)."""
+
+    model_config = ConfigDict(json_schema_extra=_priced_schema)
 
     mode: PolicyMode = PolicyMode.AUTO
     price_cu_hour: Money | None = Field(
@@ -95,7 +123,9 @@ class ScalingPolicy(ExactModel):
     metrics that are not a utilization.
     """
 
-    metric: str = Field(min_length=1, max_length=100)
+    metric: str = Field(
+        min_length=1, max_length=100, json_schema_extra={"enum": list(SCALING_METRICS)}
+    )
     target: Decimal = Field(gt=0)
     tolerance: Decimal = Field(default=Decimal("0.1"), ge=0)
     min_replicas: int = Field(default=1, ge=0)

@@ -1,0 +1,274 @@
+"""Schemathesis against the gateway's own ``/openapi.json``, with an admin, an offtaker and a
+developer key: any 5xx, any status an operation does not declare, any answer that breaks its
+declared schema or content type, and any schema-valid input refused fails the test.
+
+The gateway is the real app (``create_app``) served by uvicorn on 127.0.0.1, over a store of
+this module's own (a seeded market) and the session stack's Valkey (read models under a prefix
+of its own; the keys where the gateway reads them). The fuzz writes commands with random ids:
+its own store keeps them away from the stack's agents and the other tests.
+
+Bounded: a fixed seed, a few examples per operation (``MAX_EXAMPLES``), and a time cap per key;
+schemathesis' coverage phase (the edges of every parameter and body, wrong methods) runs with
+the admin key only, the other keys get the generated cases (their answers differ by role). The event streams never end and are not fuzzed
+(tests/integration/test_gateway_streams.py covers them), nor is the payment webhook, which
+needs a provider's signature and passes everything to the treasury.
+
+A rule between fields that JSON Schema cannot state (``min_replicas <= max_replicas``, a
+workload's replicas within its autoscale bounds, unique workload ids) is refused with 422 and
+pydantic's ``value_error`` on the object: such refusals are counted and shown, not failures.
+Every other refusal of schema-valid input is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import schemathesis
+import uvicorn
+from redis.asyncio import Redis
+from schemathesis.engine import Status, events
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from hero.config import HeroSettings
+from hero.domain.clock import SystemClock
+from hero.gateway.app import create_app
+from hero.gateway.context import GatewayContext, Role
+from hero.readmodels.keys import ApiKeys
+from hero.store import SqliteEventStore
+from schemas import Resources
+from tests.integration._market import seed_market
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import RunningStack
+
+pytestmark = pytest.mark.integration
+
+RUN = uuid.uuid4().hex[:8]
+FARM, NODE, BUYER = f"fzf-{RUN}", f"fzf-{RUN}-n1", f"fzo-{RUN}"
+KEYS: dict[str, tuple[Role, list[str]]] = {
+    "admin": (Role.ADMIN, []),
+    "offtaker": (Role.OFFTAKER, [BUYER]),
+    "developer": (Role.DEVELOPER, []),
+}
+SEED = 13
+MAX_EXAMPLES = 8
+MAX_TIME_S = 30
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "response_schema_conformance",
+    "content_type_conformance",
+    "unsupported_method",
+    "valid_input_accepted",  # positive_data_acceptance, less the cross-field rules (above)
+)
+#: Never fuzzed: the streams never end; the webhook needs a provider's signature.
+NOT_FUZZED = r"^/v1/streams/|^/webhooks/"
+#: Operations that need no key: fuzzed once, with the admin key's run.
+PUBLIC_TAGS = r"^(health|catalogue|metrics|dashboard)$"
+
+_cross_field: collections.Counter[str] = collections.Counter()
+
+
+def _is_cross_field(response: schemathesis.Response) -> bool:
+    """A 422 whose every error is a model's own rule over several of its fields."""
+    if response.status_code != 422:
+        return False
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return False
+    return (
+        isinstance(detail, list)
+        and bool(detail)
+        and all(
+            isinstance(e, dict)
+            and e.get("type") == "value_error"
+            and isinstance(e.get("input"), dict)
+            for e in detail
+        )
+    )
+
+
+@schemathesis.check
+def valid_input_accepted(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """Schemathesis' positive_data_acceptance, but a cross-field rule's 422 is counted."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        if _is_cross_field(response):
+            _cross_field[case.operation.label] += 1
+            return None
+        raise
+
+
+@dataclass
+class Gateway:
+    url: str
+    keys: dict[str, str]
+
+
+@dataclass
+class Figures:
+    """What one key's run did."""
+
+    who: str
+    cases: int = 0
+    statuses: dict[str, set[int]] = field(default_factory=lambda: collections.defaultdict(set))
+    failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    stop: str = ""
+
+
+async def _make_keys(redis_url: str) -> dict[str, str]:
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = ApiKeys(redis)
+        return {who: (await keys.create(*spec))[0] for who, spec in KEYS.items()}
+    finally:
+        await redis.aclose()
+
+
+def _wait(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    directory: Path = tmp_path_factory.mktemp("gateway-fuzz")
+    redis_url = stack.endpoints.redis_url
+    store = SqliteEventStore(directory / "events.db")
+    seed_market(
+        store,
+        actor="test-fuzz",
+        nodes={NODE: FARM},
+        seller=(FARM, NODE),
+        buyer=BUYER,
+        shape=Resources.from_gb(cru=1, mru_gb=2, sru_gb=10),
+        open_offer_firm=False,
+    )
+    keys = asyncio.run(_make_keys(redis_url))
+    settings = HeroSettings(data_dir=directory, redis_url=redis_url)
+    context = GatewayContext(
+        settings=settings, store=store, redis=Redis.from_url(redis_url), clock=SystemClock()
+    )
+    app = create_app(context, prefix=f"fuzz-{RUN}")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="fuzz-gateway", daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started, "the gateway to listen")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield Gateway(f"http://127.0.0.1:{port}", keys)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        store.close()
+
+
+def _config(gateway: Gateway, who: str) -> schemathesis.Config:
+    skipped: list[dict[str, Any]] = [{"include-path-regex": NOT_FUZZED, "enabled": False}]
+    if who != "admin":
+        skipped.append({"include-tag-regex": PUBLIC_TAGS, "enabled": False})
+    return schemathesis.Config.from_dict(
+        {
+            "headers": {"Authorization": f"Bearer {gateway.keys[who]}"},
+            "workers": 1,
+            "seed": SEED,
+            "max-time": MAX_TIME_S,
+            "continue-on-failure": True,
+            "request-timeout": 10,
+            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+            "generation": {"max-examples": MAX_EXAMPLES, "no-shrink": True},
+            "phases": {"coverage": {"enabled": who == "admin"}, "stateful": {"enabled": False}},
+            "operations": skipped,
+        }
+    )
+
+
+def _record(figures: Figures, recorder: Any) -> None:
+    figures.cases += len(recorder.cases)
+    for interaction in recorder.interactions.values():
+        if interaction.response is not None:
+            figures.statuses[recorder.label].add(interaction.response.status_code)
+    for case_id, checks in recorder.checks.items():
+        for check in checks:
+            if check.status == Status.FAILURE and check.failure_info is not None:
+                failure = check.failure_info.failure
+                case = recorder.cases[case_id].value
+                response = recorder.interactions.get(case_id)
+                answer = response.response if response is not None else None
+                got = f"{answer.status_code} {answer.content[:300]!r}" if answer else "no answer"
+                figures.failures.append(
+                    f"[{figures.who}] {recorder.label}: {check.name}: {failure.title}: "
+                    f"{' '.join(failure.message.split())}\n    sent {case.body!r:.300}\n"
+                    f"    got {got}"
+                )
+
+
+def _run(gateway: Gateway, who: str) -> Figures:
+    figures = Figures(who)
+    schema = schemathesis.openapi.from_url(
+        f"{gateway.url}/openapi.json", config=_config(gateway, who)
+    )
+    started = time.monotonic()
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            _record(figures, event.recorder)
+        elif isinstance(event, events.NonFatalError):
+            figures.errors.append(f"[{who}] {event.label}: {event.value!r}")
+        elif isinstance(event, events.FatalError):
+            figures.errors.append(f"[{who}] fatal: {event.exception!r}")
+        elif isinstance(event, events.EngineFinished):
+            figures.stop = str(event.stop_reason)
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def _summary(runs: list[Figures]) -> str:
+    operations: dict[str, set[int]] = collections.defaultdict(set)
+    for run in runs:
+        for label, seen in run.statuses.items():
+            operations[label] |= seen
+    unique = sum(len(seen) for seen in operations.values())
+    lines = [
+        f"gateway fuzz: {sum(r.cases for r in runs)} cases "
+        f"({', '.join(f'{r.who} {r.cases} in {r.seconds:.0f} s, {r.stop}' for r in runs)}); "
+        f"{len(operations)} operations, {unique} unique (operation, status) pairs; "
+        f"failures: {sum(len(r.failures) for r in runs)}; errors: "
+        f"{sum(len(r.errors) for r in runs)}; cross-field 422s (not failures): "
+        f"{sum(_cross_field.values())} {dict(_cross_field)}"
+    ]
+    lines += [f"  {label}: {sorted(seen)}" for label, seen in sorted(operations.items())]
+    return "\n".join(lines)
+
+
+def test_schemathesis_finds_no_5xx_no_undocumented_status_and_no_valid_input_refused(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cross_field.clear()
+    runs = [_run(gateway, who) for who in KEYS]
+    summary = _summary(runs)
+    with capsys.disabled():
+        print(f"\n{summary}")
+    assert all(run.cases > 0 for run in runs), summary
+    problems = [p for run in runs for p in (*run.failures, *run.errors)]
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:30])
