@@ -9,9 +9,10 @@ its own store keeps them away from the stack's agents and the other tests.
 
 Bounded: a fixed seed, a few examples per operation (``MAX_EXAMPLES``), and a time cap per key;
 schemathesis' coverage phase (the edges of every parameter and body, wrong methods) runs with
-the admin key only, the other keys get the generated cases (their answers differ by role). The event streams never end and are not fuzzed
-(tests/integration/test_gateway_streams.py covers them), nor is the payment webhook, which
-needs a provider's signature and passes everything to the treasury.
+the admin key only, the other keys get the generated cases (their answers differ by role).
+The event streams never end and are not fuzzed (tests/integration/test_gateway_streams.py
+covers them), nor is the payment webhook, which needs a provider's signature and passes
+everything to the treasury.
 
 A rule between fields that JSON Schema cannot state (``min_replicas <= max_replicas``, a
 workload's replicas within its autoscale bounds, unique workload ids) is refused with 422 and
