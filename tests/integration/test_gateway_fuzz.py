@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 import schemathesis
 import uvicorn
@@ -118,6 +119,7 @@ def valid_input_accepted(
 class Gateway:
     url: str
     keys: dict[str, str]
+    store: SqliteEventStore
 
 
 @dataclass
@@ -178,7 +180,7 @@ def gateway(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         _wait(lambda: server.started, "the gateway to listen")
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield Gateway(f"http://127.0.0.1:{port}", keys)
+        yield Gateway(f"http://127.0.0.1:{port}", keys, store)
     finally:
         server.should_exit = True
         thread.join(15)
@@ -273,3 +275,23 @@ def test_schemathesis_finds_no_5xx_no_undocumented_status_and_no_valid_input_ref
     assert all(run.cases > 0 for run in runs), summary
     problems = [p for run in runs for p in (*run.failures, *run.errors)]
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:30])
+
+
+def test_an_offtaker_id_too_long_for_its_streams_is_refused_not_a_500(gateway: Gateway) -> None:
+    """What the fuzz found: a 200-character offtaker id passed the id check, and its stream
+    (``offtaker-<id>``) broke the store's 200 at append: a 500. Now 422, nothing written."""
+    mandate = {
+        "workloads": [{"workload_id": "web", "resources": {"cru": 1, "mru": 2**30}, "replicas": 1}],
+        "budget_month": {"amount": "100", "currency": "USD"},
+        "max_price_cu_hour": {"amount": "0.05", "currency": "USD"},
+    }
+    before = gateway.store.current_position()
+    headers = {"Authorization": f"Bearer {gateway.keys['admin']}"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as client:
+        too_long = client.put(f"/v1/offtakers/{'o' * 200}/mandate", json={"mandate": mandate})
+        fits = client.put(f"/v1/offtakers/{'o' * 150}/mandate", json={"mandate": mandate})
+    assert too_long.status_code == 422, too_long.text
+    assert too_long.json()["detail"][0]["loc"] == ["path", "offtaker_id"]
+    assert fits.status_code == 200, fits.text
+    written = gateway.store.read_all(before + 1, 100)
+    assert [row.stream for row in written] == [f"offtaker-{'o' * 150}"]
