@@ -16,7 +16,7 @@ from agents.strategies.moves import Advisor, NoAdvisor
 from hero.domain.clock import Clock
 from hero.domain.usage import sample_envelope
 from hero.market.service import CommandRejected, MarketService
-from hero.store import EventStore, recorded_after
+from hero.store import EventStore, PoisonRow, decode_event, recorded_after, skip_row
 from schemas import Command, UtilizationSampled
 
 __all__ = ["LocalMarket"]
@@ -50,9 +50,13 @@ class LocalMarket:
         """Apply every event committed since the last call; returns how many."""
         count = 0
         for row in recorded_after(self.store, self.position, 1000):
-            envelope = row.envelope()
-            self.agents.apply(envelope, envelope.decode())  # type: ignore[arg-type]
             self.position = row.position
+            try:
+                envelope, event = decode_event(row)
+            except PoisonRow as error:  # step over it, as the agent hosts do
+                skip_row(self.store, "agents", row, error)
+                continue
+            self.agents.apply(envelope, event)
             count += 1
         return count
 

@@ -63,7 +63,7 @@ from schemas import (
 )
 from schemas.catalogue.common import Negotiator, NodeStatus, StrategyDecision
 
-__all__ = ["HOURS_PER_MONTH", "OfftakerBrain"]
+__all__ = ["HOURS_PER_MONTH", "OfftakerBrain", "failure_backoff", "unusable"]
 
 HOURS_PER_MONTH = 720
 RETRY_SEARCH = timedelta(seconds=1)
@@ -73,8 +73,32 @@ CANDIDATE_SPREAD = 3
 #: enough not to flood a market that cannot serve, short enough to take capacity soon after
 #: it frees (a race for the last few slots ends in seconds, not minutes).
 FAILURE_BACKOFF_MAX = timedelta(seconds=16)
+#: After this many failures in a row (about five minutes at 16 s) the market is not about to
+#: serve the mandate: the wait doubles again, up to :data:`HOPELESS_BACKOFF_MAX`, so a mandate
+#: nothing satisfies costs a few events an hour, not hundreds a minute, for as long as it lasts.
+PATIENT_FAILURES = 20
+HOPELESS_BACKOFF_MAX = timedelta(minutes=15)
 #: A wakeup that is always due.
 _AT_ONCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def failure_backoff(failures: int) -> timedelta:
+    """The wait before the next RFQ for a workload after ``failures`` failures in a row."""
+    if failures <= PATIENT_FAILURES:
+        return min(timedelta(seconds=2 ** (failures - 1)), FAILURE_BACKOFF_MAX)
+    longer = FAILURE_BACKOFF_MAX * (1 << min(failures - PATIENT_FAILURES, 16))
+    return min(longer, HOPELESS_BACKOFF_MAX)
+
+
+def unusable(mandate: Mandate) -> str | None:
+    """Why nothing can be bought under ``mandate``, if so. Such mandates are refused where
+    they enter now, but an old store may hold one: its agent must not ask the market in vain
+    again and again."""
+    for name in ("budget_month", "max_price_cu_hour"):
+        amount: Money = getattr(mandate, name)
+        if amount.amount <= 0:
+            return f"{name} is {amount}: nothing can be bought with it"
+    return None
 
 
 @dataclass(slots=True)
@@ -120,6 +144,7 @@ class OfftakerBrain(Brain):
         "_targets",
         "_tracks",
         "mandate",
+        "mandate_refused",
         "offtaker_id",
     )
 
@@ -127,6 +152,9 @@ class OfftakerBrain(Brain):
         super().__init__(f"offtaker:{offtaker_id}")
         self.offtaker_id = offtaker_id
         self.mandate: Mandate | None = None
+        #: Why no RFQ is issued under the mandate (nothing can be bought with it), if so; its
+        #: open negotiations still close, so their holds are released.
+        self.mandate_refused: str | None = None
         self._issued: dict[str, int] = {}  # workload -> RFQs issued so far
         self._tracks: dict[str, _Track] = {}  # open negotiations
         self._contracts: dict[str, ContractCreated] = {}  # the live ones
@@ -146,6 +174,8 @@ class OfftakerBrain(Brain):
         match event:
             case OfftakerMandateSet() if event.offtaker_id == self.offtaker_id:
                 self.mandate = event.mandate
+                self.mandate_refused = unusable(event.mandate)
+                self._backoff.clear()  # new terms: worth asking the market again at once
             case RfqIssued() if event.offtaker_id == self.offtaker_id:
                 self._issued[event.workload_id] = self._issued.get(event.workload_id, 0) + 1
                 self._tracks[event.negotiation_id] = _Track(event)
@@ -183,8 +213,7 @@ class OfftakerBrain(Brain):
             self._backoff.pop(workload, None)
             return
         failures = self._backoff.get(workload, (0, at))[0] + 1
-        delay = min(timedelta(seconds=2 ** (failures - 1)), FAILURE_BACKOFF_MAX)
-        self._backoff[workload] = (failures, at + delay)
+        self._backoff[workload] = (failures, at + failure_backoff(failures))
 
     def _observe_offer(self, track: _Track, event: Event) -> None:
         match event:
@@ -221,7 +250,8 @@ class OfftakerBrain(Brain):
             commands += self._negotiate(track, self.mandate, market, now)
         self._retry_at = None
         for workload in self.mandate.workloads:
-            commands += self._request(workload, self.mandate, market, now)
+            if self.mandate_refused is None:
+                commands += self._request(workload, self.mandate, market, now)
             commands += self._release(workload, market, now)
         return commands
 

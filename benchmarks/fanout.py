@@ -166,7 +166,8 @@ def serve(db: str, port: int, queue_limit: int) -> None:
     from hero.gateway.context import GatewayContext, Principal, Role
 
     store = SqliteEventStore(db)
-    options = streams.StreamOptions(queue_limit=queue_limit)
+    # one key for every subscriber: no cap on its streams
+    options = streams.StreamOptions(queue_limit=queue_limit, max_streams_per_key=0)
     context = GatewayContext(
         settings=HeroSettings(data_dir=Path(db).parent),
         store=store,

@@ -18,7 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from hero.domain.pricing import PricingPolicy
 
-__all__ = ["HeroSettings", "mask_url"]
+__all__ = ["LOOPBACK", "HeroSettings", "mask_url"]
+
+#: Where every internal server listens, whatever the gateway is configured to.
+LOOPBACK = "127.0.0.1"
 
 
 def mask_url(url: str) -> str:
@@ -38,7 +41,15 @@ class HeroSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERO_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".hero"), description="embedded data, logs and pids")
-    host: str = Field(default="127.0.0.1", description="address every embedded server binds")
+    host: str = Field(
+        default="127.0.0.1",
+        description="where the gateway listens unless HERO_GATEWAY_HOST is set; the internal "
+        "servers (broker, Valkey, Ray, treasury, relay, usage worker) always bind 127.0.0.1",
+    )
+    gateway_host: str | None = Field(
+        default=None,
+        description="the gateway's listen address (0.0.0.0: every interface); unset: HERO_HOST",
+    )
     store_url: str | None = Field(default=None, description="sqlite:///path or postgresql://")
     kafka_bootstrap: str | None = Field(default=None, description="host:port[,host:port]")
     redis_url: str | None = Field(default=None, description="redis://host:port/db")
@@ -68,6 +79,9 @@ class HeroSettings(BaseSettings):
     llm_max_concurrent: int = Field(default=4, ge=1, le=256, description="calls at once")
     agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
     up_timeout_s: float = Field(default=60.0, gt=0)
+    health_max_lag: int = Field(
+        default=5000, ge=0, description="events a follower may lag the store before degraded"
+    )
     api_secret: SecretStr | None = Field(default=None, description="reserved for the gateway")
     # -- payments (treasury and billing) --
     webhook_secret: SecretStr | None = Field(
@@ -77,6 +91,14 @@ class HeroSettings(BaseSettings):
     webhook_tolerance_s: int = Field(default=300, ge=1, description="accepted signature age")
     treasury_port: int = Field(default=0, ge=0, le=65535, description="0: a free port")
     gateway_port: int = Field(default=0, ge=0, le=65535, description="the gateway; 0: a free port")
+    gateway_rate: str = Field(
+        default="100/second;2000/minute",
+        description="requests per API key (and per client IP without a valid key), as "
+        "N/second;N/minute...; off: no limit",
+    )
+    gateway_max_streams_per_key: int = Field(
+        default=8, ge=0, le=100_000, description="open SSE/WebSocket streams per key; 0: no cap"
+    )
     treasury_url: str | None = Field(
         default=None,
         description="where the gateway forwards payment webhooks (hero up sets it: its treasury)",
@@ -110,10 +132,32 @@ class HeroSettings(BaseSettings):
         default=5.0, gt=0, description="how often the treasury converts and bills"
     )
 
+    @field_validator("gateway_rate")
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        from limits import parse_many
+
+        text = value.strip()
+        if text.lower() == "off":
+            return "off"
+        try:
+            if not parse_many(text):
+                raise ValueError(text)
+        except ValueError:
+            raise ValueError(
+                f"HERO_GATEWAY_RATE must read like 100/second;2000/minute (or off), got {value!r}"
+            ) from None
+        return text
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def gateway_bind(self) -> str:
+        """The one address a HERO process may listen on beyond the loopback: the gateway's."""
+        return self.gateway_host or self.host
 
     @property
     def effective_store_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -12,9 +13,14 @@ _TAIL_BYTES = 64 * 1024
 
 
 def open_log(path: Path, banner: str) -> tuple[BinaryIO, int]:
-    """Open ``path`` for appending, write a banner; returns the file and the run's offset."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("ab", buffering=0)
+    """Open ``path`` for appending, write a banner; returns the file and the run's offset.
+
+    Logs may hold what a process saw (addresses, errors): 0600 in a 0700 directory.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    handle = os.fdopen(fd, "ab", buffering=0)
     offset = handle.tell()
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     handle.write(f"=== {stamp} hero: {banner} ===\n".encode())

@@ -1,7 +1,8 @@
 """The gateway as a stack component: ``python -m hero.gateway --port N``.
 
-REST commands and queries, the event streams and the read-model projector, on the loopback
-address. It needs the store and Valkey, so it starts once Valkey answers, next to the relay,
+REST commands and queries, the event streams and the read-model projector, on
+``HERO_GATEWAY_HOST`` (by default the loopback address): the only component that may listen
+elsewhere. It needs the store and Valkey, so it starts once Valkey answers, next to the relay,
 the treasury and the usage worker. Ready once ``run/gateway.health`` names its pid and its
 port accepts connections.
 """
@@ -11,10 +12,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra.processes import _Served, settings_env
 
-__all__ = ["GATEWAY_COMMAND", "GatewayProcess", "gateway_detail"]
+__all__ = [
+    "GATEWAY_COMMAND",
+    "GatewayProcess",
+    "gateway_degraded",
+    "gateway_detail",
+    "reachable_url",
+]
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 GATEWAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.gateway")
 """How the gateway is run, before ``--port N``; GatewayProcess takes a ``command``."""
@@ -38,13 +47,17 @@ class GatewayProcess(_Served):
         *,
         command: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(settings.data_dir, port, host=settings.host)
+        super().__init__(settings.data_dir, port, host=settings.gateway_bind)
         self.settings = settings
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.redis_url = redis_url
         self.bootstrap = bootstrap
         self.treasury_url = treasury_url
         self.command = tuple(command) if command is not None else GATEWAY_COMMAND
+
+    @property
+    def url(self) -> str | None:
+        return reachable_url(self.address) if self.address is not None else None
 
     def _env(self) -> dict[str, str]:
         env = settings_env(self.settings, super()._env())
@@ -65,12 +78,29 @@ class GatewayProcess(_Served):
         return env
 
 
+def reachable_url(address: str) -> str:
+    """``http://HOST:PORT`` for a client on this machine: a wildcard listener is reached over
+    the loopback (``0.0.0.0:8080`` -> ``http://127.0.0.1:8080``)."""
+    host, _, port = address.rpartition(":")
+    return f"http://{LOOPBACK if host.strip('[]') in _WILDCARDS else host}:{port}"
+
+
+def gateway_degraded(gateway: GatewayProcess) -> bool:
+    """True when the gateway's last report says its /health is degraded."""
+    health = gateway.health()
+    return health is not None and health.get("status") == "degraded"
+
+
 def gateway_detail(gateway: GatewayProcess) -> str | None:
-    """``http://127.0.0.1:PORT, updated 2026-...`` (OpenAPI at ``<url>/openapi.json``)."""
+    """``http://127.0.0.1:PORT, updated 2026-...`` (OpenAPI at ``<url>/openapi.json``), and
+    when /health is degraded, why."""
     health = gateway.health()
     if health is None:
         return None
     parts = [str(gateway.url)]
+    reasons = health.get("reasons")
+    if health.get("status") == "degraded" and isinstance(reasons, list):
+        parts.append("degraded: " + "; ".join(str(r) for r in reasons))
     updated = health.get("updated_at")
     if isinstance(updated, str):
         parts.append(f"updated {updated}")

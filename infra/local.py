@@ -19,14 +19,15 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from hero.config import HeroSettings, mask_url
+from hero.config import LOOPBACK, HeroSettings, mask_url
 from hero.log.topics import TopicAdmin
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._ports import free_ports, port_is_free
+from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
-from infra.gateway import GatewayProcess, gateway_detail
+from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.processes import (
     AgentsProcess,
@@ -80,7 +81,7 @@ class LocalStack:
     def up(self) -> UpReport:
         """Start what is not running yet; a running stack is reported and left untouched."""
         began = time.monotonic()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.data_dir)
         with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
             state = StackState.load(self.data_dir)
             if state is not None:
@@ -153,7 +154,7 @@ class LocalStack:
             store_url=self.settings.effective_store_url,
             treasury_url=_url_of_record(state, "treasury"),
             gateway_url=_url_of_record(state, "gateway"),
-            ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
+            ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
         )
 
     def _state_for_endpoints(self, *, required: bool) -> StackState | None:
@@ -236,7 +237,7 @@ class LocalStack:
                 store_url=self.settings.effective_store_url,
                 treasury_url=treasury.url,
                 gateway_url=gateway.url,
-                ray_env={} if "ray" in external else ray_env_for_host(self.settings.host),
+                ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
             )
             agents = AgentsProcess(self.settings, endpoints, command=self.agents_command)
             self._spawn(agents, state, started)
@@ -248,6 +249,7 @@ class LocalStack:
                 raise
             raise StackError(f"hero up failed: {exc}") from exc
         seconds = round(time.monotonic() - began, 3)
+        make_private(self.data_dir)  # what the launcher itself wrote meanwhile (run/, logs)
         state.complete = True
         state.seconds = seconds
         state.save(self.data_dir)
@@ -266,7 +268,8 @@ class LocalStack:
         )
 
     def _server(self, name: ComponentName, port: int) -> ManagedProcess:
-        host = self.settings.host
+        # Internal: loopback only, even when the gateway listens on every interface.
+        host = LOOPBACK
         if name == "broker":
             return BrokerProcess(self.data_dir, port, host=host)
         if name == "valkey":
@@ -310,7 +313,7 @@ class LocalStack:
         with the webhook's address, so it must not move. Taken, it fails the treasury's start.
         The gateway's is HERO_GATEWAY_PORT when set, likewise (clients are configured with it).
         """
-        host = self.settings.host
+        host = LOOPBACK
         previous = load_ports(self.data_dir)
         ports: dict[str, int] = {}
         wanted: list[str] = list(owned)
@@ -352,7 +355,7 @@ class LocalStack:
 
     def _attach(self, name: str, record: ProcessRecord) -> ManagedProcess:
         proc: ManagedProcess
-        host = self.settings.host
+        host = LOOPBACK
         if name == "broker":
             proc = BrokerProcess(self.data_dir, record.port, host=host)
         elif name == "valkey":
@@ -377,7 +380,7 @@ class LocalStack:
         return proc
 
     def _redis_url(self, record: ProcessRecord) -> str:
-        return _required(ValkeyProcess(self.data_dir, record.port, host=self.settings.host).url)
+        return _required(ValkeyProcess(self.data_dir, record.port, host=LOOPBACK).url)
 
     def _alive(self, record: ProcessRecord) -> bool:
         return self._attach(record.name, record).is_alive()
@@ -448,6 +451,8 @@ class LocalStack:
             detail = usage_detail(proc)
         elif isinstance(proc, GatewayProcess):
             detail = gateway_detail(proc)
+            if gateway_degraded(proc):
+                return ComponentStatus(**base, state="degraded", detail=detail)
         return ComponentStatus(**base, state="up", detail=detail)
 
     def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
@@ -518,6 +523,8 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
         else f"{shards} hosts, no stats",
         "caught up" if health.get("caught_up") else "not caught up",
     ]
+    if health.get("bad_records"):
+        parts.append(f"{health['bad_records']} unreadable records skipped")
     if health.get("error"):
         parts.append(f"error: {health['error']}")
     updated = health.get("updated_at")
@@ -528,7 +535,7 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
 
 def _url_of_record(state: StackState | None, name: str) -> str | None:
     record = state.processes.get(name) if state is not None else None
-    return f"http://{record.address}" if record is not None and record.address else None
+    return reachable_url(record.address) if record is not None and record.address else None
 
 
 def _url_of(valkey: ManagedProcess | None) -> str | None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
+
+from hero.config import mask_url
 
 __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
 ComponentName = Literal[
     "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"
 ]
-ComponentState = Literal["up", "down", "external"]
+ComponentState = Literal["up", "degraded", "down", "external"]
 
 
 class ComponentStatus(BaseModel):
@@ -47,6 +49,11 @@ class Endpoints(BaseModel):
             "(see infra.configure_ray_client). Empty for an external Ray."
         ),
     )
+
+    @field_serializer("redis_url", "store_url", when_used="json")
+    def _masked(self, url: str) -> str:
+        # `hero up --json` prints these: the embedded Valkey's URL carries its password.
+        return mask_url(url)
 
 
 class UpReport(BaseModel):

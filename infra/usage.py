@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra._state import ProcessRecord
 from infra.processes import _Reporting, settings_env
 
@@ -38,7 +38,7 @@ class UsageProcess(_Reporting):
         *,
         command: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(settings.data_dir, host=settings.host)
+        super().__init__(settings.data_dir, host=LOOPBACK)
         self.settings = settings
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.bootstrap = bootstrap
@@ -80,7 +80,8 @@ class UsageProcess(_Reporting):
 
 
 def usage_detail(usage: UsageProcess) -> str | None:
-    """``1200 samples, 10 facts, updated 2026-...`` (with duplicates and late ones if any)."""
+    """``1200 samples, 10 facts, updated 2026-...`` (with duplicates, late ones and dead letters
+    if any, and ``degraded: REASON`` while the worker waits on Valkey, the broker or the store)."""
     health = usage.health()
     if health is None:
         return None
@@ -89,6 +90,10 @@ def usage_detail(usage: UsageProcess) -> str | None:
         parts.append(f"{health['duplicates']} duplicates")
     if health.get("late"):
         parts.append(f"{health['late']} late")
+    if health.get("dead_lettered"):
+        parts.append(f"{health['dead_lettered']} dead-lettered")
+    if health.get("status") == "degraded":
+        parts.append(f"degraded: {health.get('reason')}")
     updated = health.get("updated_at")
     if isinstance(updated, str):
         parts.append(f"updated {updated}")

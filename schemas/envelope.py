@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.ids import EventId, Identifier, StreamId
+from schemas.ids import NAME_PATTERN, EventId, Identifier, StreamId
 from schemas.messages import Message
 from schemas.registry import REGISTRY, SchemaRegistry
 
@@ -19,7 +19,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: EventId
-    type: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     schema_version: int = Field(ge=1)
     stream: StreamId
     version: int = Field(ge=1, description="1-based position of the event in its stream")
@@ -28,7 +28,7 @@ class Envelope(BaseModel):
     recorded_at: AwareDatetime
     causation_id: Identifier | None = None
     correlation_id: Identifier | None = None
-    actor: str = Field(min_length=1, max_length=200)
+    actor: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     payload: dict[str, Any]
 
     def decode(self, registry: SchemaRegistry = REGISTRY) -> Message:

@@ -38,23 +38,35 @@ M = TypeVar("M", bound=type[Message])
 
 
 def _registrar(
-    kind: MessageKind, topic: Topic, version: int, registry: SchemaRegistry
+    kind: MessageKind,
+    topic: Topic,
+    version: int,
+    registry: SchemaRegistry,
+    writer: str | None = None,
 ) -> Callable[[M], M]:
     def register(cls: M) -> M:
         cls.TYPE = cls.__name__
         cls.SCHEMA_VERSION = version
         cls.TOPIC = topic
-        registry.register(cls, kind=kind, topic=topic, version=version)
+        registry.register(cls, kind=kind, topic=topic, version=version, writer=writer)
         return cls
 
     return register
 
 
 def event(
-    topic: Topic, *, version: int = 1, registry: SchemaRegistry = REGISTRY
+    topic: Topic,
+    *,
+    version: int = 1,
+    writer: str | None = None,
+    registry: SchemaRegistry = REGISTRY,
 ) -> Callable[[M], M]:
-    """Register an event class under its class name, on ``topic``, at schema ``version``."""
-    return _registrar("event", topic, version, registry)
+    """Register an event class under its class name, on ``topic``, at schema ``version``.
+
+    ``writer`` names the only service that records it (money: ``ledger``); a hand-made append
+    of such an event is refused, because it could create or move money outside the ledger.
+    """
+    return _registrar("event", topic, version, registry, writer)
 
 
 def command(*, version: int = 1, registry: SchemaRegistry = REGISTRY) -> Callable[[M], M]:

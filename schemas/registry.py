@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from schemas.bounds import RECORDED
 from schemas.topics import Topic
 
 if TYPE_CHECKING:
@@ -84,6 +85,13 @@ class SchemaEntry:
     kind: MessageKind
     topic: Topic
     version: int
+    writer: str | None = None
+    """The only service that may record this event (``ledger`` for money), or None for any."""
+
+    @property
+    def raw_append(self) -> bool:
+        """May a hand-made append (``hero events append``) record it? Not a money event."""
+        return self.writer is None
 
 
 class SchemaRegistry:
@@ -92,7 +100,13 @@ class SchemaRegistry:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
 
     def register(
-        self, model: type[Message], *, kind: MessageKind, topic: Topic, version: int
+        self,
+        model: type[Message],
+        *,
+        kind: MessageKind,
+        topic: Topic,
+        version: int,
+        writer: str | None = None,
     ) -> None:
         name = model.__name__
         existing = self._entries.get(name)
@@ -100,7 +114,7 @@ class SchemaRegistry:
             raise ValueError(f"message type {name!r} is registered twice")
         if version < 1:
             raise ValueError(f"{name}: schema versions start at 1")
-        self._entries[name] = SchemaEntry(name, model, kind, topic, version)
+        self._entries[name] = SchemaEntry(name, model, kind, topic, version, writer)
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register the step that turns a ``from_version`` payload into ``from_version + 1``."""
@@ -158,17 +172,26 @@ class SchemaRegistry:
 
     def decode(self, type_name: str, version: int, payload: Mapping[str, Any]) -> Message:
         """Upcast ``payload`` to the current version and validate it into its class."""
-        entry = self.entry(type_name)
-        _, data = self.upcast(type_name, version, payload)
-        try:
-            return entry.model.model_validate(data)
-        except ValidationError as error:
-            raise InvalidPayload.from_validation(type_name, error) from None
+        return self._validated(type_name, version, payload, RECORDED)
 
     def validate(self, type_name: str, payload: Mapping[str, Any]) -> Message:
         """Validate a payload written at the current version (for new events and commands)."""
         entry = self.entry(type_name)
-        return self.decode(type_name, entry.version, payload)
+        return self._validated(type_name, entry.version, payload, None)
+
+    def _validated(
+        self,
+        type_name: str,
+        version: int,
+        payload: Mapping[str, Any],
+        context: dict[str, Any] | None,
+    ) -> Message:
+        entry = self.entry(type_name)
+        _, data = self.upcast(type_name, version, payload)
+        try:
+            return entry.model.model_validate(data, context=context)
+        except ValidationError as error:
+            raise InvalidPayload.from_validation(type_name, error) from None
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         """One JSON Schema per type, annotated with its kind, topic and version."""

@@ -9,6 +9,14 @@ one ``UsageRecorded`` per contract and hour (the command id is the contract and 
 a close repeated after a crash writes nothing). A kill -9 at any point loses nothing: the
 windows live in Valkey, and Kafka redelivers what was not committed.
 
+A dependency that blinks loses nothing either. Valkey, the broker or the store unavailable
+is waited out with a capped backoff (``hero.log.retry``), with nothing committed or
+dead-lettered meanwhile, and the health file says ``degraded`` with the reason; only a record
+that fails by itself is dead-lettered. A broker that comes back empty (the embedded one is
+memory-only) has lost the samples it had not delivered: publishers keep each sample in the
+telemetry spool first, and this worker sends again the ones its windows do not hold
+(``streams.redrive``), which the windows then count once.
+
 The samples of one consumed batch reach Valkey in one script call (one round trip), and the
 batch's offsets are committed only once that call has returned: a sample is in its window
 before its offset is committed, and one redelivered is a duplicate there. While a batch goes
@@ -25,6 +33,7 @@ windows' home is Valkey, which the stack already runs with its append-only file 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -46,13 +55,19 @@ from hero.log.codec import DecodeError, decode_record
 from hero.log.consumer import (
     ConsumerStats,
     call_with_retries,
+    commit_or_redeliver,
     join_group,
     leave_group,
     send_dead_letter,
 )
+from hero.log.retry import RetryState, retry_infrastructure
+from hero.log.telemetry import TelemetryPublisher
+from hero.log.topics import TopicAdmin
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
+from hero.store.spool import SampleSpool, spool_path
 from schemas import REGISTRY, ContractCreated, Envelope, Message, Topic, UtilizationSampled
+from streams.redrive import RedriveCounts, SpoolRedriver
 
 __all__ = [
     "Sample",
@@ -198,7 +213,10 @@ class SampleConsumer:
 
     A handler that keeps failing on a batch is called again with one sample at a time, and a
     sample that still fails is dead-lettered (``handler_failed``), as ``EventConsumer`` does
-    with a record: one bad sample does not hold up the rest.
+    with a record: one bad sample does not hold up the rest. A handler that fails because a
+    dependency is down (Valkey refusing connections, loading, asking for auth) is not failing:
+    the call is retried with a capped backoff until it passes, nothing is dead-lettered and
+    nothing committed meanwhile (``retry`` says what it waits on, for the health file).
     """
 
     def __init__(
@@ -215,6 +233,7 @@ class SampleConsumer:
     ):
         self.name = name
         self.stats = ConsumerStats()
+        self.retry = RetryState()
         self.first_record_at: float | None = None
         """``time.perf_counter()`` when the first records arrived."""
         self._topics = list(topics)
@@ -293,24 +312,25 @@ class SampleConsumer:
                     counts.dead_lettered += 1
         assigned = self._consumer.assignment()
         offsets = {tp: offset for tp, offset in batch.offsets.items() if tp in assigned}
-        if offsets:
-            await self._consumer.commit(offsets)  # the batch is in Valkey: its offsets may go
-        self.stats.applied += counts.applied
-        self.stats.skipped += counts.skipped
-        self.stats.dead_lettered += counts.dead_lettered
+        if offsets:  # the batch is in Valkey: its offsets may go
+            await commit_or_redeliver(self._consumer, self.name, offsets)
+        self.stats.add(counts)
 
     async def _call(self, samples: Sequence[Sample]) -> str | None:
         return await call_with_retries(
             lambda: self._handler(samples),
             self._attempts,
             f"{self.name}: handler on {len(samples)} samples",
+            state=self.retry,
         )
 
     async def _dead_letter(
         self, record: ConsumerRecord[Any, Any], reason: str, detail: str
     ) -> None:
         assert self._dlq is not None
-        await send_dead_letter(self._dlq, self._dlq_topic, record, self.name, reason, detail)
+        await send_dead_letter(
+            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
+        )
 
 
 class UsageWorker:
@@ -326,7 +346,9 @@ class UsageWorker:
     async def step(self, timeout_ms: int = 200) -> None:
         batch = await self.consumer.fetch(timeout_ms)
         await self.flush()
-        await self.aggregator.close_due()
+        await retry_infrastructure(
+            self.aggregator.close_due, "usage: closing hours", state=self.consumer.retry
+        )
         if batch is not None:
             self._applying = asyncio.create_task(self.consumer.apply(batch))
             await asyncio.sleep(0)  # the task sends its call before the next batch is decoded
@@ -338,12 +360,34 @@ class UsageWorker:
             await applying
 
 
-def _health(path: Path, counts: UsageCounts) -> None:
-    body = {"pid": os.getpid(), "updated_at": datetime.now(UTC).isoformat(), **asdict(counts)}
+def _health(
+    path: Path, counts: UsageCounts, consumer: SampleConsumer, spool: RedriveCounts
+) -> None:
+    """The worker's counts and state: ``degraded`` with the reason while it waits on Valkey,
+    the broker or the store; ``dead_lettered`` counts the records it could not use."""
+    waiting = consumer.retry.waiting_on
+    body = {
+        "pid": os.getpid(),
+        "updated_at": datetime.now(UTC).isoformat(),
+        **asdict(counts),
+        "dead_lettered": consumer.stats.dead_lettered,
+        "infra_retries": consumer.retry.retries,
+        "spool_counted": spool.counted,
+        "spool_resent": spool.resent,
+        "status": "degraded" if waiting else "ok",
+        "reason": waiting,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body))
     tmp.replace(path)
+
+
+async def _every(interval_s: float, action: Callable[[], None], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        action()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 async def serve(
@@ -358,9 +402,10 @@ async def serve(
     if not settings.kafka_bootstrap or not settings.redis_url:
         raise SystemExit("streams.usage needs HERO_KAFKA_BOOTSTRAP and HERO_REDIS_URL")
     redis = Redis.from_url(settings.redis_url)
+    windows = UsageWindows(redis, namespace)
     aggregator = UsageAggregator(
         open_store(settings.effective_store_url),
-        UsageWindows(redis, namespace),
+        windows,
         lateness=timedelta(seconds=settings.usage_lateness_s),
         idle_close=timedelta(seconds=settings.usage_idle_close_s),
     )
@@ -372,16 +417,37 @@ async def serve(
     )
     worker = UsageWorker(consumer, aggregator)
     health = settings.data_dir / "run" / "usage.health"
-    await consumer.start()
+    spool = SampleSpool(spool_path(settings.data_dir))
+    admin = TopicAdmin(settings.kafka_bootstrap)
+    resender = TelemetryPublisher(settings.kafka_bootstrap, actor="usage", retry_for_s=10)
+    redriver = SpoolRedriver(spool, windows, admin, resender)
+    redriving = asyncio.create_task(redriver.run(stop))
+    reporting: asyncio.Task[None] | None = None
     try:
+        # A broker that came back empty has no topics yet: the group would wait for them.
+        await retry_infrastructure(admin.ensure_topics, f"{group}: topics")
+        await retry_infrastructure(consumer.start, f"{group}: joining")
+
+        def report() -> None:
+            _health(health, aggregator.counts, consumer, redriver.counts)
+
+        # Also while a step waits on Valkey or the broker: the health says why it waits.
+        reporting = asyncio.create_task(_every(0.25, report, stop))
         try:
             while not stop.is_set():
                 await worker.step(timeout_ms=200)
-                _health(health, aggregator.counts)
+                report()
         finally:
             await worker.flush()  # the batch in flight lands (and commits) before the stop
     finally:
+        stop.set()
+        await redriving
+        if reporting is not None:
+            await reporting
         await consumer.stop()
+        await resender.close()
+        await admin.close()
+        spool.close()
         await redis.aclose()
 
 

@@ -56,6 +56,7 @@ def write_health(path: Path, shards: int, stats: ClusterStats | None, error: str
         "agents": stats.agents if stats is not None else None,
         "caught_up": stats.caught_up if stats is not None else False,
         "host_pids": [host.pid for host in stats.hosts] if stats is not None else [],
+        "bad_records": stats.total("bad_records") if stats is not None else 0,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if error:

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from agents.runtime.routing import AGENT_TOPICS
+from hero.log.consumer import send_dead_letter
+from hero.log.producer import new_producer
 from hero.log.topics import wait_for_partitions
-from hero.store import EventStore
+from hero.store import EventStore, PoisonRow, skip_row
 from schemas import (
     REGISTRY,
     Envelope,
@@ -29,6 +31,7 @@ from schemas import (
     InvalidPayload,
     SchemaRegistry,
     SchemaVersionError,
+    Topic,
     UnknownMessageType,
 )
 
@@ -46,6 +49,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The name the agent hosts record their skipped rows (and dead letters) under.
+SOURCE = "agents"
 
 #: The host's "have I applied this?" check: True (and remembered) the first time only.
 Admit = Callable[[str, Envelope], bool]
@@ -105,7 +111,7 @@ def _admitted(
 
 
 def _skipped(counts: FeedCounts, where: str, error: BadRecord) -> None:
-    # The consumer helper dead-letters bad records; a host must only not stop on one.
+    # The feed dead-letters it too (hero.dlq); a host must above all not stop on one.
     counts.bad_records += 1
     log.warning("%s: skipped: %s", where, error)
 
@@ -174,7 +180,10 @@ class StoreHistory:
                         row.topic, row.envelope_json, admit, self.counts, self._registry
                     )
                 except BadRecord as error:
-                    _skipped(self.counts, f"store position {row.position}", error)
+                    self.counts.bad_records += 1
+                    await asyncio.to_thread(
+                        skip_row, self._store, SOURCE, row, PoisonRow("bad_record", str(error))
+                    )
                     continue
                 if delivery is not None:
                     batch.append(delivery)
@@ -200,15 +209,25 @@ class KafkaFeed:
         *,
         max_records: int = 2000,
         registry: SchemaRegistry = REGISTRY,
+        dead_letters: bool = True,
     ):
         self._bootstrap = bootstrap
         self._topics = list(topics)
         self._max_records = max_records
         self._registry = registry
         self._consumer: AIOKafkaConsumer | None = None
+        self._dead_letters = dead_letters
+        self._dlq: AIOKafkaProducer | None = None
         self.counts = FeedCounts()
 
     async def start(self) -> None:
+        if self._dead_letters and self._dlq is None:
+            self._dlq = new_producer(self._bootstrap)
+            try:
+                await self._dlq.start()
+            except BaseException:
+                self._dlq = None
+                raise
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
@@ -230,8 +249,11 @@ class KafkaFeed:
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
+        dlq, self._dlq = self._dlq, None
         if consumer is not None:
             await consumer.stop()
+        if dlq is not None:
+            await dlq.stop()
 
     async def poll(self, timeout_ms: int, admit: Admit) -> list[Delivery]:
         """One batch of new events, sorted by store position.
@@ -253,11 +275,24 @@ class KafkaFeed:
                     )
                 except BadRecord as error:
                     _skipped(self.counts, _where(record), error)
+                    await self._dead_letter(record, error)
                     continue
                 if delivery is not None:
                     deliveries.append(delivery)
         deliveries.sort(key=lambda d: d.envelope.position)
         return deliveries
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], error: BadRecord) -> None:
+        """Park the record on ``hero.dlq``; a broker that refuses it is logged, not fatal:
+        the feed goes on either way."""
+        if self._dlq is None:
+            return
+        try:
+            await send_dead_letter(
+                self._dlq, Topic.DLQ.value, record, SOURCE, "bad_record", str(error)
+            )
+        except Exception:
+            log.exception("%s: could not dead-letter %s", SOURCE, _where(record))
 
 
 def _where(record: ConsumerRecord[Any, Any]) -> str:

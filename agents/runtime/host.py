@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.agentset import deliver
 from agents.brain import Brain
+from agents.offtaker import OfftakerBrain
 from agents.runtime.feed import Delivery, EventFeed, History
 from agents.runtime.memory import mean_deep_size, rss_bytes
 from agents.runtime.routing import AppliedVersions, kind_of, shard_of
@@ -106,6 +107,9 @@ class HostStats(ConsultStats):
     running: bool = False
     reconstructed: bool = False
     """Set by the Ray actor: this is a restart of a host that died."""
+    mandates_refused: dict[str, str] = field(default_factory=dict)
+    """Offtaker agents not asking the market under their mandate, and why (an old store's
+    mandate nothing can be bought with): said here rather than retried in silence."""
 
     @property
     def events_applied(self) -> int:
@@ -184,6 +188,11 @@ class AgentHostCore:
         s.wakeups_scheduled = len(self._wakeup)
         s.memory_per_agent_bytes = self._memory_per_agent()
         s.rss_bytes = rss_bytes()
+        s.mandates_refused = {
+            agent_id: brain.mandate_refused
+            for agent_id, brain in self._brains.items()
+            if isinstance(brain, OfftakerBrain) and brain.mandate_refused
+        }
         return HostStats(**asdict(s))
 
     def _memory_per_agent(self) -> int:

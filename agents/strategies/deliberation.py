@@ -85,8 +85,18 @@ class Deliberation:
 
 
 def apply_guardrails(advice: Advice, guard: Callable[[Move], Guarded]) -> Guarded | None:
-    """The guardrails' verdict on the advised move; ``None`` when the advice holds no move."""
-    return guard(advice.move) if advice.move is not None else None
+    """The guardrails' verdict on the advised move; ``None`` when the advice holds no move.
+
+    A move the guardrails cannot even weigh (an amount no Money can hold) is refused with the
+    reason: a model's answer must never stop the agent's decisions."""
+    if advice.move is None:
+        return None
+    try:
+        return guard(advice.move)
+    except (ValueError, ArithmeticError) as error:
+        detail = f"the move cannot be weighed: {type(error).__name__}: {error}"
+        hit = GuardrailHit(rule="protocol", outcome="refused", detail=detail[:500])
+        return Guarded(None, (hit,))
 
 
 def _move_text(move: Move | None, raw: str | None) -> str | None:

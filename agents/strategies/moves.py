@@ -13,7 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.money import MAX_AMOUNT, Currency
 
 __all__ = ["NO_MODEL", "Advice", "Advisor", "Move", "NoAdvisor", "Question"]
 
@@ -42,6 +44,23 @@ class Move(BaseModel):
     )
     reason: str = Field(default="", max_length=500, description="for decline: why")
     rationale: str = Field(max_length=2000, description="why this move; recorded on the event")
+
+    @field_validator("price_hour")
+    @classmethod
+    def _a_price(cls, value: Decimal | None) -> Decimal | None:
+        """A price no amount of money can be is an invalid answer (the rules then decide),
+        not an error deep in the agent when it is made Money."""
+        if value is None:
+            return None
+        if value <= 0:
+            raise ValueError(f"must be above zero, got {value}")
+        if value >= MAX_AMOUNT:
+            raise ValueError(f"must be below 10^18, got {value}")
+        exponent = value.as_tuple().exponent
+        places = Currency.USD.places
+        if isinstance(exponent, int) and -exponent > places:
+            raise ValueError(f"has at most {places} decimal places, got {value}")
+        return value
 
 
 class Question(BaseModel):

@@ -1,8 +1,9 @@
 """``python -m agents.treasury [--port N] [--interval S]``: the webhook and the worker.
 
-Reads the HERO_* settings. Serves ``POST /webhooks/payments`` on ``HERO_HOST`` (127.0.0.1)
-and converts and bills every ``--interval`` seconds; writes ``run/treasury.health`` (pid,
-port, last pass) once listening and then every 2 s. SIGTERM or SIGINT stops it.
+Reads the HERO_* settings. Serves ``POST /webhooks/payments`` on 127.0.0.1 only (the gateway
+forwards providers' webhooks to it) and converts and bills every ``--interval`` seconds;
+writes ``run/treasury.health`` (pid, port, last pass) once listening and then every 2 s.
+SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uvicorn
 
 from agents.treasury.app import create_app
 from agents.treasury.runtime import TreasuryWorker, health_path, webhook_secret, write_health
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from hero.store import open_store
 from infra._ports import free_ports
 
@@ -32,7 +33,7 @@ def main() -> None:
     if args.interval is not None:
         settings = settings.model_copy(update={"treasury_interval_s": args.interval})
     port = args.port if args.port is not None else settings.treasury_port
-    port = port or free_ports(1, settings.host)[0]
+    port = port or free_ports(1, LOOPBACK)[0]
     worker = TreasuryWorker(open_store(settings.effective_store_url), settings)
     app = create_app(
         worker.treasury,
@@ -42,7 +43,7 @@ def main() -> None:
         status=worker.status,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", lifespan="off")
     )
     stopped = threading.Event()
 

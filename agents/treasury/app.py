@@ -1,8 +1,9 @@
 """The payment webhook as a small ASGI app (FastAPI), usable without the gateway.
 
 ``POST /webhooks/payments`` with the provider's signature header (``Stripe-Signature``, or
-``Hero-Signature``): 200 once per provider event; 409 for a replayed event id; 400/401/422
-with a reason for the refused ones, which write nothing.
+``Hero-Signature``): 200 with ``"duplicate": false`` the first time a provider event arrives,
+200 with ``"duplicate": true`` (nothing written) for a redelivery; 400/401/422 with a reason
+for the refused ones, which write nothing.
 """
 
 from __future__ import annotations
@@ -50,10 +51,15 @@ def create_app(
             result = await run_in_threadpool(treasury.receive, notice)
         except Rejected as error:  # contention on the accounts: the provider retries later
             return JSONResponse({"error": str(error)}, status_code=503)
-        if result.duplicate:
-            body = {"error": "duplicate_event: this event id was received before"}
-            return JSONResponse({**body, "payment_id": result.payment_id}, status_code=409)
-        return JSONResponse({"status": "received", "payment_id": result.payment_id})
+        # A repeat is answered 2xx too: providers retry a 4xx for days, then disable the
+        # endpoint. ``duplicate`` says nothing was written this time.
+        return JSONResponse(
+            {
+                "status": "received",
+                "payment_id": result.payment_id,
+                "duplicate": result.duplicate,
+            }
+        )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

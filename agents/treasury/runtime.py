@@ -27,7 +27,7 @@ from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import RevenueSplit
 from hero.payments.billing import BillingReport, BillingService, BillingSettings
-from hero.store import EventStore
+from hero.store import EventStore, skip_counts
 
 __all__ = [
     "TreasuryWorker",
@@ -174,6 +174,7 @@ class TreasuryWorker:
             "failed": self.totals.failed,
             "billed": self.totals.billed,
             "last_pass": self.totals.at,
+            "skipped": sum(skip_counts().values()),
         }
 
 

@@ -22,7 +22,7 @@ from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.payments.ledger import LedgerService
-from hero.store import EventStore, recorded_after
+from hero.store import EventStore, PoisonRow, decode_event, recorded_after, skip_row
 from schemas import (
     Event,
     FiatConverted,
@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The name the treasury records its skipped rows under.
+SOURCE = "treasury"
 
 #: The owner of the cooperative's fiat accounts, and of the outside world's accounts.
 COOPERATIVE = "cooperative"
@@ -140,13 +143,16 @@ class TreasuryService:
         state = self._pending
         for row in recorded_after(self._store, state.position):
             state.position = row.position
-            if row.type == "FiatPaymentReceived":
-                event = row.envelope().decode()
-                assert isinstance(event, FiatPaymentReceived)
+            if row.type not in ("FiatPaymentReceived", "FiatConverted"):
+                continue
+            try:
+                _, event = decode_event(row)
+            except PoisonRow as error:  # an unreadable row must not stop the conversions
+                skip_row(self._store, SOURCE, row, error)
+                continue
+            if isinstance(event, FiatPaymentReceived):
                 state.received[event.payment_id] = event
-            elif row.type == "FiatConverted":
-                event = row.envelope().decode()
-                assert isinstance(event, FiatConverted)
+            elif isinstance(event, FiatConverted):
                 state.converted.add(event.payment_id)
                 state.received.pop(event.payment_id, None)
         return [p for p in state.received.values() if p.payment_id not in state.converted]

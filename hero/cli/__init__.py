@@ -10,6 +10,7 @@ import typer
 from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
 from hero.cli import demo as demo_module
 from hero.cli import (
+    dlq,
     events,
     grids,
     keys,
@@ -23,6 +24,7 @@ from hero.cli import (
     workloads,
 )
 from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
+from hero.cli import skipped as skipped_module
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -44,6 +46,7 @@ app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_module.demo)
 app.command("price")(price.price)
 app.command("replay")(replay.replay)
+events.app.command("skipped")(skipped_module.skipped)
 app.add_typer(events.app, name="events")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(market.farmer_app, name="farmer")
@@ -60,6 +63,7 @@ app.add_typer(utilization.app, name="utilization")
 app.add_typer(utilization.usage_app, name="usage")
 app.add_typer(workloads.app, name="workloads")
 app.add_typer(keys.app, name="keys")
+app.add_typer(dlq.app, name="dlq")
 
 
 @schemas_app.command("export")

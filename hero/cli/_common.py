@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from hero.config import HeroSettings
+from hero.store import PoisonRow, RecordedEvent
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -37,3 +41,30 @@ def print_json(data: Any) -> None:
 def fail(message: str, code: int = 2) -> NoReturn:
     errors.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def warn_skipped(row: RecordedEvent, error: PoisonRow) -> None:
+    """A listing steps over a row it cannot read and says so on stderr, once per row: the
+    rest of the listing is still right, and the operator learns where the bad row is."""
+    errors.print(
+        f"[yellow]warning:[/] skipped the unreadable event at position {row.position}"
+        f" (stream {escape(repr(row.stream))}, {escape(error.reason)});"
+        " `hero events skipped` lists the rows the followers skipped",
+        soft_wrap=True,
+    )
+
+
+def checked_id(kind: Any) -> Callable[[str | None], str | None]:
+    """A typer callback refusing an id that ``kind`` (``schemas.ids``) refuses: exit 2 naming
+    the argument and the limit, before anything is read or written."""
+    adapter: TypeAdapter[str] = TypeAdapter(kind)
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as error:
+            raise typer.BadParameter(error.errors()[0]["msg"]) from None
+
+    return check

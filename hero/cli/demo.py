@@ -51,7 +51,7 @@ from hero.market.views import (
     json_ready,
 )
 from hero.payments.billing import BillingReport, billing_stream
-from hero.payments.ledger import read_ledger
+from hero.payments.ledger import read_book
 from hero.store import EventStore, open_store
 from infra import LocalStack, StackError
 from schemas import (
@@ -503,10 +503,12 @@ class Payments:
     convert_seconds: float
     totals: dict[str, Decimal]
     balances: dict[str, Money]
+    unbalanced: dict[str, str] = field(default_factory=dict)
+    """Transfer id -> why its legs are not one sound transfer (``LedgerBook.unbalanced``)."""
 
     @property
     def balanced(self) -> bool:
-        return all(total == 0 for total in self.totals.values())
+        return not self.unbalanced and all(total == 0 for total in self.totals.values())
 
     def total(self, part: Callable[[UsageBilled], Money]) -> Money:
         return sum((part(bill) for bill in self.bills), Money.zero("TFT"))
@@ -596,7 +598,8 @@ def pay_and_bill(
         ),
         key=lambda bill: (bill.contract_id, bill.hour),
     )
-    ledger = read_ledger(store)
+    book = read_book(store)
+    ledger = book.ledger
     return Payments(
         treasury=treasury.description,
         top_ups=top_ups,
@@ -608,6 +611,7 @@ def pay_and_bill(
             offtaker: ledger.balance(account_id(AccountKind.OFFTAKER, offtaker))
             for offtaker in offtakers
         },
+        unbalanced=book.unbalanced,
     )
 
 

@@ -7,11 +7,27 @@ import json
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.domain.clock import SystemClock
-from hero.store import ANY_VERSION, ConcurrencyConflict, NewEvent, StoreError, open_store
+from hero.store import (
+    ANY_VERSION,
+    ConcurrencyConflict,
+    NewEvent,
+    PoisonRow,
+    StoreError,
+    open_store,
+)
 from schemas import REGISTRY, Event, InvalidPayload, UnknownMessageType, new_id
 
 app = typer.Typer(help="Append events to the store and read streams back.", no_args_is_help=True)
@@ -40,6 +56,12 @@ def validated_event(type_name: str, payload: dict[str, Any]) -> Event:
     except InvalidPayload as error:
         lines = "\n".join(f"  - {field}" for field in error.errors)
         fail(f"invalid {type_name} payload, nothing was written:\n{lines}")
+    if not entry.raw_append:
+        # A hand-made money event would create or move funds that no other leg accounts for.
+        fail(
+            f"{type_name} is a money event, recorded only by the {entry.writer} service; "
+            "a raw append is refused, nothing was written (use hero payments or hero billing)"
+        )
     assert isinstance(message, Event)
     return message
 
@@ -102,7 +124,12 @@ def read(
         rows = store.read_stream(stream, from_version)
     finally:
         store.close()
-    envelopes = [row.envelope() for row in rows]
+    envelopes = []
+    for row in rows:
+        try:
+            envelopes.append(row.envelope())
+        except ValidationError as error:  # a row an older version let in: say so, go on
+            warn_skipped(row, PoisonRow("invalid_envelope", f"{error.error_count()} error(s)"))
     if as_json:
         print_json([envelope.model_dump(mode="json") for envelope in envelopes])
         return

@@ -109,7 +109,8 @@ def revoke(
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Revoke a key: it is refused (401) from now on."""
+    """Revoke a key: it is refused (401) from now on, and its open streams end at their next
+    heartbeat."""
     record = _with_keys(data_dir, lambda keys: keys.revoke(key_id))
     if record is None:
         fail(f"no API key {key_id}")

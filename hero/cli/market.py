@@ -21,7 +21,16 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    checked_id,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.domain.clock import SystemClock
 from hero.domain.node import node_stream
 from hero.market.fleet import generate_fleet
@@ -34,7 +43,14 @@ from hero.market.views import (
     OfferRow,
     json_ready,
 )
-from hero.store import EventStore, StoreError, open_store, recorded_after
+from hero.store import (
+    EventStore,
+    PoisonRow,
+    StoreError,
+    decode_event,
+    open_store,
+    recorded_after,
+)
 from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
@@ -53,6 +69,7 @@ from schemas import (
     SetOfftakerMandate,
     new_id,
 )
+from schemas.ids import FarmId, NodeId, OfftakerId
 
 __all__ = [
     "contracts_app",
@@ -112,8 +129,13 @@ def load_report(
     """The market folded from the whole log; given a report, only what came after it."""
     report = report or MarketReport()
     for row in recorded_after(store, report.position, batch):
-        envelope = row.envelope()
-        report.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+        try:
+            envelope, event = decode_event(row)
+        except PoisonRow as error:
+            warn_skipped(row, error)
+            report.position = max(report.position, row.position)
+            continue
+        report.apply(envelope, event)
     return report
 
 
@@ -348,7 +370,7 @@ def describe_policy(policy: FarmerPolicy) -> str:
 
 @policy_app.command("set")
 def policy_set(
-    farm: Annotated[str, typer.Argument(help="the farm's id")],
+    farm: Annotated[str, typer.Argument(help="the farm's id", callback=checked_id(FarmId))],
     file: Annotated[
         Path | None, typer.Option("--file", help="the policy as JSON (FarmerPolicy); - for stdin")
     ] = None,
@@ -432,7 +454,7 @@ def _known_offer(report: MarketReport, offer_id: str) -> OfferRow:
 
 @farmer_app.command("approvals")
 def approvals(
-    farm: Annotated[str, typer.Argument(help="the farm's id")],
+    farm: Annotated[str, typer.Argument(help="the farm's id", callback=checked_id(FarmId))],
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
@@ -532,7 +554,9 @@ def _done(as_json: bool, offer: OfferRow, outcome: str, message: str) -> None:
 
 @mandate_app.command("set")
 def mandate_set(
-    offtaker: Annotated[str, typer.Argument(help="the offtaker's id")],
+    offtaker: Annotated[
+        str, typer.Argument(help="the offtaker's id", callback=checked_id(OfftakerId))
+    ],
     file: Annotated[
         Path, typer.Option("--file", help="the mandate as JSON (Mandate); - for stdin")
     ],
@@ -594,7 +618,7 @@ def nodes_list(
 
 @nodes_app.command("status")
 def nodes_status(
-    node: Annotated[str, typer.Argument(help="the node id")],
+    node: Annotated[str, typer.Argument(help="the node id", callback=checked_id(NodeId))],
     status: Annotated[NodeStatus, typer.Argument(help="up, down or standby")],
     reason: Annotated[str, typer.Option(help="why, recorded with the change")] = "by hand",
     data_dir: DataDir = None,

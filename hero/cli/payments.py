@@ -25,24 +25,40 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    checked_id,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.cli.market import fmt_money, opened_store
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.errors import Rejected
-from hero.domain.ledger import AccountKind, account_currency, account_kind, account_stream
+from hero.domain.ledger import (
+    AccountKind,
+    LedgerBook,
+    Leg,
+    account_currency,
+    account_kind,
+    account_of_stream,
+)
 from hero.market.views import json_ready
 from hero.payments.billing import BillingReport, BillingService
-from hero.payments.ledger import read_ledger
-from hero.store import EventStore, StoreError, recorded_after
+from hero.payments.ledger import read_book
+from hero.store import EventStore, StoreError, readable_events, recorded_after
 from schemas import (
     FiatConverted,
     FiatPaymentReceived,
     Money,
     PayOutFarmer,
     RefundOfftaker,
-    TransferPosted,
 )
+from schemas.ids import CommandId, FarmId, OfftakerId
 
 __all__ = [
     "AccountRow",
@@ -131,10 +147,9 @@ def _when(moment: datetime | None) -> str:
 
 def _rows_of_type(store: EventStore, types: set[str], batch: int = 5000) -> Iterator[Any]:
     """(envelope, event) of every recorded event of ``types``, in log order."""
-    for row in recorded_after(store, 0, batch):
-        if row.type in types:
-            envelope = row.envelope()
-            yield envelope, envelope.decode()
+    rows = recorded_after(store, 0, batch)
+    for _, envelope, event in readable_events(rows, warn_skipped, types=types):
+        yield envelope, event
 
 
 def read_payments(store: EventStore) -> list[PaymentRow]:
@@ -167,9 +182,8 @@ def payment_row(store: EventStore, payment_id: str) -> PaymentRow | None:
     from agents.treasury.service import payment_stream
 
     found: PaymentRow | None = None
-    for row in store.read_stream(payment_stream(payment_id)):
-        envelope = row.envelope()
-        event = envelope.decode()
+    rows = store.read_stream(payment_stream(payment_id))
+    for _, envelope, event in readable_events(rows, warn_skipped):
         if isinstance(event, FiatPaymentReceived):
             found = PaymentRow(
                 payment_id=event.payment_id,
@@ -192,9 +206,14 @@ def payment_row(store: EventStore, payment_id: str) -> PaymentRow | None:
 
 @accounts_app.command("list")
 def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
-    """Every account with its balance, and the sum per currency (always zero)."""
+    """Every account with its balance, the sum per currency (zero), and any unsound transfer.
+
+    Balanced means every transfer has both legs, equal in accounts, amount and currency, and
+    every currency sums to zero; a one-sided or mismatched leg is named by its transfer id.
+    """
     with opened_store(data_dir) as store:
-        ledger = read_ledger(store)
+        book = read_book(store, on_skip=warn_skipped)
+    ledger = book.ledger
     rows = sorted(
         (
             AccountRow(
@@ -210,16 +229,21 @@ def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
         key=lambda row: (_KIND_ORDER.get(row.kind, 99), row.account),
     )
     totals = {currency.value: total for currency, total in sorted(ledger.totals().items())}
-    balanced = all(total == 0 for total in totals.values())
+    unbalanced = book.unbalanced
+    balanced = book.balanced
     if as_json:
         print_json(
             {
                 "accounts": json_ready(rows),
                 "totals": {currency: _plain(total) for currency, total in totals.items()},
                 "balanced": balanced,
+                "unbalanced": [
+                    {"transfer_id": tid, "problem": book.problems[tid].value, "reason": reason}
+                    for tid, reason in unbalanced.items()
+                ],
             }
         )
-    elif not rows:
+    elif not rows and not unbalanced:
         console.print("no accounts yet: nothing was paid or billed")
     else:
         table = Table("account", "kind", "currency", "balance", "transfers")
@@ -231,7 +255,12 @@ def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
         console.print(table)
         sums = ", ".join(f"{currency} {_plain(total)}" for currency, total in totals.items())
         verdict = "[green]balanced[/]" if balanced else "[bold red]NOT balanced[/]"
-        console.print(f"totals: {sums} ({verdict})")
+        console.print(f"totals: {sums or 'none'} ({verdict})")
+        for transfer_id, reason in unbalanced.items():
+            console.print(escape(f"unbalanced transfer {transfer_id}: {reason}"))
+    if unbalanced:
+        # Counted for nothing in any balance; the ids say which rows to look at.
+        fail(escape(f"transfers without two matching legs: {', '.join(unbalanced)}"), code=1)
     if not balanced:
         # Every transfer debits what it credits: a non-zero sum means a broken store.
         fail(f"the ledger does not sum to zero: {totals}", code=1)
@@ -253,38 +282,60 @@ def _checked_account(account: str) -> str:
     return account
 
 
+@dataclass(frozen=True)
+class _AccountHistory:
+    rows: list[TransferRow]
+    balance: Money
+    unbalanced: dict[str, str]
+    """The unsound transfers any of whose legs names the account or sits on its stream."""
+    problems: dict[str, str]
+    """Their problem codes (``LedgerBook.problems``)."""
+
+
+def _account_history(store: EventStore, account: str) -> _AccountHistory:
+    """The account's matched transfers, oldest first, with its balance after each."""
+    book = LedgerBook()
+    balance = Money.zero(account_currency(account))
+    rows: list[TransferRow] = []
+    touching: set[str] = set()
+    for envelope, event in _rows_of_type(store, {"TransferPosted"}):
+        leg = Leg(account_of_stream(envelope.stream), event)
+        if account in (leg.account, event.debit_account, event.credit_account):
+            touching.add(event.transfer_id)
+        posted = book.add(leg)
+        if posted is None or account not in (posted.debit_account, posted.credit_account):
+            continue
+        credited = posted.credit_account == account
+        amount = posted.amount if credited else -posted.amount
+        balance = balance + amount
+        rows.append(
+            TransferRow(
+                transfer_id=posted.transfer_id,
+                kind=posted.kind.value,
+                counterparty=posted.debit_account if credited else posted.credit_account,
+                amount=amount,
+                balance=balance,
+                reference=posted.reference,
+                at=envelope.occurred_at,
+            )
+        )
+    unbalanced = {tid: why for tid, why in book.unbalanced.items() if tid in touching}
+    problems = {tid: book.problems[tid].value for tid in unbalanced}
+    return _AccountHistory(rows, balance, unbalanced, problems)
+
+
 @accounts_app.command("show")
 def accounts_show(
     account: Annotated[str, typer.Argument(help="KIND.OWNER.CURRENCY, e.g. offtaker.acme.TFT")],
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """An account's balance and its transfers, newest last."""
+    """An account's balance and its transfers, newest last (matched transfers only)."""
     _checked_account(account)
     with opened_store(data_dir) as store:
-        recorded = store.read_stream(account_stream(account))
-    balance = Money.zero(account_currency(account))
-    rows: list[TransferRow] = []
-    for row in recorded:
-        envelope = row.envelope()
-        event = envelope.decode()
-        if not isinstance(event, TransferPosted):
-            continue  # BalanceLow and other notes share the stream
-        credited = event.credit_account == account
-        amount = event.amount if credited else -event.amount
-        balance = balance + amount
-        rows.append(
-            TransferRow(
-                transfer_id=event.transfer_id,
-                kind=event.kind.value,
-                counterparty=event.debit_account if credited else event.credit_account,
-                amount=amount,
-                balance=balance,
-                reference=event.reference,
-                at=envelope.occurred_at,
-            )
-        )
-    if not rows:
+        history = _account_history(store, account)
+    rows, balance, unbalanced = history.rows, history.balance, history.unbalanced
+    if not rows and not unbalanced:
         fail(escape(f"no account {account} in the ledger (hero accounts list shows them)"))
     if as_json:
         print_json(
@@ -294,6 +345,10 @@ def accounts_show(
                     "kind": account_kind(account).value,
                     "balance": balance,
                     "transfers": rows,
+                    "unbalanced": [
+                        {"transfer_id": tid, "problem": history.problems[tid], "reason": reason}
+                        for tid, reason in unbalanced.items()
+                    ],
                 }
             )
         )
@@ -315,6 +370,8 @@ def accounts_show(
     console.print(
         f"balance of {account}: [bold]{fmt_money(balance)}[/] ({_count(len(rows), 'transfer')})"
     )
+    for transfer_id, reason in unbalanced.items():
+        console.print(escape(f"unbalanced transfer {transfer_id} (not counted): {reason}"))
 
 
 # -- hero payments --------------------------------------------------------------------------------
@@ -498,14 +555,14 @@ def payments_serve(
     from infra.treasury import TREASURY_COMMAND, WEBHOOK_PATH
 
     settings = settings_for(data_dir)
-    chosen = port or settings.treasury_port or free_ports(1, settings.host)[0]
+    chosen = port or settings.treasury_port or free_ports(1, LOOPBACK)[0]
     command = [*TREASURY_COMMAND, "--port", str(chosen)]
     if interval is not None:
         command += ["--interval", str(interval)]
     env = settings_env(settings, os.environ)
     env["HERO_DATA_DIR"] = str(settings.data_dir)
     console.print(
-        f"treasury: webhook on http://{settings.host}:{chosen}{WEBHOOK_PATH}, "
+        f"treasury: webhook on http://{LOOPBACK}:{chosen}{WEBHOOK_PATH}, "
         f"store {settings.effective_store_url} (Ctrl-C stops it)"
     )
     sys.stdout.flush()
@@ -515,9 +572,25 @@ def payments_serve(
 
 def _tft(amount: str) -> Money:
     try:
-        return Money.of(amount, "TFT")
+        money = Money.of(amount, "TFT")
     except (ValueError, TypeError) as error:
         fail(f"AMOUNT must be a TFT amount such as 12.5 (7 places at most): {error}")
+    if money.amount <= 0:
+        fail(f"AMOUNT must be above zero, got {amount}; nothing written")
+    return money
+
+
+#: Money leaving the grid is sent with an id of the caller's, like a payment provider's
+#: idempotency key: a retry with the same id pays once, the same id for another request is
+#: refused.
+CommandIdOption = Annotated[
+    str,
+    typer.Option(
+        help="required: the request's idempotency key; repeat it to retry safely",
+        callback=checked_id(CommandId),
+        show_default=False,
+    ),
+]
 
 
 def _send_out(
@@ -546,37 +619,31 @@ def _send_out(
 
 @payments_app.command("payout")
 def payments_payout(
-    farm: Annotated[str, typer.Argument(help="the farm whose TFT goes out")],
+    farm: Annotated[
+        str, typer.Argument(help="the farm whose TFT goes out", callback=checked_id(FarmId))
+    ],
     amount: Annotated[str, typer.Argument(help="TFT, e.g. 12.5")],
-    command_id: Annotated[
-        str | None, typer.Option(help="repeat it to retry safely [default: a new id]")
-    ] = None,
+    command_id: CommandIdOption,
     data_dir: DataDir = None,
 ) -> None:
     """Pay a farmer's TFT out of the grid (to its Stellar address); once per command id."""
-    from schemas import new_id
-
-    command = PayOutFarmer(
-        command_id=command_id or new_id("payout"), farm_id=farm, amount=_tft(amount)
-    )
+    command = PayOutFarmer(command_id=command_id, farm_id=farm, amount=_tft(amount))
     _send_out(data_dir, command, "payout", f"farmer.{farm}.TFT")
 
 
 @payments_app.command("refund")
 def payments_refund(
-    offtaker: Annotated[str, typer.Argument(help="the offtaker refunded")],
+    offtaker: Annotated[
+        str, typer.Argument(help="the offtaker refunded", callback=checked_id(OfftakerId))
+    ],
     amount: Annotated[str, typer.Argument(help="TFT, e.g. 12.5")],
     reason: Annotated[str, typer.Option(help="why, recorded with the refund")],
-    command_id: Annotated[
-        str | None, typer.Option(help="repeat it to retry safely [default: a new id]")
-    ] = None,
+    command_id: CommandIdOption,
     data_dir: DataDir = None,
 ) -> None:
     """Return an offtaker's TFT to the outside world; once per command id."""
-    from schemas import new_id
-
     command = RefundOfftaker(
-        command_id=command_id or new_id("refund"),
+        command_id=command_id,
         offtaker_id=offtaker,
         amount=_tft(amount),
         reason=reason,

@@ -1,9 +1,11 @@
 """``hero replay``: rebuild the read models in the running stack's Valkey from the event store.
 
-Each projection named (all by default) is wiped, documents and position in one transaction,
-and folded again from the first event. A projector already running (the gateway's) may go on
-meanwhile: the wipe moves the position it watches, so it starts over too, and the two end with
-the same documents.
+Each projection named (all by default) is folded again from the first event into a fresh
+generation of keys, which replaces the served one only once it is complete (one transaction for
+all of them); the old generation is then deleted. Until then the gateway serves the old
+documents, and a rebuild that fails leaves them serving. The gateway's projector follows the
+swap on its next pass. A row the fold cannot decode is recorded as skipped (see ``hero events
+skipped``), and the rebuild goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import opened_store
+from hero.config import mask_url
 from hero.readmodels.projections import PROJECTIONS, UnknownProjection, projection
 from hero.readmodels.projector import Projector, RebuildReport
 from hero.store import EventStore
@@ -49,7 +52,7 @@ def replay(
         try:
             report = asyncio.run(_rebuild(store, redis_url, name))
         except (RedisError, OSError) as error:
-            fail(f"cannot rebuild the read models in {redis_url}: {error}", code=1)
+            fail(f"cannot rebuild the read models in {mask_url(redis_url)}: {error}", code=1)
     if as_json:
         print_json(
             {

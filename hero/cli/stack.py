@@ -12,7 +12,7 @@ from infra import ComponentStatus, LocalStack, StackError
 
 def _table(components: list[ComponentStatus]) -> Table:
     table = Table("component", "state", "address", "pid", "detail")
-    colours = {"up": "green", "external": "cyan", "down": "red"}
+    colours = {"up": "green", "degraded": "yellow", "external": "cyan", "down": "red"}
     for c in components:
         colour = colours.get(c.state, "white")
         table.add_row(

@@ -8,7 +8,9 @@
 
 A sample's id is made of its workload, replica and time, and its sequence number is its time
 (epoch seconds): injecting the same span again sends the very same samples, which the usage
-worker counts once.
+worker counts once. Samples are kept in the stack's telemetry spool before they are sent
+(``<data dir>/telemetry/spool.db``): one the broker loses (a restart of the memory-only
+broker) is sent again by the usage worker, and counted once.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli._common import (
+    AsJson,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    warn_skipped,
+)
 from hero.cli.market import opened_store
 from hero.readmodels.workloads import (
     WorkloadLookupError,
@@ -35,7 +45,7 @@ from hero.readmodels.workloads import (
     WorkloadsView,
     read_workloads,
 )
-from hero.store import EventStore, recorded_after
+from hero.store import EventStore, readable_events, recorded_after
 from schemas import UsageRecorded, UtilizationSampled
 
 __all__ = [
@@ -169,7 +179,7 @@ def _replicas_option(
     if contract is not None and node is not None:
         return None, [SampledReplica(replica or f"{workload}-r0", contract, node)]
     with opened_store(data_dir) as store:
-        view = read_workloads(store, decisions_kept=0)
+        view = read_workloads(store, decisions_kept=0, on_skip=warn_skipped)
     try:
         return live_replicas(view, workload)
     except WorkloadLookupError as error:
@@ -224,14 +234,18 @@ def _all_samples(
 
 def _send(data_dir: Path | None, samples: list[tuple[UtilizationSampled, int]]) -> str:
     """Send to the running stack's Kafka; its bootstrap address."""
+    from hero.log.telemetry import TelemetryNotSent
     from infra import LocalStack, StackError
 
+    settings = settings_for(data_dir)
     try:
-        bootstrap = LocalStack(settings_for(data_dir)).endpoints().kafka_bootstrap
+        bootstrap = LocalStack(settings).endpoints().kafka_bootstrap
     except StackError as error:
         fail(str(error), code=1)
     try:
-        asyncio.run(_publish(bootstrap, samples))
+        asyncio.run(_publish(bootstrap, samples, settings.data_dir))
+    except TelemetryNotSent as error:
+        fail(f"{error}; the usage worker sends them once the broker answers", code=1)
     except Exception as error:
         fail(f"cannot send the samples to {bootstrap}: {error}", code=1)
     return bootstrap
@@ -367,14 +381,19 @@ def _inject_text(
             console.print(f"  {escape(replica.contract_id)} on {escape(replica.node_id)}: {n}")
 
 
-async def _publish(bootstrap: str, samples: list[tuple[UtilizationSampled, int]]) -> None:
+async def _publish(
+    bootstrap: str, samples: list[tuple[UtilizationSampled, int]], data_dir: Path
+) -> None:
     from hero.log.telemetry import TelemetryPublisher
+    from hero.store.spool import SampleSpool, spool_path
 
-    publisher = TelemetryPublisher(bootstrap, actor="cli")
+    spool = SampleSpool(spool_path(data_dir))
+    publisher = TelemetryPublisher(bootstrap, actor="cli", spool=spool, retry_for_s=30)
     try:
         await publisher.send(samples, datetime.now(UTC))
     finally:
         await publisher.close()
+        spool.close()
 
 
 # -- hero usage list ---------------------------------------------------------------------------
@@ -382,12 +401,10 @@ async def _publish(bootstrap: str, samples: list[tuple[UtilizationSampled, int]]
 
 def read_usage(store: EventStore, contract_id: str | None = None) -> Iterator[UsageRecorded]:
     """The usage facts in log order, of one contract when given."""
-    for row in recorded_after(store):
-        if row.type == "UsageRecorded":
-            fact = row.envelope().decode()
-            assert isinstance(fact, UsageRecorded)
-            if contract_id is None or fact.contract_id == contract_id:
-                yield fact
+    rows = recorded_after(store)
+    for _, _, fact in readable_events(rows, warn_skipped, types={"UsageRecorded"}):
+        if isinstance(fact, UsageRecorded) and contract_id in (None, fact.contract_id):
+            yield fact
 
 
 @usage_app.command("list")

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json
+from hero.cli._common import AsJson, DataDir, console, fail, print_json, warn_skipped
 from hero.cli.market import fmt_money, fmt_resources, opened_store
 from hero.domain.placement import CRITERIA
 from hero.market.views import json_ready
@@ -62,7 +62,7 @@ WorkloadRef = Annotated[
 
 def load_workloads(data_dir: Path | None, decisions_kept: int = DECISIONS_KEPT) -> WorkloadsView:
     with opened_store(data_dir) as store:
-        return read_workloads(store, decisions_kept)
+        return read_workloads(store, decisions_kept, on_skip=warn_skipped)
 
 
 def find_workload(view: WorkloadsView, ref: str) -> WorkloadRow:

@@ -3,6 +3,12 @@
 Every transfer moves one amount from a debit account to a credit account in one currency, so
 the sum over all accounts of a currency is zero by construction. Money from outside the grid
 enters through a ``world`` account per currency, the only kind allowed to go negative.
+
+A transfer is recorded as two legs, the same ``TransferPosted`` on the debit account's stream
+and on the credit account's. Only a matched pair moves a balance (:func:`match_leg`, the one
+rule the CLI, the read models and the ledger service share): a leg whose pair is missing or
+differs is reported with its transfer id and counts for nothing, so a one-sided leg can
+neither make a balance look right nor be spent.
 """
 
 from __future__ import annotations
@@ -11,23 +17,35 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
+from typing import Literal
 
 from hero.domain.errors import Rejected
 from schemas import Currency, Money, TransferKind, TransferPosted
 
 __all__ = [
+    "ACCOUNT_STREAM_PREFIX",
     "AccountKind",
     "AccountState",
     "Ledger",
+    "LedgerBook",
+    "Leg",
+    "LegProblem",
+    "LegSide",
+    "Matched",
     "RevenueSplit",
     "Transfer",
     "account_id",
     "account_kind",
+    "account_of_stream",
     "account_stream",
     "check_transfer",
     "evolve_account",
+    "match_leg",
+    "orphan_reason",
     "split_revenue",
 ]
+
+LegSide = Literal["debit", "credit"]
 
 
 class AccountKind(StrEnum):
@@ -66,8 +84,18 @@ def account_currency(account: str) -> Currency:
         raise Rejected("unknown_account", f"{account!r} does not end in a currency") from None
 
 
+ACCOUNT_STREAM_PREFIX = "account-"
+
+
 def account_stream(account: str) -> str:
-    return f"account-{account}"
+    return f"{ACCOUNT_STREAM_PREFIX}{account}"
+
+
+def account_of_stream(stream: str) -> str | None:
+    """The account whose stream this is, or None for any other stream."""
+    if not stream.startswith(ACCOUNT_STREAM_PREFIX):
+        return None
+    return stream.removeprefix(ACCOUNT_STREAM_PREFIX) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +232,163 @@ class Ledger:
     def apply_all(self, events: Iterable[TransferPosted]) -> None:
         for event in events:
             self.apply(event)
+
+
+# -- legs: a transfer counts only when both of its legs are recorded and agree ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One recorded leg: the transfer, and the account whose stream holds it (or None)."""
+
+    account: str | None
+    event: TransferPosted
+
+    @property
+    def side(self) -> LegSide | None:
+        if self.account is None:
+            return None
+        if self.account == self.event.debit_account:
+            return "debit"
+        if self.account == self.event.credit_account:
+            return "credit"
+        return None
+
+
+class LegProblem(StrEnum):
+    """Why a transfer is unsound, as a code: what a read model may show an account's owner
+    (the full reason may name accounts of other tenants)."""
+
+    INVALID_LEG = "invalid_leg"
+    MISMATCHED_LEGS = "mismatched_legs"
+    ORPHAN_LEG = "orphan_leg"
+    THIRD_LEG = "third_leg"
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """What one leg did: ``posted`` (its pair was there: move the balances), ``waiting`` (the
+    first of a pair), or ``fault`` (the transfer is unsound, the reason; nothing moves)."""
+
+    posted: TransferPosted | None = None
+    waiting: Leg | None = None
+    fault: str | None = None
+    problem: LegProblem | None = None
+
+
+def _leg_fault(leg: Leg) -> str | None:
+    """Why this leg can never be half of a sound transfer, or None."""
+    event = leg.event
+    if leg.account is None:
+        return "a leg recorded outside the accounts' streams"
+    if leg.side is None:
+        return (
+            f"a leg recorded on {leg.account}, which the transfer neither debits "
+            f"({event.debit_account}) nor credits ({event.credit_account})"
+        )
+    if event.debit_account == event.credit_account:
+        return f"debits and credits the same account {event.debit_account}"
+    if event.amount.amount <= 0:
+        return f"moves {event.amount}, not more than 0"
+    for account in (event.debit_account, event.credit_account):
+        try:
+            account_kind(account)
+            currency = account_currency(account)
+        except Rejected as error:
+            return str(error)
+        if currency != event.amount.currency:
+            return f"{account} holds {currency}, the leg moves {event.amount}"
+    return None
+
+
+def _pair_fault(first: Leg, second: Leg) -> str | None:
+    if first.side == second.side:
+        return f"two {first.side} legs on {first.account}"
+    a, b = first.event, second.event
+    if (a.debit_account, a.credit_account) != (b.debit_account, b.credit_account):
+        return (
+            f"its legs name different accounts: {a.debit_account} -> {a.credit_account} "
+            f"on {first.account}, {b.debit_account} -> {b.credit_account} on {second.account}"
+        )
+    if a.amount != b.amount or a.amount.currency != b.amount.currency:
+        return f"its legs differ: {a.amount} on {first.account}, {b.amount} on {second.account}"
+    if a != b:
+        return "its legs differ in kind or reference"
+    return None
+
+
+def match_leg(waiting: Leg | None, leg: Leg) -> Matched:
+    """Match ``leg`` with the leg of the same transfer seen before (``waiting``), if any.
+
+    The one rule for every reader of the ledger: a transfer moves money only when exactly one
+    debit leg on the debit account's stream and one credit leg on the credit account's stream,
+    equal in accounts, amount and currency, are recorded.
+    """
+    fault = _leg_fault(leg)
+    if fault is not None:
+        return Matched(waiting=waiting, fault=fault, problem=LegProblem.INVALID_LEG)
+    if waiting is None:
+        return Matched(waiting=leg)
+    fault = _pair_fault(waiting, leg)
+    if fault is not None:
+        return Matched(fault=fault, problem=LegProblem.MISMATCHED_LEGS)
+    return Matched(posted=leg.event)
+
+
+def orphan_reason(leg: Leg) -> str:
+    """The report of a leg whose pair never came."""
+    event = leg.event
+    missing, where = (
+        ("credit", event.credit_account) if leg.side == "debit" else ("debit", event.debit_account)
+    )
+    return (
+        f"only its {leg.side} leg is recorded (on {leg.account}): "
+        f"the {missing} leg on {where} is missing"
+    )
+
+
+@dataclass
+class LedgerBook:
+    """Legs in log order matched into transfers: the balances, and every unsound transfer.
+
+    ``ledger`` holds the matched transfers only; ``unbalanced`` names each transfer id whose
+    legs do not make one sound transfer, with the reason. ``balanced`` is what ``hero accounts
+    list`` and the gateway report.
+    """
+
+    ledger: Ledger = field(default_factory=Ledger)
+    waiting: dict[str, Leg] = field(default_factory=dict)
+    faults: dict[str, tuple[LegProblem, str]] = field(default_factory=dict)
+
+    def add(self, leg: Leg) -> TransferPosted | None:
+        """Record one leg; the transfer when this leg completed it, else None."""
+        transfer_id = leg.event.transfer_id
+        if transfer_id in self.ledger.applied:
+            self.faults[transfer_id] = (LegProblem.THIRD_LEG, f"a third leg, on {leg.account}")
+            return None
+        step = match_leg(self.waiting.pop(transfer_id, None), leg)
+        if step.waiting is not None:
+            self.waiting[transfer_id] = step.waiting
+        if step.problem is not None and step.fault is not None:
+            self.faults[transfer_id] = (step.problem, step.fault)
+        if step.posted is not None:
+            self.ledger.apply(step.posted)
+        return step.posted
+
+    @property
+    def problems(self) -> dict[str, LegProblem]:
+        """Transfer id -> the code of what is wrong with it (what read models show)."""
+        found = dict.fromkeys(self.waiting, LegProblem.ORPHAN_LEG)
+        found.update({tid: problem for tid, (problem, _) in self.faults.items()})
+        return dict(sorted(found.items()))
+
+    @property
+    def unbalanced(self) -> dict[str, str]:
+        """Transfer id -> why it is not one sound transfer (orphan legs included)."""
+        found = {tid: orphan_reason(leg) for tid, leg in self.waiting.items()}
+        found.update({tid: reason for tid, (_, reason) in self.faults.items()})
+        return dict(sorted(found.items()))
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unbalanced and all(total == 0 for total in self.ledger.totals().values())

@@ -1,8 +1,9 @@
 """``python -m hero.gateway [--port N]``: the gateway (REST, streams) and its read models.
 
 Reads the HERO_* settings (``HERO_REDIS_URL`` is needed: the read models and the API keys
-live in Valkey). Serves on ``HERO_HOST`` (127.0.0.1) and writes ``run/gateway.health`` (pid,
-port, read-model positions) once listening and then every 2 s. SIGTERM or SIGINT stops it.
+live in Valkey). Serves on ``HERO_GATEWAY_HOST`` (else ``HERO_HOST``, 127.0.0.1) and writes
+``run/gateway.health`` (pid, port, its /health status and reasons) once listening and then
+every 2 s. SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 import logging
 import os
 import threading
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from redis.asyncio import Redis
@@ -33,6 +36,16 @@ def health_path(settings: HeroSettings) -> Path:
     return settings.data_dir / "run" / HEALTH_FILE
 
 
+def own_health(host: str, port: int) -> dict[str, Any]:
+    """The gateway's own ``/health`` answer (status and reasons), for ``hero status``."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as answer:
+            found = json.loads(answer.read())
+    except (OSError, ValueError):
+        return {"status": "degraded", "reasons": ["/health does not answer"]}
+    return {"status": found.get("status"), "reasons": found.get("reasons", [])}
+
+
 def write_health(path: Path, port: int, context: GatewayContext) -> None:
     projector = context.extras.get("projector")
     body = {
@@ -40,6 +53,7 @@ def write_health(path: Path, port: int, context: GatewayContext) -> None:
         "port": port,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "projections": len(projector.names) if projector is not None else 0,
+        **own_health(context.settings.host, port),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp.{os.getpid()}")
@@ -56,7 +70,7 @@ def main() -> None:
     if not settings.redis_url:
         raise SystemExit("HERO_REDIS_URL is not set: the gateway keeps its read models in Valkey")
     port = args.port if args.port is not None else settings.gateway_port
-    port = port or free_ports(1, settings.host)[0]
+    port = port or free_ports(1, settings.gateway_bind)[0]
     store = open_store(settings.effective_store_url)
     redis = Redis.from_url(settings.redis_url)
     context = GatewayContext(settings=settings, store=store, redis=redis, clock=SystemClock())
@@ -64,7 +78,7 @@ def main() -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host=settings.host,
+            host=settings.gateway_bind,
             port=port,
             log_level="warning",
             lifespan="on",

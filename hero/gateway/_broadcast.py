@@ -26,15 +26,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hero.store import EventStore, RecordedEvent, recorded_after
+from hero.store import (
+    EventStore,
+    PoisonRow,
+    RecordedEvent,
+    decode_event,
+    recorded_after,
+    skip_row,
+)
 
-__all__ = ["BroadcastStats", "Broadcaster", "LogItem", "SlowConsumer"]
+__all__ = ["SOURCE", "BroadcastStats", "Broadcaster", "LogItem", "SlowConsumer", "readable"]
+
+log = logging.getLogger(__name__)
+
+#: The name the streams' follower records its skipped rows under.
+SOURCE = "event-streams"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,22 @@ class LogItem:
     @classmethod
     def of(cls, row: RecordedEvent) -> LogItem:
         return cls(row.position, row.topic, row.type, json.loads(row.envelope_json))
+
+
+def readable(row: RecordedEvent, store: EventStore | None = None) -> LogItem | None:
+    """The row as a :class:`LogItem` if it decodes; None (and a recorded skip when ``store``
+    is given) if it does not, so no subscriber is ever handed a row it cannot read."""
+    try:
+        decode_event(row)
+    except PoisonRow as error:
+        if store is not None:
+            skip_row(store, SOURCE, row, error)
+        return None
+    return LogItem.of(row)
+
+
+class _LoopGone(Exception):
+    """The event loop the follower hands rows to is closed: the follower ends."""
 
 
 class SlowConsumer(Exception):
@@ -86,6 +115,8 @@ class BroadcastStats:
     """Catch-up blocks served from the shared cache or from a read already under way."""
     cached_rows: int = 0
     """Rows held by the shared catch-up cache now (never above ``cache_rows``)."""
+    follower_errors: int = 0
+    """Failed reads of the log by the follower thread (each logged, then retried)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +177,16 @@ class Broadcaster:
         """The last position fanned out to the live queues."""
         return self.stats.position
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the follower thread has ended without being asked to: health says so."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._stop.is_set()
+
     async def start(self) -> None:
         async with self._start_lock:
             if self._thread is not None:
@@ -168,38 +209,52 @@ class Broadcaster:
         loop = self._loop
         assert loop is not None
         while not self._stop.is_set():
-            chunk: list[LogItem] = []
-            for row in recorded_after(self.store, position, self.read_batch):
-                chunk.append(LogItem.of(row))
-                position = row.position
-                if len(chunk) >= self.fanout_chunk:
-                    if not self._hand_over(loop, chunk):
-                        return
-                    chunk = []
-            if chunk and not self._hand_over(loop, chunk):
+            try:
+                position = self._follow_once(loop, position)
+            except _LoopGone:
                 return
+            except Exception:  # a store hiccup must not end the streams: log, wait, retry
+                self.stats.follower_errors += 1
+                log.exception("event streams: reading the log failed; retrying")
+                position = self.stats.position  # resume after what was handed over
             self._stop.wait(self.poll_interval_s)
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop, chunk: list[LogItem]) -> bool:
+    def _follow_once(self, loop: asyncio.AbstractEventLoop, position: int) -> int:
+        """Fan out everything committed after ``position``; returns the last position read.
+        A row that does not decode is recorded as skipped and reaches no subscriber."""
+        chunk: list[LogItem] = []
+        for row in recorded_after(self.store, position, self.read_batch):
+            item = readable(row, self.store)
+            if item is not None:
+                chunk.append(item)
+            position = row.position
+            if len(chunk) >= self.fanout_chunk:
+                self._hand_over(loop, chunk, position)
+                chunk = []
+        if chunk or position > self.stats.position:
+            self._hand_over(loop, chunk, position)
+        return position
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, chunk: list[LogItem], upto: int) -> None:
         """Publish on the loop and wait for it: the follower never runs ahead of the loop by
-        more than one chunk. False when the loop is gone."""
+        more than one chunk. :class:`_LoopGone` when the loop is gone (or we are stopping)."""
         if loop.is_closed():
-            return False
-        future = asyncio.run_coroutine_threadsafe(self._publish(chunk), loop)
+            raise _LoopGone
+        future = asyncio.run_coroutine_threadsafe(self._publish(chunk, upto), loop)
         while not self._stop.is_set() and not loop.is_closed():
             try:
                 future.result(timeout=0.5)
-                return True
+                return
             except TimeoutError:
                 continue
             except (RuntimeError, asyncio.CancelledError):
-                return False
+                raise _LoopGone from None
         future.cancel()
-        return False
+        raise _LoopGone
 
     # -- the loop side ---------------------------------------------------------------------
 
-    async def _publish(self, items: list[LogItem]) -> None:
+    async def _publish(self, items: list[LogItem], upto: int | None = None) -> None:
         stats = self.stats
         for item in items:
             for sub in self._subscriptions.get(item.topic, ()):
@@ -214,6 +269,8 @@ class Broadcaster:
                 sub.wake.set()
             stats.position = item.position
             stats.rows_fanned_out += 1
+        if upto is not None:  # past the skipped rows too
+            stats.position = max(stats.position, upto)
         # let subscribers drain before the next chunk comes in
         await asyncio.sleep(0)
 
@@ -258,7 +315,9 @@ class Broadcaster:
     def _read_block(self, first: int, upto: int) -> _Block:
         """In a thread: the rows of ``first .. upto``, parsed once."""
         rows = self.store.read_all(first, upto - first + 1)
-        return _Block(first, upto, tuple(LogItem.of(r) for r in rows if r.position <= upto))
+        # The follower records the rows it skips; a catch-up read only leaves them out.
+        items = (readable(r) for r in rows if r.position <= upto)
+        return _Block(first, upto, tuple(item for item in items if item is not None))
 
     def _read_done(self, index: int, read: asyncio.Future[_Block]) -> None:
         under_way = self._reads.get(index)

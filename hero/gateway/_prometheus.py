@@ -71,10 +71,10 @@ class Metric:
     _reserved: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()):
-        if not _METRIC_NAME.match(name):
+        if not _METRIC_NAME.fullmatch(name):  # the whole name: `$` lets a final newline by
             raise ValueError(f"invalid metric name {name!r}")
         for label in labelnames:
-            if not _LABEL_NAME.match(label) or label.startswith("__"):
+            if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
                 raise ValueError(f"invalid label name {label!r} for {name}")
             if label in self._reserved:
                 raise ValueError(f"label {label!r} is reserved in a {self.type}")

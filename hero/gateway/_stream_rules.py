@@ -10,25 +10,38 @@ from dataclasses import dataclass
 from typing import Any
 
 from hero.gateway.context import Principal, Role
+from hero.gateway.redaction import (
+    FARMER_PRIVATE_FIELDS,
+    OFFTAKER_PRIVATE_FIELDS,
+    Pseudonyms,
+    redact_for_developer,
+    without_fields,
+)
 from hero.gateway.redaction import PRIVATE_FIELDS as READ_MODEL_PRIVATE_FIELDS
-from hero.gateway.redaction import redact_for_developer
 from schemas import Topic
 
 __all__ = [
     "ADMIN_ONLY_TOPICS",
+    "DEVELOPER_HIDDEN_TYPES",
     "DEVELOPER_TOPICS",
+    "DEVELOPER_VIEW",
+    "FARMER_MOVES",
+    "FARMER_PRIVATE_FIELDS",
     "FULL_VIEW",
+    "OFFTAKER_PRIVATE_FIELDS",
     "PRIVATE_FIELDS",
     "STREAM_PRIVATE_FIELDS",
     "Concerns",
     "StartSpec",
     "StreamFilter",
     "concerns",
+    "hidden_from_developers",
     "in_scope",
     "parse_last_event_id",
     "parse_start",
     "parse_types",
     "redacted_for_developer",
+    "rendered",
     "resume_after",
     "sse_comment",
     "sse_frame",
@@ -57,6 +70,16 @@ STREAM_PRIVATE_FIELDS = frozenset(
     }
 )
 PRIVATE_FIELDS = READ_MODEL_PRIVATE_FIELDS | STREAM_PRIVATE_FIELDS
+#: Payment events a developer key is not sent at all: an offtaker's money is its own. Its
+#: top-ups (fiat in, the quote, the conversion), how low its balance runs, and every transfer
+#: in or out of an offtaker's account (top-ups, bills, refunds). What billing charged each
+#: contract stays public (``UsageBilled``, at the price the contract made public), as do the
+#: transfers between farmer, pool and ThreeFold accounts.
+DEVELOPER_HIDDEN_TYPES = frozenset(
+    {"FiatPaymentReceived", "QuoteIssued", "QuoteRefused", "FiatConverted", "BalanceLow"}
+)
+#: The negotiation moves a farmer makes; every other move with a decision is an offtaker's.
+FARMER_MOVES = frozenset({"OfferMade", "OfferDeclined", "CounterAccepted", "CounterRejected"})
 
 _FARM_FIELDS = ("farm_id",)
 _NODE_FIELDS = ("node_id", "from_node_id", "to_node_id", "replaces_node_id")
@@ -134,50 +157,109 @@ def in_scope(principal: Principal, envelope: Mapping[str, Any]) -> bool:
     return not about.offtakers.isdisjoint(principal.tenants)
 
 
-#: The visibility class of every key that sees an event, when in scope, unchanged.
+#: The visibility class of admin keys: the envelope unchanged.
 FULL_VIEW = "full"
+#: The visibility class of every developer key (:func:`redacted_for_developer`).
+DEVELOPER_VIEW = Role.DEVELOPER.value
 
 
 def visibility_class(principal: Principal) -> str:
-    """Which form of an in-scope event ``principal`` is shown: :data:`FULL_VIEW` (the envelope
-    unchanged: admin, farmer and offtaker keys) or ``"developer"`` (:func:`redacted_for_developer`).
-    Every key of one class sees the same bytes of an event, so they can be rendered once."""
-    return Role.DEVELOPER.value if principal.role == Role.DEVELOPER else FULL_VIEW
+    """Which form of an in-scope event ``principal`` is shown: :data:`FULL_VIEW` (admin),
+    :data:`DEVELOPER_VIEW`, or, for a farmer or offtaker key, its role and tenants (what it
+    may see of a move depends on whose move it is). Every key of one class sees the same bytes
+    of an event, so they are rendered once per class, not per subscriber."""
+    if principal.role == Role.ADMIN:
+        return FULL_VIEW
+    if principal.role == Role.DEVELOPER:
+        return DEVELOPER_VIEW
+    return f"{principal.role.value}:{','.join(sorted(principal.tenants))}"
 
 
-def visible(principal: Principal, envelope: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What ``principal`` sees of an event: None when out of scope; for a developer key the
-    payload without :data:`PRIVATE_FIELDS` at any depth (the gateway's redaction, plus the
-    event-only fields) and the actor cut to its kind; the envelope unchanged otherwise."""
+def visible(
+    principal: Principal, envelope: Mapping[str, Any], pseudonyms: Pseudonyms
+) -> dict[str, Any] | None:
+    """What ``principal`` sees of an event: None when out of scope or hidden from its class,
+    else :func:`rendered`."""
     if not in_scope(principal, envelope):
         return None
-    if principal.role != Role.DEVELOPER:
+    return rendered(principal, envelope, pseudonyms)
+
+
+def rendered(
+    principal: Principal, envelope: Mapping[str, Any], pseudonyms: Pseudonyms
+) -> dict[str, Any] | None:
+    """The form of an in-scope event shown to ``principal``'s visibility class (a new dict;
+    ``envelope`` is left as it is), or None when that class is not sent it at all.
+
+    - admin: the envelope unchanged;
+    - developer: :func:`redacted_for_developer`, nothing of :func:`hidden_from_developers`;
+    - farmer: without the offtaker's limits (:data:`OFFTAKER_PRIVATE_FIELDS`), without another
+      farm's limits (:data:`FARMER_PRIVATE_FIELDS`), and with the decisions of moves not its
+      own reduced to their public part;
+    - offtaker: without the farms' limits, and with the decisions of moves not its own
+      reduced to their public part.
+    """
+    if principal.role == Role.ADMIN:
         return dict(envelope)
-    return redacted_for_developer(envelope)
+    if principal.role == Role.DEVELOPER:
+        if hidden_from_developers(envelope):
+            return None
+        return redacted_for_developer(envelope, pseudonyms)
+    return _for_party(principal, envelope)
 
 
-def redacted_for_developer(envelope: Mapping[str, Any]) -> dict[str, Any]:
-    """The envelope as a developer key sees it (a new dict; ``envelope`` is left as it is)."""
+def hidden_from_developers(envelope: Mapping[str, Any]) -> bool:
+    """Whether developer keys are not sent this event at all (:data:`DEVELOPER_HIDDEN_TYPES`,
+    and transfers in or out of an offtaker's account)."""
+    kind = envelope.get("type")
+    if kind in DEVELOPER_HIDDEN_TYPES:
+        return True
+    if kind == "TransferPosted":
+        payload = envelope.get("payload")
+        if not isinstance(payload, Mapping):
+            return True
+        accounts = (payload.get("debit_account"), payload.get("credit_account"))
+        return any(not isinstance(a, str) or a.startswith("offtaker.") for a in accounts)
+    return False
+
+
+def _own_move(principal: Principal, kind: Any, payload: Mapping[str, Any]) -> bool:
+    if principal.role == Role.FARMER:
+        return kind in FARMER_MOVES and payload.get("farm_id") in principal.tenants
+    return kind not in FARMER_MOVES and payload.get("offtaker_id") in principal.tenants
+
+
+def _for_party(principal: Principal, envelope: Mapping[str, Any]) -> dict[str, Any]:
+    shown = dict(envelope)
     payload = envelope.get("payload")
+    if not isinstance(payload, Mapping):
+        return shown
+    hidden: frozenset[str] = frozenset()
+    if principal.role == Role.FARMER:
+        hidden = OFFTAKER_PRIVATE_FIELDS
+        if payload.get("farm_id") not in principal.tenants:
+            hidden |= FARMER_PRIVATE_FIELDS
+    else:
+        hidden = FARMER_PRIVATE_FIELDS
+        if payload.get("offtaker_id") not in principal.tenants:
+            hidden |= OFFTAKER_PRIVATE_FIELDS
+    own = _own_move(principal, envelope.get("type"), payload)
+    shown["payload"] = without_fields(payload, hidden, decisions=not own)
+    return shown
+
+
+def redacted_for_developer(envelope: Mapping[str, Any], pseudonyms: Pseudonyms) -> dict[str, Any]:
+    """The envelope as a developer key sees it (a new dict; ``envelope`` is left as it is):
+    the payload without :data:`PRIVATE_FIELDS` at any depth, its decisions public, the actor
+    cut to its kind (``gateway:KEY``, ``offtaker:ID``: only the kind), and every offtaker id in
+    any string of the whole envelope (``stream``, ``id``, ``causation_id``, ``correlation_id``,
+    payload ids) replaced by its pseudonym (:mod:`hero.gateway.redaction`)."""
     redacted = dict(envelope)
     actor = envelope.get("actor")
-    if isinstance(actor, str):  # "gateway:KEY", "offtaker:ID": only the kind of actor
+    if isinstance(actor, str):
         redacted["actor"] = actor.split(":", 1)[0]
-    if isinstance(payload, Mapping):
-        redacted["payload"] = _without_private(redact_for_developer(dict(payload)))
-    return redacted
-
-
-def _without_private(document: Any) -> Any:
-    if isinstance(document, dict):
-        return {
-            key: _without_private(value)
-            for key, value in document.items()
-            if key not in STREAM_PRIVATE_FIELDS
-        }
-    if isinstance(document, list):
-        return [_without_private(item) for item in document]
-    return document
+    shown: dict[str, Any] = redact_for_developer(redacted, pseudonyms, STREAM_PRIVATE_FIELDS)
+    return shown
 
 
 @dataclass(frozen=True, slots=True)

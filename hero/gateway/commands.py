@@ -8,12 +8,22 @@ written before all of that has passed.
 
 The command id is fresh, or ``gw.<key id>.<Idempotency-Key>`` when the client sends that
 header: a retried request is applied once, and its repeat answers 409 ``duplicate_request``.
+A key sent again with another request (another body, offer, node or account) is 422
+``idempotency_key_reused``: the first request's fingerprint is kept a day in Valkey
+(:mod:`hero.readmodels.idempotency`). Payouts and refunds need the header (428
+``idempotency_key_required`` without it), as payment providers do: a repeat answers the first
+result again (201, the same body), and the store itself refuses the key for another amount,
+account or kind, for ever (:mod:`hero.payments.payouts`).
+
+The role a route needs is checked before anything is looked up: a key that may never do it is
+403, whether or not the offer or node exists.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Header, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -25,7 +35,8 @@ from hero.gateway.auth import caller, forbid, refuse, require_farm, require_offt
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.market.service import CommandRejected, HandleResult, MarketService
 from hero.payments.ledger import LedgerService, PostResult
-from hero.payments.payouts import pay_out, refund
+from hero.payments.payouts import KEY_REUSED, pay_out, refund
+from hero.readmodels.idempotency import IdempotencyKeys, fingerprint
 from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
@@ -42,7 +53,7 @@ from schemas import (
     SetOfftakerMandate,
     new_id,
 )
-from schemas.ids import ID_PATTERN
+from schemas.ids import ID_PATTERN, NegotiationId, OfferId
 from schemas.money import in_currency
 
 __all__ = [
@@ -138,11 +149,24 @@ def command_id_for(principal: Principal, idempotency_key: str | None, prefix: st
 
 
 def refusal_status(reason: str) -> int:
+    if reason == KEY_REUSED:
+        return status.HTTP_422_UNPROCESSABLE_ENTITY
     if reason in CONFLICT_REASONS:
         return status.HTTP_409_CONFLICT
     if reason.startswith("unknown_"):
         return status.HTTP_404_NOT_FOUND
     return status.HTTP_400_BAD_REQUEST
+
+
+def _required(idempotency_key: str | None) -> str:
+    if not idempotency_key:
+        refuse(
+            status.HTTP_428_PRECONDITION_REQUIRED,
+            "idempotency_key_required",
+            "money leaving the grid needs an Idempotency-Key header (a retry with the same key "
+            "is applied once); nothing written",
+        )
+    return idempotency_key
 
 
 def _events(events: list[Event]) -> list[dict[str, Any]]:
@@ -170,8 +194,24 @@ def router(context: GatewayContext) -> APIRouter:
     )
     ledger = LedgerService(store, context.clock, actor="gateway")
     context.extras.setdefault("market", market)
+    keys = IdempotencyKeys(context.redis)
+
+    def same_request(principal: Principal, command: Command) -> None:
+        """Refuse a client's key sent before with another request (called from the route's
+        worker thread; Valkey's client lives on the event loop)."""
+        if not command.command_id.startswith(f"gw.{principal.key_id}."):
+            return  # no Idempotency-Key: a fresh command id
+        request = fingerprint(command.TYPE, command.model_dump_json(exclude={"command_id"}))
+        if not from_thread.run(keys.claim, command.command_id, request):
+            refuse(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                KEY_REUSED,
+                "this Idempotency-Key was sent before with another request; nothing written "
+                "(use a new key for a new request)",
+            )
 
     def send(principal: Principal, command: Command) -> dict[str, Any]:
+        same_request(principal, command)
         try:
             result: HandleResult = market.handle(command, actor=f"gateway:{principal.key_id}")
         except CommandRejected as error:
@@ -243,11 +283,12 @@ def router(context: GatewayContext) -> APIRouter:
         summary="Approve an offer of your farm awaiting approval",
     )
     def approve_offer(
-        negotiation_id: str,
-        offer_id: str,
+        negotiation_id: NegotiationId,
+        offer_id: OfferId,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
     ) -> dict[str, Any]:
+        require_role(principal, Role.FARMER, Role.ADMIN)
         require_farm(principal, farm_of_offer(negotiation_id, offer_id))
         command = ApproveOffer(
             command_id=command_id_for(principal, idempotency_key, "approve"),
@@ -261,12 +302,13 @@ def router(context: GatewayContext) -> APIRouter:
         summary="Withdraw an open offer of your farm",
     )
     def reject_offer(
-        negotiation_id: str,
-        offer_id: str,
+        negotiation_id: NegotiationId,
+        offer_id: OfferId,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
         body: RejectBody | None = None,
     ) -> dict[str, Any]:
+        require_role(principal, Role.FARMER, Role.ADMIN)
         require_farm(principal, farm_of_offer(negotiation_id, offer_id))
         command = RejectOffer(
             command_id=command_id_for(principal, idempotency_key, "reject"),
@@ -283,6 +325,7 @@ def router(context: GatewayContext) -> APIRouter:
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
     ) -> dict[str, Any]:
+        require_role(principal, Role.FARMER, Role.ADMIN)
         farm_id = farm_of_node(node_id)
         if not principal.owns_farm(farm_id):
             if principal.role == Role.FARMER:
@@ -298,6 +341,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     def post_out(principal: Principal, command: PayOutFarmer | RefundOfftaker) -> dict[str, Any]:
         actor = f"gateway:{principal.key_id}"
+        same_request(principal, command)
         try:
             result: PostResult = (
                 pay_out(ledger, command, actor=actor)
@@ -306,8 +350,7 @@ def router(context: GatewayContext) -> APIRouter:
             )
         except Rejected as error:
             refuse(refusal_status(error.reason), error.reason, str(error).split(": ", 1)[-1])
-        if result.duplicate:
-            _duplicate(command.command_id)
+        # A repeat (result.duplicate) carries the first post's appends: the same answer again.
         return {
             "command_id": command.command_id,
             "amount": command.amount.model_dump(mode="json"),
@@ -325,7 +368,7 @@ def router(context: GatewayContext) -> APIRouter:
     ) -> dict[str, Any]:
         require_role(principal, Role.ADMIN)
         command = PayOutFarmer(
-            command_id=command_id_for(principal, idempotency_key, "payout"),
+            command_id=command_id_for(principal, _required(idempotency_key), "payout"),
             farm_id=body.farm_id,
             amount=body.amount,
         )
@@ -339,7 +382,7 @@ def router(context: GatewayContext) -> APIRouter:
     ) -> dict[str, Any]:
         require_role(principal, Role.ADMIN)
         command = RefundOfftaker(
-            command_id=command_id_for(principal, idempotency_key, "refund"),
+            command_id=command_id_for(principal, _required(idempotency_key), "refund"),
             offtaker_id=body.offtaker_id,
             amount=body.amount,
             reason=body.reason,

@@ -1,5 +1,7 @@
-"""``GET /metrics``: the gateway's Prometheus exposition (text format 0.0.4), public and made of
-counts only (no ids, no amounts, no keys).
+"""``GET /metrics``: the gateway's Prometheus exposition (text format 0.0.4), made of counts only
+(no ids, no amounts, no keys), behind an admin key: the gateway may listen on every interface,
+and the figures (traffic, lag, the market's volume) are the operator's. A Prometheus scrape
+job sends the key as ``authorization: {credentials: <admin key>}`` (``Bearer``).
 
 Kept between scrapes (by :class:`GatewayMetrics`, one per :class:`GatewayContext`):
 
@@ -18,6 +20,8 @@ Computed at scrape time (cached for ``cache_s``, a second by default):
   consumer's) for the relay, each read-model projection (``readmodels/<name>``), the gateway's
   SSE broadcaster (``gateway-sse``) and this tally (``gateway-metrics``);
 - ``hero_sse_subscribers`` and ``hero_sse_dropped_total`` from the broadcaster, when there is one;
+- ``hero_rows_skipped_total{source}``: store rows a follower in this gateway (``read-models``,
+  ``event-streams``) could not decode and stepped over (``hero events skipped`` lists them);
 - ``hero_metrics_source_up{source}``: 0 when the store, Valkey or the relay's health could not
   be read (those figures are then left out rather than reported wrong).
 """
@@ -35,12 +39,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._prometheus import CONTENT_TYPE, Counter, Gauge, Metric, Registry
 from hero.gateway._strategy_metrics import (
     DECISION_EVENTS,
@@ -48,11 +53,12 @@ from hero.gateway._strategy_metrics import (
     StrategyTally,
     strategy_metrics,
 )
-from hero.gateway.context import GatewayContext
+from hero.gateway.auth import caller, require_role
+from hero.gateway.context import GatewayContext, Principal, Role
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import ReadModels
 from hero.relay import health_path
-from hero.store import EventStore, RecordedEvent
+from hero.store import EventStore, RecordedEvent, skip_counts
 
 __all__ = [
     "HTTP_BUCKETS",
@@ -128,8 +134,14 @@ class LogTally:
                 if row.type in _CONTRACT_EVENTS:
                     self._contract(row)
                 elif row.type in DECISION_EVENTS:
-                    self._strategy.apply(row.envelope_json)
+                    self._decision(row)
                 self.position = row.position
+
+    def _decision(self, row: RecordedEvent) -> None:
+        try:
+            self._strategy.apply(row.envelope_json)
+        except (ValueError, AttributeError, TypeError):  # a row it cannot read: count on
+            log.warning("metrics: %s at %d does not parse; not counted", row.type, row.position)
 
     def _contract(self, row: RecordedEvent) -> None:
         try:
@@ -335,6 +347,7 @@ class GatewayMetrics:
         if isinstance(sse_position, int) and sse_position > 0:  # 0: not started yet
             positions["gateway-sse"] = sse_position
         out.extend(_sse_metrics(stats))
+        out.append(_skipped_metric())
 
         try:
             await self._advance_tally(context.store)
@@ -364,6 +377,17 @@ class GatewayMetrics:
         out.extend([consumer_position, lag])
         out.extend(_tally_metrics(snapshot))
         return out
+
+
+def _skipped_metric() -> Counter:
+    skipped = Counter(
+        "hero_rows_skipped_total",
+        "Store rows a follower in this process could not decode and stepped over.",
+        ("source",),
+    )
+    for source, count in sorted(skip_counts().items()):
+        skipped.set_total(count, source=source)
+    return skipped
 
 
 def _gauge(name: str, help: str, value: float) -> Gauge:
@@ -511,11 +535,13 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.get(
         "/metrics",
-        summary="Prometheus metrics (text format 0.0.4): counts only, no key needed",
+        summary="Prometheus metrics (text format 0.0.4): counts only, an admin key needed",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **errors(*KEYED)},
+        dependencies=KEYED_SECURITY,
     )
-    async def scrape() -> Response:
+    async def scrape(principal: Annotated[Principal, Depends(caller)]) -> Response:
+        require_role(principal, Role.ADMIN)
         return Response(await metrics.render(context), media_type=CONTENT_TYPE)
 
     return api

@@ -2,9 +2,12 @@
 
 ``GET /v1/{farms,nodes,contracts,negotiations,workloads,accounts}`` lists, ``/{id}`` reads
 one document. Lists take the filters ``farm_id``, ``offtaker_id``, ``grid`` and ``status``
-(equality; ``farm_id`` of a negotiation matches any farm that is a party to it) and answer
-``{"position", "count", "items"}``; ``position`` (also the ``X-Hero-Position`` header) is the
-log position the projection had applied when it was read. The scope rules are in
+(equality; ``farm_id`` of a negotiation matches any farm that is a party to it), and page:
+``limit`` (default 100, at most 1000) documents by id, after the opaque ``cursor`` of the
+previous page. They answer ``{"position", "count", "items", "next_cursor"}``: ``count`` is the
+page's, ``next_cursor`` is None on the last page, and a cursor this gateway did not hand out for
+that list is 400 ``invalid_cursor``. ``position`` (also the ``X-Hero-Position`` header) is the
+log position the projection had applied when the page was read. The scope rules are in
 :mod:`hero.gateway.scopes`: a projection a role may not read is 403, a document outside the
 caller's tenants is 403 when asked by id and left out of lists.
 """
@@ -13,11 +16,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
 from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
+from hero.gateway._paging import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, decode_cursor
+from hero.gateway._paging import page_of as _page_of
 from hero.gateway.auth import caller, forbid, refuse
 from hero.gateway.context import GatewayContext, Principal, Role
+from hero.gateway.offtakers import directory_for
+from hero.gateway.redaction import Pseudonyms
 from hero.gateway.scopes import PROJECTIONS, readable, refusal, shown, visible
 from schemas.ids import ID_PATTERN
 
@@ -42,6 +49,27 @@ class ReadModelsPort(Protocol):
 
 FilterId = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=200)]
 FilterWord = Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")]
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description=f"documents per page (at most {MAX_LIMIT})")
+]
+Cursor = Annotated[
+    str | None,
+    Query(description="the previous page's next_cursor (opaque)"),
+]
+#: The refusals of a list besides the caller's (declared for the OpenAPI document).
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = errors(400)  # a cursor not handed out here
+
+
+def _after(name: str, cursor: str | None) -> str | None:
+    if cursor is None:  # an empty one is refused: not a cursor handed out
+        return None
+    try:
+        return decode_cursor(name, cursor)
+    except BadCursor as bad:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail={"error": "invalid_cursor", "message": f"cursor: {bad}", "field": "cursor"},
+        ) from None
 
 
 def _check_filters(principal: Principal, farm_id: str | None, offtaker_id: str | None) -> None:
@@ -54,6 +82,21 @@ def _check_filters(principal: Principal, farm_id: str | None, offtaker_id: str |
         forbid("private_field", "developer keys do not see offtakers' ids")
 
 
+def _asked(principal: Principal, document_id: str, masks: Pseudonyms) -> str | None:
+    """The id a key asks for, as the read models key it. A developer asks by the masked id it
+    was shown (``offtaker-<hex>.web.1``); an id that names an offtaker itself finds nothing
+    (None; an answer would confirm who the offtaker is)."""
+    if principal.role != Role.DEVELOPER:
+        return document_id
+    if masks.names_an_offtaker(document_id):
+        return None
+    return masks.unmask(document_id)
+
+
+def _id_of(document: dict[str, Any]) -> str:
+    return str(document.get("id", ""))
+
+
 def router(context: GatewayContext) -> APIRouter:
     api = APIRouter(
         prefix="/v1", tags=["queries"], dependencies=KEYED_SECURITY, responses=errors(*KEYED)
@@ -63,6 +106,14 @@ def router(context: GatewayContext) -> APIRouter:
         port: ReadModelsPort = context.extras["read_models"]
         return port
 
+    async def pseudonyms(principal: Principal) -> Pseudonyms:
+        """The offtakers' pseudonyms; for a developer, with every offtaker of the log so far
+        learned (the read models follow the same log)."""
+        directory = directory_for(context)
+        if principal.role != Role.DEVELOPER:
+            return directory.pseudonyms
+        return await directory.ensure()
+
     def add_lister(name: str) -> None:
         async def list_documents(
             response: Response,
@@ -71,10 +122,13 @@ def router(context: GatewayContext) -> APIRouter:
             offtaker_id: FilterId = None,
             grid: FilterWord = None,
             status_: Annotated[FilterWord, Query(alias="status")] = None,
+            limit: Limit = DEFAULT_LIMIT,
+            cursor: Cursor = None,
         ) -> dict[str, Any]:
             if not readable(principal, name):
                 forbid("not_in_scope", refusal(principal, name))
             _check_filters(principal, farm_id, offtaker_id)
+            after = _after(name, cursor)
             equals = {"offtaker_id": offtaker_id, "grid": grid, "status": status_}
             if name != "negotiations":
                 equals["farm_id"] = farm_id
@@ -85,16 +139,29 @@ def router(context: GatewayContext) -> APIRouter:
             )
             if name == "negotiations" and farm_id is not None:
                 documents = [d for d in documents if farm_id in (d.get("farm_ids") or ())]
-            items = [shown(principal, name, d) for d in documents if visible(principal, name, d)]
+            masks = await pseudonyms(principal)
+            # Paged over what the key is shown, so a developer's cursor holds masked ids only.
+            mine = [
+                shown(principal, name, d, masks) for d in documents if visible(principal, name, d)
+            ]
+            mine.sort(key=_id_of)
+            page = _page_of(name, mine, _id_of, limit=limit, after=after)
+            items = page.items
             response.headers[POSITION_HEADER] = str(position)
-            return {"position": position, "count": len(items), "items": items}
+            return {
+                "position": position,
+                "count": len(items),
+                "items": items,
+                "next_cursor": page.next_cursor,
+            }
 
         api.add_api_route(
             f"/{name}",
             list_documents,
             methods=["GET"],
-            summary=f"List {name} in the caller's scope",
+            summary=f"List {name} in the caller's scope, a page at a time",
             name=f"list_{name}",
+            responses=LIST_RESPONSES,
         )
 
     def add_getter(name: str) -> None:
@@ -107,7 +174,9 @@ def router(context: GatewayContext) -> APIRouter:
                 forbid("not_in_scope", refusal(principal, name))
             read = models()
             position = await read.position(name)
-            document = await read.get(name, document_id)
+            masks = await pseudonyms(principal)
+            key = _asked(principal, document_id, masks)
+            document = None if key is None else await read.get(name, key)
             if document is None:
                 refuse(
                     status.HTTP_404_NOT_FOUND,
@@ -119,7 +188,7 @@ def router(context: GatewayContext) -> APIRouter:
                     "not_in_scope", f"{_SINGULAR[name]} {document_id} is not in this key's scope"
                 )
             response.headers[POSITION_HEADER] = str(position)
-            return shown(principal, name, document)
+            return shown(principal, name, document, masks)
 
         api.add_api_route(
             f"/{name}/{{document_id:path}}",

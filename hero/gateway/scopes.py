@@ -3,11 +3,13 @@
 - admin: every projection, every document, unredacted.
 - farmer: farms, nodes, contracts and accounts whose ``farm_id`` is one of its farms;
   negotiations in which one of its farms is a party (an offer, a decline, an invitation), with
-  other farms' offers and declines left out. No workloads.
+  other farms' offers and declines left out, and without the offtaker's ceiling
+  (``max_price_cu_hour``). No workloads.
 - offtaker: contracts, negotiations, workloads and accounts whose ``offtaker_id`` is its own.
   No farms or nodes (the public market is what developer keys read).
 - developer: farms, nodes, contracts and negotiations, redacted
-  (:mod:`hero.gateway.redaction`); no accounts and no workloads (an offtaker's own plans).
+  (:mod:`hero.gateway.redaction`: private fields and limits removed, every offtaker id
+  replaced by its pseudonym); no accounts and no workloads (an offtaker's own plans).
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from hero.gateway.context import Principal, Role
-from hero.gateway.redaction import redact_for_developer
+from hero.gateway.redaction import (
+    OFFTAKER_PRIVATE_FIELDS,
+    Pseudonyms,
+    redact_for_developer,
+    without_fields,
+)
 
 __all__ = ["PROJECTIONS", "readable", "refusal", "shown", "visible"]
 
@@ -106,11 +113,16 @@ def _only_own_farms(document: dict[str, Any], farms: frozenset[str]) -> dict[str
     return shown
 
 
-def shown(principal: Principal, projection: str, document: dict[str, Any]) -> dict[str, Any]:
+def shown(
+    principal: Principal, projection: str, document: dict[str, Any], pseudonyms: Pseudonyms
+) -> dict[str, Any]:
     """The part of a visible document ``principal`` is shown."""
     if principal.role == Role.DEVELOPER:
-        redacted: dict[str, Any] = redact_for_developer(document)
+        redacted: dict[str, Any] = redact_for_developer(document, pseudonyms)
         return redacted
     if principal.role == Role.FARMER and projection == "negotiations":
-        return _only_own_farms(document, principal.tenants)
+        own: dict[str, Any] = without_fields(
+            _only_own_farms(document, principal.tenants), OFFTAKER_PRIVATE_FIELDS
+        )
+        return own
     return document

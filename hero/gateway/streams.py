@@ -5,6 +5,10 @@ Query: ``types`` (comma list), ``farm``, ``node``, ``offtaker``, ``grid``, ``sta
 the ``last_event_id`` query parameter for clients that cannot set headers) overrides
 ``start``: the stream resumes strictly after that position.
 
+A ``start`` (or ``Last-Event-ID``) past the store's head -- one that would wait for events
+that do not exist yet, without saying so -- is refused with 400, as is one that is not a
+position; ``start`` may name the next position (head + 1), which is ``latest``.
+
 SSE: each event is ``id: POSITION`` / ``event: TYPE`` / ``data: ENVELOPE-JSON``; a comment
 every ``heartbeat_s``; a slow consumer gets a last ``event: close`` with the reason.
 WebSocket: a first frame ``{"event": "subscribed", "topic": T, "after": N}``, then each event
@@ -12,10 +16,20 @@ as a text frame ``{"id": POSITION, "event": TYPE, "data": ENVELOPE}``;
 a slow consumer gets ``{"event": "close", "reason": ...}`` then a close frame (code 4429).
 Refusals answer the handshake with the same HTTP status and JSON body as the SSE route.
 
+Bounds: at every heartbeat (busy or idle) a stream re-checks its key, and a key revoked (or
+deleted) since ends it: SSE with a last ``event: error`` (``{"error": "key_revoked",
+"message"}``), WebSocket with that frame then close code 4401. A key holds at most
+``max_streams_per_key`` open streams on a gateway (SSE and WebSocket together); one more is
+429 ``too_many_streams``.
+
 Every subscriber shares the process's :class:`Broadcaster` (``context.extras["broadcaster"]``):
 its catch-up blocks and live items are shared, and each event's frame is rendered once per
-visibility class (full or developer-redacted, memoized on the shared item); a subscriber only
+visibility class (admin, developer, or one farmer's or offtaker's tenants: see
+:func:`~hero.gateway._stream_rules.rendered`; memoized on the shared item); a subscriber only
 runs its own scope check and filters, then writes every frame that is ready in one chunk.
+Before a batch is rendered for developers, the offtaker directory
+(:mod:`hero.gateway.offtakers`) has read the log up to its last row, so every offtaker it
+names is masked.
 """
 
 from __future__ import annotations
@@ -23,9 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import (
     APIRouter,
@@ -33,15 +48,19 @@ from fastapi import (
     Header,
     HTTPException,
     Query,
+    Request,
     WebSocket,
     status,
 )
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
+from hero.gateway._bounds import StreamSlots
 from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._stream_rules import (
+    DEVELOPER_VIEW,
     FULL_VIEW,
     StartSpec,
     StreamFilter,
@@ -49,22 +68,33 @@ from hero.gateway._stream_rules import (
     parse_last_event_id,
     parse_start,
     parse_types,
-    redacted_for_developer,
+    rendered,
     resume_after,
     sse_comment,
     sse_frame,
     topic_refusal,
     visibility_class,
 )
-from hero.gateway.auth import api_keys, caller, presented_key, refuse
+from hero.gateway.auth import KeyCheck, authenticate, caller, key_check, presented_key
 from hero.gateway.context import GatewayContext, Principal, Role
+from hero.gateway.offtakers import OfftakerDirectory, directory_for
 from hero.readmodels.keys import KeyRefused
 from schemas import REGISTRY, Topic
 
-__all__ = ["SLOW_CONSUMER_CLOSE", "StreamOptions", "broadcaster_for", "router", "ws_caller"]
+__all__ = [
+    "KEY_REVOKED_CLOSE",
+    "SLOW_CONSUMER_CLOSE",
+    "StreamOptions",
+    "broadcaster_for",
+    "router",
+    "ws_caller",
+]
 
 #: WebSocket close code for a slow consumer (4000-4999: application codes).
 SLOW_CONSUMER_CLOSE = 4429
+#: WebSocket close code for a stream whose key was revoked while it was open.
+KEY_REVOKED_CLOSE = 4401
+log = logging.getLogger(__name__)
 _TOPICS = tuple(topic.value for topic in Topic)
 
 
@@ -77,11 +107,37 @@ class StreamOptions:
     poll_interval_s: float = 0.1
     cache_rows: int = 10_000
     """Rows of the shared catch-up cache (parsed, with their rendered frames): its bound."""
+    max_streams_per_key: int = 8
+    """Open streams (SSE and WebSocket) per key on this gateway; 0: no cap."""
 
 
 def _options(context: GatewayContext) -> StreamOptions:
     options = context.extras.get("stream_options")
-    return options if isinstance(options, StreamOptions) else StreamOptions()
+    if isinstance(options, StreamOptions):
+        return options
+    return StreamOptions(max_streams_per_key=context.settings.gateway_max_streams_per_key)
+
+
+def _slots(context: GatewayContext, options: StreamOptions) -> StreamSlots:
+    slots = context.extras.get("stream_slots")
+    if not isinstance(slots, StreamSlots):
+        slots = context.extras["stream_slots"] = StreamSlots(options.max_streams_per_key)
+    return slots
+
+
+def _take_slot(slots: StreamSlots, principal: Principal) -> Callable[[], None]:
+    release = slots.take(principal.key_id)
+    if release is None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail={
+                "error": "too_many_streams",
+                "message": f"this key has {slots.per_key} streams open on this gateway, "
+                "its most; close one first",
+            },
+            headers={"Retry-After": "1"},
+        )
+    return release
 
 
 def broadcaster_for(context: GatewayContext) -> Broadcaster:
@@ -104,6 +160,13 @@ def _invalid(field: str, message: str) -> HTTPException:
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail={"error": "invalid_parameter", "message": message, "field": field},
+    )
+
+
+def _bad_start(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_400_BAD_REQUEST,
+        detail={"error": "invalid_start", "message": message, "field": field},
     )
 
 
@@ -143,11 +206,11 @@ def _parse(
     try:
         start_spec = parse_start(start)
     except ValueError as error:
-        raise _invalid("start", str(error)) from None
+        raise _bad_start("start", str(error)) from None
     try:
         resume = parse_last_event_id(last_event_id)
     except ValueError as error:
-        raise _invalid("Last-Event-ID", str(error)) from None
+        raise _bad_start("Last-Event-ID", str(error)) from None
     for name, value in (("farm", farm), ("node", node), ("offtaker", offtaker), ("grid", grid)):
         if value is not None and not (0 < len(value) <= 200):
             raise _invalid(name, f"{name} must be 1-200 characters")
@@ -167,43 +230,80 @@ def _check_topic(principal: Principal, topic: str) -> None:
         )
 
 
-def _view(item: LogItem, view: str) -> dict[str, Any]:
-    """The shared, read-only form of ``item`` shown to the ``view`` class (made once)."""
-    if view == FULL_VIEW:
-        return item.envelope
-    shown: dict[str, Any] | None = item.memo.get(view)
-    if shown is None:
-        shown = item.memo[view] = redacted_for_developer(item.envelope)
-    return shown
+_UNSEEN = object()
 
 
-def _sse_bytes(item: LogItem, view: str) -> bytes:
-    """``item``'s SSE frame for the ``view`` class, rendered once for every subscriber."""
-    key = ("sse", view)
-    frame: bytes | None = item.memo.get(key)
-    if frame is None:
-        frame = item.memo[key] = sse_frame(item.position, item.type, _view(item, view))
-    return frame
+class _Renderer:
+    """The frames of one visibility class (:func:`visibility_class`), made once per shared
+    item and class and memoized on it. A developer's rendering is keyed by the generation of
+    the pseudonyms too: one made before an offtaker was learned is not reused after."""
 
+    def __init__(self, principal: Principal, directory: OfftakerDirectory):
+        self.principal = principal
+        self.view = visibility_class(principal)
+        self.directory = directory
 
-def _ws_text(item: LogItem, view: str) -> str:
-    """``item``'s WebSocket text frame for the ``view`` class, rendered once."""
-    key = ("ws", view)
-    text: str | None = item.memo.get(key)
-    if text is None:
-        frame = {"id": item.position, "event": item.type, "data": _view(item, view)}
-        text = item.memo[key] = json.dumps(frame, separators=(",", ":"))
-    return text
+    def _key(self) -> Any:
+        if self.view == DEVELOPER_VIEW:
+            return (self.view, self.directory.pseudonyms.generation)
+        return self.view
+
+    def _forget_stale(self, item: LogItem, key: Any) -> None:
+        """Drop a developer rendering of an older generation: one per item at most is kept."""
+        if self.view != DEVELOPER_VIEW:
+            return
+        kept = item.memo.get(DEVELOPER_VIEW)
+        if kept != key:
+            if kept is not None:
+                for stale in (kept, ("sse", kept), ("ws", kept)):
+                    item.memo.pop(stale, None)
+            item.memo[DEVELOPER_VIEW] = key
+
+    def view_of(self, item: LogItem) -> dict[str, Any] | None:
+        """The shared, read-only form of ``item`` this class is shown; None: not sent."""
+        if self.view == FULL_VIEW:
+            return item.envelope
+        key = self._key()
+        shown: Any = item.memo.get(key, _UNSEEN)
+        if shown is _UNSEEN:
+            self._forget_stale(item, key)
+            shown = item.memo[key] = rendered(
+                self.principal, item.envelope, self.directory.pseudonyms
+            )
+        return cast(dict[str, Any] | None, shown)
+
+    def sse(self, item: LogItem) -> bytes:
+        """``item``'s SSE frame for this class (an item it is shown), rendered once."""
+        key = ("sse", self._key())
+        frame: bytes | None = item.memo.get(key)
+        if frame is None:
+            frame = item.memo[key] = sse_frame(item.position, item.type, self._shown(item))
+        return frame
+
+    def ws(self, item: LogItem) -> str:
+        """``item``'s WebSocket text frame for this class, rendered once."""
+        key = ("ws", self._key())
+        text: str | None = item.memo.get(key)
+        if text is None:
+            frame = {"id": item.position, "event": item.type, "data": self._shown(item)}
+            text = item.memo[key] = json.dumps(frame, separators=(",", ":"))
+        return text
+
+    def _shown(self, item: LogItem) -> dict[str, Any]:
+        shown = self.view_of(item)
+        if shown is None:  # never asked: _Shown leaves such items out
+            raise ValueError(f"position {item.position} is not shown to {self.view} keys")
+        return shown
 
 
 class _Shown:
     """What one subscriber is shown of the shared items: its scope and filters, run on the
     shared views (no copies)."""
 
-    def __init__(self, principal: Principal, request: _Request):
-        self.principal = principal
+    def __init__(self, renderer: _Renderer, request: _Request):
+        self.principal = renderer.principal
         self.filter = request.filter
-        self.view = visibility_class(principal)
+        self.renderer = renderer
         self.everything = not (
             self.filter.types
             or self.filter.farm
@@ -213,57 +313,76 @@ class _Shown:
         )
 
     def __call__(self, batch: Sequence[LogItem]) -> list[LogItem]:
-        if self.everything and self.view == FULL_VIEW and self.principal.role == Role.ADMIN:
+        if self.everything and self.principal.role == Role.ADMIN:
             return list(batch)  # in scope, unfiltered, unredacted: every item as it is
         shown: list[LogItem] = []
-        types, principal, view, filter_ = self.filter.types, self.principal, self.view, self.filter
+        types, principal, filter_ = self.filter.types, self.principal, self.filter
+        view_of = self.renderer.view_of
         for item in batch:
             if types and item.type not in types:
                 continue
             if not in_scope(principal, item.envelope):
                 continue
-            if self.everything or filter_.matches(_view(item, view)):
+            view = view_of(item)
+            if view is not None and (self.everything or filter_.matches(view)):
                 shown.append(item)
         return shown
 
 
 async def _after(broadcaster: Broadcaster, request: _Request) -> int:
-    """The position the subscription reads after (``latest``: the store's head now)."""
-    head = 0
-    if request.last_event_id is None and request.start.latest:
-        head = await asyncio.to_thread(broadcaster.store.current_position)
-    return resume_after(request.start, request.last_event_id, head)
+    """The position the subscription reads after (``latest``: the store's head now); 400 when
+    that is past the head (``start`` may be head + 1: the next event)."""
+    head = await asyncio.to_thread(broadcaster.store.current_position)
+    after = resume_after(request.start, request.last_event_id, head)
+    if after > head:
+        if request.last_event_id is not None:
+            raise _bad_start(
+                "Last-Event-ID",
+                f"Last-Event-ID {after} is past the store's head (position {head})",
+            )
+        raise _bad_start(
+            "start",
+            f"start {after + 1} is past the store's head (position {head}); at most {head + 1}",
+        )
+    return after
 
 
 async def _items(
     broadcaster: Broadcaster,
-    principal: Principal,
+    renderer: _Renderer,
     request: _Request,
     after: int,
     heartbeat_s: float,
 ) -> AsyncGenerator[list[LogItem] | None, None]:
     """What the subscriber is shown after position ``after``, in order, as batches of what is
-    ready (never empty; the shared items); None when ``heartbeat_s`` passed without any.
-    Raises :class:`SlowConsumer` if the subscriber fell behind."""
+    ready (never empty; the shared items); None every ``heartbeat_s``, busy or idle (a
+    heartbeat is due: the key is checked then). Raises :class:`SlowConsumer` if the subscriber
+    fell behind."""
     batches = broadcaster.subscribe_batches(request.topic, after)
-    shown = _Shown(principal, request)
+    shown = _Shown(renderer, request)
+    masked = renderer.view == DEVELOPER_VIEW
+    loop = asyncio.get_running_loop()
 
     async def next_batch() -> Sequence[LogItem]:
         return await anext(batches)
 
     pending: asyncio.Task[Sequence[LogItem]] | None = None
+    beat = loop.time() + heartbeat_s
     try:
         while True:
             if pending is None:
                 pending = asyncio.create_task(next_batch())
-            done, _ = await asyncio.wait({pending}, timeout=heartbeat_s)
-            if not done:
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, beat - loop.time()))
+            if done:
+                batch, pending = pending.result(), None
+                if masked:  # every offtaker named up to the batch's last row is known
+                    await renderer.directory.ensure(batch[-1].position)
+                ready = shown(batch)
+                if ready:
+                    yield ready
+            if loop.time() >= beat:
+                beat = loop.time() + heartbeat_s
                 yield None
-                continue
-            batch, pending = pending.result(), None
-            ready = shown(batch)
-            if ready:
-                yield ready
     finally:
         if pending is not None:
             pending.cancel()
@@ -272,20 +391,43 @@ async def _items(
         await batches.aclose()
 
 
+async def _revoked(check: KeyCheck | None) -> KeyRefused | None:
+    """Why the stream's key no longer authenticates, or None (also when Valkey does not
+    answer: a revocation is written there, so it is seen at the next heartbeat it answers)."""
+    if check is None:
+        return None
+    try:
+        return await check()
+    except Exception as error:  # Valkey away: keep the stream, say so
+        log.warning("cannot re-check a stream's key: %s", error)
+        return None
+
+
+def _revoked_frame(refused: KeyRefused) -> dict[str, str]:
+    return {"error": refused.reason, "message": refused.message}
+
+
 async def _sse(
-    broadcaster: Broadcaster, principal: Principal, request: _Request, heartbeat_s: float
+    broadcaster: Broadcaster,
+    renderer: _Renderer,
+    request: _Request,
+    after: int,
+    heartbeat_s: float,
+    check: KeyCheck | None,
 ) -> AsyncIterator[bytes]:
-    after = await _after(broadcaster, request)
     # the position marker: a client that reconnects before any event resumes from here
     yield sse_comment(f"hero stream {request.topic}") + f"id: {after}\n\n".encode()
-    items = _items(broadcaster, principal, request, after, heartbeat_s)
-    view = visibility_class(principal)
+    items = _items(broadcaster, renderer, request, after, heartbeat_s)
     try:
         async for ready in items:
             if ready is None:
+                refused = await _revoked(check)
+                if refused is not None:
+                    yield f"event: error\ndata: {json.dumps(_revoked_frame(refused))}\n\n".encode()
+                    return
                 yield sse_comment("heartbeat")
             else:  # every ready frame in one write
-                yield b"".join([_sse_bytes(item, view) for item in ready])
+                yield b"".join([renderer.sse(item) for item in ready])
     except SlowConsumer as slow:
         reason = _slow_reason(slow)
         data = {"reason": reason, "position": slow.position, "last_delivered": slow.delivered}
@@ -303,19 +445,24 @@ def _slow_reason(slow: SlowConsumer) -> str:
 
 async def ws_caller(websocket: WebSocket) -> Principal:
     """The WebSocket's key (the same headers as HTTP: ``Authorization: Bearer`` or
-    ``X-API-Key``). Refused before the handshake completes: HTTP 401 with the reason."""
-    key = presented_key(websocket.headers)
-    if key is None:
-        refuse(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing_key",
-            "send an API key: Authorization: Bearer <key> (or X-API-Key: <key>)",
-        )
-    context: GatewayContext = websocket.app.state.context
-    try:
-        return await api_keys(context).authenticate(key)
-    except KeyRefused as refused:
-        refuse(status.HTTP_401_UNAUTHORIZED, refused.reason, refused.message)
+    ``X-API-Key``), counted against its rates as HTTP requests are. Refused before the
+    handshake completes: HTTP 401 (or 429) with the reason."""
+    return await authenticate(websocket, presented_key(websocket.headers))
+
+
+class _SlotResponse(StreamingResponse):
+    """A streaming response that gives its stream slot back however the response ends (its
+    body may never even start when the client leaves at once)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def _close_reason(text: str) -> str:
@@ -327,14 +474,16 @@ def _close_reason(text: str) -> str:
 def router(context: GatewayContext) -> APIRouter:
     api = APIRouter(tags=["streams"])
     options = _options(context)
+    slots = _slots(context, options)
 
     @api.get(
         "/v1/streams/{topic}",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}, **errors(*KEYED, 404)},
+        responses={200: {"content": {"text/event-stream": {}}}, **errors(*KEYED, 400, 404)},
         dependencies=KEYED_SECURITY,
     )
     async def stream(
+        http: Request,
         topic: str,
         principal: Principal = Depends(caller),
         types: str | None = Query(None, description="comma list of event types"),
@@ -348,8 +497,14 @@ def router(context: GatewayContext) -> APIRouter:
         """The topic's events as Server-Sent Events, resumable with ``Last-Event-ID``."""
         parsed = _parse(topic, types, farm, node, offtaker, grid, start, last_event_id)
         _check_topic(principal, topic)
-        return StreamingResponse(
-            _sse(broadcaster_for(context), principal, parsed, options.heartbeat_s),
+        broadcaster = broadcaster_for(context)
+        after = await _after(broadcaster, parsed)
+        release = _take_slot(slots, principal)
+        renderer = _Renderer(principal, directory_for(context))
+        events = _sse(broadcaster, renderer, parsed, after, options.heartbeat_s, key_check(http))
+        return _SlotResponse(
+            events,
+            release,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -372,8 +527,16 @@ def router(context: GatewayContext) -> APIRouter:
             websocket.headers.get("last-event-id") or query.get("last_event_id"),
         )
         _check_topic(principal, topic)
-        await websocket.accept()
-        await _serve_ws(websocket, broadcaster_for(context), principal, parsed, options)
+        broadcaster = broadcaster_for(context)
+        after = await _after(broadcaster, parsed)
+        release = _take_slot(slots, principal)
+        try:
+            await websocket.accept()
+            check = key_check(websocket)
+            renderer = _Renderer(principal, directory_for(context))
+            await _serve_ws(websocket, broadcaster, renderer, parsed, after, options, check)
+        finally:
+            release()
 
     return api
 
@@ -381,12 +544,13 @@ def router(context: GatewayContext) -> APIRouter:
 async def _serve_ws(
     websocket: WebSocket,
     broadcaster: Broadcaster,
-    principal: Principal,
+    renderer: _Renderer,
     request: _Request,
+    after: int,
     options: StreamOptions,
+    check: KeyCheck | None,
 ) -> None:
-    after = await _after(broadcaster, request)
-    items = _items(broadcaster, principal, request, after, options.heartbeat_s)
+    items = _items(broadcaster, renderer, request, after, options.heartbeat_s)
 
     async def client_gone() -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -395,15 +559,20 @@ async def _serve_ws(
                 if message["type"] == "websocket.disconnect":
                     return
 
-    view = visibility_class(principal)
-
     async def send_events() -> None:
         try:
             async for ready in items:
-                if ready is None:
-                    continue  # the WebSocket's own ping/pong keeps the connection alive
+                if ready is None:  # the WebSocket's own ping/pong keeps the connection alive
+                    refused = await _revoked(check)
+                    if refused is not None:
+                        frame = {"event": "error", **_revoked_frame(refused)}
+                        await websocket.send_text(json.dumps(frame))
+                        reason = _close_reason(refused.message)
+                        await websocket.close(code=KEY_REVOKED_CLOSE, reason=reason)
+                        return
+                    continue
                 for item in ready:  # one message per event: the protocol's framing
-                    await websocket.send_text(_ws_text(item, view))
+                    await websocket.send_text(renderer.ws(item))
         except SlowConsumer as slow:
             reason = _slow_reason(slow)
             await websocket.send_text(

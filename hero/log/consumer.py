@@ -1,7 +1,11 @@
 """A small consumer over aiokafka: decode envelopes, skip what was applied, dead-letter the rest.
 
 A record that cannot be decoded, or whose payload breaks its schema, goes to ``hero.dlq`` with
-the reason and where it came from; the consumer then carries on with the next record.
+the reason and where it came from; the consumer then carries on with the next record. A
+dependency that is down (Valkey, the broker, a locked store) is not the record's fault: the
+call is retried with a capped backoff for as long as it takes (``hero.log.retry``), and the
+batch's offsets are committed only once every record of it was applied, skipped or
+dead-lettered, so nothing is dead-lettered, nor committed unapplied, while a server blinks.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 
 from hero.log.codec import Decoded, DecodeError, decode_record
 from hero.log.positions import AppliedPositions
 from hero.log.producer import new_producer
+from hero.log.retry import RetryState, is_infrastructure_error, retry_infrastructure
 from schemas import REGISTRY, SchemaRegistry, Topic
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "EventConsumer",
     "Handler",
     "call_with_retries",
+    "commit_or_redeliver",
     "join_group",
     "leave_group",
     "send_dead_letter",
@@ -43,6 +50,11 @@ class ConsumerStats:
     applied: int = 0
     skipped: int = 0
     dead_lettered: int = 0
+
+    def add(self, other: ConsumerStats) -> None:
+        self.applied += other.applied
+        self.skipped += other.skipped
+        self.dead_lettered += other.dead_lettered
 
 
 @dataclass(frozen=True)
@@ -93,21 +105,44 @@ def _text(raw: bytes | None) -> tuple[str | None, Literal["utf-8", "base64"]]:
 
 
 async def call_with_retries(
-    call: Callable[[], Awaitable[None]], attempts: int, what: str
+    call: Callable[[], Awaitable[None]],
+    attempts: int,
+    what: str,
+    *,
+    state: RetryState | None = None,
 ) -> str | None:
     """None once ``call`` succeeds; after ``attempts`` failures, the last failure's text (for
-    its dead letter). A handler that fails may succeed on a retry (a store conflict, a broker
-    hiccup): it is given a short, growing pause between attempts."""
+    its dead letter). An infrastructure error is not a failure: it is retried, with a capped
+    backoff, until the dependency answers (``retry_infrastructure``). Any other error may
+    still pass on a retry (a store conflict): it is given a short, growing pause between
+    attempts."""
     last = ""
     for attempt in range(1, attempts + 1):
         try:
-            await call()
+            await retry_infrastructure(call, what, state=state)
             return None
         except Exception as error:
             log.warning("%s failed (attempt %d): %r", what, attempt, error)
             last = f"{type(error).__name__}: {error}"
             await asyncio.sleep(0.05 * attempt)
     return last
+
+
+async def commit_or_redeliver(consumer: AIOKafkaConsumer, what: str, offsets: Any = None) -> bool:
+    """Commit (the given offsets, else the consumed positions); False, with a log line, when
+    the broker cannot take the commit now. Every record up to those offsets was dealt with and
+    its effect is idempotent, so an offset left uncommitted only means a redelivery."""
+    try:
+        if offsets is None:
+            await consumer.commit()
+        else:
+            await consumer.commit(offsets)
+    except Exception as error:
+        if not (is_infrastructure_error(error) or isinstance(error, KafkaError)):
+            raise
+        log.warning("%s: commit not taken (%r); those records will be redelivered", what, error)
+        return False
+    return True
 
 
 async def join_group(
@@ -153,8 +188,12 @@ async def send_dead_letter(
     consumer: str,
     reason: str,
     detail: str,
+    *,
+    state: RetryState | None = None,
 ) -> None:
-    """Park ``record`` on the dead-letter ``topic`` with the reason, keyed by its source topic."""
+    """Park ``record`` on the dead-letter ``topic`` with the reason, keyed by its source topic;
+    waits out a broker that is away (the record's offset must not be committed before its
+    dead letter is on the topic)."""
     letter = DeadLetter.of(record, consumer, reason, detail)
     log.warning(
         "%s: %s at %s[%d]@%d: %s",
@@ -165,7 +204,12 @@ async def send_dead_letter(
         record.offset,
         detail,
     )
-    await producer.send_and_wait(topic, value=letter.to_json(), key=record.topic.encode())
+    value, key = letter.to_json(), record.topic.encode()
+    await retry_infrastructure(
+        lambda: producer.send_and_wait(topic, value=value, key=key),
+        f"{consumer}: dead letter",
+        state=state,
+    )
 
 
 class EventConsumer:
@@ -187,6 +231,8 @@ class EventConsumer:
     ):
         self.name = name
         self.stats = ConsumerStats()
+        self.retry = RetryState()
+        """Infrastructure retries so far, and what it is waiting on now (for its health)."""
         self._topics = list(topics)
         self._bootstrap = bootstrap
         self._handler = handler
@@ -232,10 +278,8 @@ class EventConsumer:
             for record in records:
                 await self._handle(record, counts)
         if batches:
-            await self._consumer.commit()
-        self.stats.applied += counts.applied
-        self.stats.skipped += counts.skipped
-        self.stats.dead_lettered += counts.dead_lettered
+            await commit_or_redeliver(self._consumer, self.name)
+        self.stats.add(counts)
         return counts
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -250,7 +294,12 @@ class EventConsumer:
             await self._dead_letter(record, error.failure.value, error.detail)
             counts.dead_lettered += 1
             return
-        if await self._positions.is_applied(decoded.envelope):
+        envelope = decoded.envelope
+        if await retry_infrastructure(
+            lambda: self._positions.is_applied(envelope),
+            f"{self.name}: positions",
+            state=self.retry,
+        ):
             counts.skipped += 1
             return
         failure = await self._call_handler(decoded)
@@ -258,16 +307,25 @@ class EventConsumer:
             await self._dead_letter(record, "handler_failed", failure)
             counts.dead_lettered += 1
             return
-        await self._positions.mark_applied(decoded.envelope)
+        await retry_infrastructure(
+            lambda: self._positions.mark_applied(envelope),
+            f"{self.name}: positions",
+            state=self.retry,
+        )
         counts.applied += 1
 
     async def _call_handler(self, decoded: Decoded) -> str | None:
         return await call_with_retries(
-            lambda: self._handler(decoded), self._attempts, f"{self.name}: handler"
+            lambda: self._handler(decoded),
+            self._attempts,
+            f"{self.name}: handler",
+            state=self.retry,
         )
 
     async def _dead_letter(
         self, record: ConsumerRecord[Any, Any], reason: str, detail: str
     ) -> None:
         assert self._dlq is not None
-        await send_dead_letter(self._dlq, self._dlq_topic, record, self.name, reason, detail)
+        await send_dead_letter(
+            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
+        )

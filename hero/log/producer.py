@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from hero.log.topics import EPOCH_MARKER_TOPIC, PLATFORM_TOPICS, TopicAdmin
+from hero.log.topics import (
+    EPOCH_MARKER_TOPIC,
+    PLATFORM_TOPICS,
+    TELEMETRY_MARKER_TOPIC,
+    TopicAdmin,
+)
 from hero.store.outbox import Publisher
 from hero.store.port import RecordedEvent
 
@@ -87,7 +92,9 @@ class KafkaPublisher(Publisher):
 
     async def reset(self) -> None:
         if self._purge:
-            await self._admin.delete([*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC])
+            # hero.utilization goes too: its telemetry marker with it, so the usage worker
+            # sends the samples it has not counted again (streams.redrive).
+            await self._admin.delete([*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC])
             await _wait_until_gone(self._admin, PLATFORM_TOPICS)
         await self._admin.mark_epoch()
 

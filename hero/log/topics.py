@@ -4,6 +4,10 @@ The marker topic is created only by the relay (never by producing to it, never b
 launcher), right after it has reset its position; so its absence means the broker does not
 hold what the relay confirmed: a memory-only broker that restarted, or a cluster that was
 wiped. The relay then refills the broker from the store.
+
+The telemetry marker says the same for samples, which are not in the store: the usage worker
+creates it before it sends the telemetry spool's uncounted samples again (``streams.redrive``);
+its absence means the broker may have lost samples it had taken.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import Topic
 
-__all__ = ["EPOCH_MARKER_TOPIC", "PLATFORM_TOPICS", "TopicAdmin", "wait_for_partitions"]
+__all__ = [
+    "EPOCH_MARKER_TOPIC",
+    "PLATFORM_TOPICS",
+    "TELEMETRY_MARKER_TOPIC",
+    "TopicAdmin",
+    "wait_for_partitions",
+]
 
 EPOCH_MARKER_TOPIC = "hero.relay.epoch"
+TELEMETRY_MARKER_TOPIC = "hero.telemetry.epoch"
+_MARKERS = (EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC)
 PLATFORM_TOPICS: tuple[str, ...] = tuple(topic.value for topic in Topic)
 _TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 T = TypeVar("T")
@@ -71,7 +83,7 @@ class TopicAdmin:
         if not missing:
             return set()
         count = partitions or self._partitions
-        specs = [NewTopic(name, 1 if name == EPOCH_MARKER_TOPIC else count, 1) for name in missing]
+        specs = [NewTopic(name, 1 if name in _MARKERS else count, 1) for name in missing]
 
         async def creating(admin: AIOKafkaAdminClient) -> object:
             return await admin.create_topics(specs)
@@ -107,6 +119,15 @@ class TopicAdmin:
 
     async def marker_present(self) -> bool:
         return EPOCH_MARKER_TOPIC in await self.list_topics()
+
+    async def mark_telemetry_epoch(self) -> None:
+        """Create the telemetry marker (and any missing platform topic). Only the usage
+        worker's redrive calls this, right before it sends the spool's uncounted samples."""
+        await self.create(PLATFORM_TOPICS)
+        await self.create([TELEMETRY_MARKER_TOPIC])
+
+    async def telemetry_marker_present(self) -> bool:
+        return TELEMETRY_MARKER_TOPIC in await self.list_topics()
 
 
 def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:

@@ -44,7 +44,15 @@ from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, 
 from hero.domain.pricing import GENESIS, PricingPolicy
 from hero.market.service import MarketService
 from hero.payments.ledger import LedgerService
-from hero.store import ANY_VERSION, EventStore, NewEvent, recorded_after
+from hero.store import (
+    ANY_VERSION,
+    EventStore,
+    NewEvent,
+    PoisonRow,
+    decode_event,
+    recorded_after,
+    skip_row,
+)
 from schemas import (
     BalanceLow,
     CancelContract,
@@ -64,6 +72,8 @@ from schemas import (
 __all__ = ["BillingReport", "BillingService", "BillingSettings", "billing_stream"]
 
 GRACE_CANCEL_REASON = "grace_period_ended"
+#: The name billing records its skipped rows under.
+SOURCE = "billing"
 _FOLLOWED = {
     "ContractCreated",
     "ContractCancelled",
@@ -149,10 +159,12 @@ class BillingService:
         for row in recorded_after(self._store, self._position):
             self._position = row.position
             if row.type in _FOLLOWED:
-                envelope = row.envelope()
-                event = envelope.decode()
-                if isinstance(event, Event):
-                    self._fold(event, envelope.occurred_at)
+                try:
+                    envelope, event = decode_event(row)
+                except PoisonRow as error:  # an unreadable row must not stop billing
+                    skip_row(self._store, SOURCE, row, error)
+                    continue
+                self._fold(event, envelope.occurred_at)
 
     def _fold(self, event: Event, at: datetime) -> None:
         if isinstance(event, ContractCreated):

@@ -5,6 +5,11 @@ records with them (a bill, a conversion). A guarded account that is debited is a
 the version its balance was read at, so two posts racing for the same funds cannot both pass
 the guard; credits and the outside world's accounts skip the check, because adding money
 cannot break a guard. The command id makes a repeated post a no-op.
+
+A balance counts a leg only when its pair is recorded on the other account and matches it
+(:func:`hero.domain.ledger.match_leg`): a one-sided ``TransferPosted`` -- a raw append from
+before those were refused, or a row written into the store by hand -- can never be spent, and
+:func:`read_book` reports it, with its transfer id, as unbalanced.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from hero.domain.errors import Rejected
 from hero.domain.ledger import (
     AccountState,
     Ledger,
+    LedgerBook,
+    Leg,
     Transfer,
+    account_of_stream,
     account_stream,
     check_transfer,
     evolve_account,
+    match_leg,
 )
 from hero.store import (
     ANY_VERSION,
@@ -32,12 +41,17 @@ from hero.store import (
     DuplicateEventId,
     EventStore,
     NewEvent,
+    PoisonRow,
+    RecordedEvent,
+    SkipHandler,
     StreamAppend,
+    readable_events,
     recorded_after,
+    skip_row,
 )
 from schemas import Event, TransferPosted
 
-__all__ = ["LedgerService", "PostResult", "read_ledger"]
+__all__ = ["LedgerService", "PostResult", "read_book", "read_ledger"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +101,26 @@ class LedgerService:
             version, state = self._accounts.get(account, (0, AccountState.empty(account)))
         for row in self._store.read_stream(account_stream(account), version + 1):
             event = row.envelope().decode()
-            if isinstance(event, TransferPosted):
+            if isinstance(event, TransferPosted) and self._paired(Leg(account, event)):
                 state = evolve_account(state, event)
             version = row.version
         with self._lock:
             if self._accounts.get(account, (-1,))[0] < version:
                 self._accounts[account] = (version, state)
         return version, state
+
+    def _paired(self, leg: Leg) -> bool:
+        """Is the other leg of this transfer recorded on its account, and equal to this one?"""
+        if leg.side is None:
+            return False
+        other = "credit" if leg.side == "debit" else "debit"
+        row = self._store.read_event(_leg_id(leg.event.transfer_id, other))
+        if row is None:
+            return False
+        pair = row.envelope().decode()
+        if not isinstance(pair, TransferPosted):
+            return False
+        return match_leg(Leg(account_of_stream(row.stream), pair), leg).posted is not None
 
     def post(
         self,
@@ -198,12 +225,23 @@ def _with_id(event: NewEvent, event_id: str | None) -> NewEvent:
     return event if event_id is None else dataclasses.replace(event, id=event_id)
 
 
-def read_ledger(store: EventStore, batch: int = 5000) -> Ledger:
-    """Every account folded from the store's transfers (each transfer counted once)."""
-    ledger = Ledger()
-    for row in recorded_after(store, 0, batch):
-        if row.type == "TransferPosted":
-            event = row.envelope().decode()
-            assert isinstance(event, TransferPosted)
-            ledger.apply(event)
-    return ledger
+def read_book(
+    store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None
+) -> LedgerBook:
+    """Every leg in the store matched into transfers: balances, and the unsound transfers. A
+    transfer row that does not decode goes to ``on_skip`` (a log line by default)."""
+    book = LedgerBook()
+    rows = recorded_after(store, 0, batch)
+    for row, _, event in readable_events(rows, on_skip or _log_skip, types={"TransferPosted"}):
+        if isinstance(event, TransferPosted):
+            book.add(Leg(account_of_stream(row.stream), event))
+    return book
+
+
+def read_ledger(store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None) -> Ledger:
+    """Every account folded from the store's matched transfers (each counted once)."""
+    return read_book(store, batch, on_skip).ledger
+
+
+def _log_skip(row: RecordedEvent, error: PoisonRow) -> None:
+    skip_row(None, "ledger", row, error)

@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from hero.domain.ledger import account_kind
+from hero.domain.errors import Rejected
+from hero.domain.ledger import Leg, LegProblem, account_kind, account_of_stream, match_leg
 from hero.market.views import json_ready
 from schemas import (
     CapacityHeld,
@@ -497,22 +498,66 @@ NEGOTIATIONS = Projection(
 
 # -- accounts -------------------------------------------------------------------------------------
 
-_ACCOUNT_STREAM = "account-"
+
+def _is_account(account: str) -> bool:
+    try:
+        account_kind(account)
+    except Rejected:
+        return False
+    return True
 
 
 def _account_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
-    # Each transfer is recorded on both accounts' streams (hero.payments.ledger): the leg on
-    # an account's own stream is the one that moves it, so each leg counts once per account.
-    if not isinstance(event, TransferPosted) or not envelope.stream.startswith(_ACCOUNT_STREAM):
+    # Both legs of a transfer reach both accounts' documents: each document matches them
+    # (hero.domain.ledger.match_leg, as the CLI and the ledger do) and moves its balance only
+    # for a sound pair. Only the accounts a leg names: a stray leg on a third account's
+    # stream must not show that account its strangers.
+    if not isinstance(event, TransferPosted):
         return ()
-    account = envelope.stream.removeprefix(_ACCOUNT_STREAM)
-    return (account,) if account in (event.debit_account, event.credit_account) else ()
+    named = (event.debit_account, event.credit_account)
+    return tuple(dict.fromkeys(a for a in named if _is_account(a)))
+
+
+def _leg_doc(leg: Leg) -> Doc:
+    return {"account": leg.account, "event": leg.event.model_dump(mode="json")}
+
+
+def _leg_of(doc: Doc | None) -> Leg | None:
+    if doc is None:
+        return None
+    return Leg(doc["account"], TransferPosted.model_validate(doc["event"]))
 
 
 def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
     if not isinstance(event, TransferPosted):
         return current
     doc: Doc = dict(current) if current else _empty_account(key)
+    # A waiting leg always names this account and lies on its or its counterparty's stream
+    # (match_leg keeps no other): nothing here names a third tenant.
+    waiting: dict[str, Doc] = dict(doc.get("waiting_legs") or {})
+    faults: dict[str, str] = dict(doc.get("faults") or {})
+    step = match_leg(
+        _leg_of(waiting.pop(event.transfer_id, None)),
+        Leg(account_of_stream(envelope.stream), event),
+    )
+    if step.waiting is not None:
+        waiting[event.transfer_id] = _leg_doc(step.waiting)
+    if step.problem is not None:
+        faults[event.transfer_id] = step.problem.value
+    if step.posted is not None:
+        _post(doc, key, step.posted, envelope)
+    problems = dict.fromkeys(waiting, LegProblem.ORPHAN_LEG.value) | faults
+    doc.update(
+        waiting_legs=waiting,
+        faults=faults,
+        unbalanced=[
+            {"transfer_id": tid, "problem": problem} for tid, problem in sorted(problems.items())
+        ],
+    )
+    return _stamp(doc, envelope)
+
+
+def _post(doc: Doc, key: str, event: TransferPosted, envelope: Envelope) -> None:
     credit = event.credit_account == key
     amount = event.amount.amount if credit else -event.amount.amount
     doc["balance"] = str(Decimal(doc["balance"]) + amount)
@@ -528,7 +573,6 @@ def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Ev
         "position": envelope.position,
     }
     doc["last_transfers"] = [line, *doc["last_transfers"]][:LAST_TRANSFERS]  # newest first
-    return _stamp(doc, envelope)
 
 
 def _empty_account(account: str) -> Doc:
@@ -542,6 +586,9 @@ def _empty_account(account: str) -> Doc:
         "balance": "0",
         "transfers": 0,
         "last_transfers": [],
+        "unbalanced": [],
+        "waiting_legs": {},
+        "faults": {},
         "offtaker_id": owner if kind == "offtaker" else None,
         "farm_id": owner if kind == "farmer" else None,
     }

@@ -7,7 +7,16 @@ default; a test uses one of its own):
 * ``{prefix}:rm:NAME`` -- a hash, entity id -> the document as JSON;
 * ``{prefix}:rm:NAME:position`` -- the last log position applied to it;
 * ``{prefix}:rm:NAME:links`` -- a hash, alias -> JSON list of document ids (only for the
-  projections whose events need one, such as a cancellation naming no workload).
+  projections whose events need one, such as a cancellation naming no workload);
+* ``{prefix}:rm:NAME:live`` -- the generation being served, once a rebuild made one: then
+  the three keys above are ``{prefix}:rm:NAME@GEN``, ``...@GEN:position``, ``...@GEN:links``.
+
+A rebuild (``hero replay``) folds the whole log into a fresh generation nobody reads, then
+points ``:live`` at it (every projection rebuilt, in one MULTI/EXEC) and deletes the old one.
+A rebuild that fails half-way leaves the old generation serving and removes its own keys.
+Readers (:class:`ReadModels`) and the following projector look ``:live`` up every time; the
+projector also WATCHes it, so a write meant for a generation that was just replaced is
+dropped, and the next pass folds into the new one.
 
 The position is written in the same MULTI/EXEC as the documents, under WATCH of the position
 key: if anyone else (another projector, a rebuild) moved it in between, nothing is written,
@@ -40,14 +49,26 @@ from hero.readmodels.projections import (
     encode_doc,
     projection,
 )
-from hero.store import EventStore, RecordedEvent
+from hero.store import EventStore, PoisonRow, RecordedEvent, decode_event, skip_row
 from schemas import Envelope, Event
 
-__all__ = ["DEFAULT_PREFIX", "Projector", "ReadModels", "RebuildReport", "keys_for"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "SOURCE",
+    "Projector",
+    "ReadModels",
+    "RebuildReport",
+    "keys_for",
+    "live_generations",
+    "live_key",
+    "live_keys",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "hero"
+#: The name the projector's skipped rows are recorded under.
+SOURCE = "read-models"
 _ATTEMPTS = 100  # WATCH failures in a row before giving up: a sign of a runaway writer
 
 
@@ -58,9 +79,32 @@ class _Keys:
     links: str
 
 
-def keys_for(name: str, prefix: str = DEFAULT_PREFIX) -> _Keys:
-    base = f"{prefix}:rm:{name}"
+def keys_for(name: str, prefix: str = DEFAULT_PREFIX, generation: str | None = None) -> _Keys:
+    """The keys of projection ``name`` in ``generation`` (None: the one before any rebuild)."""
+    base = f"{prefix}:rm:{name}" + (f"@{generation}" if generation else "")
     return _Keys(docs=base, position=f"{base}:position", links=f"{base}:links")
+
+
+def live_key(name: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Where the generation served for ``name`` is named (absent: the first one)."""
+    return f"{prefix}:rm:{name}:live"
+
+
+async def live_generations(
+    redis: Redis, names: Sequence[str], prefix: str
+) -> dict[str, str | None]:
+    raws = await redis.mget([live_key(n, prefix) for n in names])
+    return {n: _text(raw) if raw is not None else None for n, raw in zip(names, raws, strict=True)}
+
+
+async def live_keys(redis: Redis, name: str, prefix: str = DEFAULT_PREFIX) -> _Keys:
+    """The keys of the generation of ``name`` being served now."""
+    generation = (await live_generations(redis, [name], prefix))[name]
+    return keys_for(name, prefix, generation)
+
+
+class _Replaced(Exception):
+    """The generation a write was meant for is no longer the live one: look it up again."""
 
 
 @dataclass(frozen=True)
@@ -90,14 +134,19 @@ def _position(raw: Any) -> int:
     return int(_text(raw)) if raw is not None else 0
 
 
-def _decoded(rows: Sequence[RecordedEvent], wanted: frozenset[str]) -> list[_Row]:
-    """Decode only the rows some projection reads; the rest only move the positions."""
+def _decoded(
+    rows: Sequence[RecordedEvent], wanted: frozenset[str], store: EventStore
+) -> list[_Row]:
+    """Decode only the rows some projection reads; the rest only move the positions. A row
+    that does not decode is recorded as skipped and only moves the positions too."""
     out = []
     for row in rows:
         if row.type in wanted:
-            envelope = row.envelope()
-            event = envelope.decode()
-            if isinstance(event, Event):
+            try:
+                envelope, event = decode_event(row)
+            except PoisonRow as error:
+                skip_row(store, SOURCE, row, error)
+            else:
                 out.append(_Row(row.position, row.type, envelope, event))
                 continue
         out.append(_Row(row.position, row.type, None, None))
@@ -157,7 +206,10 @@ class Projector:
         prefix: str = DEFAULT_PREFIX,
         projections: Iterable[Projection] | None = None,
         batch: int = 500,
+        generation: str | None = None,
     ):
+        """``generation`` pins the projector to one generation (what a rebuild fills);
+        without it, it follows whichever generation is live."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self._store = store
@@ -166,6 +218,10 @@ class Projector:
         self._projections = list(projections or PROJECTIONS.values())
         self._wanted = frozenset().union(*(p.types for p in self._projections))
         self._batch = batch
+        self._pinned = generation
+        self.failing: str | None = None
+        """Why the last pass of :meth:`run` failed (a fixed sentence; the log has the
+        details), None once a pass succeeds."""
         self.conflicts = 0
         """Transactions refused because the position moved under them (then folded again)."""
 
@@ -173,8 +229,16 @@ class Projector:
     def names(self) -> list[str]:
         return [p.name for p in self._projections]
 
+    async def _generations(self) -> dict[str, str | None]:
+        if self._pinned is not None:
+            return dict.fromkeys(self.names, self._pinned)
+        return await live_generations(self._redis, self.names, self._prefix)
+
     async def positions(self) -> dict[str, int]:
-        keys = [keys_for(p.name, self._prefix).position for p in self._projections]
+        generations = await self._generations()
+        keys = [
+            keys_for(p.name, self._prefix, generations[p.name]).position for p in self._projections
+        ]
         raws = await self._redis.mget(keys)
         return {p.name: _position(raw) for p, raw in zip(self._projections, raws, strict=True)}
 
@@ -183,24 +247,45 @@ class Projector:
         or before a projection's position are skipped there. Returns the positions after."""
         if not rows:
             return await self.positions()
-        decoded = _decoded(rows, self._wanted)
-        return {p.name: await self._apply_one(p, decoded) for p in self._projections}
+        decoded = _decoded(rows, self._wanted, self._store)
+        for _ in range(_ATTEMPTS):
+            generations = await self._generations()
+            try:
+                return {
+                    p.name: await self._apply_one(p, decoded, generations[p.name])
+                    for p in self._projections
+                }
+            except _Replaced:
+                continue  # a rebuild swapped generations: fold into the new one
+        raise RuntimeError("read models: the live generation kept changing; gave up")
 
-    async def _apply_one(self, proj: Projection, rows: list[_Row]) -> int:
-        keys = keys_for(proj.name, self._prefix)
+    async def _apply_one(self, proj: Projection, rows: list[_Row], generation: str | None) -> int:
+        keys = keys_for(proj.name, self._prefix, generation)
         for _ in range(_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
-                    return await self._attempt(pipe, proj, keys, rows)
+                    return await self._attempt(pipe, proj, keys, rows, generation)
                 except WatchError:
                     self.conflicts += 1
                     continue  # someone moved the position: fold again from theirs
         raise RuntimeError(f"read model {proj.name}: the position kept moving; gave up")
 
     async def _attempt(
-        self, pipe: Pipeline, proj: Projection, keys: _Keys, rows: list[_Row]
+        self,
+        pipe: Pipeline,
+        proj: Projection,
+        keys: _Keys,
+        rows: list[_Row],
+        generation: str | None,
     ) -> int:
-        await pipe.watch(keys.position)
+        if self._pinned is None:
+            live = live_key(proj.name, self._prefix)
+            await pipe.watch(keys.position, live)
+            raw = await pipe.get(live)
+            if (_text(raw) if raw is not None else None) != generation:
+                raise _Replaced
+        else:
+            await pipe.watch(keys.position)
         position = _position(await pipe.get(keys.position))
         batch = _Batch(proj, [r for r in rows if r.position > position])
         if not batch.rows:
@@ -240,42 +325,83 @@ class Projector:
 
     async def run(self, stop: asyncio.Event, poll_s: float = 0.2) -> None:
         """Follow the log until ``stop`` is set: catch up, then wait ``poll_s`` (or the stop)
-        before looking again. A Valkey or store outage is logged and retried, not fatal."""
+        before looking again. A failure (a Valkey or store outage, a projection that raises)
+        is logged, kept in :attr:`failing` for health, and retried: never fatal."""
         while not stop.is_set():
             try:
                 await self.catch_up()
+                self.failing = None
             except (RedisError, OSError) as error:
+                self.failing = "Valkey or the event store does not answer"
                 log.warning("read models: %s; retrying in %.1f s", error, poll_s)
+            except Exception:  # a bug in a projection must not end the task: say so, retry
+                self.failing = "a batch of the log could not be applied"
+                log.exception("read models: applying the log failed; retrying in %.1f s", poll_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 
     async def rebuild(self, name: str | None = None) -> RebuildReport:
-        """Wipe projection ``name`` (all of this projector's for None), documents and position
-        in one transaction, then catch up. The wipe moves the position key, so a projector
-        racing with it starts over too rather than writing into the empty collection."""
+        """Fold projection ``name`` (all of this projector's for None) from the first event
+        into a fresh generation, then make it the live one, for every projection at once,
+        and delete the generation it replaces. Until that swap the old documents are served,
+        and if the fold fails they stay: the fresh keys are removed and the error raised."""
         started = time.perf_counter()
         names = self.names if name is None else [projection(name).name]
         if name is not None and name not in self.names:
             raise ValueError(f"this projector does not run {name!r}")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for each in names:
-                keys = keys_for(each, self._prefix)
-                pipe.delete(keys.docs, keys.links, keys.position)
-            await pipe.execute()
-        positions = await self.catch_up()
-        counts = await self._counts(names)
+        generation = f"g{await self._redis.incr(f'{self._prefix}:rm:generations')}"
+        builder = Projector(
+            self._store,
+            self._redis,
+            prefix=self._prefix,
+            projections=[projection(n) for n in names],
+            batch=self._batch,
+            generation=generation,
+        )
+        try:
+            positions = await builder.catch_up()
+            counts = await builder._counts(generation)
+            old = await self._swap(names, generation)
+        except BaseException:
+            await _delete_generation(self._redis, names, self._prefix, generation)
+            raise
+        await _delete_old(self._redis, self._prefix, old)
         return RebuildReport(
             positions={n: positions[n] for n in names},
             documents=counts,
             seconds=time.perf_counter() - started,
         )
 
-    async def _counts(self, names: list[str]) -> dict[str, int]:
-        async with self._redis.pipeline(transaction=False) as pipe:
+    async def _swap(self, names: list[str], generation: str) -> dict[str, str | None]:
+        """Point every one of ``names`` at ``generation`` in one transaction; returns the
+        generations they pointed at before."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.mget([live_key(n, self._prefix) for n in names])
             for each in names:
-                pipe.hlen(keys_for(each, self._prefix).docs)
+                pipe.set(live_key(each, self._prefix), generation)
+            before, *_ = await pipe.execute()
+        return {
+            n: _text(raw) if raw is not None else None for n, raw in zip(names, before, strict=True)
+        }
+
+    async def _counts(self, generation: str | None) -> dict[str, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for each in self.names:
+                pipe.hlen(keys_for(each, self._prefix, generation).docs)
             counts = await pipe.execute()
-        return {n: int(c) for n, c in zip(names, counts, strict=True)}
+        return {n: int(c) for n, c in zip(self.names, counts, strict=True)}
+
+
+async def _delete_generation(
+    redis: Redis, names: Sequence[str], prefix: str, generation: str | None
+) -> None:
+    keys = [keys_for(n, prefix, generation) for n in names]
+    await redis.delete(*(k for each in keys for k in (each.docs, each.links, each.position)))
+
+
+async def _delete_old(redis: Redis, prefix: str, old: dict[str, str | None]) -> None:
+    for name, generation in old.items():
+        await _delete_generation(redis, [name], prefix, generation)
 
 
 def _alias(raw: Any) -> tuple[str, ...] | None:
@@ -327,19 +453,20 @@ class ReadModels:
         self._redis = redis
         self._prefix = prefix
 
-    def _keys(self, name: str) -> _Keys:
-        return keys_for(projection(name).name, self._prefix)  # UnknownProjection if none
+    async def _keys(self, name: str) -> _Keys:
+        """The keys of the live generation (UnknownProjection if there is no ``name``)."""
+        return await live_keys(self._redis, projection(name).name, self._prefix)
 
     async def get(self, name: str, id: str) -> Doc | None:
-        raw = await self._redis.hget(self._keys(name).docs, id)
+        raw = await self._redis.hget((await self._keys(name)).docs, id)
         return decode_doc(raw) if raw is not None else None
 
     async def all(self, name: str, **equals: Any) -> list[Doc]:
         """Every document of ``name`` whose fields equal ``equals`` (all of them for none), by
         id; read in one HGETALL, so from one moment of the collection."""
-        raw = await self._redis.hgetall(self._keys(name).docs)
+        raw = await self._redis.hgetall((await self._keys(name)).docs)
         docs = (decode_doc(value) for _, value in sorted(raw.items(), key=lambda kv: _text(kv[0])))
         return [d for d in docs if all(d.get(k) == v for k, v in equals.items())]
 
     async def position(self, name: str) -> int:
-        return _position(await self._redis.get(self._keys(name).position))
+        return _position(await self._redis.get((await self._keys(name)).position))

@@ -208,6 +208,19 @@ class UsageWindows:
             raise RuntimeError(f"usage windows: {len(outcomes)} outcomes for {len(samples)}")
         return outcomes
 
+    async def counted(self, samples: Sequence[tuple[str, int, str]]) -> list[bool]:
+        """For each ``(contract id, hour epoch, sample id)``: is it counted in its window, or
+        is its hour closed (so sending it again would change nothing)?"""
+        if not samples:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour, sample_id in samples:
+            window = f"{self._prefix}:{contract_id}:{hour}"
+            pipe.sismember(f"{window}:seen", sample_id)
+            pipe.exists(f"{window}:closed")
+        found = await pipe.execute()
+        return [bool(found[i]) or bool(found[i + 1]) for i in range(0, len(found), 2)]
+
     async def watermark(self) -> datetime | None:
         """The earliest of the partitions' latest sample times: every partition is past it."""
         marks = await self._redis.hvals(self._watermarks)

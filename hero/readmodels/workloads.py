@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from hero.store import EventStore, recorded_after
+from hero.store import (
+    EventStore,
+    PoisonRow,
+    RecordedEvent,
+    SkipHandler,
+    decode_event,
+    recorded_after,
+    skip_row,
+)
 from schemas import (
     ContractCancelled,
     ContractCreated,
@@ -434,15 +442,24 @@ def _sla(event: SlaOutcomeRecorded) -> SlaRow:
 
 
 def read_workloads(
-    store: EventStore, decisions_kept: int = DECISIONS_KEPT, view: WorkloadsView | None = None
+    store: EventStore,
+    decisions_kept: int = DECISIONS_KEPT,
+    view: WorkloadsView | None = None,
+    on_skip: SkipHandler | None = None,
 ) -> WorkloadsView:
     """The workloads folded from the whole log; given a view, only what came after it."""
     view = view or WorkloadsView(decisions_kept)
     for row in recorded_after(store, view.position):
         if row.type in _FOLDED:
-            envelope = row.envelope()
-            event = envelope.decode()
-            if isinstance(event, Event):
+            try:
+                envelope, event = decode_event(row)
+            except PoisonRow as error:
+                (on_skip or _log_skip)(row, error)
+            else:
                 view.apply(envelope, event)
         view.position = max(view.position, row.position)
     return view
+
+
+def _log_skip(row: RecordedEvent, error: PoisonRow) -> None:
+    skip_row(None, "workloads", row, error)

@@ -3,8 +3,11 @@
 ``subscribe`` follows a topic as Server-Sent Events and yields ``(position, envelope, event)``;
 when the connection drops, or the gateway closes it (a slow consumer), it reconnects with
 ``Last-Event-ID`` = the last position seen, so the events come through without a gap or a
-duplicate. The command helpers send the gateway's REST commands and raise
-:class:`GatewayError` (status, reason, message) when it refuses them.
+duplicate; a stream whose key is revoked ends with :class:`GatewayError` (401 ``key_revoked``),
+never reconnected. ``documents`` lists a read model page by page, following the gateway's
+cursors. The command helpers send the gateway's REST commands and raise
+:class:`GatewayError` (status, reason, message) when it refuses them; :class:`RateLimited`
+(429, with the gateway's ``Retry-After``) when the key is over its rate.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import httpx
 from pydantic import BaseModel
 
 from hero.sdk._sse import SseParser
-from hero.sdk.errors import GatewayError, ReconnectsExhausted, StreamClosed
+from hero.sdk.errors import GatewayError, RateLimited, ReconnectsExhausted, StreamClosed
 from schemas import Envelope, FarmerPolicy, Mandate, NodeStatus
 from schemas.messages import Message
 
@@ -65,6 +68,12 @@ def error_of(response: httpx.Response) -> GatewayError:
     except ValueError:
         return GatewayError(response.status_code, "http_error", response.text[:500])
     detail = body.get("detail") if isinstance(body, dict) else body
+    if response.status_code == 429:
+        reason, message = "rate_limited", str(detail)
+        if isinstance(detail, dict):
+            reason = str(detail.get("error", reason))
+            message = str(detail.get("message", detail))
+        return RateLimited(reason, message, _retry_after(response), detail)
     if isinstance(detail, dict):
         return GatewayError(
             response.status_code,
@@ -82,8 +91,17 @@ def error_of(response: httpx.Response) -> GatewayError:
     return GatewayError(response.status_code, "http_error", str(detail))
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after", "").strip()
+    return float(raw) if raw.isdigit() else None
+
+
 class _Retry(Exception):
-    """A failure worth reconnecting after."""
+    """A failure worth reconnecting after, at the earliest ``wait_s`` from now."""
+
+    def __init__(self, message: str, wait_s: float | None = None):
+        super().__init__(message)
+        self.wait_s = wait_s
 
 
 def _dump(value: BaseModel | Mapping[str, Any]) -> Any:
@@ -168,6 +186,7 @@ class Client:
         failures = 0
         while True:
             reason = "the gateway ended the stream"
+            wait_s: float | None = None
             try:
                 connection = self._connection(topic, params, cursor)
                 async with contextlib.aclosing(connection) as items:
@@ -182,13 +201,15 @@ class Client:
                             yield item
             except (httpx.TransportError, _Retry) as error:
                 reason = f"{type(error).__name__}: {error}"
+                wait_s = error.wait_s if isinstance(error, _Retry) else None
             if not reconnect:
                 raise StreamClosed(reason, cursor.position)
             failures += 1
             if failures > self.max_reconnects:
                 raise ReconnectsExhausted(failures - 1, reason, cursor.position)
-            # a backoff between attempts, not a synchronisation
-            await asyncio.sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+            # a backoff between attempts (at least what a 429 asked for), not a synchronisation
+            backoff = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
+            await asyncio.sleep(max(backoff, wait_s or 0.0))
             self.reconnects += 1
 
     async def _connection(
@@ -204,7 +225,9 @@ class Client:
             if response.status_code >= 400:
                 await response.aread()
                 error = error_of(response)
-                if response.status_code >= 500 or response.status_code == 429:
+                if isinstance(error, RateLimited):
+                    raise _Retry(str(error), error.retry_after_s)
+                if response.status_code >= 500:
                     raise _Retry(str(error))
                 raise error
             parser = SseParser()
@@ -215,12 +238,44 @@ class Client:
                 if message.event == "close":
                     yield _close_reason(message.data)
                     return
+                if message.event == "error":  # the key was revoked: no reconnecting
+                    raise _stream_error(message.data)
                 position = cursor.observe(message.id)
                 if position is None or not message.data:
                     yield None
                     continue
                 envelope = Envelope.model_validate_json(message.data)
                 yield StreamEvent(position, envelope, _decoded(envelope))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    async def documents(
+        self, name: str, *, page_size: int = 100, **filters: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every document of the read model ``name`` (``farms``, ``nodes``, ``contracts``,
+        ``negotiations``, ``workloads``, ``accounts``) in the key's scope that matches
+        ``filters`` (``farm_id``, ``offtaker_id``, ``grid``, ``status``), by id: page after
+        page of ``page_size``, each page's cursor followed until the last."""
+        params: dict[str, str | int] = {**filters, "limit": page_size}
+        while True:
+            response = await self._http.get(f"/v1/{name}", params=params)
+            if response.status_code >= 400:
+                raise error_of(response)
+            page: dict[str, Any] = response.json()
+            for document in page["items"]:
+                yield document
+            next_cursor = page.get("next_cursor")
+            if not next_cursor:
+                return
+            params["cursor"] = next_cursor
+
+    async def document(self, name: str, document_id: str) -> dict[str, Any]:
+        """One document of the read model ``name``, if in the key's scope."""
+        response = await self._http.get(f"/v1/{name}/{document_id}")
+        if response.status_code >= 400:
+            raise error_of(response)
+        result: dict[str, Any] = response.json()
+        return result
 
     # -- commands --------------------------------------------------------------------------
 
@@ -308,6 +363,18 @@ def _decoded(envelope: Envelope) -> Message | None:
         return envelope.decode()
     except (ValueError, LookupError):
         return None
+
+
+def _stream_error(data: str) -> GatewayError:
+    """The gateway's ``event: error`` (a revoked key) as the 401 it is."""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        reason = str(parsed.get("error", "key_revoked"))
+        return GatewayError(401, reason, str(parsed.get("message", data)), parsed)
+    return GatewayError(401, "key_revoked", data or "the gateway ended the stream")
 
 
 def _close_reason(data: str) -> str:

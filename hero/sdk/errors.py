@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GatewayError", "ReconnectsExhausted", "SdkError", "StreamClosed"]
+__all__ = ["GatewayError", "RateLimited", "ReconnectsExhausted", "SdkError", "StreamClosed"]
 
 
 class SdkError(Exception):
@@ -18,6 +18,16 @@ class GatewayError(SdkError):
     def __init__(self, status: int, reason: str, message: str, detail: Any = None):
         self.status, self.reason, self.message, self.detail = status, reason, message, detail
         super().__init__(f"{status} {reason}: {message}")
+
+
+class RateLimited(GatewayError):
+    """429: the key (or this client, without a valid key) is over a rate of the gateway
+    (``reason`` ``rate_limited``), or has the most open streams it may (``too_many_streams``).
+    ``retry_after_s``: when the gateway says to try again (its ``Retry-After``), if it did."""
+
+    def __init__(self, reason: str, message: str, retry_after_s: float | None, detail: Any = None):
+        super().__init__(429, reason, message, detail)
+        self.retry_after_s = retry_after_s
 
 
 class StreamClosed(SdkError):

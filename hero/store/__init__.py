@@ -4,6 +4,15 @@ from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, Sqlit
 from hero.store.follow import recorded_after
 from hero.store.memory import MemoryEventStore
 from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
+from hero.store.poison import (
+    PoisonRow,
+    SkipHandler,
+    decode_event,
+    decode_row,
+    readable_events,
+    skip_counts,
+    skip_row,
+)
 from hero.store.port import (
     ANY_VERSION,
     NO_STREAM,
@@ -13,6 +22,7 @@ from hero.store.port import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    SkippedRow,
     StoreError,
     StreamAppend,
 )
@@ -30,16 +40,24 @@ __all__ = [
     "MemoryEventStore",
     "NewEvent",
     "OutboxRelay",
+    "PoisonRow",
     "Publisher",
     "RecordedEvent",
     "RelayProgress",
+    "SkipHandler",
+    "SkippedRow",
     "SqliteCheckpointStore",
     "SqliteEventStore",
     "StoreError",
     "StreamAppend",
+    "decode_event",
+    "decode_row",
     "open_checkpoints",
     "open_store",
+    "readable_events",
     "recorded_after",
+    "skip_counts",
+    "skip_row",
 ]
 
 

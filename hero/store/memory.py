@@ -16,6 +16,7 @@ from hero.store.port import (
     RecordedEvent,
     StreamAppend,
     check_append_arguments,
+    check_command_id,
     check_many_arguments,
 )
 
@@ -29,16 +30,18 @@ class MemoryEventStore(EventStore):
         self._log: list[RecordedEvent] = []
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._commands: dict[tuple[str, str], AppendResult] = {}
-        self._ids: set[str] = set()
+        self._ids: dict[str, RecordedEvent] = {}
 
     def append(
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
+        check_command_id(command_id)
         return self.append_many([StreamAppend(stream, expected_version, events)], command_id)[0]
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
         check_many_arguments(appends)
+        check_command_id(command_id)
         with self._lock:
             applied = [self._commands.get((a.stream, command_id)) for a in appends]
             if any(result is not None for result in applied):
@@ -64,7 +67,9 @@ class MemoryEventStore(EventStore):
                 self._streams.setdefault(append.stream, []).extend(rows)
                 self._log.extend(rows)
                 self._commands[(append.stream, command_id)] = result
-                self._ids.update(event.id for event in append.events)
+                self._ids.update(
+                    (event.id, row) for event, row in zip(append.events, rows, strict=True)
+                )
             return [result for _, _, result in planned]
 
     def command_result(self, stream: str, command_id: str) -> AppendResult | None:
@@ -80,6 +85,10 @@ class MemoryEventStore(EventStore):
         start = max(from_position, 1) - 1
         with self._lock:
             return self._log[start : start + limit]
+
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        with self._lock:
+            return self._ids.get(event_id)
 
     def stream_version(self, stream: str) -> int:
         with self._lock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas import REGISTRY, Envelope, Event, SchemaRegistry, new_id
-from schemas.ids import ID_PATTERN
+from schemas.ids import ID_PATTERN, NAME_PATTERN, is_id, is_name
 
 __all__ = [
     "ANY_VERSION",
@@ -23,11 +22,10 @@ __all__ = [
     "EventStore",
     "NewEvent",
     "RecordedEvent",
+    "SkippedRow",
     "StoreError",
     "StreamAppend",
 ]
-
-_ID = re.compile(ID_PATTERN)
 
 #: Expect the stream not to exist yet.
 NO_STREAM = 0
@@ -108,6 +106,23 @@ class RecordedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """A row a follower could not read and stepped over: the store's dead letter.
+
+    The same fields as a ``hero.dlq`` record where they apply: who skipped it (``source``),
+    where it is (``position``), the ``reason`` code and the ``detail`` for the operator.
+    """
+
+    source: str
+    position: int
+    stream: str
+    type: str
+    reason: str
+    detail: str
+    skipped_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class StreamAppend:
     """One stream's part of an :meth:`EventStore.append_many`."""
 
@@ -155,8 +170,21 @@ def envelope_json(
 def _check_id(what: str, value: str | None, *, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if not isinstance(value, str) or len(value) > 200 or not _ID.match(value):
+    if not is_id(value):  # the whole string: a trailing newline is not an id
         raise StoreError(f"{what} must be an id matching {ID_PATTERN} (1-200 chars), got {value!r}")
+
+
+def _check_name(what: str, value: str) -> None:
+    if not is_name(value):
+        raise StoreError(
+            f"{what} must be 1-200 characters without whitespace or control characters"
+            f" ({NAME_PATTERN}), got {value!r}"
+        )
+
+
+def check_command_id(command_id: str) -> None:
+    """A command id is an id like any other: it names the command in logs and replies."""
+    _check_id("command id", command_id)
 
 
 def check_many_arguments(appends: Sequence[StreamAppend]) -> None:
@@ -186,8 +214,8 @@ def check_append_arguments(stream: str, expected_version: int, events: Sequence[
         _check_id("event id", event.id)
         _check_id(f"event {event.id}: causation_id", event.causation_id, optional=True)
         _check_id(f"event {event.id}: correlation_id", event.correlation_id, optional=True)
-        if not event.actor or len(event.actor) > 200:
-            raise StoreError(f"event {event.id}: actor must be 1-200 characters")
+        _check_name(f"event {event.id}: type", event.type)
+        _check_name(f"event {event.id}: actor", event.actor)
         if event.occurred_at.tzinfo is None:
             raise StoreError(f"event {event.id}: occurred_at must be timezone-aware")
 
@@ -227,6 +255,16 @@ class EventStore(ABC):
     def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events from ``from_position`` on, in position order."""
 
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        """The event with this id, or None. Adapters answer from an index; this fallback scans."""
+        position = 0
+        while rows := self.read_all(position + 1, 5000):
+            for row in rows:
+                if row.envelope().id == event_id:
+                    return row
+            position = rows[-1].position
+        return None
+
     @abstractmethod
     def stream_version(self, stream: str) -> int:
         """The stream's last version; 0 when it has no events."""
@@ -234,6 +272,22 @@ class EventStore(ABC):
     @abstractmethod
     def current_position(self) -> int:
         """The position of the last committed event; 0 when the store is empty."""
+
+    def record_skip(self, skip: SkippedRow) -> bool:
+        """Keep ``skip`` (once per source and position); True when it was not kept before.
+
+        Adapters override this to make it durable; this default keeps it in memory.
+        """
+        kept: dict[tuple[str, int], SkippedRow] = self.__dict__.setdefault("_skipped_rows", {})
+        if (skip.source, skip.position) in kept:
+            return False
+        kept[(skip.source, skip.position)] = skip
+        return True
+
+    def skipped(self) -> list[SkippedRow]:
+        """Every recorded skip, by position then source."""
+        kept: dict[tuple[str, int], SkippedRow] = self.__dict__.get("_skipped_rows", {})
+        return sorted(kept.values(), key=lambda s: (s.position, s.source))
 
     @contextmanager
     def group_commit(self) -> Iterator[None]:

@@ -7,6 +7,7 @@ That is what lets the relay and every consumer resume from a plain position numb
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -24,9 +25,11 @@ from hero.store.port import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    SkippedRow,
     StoreError,
     StreamAppend,
     check_append_arguments,
+    check_command_id,
     check_many_arguments,
 )
 
@@ -56,6 +59,16 @@ CREATE TABLE IF NOT EXISTS commands (
     last_position  INTEGER NOT NULL,
     event_ids      TEXT NOT NULL,
     PRIMARY KEY (stream, command_id)
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    source     TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    stream     TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    skipped_at TEXT NOT NULL,
+    PRIMARY KEY (source, position)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT PRIMARY KEY,
@@ -92,6 +105,10 @@ def _parse_url(url: str) -> tuple[Path, str]:
 def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection tuned for a shared WAL database (used by the store and its checkpoints)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 whatever the umask: the store holds every balance and payment. SQLite
+    # gives its -wal and -shm files the database's mode.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit survives power loss; NORMAL (WAL): it survives a crash of the process.
@@ -117,7 +134,7 @@ class WriteLock:
     def _fd(self) -> int:
         fd: int | None = getattr(self._local, "fd", None)
         if fd is None:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             self._local.fd = fd
         return fd
 
@@ -243,6 +260,7 @@ class SqliteEventStore(EventStore):
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
+        check_command_id(command_id)
         with self._transaction() as conn:
             applied = _command_result(conn, stream, command_id)
             if applied is not None:
@@ -251,6 +269,7 @@ class SqliteEventStore(EventStore):
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
         check_many_arguments(appends)
+        check_command_id(command_id)
         with self._transaction() as conn:
             applied = [_command_result(conn, a.stream, command_id) for a in appends]
             if any(result is not None for result in applied):
@@ -307,6 +326,33 @@ class SqliteEventStore(EventStore):
             f"{_SELECT} WHERE position >= ? ORDER BY position LIMIT ?", (from_position, limit)
         )
         return [_row(row) for row in cursor]
+
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        found = self._conn().execute(f"{_SELECT} WHERE id = ?", (event_id,)).fetchone()
+        return None if found is None else _row(found)
+
+    def record_skip(self, skip: SkippedRow) -> bool:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO skipped VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    skip.source,
+                    skip.position,
+                    skip.stream,
+                    skip.type,
+                    skip.reason,
+                    skip.detail,
+                    skip.skipped_at,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def skipped(self) -> list[SkippedRow]:
+        cursor = self._conn().execute(
+            "SELECT source, position, stream, type, reason, detail, skipped_at FROM skipped"
+            " ORDER BY position, source"
+        )
+        return [SkippedRow(*row) for row in cursor]
 
     def stream_version(self, stream: str) -> int:
         row = self._conn().execute("SELECT version FROM streams WHERE stream = ?", (stream,))

@@ -5,12 +5,22 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
+from schemas.bounds import positive
 from schemas.catalogue.common import DeclineReason, NodeStatus, Sla, StrategyDecision
-from schemas.catalogue.policies import FarmerPolicy, Mandate
+from schemas.catalogue.policies import MAX_REPLICAS, MAX_TERM_HOURS, FarmerPolicy, Mandate
 from schemas.catalogue.utilization import ScaleDecided
-from schemas.ids import ContractId, FarmId, Identifier, NegotiationId, NodeId, OfferId, OfftakerId
+from schemas.ids import (
+    TEXT_PATTERN,
+    ContractId,
+    FarmId,
+    NegotiationId,
+    NodeId,
+    OfferId,
+    OfftakerId,
+    WorkloadId,
+)
 from schemas.messages import Command, command
 from schemas.money import Money
 from schemas.resources import Grid, Resources
@@ -58,10 +68,10 @@ class SetOfftakerMandate(Command):
 @command()
 class RegisterFarm(Command):
     farm_id: FarmId
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     grid: Grid
-    country: str = Field(min_length=2, max_length=64)
-    region: str = Field(min_length=1, max_length=64)
+    country: str = Field(min_length=2, max_length=64, pattern=TEXT_PATTERN)
+    region: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     certified: bool = False
 
 
@@ -70,8 +80,8 @@ class RegisterNode(Command):
     node_id: NodeId
     farm_id: FarmId
     grid: Grid
-    country: str = Field(min_length=2, max_length=64)
-    region: str = Field(min_length=1, max_length=64)
+    country: str = Field(min_length=2, max_length=64, pattern=TEXT_PATTERN)
+    region: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     total: Resources
     certified: bool = False
     uptime_pct: Decimal = Field(default=Decimal("99"), ge=0, le=100)
@@ -88,17 +98,22 @@ class ChangeNodeStatus(Command):
 class IssueRfq(Command):
     negotiation_id: NegotiationId
     offtaker_id: OfftakerId
-    workload_id: Identifier
+    workload_id: WorkloadId
     resources: Resources
-    replicas: int = Field(ge=1)
+    replicas: int = Field(ge=1, le=MAX_REPLICAS)
     regions: list[str] = Field(default_factory=list)
     grids: list[Grid]
     min_uptime_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
     max_price_cu_hour: Money
-    term_hours: int = Field(gt=0)
+    term_hours: int = Field(gt=0, le=MAX_TERM_HOURS)
     deadline: AwareDatetime
     invited_farms: list[FarmId] = Field(default_factory=list)
     certified_only: bool = False
+
+    @field_validator("max_price_cu_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -110,13 +125,18 @@ class MakeOffer(Command):
     farm_id: FarmId
     node_id: NodeId
     price_hour: Money
-    term_hours: int = Field(gt=0)
+    term_hours: int = Field(gt=0, le=MAX_TERM_HOURS)
     sla: Sla
     firm: bool = True
     expires_at: AwareDatetime
     decision: StrategyDecision | None = Field(
         default=None, description="which strategy decided, and why"
     )
+
+    @field_validator("price_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -152,6 +172,11 @@ class CounterOffer(Command):
     decision: StrategyDecision | None = Field(
         default=None, description="which strategy decided, and why"
     )
+
+    @field_validator("price_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -231,6 +256,11 @@ class ReceiveFiatPayment(Command):
     offtaker_id: OfftakerId
     amount: Money
 
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
+
 
 @command()
 class PayOutFarmer(Command):
@@ -238,6 +268,11 @@ class PayOutFarmer(Command):
 
     farm_id: FarmId
     amount: Money
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()
@@ -247,6 +282,11 @@ class RefundOfftaker(Command):
     offtaker_id: OfftakerId
     amount: Money
     reason: str = Field(min_length=1, max_length=200)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        return positive(value, info)
 
 
 @command()

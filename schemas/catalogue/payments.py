@@ -16,6 +16,7 @@ from schemas.resources import Grid
 from schemas.topics import Topic
 
 __all__ = [
+    "LEDGER",
     "BalanceLow",
     "FiatConverted",
     "FiatPaymentReceived",
@@ -26,8 +27,12 @@ __all__ = [
     "UsageBilled",
 ]
 
+#: The writer of every money event: the ledger and the services that post through it (the
+#: treasury, billing, payouts and refunds). ``hero events append`` refuses them.
+LEDGER = "ledger"
 
-@event(Topic.PAYMENTS, version=2)
+
+@event(Topic.PAYMENTS, version=2, writer=LEDGER)
 class FiatPaymentReceived(Event):
     """v2 carries the amount as Money; v1 had ``amount`` (string) and ``currency`` apart."""
 
@@ -57,7 +62,7 @@ class TransferKind(StrEnum):
     SLA_PENALTY = "sla_penalty"
 
 
-@event(Topic.PAYMENTS)
+@event(Topic.PAYMENTS, writer=LEDGER)
 class QuoteIssued(Event):
     quote_id: Identifier
     payment_id: Identifier
@@ -71,7 +76,7 @@ class QuoteIssued(Event):
     expires_at: AwareDatetime
 
 
-@event(Topic.PAYMENTS)
+@event(Topic.PAYMENTS, writer=LEDGER)
 class QuoteRefused(Event):
     """A quote that was not applied: it expired or the market moved past its slippage bound."""
 
@@ -80,7 +85,7 @@ class QuoteRefused(Event):
     reason: str = Field(min_length=1, max_length=200)
 
 
-@event(Topic.PAYMENTS)
+@event(Topic.PAYMENTS, writer=LEDGER)
 class FiatConverted(Event):
     payment_id: Identifier
     quote_id: Identifier
@@ -89,7 +94,7 @@ class FiatConverted(Event):
     tft: Money
 
 
-@event(Topic.PAYMENTS)
+@event(Topic.PAYMENTS, writer=LEDGER)
 class TransferPosted(Event):
     """One double-entry transfer: ``amount`` leaves ``debit_account`` for ``credit_account``.
 
@@ -105,7 +110,7 @@ class TransferPosted(Event):
     reference: Identifier = Field(description="the payment, bill, payout or refund it settles")
 
 
-@event(Topic.PAYMENTS)
+@event(Topic.PAYMENTS, writer=LEDGER)
 class UsageBilled(Event):
     """One contract-hour, billed once: USD at the contract's price, paid in TFT."""
 
@@ -128,7 +133,7 @@ class UsageBilled(Event):
     )
 
 
-@event(Topic.PAYMENTS)
+@event(Topic.PAYMENTS, writer=LEDGER)
 class BalanceLow(Event):
     """The balance covers fewer hours of the offtaker's running contracts than the threshold."""
 

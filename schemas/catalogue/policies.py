@@ -6,8 +6,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from schemas.bounds import non_negative, positive
 from schemas.catalogue.common import Negotiator, Sla, Value
 from schemas.exact import ExactModel, honest_decimals
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
@@ -17,6 +18,8 @@ from schemas.resources import Grid, Resources
 from schemas.topics import Topic
 
 __all__ = [
+    "MAX_REPLICAS",
+    "MAX_TERM_HOURS",
     "SCALING_METRICS",
     "FarmerPolicy",
     "FarmerPolicySet",
@@ -29,6 +32,12 @@ __all__ = [
 
 
 _USD = in_currency("USD")  # the validators below refuse other currencies
+
+#: A workload's replicas at most; offer indexes within a negotiation stay below it too
+#: (``schemas.ids`` counts on 4 digits).
+MAX_REPLICAS = 10_000
+#: Ten years: a longer reservation term is a typo, not a contract.
+MAX_TERM_HOURS = 87_600
 
 
 class PolicyMode(StrEnum):
@@ -79,17 +88,27 @@ class FarmerPolicy(Value):
         default=None, description="never below, USD/CU-hour", json_schema_extra=_USD
     )
     reserve_share: Decimal = Field(default=Decimal(0), ge=0, lt=1)
-    max_term_hours: int | None = Field(default=None, gt=0)
+    max_term_hours: int | None = Field(default=None, gt=0, le=MAX_TERM_HOURS)
     allow_offtakers: list[OfftakerId] = Field(default_factory=list)
     deny_offtakers: list[OfftakerId] = Field(default_factory=list)
     min_standing: Decimal = Field(default=Decimal(0), ge=0, le=1)
     regions: list[str] = Field(default_factory=list, description="empty: every region")
     grids: list[Grid] = Field(default_factory=lambda: [Grid.GRID3, Grid.GRID4])
     sla: Sla = Field(default_factory=lambda: Sla(uptime_pct=Decimal("99")))
-    approval_ttl_s: int = Field(default=3600, gt=0)
+    approval_ttl_s: int = Field(default=3600, gt=0, le=30 * 24 * 3600)
     negotiator: Negotiator = Field(
         default=Negotiator.RULE, description="llm: a language model moves within the policy"
     )
+
+    @field_validator("price_cu_hour")
+    @classmethod
+    def _positive_price(cls, value: Money | None, info: ValidationInfo) -> Money | None:
+        return positive(value, info)
+
+    @field_validator("price_su_hour", "floor_cu_hour")
+    @classmethod
+    def _non_negative_price(cls, value: Money | None, info: ValidationInfo) -> Money | None:
+        return non_negative(value, info)
 
     @model_validator(mode="after")
     def _priced(self) -> FarmerPolicy:
@@ -127,12 +146,12 @@ class ScalingPolicy(ExactModel):
         min_length=1, max_length=100, json_schema_extra={"enum": list(SCALING_METRICS)}
     )
     target: Decimal = Field(gt=0)
-    tolerance: Decimal = Field(default=Decimal("0.1"), ge=0)
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(ge=1)
+    tolerance: Decimal = Field(default=Decimal("0.1"), ge=0, lt=1)
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS)
     scale_down_stabilization_s: int = Field(default=300, ge=0)
-    scale_up_percent: int = Field(default=100, ge=0)
-    scale_up_pods: int = Field(default=4, ge=0)
+    scale_up_percent: int = Field(default=100, ge=0, le=10_000)
+    scale_up_pods: int = Field(default=4, ge=0, le=MAX_REPLICAS)
     scale_up_period_s: int = Field(default=15, gt=0)
     full_use: Decimal | None = Field(default=None, gt=0)
 
@@ -153,7 +172,7 @@ class WorkloadSpec(Value):
 
     workload_id: WorkloadId
     resources: Resources = Field(description="per replica")
-    replicas: int = Field(ge=0, le=10_000)
+    replicas: int = Field(ge=0, le=MAX_REPLICAS)
     regions: list[str] = Field(default_factory=list)
     grids: list[Grid] = Field(default_factory=lambda: [Grid.GRID3, Grid.GRID4])
     min_uptime_pct: Decimal = Field(default=Decimal("95"), ge=0, le=100)
@@ -185,7 +204,7 @@ class Mandate(Value):
     prefer_grid: Grid | None = None
     certified_only: bool = False
     spread_across_farms: bool = True
-    term_hours: int = Field(default=720, gt=0)
+    term_hours: int = Field(default=720, gt=0, le=MAX_TERM_HOURS)
     offer_window_s: Decimal = Field(default=Decimal(2), gt=0, le=3600)
     offers_per_replica: int = Field(default=3, ge=1, le=50)
     counter_discount: Decimal = Field(
@@ -200,6 +219,13 @@ class Mandate(Value):
     negotiator: Negotiator = Field(
         default=Negotiator.RULE, description="llm: a language model moves within the mandate"
     )
+
+    @field_validator("budget_month", "max_price_cu_hour")
+    @classmethod
+    def _positive(cls, value: Money, info: ValidationInfo) -> Money:
+        # Nothing can be bought with a budget or a price ceiling at or below zero: its agent
+        # would ask the market again and again in vain.
+        return positive(value, info)
 
     @model_validator(mode="after")
     def _usd(self) -> Mandate:

@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, Field
 
 from schemas.catalogue.common import DeclineReason, Sla, StrategyDecision
 from schemas.ids import (
+    TEXT_PATTERN,
     ContractId,
     FarmId,
     Identifier,
@@ -53,10 +54,10 @@ HoldId = Identifier
 @event(Topic.RESERVATIONS)
 class FarmRegistered(Event):
     farm_id: FarmId
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     grid: Grid
-    country: str = Field(min_length=2, max_length=64)
-    region: str = Field(min_length=1, max_length=64)
+    country: str = Field(min_length=2, max_length=64, pattern=TEXT_PATTERN)
+    region: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     certified: bool = False
 
 
@@ -65,8 +66,8 @@ class NodeRegistered(Event):
     node_id: NodeId
     farm_id: FarmId
     grid: Grid
-    country: str = Field(min_length=2, max_length=64)
-    region: str = Field(min_length=1, max_length=64)
+    country: str = Field(min_length=2, max_length=64, pattern=TEXT_PATTERN)
+    region: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     total: Resources
     certified: bool = False
     uptime_pct: Decimal = Field(default=Decimal("99"), ge=0, le=100)
@@ -276,7 +277,9 @@ class ContractResumed(Event):
     node_id: NodeId
 
 
-@event(Topic.RESERVATIONS)
+# Written by the market when a contract ends; its penalty is money the ledger then pays out,
+# so a hand-made one could move funds from a farmer: raw appends are refused like money.
+@event(Topic.RESERVATIONS, writer="market")
 class SlaOutcomeRecorded(Event):
     """A contract ended after downtime on its node: was the farmer's SLA met, and the penalty.
 

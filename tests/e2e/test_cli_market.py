@@ -244,6 +244,29 @@ def test_mandate_set_from_a_file_and_a_bad_one_refused(data: Path, tmp_path: Pat
     assert len(events("offtaker-acme", data)) == 1
 
 
+@pytest.mark.parametrize(
+    ("field", "amount"), [("budget_month", "-400"), ("max_price_cu_hour", "-1")]
+)
+def test_a_mandate_with_a_negative_budget_or_price_exits_2_naming_it(
+    data: Path, tmp_path: Path, field: str, amount: str
+) -> None:
+    """Such a mandate was accepted, and its agent then asked the market again and again."""
+    bad = mandate() | {field: {"amount": amount, "currency": "USD"}}
+    refusal = refused("offtaker", "mandate", "set", "acme", "--file",
+                      str(write_json(tmp_path / "bad.json", bad)), data_dir=data)  # fmt: skip
+    assert f"{field}: Value error, must be above zero" in refusal
+    assert events("offtaker-acme", data) == []
+
+
+@pytest.mark.parametrize("length", [185, 195])
+def test_an_offtaker_id_too_long_for_its_derived_ids_exits_2_naming_it(
+    data: Path, tmp_path: Path, length: int
+) -> None:
+    good = str(write_json(tmp_path / "mandate.json", mandate()))
+    refusal = refused("offtaker", "mandate", "set", "o" * length, "--file", good, data_dir=data)
+    assert "Invalid value for 'offtaker': String should have at most 24 characters" in refusal
+
+
 # -- a farmer approves, or lets an offer expire ---------------------------------------------------
 
 

@@ -266,7 +266,8 @@ def test_the_stack_runs_the_treasury_and_down_stops_it(data: Path, tmp_path: Pat
             response = client.post(url, content=payload, headers={"Stripe-Signature": header})
             assert response.status_code == 200, response.text
             again = client.post(url, content=payload, headers={"Stripe-Signature": header})
-            assert again.status_code == 409
+            assert again.status_code == 200  # a provider's redelivery: 2xx, nothing written
+            assert again.json()["duplicate"] is True
         # The stack's worker converts it on its next pass.
         wait_until(
             lambda: (
@@ -300,9 +301,30 @@ def test_refunds_and_payouts_leave_once_and_never_overdraw(data: Path, tmp_path:
     again = ok("payments", "refund", "acme", "100", "--reason", "unused", "--command-id", "r-1",
                data_dir=data)  # fmt: skip
     assert "was made before; nothing written" in again
-    too_much = refused("payments", "refund", "acme", "10000", "--reason", "x", data_dir=data)
+    too_much = refused("payments", "refund", "acme", "10000", "--reason", "x",
+                       "--command-id", "r-2", data_dir=data)  # fmt: skip
     assert "insufficient_funds" in too_much
     assert "nothing written" in too_much
-    nothing = refused("payments", "payout", "farm-x", "1", data_dir=data)
+    nothing = refused("payments", "payout", "farm-x", "1", "--command-id", "p-1", data_dir=data)
     assert "insufficient_funds: farmer.farm-x.TFT holds 0" in nothing
+    # The command id is the request's idempotency key: required, and never reused for
+    # another amount.
+    assert "Missing option '--command-id'" in refused("payments", "payout", "farm-x", "1",
+                                                      data_dir=data)  # fmt: skip
+    reused = refused("payments", "refund", "acme", "50", "--reason", "unused", "--command-id",
+                     "r-1", data_dir=data)  # fmt: skip
+    assert "idempotency_key_reused" in reused
+    assert "nothing written" in reused
     assert balances(data)["offtaker.acme.TFT"] == 10 * TFT_PER_USD - 100
+
+
+@pytest.mark.parametrize("length", [185, 195])
+def test_an_id_too_long_for_its_derived_ids_exits_2_naming_it(data: Path, length: int) -> None:
+    """Such ids gave a traceback (195) or were accepted and broke their agent later (185)."""
+    long_id = "o" * length
+    refund = refused("payments", "refund", long_id, "1", "--reason", "x", "--command-id", "r",
+                     data_dir=data)  # fmt: skip
+    assert "Invalid value for 'offtaker'" in refund
+    assert "at most 24 characters" in refund
+    payout = refused("payments", "payout", long_id, "1", "--command-id", "p", data_dir=data)
+    assert "Invalid value for 'farm'" in payout

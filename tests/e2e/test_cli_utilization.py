@@ -3,6 +3,7 @@ the usage worker ``hero up`` runs, an hourly usage fact that ``hero usage list``
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -124,6 +125,90 @@ def test_injected_samples_become_a_usage_fact_via_the_stacks_worker(stack_dir: P
     assert (
         len(hero_json("usage", "list", "--contract", contract.contract_id, data_dir=stack_dir)) == 1
     )
+
+
+def _send_raw(data: Path, values: list[bytes]) -> None:
+    """Records straight to the stack's hero.utilization, as a broken sampler would send them."""
+    import asyncio
+
+    from hero.log.producer import new_producer
+    from infra import LocalStack
+
+    bootstrap = LocalStack(HeroSettings(data_dir=data)).endpoints().kafka_bootstrap
+
+    async def send() -> None:
+        producer = new_producer(bootstrap)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait("hero.utilization", value=value, key=b"e2e-dlq")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def test_dead_letters_are_listed_and_replayed_once(stack_dir: Path) -> None:
+    # The usage worker meets two records it cannot decode: it dead-letters them with the
+    # reason and goes on; `hero dlq list` shows them, `hero dlq replay` re-drives each once.
+    tag = datetime.now(UTC).strftime("%H%M%S%f")
+    garbage = f"{{not json {tag}".encode()
+    binary = b"\xff\xfe" + tag.encode()
+    _send_raw(stack_dir, [garbage, binary])
+
+    def original(row: dict[str, Any]) -> bytes:
+        value = row["value"] or ""
+        return base64.b64decode(value) if row["value_encoding"] == "base64" else value.encode()
+
+    def ours() -> list[dict[str, Any]]:
+        rows = hero_json("dlq", "list", "--topic", "hero.utilization", data_dir=stack_dir)
+        return [r for r in rows if r["key"] == "e2e-dlq" and tag.encode() in original(r)]
+
+    letters = wait_until(lambda: len(ours()) >= 2 and ours(), 60, "the two dead letters")
+    assert [(r["consumer"], r["reason"], r["replayed"]) for r in letters] == [
+        ("hero-usage", "undecodable", False),
+        ("hero-usage", "undecodable", False),
+    ]
+    assert letters[0]["value"] == garbage.decode()
+    assert letters[1]["value_encoding"] == "base64"
+    assert original(letters[1]) == binary
+    first, second = letters[0]["id"], letters[1]["id"]
+    table = " ".join(hero("dlq", "list", "--limit", "1000", data_dir=stack_dir).stdout.split())
+    assert first in table
+    assert f"{{not json {tag}" in table
+
+    once = hero_json("dlq", "replay", "--id", first, data_dir=stack_dir)
+    assert once == {"replayed": [first], "already_replayed": []}
+    twice = hero_json("dlq", "replay", "--id", first, data_dir=stack_dir)
+    assert twice == {"replayed": [], "already_replayed": [first]}
+    # The record went back to hero.utilization: the worker met it again and set it aside anew.
+    again = wait_until(lambda: len(ours()) >= 3 and ours(), 60, "the replayed record's letter")
+    assert [r["replayed"] for r in again] == [True, False, False]
+    assert again[2]["value"] == garbage.decode()
+    assert again[2]["offset"] > letters[0]["offset"]
+
+    unknown = hero("dlq", "replay", "--id", "0123456789abcdef", "--id", second, data_dir=stack_dir)
+    assert unknown.returncode == 2, unknown.stderr + unknown.stdout
+    assert "no dead letter 0123456789abcdef" in " ".join(unknown.stderr.split())
+    assert [r["replayed"] for r in ours()] == [True, False, False]  # nothing replayed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay"], "give --id ID (one or more) or --all, not both"),
+        (["replay", "--all", "--id", "0123456789abcdef"], "or --all, not both"),
+        (["replay", "--id", "ABC"], "--id: 'ABC' is not a dead letter id"),
+        (["list", "--limit", "0"], "--limit: 0 must be between 1 and 100000"),
+        (["list", "--topic", "a b"], "--topic: 'a b' is not a topic name"),
+    ],
+)
+def test_bad_dlq_options_exit_2_naming_the_option(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = hero("dlq", *args, data_dir=tmp_path)
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert message in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,16 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from hero.domain.ledger import Transfer
 from hero.domain.negotiation import contract_id_for, negotiation_stream
 from hero.domain.node import node_stream
 from hero.gateway.context import Role
 from hero.market.service import farm_stream, offtaker_stream
+from hero.payments.ledger import LedgerService
+from hero.payments.payouts import OUTSIDE_TFT
 from hero.readmodels.keys import ApiKeys, hash_secret, parse_key
 from hero.store import EventStore, open_store
-from schemas import (
-    Resources,
-)
+from schemas import Money, Resources, TransferKind
 from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
@@ -198,6 +199,22 @@ def test_a_farmer_sets_its_farms_policy_once_per_idempotency_key(world: World) -
     assert world.store.stream_version(farm_stream(FARM_A)) == version
 
 
+def test_an_idempotency_key_sent_again_with_another_request_is_refused(world: World) -> None:
+    """It was taken for the first request's repeat (409 duplicate_request) or, on another
+    offer or node, applied again."""
+    headers = {"Idempotency-Key": f"reuse-{RUN}"}
+    path = f"/v1/farms/{FARM_A}/policy"
+    first = world.call("farmer_a", "PUT", path, json={"policy": POLICY}, headers=headers)
+    assert first.status_code == 200, first.text
+    position = world.store.current_position()
+    other = {"policy": {**POLICY, "price_cu_hour": {"amount": "0.03", "currency": "USD"}}}
+    reused = world.call("farmer_a", "PUT", path, json=other, headers=headers)
+    assert (reused.status_code, error_of(reused)) == (422, "idempotency_key_reused"), reused.text
+    again = world.call("farmer_a", "PUT", path, json={"policy": POLICY}, headers=headers)
+    assert (again.status_code, error_of(again)) == (409, "duplicate_request")
+    assert gateway_writes_since(world, position) == []
+
+
 def test_a_farmer_cannot_set_another_farms_policy(world: World) -> None:
     position = world.store.current_position()
     version = world.store.stream_version(farm_stream(FARM_B))
@@ -273,21 +290,137 @@ def test_payouts_and_refunds_are_for_admins(world: World) -> None:
         assert error_of(world.call(who, "POST", "/v1/payouts", json=payout)) == "wrong_role"
         assert error_of(world.call(who, "POST", "/v1/refunds", json=refund)) == "wrong_role"
     # The admin is let through to the ledger, which refuses: nothing in those accounts.
-    answer = world.call("admin", "POST", "/v1/payouts", json=payout)
+    key = {"Idempotency-Key": f"empty-{RUN}"}
+    answer = world.call("admin", "POST", "/v1/payouts", json=payout, headers=key)
     assert (answer.status_code, error_of(answer)) == (409, "insufficient_funds"), answer.text
-    answer = world.call("admin", "POST", "/v1/refunds", json=refund)
+    answer = world.call(
+        "admin", "POST", "/v1/refunds", json=refund, headers={"Idempotency-Key": f"e2-{RUN}"}
+    )
     assert (answer.status_code, error_of(answer)) == (409, "insufficient_funds"), answer.text
     bad = world.call(
         "admin",
         "POST",
         "/v1/payouts",
         json={**payout, "amount": {"amount": 5.5, "currency": "TFT"}},
+        headers=key,
     )
     assert bad.status_code == 422
     assert gateway_writes_since(world, position) == []
 
 
+def _fund(world: World, account: str, amount: str) -> None:
+    """Credit ``account`` from the outside world, as a received payment would."""
+    seed = Transfer(
+        f"seed-{account}", OUTSIDE_TFT, account, Money.of(amount, "TFT"), TransferKind.PAYMENT,
+        f"seed-{account}",
+    )  # fmt: skip
+    LedgerService(world.store, actor="test-gateway").post([seed], f"seed-{account}")
+
+
+def test_payouts_and_refunds_need_an_idempotency_key(world: World) -> None:
+    """A retried money request must not pay twice: without a key it is refused (428)."""
+    position = world.store.current_position()
+    payout = {"farm_id": FARM_A, "amount": {"amount": "1", "currency": "TFT"}}
+    refund = {"offtaker_id": OFFTAKER, "amount": {"amount": "1", "currency": "TFT"}, "reason": "x"}
+    for path, body in (("/v1/payouts", payout), ("/v1/refunds", refund)):
+        answer = world.call("admin", "POST", path, json=body)
+        assert (answer.status_code, error_of(answer)) == (428, "idempotency_key_required"), path
+        assert "Idempotency-Key" in answer.json()["detail"]["message"]
+    assert gateway_writes_since(world, position) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "account", "body"),
+    [
+        ("/v1/payouts", f"farmer.{FARM_A}.TFT", {"farm_id": FARM_A}),
+        ("/v1/refunds", f"offtaker.{OFFTAKER}.TFT", {"offtaker_id": OFFTAKER, "reason": "unused"}),
+    ],
+)
+def test_a_repeated_payout_or_refund_answers_the_first_result_and_pays_once(
+    world: World, path: str, account: str, body: dict[str, Any]
+) -> None:
+    _fund(world, account, "10")
+    key = {"Idempotency-Key": f"out-{path[4:]}-{RUN}"}
+    request = {**body, "amount": {"amount": "4", "currency": "TFT"}}
+    first = world.call("admin", "POST", path, json=request, headers=key)
+    assert first.status_code == 201, first.text
+    position = world.store.current_position()
+    again = world.call("admin", "POST", path, json=request, headers=key)
+    assert (again.status_code, again.json()) == (201, first.json())
+    # The same key for another amount is refused, naming the reason; nothing written.
+    changes: list[dict[str, Any]] = [{"amount": {"amount": "5", "currency": "TFT"}}]
+    if "reason" in body:
+        changes.append({"reason": "another reason"})
+    for change in changes:
+        reused = world.call("admin", "POST", path, json={**request, **change}, headers=key)
+        assert (reused.status_code, error_of(reused)) == (422, "idempotency_key_reused"), change
+    assert world.store.current_position() == position
+    legs = [
+        row
+        for row in world.store.read_stream(f"account-{account}")
+        if row.type == "TransferPosted" and row.envelope().payload["kind"] in ("payout", "refund")
+    ]
+    assert len(legs) == 1, "paid out more than once"
+    assert LedgerService(world.store).account(account).balance == Money.of("6", "TFT")
+
+
+def test_a_role_that_may_never_approve_is_403_before_any_lookup(world: World) -> None:
+    """A developer key on approve got 404 unknown_offer: the lookup ran before the role check."""
+    for who in ("developer", "buyer"):
+        for action in ("approve", "reject"):
+            answer = world.call(who, "POST", f"/v1/negotiations/nope/offers/nope/{action}")
+            assert (answer.status_code, error_of(answer)) == (403, "wrong_role"), answer.text
+        answer = world.call(who, "PUT", "/v1/nodes/nope/status", json={"status": "down"})
+        assert (answer.status_code, error_of(answer)) == (403, "wrong_role"), answer.text
+
+
 # -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "amount"), [("budget_month", "-400"), ("max_price_cu_hour", "-1")]
+)
+def test_a_mandate_with_a_negative_budget_or_price_is_422_naming_it(
+    world: World, field: str, amount: str
+) -> None:
+    """Such mandates got 200, and their agents then asked the market again and again."""
+    position = world.store.current_position()
+    version = world.store.stream_version(offtaker_stream(OFFTAKER))
+    mandate = {**MANDATE, field: {"amount": amount, "currency": "USD"}}
+    answer = world.call(
+        "offtaker", "PUT", f"/v1/offtakers/{OFFTAKER}/mandate", json={"mandate": mandate}
+    )
+    assert answer.status_code == 422, answer.text
+    assert [item["loc"] for item in answer.json()["detail"]] == [["body", "mandate", field]], (
+        answer.text
+    )
+    assert world.store.stream_version(offtaker_stream(OFFTAKER)) == version
+    assert gateway_writes_since(world, position) == []
+
+
+@pytest.mark.parametrize("length", [185, 195])
+def test_an_offtaker_or_farm_id_too_long_for_its_derived_ids_is_422_naming_it(
+    world: World, length: int
+) -> None:
+    """A 195-character offtaker id gave 500 on these routes; a 185-character one was
+    accepted, then its agent failed every decision."""
+    long_id = "o" * length
+    position = world.store.current_position()
+    key = {"Idempotency-Key": f"long-{length}-{RUN}"}
+    tft = {"amount": "1", "currency": "TFT"}
+    calls = [
+        ("PUT", f"/v1/offtakers/{long_id}/mandate", {"mandate": MANDATE}, ["path", "offtaker_id"]),
+        ("POST", "/v1/refunds", {"offtaker_id": long_id, "amount": tft, "reason": "x"},
+         ["body", "offtaker_id"]),
+        ("POST", "/v1/payouts", {"farm_id": long_id, "amount": tft}, ["body", "farm_id"]),
+    ]  # fmt: skip
+    for method, path, body, where in calls:
+        answer = world.call("admin", method, path, json=body, headers=key)
+        assert answer.status_code == 422, (path, answer.text)
+        detail = answer.json()["detail"]
+        assert [item["loc"] for item in detail] == [where], (path, detail)
+        assert "at most" in detail[0]["msg"]
+    assert gateway_writes_since(world, position) == []
 
 
 @pytest.mark.parametrize(
@@ -390,12 +523,22 @@ def test_developers_read_the_market_without_private_fields(world: World) -> None
     assert len(items) == 1
     assert items[0]["farm_id"] == FARM_B
     assert items[0]["node_id"] == NODE_B
-    assert "offtaker_id" not in items[0]
+    assert items[0]["offtaker_id"].startswith("offtaker-")  # a pseudonym, not the id
     assert BUYER not in contracts.text, "a counterparty's id reached a developer"
-    one = world.call("developer", "GET", f"/v1/negotiations/{NEGO_DONE}")
+    listed = world.call("developer", "GET", "/v1/negotiations")
+    assert BUYER.lower() not in listed.text.lower()
+    masked = next(n["id"] for n in listed.json()["items"] if n["id"].endswith(".web.1"))
+    assert masked.startswith("offtaker-")
+    one = world.call("developer", "GET", f"/v1/negotiations/{masked}")  # by the id it was shown
     assert one.status_code == 200
     assert BUYER not in one.text
     assert one.json()["offers"]
+    assert "max_price_cu_hour" not in one.json()
+    # by the real id: nothing (an answer would confirm whose negotiation it is)
+    assert world.call("developer", "GET", f"/v1/negotiations/{NEGO_DONE}").status_code == 404
+    node = world.call("developer", "GET", f"/v1/nodes/{NODE_B}")
+    assert node.status_code == 200
+    assert BUYER.lower() not in node.text.lower(), "a node's contracts named their offtaker"
     farm = world.call("developer", "GET", f"/v1/farms/{FARM_A}")
     assert farm.status_code == 200
     assert "source_text" not in farm.text
@@ -471,7 +614,9 @@ def test_a_signed_payment_sent_to_the_gateway_reaches_the_treasury_once(
         )
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "received"
-    assert again.status_code == 409  # the same provider event: recorded once
+    assert first.json()["duplicate"] is False
+    # The same provider event: recorded once, and answered 2xx (a 409 is retried for days).
+    assert (again.status_code, again.json()["duplicate"]) == (200, True), again.text
     assert forged.status_code in (400, 401)
     received = [
         row.envelope().decode()

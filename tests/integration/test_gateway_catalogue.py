@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 
 from hero.domain.clock import SystemClock
 from hero.gateway import catalogue, metrics
-from hero.gateway.context import GatewayContext
+from hero.gateway.context import GatewayContext, Role
+from hero.readmodels.keys import ApiKeys
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import Projector, ReadModels
 from hero.relay import health_path
@@ -69,8 +70,9 @@ def store(stack: RunningStack) -> Iterator[EventStore]:
 @pytest.fixture
 async def served(
     stack: RunningStack, store: EventStore
-) -> AsyncIterator[tuple[httpx.AsyncClient, GatewayContext, Redis]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, GatewayContext, Redis, dict[str, str]]]:
     redis = Redis.from_url(stack.endpoints.redis_url)
+    admin, _ = await ApiKeys(redis).create(Role.ADMIN)  # /metrics takes an admin key
     context = GatewayContext(
         settings=stack.settings,
         store=store,
@@ -88,7 +90,7 @@ async def served(
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
-            yield client, context, redis
+            yield client, context, redis, {"Authorization": f"Bearer {admin}"}
     finally:
         metrics.gateway_metrics(context).close()
         keys = [key async for key in redis.scan_iter(f"{PREFIX}:*")]
@@ -98,7 +100,7 @@ async def served(
 
 
 async def test_asyncapi_document_of_the_stack(served: Any, stack: RunningStack) -> None:
-    client, _, _ = served
+    client, _, _, _ = served
     answer = await client.get("/v1/asyncapi.json")  # no key
     assert answer.status_code == 200
     doc = answer.json()
@@ -118,7 +120,7 @@ async def test_asyncapi_document_of_the_stack(served: Any, stack: RunningStack) 
 
 
 async def test_schemas_and_an_unknown_type(served: Any) -> None:
-    client, _, _ = served
+    client, _, _, _ = served
     listed = (await client.get("/v1/schemas")).json()
     assert {item["type"] for item in listed} == {e.type for e in REGISTRY.entries()}
     answer = await client.get("/v1/schemas/ContractCreated")
@@ -130,14 +132,15 @@ async def test_schemas_and_an_unknown_type(served: Any) -> None:
 
 
 async def _quiet_scrape(
-    client: httpx.AsyncClient, store: EventStore, projector: Projector
+    client: httpx.AsyncClient, store: EventStore, projector: Projector, admin: dict[str, str]
 ) -> tuple[Samples, int]:
     """A scrape taken while the store did not move (the stack's agents may write meanwhile:
     try again until the position before the catch-up equals the one after the scrape)."""
     for _ in range(50):
         before = store.current_position()
         await projector.catch_up()
-        answer = await client.get("/metrics")
+        assert (await client.get("/metrics")).status_code == 401  # no key, no figures
+        answer = await client.get("/metrics", headers=admin)
         if store.current_position() == before:
             assert answer.status_code == 200
             assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -147,11 +150,11 @@ async def _quiet_scrape(
 
 
 async def test_metrics_match_the_store_and_the_read_models(served: Any, store: EventStore) -> None:
-    client, context, redis = served
+    client, context, redis, admin = served
     projector = Projector(store, redis, prefix=PREFIX)
     await client.get("/v1/schemas/NoSuchType")  # one 404 for the HTTP metrics
     started = time.perf_counter()
-    s, position = await _quiet_scrape(client, store, projector)
+    s, position = await _quiet_scrape(client, store, projector, admin)
     print(f"scrape over {position} events took {time.perf_counter() - started:.3f} s")
 
     assert sample(s, "hero_store_position") == position

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +31,16 @@ from hero.gateway._broadcast import Broadcaster
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.sdk import Client, GatewayError, StreamEvent
 from hero.store import ANY_VERSION, EventStore, NewEvent, SqliteEventStore
-from schemas import FarmRegistered, HoldExpired, Topic
+from schemas import (
+    CapacityHeld,
+    FarmRegistered,
+    HoldExpired,
+    HoldReleased,
+    Money,
+    Resources,
+    RfqIssued,
+    Topic,
+)
 from schemas.resources import Grid
 
 pytestmark = pytest.mark.integration
@@ -373,7 +383,7 @@ async def test_websocket_twin_delivers_the_same_events(
 
     for path, key, code in (
         ("hero.nothing/ws", "admin", 404),
-        (f"{TOPIC}/ws?start=yesterday", "admin", 422),
+        (f"{TOPIC}/ws?start=yesterday", "admin", 400),
         ("hero.policies/ws", "dev", 403),
         (f"{TOPIC}/ws", "nobody", 401),
     ):
@@ -408,10 +418,10 @@ async def test_filters_and_scopes(gateway: Gateway, store: SqliteEventStore) -> 
             await _first(admin, "hero.nothing")
         assert unknown.value.status == 404
         assert "hero.reservations" in unknown.value.message
-        for params in ({"start": "yesterday"}, {"types": ["NoSuchEvent"]}):
+        for params, code in (({"start": "yesterday"}, 400), ({"types": ["NoSuchEvent"]}, 422)):
             with pytest.raises(GatewayError) as bad:
                 await _first(admin, TOPIC, **params)
-            assert bad.value.status == 422
+            assert bad.value.status == code
 
 
 async def _first(client: Client, topic: str, **params: Any) -> StreamEvent:
@@ -454,11 +464,60 @@ async def test_heartbeats_keep_an_idle_stream_open(store: SqliteEventStore, tmp_
         assert comments[0] == f": hero stream {TOPIC}"
 
 
+async def test_a_developer_never_sees_an_offtaker_named_while_it_listens(
+    gateway: Gateway, store: SqliteEventStore
+) -> None:
+    """Live, too: the offtaker of an RFQ is learned before the RFQ and the hold events after it
+    (which name no offtaker_id) are rendered for developers."""
+    from hero.gateway.offtakers import directory_for
+
+    base = append(store, farms(0, 1))
+
+    async def listen() -> list[StreamEvent]:
+        async with Client(gateway.url, "dev") as developer:
+            return await take(developer, 3, start=base[-1] + 1)
+
+    listener = asyncio.create_task(listen())
+    await until(lambda: gateway.broadcaster.stats.live >= 1, what="a live subscriber")
+    rfq = RfqIssued(
+        negotiation_id="NewCo.web.1",
+        offtaker_id="NewCo",
+        workload_id="web",
+        resources=Resources.from_gb(cru=1, mru_gb=1, sru_gb=10),
+        replicas=1,
+        grids=[Grid.GRID3],
+        min_uptime_pct=Decimal(95),
+        max_price_cu_hour=Money.of("0.05", "USD"),
+        term_hours=720,
+        deadline=datetime.now(UTC),
+    )
+    held = CapacityHeld(
+        node_id="node-1",
+        hold_id="NewCo.web.1.farm-0.0",
+        negotiation_id="NewCo.web.1",
+        resources=Resources.from_gb(cru=1, mru_gb=1, sru_gb=10),
+        expires_at=datetime.now(UTC),
+    )
+    released = HoldReleased(node_id="node-1", hold_id="NewCo.web.1.farm-0.0", reason="lost")
+    positions = append(store, [rfq], stream="nego-NewCo.web.1")
+    positions += append(store, [held, released], stream="node-node-1")
+    got = await asyncio.wait_for(listener, 20)
+    assert [event.position for event in got] == positions
+    for event in got:
+        assert "newco" not in event.envelope.model_dump_json().lower()
+    alias = directory_for(gateway.context).pseudonyms.of("NewCo")
+    assert got[0].envelope.stream == f"nego-{alias}.web.1"
+    assert "max_price_cu_hour" not in got[0].envelope.payload
+    assert got[2].envelope.payload["hold_id"] == f"{alias}.web.1.farm-0.0"
+    assert isinstance(got[2].event, HoldReleased)  # masked ids still decode in the SDK
+
+
 async def test_admin_and_developer_views_of_the_shared_catch_up(
     gateway: Gateway, store: SqliteEventStore
 ) -> None:
     """Both classes read the same cached rows; each gets its own rendering, once per row."""
     from hero.gateway._stream_rules import redacted_for_developer
+    from hero.gateway.offtakers import directory_for
 
     now = datetime.now(UTC)
     new = [NewEvent.of(e, actor="gateway:k-secret", occurred_at=now) for e in farms(0, 30)]
@@ -486,6 +545,6 @@ async def test_admin_and_developer_views_of_the_shared_catch_up(
     assert {m["actor"] for m in admin} == {"gateway:k-secret"}
     assert {m["actor"] for m in dev} == {"gateway"}
     for full, redacted in zip(admin, dev, strict=True):
-        assert redacted == redacted_for_developer(full)
+        assert redacted == redacted_for_developer(full, directory_for(gateway.context).pseudonyms)
     assert gateway.broadcaster.stats.store_reads >= 1
     assert gateway.broadcaster.stats.cache_hits >= 1

@@ -130,8 +130,9 @@ class StoreCount:
         return self.types
 
 
-def deliver(client: httpx.Client, treasury: Treasury, body: bytes) -> int:
-    """Retry like a provider until the endpoint answers; 200 first time, 409 if recorded."""
+def deliver(client: httpx.Client, treasury: Treasury, body: bytes) -> str:
+    """Retry like a provider until the endpoint answers 200: ``received`` the first time,
+    ``duplicate`` once recorded (never a 4xx, which a provider would retry for days)."""
     url = f"http://127.0.0.1:{treasury.port}/webhooks/payments"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -141,8 +142,8 @@ def deliver(client: httpx.Client, treasury: Treasury, body: bytes) -> int:
         except httpx.TransportError:  # killed: retry once it listens again
             wait_until(lambda: tcp_answers("127.0.0.1", treasury.port), 60, "a restart")
             continue
-        if response.status_code in (200, 409):
-            return response.status_code
+        if response.status_code == 200:
+            return "duplicate" if response.json()["duplicate"] else "received"
         assert response.status_code == 503, response.text
     raise TimeoutError("a delivery was never answered")
 
@@ -240,7 +241,7 @@ async def test_payments_and_billing_count_once_through_kill_9(stack, tmp_path: P
         with httpx.Client(timeout=10) as client:
             # Fund every offtaker before its contract exists, so no hour waits on money.
             for i in range(OFFTAKERS):
-                assert deliver(client, treasury, _payment(tag, i, amounts[i])) == 200
+                assert deliver(client, treasury, _payment(tag, i, amounts[i])) == "received"
             wait_until(lambda: count()["FiatConverted"] >= OFFTAKERS, 60, "funding converted")
             start = hour_of(datetime.now(UTC)) - timedelta(hours=HOURS)
             contracts = make_contracts(store, start, tag)
@@ -279,7 +280,7 @@ async def test_payments_and_billing_count_once_through_kill_9(stack, tmp_path: P
     print(f"kills landed at (converted, billed): {kills}")
     assert any(0 < billed < OFFTAKERS * HOURS for _, billed in kills), "a kill mid-billing"
     assert any(OFFTAKERS < converted < PAYMENTS for converted, _ in kills), "a kill mid-payments"
-    assert answers[200] + answers[409] == PAYMENTS - OFFTAKERS
+    assert answers["received"] + answers["duplicate"] == PAYMENTS - OFFTAKERS
     events = _decoded(store)
     received = [e for e in events if isinstance(e, FiatPaymentReceived)]
     converted = [e for e in events if isinstance(e, FiatConverted)]

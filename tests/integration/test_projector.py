@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from hero.domain.clock import ManualClock
 from hero.readmodels import PROJECTIONS, Projector, ReadModels, fold
 from hero.readmodels.projections import Doc, decode_doc, encode_doc
-from hero.readmodels.projector import keys_for
+from hero.readmodels.projector import keys_for, live_keys
 from hero.store import ANY_VERSION, EventStore, NewEvent, SqliteEventStore, recorded_after
 from schemas import (
     Envelope,
@@ -83,17 +83,22 @@ def _expected(items: Items, upto: int | None = None) -> dict[str, dict[str, Doc]
 async def _stored(redis: Redis, prefix: str) -> dict[str, dict[str, Doc]]:
     stored = {}
     for name in PROJECTIONS:
-        raw = await redis.hgetall(keys_for(name, prefix).docs)
+        raw = await redis.hgetall((await live_keys(redis, name, prefix)).docs)
         stored[name] = {k.decode(): decode_doc(v) for k, v in raw.items()}
     return stored
 
 
 async def _raw(redis: Redis, prefix: str) -> dict[str, Any]:
-    """Every key under the prefix, byte for byte (documents, links and positions)."""
+    """What is served under the prefix, byte for byte: per projection the documents, links
+    and position of its live generation."""
     found: dict[str, Any] = {}
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-        kind = await redis.type(key)
-        found[key.decode()] = await (redis.hgetall(key) if kind == b"hash" else redis.get(key))
+    for name in PROJECTIONS:
+        keys = await live_keys(redis, name, prefix)
+        found[name] = (
+            await redis.hgetall(keys.docs),
+            await redis.hgetall(keys.links),
+            await redis.get(keys.position),
+        )
     return found
 
 
@@ -202,7 +207,7 @@ async def test_a_position_is_never_ahead_of_its_documents(market, redis: Redis, 
         async def snapshot_all() -> bool:
             done = True
             for name in PROJECTIONS:
-                keys = keys_for(name, prefix)
+                keys = await live_keys(redis, name, prefix)
                 async with redis.pipeline(transaction=True) as pipe:
                     position, raw = await pipe.get(keys.position).hgetall(keys.docs).execute()
                 at = int(position or 0)

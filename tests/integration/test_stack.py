@@ -159,7 +159,8 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     for name in ("broker", "valkey", "ray", "treasury", "gateway"):
         assert statuses[name].address, statuses[name]
     assert statuses["broker"].address == stack.endpoints.kafka_bootstrap
-    assert stack.endpoints.redis_url == f"redis://{statuses['valkey'].address}/0"
+    password = (stack.settings.data_dir / "valkey.secret").read_text().strip()
+    assert stack.endpoints.redis_url == f"redis://:{password}@{statuses['valkey'].address}/0"
     assert statuses["ray"].address == stack.endpoints.ray_address
     assert "caught up" in (statuses["agents"].detail or ""), statuses["agents"]
     assert stack.endpoints.treasury_url == f"http://{statuses['treasury'].address}"

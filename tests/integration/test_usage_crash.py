@@ -173,6 +173,9 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
                 sum(s.network_bytes for s in mine),
                 len(mine),
             )
+    sent = sum(f.samples for f in expected.values())
+    counted = sum(f.samples for f in got.values())
+    print(f"\nworker kill -9 x2: the closed hours' samples sent {sent} counted {counted}")
     assert got == expected
     assert {f.seconds for f in got.values()} == {3600}
     assert {f.samples for f in got.values()} == {240}

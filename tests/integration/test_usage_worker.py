@@ -405,3 +405,59 @@ async def test_hours_close_only_between_batches_with_the_last_one_committed(
             len(mine),
         )
     assert facts == expected
+
+
+async def test_valkey_refusing_connections_is_waited_out_with_nothing_committed_or_dead_lettered(
+    kafka: Kafka, redis: Redis
+) -> None:
+    # Before the fix, a handler failing on a Valkey that refused connections was tried three
+    # times within 0.3 s, then the batch was dead-lettered and committed: its samples lost.
+    from infra._ports import free_ports
+
+    values = [encoded(sample(f"v{n}"), n + 1) for n in range(3)]
+    await kafka.publish([(0, value) for value in values])
+    down = Redis.from_url(f"redis://127.0.0.1:{free_ports(1, '127.0.0.1')[0]}/0")
+    namespace = new_id("usagedown")
+    valkey_back = asyncio.Event()
+
+    async def handler(samples: Sequence[Sample]) -> None:
+        # A real refused connection until the test says Valkey is back.
+        windows = UsageWindows(redis if valkey_back.is_set() else down, namespace)
+        await windows.add_many(samples)
+
+    consumer = SampleConsumer(
+        name=kafka.group, bootstrap=kafka.bootstrap, handler=handler, topics=[kafka.topic]
+    )
+    await consumer.start()
+    try:
+        batch = None
+
+        async def fetch() -> None:
+            nonlocal batch
+            batch = await consumer.fetch(timeout_ms=300)
+
+        await until(lambda: batch is not None, fetch, "the batch")
+        assert batch is not None
+        assert len(batch.samples) == 3
+        applying = asyncio.create_task(consumer.apply(batch))
+
+        async def tick() -> None:
+            await asyncio.wait([applying], timeout=0.05)
+
+        await until(lambda: consumer.retry.retries >= 4, tick, "four retries")
+        # Well past three attempts and 0.3 s: still waiting, nothing committed or dead-lettered.
+        assert not applying.done()
+        assert consumer.retry.waiting_on is not None
+        assert "ConnectionError" in consumer.retry.waiting_on
+        assert await kafka.committed() == {}
+        assert consumer.stats.dead_lettered == 0
+        valkey_back.set()
+        await asyncio.wait_for(applying, TIMEOUT_S)
+    finally:
+        await consumer.stop()
+        await down.aclose()
+    assert consumer.retry.waiting_on is None
+    assert (consumer.stats.applied, consumer.stats.dead_lettered) == (3, 0)
+    assert await kafka.committed() == {kafka.tp(0): 3}
+    window = await UsageWindows(redis, namespace).read(CONTRACT.contract_id, HOUR0)
+    assert window.samples == 3

@@ -92,7 +92,9 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
     """What ``inject`` sends, instead of sending it."""
     calls: Sent = []
 
-    async def publish(bootstrap: str, samples: list[tuple[UtilizationSampled, int]]) -> None:
+    async def publish(
+        bootstrap: str, samples: list[tuple[UtilizationSampled, int]], data_dir: Path
+    ) -> None:
         calls.append((bootstrap, list(samples)))
 
     monkeypatch.setattr(utilization, "_publish", publish)

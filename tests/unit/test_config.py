@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hero.config import HeroSettings, mask_url
+from hero.config import LOOPBACK, HeroSettings, mask_url
 from hero.store import sqlite_path_from_url
 
 
@@ -52,6 +52,15 @@ def test_hero_variables_are_read(monkeypatch):
     assert settings.relay_batch_size == 250
     assert settings.relay_poll_interval_s == 0.5
     assert settings.relay_purge_on_refill is True
+
+
+def test_only_the_gateway_follows_the_configured_listen_address(monkeypatch):
+    assert HeroSettings().gateway_bind == "127.0.0.1"
+    monkeypatch.setenv("HERO_HOST", "10.0.0.1")
+    assert HeroSettings().gateway_bind == "10.0.0.1"  # what moved the gateway before
+    monkeypatch.setenv("HERO_GATEWAY_HOST", "0.0.0.0")
+    assert HeroSettings().gateway_bind == "0.0.0.0"
+    assert LOOPBACK == "127.0.0.1"  # where infra binds every internal server, whatever these say
 
 
 def test_variable_names_are_case_insensitive(monkeypatch):

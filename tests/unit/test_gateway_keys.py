@@ -62,3 +62,12 @@ def test_tenants_per_role() -> None:
         check_tenants(Role.DEVELOPER, ["f1"])
     with pytest.raises(ValueError, match="not an id"):
         check_tenants(Role.FARMER, ["bad id"])
+
+
+def test_a_tenant_longer_than_its_role_s_ids_is_refused() -> None:
+    """A key for a 185-character offtaker could be made, for an offtaker no request could name."""
+    assert check_tenants(Role.OFFTAKER, ["o" * 24]) == ("o" * 24,)
+    with pytest.raises(ValueError, match="offtaker ids have at most 24 characters"):
+        check_tenants(Role.OFFTAKER, ["o" * 185])
+    with pytest.raises(ValueError, match="farmer ids have at most 24 characters"):
+        check_tenants(Role.FARMER, ["f1", "f" * 25])

@@ -32,7 +32,8 @@ from hero.gateway._prometheus import (
     format_value,
     render,
 )
-from hero.gateway.context import GatewayContext
+from hero.gateway.auth import caller
+from hero.gateway.context import GatewayContext, Principal, Role
 from hero.gateway.metrics import (
     GatewayMetrics,
     LogTally,
@@ -421,6 +422,9 @@ def _app(tmp_path: Path) -> tuple[FastAPI, GatewayContext]:
     app.mount("/static", StaticFiles(directory=tmp_path / "static"), name="static")
     app.include_router(router(context))
     assert observe_http(app) is observe_http(app)  # installed once
+    # Keys live in Valkey (tests/integration/test_stack_security.py checks the real one): here
+    # the caller is an admin key's holder.
+    app.dependency_overrides[caller] = lambda: Principal("k-admin", Role.ADMIN)
     return app, context
 
 
@@ -451,6 +455,21 @@ def test_requests_are_counted_by_route_template_and_status(tmp_path: Path) -> No
     assert gateway_metrics(context).http.requests.get(**ok) == 2
     static = {"method": "GET", "route": "/static/{path}", "status": "200"}
     assert sample(s, "hero_http_requests_total", **static) == 1
+
+
+def test_metrics_need_an_admin_key(tmp_path: Path) -> None:
+    app, _ = _app(tmp_path)
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 200
+        app.dependency_overrides[caller] = lambda: Principal("k-dev", Role.DEVELOPER)
+        refused = client.get("/metrics")
+        assert refused.status_code == 403
+        assert refused.json()["detail"]["error"] == "wrong_role"
+        del app.dependency_overrides[caller]
+        anonymous = client.get("/metrics")  # no key: refused before any key is looked up
+    assert anonymous.status_code == 401
+    assert anonymous.json()["detail"]["error"] == "missing_key"
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
 
 
 def test_observe_http_needs_a_context() -> None:

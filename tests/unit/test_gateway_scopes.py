@@ -10,12 +10,14 @@ from fastapi import HTTPException
 from hero.gateway.auth import presented_key, require_farm, require_offtaker, require_role
 from hero.gateway.commands import command_id_for, refusal_status
 from hero.gateway.context import Principal, Role
+from hero.gateway.redaction import Pseudonyms
 from hero.gateway.scopes import readable, shown, visible
 
 ADMIN = Principal("k0", Role.ADMIN)
 FARMER = Principal("k1", Role.FARMER, frozenset({"f1", "f2"}))
 OFFTAKER = Principal("k2", Role.OFFTAKER, frozenset({"o1"}))
 DEVELOPER = Principal("k3", Role.DEVELOPER)
+MASKS = Pseudonyms(b"test-secret", {"o1"})
 
 NEGOTIATION = {
     "id": "o1.w.1",
@@ -64,17 +66,17 @@ def test_documents_by_owner() -> None:
 def test_a_farmer_sees_negotiations_it_is_party_to_and_only_its_own_offers() -> None:
     assert visible(FARMER, "negotiations", NEGOTIATION)
     assert not visible(FARMER, "negotiations", {**NEGOTIATION, "farm_ids": ["f9"], "offers": []})
-    view = shown(FARMER, "negotiations", NEGOTIATION)
+    view = shown(FARMER, "negotiations", NEGOTIATION, MASKS)
     assert [o["farm_id"] for o in view["offers"]] == ["f1"]
     assert view["declines"] == []
     assert view["farm_ids"] == ["f1"]
     assert view["contract_ids"] == ["c1"]
-    assert shown(ADMIN, "negotiations", NEGOTIATION) == NEGOTIATION
+    assert shown(ADMIN, "negotiations", NEGOTIATION, MASKS) == NEGOTIATION
 
 
 def test_developers_get_the_redacted_view() -> None:
-    view = shown(DEVELOPER, "negotiations", NEGOTIATION)
-    assert "offtaker_id" not in view
+    view = shown(DEVELOPER, "negotiations", NEGOTIATION, MASKS)
+    assert view["offtaker_id"] == MASKS.of("o1")
     assert "o1" not in view["id"]
 
 

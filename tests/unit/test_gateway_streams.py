@@ -29,6 +29,7 @@ from hero.gateway._stream_rules import (
     visible,
 )
 from hero.gateway.context import Principal, Role
+from hero.gateway.redaction import Pseudonyms
 from hero.store import ANY_VERSION, MemoryEventStore, NewEvent
 from schemas import FarmRegistered, NodeStatus, NodeStatusChanged
 from schemas.resources import Grid
@@ -37,6 +38,8 @@ ADMIN = Principal("a", Role.ADMIN)
 DEV = Principal("d", Role.DEVELOPER)
 FARMER = Principal("f", Role.FARMER, frozenset({"farm-a", "farm-b"}))
 OFFTAKER = Principal("o", Role.OFFTAKER, frozenset({"acme"}))
+TOPIC_RESERVATIONS = "hero.reservations"
+MASKS = Pseudonyms(b"test-secret")
 
 
 def envelope(type_: str = "OfferMade", **payload: Any) -> dict[str, Any]:
@@ -85,21 +88,24 @@ def test_scope_per_role() -> None:
 def test_visible_redacts_private_fields_for_developers_only() -> None:
     event = envelope(
         "TransferPosted",
-        offtaker_id="acme",
-        debit_account="offtaker.acme.TFT",
+        debit_account="pool.farm-a.TFT",
         credit_account="farmer.farm-a.TFT",
         amount={"amount": "1", "currency": "TFT"},
         nested={"balance": "9", "kept": 1},
     )
-    shown = visible(DEV, event)
+    shown = visible(DEV, event, MASKS)
     assert shown is not None
     assert shown["payload"] == {"amount": {"amount": "1", "currency": "TFT"}, "nested": {"kept": 1}}
     assert shown["position"] == 7
-    assert visible(DEV, {**event, "actor": "gateway:k-123"})["actor"] == "gateway"  # type: ignore[index]
-    assert event["payload"]["offtaker_id"] == "acme"  # the input is not changed
-    assert visible(ADMIN, event) == event
-    assert visible(OFFTAKER, event) == event
-    assert visible(FARMER, envelope(farm_id="farm-c")) is None
+    assert visible(DEV, {**event, "actor": "gateway:k-123"}, MASKS)["actor"] == "gateway"  # type: ignore[index]
+    assert event["payload"]["nested"]["balance"] == "9"  # the input is not changed
+    assert visible(ADMIN, event, MASKS) == event
+    assert visible(FARMER, event, MASKS)["payload"]["nested"] == {"kept": 1}  # type: ignore[index]
+    assert visible(FARMER, envelope(farm_id="farm-c"), MASKS) is None
+    # an offtaker's money is its own: no transfer in or out of its account reaches a developer
+    paid = envelope("TransferPosted", debit_account="offtaker.acme.TFT", credit_account="x.y.TFT")
+    assert visible(DEV, paid, MASKS) is None
+    assert visible(OFFTAKER, paid, MASKS) == paid
 
 
 def test_topic_refusals() -> None:
@@ -359,7 +365,29 @@ def test_redacted_for_developer_is_what_visible_shows_and_leaves_the_envelope() 
         "actor": "gateway:k-1",
     }
     before = repr(event)
-    assert redacted_for_developer(event) == visible(DEV, event)
+    assert redacted_for_developer(event, MASKS) == visible(DEV, event, MASKS)
     assert repr(event) == before
     assert visibility_class(DEV) == "developer"
-    assert {visibility_class(p) for p in (ADMIN, FARMER, OFFTAKER)} == {FULL_VIEW}
+    assert visibility_class(ADMIN) == FULL_VIEW
+    # a farmer's or offtaker's view depends on whose moves are its own: one class per tenant set
+    assert visibility_class(FARMER) == "farmer:farm-a,farm-b"
+    assert visibility_class(OFFTAKER) == "offtaker:acme"
+
+
+def test_a_developer_frame_made_before_an_offtaker_was_learned_is_not_reused() -> None:
+    from hero.gateway._broadcast import LogItem
+    from hero.gateway.offtakers import OfftakerDirectory
+    from hero.gateway.streams import _Renderer
+
+    directory = OfftakerDirectory(MemoryEventStore(), Pseudonyms(b"s"))
+    expired = envelope("HoldExpired", hold_id="acme.w.1")
+    item = LogItem(1, TOPIC_RESERVATIONS, "HoldExpired", expired)
+    renderer = _Renderer(DEV, directory)
+    assert b"acme.w.1" in renderer.sse(item)  # not known as an offtaker yet
+    directory.pseudonyms.learn(["acme"])
+    frame = renderer.sse(item)
+    assert b"acme" not in frame
+    assert directory.pseudonyms.of("acme").encode() in frame
+    assert renderer.sse(item) is frame  # rendered once per generation
+    developer_keys = [k for k in item.memo if k != "developer" and "developer" in str(k)]
+    assert len(developer_keys) == 2  # this generation's view and SSE frame; the old ones dropped

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 
 from agents.local import LocalMarket
 from agents.strategies.consulting import CallBudget
-from agents.strategies.deliberation import REFUSED
+from agents.strategies.deliberation import REFUSED, apply_guardrails
+from agents.strategies.guardrails import FarmerLimits, NodeRoom, guard_farmer_offer
 from agents.strategies.llm import LlmAdvisor
-from agents.strategies.moves import NoAdvisor
+from agents.strategies.moves import Advice, Move, NoAdvisor
 from agents.strategies.scripted import ScriptedChatModel
 from hero.cli import _common
 from hero.cli import app as hero_app
@@ -194,7 +195,11 @@ def test_a_counter_above_what_the_budget_allows_is_clamped_to_it():
     budget = (monthly * Decimal("0.8")).quantize(Decimal("0.01"))
     market = Market(
         [
-            move("counter", "try lower", price_hour=str(ask().amount * Decimal("0.95"))),
+            move(
+                "counter",
+                "try lower",
+                price_hour=str(Money.rounded(ask().amount * Decimal("0.95"), "USD").amount),
+            ),
             move("accept", "ok"),
         ],
         offtaker=Negotiator.LLM,
@@ -314,6 +319,61 @@ def test_a_farmer_model_offer_below_the_floor_is_clamped_to_the_floor():
     assert decision.strategy == Negotiator.LLM
     assert [(h.rule, h.outcome) for h in decision.guardrails] == [("floor", "clamped")]
     assert offer.price_hour == floor_price(market.policy, SHAPE)
+
+
+@pytest.mark.parametrize(
+    ("price", "why"),
+    [
+        (str(ask().amount + Decimal("0.000000001")), "at most 7 decimal places"),
+        ("-0.01", "above zero"),
+        ("1e30", "below 10^18"),
+    ],
+)
+def test_a_farmer_model_price_no_money_can_be_is_a_fallback_and_the_farmer_goes_on(
+    price: str, why: str
+) -> None:
+    """A price of 9 places inside the limits raised a ValidationError in the farmer's brain
+    (made Money), which stopped its decisions; a negative one was taken as a clamped move."""
+    market = Market([move("counter", "odd", price_hour=price)], farmer=Negotiator.LLM)
+    market.settle()
+    (offer,) = market.of(OfferMade)
+    decision = note(offer)
+    assert decision.strategy == Negotiator.RULE
+    assert decision.fallback is not None
+    assert decision.fallback.startswith("invalid answer: price_hour")
+    assert why in decision.fallback
+    assert offer.price_hour == ask()  # the rules' ask
+    assert market.of(ContractCreated), "the farmer stopped deciding"
+
+
+def test_an_offtaker_model_counter_of_9_places_is_a_fallback_with_the_reason():
+    nine = str(ask().amount * Decimal("0.9") + Decimal("0.000000001"))
+    market = Market([move("counter", "odd", price_hour=nine)], offtaker=Negotiator.LLM)
+    market.settle()
+    (accepted,) = market.of(OfferAccepted)
+    decision = note(accepted)
+    assert decision.strategy == Negotiator.RULE
+    assert "at most 7 decimal places" in (decision.fallback or "")
+    assert market.of(CounterOffered) == []
+
+
+def test_a_move_the_guardrails_cannot_weigh_is_refused_not_raised():
+    """Defence in depth: a move that skipped validation (built elsewhere) with a price no
+    Money can hold is refused with the reason, never an exception out of the brain."""
+    bad = Move.model_construct(
+        action="counter", price_hour=Decimal("0.0200000001"), node_ids=["n2"], reason="",
+        rationale="odd",
+    )  # fmt: skip
+    room = NodeRoom("n2", ask=ask(), floor=usd("0.01"))
+    limits = FarmerLimits(ceiling=usd("1"), replicas=1, nodes={"n2": room})
+    guarded = apply_guardrails(
+        Advice(question_id="q", move=bad), lambda m: guard_farmer_offer(m, limits)
+    )
+    assert guarded is not None
+    assert guarded.move is None
+    ((hit),) = guarded.hits
+    assert (hit.rule, hit.outcome) == ("protocol", "refused")
+    assert "cannot be weighed" in hit.detail
 
 
 def test_a_farmer_model_cannot_offer_to_a_denied_offtaker():

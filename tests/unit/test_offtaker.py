@@ -11,7 +11,12 @@ from decimal import Decimal
 
 from agents.local import LocalMarket
 from agents.market import MarketView
-from agents.offtaker import FAILURE_BACKOFF_MAX, OfftakerBrain
+from agents.offtaker import (
+    FAILURE_BACKOFF_MAX,
+    HOPELESS_BACKOFF_MAX,
+    OfftakerBrain,
+    failure_backoff,
+)
 from hero.domain.clock import ManualClock
 from hero.store import MemoryEventStore
 from schemas import (
@@ -315,3 +320,45 @@ def test_an_accept_cut_short_by_a_crash_is_finished_after_a_restart():
     awards = [e for e in events if isinstance(e, NegotiationAwarded)]
     assert contracts == [nego.contract_id_for(offer.negotiation_id, offer.offer_id)]
     assert [a.contract_ids for a in awards] == [contracts]
+
+
+# --- mandates nothing satisfies ---------------------------------------------------------------
+
+
+def test_the_backoff_grows_past_16_s_once_the_market_has_failed_twenty_times_in_a_row():
+    waits = [failure_backoff(n).total_seconds() for n in range(1, 30)]
+    assert waits[:20] == [1, 2, 4, 8] + [16] * 16
+    assert waits[20:] == [32, 64, 128, 256, 512, 900, 900, 900, 900]
+    assert failure_backoff(10_000) == HOPELESS_BACKOFF_MAX
+
+
+def test_a_mandate_no_farm_serves_costs_a_few_rfqs_an_hour_not_hundreds():
+    """Two such mandates wrote about 200 events a minute, for ever."""
+    loop = Loop()
+    loop.run_until(T0 + timedelta(hours=1), tick=5 * SECOND)
+    rfqs = loop.recorded("RfqIssued")
+    assert 20 < len(rfqs) < 35, rfqs  # at 16 s for ever it would be about 200
+    assert rfqs[-1] - rfqs[-2] >= HOPELESS_BACKOFF_MAX.total_seconds()
+
+
+def test_a_recorded_mandate_with_a_negative_budget_asks_the_market_nothing():
+    """Such mandates are refused where they enter now; an old store may hold one. Its agent
+    issued an RFQ, failed, and asked again for ever."""
+    from hero.store import NewEvent
+
+    loop = Loop(policy=FarmerPolicy(price_cu_hour=usd("0.01")))
+    broken = mandate("web").model_copy(update={"budget_month": usd("-400")})
+    event = OfftakerMandateSet(offtaker_id="old", mandate=broken)
+    loop.store.append(
+        "offtaker-old", 0, [NewEvent.of(event, actor="old-cli", occurred_at=T0)], "old-mandate"
+    )
+    loop.run_until(T0 + 60 * SECOND, tick=SECOND)
+    old_rfqs = [
+        r for r in loop.store.read_all(1, 10_000)
+        if r.type == "RfqIssued" and r.envelope().payload["offtaker_id"] == "old"
+    ]  # fmt: skip
+    assert old_rfqs == []
+    brain = loop.local.agents.brains.get("offtaker:old")
+    assert isinstance(brain, OfftakerBrain)
+    assert brain.mandate_refused == "budget_month is -400 USD: nothing can be bought with it"
+    assert loop.local.rejected == []

@@ -14,7 +14,7 @@ from agents.brain import Brain
 from agents.runtime import AgentHostCore, AppliedVersions, Delivery, HostOptions, shard_of
 from agents.runtime.feed import Admit, FeedCounts
 from hero.domain.clock import ManualClock
-from schemas import ChangeNodeStatus, Command, Envelope, Event, NodeStatusChanged
+from schemas import ChangeNodeStatus, Command, Envelope, Event, Money, NodeStatusChanged
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -350,5 +350,43 @@ async def test_stats_report_agents_by_kind_and_memory() -> None:
         assert stats.agents_by_kind == {"pinger": 100}
         assert 100 < stats.memory_per_agent_bytes < 20_000
         assert stats.rss_bytes > 0
+    finally:
+        await running.close()
+
+
+async def test_stats_name_the_offtakers_whose_mandate_buys_nothing() -> None:
+    """An old store's mandate with a negative budget: its agent asks nothing, and says so."""
+    from agents.market import MarketView
+    from schemas import Mandate, OfftakerMandateSet, Resources, WorkloadSpec
+
+    mandate = Mandate(
+        workloads=[WorkloadSpec(workload_id="web", resources=Resources(cru=1), replicas=1)],
+        budget_month=Money.of("400", "USD"),
+        max_price_cu_hour=Money.of("0.05", "USD"),
+    ).model_copy(update={"budget_month": Money.of("-400", "USD")})
+    event = OfftakerMandateSet(offtaker_id="old", mandate=mandate)
+    envelope = Envelope(
+        id="evt_1", type="OfftakerMandateSet", schema_version=1, stream="offtaker-old",
+        version=1, position=1, occurred_at=T0, recorded_at=T0, actor="test",
+        payload=event.model_dump(mode="json"),
+    )  # fmt: skip
+    core = AgentHostCore(
+        shard=0,
+        shards=1,
+        market=MarketView(),
+        history=ListHistory([Delivery("hero.policies", envelope, event)]),
+        feed=QueueFeed(),
+        sink=Sink(),
+        clock=ManualClock(T0),
+        options=HostOptions(decide_interval_s=0.01),
+    )
+    running = Running(core)
+    try:
+        await until(lambda: core.caught_up)
+        stats = core.stats()
+        assert stats.mandates_refused == {
+            "offtaker:old": "budget_month is -400 USD: nothing can be bought with it"
+        }
+        assert stats.commands_sent == 0
     finally:
         await running.close()

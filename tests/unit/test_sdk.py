@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hero.cli import app, tailing
-from hero.sdk import Client, Cursor, GatewayError
+from hero.sdk import Client, Cursor, GatewayError, RateLimited
 from hero.sdk._sse import SseMessage, SseParser
 from hero.sdk.client import error_of
 from schemas import FarmerPolicy, NodeStatus
@@ -198,3 +198,77 @@ def test_tail_types_needs_the_gateway() -> None:
     result = CliRunner().invoke(app, ["tail", "hero.reservations", "--types", "OfferMade"])
     assert result.exit_code == 2
     assert "--via gateway" in result.output
+
+
+# -- lists and rates ---------------------------------------------------------------------------
+
+
+class Pages:
+    """A gateway's list answers, page by page, and the requests that asked for them."""
+
+    def __init__(self, pages: list[list[str]]):
+        self.pages = pages
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        cursor = request.url.params.get("cursor")
+        index = int(cursor[1:]) if cursor else 0
+        more = index + 1 < len(self.pages)
+        body = {
+            "position": 9,
+            "count": len(self.pages[index]),
+            "items": [{"id": i} for i in self.pages[index]],
+            "next_cursor": f"c{index + 1}" if more else None,
+        }
+        return httpx.Response(200, json=body)
+
+
+async def test_documents_follow_the_cursors_to_the_last_page() -> None:
+    pages = Pages([["a", "b"], ["c", "d"], ["e"]])
+    async with Client("http://gateway", "k", transport=httpx.MockTransport(pages)) as client:
+        ids = [d["id"] async for d in client.documents("farms", page_size=2, grid="grid4")]
+    assert ids == ["a", "b", "c", "d", "e"]
+    sent = [dict(r.url.params) for r in pages.requests]
+    assert sent == [
+        {"grid": "grid4", "limit": "2"},
+        {"grid": "grid4", "limit": "2", "cursor": "c1"},
+        {"grid": "grid4", "limit": "2", "cursor": "c2"},
+    ]
+    assert all(r.url.path == "/v1/farms" for r in pages.requests)
+
+
+async def test_a_429_raises_rate_limited_with_the_wait() -> None:
+    detail = {"error": "rate_limited", "message": "more than 100 per 1 second requests"}
+    recorder = Recorder(429, {"detail": detail})
+
+    def with_header(request: httpx.Request) -> httpx.Response:
+        answer = recorder(request)
+        answer.headers["Retry-After"] = "7"
+        return answer
+
+    async with Client("http://gateway", "k", transport=httpx.MockTransport(with_header)) as c:
+        with pytest.raises(RateLimited) as limited:
+            await c.document("farms", "farm-1")
+    assert limited.value.status == 429
+    assert limited.value.reason == "rate_limited"
+    assert limited.value.retry_after_s == 7
+    assert isinstance(limited.value, GatewayError)
+
+
+async def test_a_revoked_keys_stream_raises_instead_of_reconnecting() -> None:
+    frame = {"error": "key_revoked", "message": "API key abc was revoked at T"}
+    body = f": hero stream t\nid: 3\n\nevent: error\ndata: {json.dumps(frame)}\n\n"
+    calls: list[httpx.Request] = []
+
+    def stream(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    async with Client("http://gateway", "k", transport=httpx.MockTransport(stream)) as client:
+        with pytest.raises(GatewayError) as ended:
+            async for _ in client.subscribe("hero.reservations"):
+                pass
+    assert ended.value.status == 401
+    assert ended.value.reason == "key_revoked"
+    assert len(calls) == 1

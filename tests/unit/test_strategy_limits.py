@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from agents.runtime.actor import _advisor
 from agents.strategies import (
     Advice,
@@ -54,7 +56,13 @@ def test_offtaker_guardrails_clamp_or_refuse_what_is_outside_the_mandate():
     assert clamped.move.price_hour == Decimal("0.0300000")
     assert rules(clamped) == [("budget", "clamped")]
     assert guard_offtaker(counter("0.05"), limits()).refused  # not below the ask
-    assert guard_offtaker(counter("-1"), limits()).refused
+    # A model's negative price is an invalid answer already; the guard refuses one anyway.
+    with pytest.raises(ValueError, match="above zero"):
+        counter("-1")
+    negative = Move.model_construct(
+        action="counter", price_hour=Decimal(-1), node_ids=[], reason="", rationale="x"
+    )
+    assert guard_offtaker(negative, limits()).refused
     assert rules(guard_offtaker(counter("0.01"), limits(may_counter=False))) == [
         ("protocol", "refused")
     ]

@@ -45,18 +45,20 @@ def post(client: TestClient, payload: bytes, *, at: datetime = NOW, secret: byte
     return client.post(WEBHOOK_PATH, content=payload, headers={"Stripe-Signature": header})
 
 
-def test_a_valid_delivery_is_received_once_and_its_replay_is_refused(world):
+def test_a_valid_delivery_is_received_once_and_its_replay_answered_2xx(world):
+    """A redelivery is 200 ``duplicate: true``: a 409 makes providers retry for days and
+    then disable the endpoint."""
     client, store, treasury = world
     first = post(client, body())
     assert first.status_code == 200
+    assert first.json()["duplicate"] is False
     payment_id = first.json()["payment_id"]
     written = store.current_position()
     assert written > 0
 
     replay = post(client, body())
-    assert replay.status_code == 409
-    assert replay.json()["error"].startswith("duplicate_event")
-    assert replay.json()["payment_id"] == payment_id
+    assert replay.status_code == 200
+    assert replay.json() == {"status": "received", "payment_id": payment_id, "duplicate": True}
     assert store.current_position() == written  # nothing more
 
     converted, failed = treasury.convert_pending()

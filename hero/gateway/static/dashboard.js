@@ -468,6 +468,18 @@
     for (const type of subscription.types) {
       source.addEventListener(type, (message) => receive(connection, type, message));
     }
+    // The gateway's last word on a revoked key: stop here (a reconnect would only be refused).
+    source.addEventListener("error", (message) => {
+      if (!message.data) return; // a dropped connection, not the gateway's frame
+      source.close();
+      connection.state = "closed";
+      try {
+        connection.note = JSON.parse(message.data).message || "the key was revoked";
+      } catch {
+        connection.note = "the key was revoked";
+      }
+      schedule();
+    });
     source.addEventListener("close", (message) => {
       try {
         connection.note = JSON.parse(message.data).reason || "closed by the gateway";
