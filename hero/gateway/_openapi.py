@@ -89,6 +89,7 @@ DESCRIPTIONS: dict[int, str] = {
     "nothing written",
     413: "the request body is over the gateway's limit; nothing written",
     422: "a field or parameter is invalid (each error names it); nothing written",
+    428: "this route needs an Idempotency-Key header; nothing written",
     429: "too many requests for this key; retry after the Retry-After header's seconds",
     503: "a service the route needs is not there; retry later",
 }

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from anyio import from_thread
 from fastapi import APIRouter, Depends, Header, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hero.domain import negotiation as nego
 from hero.domain.errors import Rejected
@@ -53,15 +53,13 @@ from schemas import (
     SetOfftakerMandate,
     new_id,
 )
-from schemas.ids import ID_PATTERN, NegotiationId, OfferId
+from schemas.ids import ID_PATTERN, FarmId, NegotiationId, NodeId, OfferId, OfftakerId
 from schemas.money import in_currency
 
 __all__ = [
     "CONFLICT_REASONS",
-    "OWNER_ID_MAX",
     "MandateBody",
     "NodeStatusBody",
-    "OwnerId",
     "PayoutBody",
     "PolicyBody",
     "RefundBody",
@@ -83,21 +81,13 @@ CONFLICT_REASONS = frozenset(
 the command names does not exist), the others 400."""
 
 
-#: The longest farm, node or offtaker id a command takes: the store's streams and accounts are
-#: named after them (``account-offtaker.<id>.TFT``) and must stay within 200 characters.
-OWNER_ID_MAX = 150
-OwnerId = Annotated[
-    str, StringConstraints(min_length=1, max_length=OWNER_ID_MAX, pattern=ID_PATTERN)
-]
-
-
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class PolicyBody(_Body):
     policy: FarmerPolicy
-    node_id: OwnerId | None = Field(default=None, description="for this node of the farm only")
+    node_id: NodeId | None = Field(default=None, description="for this node of the farm only")
     source_text: str | None = Field(default=None, max_length=8000)
 
 
@@ -119,14 +109,28 @@ class RejectBody(_Body):
 _TFT = in_currency("TFT", positive=True)
 
 
-class PayoutBody(_Body):
-    farm_id: OwnerId
+class _MoneyOutBody(_Body):
+    """Money leaving the grid: TFT above zero, as published (checked here so a body the
+    command would refuse is a 422 naming ``amount``, never an error inside the route)."""
+
     amount: Money = Field(json_schema_extra=_TFT)
 
+    @field_validator("amount")
+    @classmethod
+    def _positive_tft(cls, amount: Money) -> Money:
+        if amount.currency.value != "TFT":
+            raise ValueError(f"must be TFT, got {amount.currency.value}")
+        if amount.amount <= 0:
+            raise ValueError(f"must be above zero, got {amount}")
+        return amount
 
-class RefundBody(_Body):
-    offtaker_id: OwnerId
-    amount: Money = Field(json_schema_extra=_TFT)
+
+class PayoutBody(_MoneyOutBody):
+    farm_id: FarmId
+
+
+class RefundBody(_MoneyOutBody):
+    offtaker_id: OfftakerId
     reason: str = Field(min_length=1, max_length=200)
 
 
@@ -156,6 +160,26 @@ def refusal_status(reason: str) -> int:
     if reason.startswith("unknown_"):
         return status.HTTP_404_NOT_FOUND
     return status.HTTP_400_BAD_REQUEST
+
+
+#: The payouts' and refunds' Idempotency-Key, published as required. The parameter itself is
+#: optional (and left out of the schema) so that a request without it is 428 with the reason,
+#: as payment APIs answer, not a bare field error.
+REQUIRED_IDEMPOTENCY_KEY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "pattern": ID_PATTERN, "maxLength": 150},
+            "description": "required: a retry with the same key is applied once",
+        }
+    ]
+}
+MoneyOutKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=ID_PATTERN, max_length=150, include_in_schema=False),
+]
 
 
 def _required(idempotency_key: str | None) -> str:
@@ -241,7 +265,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.put("/farms/{farm_id}/policy", summary="Set a farm's (or one node's) policy")
     def set_policy(
-        farm_id: OwnerId,
+        farm_id: FarmId,
         body: PolicyBody,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
@@ -264,7 +288,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.put("/offtakers/{offtaker_id}/mandate", summary="Set an offtaker's mandate")
     def set_mandate(
-        offtaker_id: OwnerId,
+        offtaker_id: OfftakerId,
         body: MandateBody,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
@@ -320,7 +344,7 @@ def router(context: GatewayContext) -> APIRouter:
 
     @api.put("/nodes/{node_id}/status", summary="Mark a node of your farm up, down or standby")
     def set_node_status(
-        node_id: OwnerId,
+        node_id: NodeId,
         body: NodeStatusBody,
         principal: Annotated[Principal, Depends(caller)],
         idempotency_key: IdempotencyKey = None,
@@ -360,11 +384,17 @@ def router(context: GatewayContext) -> APIRouter:
             ],
         }
 
-    @api.post("/payouts", status_code=status.HTTP_201_CREATED, summary="Pay a farmer out (admin)")
+    @api.post(
+        "/payouts",
+        status_code=status.HTTP_201_CREATED,
+        summary="Pay a farmer out (admin)",
+        responses=errors(428),
+        openapi_extra=REQUIRED_IDEMPOTENCY_KEY,
+    )
     def payout(
         body: PayoutBody,
         principal: Annotated[Principal, Depends(caller)],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: MoneyOutKey = None,
     ) -> dict[str, Any]:
         require_role(principal, Role.ADMIN)
         command = PayOutFarmer(
@@ -374,11 +404,17 @@ def router(context: GatewayContext) -> APIRouter:
         )
         return post_out(principal, command)
 
-    @api.post("/refunds", status_code=status.HTTP_201_CREATED, summary="Refund an offtaker (admin)")
+    @api.post(
+        "/refunds",
+        status_code=status.HTTP_201_CREATED,
+        summary="Refund an offtaker (admin)",
+        responses=errors(428),
+        openapi_extra=REQUIRED_IDEMPOTENCY_KEY,
+    )
     def refund_offtaker(
         body: RefundBody,
         principal: Annotated[Principal, Depends(caller)],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: MoneyOutKey = None,
     ) -> dict[str, Any]:
         require_role(principal, Role.ADMIN)
         command = RefundOfftaker(

@@ -18,11 +18,12 @@ from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.gateway._openapi import errors
 from hero.gateway.app import create_app
-from hero.gateway.commands import OWNER_ID_MAX, refusal_status
+from hero.gateway.commands import refusal_status
 from hero.gateway.context import GatewayContext
 from hero.store.memory import MemoryEventStore
 from schemas import FarmerPolicy, Money
 from schemas.catalogue.policies import ScalingPolicy
+from schemas.ids import OFFTAKER_ID_MAX
 
 KEYED_ERRORS = {"401", "403", "422", "429"}
 PUBLIC = {"/health", "/v1/asyncapi.json", "/v1/schemas", "/v1/schemas/{type_name}"}
@@ -172,7 +173,7 @@ def test_a_refusal_for_something_unknown_is_404_state_409_other_400() -> None:
 
 def test_ids_that_name_streams_leave_room_for_the_stream_prefixes() -> None:
     # account-offtaker.<id>.TFT must fit the store's 200 characters
-    assert len(f"account-offtaker.{'x' * OWNER_ID_MAX}.TFT") <= 200
+    assert len(f"account-offtaker.{'x' * OFFTAKER_ID_MAX}.TFT") <= 200
 
 
 def test_the_error_helper_refuses_an_undescribed_status() -> None:
