@@ -6,17 +6,42 @@ USD prices in units of 1e-7 USD (DOMAIN.md), so fiat prices per hour stay exact 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_serializer, field_validator
 
-__all__ = ["MAX_AMOUNT", "Currency", "CurrencyMismatch", "Money"]
+__all__ = [
+    "AMOUNT_PATTERN",
+    "MAX_AMOUNT",
+    "POSITIVE_AMOUNT_PATTERN",
+    "Currency",
+    "CurrencyMismatch",
+    "Money",
+    "in_currency",
+]
 
 #: Amounts stay below 10^18 so that sums and differences (25 significant digits at most with
 #: 7 places) are exact in Decimal's default 28-digit context.
 MAX_AMOUNT = Decimal(10) ** 18
+#: How an amount is written in JSON, read and written: a fixed-point decimal string, below
+#: 10^18 in magnitude, with at most 7 places (what the validators below enforce).
+AMOUNT_PATTERN = r"^-?[0-9]{1,18}(\.[0-9]{1,7})?$"
+#: Amounts above 0, as published for fields that take only those (no trailing zeros).
+POSITIVE_AMOUNT_PATTERN = r"^([1-9][0-9]{0,17}(\.[0-9]{1,7})?|0\.[0-9]{0,6}[1-9])$"
+# The published schema says "a string", in both modes: JSON numbers are refused (a float
+# cannot hold 0.1), so pydantic's default for Decimal (a number or a string) would promise
+# what the validator refuses.
+_AMOUNT_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "pattern": AMOUNT_PATTERN,
+        "description": "a decimal string, at most 7 places: never a JSON number",
+        "examples": ["12.50", "0.0000001"],
+    }
+)
 
 
 class Currency(StrEnum):
@@ -33,6 +58,26 @@ class Currency(StrEnum):
         return Decimal(1).scaleb(-self.places)
 
 
+def in_currency(
+    currency: Currency | str, *, positive: bool = False
+) -> Callable[[dict[str, Any]], None]:
+    """The ``Field(json_schema_extra=...)`` of a Money field that takes one currency (and,
+    if ``positive``, only amounts above 0): the published schema says so, as the checks of
+    the model or service do. (``allOf`` rather than a sibling of ``$ref``, which OpenAPI 3.0
+    tools ignore.)"""
+    properties: dict[str, Any] = {"currency": {"const": Currency(currency).value}}
+    if positive:
+        properties["amount"] = {"pattern": POSITIVE_AMOUNT_PATTERN}
+    only = {"properties": properties}
+
+    def narrow(schema: dict[str, Any]) -> None:
+        for branch in [schema, *schema.get("anyOf", [])]:
+            if "$ref" in branch:
+                branch["allOf"] = [{"$ref": branch.pop("$ref")}, only]
+
+    return narrow
+
+
 class CurrencyMismatch(ValueError):
     """Arithmetic or comparison between two currencies; convert through a quote first."""
 
@@ -42,7 +87,7 @@ class Money(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    amount: Decimal
+    amount: Annotated[Decimal, _AMOUNT_SCHEMA]
     currency: Currency
 
     @field_validator("amount", mode="before")

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from hero.gateway import catalogue, commands, dashboard, metrics, queries, streams, webhooks
 from hero.gateway._client_rate import ClientRate
 from hero.gateway._health import health_report, watch_task
+from hero.gateway._openapi import install_error_shape
 from hero.gateway.auth import RATE_LIMITS, api_keys, declare_rate_limits, rate_limits_for
 from hero.gateway.context import GatewayContext
 from hero.gateway.limits import DEFAULT_MAX_BODY, BodyLimit
@@ -75,6 +76,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    install_error_shape(app)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(ClientRate)  # added last: runs first, before a body is read
     app.include_router(commands.router(context))

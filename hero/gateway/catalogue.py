@@ -33,6 +33,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
+from hero.gateway._openapi import errors
 from hero.gateway.context import GatewayContext
 from hero.log.consumer import DeadLetter
 from schemas import REGISTRY, Envelope, Topic
@@ -401,7 +402,9 @@ def router(context: GatewayContext) -> APIRouter:
     @api.get(
         "/schemas/{type_name}",
         summary="The JSON Schema of one event or command type",
-        responses={404: {"description": "unknown type; `close_matches` names similar ones"}},
+        responses={
+            404: {**errors(404)[404], "description": "unknown type; `close_matches` names some"}
+        },
     )
     async def get_schema(type_name: str) -> Response:
         body = schema_bodies.get(type_name)

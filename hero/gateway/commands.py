@@ -25,11 +25,12 @@ from typing import Annotated, Any
 
 from anyio import from_thread
 from fastapi import APIRouter, Depends, Header, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hero.domain import negotiation as nego
 from hero.domain.errors import Rejected
 from hero.domain.node import node_stream
+from hero.gateway._openapi import BODY, KEYED, KEYED_SECURITY, errors
 from hero.gateway.auth import caller, forbid, refuse, require_farm, require_offtaker, require_role
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.market.service import CommandRejected, HandleResult, MarketService
@@ -53,6 +54,7 @@ from schemas import (
     new_id,
 )
 from schemas.ids import ID_PATTERN, FarmId, NegotiationId, NodeId, OfferId, OfftakerId
+from schemas.money import in_currency
 
 __all__ = [
     "CONFLICT_REASONS",
@@ -75,7 +77,8 @@ CONFLICT_REASONS = frozenset(
         "node_unavailable", "offer_expired", "too_late", "duplicate_transfer",
     }
 )  # fmt: skip
-"""Service refusals that depend on the current state (409); the others are 400."""
+"""Service refusals that depend on the current state (409); ``unknown_*`` ones are 404 (what
+the command names does not exist), the others 400."""
 
 
 class _Body(BaseModel):
@@ -102,14 +105,32 @@ class RejectBody(_Body):
     reason: str = Field(default="rejected by the farmer", min_length=1, max_length=500)
 
 
-class PayoutBody(_Body):
+# Payouts and refunds move TFT, more than 0 (hero.payments refuses others): the schema says so.
+_TFT = in_currency("TFT", positive=True)
+
+
+class _MoneyOutBody(_Body):
+    """Money leaving the grid: TFT above zero, as published (checked here so a body the
+    command would refuse is a 422 naming ``amount``, never an error inside the route)."""
+
+    amount: Money = Field(json_schema_extra=_TFT)
+
+    @field_validator("amount")
+    @classmethod
+    def _positive_tft(cls, amount: Money) -> Money:
+        if amount.currency.value != "TFT":
+            raise ValueError(f"must be TFT, got {amount.currency.value}")
+        if amount.amount <= 0:
+            raise ValueError(f"must be above zero, got {amount}")
+        return amount
+
+
+class PayoutBody(_MoneyOutBody):
     farm_id: FarmId
-    amount: Money
 
 
-class RefundBody(_Body):
+class RefundBody(_MoneyOutBody):
     offtaker_id: OfftakerId
-    amount: Money
     reason: str = Field(min_length=1, max_length=200)
 
 
@@ -134,7 +155,31 @@ def command_id_for(principal: Principal, idempotency_key: str | None, prefix: st
 def refusal_status(reason: str) -> int:
     if reason == KEY_REUSED:
         return status.HTTP_422_UNPROCESSABLE_ENTITY
-    return status.HTTP_409_CONFLICT if reason in CONFLICT_REASONS else status.HTTP_400_BAD_REQUEST
+    if reason in CONFLICT_REASONS:
+        return status.HTTP_409_CONFLICT
+    if reason.startswith("unknown_"):
+        return status.HTTP_404_NOT_FOUND
+    return status.HTTP_400_BAD_REQUEST
+
+
+#: The payouts' and refunds' Idempotency-Key, published as required. The parameter itself is
+#: optional (and left out of the schema) so that a request without it is 428 with the reason,
+#: as payment APIs answer, not a bare field error.
+REQUIRED_IDEMPOTENCY_KEY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "pattern": ID_PATTERN, "maxLength": 150},
+            "description": "required: a retry with the same key is applied once",
+        }
+    ]
+}
+MoneyOutKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=ID_PATTERN, max_length=150, include_in_schema=False),
+]
 
 
 def _required(idempotency_key: str | None) -> str:
@@ -161,7 +206,12 @@ def _duplicate(command_id: str) -> None:
 
 
 def router(context: GatewayContext) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["commands"])
+    api = APIRouter(
+        prefix="/v1",
+        tags=["commands"],
+        dependencies=KEYED_SECURITY,
+        responses=errors(*KEYED, *BODY, 404, 409),
+    )
     store = context.store
     market = MarketService(
         store, context.clock, actor="gateway", pricing=context.settings.pricing()
@@ -334,11 +384,17 @@ def router(context: GatewayContext) -> APIRouter:
             ],
         }
 
-    @api.post("/payouts", status_code=status.HTTP_201_CREATED, summary="Pay a farmer out (admin)")
+    @api.post(
+        "/payouts",
+        status_code=status.HTTP_201_CREATED,
+        summary="Pay a farmer out (admin)",
+        responses=errors(428),
+        openapi_extra=REQUIRED_IDEMPOTENCY_KEY,
+    )
     def payout(
         body: PayoutBody,
         principal: Annotated[Principal, Depends(caller)],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: MoneyOutKey = None,
     ) -> dict[str, Any]:
         require_role(principal, Role.ADMIN)
         command = PayOutFarmer(
@@ -348,11 +404,17 @@ def router(context: GatewayContext) -> APIRouter:
         )
         return post_out(principal, command)
 
-    @api.post("/refunds", status_code=status.HTTP_201_CREATED, summary="Refund an offtaker (admin)")
+    @api.post(
+        "/refunds",
+        status_code=status.HTTP_201_CREATED,
+        summary="Refund an offtaker (admin)",
+        responses=errors(428),
+        openapi_extra=REQUIRED_IDEMPOTENCY_KEY,
+    )
     def refund_offtaker(
         body: RefundBody,
         principal: Annotated[Principal, Depends(caller)],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: MoneyOutKey = None,
     ) -> dict[str, Any]:
         require_role(principal, Role.ADMIN)
         command = RefundOfftaker(

@@ -45,6 +45,7 @@ from fastapi import APIRouter, Depends, Response
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._prometheus import CONTENT_TYPE, Counter, Gauge, Metric, Registry
 from hero.gateway._strategy_metrics import (
     DECISION_EVENTS,
@@ -536,7 +537,8 @@ def router(context: GatewayContext) -> APIRouter:
         "/metrics",
         summary="Prometheus metrics (text format 0.0.4): counts only, an admin key needed",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **errors(*KEYED)},
+        dependencies=KEYED_SECURITY,
     )
     async def scrape(principal: Annotated[Principal, Depends(caller)]) -> Response:
         require_role(principal, Role.ADMIN)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 
+from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._paging import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, decode_cursor
 from hero.gateway._paging import page_of as _page_of
 from hero.gateway.auth import caller, forbid, refuse
@@ -56,9 +57,7 @@ Cursor = Annotated[
     Query(description="the previous page's next_cursor (opaque)"),
 ]
 #: The refusals of a list besides the caller's (declared for the OpenAPI document).
-LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a cursor not handed out for this list (invalid_cursor)"},
-}
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = errors(400)  # a cursor not handed out here
 
 
 def _after(name: str, cursor: str | None) -> str | None:
@@ -99,7 +98,9 @@ def _id_of(document: dict[str, Any]) -> str:
 
 
 def router(context: GatewayContext) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["queries"])
+    api = APIRouter(
+        prefix="/v1", tags=["queries"], dependencies=KEYED_SECURITY, responses=errors(*KEYED)
+    )
 
     def models() -> ReadModelsPort:
         port: ReadModelsPort = context.extras["read_models"]
@@ -195,6 +196,7 @@ def router(context: GatewayContext) -> APIRouter:
             methods=["GET"],
             summary=f"One {_SINGULAR[name]}, if in the caller's scope",
             name=f"get_{_SINGULAR[name]}",
+            responses=errors(404),
         )
 
     for name in PROJECTIONS:

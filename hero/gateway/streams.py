@@ -56,8 +56,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from hero.gateway._bounds import RATE_LIMITED, StreamSlots
+from hero.gateway._bounds import StreamSlots
 from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
+from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._stream_rules import (
     DEVELOPER_VIEW,
     FULL_VIEW,
@@ -478,11 +479,8 @@ def router(context: GatewayContext) -> APIRouter:
     @api.get(
         "/v1/streams/{topic}",
         response_class=StreamingResponse,
-        responses={
-            200: {"content": {"text/event-stream": {}}},
-            400: {"description": "start or Last-Event-ID not a position up to the head"},
-            **RATE_LIMITED,
-        },
+        responses={200: {"content": {"text/event-stream": {}}}, **errors(*KEYED, 400, 404)},
+        dependencies=KEYED_SECURITY,
     )
     async def stream(
         http: Request,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.exact import honest_decimals
 from schemas.ids import OfferId
 
 __all__ = [
@@ -21,8 +22,12 @@ __all__ = [
 ]
 
 
+def _value_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    honest_decimals(schema, floats=True)
+
+
 class Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_value_schema)
 
 
 class NodeStatus(StrEnum):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from schemas.bounds import non_negative, positive
 from schemas.catalogue.common import Negotiator, Sla, Value
-from schemas.exact import ExactModel
+from schemas.exact import ExactModel, honest_decimals
 from schemas.ids import FarmId, NodeId, OfftakerId, WorkloadId
 from schemas.messages import Event, event
-from schemas.money import Money
+from schemas.money import Money, in_currency
 from schemas.resources import Grid, Resources
 from schemas.topics import Topic
 
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 
+_USD = in_currency("USD")  # the validators below refuse other currencies
+
 #: A workload's replicas at most; offer indexes within a negotiation stay below it too
 #: (``schemas.ids`` counts on 4 digits).
 MAX_REPLICAS = 10_000
@@ -43,14 +46,47 @@ class PolicyMode(StrEnum):
     OFF = "off"
 
 
+def _priced_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    """What ``FarmerPolicy._priced`` checks, said in the schema: a markup or fixed prices,
+    never both, and one of them unless the policy is off."""
+    honest_decimals(schema, floats=True)
+    unset = {"type": "null"}
+    given = {"not": unset}
+    fixed = [{"required": [name], "properties": {name: given}} for name in _PRICES]
+    no_markup = {"anyOf": [{"not": {"required": ["markup"]}}, {"properties": {"markup": unset}}]}
+    no_prices = {
+        "allOf": [
+            {"anyOf": [{"not": {"required": [name]}}, {"properties": {name: unset}}]}
+            for name in _PRICES
+        ]
+    }
+    off = {"required": ["mode"], "properties": {"mode": {"const": PolicyMode.OFF.value}}}
+    markup = {"required": ["markup"], "properties": {"markup": given}}
+    schema["allOf"] = [
+        {"anyOf": [no_markup, no_prices]},
+        {"anyOf": [off, markup, *fixed]},
+    ]
+
+
+_PRICES = ("price_cu_hour", "price_su_hour")
+
+
 class FarmerPolicy(Value):
     """How a farmer agent answers RFQs for a farm (or one node of it)."""
 
+    model_config = ConfigDict(json_schema_extra=_priced_schema)
+
     mode: PolicyMode = PolicyMode.AUTO
-    price_cu_hour: Money | None = Field(default=None, description="USD per CU-hour")
-    price_su_hour: Money | None = Field(default=None, description="USD per SU-hour")
+    price_cu_hour: Money | None = Field(
+        default=None, description="USD per CU-hour", json_schema_extra=_USD
+    )
+    price_su_hour: Money | None = Field(
+        default=None, description="USD per SU-hour", json_schema_extra=_USD
+    )
     markup: Decimal | None = Field(default=None, gt=0, description="x reference price")
-    floor_cu_hour: Money | None = Field(default=None, description="never below, USD/CU-hour")
+    floor_cu_hour: Money | None = Field(
+        default=None, description="never below, USD/CU-hour", json_schema_extra=_USD
+    )
     reserve_share: Decimal = Field(default=Decimal(0), ge=0, lt=1)
     max_term_hours: int | None = Field(default=None, gt=0, le=MAX_TERM_HOURS)
     allow_offtakers: list[OfftakerId] = Field(default_factory=list)
@@ -106,7 +142,9 @@ class ScalingPolicy(ExactModel):
     metrics that are not a utilization.
     """
 
-    metric: str = Field(min_length=1, max_length=100)
+    metric: str = Field(
+        min_length=1, max_length=100, json_schema_extra={"enum": list(SCALING_METRICS)}
+    )
     target: Decimal = Field(gt=0)
     tolerance: Decimal = Field(default=Decimal("0.1"), ge=0, lt=1)
     min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
@@ -161,8 +199,8 @@ class Mandate(Value):
     """What an offtaker agent may do on the offtaker's behalf."""
 
     workloads: list[WorkloadSpec] = Field(min_length=1)
-    budget_month: Money
-    max_price_cu_hour: Money
+    budget_month: Money = Field(json_schema_extra=_USD)
+    max_price_cu_hour: Money = Field(json_schema_extra=_USD)
     prefer_grid: Grid | None = None
     certified_only: bool = False
     spread_across_farms: bool = True

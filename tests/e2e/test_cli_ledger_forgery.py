@@ -73,8 +73,28 @@ def test_a_one_sided_leg_already_in_the_store_is_reported_and_cannot_be_refunded
     assert shown["balance"]["amount"] == "199.0000000"
     assert [u["transfer_id"] for u in shown["unbalanced"]] == ["forged-1"]
 
-    refused = hero("payments", "refund", "acme", "1000", "--reason", "forged", data_dir=data)
+    refused = hero(
+        "payments",
+        "refund",
+        "acme",
+        "1000",
+        "--reason",
+        "forged",
+        "--command-id",
+        "r-forged",
+        data_dir=data,
+    )
     assert refused.returncode == 2
     assert "insufficient_funds" in refused.stderr
-    allowed = hero("payments", "refund", "acme", "100", "--reason", "real", data_dir=data)
+    allowed = hero(
+        "payments",
+        "refund",
+        "acme",
+        "100",
+        "--reason",
+        "real",
+        "--command-id",
+        "r-real",
+        data_dir=data,
+    )
     assert allowed.returncode == 0, allowed.stderr

@@ -53,7 +53,7 @@ def _context(stack: RunningStack, tmp_path: Path, redis_url: str, max_lag: int) 
 
 def _farms(store: SqliteEventStore, count: int) -> int:
     for _ in range(count):
-        farm_id = new_id("f")
+        farm_id = new_id("f")[:20]  # a farm id has at most 24 characters
         event = FarmRegistered(
             farm_id=farm_id, name="F", grid=Grid.GRID3, country="BE", region="eu"
         )

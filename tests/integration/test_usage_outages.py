@@ -104,7 +104,7 @@ class Outage:
 
     def __init__(self, directory: Path, broker: BrokerProcess, valkey: ValkeyProcess):
         self.directory, self.broker, self.valkey = directory, broker, valkey
-        self.tag = new_id("outage")
+        self.tag = new_id("o")[:14]  # ids derived from it stay within the 24 of schemas.ids
         self.store = SqliteEventStore(directory / "events.db")
         self.first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
         self.contracts = [_contract(i, self.tag, self.first_hour) for i in range(CONTRACTS)]

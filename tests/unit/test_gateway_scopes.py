@@ -103,4 +103,4 @@ def test_idempotency_keys_are_scoped_to_the_api_key() -> None:
     assert command_id_for(OFFTAKER, "retry-1", "policy") != command_id_for(FARMER, "retry-1", "x")
     assert command_id_for(FARMER, None, "policy").startswith("gw-policy_")
     assert refusal_status("insufficient_funds") == 409
-    assert refusal_status("unknown_farm") == 400
+    assert refusal_status("unknown_farm") == 404  # what the command names does not exist
