@@ -7,13 +7,11 @@ and starts every process with umask 077 so that what they create is private too.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "PRIVATE_UMASK", "make_private", "private_secret"]
+__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "PRIVATE_UMASK", "make_private"]
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -57,19 +55,3 @@ def _close(path: Path) -> None:
         os.chmod(path, PRIVATE_DIR)
     elif stat.S_ISREG(info.st_mode):
         os.chmod(path, PRIVATE_FILE)
-
-
-def private_secret(path: Path, nbytes: int = 32) -> str:
-    """The secret in ``path``, made once (0600) if missing; two starters agree on one."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and linked into place: no one ever reads a half-written secret.
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(nbytes))
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-        draft.unlink()
-    os.chmod(path, PRIVATE_FILE)
-    return path.read_text().strip()

@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from hero.config import LOOPBACK, HeroSettings
+from hero.secretfile import secret_in
 from infra._binaries import tansu_binary, valkey_binary
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._logs import contains, open_log, tail
 from infra._ports import free_ports, port_frees, tcp_answers
-from infra._private import PRIVATE_FILE, PRIVATE_UMASK, private_secret
+from infra._private import PRIVATE_FILE, PRIVATE_UMASK
 from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
@@ -335,7 +336,7 @@ class ValkeyProcess(_PortedProcess):
 
     @property
     def password(self) -> str:
-        return private_secret(self.data_dir / self.SECRET_FILE)
+        return secret_in(self.data_dir / self.SECRET_FILE)
 
     @property
     def url(self) -> str | None:

@@ -8,11 +8,9 @@ repeats work. ``<data_dir>/run/treasury.health`` tells the port, the pid and the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import RevenueSplit
 from hero.payments.billing import BillingReport, BillingService, BillingSettings
+from hero.secretfile import secret_in
 from hero.store import EventStore, skip_counts
 
 __all__ = [
@@ -50,19 +49,7 @@ def webhook_secret(settings: HeroSettings) -> bytes:
     """The configured secret, or the data dir's own (made once, readable by its owner only)."""
     if settings.webhook_secret is not None:
         return settings.webhook_secret.get_secret_value().encode()
-    path = settings.data_dir / "treasury.secret"
-    if not path.exists():
-        # Written aside and linked into place: two processes starting at once agree on one
-        # secret, and neither ever reads a half-written file.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".treasury.secret.{os.getpid()}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_hex(32))
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-        draft.unlink()
-    return path.read_text().strip().encode()
+    return secret_in(settings.data_dir / "treasury.secret").encode()
 
 
 def oracle_from(settings: HeroSettings, clock: Clock) -> PriceOracle:

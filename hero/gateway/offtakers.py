@@ -17,20 +17,17 @@ the ones whose text mentions ``offtaker`` are parsed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import re
-import secrets
 import threading
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from hero.config import HeroSettings
 from hero.gateway.context import GatewayContext
 from hero.gateway.redaction import Pseudonyms
+from hero.secretfile import secret_in
 from hero.store import EventStore
 
 __all__ = ["SECRET_FILE", "OfftakerDirectory", "directory_for", "gateway_secret", "named_in"]
@@ -47,23 +44,7 @@ def gateway_secret(settings: HeroSettings) -> bytes:
     offtaker gets different pseudonyms from different gateways."""
     if settings.api_secret is not None:
         return settings.api_secret.get_secret_value().encode()
-    path = settings.data_dir / SECRET_FILE
-    if not path.exists():
-        _write_once(path)
-    return path.read_text().strip().encode()
-
-
-def _write_once(path: Path) -> None:
-    # Written aside and linked into place: two gateways starting at once agree on one
-    # secret, and neither ever reads a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_hex(32))
-    with contextlib.suppress(FileExistsError):
-        os.link(draft, path)
-    draft.unlink()
+    return secret_in(settings.data_dir / SECRET_FILE).encode()
 
 
 def named_in(envelope: Mapping[str, Any]) -> set[str]:

@@ -6,7 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-from infra._private import make_private, private_secret
+from hero.secretfile import secret_in
+from infra._private import make_private
 
 
 def mode(path: Path) -> int:
@@ -47,7 +48,7 @@ def test_what_an_earlier_run_left_open_is_closed_and_the_users_files_are_not(
 
 def test_a_secret_is_made_once_and_readable_by_its_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "valkey.secret"
-    first = private_secret(path)
+    first = secret_in(path)
     assert len(first) >= 32
     assert mode(path) == 0o600
-    assert private_secret(path) == first
+    assert secret_in(path) == first
