@@ -29,12 +29,21 @@ from pathlib import Path
 
 import psycopg
 
-from hero.config import embedded_postgres_url_file
+from hero.config import HeroSettings, embedded_postgres_url_file
+from hero.store import StoreError, is_postgres_url, migrate
 from infra._private import PRIVATE_DIR, PRIVATE_FILE, private_secret
 from infra.errors import ComponentError
 from infra.processes import _PortedProcess
 
-__all__ = ["SYSTEM_USER", "PostgresProcess", "postgres_bin_dir"]
+__all__ = [
+    "SYSTEM_USER",
+    "PostgresProcess",
+    "external_store",
+    "postgres_bin_dir",
+    "prepare_store",
+    "store_answers",
+    "store_is_postgres",
+]
 
 SYSTEM_USER = "embedded_postgres"
 DATABASE = "hero"
@@ -145,14 +154,7 @@ class PostgresProcess(_PortedProcess):
 
     def _ready(self) -> bool:
         url = self.url("postgres")
-        if url is None:
-            return False
-        try:
-            with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
-                conn.execute("SELECT 1")
-        except psycopg.Error:
-            return False
-        return True
+        return url is not None and store_answers(url)
 
     def ensure_database(self) -> str:
         """Create the ``hero`` database if missing; its URL. Call once the server is ready."""
@@ -219,3 +221,31 @@ def _make_binaries_reachable() -> None:
             os.chmod(path, mode | 0o005)
         if path == path.parent or (path / "pyvenv.cfg").exists():
             break
+
+
+def store_is_postgres(settings: HeroSettings) -> bool:
+    """The stack's store is PostgreSQL: the embedded one, or an external server's URL."""
+    return settings.embedded_postgres or is_postgres_url(settings.store_url or "")
+
+
+def external_store(settings: HeroSettings) -> str | None:
+    """The external PostgreSQL's URL (``HERO_STORE_URL``), which ``hero up`` leaves alone."""
+    url = settings.store_url
+    return url if url and is_postgres_url(url) else None
+
+
+def store_answers(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def prepare_store(url: str) -> list[str]:
+    """Apply the schema's migrations (what ``hero up`` does before anything uses the store)."""
+    try:
+        return migrate(url)
+    except StoreError as exc:
+        raise ComponentError("postgres", f"cannot migrate the store: {exc}") from exc

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
@@ -21,9 +22,27 @@ def _table(components: list[ComponentStatus]) -> Table:
     return table
 
 
-def up(data_dir: DataDir = None, as_json: AsJson = False) -> None:
-    """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents); wait for health."""
+StoreChoice = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="HERO_STORE",
+        help="the embedded event store: sqlite (events.db) or postgres (PostgreSQL under the"
+        " data dir) [default: postgres if this data dir has one, else sqlite]",
+        show_default=False,
+    ),
+]
+_STORES = ("sqlite", "postgres")
+
+
+def up(data_dir: DataDir = None, store: StoreChoice = None, as_json: AsJson = False) -> None:
+    """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents, and PostgreSQL with
+    --store postgres); wait for health."""
+    if store is not None and store not in _STORES:
+        fail(f"--store must be one of {', '.join(_STORES)}, got {store!r}")
     settings = settings_for(data_dir)
+    if store is not None:
+        settings = settings.model_copy(update={"store": store})
     try:
         report = LocalStack(settings).up()
     except StackError as error:
