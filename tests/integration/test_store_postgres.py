@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from hero.config import HeroSettings, mask_url
 from hero.domain.clock import ManualClock, SystemClock
 from hero.store import (
     ANY_VERSION,
@@ -29,6 +30,7 @@ from hero.store import (
     recorded_after,
 )
 from hero.store.follow import next_batch
+from infra import LocalStack
 from infra.postgres import PostgresProcess
 from tests.unit.store_contract import (
     EventStoreContract,
@@ -284,3 +286,54 @@ def test_concurrent_writer_processes_and_a_follower_that_sees_every_event_once_i
             if process.is_alive():
                 process.kill()
         follower_store.close()
+
+
+# --- the launcher ---------------------------------------------------------------------------
+
+
+def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() -> None:
+    home = Path(tempfile.mkdtemp(prefix="hero-pg-stack-"))
+    home.chmod(0o711)
+    data_dir = home / "data"
+    stack = LocalStack(HeroSettings(data_dir=data_dir, store="postgres"))
+    report = stack.up()
+    try:
+        states = {c.name: c for c in report.components}
+        assert states["postgres"].state == "up"
+        assert states["postgres"].pid is not None
+        url = stack.settings.effective_store_url
+        assert url.startswith("postgresql://hero:")
+        assert "***" in report.model_dump_json()
+        assert stack.settings.masked()["store_url"] == mask_url(url)
+        store = open_store(url)
+        try:
+            store.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
+        finally:
+            store.close()
+    finally:
+        stopped = {c.name: c.state for c in stack.down()}
+    assert stopped["postgres"] == "down"
+    assert not PostgresProcess(data_dir).is_alive()
+    # Without --store: the data dir's PostgreSQL is found again, data and all (no new initdb).
+    again = LocalStack(HeroSettings(data_dir=data_dir))
+    try:
+        report = again.up()
+        assert {c.name: c.state for c in report.components}["postgres"] == "up"
+        store = open_store(again.settings.effective_store_url)
+        try:
+            assert store.stream_version("s1") == 1
+        finally:
+            store.close()
+    finally:
+        again.down()
+
+
+def test_an_external_postgres_url_is_reported_as_external(postgres, tmp_path):
+    url = postgres.url()
+    assert url is not None
+    stack = LocalStack(HeroSettings(data_dir=tmp_path / "hero", store_url=url))
+    status = {c.name: c for c in stack.status()}["postgres"]
+    assert status.state == "external"
+    assert status.detail == "answers"
+    assert status.address == mask_url(url)
+    assert postgres.password not in (status.address or "")
