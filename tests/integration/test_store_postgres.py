@@ -337,3 +337,47 @@ def test_an_external_postgres_url_is_reported_as_external(postgres, tmp_path):
     assert status.detail == "answers"
     assert status.address == mask_url(url)
     assert postgres.password not in (status.address or "")
+
+
+def test_a_writer_that_commits_late_is_never_skipped_by_a_follower(database_url):
+    """The interleaving a sequence gets wrong: A numbers its event first but commits last.
+
+    With a sequence, B (started later) would commit position 2 while A still held 1, and a
+    follower reading ``position > 0`` would move to 2 and never read 1. Here B waits on the
+    log head until A commits, and takes 2 after it.
+    """
+    first, second, follower = (PostgresEventStore(database_url) for _ in range(3))
+    clock = ManualClock()
+    results: list[int] = []
+    try:
+        with first.group_commit():
+            assert first.append("a", NO_STREAM, [new_event(clock)], "cmd-a").first_position == 1
+            writer = threading.Thread(
+                target=lambda: results.append(
+                    second.append("b", NO_STREAM, [new_event(clock)], "cmd-b").first_position
+                )
+            )
+            writer.start()
+            _wait_until_blocked_on_a_lock(database_url)
+            assert follower.read_all(1) == []  # nothing committed, and nothing skipped later
+            assert results == []
+        writer.join(30)
+        assert results == [2]
+        assert [(r.position, r.stream) for r in follower.read_all(1)] == [(1, "a"), (2, "b")]
+    finally:
+        for store in (first, second, follower):
+            store.close()
+
+
+def _wait_until_blocked_on_a_lock(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0]:
+                return
+            conn.execute("SELECT pg_sleep(0.01)")  # a server-side pause between probes
+    raise AssertionError("the second writer never waited on the log head")
