@@ -317,7 +317,11 @@ class PostgresEventStore(EventStore):
     def wait_for_new(self, after: int, timeout: float) -> bool:
         """LISTEN for an append past ``after``; True once there is one, False at ``timeout``."""
         deadline = time.monotonic() + timeout
-        with self._listen_lock:
+        # One listening connection per store object: a second waiter waits its turn, no longer
+        # than its own timeout.
+        if not self._listen_lock.acquire(timeout=max(timeout, 0)):
+            return self.current_position() > after
+        try:
             conn = self._listening()
             if self.current_position() > after:  # committed before the LISTEN took hold
                 return True
@@ -325,7 +329,17 @@ class PostgresEventStore(EventStore):
                 for notice in conn.notifies(timeout=left, stop_after=1):
                     if int(notice.payload) > after:
                         return True
+        except psycopg.OperationalError as error:
+            self._drop_listener()  # the server went away: listen afresh next time
+            raise StoreError(f"lost the PostgreSQL store while waiting: {error}") from error
+        finally:
+            self._listen_lock.release()
         return self.current_position() > after
+
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
     def _listening(self) -> Conn:
         if self._listener is None or self._listener.closed:
@@ -336,9 +350,7 @@ class PostgresEventStore(EventStore):
     def close(self) -> None:
         self._pool.close()
         with self._listen_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            self._drop_listener()
 
 
 def _notify(conn: Conn, position: int) -> None:

@@ -310,9 +310,19 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
             store.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
         finally:
             store.close()
+        with psycopg.connect(url) as conn:  # TCP on the loopback only, no unix socket
+            assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+            assert conn.execute("SHOW unix_socket_directories").fetchone() == ("",)
+        # The client holding a session above is gone; one still connected must not stall down.
+        lingering = psycopg.connect(url)
     finally:
+        began = time.monotonic()
         stopped = {c.name: c.state for c in stack.down()}
     assert stopped["postgres"] == "down"
+    with pytest.raises(psycopg.OperationalError):
+        lingering.execute("SELECT 1")  # its session was ended, not waited for
+    lingering.close()
+    assert time.monotonic() - began < PostgresProcess.stop_timeout
     assert not PostgresProcess(data_dir).is_alive()
     # Without --store: the data dir's PostgreSQL is found again, data and all (no new initdb).
     again = LocalStack(HeroSettings(data_dir=data_dir))
