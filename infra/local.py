@@ -474,6 +474,8 @@ class LocalStack:
             detail = treasury_detail(proc)
         elif isinstance(proc, UsageProcess):
             detail = usage_detail(proc)
+        elif isinstance(proc, PostgresProcess):
+            detail = f"PostgreSQL, cluster in {proc.pgdata}"
         elif isinstance(proc, GatewayProcess):
             detail = gateway_detail(proc)
             if gateway_degraded(proc):

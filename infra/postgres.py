@@ -29,10 +29,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-import psycopg
-
 from hero.config import HeroSettings, embedded_postgres_url_file
 from hero.store import StoreError, is_postgres_url, migrate
+from hero.store.postgres import create_database, server_answers
 from infra._private import PRIVATE_DIR, PRIVATE_FILE, private_secret
 from infra.errors import ComponentError
 from infra.processes import _PortedProcess
@@ -171,10 +170,11 @@ class PostgresProcess(_PortedProcess):
         admin, url = self.url("postgres"), self.url()
         if admin is None or url is None:
             raise ComponentError(self.name, "not started")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-            if found.fetchone() is None:
-                conn.execute(f"CREATE DATABASE {DATABASE}")
+        try:
+            create_database(admin, DATABASE)
+        except StoreError as exc:
+            reason = f"cannot create the {DATABASE} database: {exc}"
+            raise ComponentError(self.name, reason) from exc
         path = embedded_postgres_url_file(self.data_dir)
         path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
@@ -245,12 +245,7 @@ def external_store(settings: HeroSettings) -> str | None:
 
 
 def store_answers(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error:
-        return False
-    return True
+    return server_answers(url, timeout)
 
 
 def prepare_store(url: str) -> list[str]:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from importlib import resources
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg_pool import ConnectionPool
 
 from hero.domain.clock import Clock, SystemClock
@@ -55,8 +55,10 @@ __all__ = [
     "PostgresCheckpointStore",
     "PostgresEventStore",
     "applied_migrations",
+    "create_database",
     "migrate",
     "migrations",
+    "server_answers",
 ]
 
 CHANNEL = "hero_events"
@@ -110,6 +112,27 @@ def _migrate(conn: Conn) -> list[str]:
             )
             applied.append(name)
     return applied
+
+
+def server_answers(url: str, timeout: float = 2.0) -> bool:
+    """True when a PostgreSQL server accepts this URL's login and answers a query."""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout)), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def create_database(admin_url: str, name: str) -> bool:
+    """Create database ``name`` (a plain identifier) if missing; True when it was created."""
+    if not name.isidentifier() or not name.isascii():
+        raise StoreError(f"a database name must be a plain identifier, got {name!r}")
+    with _connect(admin_url) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
 
 
 def _connect(url: str) -> Conn:
