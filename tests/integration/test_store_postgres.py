@@ -322,6 +322,10 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
     with pytest.raises(psycopg.OperationalError):
         lingering.execute("SELECT 1")  # its session was ended, not waited for
     lingering.close()
+    password = PostgresProcess(data_dir).password
+    logs = {path.name: path.read_text() for path in (data_dir / "logs").glob("*.log")}
+    assert "relay.log" in logs
+    assert [name for name, text in logs.items() if password in text] == []
     assert time.monotonic() - began < PostgresProcess.stop_timeout
     assert not PostgresProcess(data_dir).is_alive()
     # Without --store: the data dir's PostgreSQL is found again, data and all (no new initdb).
