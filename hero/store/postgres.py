@@ -96,6 +96,8 @@ def migrate(url: str) -> list[str]:
 
 def _migrate(conn: Conn) -> list[str]:
     applied: list[str] = []
+    if {version for version, _, _ in migrations()} <= set(applied_migrations(conn)):
+        return applied  # up to date: no lock, no DDL (a user without CREATE may open it)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(
@@ -138,7 +140,7 @@ def create_database(admin_url: str, name: str) -> bool:
 def _connect(url: str) -> Conn:
     try:
         return psycopg.connect(url, autocommit=True)
-    except psycopg.OperationalError as error:
+    except psycopg.Error as error:  # libpq's messages name host and port, never the password
         raise StoreError(f"cannot connect to the PostgreSQL store: {error}") from error
 
 

@@ -23,6 +23,7 @@ from hero.store import (
     NewEvent,
     PostgresCheckpointStore,
     PostgresEventStore,
+    StoreError,
     StreamAppend,
     migrate,
     open_checkpoints,
@@ -154,6 +155,17 @@ def test_open_store_and_checkpoints_pick_postgres(database_url):
     finally:
         store.close()
         checkpoints.close()
+
+
+def test_a_url_the_store_cannot_use_is_refused_without_its_password(postgres):
+    url = postgres.url("no_such_database")
+    assert url is not None
+    with pytest.raises(StoreError, match="cannot connect to the PostgreSQL store") as refused:
+        open_store(url)
+    assert postgres.password not in str(refused.value)
+    with pytest.raises(StoreError, match="cannot connect") as refused:
+        open_store("postgresql://hero:hunter2@127.0.0.1:1/hero?no_such_option=1")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_migrate_applies_each_file_once(database_url):
@@ -319,6 +331,7 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
         began = time.monotonic()
         stopped = {c.name: c.state for c in stack.down()}
     assert stopped["postgres"] == "down"
+    assert {c.name: c.state for c in stack.status()}["postgres"] == "down"
     with pytest.raises(psycopg.OperationalError):
         lingering.execute("SELECT 1")  # its session was ended, not waited for
     lingering.close()
