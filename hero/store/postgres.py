@@ -176,7 +176,12 @@ class PostgresEventStore(EventStore):
         with _connect(url) as conn:
             _migrate(conn)  # an external server needs only the URL
         self._pool: ConnectionPool[Conn] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=True
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            configure=_read_committed,
+            open=True,
         )
         self._listen_lock = threading.Lock()
         self._listener: Conn | None = None
@@ -376,6 +381,12 @@ class PostgresEventStore(EventStore):
         self._pool.close()
         with self._listen_lock:
             self._drop_listener()
+
+
+def _read_committed(conn: Conn) -> None:
+    # Whatever the server's default: a writer waiting on the log head must read the head its
+    # predecessor committed (under REPEATABLE READ the wait would end in a serialization error).
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
 def _notify(conn: Conn, position: int) -> None:
