@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hero.config import HeroSettings, embedded_postgres_url_file
 from hero.store import StoreError, is_postgres_url, migrate
-from hero.store.postgres import create_database, server_answers
+from hero.store.postgres_schema import create_database, server_answers
 from infra._private import PRIVATE_DIR, PRIVATE_FILE, private_secret
 from infra.errors import ComponentError
 from infra.processes import _PortedProcess

@@ -26,7 +26,8 @@ from hero.store.port import (
     StoreError,
     StreamAppend,
 )
-from hero.store.postgres import PostgresCheckpointStore, PostgresEventStore, migrate
+from hero.store.postgres import PostgresCheckpointStore, PostgresEventStore
+from hero.store.postgres_schema import migrate
 from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
 __all__ = [

@@ -17,7 +17,8 @@ keeps writers parallel but leaves gaps and makes every reader reason about snaps
 
 Each append NOTIFYs ``hero_events`` with its last position; :meth:`wait_for_new` LISTENs, so
 followers wake at the commit instead of at their next poll (the poll stays as the fallback).
-The schema comes from the versioned files in ``hero/store/migrations`` (:func:`migrate`).
+The schema comes from the versioned files in ``hero/store/migrations``
+(:mod:`hero.store.postgres_schema`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from hero.domain.clock import Clock, SystemClock
@@ -49,99 +49,13 @@ from hero.store.port import (
     check_command_id,
     check_many_arguments,
 )
+from hero.store.postgres_schema import Conn, connect, migrate_connection
 
-__all__ = [
-    "CHANNEL",
-    "PostgresCheckpointStore",
-    "PostgresEventStore",
-    "applied_migrations",
-    "create_database",
-    "migrate",
-    "migrations",
-    "server_answers",
-]
+__all__ = ["CHANNEL", "PostgresCheckpointStore", "PostgresEventStore"]
 
 CHANNEL = "hero_events"
-#: Taken by :func:`migrate` so that processes starting together apply each file once.
-_MIGRATION_LOCK = 0x4845524F  # "HERO"
 _SELECT = "SELECT position, stream, version, type, topic, envelope FROM events"
 _POOL_SIZE = 8
-
-Conn = psycopg.Connection[tuple[object, ...]]
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """The versioned schema files, in order: (version, name, SQL)."""
-    found = []
-    for entry in resources.files("hero.store.migrations").iterdir():
-        name = entry.name
-        if name.endswith(".sql"):
-            version = int(name.split("_", 1)[0])
-            found.append((version, name, entry.read_text()))
-    return sorted(found)
-
-
-def applied_migrations(conn: Conn) -> list[int]:
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
-        return []
-    return [int(str(row[0])) for row in conn.execute("SELECT version FROM schema_migrations")]
-
-
-def migrate(url: str) -> list[str]:
-    """Apply the schema files the database lacks; returns their names (empty: up to date)."""
-    with _connect(url) as conn:
-        return _migrate(conn)
-
-
-def _migrate(conn: Conn) -> list[str]:
-    applied: list[str] = []
-    if {version for version, _, _ in migrations()} <= set(applied_migrations(conn)):
-        return applied  # up to date: no lock, no DDL (a user without CREATE may open it)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        done = set(applied_migrations(conn))
-        for version, name, sql in migrations():
-            if version in done:
-                continue
-            conn.execute(sql.encode())
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
-            )
-            applied.append(name)
-    return applied
-
-
-def server_answers(url: str, timeout: float = 2.0) -> bool:
-    """True when a PostgreSQL server accepts this URL's login and answers a query."""
-    try:
-        with psycopg.connect(url, connect_timeout=max(1, round(timeout)), autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error:
-        return False
-    return True
-
-
-def create_database(admin_url: str, name: str) -> bool:
-    """Create database ``name`` (a plain identifier) if missing; True when it was created."""
-    if not name.isidentifier() or not name.isascii():
-        raise StoreError(f"a database name must be a plain identifier, got {name!r}")
-    with _connect(admin_url) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return True
-
-
-def _connect(url: str) -> Conn:
-    try:
-        return psycopg.connect(url, autocommit=True)
-    except psycopg.Error as error:  # libpq's messages name host and port, never the password
-        raise StoreError(f"cannot connect to the PostgreSQL store: {error}") from error
 
 
 def _command_result(conn: Conn, stream: str, command_id: str) -> AppendResult | None:
@@ -173,8 +87,8 @@ class PostgresEventStore(EventStore):
         self.url = url
         self._clock = clock or SystemClock()
         self._local = threading.local()
-        with _connect(url) as conn:
-            _migrate(conn)  # an external server needs only the URL
+        with connect(url) as conn:
+            migrate_connection(conn)  # an external server needs only the URL
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             url,
             min_size=1,
@@ -373,7 +287,7 @@ class PostgresEventStore(EventStore):
 
     def _listening(self) -> Conn:
         if self._listener is None or self._listener.closed:
-            self._listener = _connect(self.url)
+            self._listener = connect(self.url)
             self._listener.execute(f"LISTEN {CHANNEL}")
         return self._listener
 
@@ -416,8 +330,8 @@ class PostgresCheckpointStore(CheckpointStore):
     """Kept in the event store's own database, so a store and its relay move together."""
 
     def __init__(self, url: str):
-        self._conn = _connect(url)
-        _migrate(self._conn)
+        self._conn = connect(url)
+        migrate_connection(self._conn)
         self._lock = threading.Lock()
 
     def load(self, name: str) -> int:
