@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -33,6 +34,7 @@ from hero.store import (
 from hero.store.follow import next_batch
 from infra import LocalStack
 from infra.postgres import PostgresProcess
+from tests.e2e._cli import hero_json
 from tests.unit.store_contract import (
     EventStoreContract,
     assert_gap_free,
@@ -166,6 +168,15 @@ def test_a_url_the_store_cannot_use_is_refused_without_its_password(postgres):
     with pytest.raises(StoreError, match="cannot connect") as refused:
         open_store("postgresql://hero:hunter2@127.0.0.1:1/hero?no_such_option=1")
     assert "hunter2" not in str(refused.value)
+
+
+def test_hero_store_migrate_on_an_external_url(database_url, tmp_path):
+    env = {"HERO_STORE_URL": database_url}
+    first = hero_json("store", "migrate", data_dir=tmp_path / "hero", env=env)
+    assert first["applied"] == ["0001_events.sql"]
+    assert "***" in first["store_url"]
+    assert urlsplit(database_url).password not in first["store_url"]
+    assert hero_json("store", "migrate", data_dir=tmp_path / "hero", env=env)["applied"] == []
 
 
 def test_migrate_applies_each_file_once(database_url):
