@@ -4,12 +4,13 @@ event, and LISTEN/NOTIFY wakes a follower."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -333,6 +334,8 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
             store.append("s1", NO_STREAM, [new_event(ManualClock())], "cmd-1")
         finally:
             store.close()
+        # The relay carries it to the broker: it reads the PostgreSQL store like the SQLite one.
+        _wait_until(lambda: _relay_position(data_dir) >= 1, 60, "the relay to publish it")
         with psycopg.connect(url) as conn:  # TCP on the loopback only, no unix socket
             assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("SHOW unix_socket_directories").fetchone() == ("",)
@@ -405,6 +408,21 @@ def test_a_writer_that_commits_late_is_never_skipped_by_a_follower(database_url)
     finally:
         for store in (first, second, follower):
             store.close()
+
+
+def _relay_position(data_dir: Path) -> int:
+    try:
+        return int(json.loads((data_dir / "run" / "relay.health").read_text())["position"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)  # the poll interval of a wait on a condition, with a deadline
 
 
 def _wait_until_blocked_on_a_lock(url: str, timeout: float = 30.0) -> None:
