@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -61,10 +62,13 @@ def postgres() -> Iterator[PostgresProcess]:
     home = Path(tempfile.mkdtemp(prefix="hero-pg-test-"))
     home.chmod(0o711)
     server = PostgresProcess(home / "data")
-    server.start(timeout=120)
-    server.ensure_database()
-    yield server
-    server.stop()
+    try:
+        server.start(timeout=120)
+        server.ensure_database()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(home)
 
 
 @pytest.fixture
@@ -367,6 +371,7 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
             store.close()
     finally:
         again.down()
+        shutil.rmtree(home)
 
 
 def test_an_external_postgres_url_is_reported_as_external(postgres, tmp_path):
