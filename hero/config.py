@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from hero.domain.pricing import PricingPolicy
 
-__all__ = ["LOOPBACK", "HeroSettings", "mask_url"]
+__all__ = ["LOOPBACK", "HeroSettings", "embedded_postgres_url_file", "mask_url"]
 
 #: Where every internal server listens, whatever the gateway is configured to.
 LOOPBACK = "127.0.0.1"
@@ -33,6 +33,11 @@ def mask_url(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.netloc.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def embedded_postgres_url_file(data_dir: Path) -> Path:
+    """Where ``hero up --store postgres`` leaves the embedded PostgreSQL's URL (0600)."""
+    return data_dir / "run" / "postgres.url"
 
 
 class HeroSettings(BaseSettings):
@@ -51,6 +56,12 @@ class HeroSettings(BaseSettings):
         description="the gateway's listen address (0.0.0.0: every interface); unset: HERO_HOST",
     )
     store_url: str | None = Field(default=None, description="sqlite:///path or postgresql://")
+    store: Literal["sqlite", "postgres"] | None = Field(
+        default=None,
+        description="the embedded store when HERO_STORE_URL is unset: sqlite (events.db) or "
+        "postgres (PostgreSQL under the data dir); unset: postgres if `hero up --store "
+        "postgres` made one in this data dir, else sqlite",
+    )
     kafka_bootstrap: str | None = Field(default=None, description="host:port[,host:port]")
     redis_url: str | None = Field(default=None, description="redis://host:port/db")
     ray_address: str | None = Field(default=None, description="an existing Ray cluster")
@@ -173,8 +184,25 @@ class HeroSettings(BaseSettings):
         return self.gateway_host or self.host
 
     @property
+    def embedded_postgres(self) -> bool:
+        """True when the store is the PostgreSQL that ``hero up`` runs under the data dir."""
+        if self.store_url:
+            return False
+        if self.store is not None:
+            return self.store == "postgres"
+        return embedded_postgres_url_file(self.data_dir).exists()
+
+    @property
     def effective_store_url(self) -> str:
-        return self.store_url or f"sqlite:///{self.data_dir / 'events.db'}"
+        if self.store_url:
+            return self.store_url
+        if self.embedded_postgres:
+            try:
+                return embedded_postgres_url_file(self.data_dir).read_text().strip()
+            except FileNotFoundError:
+                # Not started yet: a URL that names the problem rather than a wrong store.
+                return "postgresql://hero@127.0.0.1:0/hero?not_started=run_hero_up"
+        return f"sqlite:///{self.data_dir / 'events.db'}"
 
     def pricing(self) -> PricingPolicy:
         """The TFChain pricing policy named by ``pricing_policy``: what Grid 3 contracts are

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hero.config import HeroSettings
+from hero.config import HeroSettings, mask_url
 from hero.log.producer import KafkaPublisher
 from hero.store import OutboxRelay, RelayProgress, open_checkpoints, open_store
 
@@ -96,7 +96,7 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         log.info(
             "relay starting: store=%s kafka=%s",
-            settings.effective_store_url,
+            mask_url(settings.effective_store_url),
             settings.kafka_bootstrap,
         )
         await serve(settings, stop)

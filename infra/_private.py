@@ -29,7 +29,11 @@ _FILES = ("events.db*", "*.secret")
 def make_private(data_dir: Path) -> None:
     """The data dir 0700; HERO's files in it 0600, its directories 0700 (links left alone)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, PRIVATE_DIR)
+    info = data_dir.stat()
+    # Given to the embedded PostgreSQL's service group (infra/postgres.py): it may pass
+    # through to its own directory (search bit only), so that bit stays.
+    shared = info.st_gid != os.getgid() and info.st_uid == os.getuid()
+    os.chmod(data_dir, PRIVATE_DIR | (info.st_mode & stat.S_IXGRP if shared else 0))
     for name in _DEEP:  # made here, so the launcher's later mkdir(exist_ok) keeps them 0700
         (data_dir / name).mkdir(mode=PRIVATE_DIR, exist_ok=True)
     for name in (*_DEEP, *_SHALLOW):

@@ -32,6 +32,13 @@ from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
 from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
+from infra.postgres import (
+    PostgresProcess,
+    external_store,
+    prepare_store,
+    store_answers,
+    store_is_postgres,
+)
 from infra.processes import (
     AgentsProcess,
     BrokerProcess,
@@ -54,7 +61,7 @@ _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order
 # hosts are its actors) and the relay's reader. The treasury and the usage worker then: they
 # write to the store, and the relay should carry their last events out.
 _STOP_ORDER: tuple[ComponentName, ...] = (
-    "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker",
+    "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
 )  # fmt: skip
 
 
@@ -82,6 +89,11 @@ class LocalStack:
         self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
         self.usage_command = tuple(usage_command) if usage_command is not None else None
         self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
+
+    @property
+    def components(self) -> tuple[ComponentName, ...]:
+        """COMPONENTS, and the PostgreSQL store when the stack's store is one."""
+        return (*COMPONENTS, "postgres") if store_is_postgres(self.settings) else COMPONENTS
 
     # -- public API ------------------------------------------------------------------------
 
@@ -130,7 +142,7 @@ class LocalStack:
             self._forget(state)
             return [
                 results.get(name) or self._unrecorded(name, "not started by this stack")
-                for name in COMPONENTS
+                for name in self.components
             ]
 
     def status(self) -> list[ComponentStatus]:
@@ -189,7 +201,8 @@ class LocalStack:
         external = self._external()
         self._check_external(external)
         owned = [name for name in _SERVERS if name not in external]
-        ports = self._choose_ports(owned)
+        store: list[ComponentName] = ["postgres"] if self.settings.embedded_postgres else []
+        ports = self._choose_ports([*store, *owned])
         state = StackState(
             data_dir=str(self.data_dir),
             launcher_pid=os.getpid(),
@@ -200,9 +213,18 @@ class LocalStack:
         started: list[ManagedProcess] = []
         ready_after: dict[str, float] = {}
         try:
+            postgres = PostgresProcess(self.data_dir, ports["postgres"]) if store else None
+            if postgres is not None:  # first: the relay and the treasury need the store
+                self._spawn(postgres, state, started)
             servers = {name: self._server(name, ports[name]) for name in owned}
             for name in owned:
                 self._spawn(servers[name], state, started)
+            if postgres is not None:
+                postgres.wait_ready(_remaining(deadline))
+                postgres.ensure_database()  # every process started below reads its URL
+                ready_after["postgres"] = time.monotonic() - began
+            if store_is_postgres(self.settings):
+                prepare_store(self.settings.effective_store_url)
             broker = servers.get("broker")
             if broker is not None:
                 broker.wait_ready(_remaining(deadline))
@@ -389,6 +411,7 @@ class LocalStack:
             "broker": settings.kafka_bootstrap,
             "valkey": settings.redis_url,
             "ray": settings.ray_address,
+            "postgres": external_store(settings),
         }
         return {name: value for name, value in candidates.items() if value}
 
@@ -417,6 +440,8 @@ class LocalStack:
             proc = UsageProcess(self.settings)
         elif name == "gateway":
             proc = GatewayProcess(self.settings, record.port)
+        elif name == "postgres":
+            proc = PostgresProcess(self.data_dir, record.port, host=host)
         else:
             raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
         proc.adopt(record)
@@ -430,7 +455,7 @@ class LocalStack:
 
     def _split_live(self, state: StackState) -> tuple[list[str], list[str]]:
         live: list[str] = [name for name, record in state.processes.items() if self._alive(record)]
-        expected = [name for name in COMPONENTS if name not in state.external]
+        expected = [name for name in self.components if name not in state.external]
         dead: list[str] = [name for name in expected if name not in live]
         return live, dead
 
@@ -463,7 +488,7 @@ class LocalStack:
     def _statuses(self, state: StackState) -> list[ComponentStatus]:
         external = self._external()
         statuses: list[ComponentStatus] = []
-        for name in COMPONENTS:
+        for name in self.components:
             if name in external:
                 statuses.append(_external_status(name, external[name]))
             elif name in state.processes:
@@ -494,6 +519,8 @@ class LocalStack:
             detail = treasury_detail(proc)
         elif isinstance(proc, UsageProcess):
             detail = usage_detail(proc)
+        elif isinstance(proc, PostgresProcess):
+            detail = f"PostgreSQL, cluster in {proc.pgdata}"
         elif isinstance(proc, GatewayProcess):
             detail = gateway_detail(proc)
             if gateway_degraded(proc):
@@ -517,7 +544,7 @@ class LocalStack:
             _external_status(name, external[name])
             if name in external
             else ComponentStatus(name=name, state="down", detail=detail)
-            for name in COMPONENTS
+            for name in self.components
         ]
 
     def _endpoints_or_none(self) -> Endpoints | None:
@@ -532,6 +559,8 @@ def _external_answers(name: ComponentName, address: str) -> bool:
         return kafka_answers(address)
     if name == "valkey":
         return redis_answers(address)
+    if name == "postgres":
+        return store_answers(address)
     # ray://, auto: nothing cheap to probe from here; ray.init will tell.
     return ray_gcs_answers(address) if "://" not in address and address != "auto" else True
 

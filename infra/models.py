@@ -11,7 +11,7 @@ from hero.config import mask_url
 __all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
 ComponentName = Literal[
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
 ]
 ComponentState = Literal["up", "degraded", "down", "external"]
 

@@ -25,6 +25,7 @@ from hero.cli import (
 )
 from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
 from hero.cli import skipped as skipped_module
+from hero.cli import store as store_cli
 from hero.cli._common import console
 from schemas import REGISTRY
 
@@ -64,6 +65,7 @@ app.add_typer(utilization.usage_app, name="usage")
 app.add_typer(workloads.app, name="workloads")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(store_cli.app, name="store")
 
 
 @schemas_app.command("export")

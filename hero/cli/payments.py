@@ -36,7 +36,7 @@ from hero.cli._common import (
     warn_skipped,
 )
 from hero.cli.market import fmt_money, opened_store
-from hero.config import LOOPBACK, HeroSettings
+from hero.config import LOOPBACK, HeroSettings, mask_url
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.errors import Rejected
 from hero.domain.ledger import (
@@ -563,7 +563,7 @@ def payments_serve(
     env["HERO_DATA_DIR"] = str(settings.data_dir)
     console.print(
         f"treasury: webhook on http://{LOOPBACK}:{chosen}{WEBHOOK_PATH}, "
-        f"store {settings.effective_store_url} (Ctrl-C stops it)"
+        f"store {mask_url(settings.effective_store_url)} (Ctrl-C stops it)"
     )
     sys.stdout.flush()
     # Replaces this process: signals reach the treasury directly, and so does its exit code.

@@ -28,8 +28,22 @@ class Broker(StrEnum):
     kafka = "kafka"
 
 
+StoreChoice = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="HERO_STORE",
+        help="the embedded event store: sqlite (events.db) or postgres (PostgreSQL under the"
+        " data dir) [default: postgres if this data dir has one, else sqlite]",
+        show_default=False,
+    ),
+]
+_STORES = ("sqlite", "postgres")
+
+
 def up(
     data_dir: DataDir = None,
+    store: StoreChoice = None,
     as_json: AsJson = False,
     broker: Annotated[
         Broker | None,
@@ -41,8 +55,13 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents); wait for health."""
+    """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents, and PostgreSQL with
+    --store postgres); wait for health."""
+    if store is not None and store not in _STORES:
+        fail(f"--store must be one of {', '.join(_STORES)}, got {store!r}")
     settings = settings_for(data_dir)
+    if store is not None:
+        settings = settings.model_copy(update={"store": store})
     if broker is not None:
         settings = settings.model_copy(update={"broker": broker.value})
     try:

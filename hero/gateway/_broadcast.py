@@ -1,6 +1,7 @@
 """One follower of the event store per gateway process, fanned out to every subscriber.
 
-The follower reads the log forward in a thread (``recorded_after``, polling) and hands each new
+The follower reads the log forward in a thread (``recorded_after``; between reads it waits on
+the store's ``wait_for_new``: woken by PostgreSQL's NOTIFY, else polling) and hands each new
 row, parsed once, to the subscribers of its topic. A subscriber first catches up from the store
 (at its own pace: a slow reader only slows its own reads) and then switches to the live feed:
 it registers its queue, reads the store up to the position the broadcaster had reached when it
@@ -217,6 +218,18 @@ class Broadcaster:
                 self.stats.follower_errors += 1
                 log.exception("event streams: reading the log failed; retrying")
                 position = self.stats.position  # resume after what was handed over
+                self._stop.wait(self.poll_interval_s)
+                continue
+            self._idle(position)
+
+    def _idle(self, position: int) -> None:
+        """Until the store has an event past ``position`` (PostgreSQL wakes us at its commit,
+        the others are polled) or the poll interval is over."""
+        if self._stop.is_set():
+            return
+        try:
+            self.store.wait_for_new(position, self.poll_interval_s)
+        except Exception:  # the next read reports it
             self._stop.wait(self.poll_interval_s)
 
     def _follow_once(self, loop: asyncio.AbstractEventLoop, position: int) -> int:

@@ -26,6 +26,8 @@ from hero.store.port import (
     StoreError,
     StreamAppend,
 )
+from hero.store.postgres import PostgresCheckpointStore, PostgresEventStore
+from hero.store.postgres_schema import migrate
 from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "NewEvent",
     "OutboxRelay",
     "PoisonRow",
+    "PostgresCheckpointStore",
+    "PostgresEventStore",
     "Publisher",
     "RecordedEvent",
     "RelayProgress",
@@ -52,6 +56,8 @@ __all__ = [
     "StreamAppend",
     "decode_event",
     "decode_row",
+    "is_postgres_url",
+    "migrate",
     "open_checkpoints",
     "open_store",
     "readable_events",
@@ -61,14 +67,33 @@ __all__ = [
 ]
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(_POSTGRES_SCHEMES)
+
+
 def open_store(url: str) -> EventStore:
-    """The store behind a URL: ``sqlite:///PATH`` (PostgreSQL comes with its adapter)."""
+    """The store behind a URL: ``sqlite:///PATH`` or ``postgresql://...``."""
     if url.startswith("sqlite:///"):
         return SqliteEventStore.from_url(url)
-    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+    if is_postgres_url(url):
+        return PostgresEventStore.from_url(url)
+    raise _unsupported(url)
 
 
 def open_checkpoints(url: str) -> CheckpointStore:
     if url.startswith("sqlite:///"):
         return SqliteCheckpointStore(sqlite_path_from_url(url))
-    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+    if is_postgres_url(url):
+        return PostgresCheckpointStore(url)
+    raise _unsupported(url)
+
+
+def _unsupported(url: str) -> StoreError:
+    # Only the scheme: the rest of a URL may carry a password.
+    scheme = url.partition("://")[0] if "://" in url else url[:20]
+    return StoreError(
+        f"unsupported store URL (scheme {scheme!r}): use sqlite:///PATH or postgresql://..."
+    )

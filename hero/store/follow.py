@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from hero.store.port import EventStore, RecordedEvent
 
-__all__ = ["recorded_after"]
+__all__ = ["next_batch", "recorded_after"]
 
 
 def recorded_after(
@@ -18,3 +18,14 @@ def recorded_after(
     while rows := store.read_all(position + 1, batch):
         yield from rows
         position = rows[-1].position
+
+
+def next_batch(
+    store: EventStore, position: int, batch: int = 5000, wait_s: float = 1.0
+) -> list[RecordedEvent]:
+    """The next events after ``position``; when there are none yet, wait up to ``wait_s`` for
+    one to be committed (woken at once where the store can notify) and read again."""
+    rows = store.read_all(position + 1, batch)
+    if rows or not store.wait_for_new(position, wait_s):
+        return rows
+    return store.read_all(position + 1, batch)

@@ -142,7 +142,25 @@ class OutboxRelay:
             if count == 0:
                 if self._on_progress is not None:
                     self._on_progress(self.progress)
-                await _wait(stop, self._poll_interval)
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until the store has an event past ours (PostgreSQL wakes us at its commit, the
+        others are polled), ``stop`` is set, or the broker check is due."""
+        waiter = asyncio.ensure_future(
+            asyncio.to_thread(self._store.wait_for_new, self._position, self._check_interval)
+        )
+        # Left running when ``stop`` wins; its outcome is read so that no error goes unheard.
+        waiter.add_done_callback(lambda done: done.cancelled() or done.exception())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if waiter.done() and waiter.exception() is not None:
+            # The store is unreachable: the next batch reports it and backs off.
+            log.warning("waiting for new events failed: %s", waiter.exception())
+            await _wait(stop, self._poll_interval)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ __all__ = [
 NO_STREAM = 0
 #: Skip the version check (for facts that cannot conflict, such as telemetry).
 ANY_VERSION = -1
+#: How often the default :meth:`EventStore.wait_for_new` looks at the log's head.
+_POLL_S = 0.05
 
 
 class StoreError(Exception):
@@ -272,6 +275,20 @@ class EventStore(ABC):
     @abstractmethod
     def current_position(self) -> int:
         """The position of the last committed event; 0 when the store is empty."""
+
+    def wait_for_new(self, after: int, timeout: float) -> bool:
+        """Block until an event past position ``after`` is committed, or ``timeout`` seconds.
+
+        True when there is one to read. This default polls :meth:`current_position`; an
+        adapter that can be told of commits (PostgreSQL's LISTEN/NOTIFY) wakes at once.
+        """
+        deadline = time.monotonic() + timeout
+        while self.current_position() <= after:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, _POLL_S))
+        return True
 
     def record_skip(self, skip: SkippedRow) -> bool:
         """Keep ``skip`` (once per source and position); True when it was not kept before.

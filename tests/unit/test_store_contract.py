@@ -100,7 +100,7 @@ class TestSqliteEventStore(EventStoreContract):
         finally:
             store.close()
         with pytest.raises(StoreError, match="unsupported store URL"):
-            open_store("postgresql://u:p@h/db")
+            open_store("mysql://u:secret@h/db")
 
     def test_sqlite_path_from_url(self):
         assert str(sqlite_path_from_url("sqlite:////var/hero/events.db")) == "/var/hero/events.db"

@@ -1,0 +1,353 @@
+"""The event store on PostgreSQL (psycopg 3 and its pool), for ``postgresql://`` URLs.
+
+The hard part is the order of positions. A position taken from a sequence (``bigserial``) is
+handed out when the INSERT runs, not when its transaction commits: writer A takes 7, writer B
+takes 8, B commits first. A follower reading ``position > 6`` then sees 8, moves its cursor to
+8, and never reads 7 once A commits. A rolled-back transaction also burns its numbers, and the
+README promises a gap-free position.
+
+The cure chosen here: every append transaction first locks the one row of ``log_head`` (the
+last position handed out), numbers its events after it, moves it on and commits. The next
+writer waits on the row lock until that commit is visible, so positions are handed out in
+commit order and a rollback gives its numbers back: gap-free, and ``position > N`` never
+skips a late commit. It serialises writers, as SQLite's single write lock does; a group commit
+holds the lock for all its appends and pays one commit for them, which keeps it cheap. The
+other cure (followers read only below ``pg_snapshot_xmin`` of the oldest open transaction)
+keeps writers parallel but leaves gaps and makes every reader reason about snapshots.
+
+Each append NOTIFYs ``hero_events`` with its last position; :meth:`wait_for_new` LISTENs, so
+followers wake at the commit instead of at their next poll (the poll stays as the fallback).
+The schema comes from the versioned files in ``hero/store/migrations``
+(:mod:`hero.store.postgres_schema`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from hero.domain.clock import Clock, SystemClock
+from hero.store._planning import plan_append
+from hero.store.checkpoints import CheckpointStore
+from hero.store.port import (
+    AppendResult,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    SkippedRow,
+    StoreError,
+    StreamAppend,
+    check_append_arguments,
+    check_command_id,
+    check_many_arguments,
+)
+from hero.store.postgres_schema import Conn, connect, migrate_connection
+
+__all__ = ["CHANNEL", "PostgresCheckpointStore", "PostgresEventStore"]
+
+CHANNEL = "hero_events"
+_SELECT = "SELECT position, stream, version, type, topic, envelope FROM events"
+_POOL_SIZE = 8
+
+
+def _command_result(conn: Conn, stream: str, command_id: str) -> AppendResult | None:
+    row = conn.execute(
+        "SELECT first_version, last_version, first_position, last_position, event_ids"
+        " FROM commands WHERE stream = %s AND command_id = %s",
+        (stream, command_id),
+    ).fetchone()
+    if row is None:
+        return None
+    first_version, last_version, first_position, last_position, ids = row
+    return AppendResult(
+        stream, int(str(first_version)), int(str(last_version)), int(str(first_position)),
+        int(str(last_position)), tuple(json.loads(str(ids))), duplicate=True,
+    )  # fmt: skip
+
+
+def _recorded(row: tuple[object, ...]) -> RecordedEvent:
+    position, stream, version, kind, topic, envelope = row
+    return RecordedEvent(
+        int(str(position)), str(stream), int(str(version)), str(kind), str(topic), str(envelope)
+    )
+
+
+class PostgresEventStore(EventStore):
+    """Thread-safe: a pool of connections; a group commit holds one for its thread."""
+
+    def __init__(self, url: str, clock: Clock | None = None, *, pool_size: int = _POOL_SIZE):
+        self.url = url
+        self._clock = clock or SystemClock()
+        self._local = threading.local()
+        with connect(url) as conn:
+            migrate_connection(conn)  # an external server needs only the URL
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            configure=_read_committed,
+            open=True,
+        )
+        self._listen_lock = threading.Lock()
+        self._listener: Conn | None = None
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock | None = None) -> PostgresEventStore:
+        return cls(url, clock)
+
+    @contextmanager
+    def _conn(self) -> Iterator[Conn]:
+        """This thread's group-commit connection, or one from the pool."""
+        grouped: Conn | None = getattr(self._local, "conn", None)
+        if grouped is not None:
+            yield grouped
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Conn]:
+        """A transaction holding the log head, or a savepoint inside this thread's group."""
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SELECT position FROM log_head FOR UPDATE")
+            yield conn
+
+    @contextmanager
+    def group_commit(self) -> Iterator[None]:
+        if getattr(self._local, "conn", None) is not None:
+            yield  # already inside one: the outer block commits
+            return
+        with self._pool.connection() as conn, conn.transaction():
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    def append(
+        self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
+    ) -> AppendResult:
+        check_append_arguments(stream, expected_version, events)
+        check_command_id(command_id)
+        with self._transaction() as conn:
+            applied = _command_result(conn, stream, command_id)
+            if applied is not None:
+                return applied
+            result = self._write(conn, StreamAppend(stream, expected_version, events), command_id)
+            _notify(conn, result.last_position)
+            return result
+
+    def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
+        check_many_arguments(appends)
+        check_command_id(command_id)
+        with self._transaction() as conn:
+            applied = [_command_result(conn, a.stream, command_id) for a in appends]
+            if any(result is not None for result in applied):
+                return [result for result in applied if result is not None]
+            # A conflict on a later stream raises inside the transaction: all is rolled back.
+            results = [self._write(conn, append, command_id) for append in appends]
+            _notify(conn, results[-1].last_position)
+            return results
+
+    def _write(self, conn: Conn, append: StreamAppend, command_id: str) -> AppendResult:
+        stream = append.stream
+        found = conn.execute("SELECT version FROM streams WHERE stream = %s", (stream,)).fetchone()
+        head = conn.execute("SELECT position FROM log_head").fetchone()
+        rows, result = plan_append(
+            stream,
+            append.expected_version,
+            int(str(found[0])) if found else 0,
+            int(str(head[0] if head else 0)) + 1,
+            append.events,
+            self._clock.now(),
+        )
+        _insert_events(conn, rows, append.events)
+        conn.execute("UPDATE log_head SET position = %s", (result.last_position,))
+        conn.execute(
+            "INSERT INTO streams (stream, version) VALUES (%s, %s)"
+            " ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+            (stream, result.last_version),
+        )
+        conn.execute(
+            "INSERT INTO commands VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                stream,
+                command_id,
+                result.first_version,
+                result.last_version,
+                result.first_position,
+                result.last_position,
+                json.dumps(result.event_ids),
+            ),
+        )
+        return result
+
+    def command_result(self, stream: str, command_id: str) -> AppendResult | None:
+        with self._conn() as conn:
+            return _command_result(conn, stream, command_id)
+
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE stream = %s AND version >= %s ORDER BY version",
+                (stream, from_version),
+            ).fetchall()
+        return [_recorded(row) for row in rows]
+
+    def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE position >= %s ORDER BY position LIMIT %s",
+                (from_position, limit),
+            ).fetchall()
+        return [_recorded(row) for row in rows]
+
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        with self._conn() as conn:
+            found = conn.execute(f"{_SELECT} WHERE id = %s", (event_id,)).fetchone()
+        return None if found is None else _recorded(found)
+
+    def record_skip(self, skip: SkippedRow) -> bool:
+        with self._conn() as conn:
+            cursor = conn.execute(
+                "INSERT INTO skipped VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (source, position) DO NOTHING",
+                (
+                    skip.source,
+                    skip.position,
+                    skip.stream,
+                    skip.type,
+                    skip.reason,
+                    skip.detail,
+                    skip.skipped_at,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def skipped(self) -> list[SkippedRow]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT source, position, stream, type, reason, detail, skipped_at FROM skipped"
+                " ORDER BY position, source"
+            ).fetchall()
+        return [
+            SkippedRow(str(a), int(str(b)), str(c), str(d), str(e), str(f), str(g))
+            for a, b, c, d, e, f, g in rows
+        ]
+
+    def stream_version(self, stream: str) -> int:
+        with self._conn() as conn:
+            found = conn.execute(
+                "SELECT version FROM streams WHERE stream = %s", (stream,)
+            ).fetchone()
+        return int(str(found[0])) if found else 0
+
+    def current_position(self) -> int:
+        with self._conn() as conn:
+            # The head, not MAX(position): inside a group commit the head includes this
+            # thread's appends, and outside it only committed ones, as the port asks.
+            row = conn.execute("SELECT position FROM log_head").fetchone()
+        return int(str(row[0])) if row else 0
+
+    def wait_for_new(self, after: int, timeout: float) -> bool:
+        """LISTEN for an append past ``after``; True once there is one, False at ``timeout``."""
+        deadline = time.monotonic() + timeout
+        # One listening connection per store object: a second waiter waits its turn, no longer
+        # than its own timeout.
+        if not self._listen_lock.acquire(timeout=max(timeout, 0)):
+            return self.current_position() > after
+        try:
+            conn = self._listening()
+            if self.current_position() > after:  # committed before the LISTEN took hold
+                return True
+            while (left := deadline - time.monotonic()) > 0:
+                for notice in conn.notifies(timeout=left, stop_after=1):
+                    if int(notice.payload) > after:
+                        return True
+        except psycopg.OperationalError as error:
+            self._drop_listener()  # the server went away: listen afresh next time
+            raise StoreError(f"lost the PostgreSQL store while waiting: {error}") from error
+        finally:
+            self._listen_lock.release()
+        return self.current_position() > after
+
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def _listening(self) -> Conn:
+        if self._listener is None or self._listener.closed:
+            self._listener = connect(self.url)
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        return self._listener
+
+    def close(self) -> None:
+        self._pool.close()
+        with self._listen_lock:
+            self._drop_listener()
+
+
+def _read_committed(conn: Conn) -> None:
+    # Whatever the server's default: a writer waiting on the log head must read the head its
+    # predecessor committed (under REPEATABLE READ the wait would end in a serialization error).
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+
+
+def _notify(conn: Conn, position: int) -> None:
+    # Delivered at commit, and only if it commits: a listener never wakes for a rollback.
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(position)))
+
+
+def _insert_events(conn: Conn, rows: list[RecordedEvent], events: Sequence[NewEvent]) -> None:
+    try:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO events (position, stream, version, id, type, topic, envelope)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (r.position, r.stream, r.version, event.id, r.type, r.topic, r.envelope_json)
+                    for r, event in zip(rows, events, strict=True)
+                ],
+            )
+    except errors.UniqueViolation as error:
+        ids = [event.id for event in events]
+        raise DuplicateEventId(
+            f"event ids already stored among {ids}; nothing was written"
+        ) from error
+
+
+class PostgresCheckpointStore(CheckpointStore):
+    """Kept in the event store's own database, so a store and its relay move together."""
+
+    def __init__(self, url: str):
+        self._conn = connect(url)
+        migrate_connection(self._conn)
+        self._lock = threading.Lock()
+
+    def load(self, name: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT position FROM checkpoints WHERE name = %s", (name,)
+            ).fetchone()
+        return int(str(row[0])) if row else 0
+
+    def save(self, name: str, position: int) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO checkpoints (name, position) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+
+    def close(self) -> None:
+        self._conn.close()
