@@ -157,10 +157,13 @@ def _rest(demo: Demo) -> dict[str, tuple[int, list[str]]]:
             refused = http.get(path)
             assert refused.status_code == 403, (path, refused.text)
             answers[path] = (0, [refused.text])
-        for path in ("/health", "/metrics", "/v1/schemas", "/v1/asyncapi.json", "/"):
+        for path in ("/health", "/v1/schemas", "/v1/asyncapi.json", "/"):
             public = http.get(path)  # public, or open to any key: scanned all the same
             assert public.status_code == 200, (path, public.text)
             answers[path] = (0, [public.text])
+        metrics = http.get("/metrics")  # an admin's: a developer key is refused, scanned too
+        assert metrics.status_code == 403, metrics.text
+        answers["/metrics"] = (0, [metrics.text])
     return answers
 
 
