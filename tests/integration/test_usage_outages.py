@@ -241,15 +241,15 @@ async def outage(
         await admin.close()
     valkey = ValkeyProcess(tmp_path / "valkey")
     valkey.start()
-    world = Outage(tmp_path, broker, valkey)
-    try:
-        yield world
-    finally:
+    try:  # a set-up that fails half-way still stops what it started
+        world = Outage(tmp_path, broker, valkey)
         try:
-            await world.close()
+            yield world
         finally:
-            valkey.stop()
-            broker.stop()
+            await world.close()
+    finally:
+        valkey.stop()
+        broker.stop()
 
 
 async def test_valkey_killed_while_samples_flow_every_sample_counted_once_none_dead_lettered(
