@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -9,12 +10,18 @@ from hero.store.port import (
     ANY_VERSION,
     AppendResult,
     ConcurrencyConflict,
+    DuplicateEventId,
     NewEvent,
     RecordedEvent,
     envelope_json,
 )
 
-__all__ = ["plan_append"]
+__all__ = ["command_values", "duplicate_event_ids", "event_values", "plan_append"]
+
+#: The columns of ``events`` and ``commands`` the values below fill, in this order (every SQL
+#: adapter's schema has them so; only the placeholders differ).
+EventValues = tuple[int, str, int, str, str, str, str]
+CommandValues = tuple[str, str, int, int, int, int, str]
 
 
 def plan_append(
@@ -54,3 +61,31 @@ def plan_append(
         event_ids=tuple(event.id for event in events),
     )
     return rows, result
+
+
+def event_values(rows: list[RecordedEvent], events: Sequence[NewEvent]) -> list[EventValues]:
+    """One ``events`` row per planned event: position, stream, version, id, type, topic,
+    envelope."""
+    return [
+        (r.position, r.stream, r.version, event.id, r.type, r.topic, r.envelope_json)
+        for r, event in zip(rows, events, strict=True)
+    ]
+
+
+def command_values(stream: str, command_id: str, result: AppendResult) -> CommandValues:
+    """The ``commands`` row that makes a repeated command id return ``result``."""
+    return (
+        stream,
+        command_id,
+        result.first_version,
+        result.last_version,
+        result.first_position,
+        result.last_position,
+        json.dumps(result.event_ids),
+    )
+
+
+def duplicate_event_ids(events: Sequence[NewEvent]) -> DuplicateEventId:
+    """What an adapter raises when the database refuses the events' ids as already stored."""
+    ids = [event.id for event in events]
+    return DuplicateEventId(f"event ids already stored among {ids}; nothing was written")

@@ -34,11 +34,10 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from hero.domain.clock import Clock, SystemClock
-from hero.store._planning import plan_append
+from hero.store._planning import command_values, duplicate_event_ids, event_values, plan_append
 from hero.store.checkpoints import CheckpointStore
 from hero.store.port import (
     AppendResult,
-    DuplicateEventId,
     EventStore,
     NewEvent,
     RecordedEvent,
@@ -179,15 +178,7 @@ class PostgresEventStore(EventStore):
         )
         conn.execute(
             "INSERT INTO commands VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                stream,
-                command_id,
-                result.first_version,
-                result.last_version,
-                result.first_position,
-                result.last_position,
-                json.dumps(result.event_ids),
-            ),
+            command_values(stream, command_id, result),
         )
         return result
 
@@ -314,16 +305,10 @@ def _insert_events(conn: Conn, rows: list[RecordedEvent], events: Sequence[NewEv
             cursor.executemany(
                 "INSERT INTO events (position, stream, version, id, type, topic, envelope)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (r.position, r.stream, r.version, event.id, r.type, r.topic, r.envelope_json)
-                    for r, event in zip(rows, events, strict=True)
-                ],
+                event_values(rows, events),
             )
     except errors.UniqueViolation as error:
-        ids = [event.id for event in events]
-        raise DuplicateEventId(
-            f"event ids already stored among {ids}; nothing was written"
-        ) from error
+        raise duplicate_event_ids(events) from error
 
 
 class PostgresCheckpointStore(CheckpointStore):

@@ -18,10 +18,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from hero.domain.clock import Clock, SystemClock
-from hero.store._planning import plan_append
+from hero.store._planning import command_values, duplicate_event_ids, event_values, plan_append
 from hero.store.port import (
     AppendResult,
-    DuplicateEventId,
     EventStore,
     NewEvent,
     RecordedEvent,
@@ -188,16 +187,10 @@ def _insert_events(
         conn.executemany(
             "INSERT INTO events (position, stream, version, id, type, topic, envelope)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (r.position, r.stream, r.version, event.id, r.type, r.topic, r.envelope_json)
-                for r, event in zip(rows, events, strict=True)
-            ],
+            event_values(rows, events),
         )
     except sqlite3.IntegrityError as error:
-        ids = [event.id for event in events]
-        raise DuplicateEventId(
-            f"event ids already stored among {ids}; nothing was written"
-        ) from error
+        raise duplicate_event_ids(events) from error
 
 
 class SqliteEventStore(EventStore):
@@ -300,15 +293,7 @@ class SqliteEventStore(EventStore):
         )
         conn.execute(
             "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                stream,
-                command_id,
-                result.first_version,
-                result.last_version,
-                result.first_position,
-                result.last_position,
-                json.dumps(result.event_ids),
-            ),
+            command_values(stream, command_id, result),
         )
         return result
 
