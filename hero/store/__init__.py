@@ -2,6 +2,7 @@
 
 from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
 from hero.store.follow import recorded_after
+from hero.store.lease import FileLease, MemoryLease, RelayLease
 from hero.store.memory import MemoryEventStore
 from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
 from hero.store.poison import (
@@ -27,6 +28,7 @@ from hero.store.port import (
     StreamAppend,
 )
 from hero.store.postgres import PostgresCheckpointStore, PostgresEventStore
+from hero.store.postgres_lease import PostgresLease
 from hero.store.postgres_schema import migrate
 from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
@@ -38,15 +40,19 @@ __all__ = [
     "ConcurrencyConflict",
     "DuplicateEventId",
     "EventStore",
+    "FileLease",
     "MemoryCheckpointStore",
     "MemoryEventStore",
+    "MemoryLease",
     "NewEvent",
     "OutboxRelay",
     "PoisonRow",
     "PostgresCheckpointStore",
     "PostgresEventStore",
+    "PostgresLease",
     "Publisher",
     "RecordedEvent",
+    "RelayLease",
     "RelayProgress",
     "SkipHandler",
     "SkippedRow",
@@ -59,6 +65,7 @@ __all__ = [
     "is_postgres_url",
     "migrate",
     "open_checkpoints",
+    "open_relay_lease",
     "open_store",
     "readable_events",
     "recorded_after",
@@ -88,6 +95,16 @@ def open_checkpoints(url: str) -> CheckpointStore:
         return SqliteCheckpointStore(sqlite_path_from_url(url))
     if is_postgres_url(url):
         return PostgresCheckpointStore(url)
+    raise _unsupported(url)
+
+
+def open_relay_lease(url: str, name: str = "relay") -> RelayLease:
+    """The lease the relays of the store behind ``url`` share: an ``flock`` beside a SQLite
+    file, an advisory lock in a PostgreSQL database."""
+    if url.startswith("sqlite:///"):
+        return FileLease(sqlite_path_from_url(url), name)
+    if is_postgres_url(url):
+        return PostgresLease(url, name)
     raise _unsupported(url)
 
 
