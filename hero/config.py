@@ -83,6 +83,15 @@ class HeroSettings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1, le=50_000)
     relay_poll_interval_s: float = Field(default=0.05, gt=0)
     relay_epoch_check_interval_s: float = Field(default=1.0, gt=0)
+    relay_replica: int = Field(
+        default=1, ge=1, le=8, description="which relay this is (hero up sets it per replica)"
+    )
+    relay_lease_poll_s: float = Field(
+        default=0.5, gt=0, le=5, description="how often a standby relay tries the lease"
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=8, description="copies of each scalable process `hero up` starts"
+    )
     relay_purge_on_refill: bool = Field(
         default=False,
         description="delete the platform topics before a refill (only for a broker HERO owns)",

@@ -1,8 +1,11 @@
-"""The relay process: ``python -m hero.relay`` (started by ``hero up``).
+"""The relay process: ``python -m hero.relay`` (started by ``hero up``, once per replica).
 
-Reads HERO_* settings, publishes the store's events to Kafka until SIGTERM, and writes
-``<data_dir>/run/relay.health`` (pid, confirmed position) so the launcher and ``hero status``
-can see it is alive and how far it got.
+Reads HERO_* settings and publishes the store's events to Kafka until SIGTERM. Several relays
+may run against one store (``hero up --replicas N``): each waits on the store's relay lease
+(:func:`hero.store.open_relay_lease`); the one holding it publishes, the others stand by and
+take over when it dies. Each writes ``<data_dir>/run/relay.health`` (replica 1) or
+``relay-N.health`` (pid, role, confirmed position) so the launcher and ``hero status`` can see
+it is alive, which one publishes and how far it got.
 """
 
 from __future__ import annotations
@@ -15,60 +18,134 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from hero.config import HeroSettings, mask_url
 from hero.log.producer import KafkaPublisher
-from hero.store import OutboxRelay, RelayProgress, open_checkpoints, open_store
+from hero.store import (
+    LeaseLost,
+    OutboxRelay,
+    RelayLease,
+    RelayProgress,
+    StoreError,
+    open_checkpoints,
+    open_relay_lease,
+    open_store,
+)
 
-__all__ = ["health_path", "main", "serve"]
+__all__ = ["health_path", "health_paths", "main", "relay_name", "serve"]
 
 log = logging.getLogger("hero.relay")
 
+Role = Literal["active", "standby"]
 
-def health_path(settings: HeroSettings) -> Path:
-    return settings.data_dir / "run" / "relay.health"
+
+def relay_name(replica: int) -> str:
+    """``relay`` for the first replica, ``relay-2``, ``relay-3``... for the others."""
+    return "relay" if replica == 1 else f"relay-{replica}"
+
+
+def health_path(settings: HeroSettings, replica: int | None = None) -> Path:
+    name = relay_name(settings.relay_replica if replica is None else replica)
+    return settings.data_dir / "run" / f"{name}.health"
+
+
+def health_paths(settings: HeroSettings) -> list[Path]:
+    """Every replica's health file (replica 1's first); the one whose role is ``active`` is
+    the relay that publishes."""
+    return [health_path(settings, replica) for replica in range(1, 9)]
 
 
 class _HealthFile:
-    """Rewritten at most once a second, atomically, so readers never see half a file."""
+    """Rewritten at most once a second (and at once when the role changes), atomically, so
+    readers never see half a file."""
 
-    def __init__(self, path: Path, *, idempotent: bool):
+    def __init__(self, path: Path, *, idempotent: bool, replica: int):
         self._path = path
         self._idempotent = idempotent
+        self._replica = replica
         self._written = 0.0
         self._position = -1
+        self._role: Role | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    def standby(self, reason: str | None = None) -> None:
+        self._write("standby", RelayProgress(-1, 0, 0), reason)
+
     def __call__(self, progress: RelayProgress) -> None:
+        self._write("active", progress, None)
+
+    def _write(self, role: Role, progress: RelayProgress, reason: str | None) -> None:
         now = time.monotonic()
-        if progress.position == self._position and now - self._written < 1.0:
+        fresh = now - self._written < 1.0
+        if role == self._role and progress.position == self._position and fresh:
             return
-        body = {
+        body: dict[str, object] = {
             "pid": os.getpid(),
-            "position": progress.position,
-            "published": progress.published,
-            "refills": progress.refills,
+            "replica": self._replica,
+            "role": role,
             "idempotent": self._idempotent,
             "updated_at": datetime.now(UTC).isoformat(),
         }
+        if role == "active":
+            body |= {
+                "position": progress.position,
+                "published": progress.published,
+                "refills": progress.refills,
+            }
+        if reason is not None:
+            body["reason"] = reason
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(self._path)
-        self._written, self._position = now, progress.position
+        self._written, self._position, self._role = now, progress.position, role
 
 
-async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
-    if not settings.kafka_bootstrap:
-        raise SystemExit("hero.relay needs HERO_KAFKA_BOOTSTRAP (hero up sets it)")
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return
+
+
+async def _take_lease(
+    lease: RelayLease, settings: HeroSettings, health: _HealthFile, stop: asyncio.Event
+) -> bool:
+    """Stand by until the lease is ours (True) or ``stop`` is set (False)."""
+    waiting = False
+    while not stop.is_set():
+        try:
+            if await asyncio.to_thread(lease.try_acquire):
+                return True
+            reason = None
+        except StoreError as error:  # the store is down: keep waiting, say why
+            reason = f"cannot reach the store for the lease: {error}"
+            log.warning("%s", reason)
+        if not waiting:
+            log.info("standing by: another relay holds the lease")
+            waiting = True
+        health.standby(reason)
+        await _wait(stop, settings.relay_lease_poll_s)
+    return False
+
+
+async def _lead(
+    settings: HeroSettings,
+    bootstrap: str,
+    lease: RelayLease,
+    health: _HealthFile,
+    stop: asyncio.Event,
+) -> None:
+    """Publish while the lease is ours; returns on ``stop``, raises LeaseLost when it goes."""
     store = open_store(settings.effective_store_url)
     idempotent = settings.broker == "kafka"
     publisher = KafkaPublisher(
-        settings.kafka_bootstrap,
+        bootstrap,
         partitions=settings.kafka_partitions,
         purge_on_reset=settings.relay_purge_on_refill,
         idempotent=idempotent,
     )
-    health = _HealthFile(health_path(settings), idempotent=idempotent)
+    # Built once the lease is ours: the checkpoint it loads is the last leader's.
     relay = OutboxRelay(
         store,
         open_checkpoints(settings.effective_store_url),
@@ -77,12 +154,36 @@ async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
         poll_interval_s=settings.relay_poll_interval_s,
         epoch_check_interval_s=settings.relay_epoch_check_interval_s,
         on_progress=health,
+        holds_lease=lease.held,
     )
+    log.info("took the lease: publishing from position %d", relay.position)
     try:
         await relay.run(stop)
     finally:
+        if publisher.skipped:
+            log.info("left out %d rows the broker already held", publisher.skipped)
         await publisher.close()
         store.close()
+
+
+async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        raise SystemExit("hero.relay needs HERO_KAFKA_BOOTSTRAP (hero up sets it)")
+    replica = settings.relay_replica
+    health = _HealthFile(
+        health_path(settings), idempotent=settings.broker == "kafka", replica=replica
+    )
+    lease = open_relay_lease(settings.effective_store_url)
+    try:
+        while await _take_lease(lease, settings, health, stop):
+            try:
+                await _lead(settings, bootstrap, lease, health, stop)
+            except LeaseLost as error:
+                log.error("%s: standing by again", error)
+                lease.release()
+    finally:
+        lease.close()
 
 
 def main() -> None:
@@ -95,7 +196,8 @@ def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info(
-            "relay starting: store=%s kafka=%s",
+            "relay %s starting: store=%s kafka=%s",
+            relay_name(settings.relay_replica),
             mask_url(settings.effective_store_url),
             settings.kafka_bootstrap,
         )

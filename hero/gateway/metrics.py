@@ -14,7 +14,7 @@ Kept between scrapes (by :class:`GatewayMetrics`, one per :class:`GatewayContext
 
 Computed at scrape time (cached for ``cache_s``, a second by default):
 
-- ``hero_store_position``; the relay's confirmed position from ``run/relay.health``
+- ``hero_store_position``; the relay's confirmed position from ``run/relay*.health``
   (``hero_relay_position``, ``hero_events_relayed_total``);
 - ``hero_consumer_position`` and ``hero_consumer_lag_positions`` (store position minus the
   consumer's) for the relay, each read-model projection (``readmodels/<name>``), the gateway's
@@ -57,7 +57,7 @@ from hero.gateway.auth import caller, require_role
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.readmodels.projections import PROJECTIONS
 from hero.readmodels.projector import ReadModels
-from hero.relay import health_path
+from hero.relay import health_paths
 from hero.store import EventStore, RecordedEvent, skip_counts
 
 __all__ = [
@@ -323,7 +323,7 @@ class GatewayMetrics:
         positions: dict[str, int] = {}
         out: list[Metric] = [up]
 
-        relay = _relay_health(health_path(context.settings))
+        relay = _active_relay_health(health_paths(context.settings))
         up.set(1 if relay is not None else 0, source="relay")
         if relay is not None:
             out.extend(_relay_metrics(relay))
@@ -405,6 +405,13 @@ def _total(name: str, help: str, value: float, **labels: str) -> Counter:
 def _read_models(context: GatewayContext) -> Any:
     models = context.extras.get("read_models")
     return models if hasattr(models, "position") else ReadModels(context.redis)
+
+
+def _active_relay_health(paths: list[Path]) -> dict[str, Any] | None:
+    """The health of the relay that publishes: standbys report no position, and a relay
+    killed while active leaves its last report behind, older than its successor's."""
+    found = [body for body in map(_relay_health, paths) if body is not None]
+    return max(found, key=lambda body: str(body.get("updated_at", "")), default=None)
 
 
 def _relay_health(path: Path) -> dict[str, Any] | None:

@@ -10,6 +10,11 @@ appended whole or not at all; a failed one fails the publish before anything aft
 sent, and the relay sends it all again, so a later record never lands ahead of an earlier one
 (with aiokafka's own batching, a batch queued behind a failed one could). Duplicates are
 removed downstream by store positions.
+
+Each record carries its store position in a header. Before its first batch, and again after a
+failed one, the publisher reads the last position each partition holds
+(:mod:`hero.log.published`) and leaves out the rows already there: a relay that takes over
+from a dead one, or retries a batch the broker took but did not confirm, sends nothing twice.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from hero.log.published import POSITION_HEADER, last_published
 from hero.log.topics import (
     EPOCH_MARKER_TOPIC,
     PLATFORM_TOPICS,
@@ -69,6 +75,10 @@ class KafkaPublisher(Publisher):
         self._idempotent = idempotent
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
+        # (topic, partition) -> the last position there; None: to be read before sending.
+        self._published: dict[tuple[str, int], int] | None = None
+        self.skipped = 0
+        """Rows left out because their partition already held them (since construction)."""
 
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -80,9 +90,15 @@ class KafkaPublisher(Publisher):
     async def publish(self, events: Sequence[RecordedEvent]) -> None:
         producer = await self._ready()
         try:
+            if self._published is None:
+                topics = {*PLATFORM_TOPICS, *(event.topic for event in events)}
+                self._published = await last_published(self._bootstrap, topics)
             by_partition: dict[tuple[str, int], list[RecordedEvent]] = {}
             for event in events:
                 partition = await self._partition(producer, event)
+                if event.position <= self._published.get((event.topic, partition), 0):
+                    self.skipped += 1
+                    continue
                 by_partition.setdefault((event.topic, partition), []).append(event)
             await asyncio.gather(
                 *(
@@ -112,9 +128,12 @@ class KafkaPublisher(Publisher):
             # deletes asynchronously), so the recreation below makes new, empty ones.
             await self._admin.delete([*PLATFORM_TOPICS, EPOCH_MARKER_TOPIC, TELEMETRY_MARKER_TOPIC])
         await self._admin.mark_epoch()
+        # A refill sends everything again from position 1: nothing on the broker counts.
+        self._published = {}
 
     async def close(self) -> None:
         self._partitions.clear()  # a restarted broker may have recreated the topics
+        self._published = None  # what reached the broker is read again before the next batch
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -131,7 +150,10 @@ async def _send_in_order(
             "timestamp": None,
             "key": event.stream.encode(),
             "value": event.envelope_json.encode(),
-            "headers": [("type", event.type.encode())],
+            "headers": [
+                ("type", event.type.encode()),
+                (POSITION_HEADER, str(event.position).encode()),
+            ],
         }
         if batch.append(**record) is None:  # full: send it, wait, start the next one
             await (await producer.send_batch(batch, topic, partition=partition))

@@ -4,7 +4,7 @@ from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, Sqlit
 from hero.store.follow import recorded_after
 from hero.store.lease import FileLease, MemoryLease, RelayLease
 from hero.store.memory import MemoryEventStore
-from hero.store.outbox import OutboxRelay, Publisher, RelayProgress
+from hero.store.outbox import LeaseLost, OutboxRelay, Publisher, RelayProgress
 from hero.store.poison import (
     PoisonRow,
     SkipHandler,
@@ -41,6 +41,7 @@ __all__ = [
     "DuplicateEventId",
     "EventStore",
     "FileLease",
+    "LeaseLost",
     "MemoryCheckpointStore",
     "MemoryEventStore",
     "MemoryLease",

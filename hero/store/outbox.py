@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from hero.store.checkpoints import CheckpointStore
 from hero.store.port import EventStore, RecordedEvent
 
-__all__ = ["OutboxRelay", "Publisher", "RelayProgress"]
+__all__ = ["LeaseLost", "OutboxRelay", "Publisher", "RelayProgress"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class Publisher(ABC):
     @abstractmethod
     async def reset(self) -> None:
         """Prepare an empty destination for a refill from position 1."""
+
+
+class LeaseLost(RuntimeError):
+    """The relay no longer holds its lease: another relay may be publishing; it must stop."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,10 @@ class OutboxRelay:
         epoch_check_interval_s: float = 1.0,
         max_backoff_s: float = 5.0,
         on_progress: Callable[[RelayProgress], None] | None = None,
+        holds_lease: Callable[[], bool] | None = None,
     ):
+        """``holds_lease``: asked before every batch (in a worker thread); False stops the
+        relay with :class:`LeaseLost`. None: a relay that runs alone."""
         self._store = store
         self._checkpoints = checkpoints
         self._publisher = publisher
@@ -71,6 +78,7 @@ class OutboxRelay:
         self._check_interval = epoch_check_interval_s
         self._max_backoff = max_backoff_s
         self._on_progress = on_progress
+        self._holds_lease = holds_lease
         self._position = checkpoints.load(name)
         self._published = 0
         self._refills = 0
@@ -102,6 +110,8 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish the next batch; returns how many events it confirmed (0: nothing new)."""
+        if self._holds_lease is not None and not await asyncio.to_thread(self._holds_lease):
+            raise LeaseLost(f"{self._name} lost its lease at position {self._position}")
         if time.monotonic() - self._last_check >= self._check_interval:
             await self._refill_if_lost()
         batch = await asyncio.to_thread(self._store.read_all, self._position + 1, self._batch_size)
@@ -127,11 +137,14 @@ class OutboxRelay:
                 return total
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; raises :class:`LeaseLost` when the lease is gone."""
         backoff = self._poll_interval
         while not stop.is_set():
             try:
                 count = await self.publish_batch()
                 backoff = self._poll_interval
+            except LeaseLost:
+                raise
             except Exception as error:  # a broker outage must not end the relay
                 log.warning("relay batch failed, retrying in %.2fs: %s", backoff, error)
                 self._last_check = float("-inf")

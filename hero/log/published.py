@@ -1,0 +1,104 @@
+"""What a relay already put on the topics: per partition, the last store position there.
+
+A relay saves its checkpoint after the broker confirms a batch, so a relay that dies leaves the
+checkpoint behind what the broker holds. The next leader reads, per partition, the position of
+the last record a relay wrote (each carries it in the ``hero-position`` header) and skips the
+rows at or below it: a partition's records are a prefix, in store order, of the rows keyed to
+it (the publisher sends one partition's batches one after the other), so those rows are there.
+
+Reading "the last record" differs by broker. Apache Kafka's end offset is the high watermark:
+the last record sits just below it. Tansu's end offset is the last batch's base offset + 1:
+reading from one below it yields that whole batch. Either way, reading from ``end - 1`` until
+the consumer's position reaches ``end`` covers the last record on both. Other producers write
+to some topics too (telemetry samples, the DLQ), so when the tail holds no relay record the
+read goes further back, in growing windows, down to the partition's start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hero.log.topics import wait_for_partitions
+
+__all__ = ["POSITION_HEADER", "last_published"]
+
+POSITION_HEADER = "hero-position"
+_FIRST_WINDOW = 1
+_WINDOW_GROWTH = 64
+
+
+async def last_published(
+    bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30.0
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the store position of the last relay record in it (absent: none).
+
+    A topic the broker does not have holds nothing: it is left out."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        listed = await consumer.topics()
+        tps = [
+            TopicPartition(topic, partition)
+            for topic in sorted(set(topics) & listed)
+            for partition in sorted(await wait_for_partitions(consumer, topic, timeout_s))
+        ]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        found: dict[tuple[str, int], int] = {}
+        for tp in tps:
+            position = await _last_in(consumer, tp, starts[tp], ends[tp], deadline)
+            if position is not None:
+                found[(tp.topic, tp.partition)] = position
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def _last_in(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float
+) -> int | None:
+    high, window = end, _FIRST_WINDOW
+    while high > start:
+        low = max(start, high - window)
+        position = await _last_between(consumer, tp, low, high, deadline)
+        if position is not None:
+            return position
+        high, window = low, window * _WINDOW_GROWTH
+    return None
+
+
+async def _last_between(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int, deadline: float
+) -> int | None:
+    """The highest relay position among the records from ``low`` until the read passes ``high``."""
+    consumer.seek(tp, low)
+    for other in consumer.assignment() - {tp}:
+        consumer.pause(other)
+    consumer.resume(tp)
+    last: int | None = None
+    while await consumer.position(tp) < high:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TimeoutError(f"{tp.topic}[{tp.partition}]: could not read offsets {low}..{high}")
+        batches = await consumer.getmany(tp, timeout_ms=int(min(remaining, 1.0) * 1000))
+        for record in batches.get(tp, []):
+            position = _position(record.headers)
+            if position is not None:
+                last = position if last is None else max(last, position)
+    return last
+
+
+def _position(headers: Iterable[tuple[str, bytes]] | None) -> int | None:
+    for key, value in headers or ():
+        if key == POSITION_HEADER:
+            text = value.decode("ascii", "replace")
+            # A header another producer forged must not stop the relay: it is ignored.
+            return int(text) if text.isdigit() and len(text) <= 19 else None
+    return None
