@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from hero.config import HeroSettings, mask_url
-from hero.log.producer import KafkaPublisher
+from hero.log.producer import KafkaPublisher, store_owns
 from hero.store import (
     LeaseLost,
     OutboxRelay,
@@ -144,6 +144,7 @@ async def _lead(
         partitions=settings.kafka_partitions,
         purge_on_reset=settings.relay_purge_on_refill,
         idempotent=idempotent,
+        owns=store_owns(store),
     )
     # Built once the lease is ours: the checkpoint it loads is the last leader's.
     relay = OutboxRelay(

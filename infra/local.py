@@ -31,7 +31,13 @@ from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
-from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
+from infra.models import (
+    RELAY_REPLICAS,
+    ComponentName,
+    ComponentStatus,
+    Endpoints,
+    UpReport,
+)
 from infra.postgres import (
     PostgresProcess,
     external_store,
@@ -92,8 +98,16 @@ class LocalStack:
 
     @property
     def components(self) -> tuple[ComponentName, ...]:
-        """COMPONENTS, and the PostgreSQL store when the stack's store is one."""
-        return (*COMPONENTS, "postgres") if store_is_postgres(self.settings) else COMPONENTS
+        """COMPONENTS with one relay per replica, and the PostgreSQL store when the stack's
+        store is one."""
+        names = _with_relays(COMPONENTS, RELAY_REPLICAS[: self.settings.replicas])
+        return (*names, "postgres") if store_is_postgres(self.settings) else names
+
+    def _components_of(self, state: StackState) -> tuple[ComponentName, ...]:
+        """``components``, and the relays a run with more replicas recorded."""
+        recorded = [name for name in RELAY_REPLICAS if name in state.processes]
+        relays = [name for name in RELAY_REPLICAS if name in self.components or name in recorded]
+        return _with_relays(self.components, relays)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -131,7 +145,7 @@ class LocalStack:
                 return self._nothing_running("no stack running under " + str(self.data_dir))
             results: dict[ComponentName, ComponentStatus] = {}
             failures: list[str] = []
-            for name in _STOP_ORDER:
+            for name in _with_relays(_STOP_ORDER, RELAY_REPLICAS):
                 record = state.processes.get(name)
                 if record is None:
                     continue
@@ -142,7 +156,7 @@ class LocalStack:
             self._forget(state)
             return [
                 results.get(name) or self._unrecorded(name, "not started by this stack")
-                for name in self.components
+                for name in self._components_of(state)
             ]
 
     def status(self) -> list[ComponentStatus]:
@@ -231,14 +245,20 @@ class LocalStack:
                 ready_after["broker"] = time.monotonic() - began
             bootstrap = external.get("broker") or _required(broker.address if broker else None)
             self._ensure_topics(bootstrap, broker)
-            # The relay needs only the broker: it starts while Ray is still coming up.
-            relay = RelayProcess(
-                self.settings,
-                bootstrap,
-                command=self.relay_command,
-                purge_on_refill=broker is not None,
-            )
-            self._spawn(relay, state, started)
+            # The relays need only the broker: they start while Ray is still coming up. One
+            # takes the store's lease and publishes; the others stand by.
+            relays = [
+                RelayProcess(
+                    self.settings,
+                    bootstrap,
+                    command=self.relay_command,
+                    purge_on_refill=broker is not None,
+                    replica=replica,
+                )
+                for replica in range(1, self.settings.replicas + 1)
+            ]
+            for relay in relays:
+                self._spawn(relay, state, started)
             # The treasury needs only the store: it starts while Ray is still coming up, too.
             treasury = TreasuryProcess(
                 self.settings, ports["treasury"], command=self.treasury_command
@@ -264,7 +284,7 @@ class LocalStack:
             )
             self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
-            for proc in [*waits, relay, treasury, usage, gateway]:
+            for proc in [*waits, *relays, treasury, usage, gateway]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.name] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
@@ -428,9 +448,14 @@ class LocalStack:
             proc = ValkeyProcess(self.data_dir, record.port, host=host)
         elif name == "ray":
             proc = RayHead(self.data_dir, record.port, host=host)
-        elif name == "relay":
+        elif name in RELAY_REPLICAS:
             command = json.loads(record.extra.get("command", "null"))
-            proc = RelayProcess(self.settings, record.extra.get("bootstrap", ""), command=command)
+            proc = RelayProcess(
+                self.settings,
+                record.extra.get("bootstrap", ""),
+                command=command,
+                replica=RELAY_REPLICAS.index(name) + 1,
+            )
         elif name == "agents":
             command = json.loads(record.extra.get("command", "null"))
             proc = AgentsProcess(self.settings, command=command)
@@ -488,7 +513,7 @@ class LocalStack:
     def _statuses(self, state: StackState) -> list[ComponentStatus]:
         external = self._external()
         statuses: list[ComponentStatus] = []
-        for name in self.components:
+        for name in self._components_of(state):
             if name in external:
                 statuses.append(_external_status(name, external[name]))
             elif name in state.processes:
@@ -575,11 +600,24 @@ def _external_status(name: ComponentName, address: str) -> ComponentStatus:
     )
 
 
+def _with_relays(
+    names: Sequence[ComponentName], relays: Sequence[ComponentName]
+) -> tuple[ComponentName, ...]:
+    """``names`` with "relay" replaced by ``relays`` (in replica order)."""
+    out: list[ComponentName] = []
+    for name in names:
+        out.extend(relays if name == "relay" else [name])
+    return tuple(out)
+
+
 def _relay_detail(relay: RelayProcess) -> str | None:
     health = relay.health()
     if health is None:
         return None
-    parts = [f"position {health.get('position')}"]
+    if health.get("role") == "standby":
+        reason = health.get("reason")
+        return "standby: waits on the lease" + (f" ({reason})" if reason else "")
+    parts = ["active", f"position {health.get('position')}"]
     if health.get("idempotent"):
         parts.append("idempotent producer")
     updated = health.get("updated_at")

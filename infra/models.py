@@ -8,11 +8,32 @@ from pydantic import BaseModel, Field, field_serializer
 
 from hero.config import mask_url
 
-__all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
+__all__ = [
+    "RELAY_REPLICAS",
+    "ComponentName",
+    "ComponentState",
+    "ComponentStatus",
+    "Endpoints",
+    "UpReport",
+    "relay_component",
+]
 
 ComponentName = Literal[
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
-]
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres",
+    "relay-2", "relay-3", "relay-4", "relay-5", "relay-6", "relay-7", "relay-8",
+]  # fmt: skip
+RELAY_REPLICAS: tuple[ComponentName, ...] = (
+    "relay", "relay-2", "relay-3", "relay-4", "relay-5", "relay-6", "relay-7", "relay-8",
+)  # fmt: skip
+"""The relays' names by replica (``hero up --replicas N`` starts the first N)."""
+
+
+def relay_component(replica: int) -> ComponentName:
+    if not 1 <= replica <= len(RELAY_REPLICAS):
+        raise ValueError(f"relay replica must be 1..{len(RELAY_REPLICAS)}, got {replica}")
+    return RELAY_REPLICAS[replica - 1]
+
+
 ComponentState = Literal["up", "degraded", "down", "external"]
 
 

@@ -33,7 +33,7 @@ from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
 from infra.errors import ComponentError
-from infra.models import ComponentName, Endpoints
+from infra.models import ComponentName, Endpoints, relay_component
 from infra.ray_client import ray_env_for_host
 
 __all__ = [
@@ -58,7 +58,8 @@ _POLL_S = 0.05
 class ManagedProcess(ABC):
     """A server process we start, probe and stop by pid (never by name)."""
 
-    name: ClassVar[ComponentName]
+    # Class-wide, except where one class runs as several replicas (the relay).
+    name: ComponentName
     stop_timeout: ClassVar[float] = 10.0
     """Default grace between SIGTERM and SIGKILL for :meth:`stop`."""
 
@@ -514,7 +515,7 @@ class _Reporting(ManagedProcess):
     """A HERO process that writes ``run/<health_file>`` with its pid: that file is how the
     launcher knows it is ready, and how ``hero status`` reads what it is doing."""
 
-    health_file: ClassVar[str]
+    health_file: str
 
     @property
     def address(self) -> str | None:
@@ -573,9 +574,10 @@ class _Served(_Reporting, _PortedProcess):
 
 
 class RelayProcess(_Reporting):
-    """The relay (store -> broker); ready once it writes ``run/relay.health`` with its pid."""
+    """One relay (store -> broker); ready once it writes ``run/relay.health`` (replica N > 1:
+    ``relay-N.health``) with its pid, as the active relay or as a standby."""
 
-    name = "relay"
+    name: ComponentName = "relay"
     health_file = "relay.health"
 
     def __init__(
@@ -585,8 +587,12 @@ class RelayProcess(_Reporting):
         *,
         command: Sequence[str] | None = None,
         purge_on_refill: bool = False,
+        replica: int = 1,
     ) -> None:
         super().__init__(settings.data_dir)
+        self.replica = replica
+        self.name = relay_component(replica)
+        self.health_file = f"{self.name}.health"
         self.settings = settings
         self.bootstrap = bootstrap
         # Only a broker the stack owns may have its topics deleted before a refill.
@@ -600,6 +606,7 @@ class RelayProcess(_Reporting):
         env = settings_env(self.settings, super()._env())
         env["HERO_DATA_DIR"] = str(self.data_dir)
         env["HERO_KAFKA_BOOTSTRAP"] = self.bootstrap
+        env["HERO_RELAY_REPLICA"] = str(self.replica)
         if self.purge_on_refill:
             env["HERO_RELAY_PURGE_ON_REFILL"] = "true"
         return env
@@ -608,7 +615,11 @@ class RelayProcess(_Reporting):
         return self.health() is not None
 
     def _extra_for_record(self) -> dict[str, str]:
-        return {"bootstrap": self.bootstrap, "command": json.dumps(list(self.command))}
+        return {
+            "bootstrap": self.bootstrap,
+            "command": json.dumps(list(self.command)),
+            "replica": str(self.replica),
+        }
 
     def _after_stop(self) -> None:
         self.health_path.unlink(missing_ok=True)

@@ -20,12 +20,12 @@ from a dead one, or retries a batch the broker took but did not confirm, sends n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from hero.log.published import POSITION_HEADER, last_published
+from hero.log.published import POSITION_HEADER, Published, last_published
 from hero.log.topics import (
     EPOCH_MARKER_TOPIC,
     PLATFORM_TOPICS,
@@ -33,9 +33,9 @@ from hero.log.topics import (
     TopicAdmin,
 )
 from hero.store.outbox import Publisher
-from hero.store.port import RecordedEvent
+from hero.store.port import EventStore, RecordedEvent
 
-__all__ = ["KafkaPublisher", "new_producer"]
+__all__ = ["KafkaPublisher", "new_producer", "store_owns"]
 
 _PARTITIONER = DefaultPartitioner()
 
@@ -59,7 +59,11 @@ class KafkaPublisher(Publisher):
     """``purge_on_reset`` deletes the platform topics before a refill, so records that reached
     a freshly restarted broker ahead of the refill cannot precede older ones. Only for a broker
     HERO owns (the embedded one); never on a shared cluster. ``idempotent``: the broker is
-    Apache Kafka (HERO_BROKER=kafka), whose idempotent producer the relay then uses."""
+    Apache Kafka (HERO_BROKER=kafka), whose idempotent producer the relay then uses.
+    ``owns``: whether a record found last in a partition is this store's (its row at that
+    position has that stream); given, rows at or below such a record are not sent again.
+    None: every row is sent (a publisher sharing its broker with other stores' relays, as
+    tests do, must not skip by their records)."""
 
     def __init__(
         self,
@@ -68,6 +72,7 @@ class KafkaPublisher(Publisher):
         partitions: int = 3,
         purge_on_reset: bool = False,
         idempotent: bool = False,
+        owns: Callable[[Published], bool] | None = None,
     ):
         self._bootstrap = bootstrap
         self._admin = TopicAdmin(bootstrap, partitions=partitions)
@@ -76,6 +81,7 @@ class KafkaPublisher(Publisher):
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
         # (topic, partition) -> the last position there; None: to be read before sending.
+        self._owns = owns
         self._published: dict[tuple[str, int], int] | None = None
         self.skipped = 0
         """Rows left out because their partition already held them (since construction)."""
@@ -91,8 +97,7 @@ class KafkaPublisher(Publisher):
         producer = await self._ready()
         try:
             if self._published is None:
-                topics = {*PLATFORM_TOPICS, *(event.topic for event in events)}
-                self._published = await last_published(self._bootstrap, topics)
+                self._published = await self._read_published(events)
             by_partition: dict[tuple[str, int], list[RecordedEvent]] = {}
             for event in events:
                 partition = await self._partition(producer, event)
@@ -109,6 +114,18 @@ class KafkaPublisher(Publisher):
         except BaseException:
             await self.close()
             raise
+
+    async def _read_published(self, events: Sequence[RecordedEvent]) -> dict[tuple[str, int], int]:
+        owns = self._owns
+        if owns is None:
+            return {}
+        topics = {*PLATFORM_TOPICS, *(event.topic for event in events)}
+        found = await last_published(self._bootstrap, topics)
+        return {
+            where: last.position
+            for where, last in found.items()
+            if await asyncio.to_thread(owns, last)
+        }
 
     async def _partition(self, producer: AIOKafkaProducer, event: RecordedEvent) -> int:
         partitions = self._partitions.get(event.topic)
@@ -138,6 +155,16 @@ class KafkaPublisher(Publisher):
         if producer is not None:
             await producer.stop()
         await self._admin.close()
+
+
+def store_owns(store: EventStore) -> Callable[[Published], bool]:
+    """``owns`` for :class:`KafkaPublisher`: the record is ``store``'s row at its position."""
+
+    def owns(last: Published) -> bool:
+        rows = store.read_all(last.position, 1)
+        return bool(rows) and rows[0].position == last.position and rows[0].stream == last.stream
+
+    return owns
 
 
 async def _send_in_order(

@@ -18,22 +18,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hero.log.topics import wait_for_partitions
 
-__all__ = ["POSITION_HEADER", "last_published"]
+__all__ = ["POSITION_HEADER", "Published", "last_published"]
 
 POSITION_HEADER = "hero-position"
 _FIRST_WINDOW = 1
+
+
+class Published(NamedTuple):
+    """The last relay record of a partition: its store position and its key (the stream)."""
+
+    position: int
+    stream: str
+
+
 _WINDOW_GROWTH = 64
 
 
 async def last_published(
     bootstrap: str, topics: Iterable[str], *, timeout_s: float = 30.0
-) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> the store position of the last relay record in it (absent: none).
+) -> dict[tuple[str, int], Published]:
+    """(topic, partition) -> the last relay record in it (absent: none).
 
     A topic the broker does not have holds nothing: it is left out."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -51,7 +61,7 @@ async def last_published(
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
-        found: dict[tuple[str, int], int] = {}
+        found: dict[tuple[str, int], Published] = {}
         for tp in tps:
             position = await _last_in(consumer, tp, starts[tp], ends[tp], deadline)
             if position is not None:
@@ -63,7 +73,7 @@ async def last_published(
 
 async def _last_in(
     consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float
-) -> int | None:
+) -> Published | None:
     high, window = end, _FIRST_WINDOW
     while high > start:
         low = max(start, high - window)
@@ -76,13 +86,13 @@ async def _last_in(
 
 async def _last_between(
     consumer: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int, deadline: float
-) -> int | None:
+) -> Published | None:
     """The highest relay position among the records from ``low`` until the read passes ``high``."""
     consumer.seek(tp, low)
     for other in consumer.assignment() - {tp}:
         consumer.pause(other)
     consumer.resume(tp)
-    last: int | None = None
+    last: Published | None = None
     while await consumer.position(tp) < high:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
@@ -90,8 +100,9 @@ async def _last_between(
         batches = await consumer.getmany(tp, timeout_ms=int(min(remaining, 1.0) * 1000))
         for record in batches.get(tp, []):
             position = _position(record.headers)
-            if position is not None:
-                last = position if last is None else max(last, position)
+            if position is not None and (last is None or position > last.position):
+                key = record.key.decode("utf-8", "replace") if record.key else ""
+                last = Published(position, key)
     return last
 
 
