@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -67,6 +68,8 @@ class _HealthFile:
         self._written = 0.0
         self._position = -1
         self._role: Role | None = None
+        self.skipped: Callable[[], int] = lambda: 0
+        """Rows the active relay left out because the broker held them already."""
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def standby(self, reason: str | None = None) -> None:
@@ -92,6 +95,7 @@ class _HealthFile:
                 "position": progress.position,
                 "published": progress.published,
                 "refills": progress.refills,
+                "skipped": self.skipped(),
             }
         if reason is not None:
             body["reason"] = reason
@@ -146,6 +150,7 @@ async def _lead(
         idempotent=idempotent,
         owns=store_owns(store),
     )
+    health.skipped = lambda: publisher.skipped
     # Built once the lease is ours: the checkpoint it loads is the last leader's.
     relay = OutboxRelay(
         store,
