@@ -26,11 +26,18 @@ import psycopg
 import pytest
 
 from hero.config import HeroSettings
-from hero.store import PostgresEventStore, PostgresLease, StreamAppend, migrate
+from hero.store import (
+    PostgresCheckpointStore,
+    PostgresEventStore,
+    PostgresLease,
+    StreamAppend,
+    migrate,
+)
 from infra import KafkaProcess
 from infra.postgres import PostgresProcess
 from infra.processes import RelayProcess
 from schemas import Topic, new_id
+from tests.integration._failover import successor_leaves_out_what_was_published
 from tests.integration._kafka import read_topic_until, status_event
 from tests.integration.test_kafka_broker import _missing
 from tests.unit.lease_contract import LeaseContract
@@ -123,6 +130,21 @@ class TestPostgresLease(LeaseContract):
         with PostgresLease(database_url) as here, PostgresLease(other) as there:
             assert here.try_acquire()
             assert there.try_acquire()
+
+
+async def test_a_successor_leaves_out_what_a_dead_relay_published_past_its_checkpoint(
+    kafka, database_url
+):
+    store = PostgresEventStore(database_url)
+    checkpoints = PostgresCheckpointStore(database_url)
+    try:
+        figures = await successor_leaves_out_what_was_published(
+            str(kafka.address), store, checkpoints, idempotent=True
+        )
+    finally:
+        store.close()
+        checkpoints.close()
+    print("\ncheckpoint behind the broker, Apache Kafka:", figures)
 
 
 # -- the failover ---------------------------------------------------------------------------

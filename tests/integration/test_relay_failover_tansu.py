@@ -1,0 +1,81 @@
+"""The relay's takeover on the default engines, SQLite + the embedded Tansu broker: the lease is
+an ``flock`` beside the database, and Tansu's end offsets are not Kafka's (the last batch's
+base offset + 1), so reading what a dead relay left on the topic is checked here too."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hero.config import HeroSettings
+from hero.store import SqliteCheckpointStore, SqliteEventStore
+from infra.processes import RelayProcess
+from tests.integration._failover import successor_leaves_out_what_was_published
+from tests.integration._kafka import append_round_robin
+
+pytestmark = pytest.mark.integration
+
+TAKEOVER_BOUND_S = 5.0
+
+
+async def test_a_successor_leaves_out_what_a_dead_relay_published_on_tansu(
+    broker_factory, tmp_path: Path
+) -> None:
+    broker = broker_factory()
+    store = SqliteEventStore(tmp_path / "events.db")
+    checkpoints = SqliteCheckpointStore(store.path)
+    try:
+        figures = await successor_leaves_out_what_was_published(
+            str(broker.address), store, checkpoints, idempotent=False
+        )
+    finally:
+        store.close()
+        checkpoints.close()
+    print("\ncheckpoint behind the broker, Tansu:", figures)
+
+
+def _health(relay: RelayProcess) -> dict[str, object]:
+    return relay.health() or {}
+
+
+def _until(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.01)  # polling a health file, bounded by the deadline above
+
+
+def test_the_standby_takes_over_on_sqlite_and_tansu(broker_factory, tmp_path: Path) -> None:
+    broker = broker_factory()
+    bootstrap = str(broker.address)
+    settings = HeroSettings(
+        data_dir=tmp_path / "hero", store_url=f"sqlite:///{tmp_path / 'events.db'}"
+    )
+    store = SqliteEventStore(tmp_path / "events.db")
+    streams = [f"node-tansu-{i}" for i in range(10)]
+    first, second = (RelayProcess(settings, bootstrap, replica=n) for n in (1, 2))
+    try:
+        first.start(timeout=60)
+        _until(lambda: _health(first).get("role") == "active", 30, "relay 1 to lead")
+        second.start(timeout=60)
+        assert _health(second).get("role") == "standby"
+        total = append_round_robin(store, streams, per_stream=20)
+        _until(lambda: _health(first).get("position") == total, 30, "relay 1 to publish")
+        killed_at = time.monotonic()
+        first.kill()
+        more = append_round_robin(store, [f"{s}-b" for s in streams], per_stream=5)
+        _until(
+            lambda: _health(second).get("position") == total + more,
+            TAKEOVER_BOUND_S + 5,
+            "relay 2 to take over and publish",
+        )
+        takeover = time.monotonic() - killed_at
+    finally:
+        for relay in (first, second):
+            relay.stop()
+        store.close()
+    print(f"\nSQLite + Tansu: the standby published {takeover:.3f} s after kill -9")
+    assert takeover < TAKEOVER_BOUND_S
