@@ -11,7 +11,10 @@ import pytest
 
 from hero.config import HeroSettings
 from hero.store import SqliteCheckpointStore, SqliteEventStore
+from infra._procfs import running
+from infra._state import StackState
 from infra.processes import RelayProcess
+from tests.e2e._cli import hero, hero_json
 from tests.integration._failover import successor_leaves_out_what_was_published
 from tests.integration._kafka import append_round_robin
 
@@ -79,3 +82,44 @@ def test_the_standby_takes_over_on_sqlite_and_tansu(broker_factory, tmp_path: Pa
         store.close()
     print(f"\nSQLite + Tansu: the standby published {takeover:.3f} s after kill -9")
     assert takeover < TAKEOVER_BOUND_S
+
+
+@pytest.mark.e2e
+def test_hero_up_replicas_starts_relays_that_status_lists_and_down_stops(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    report = hero_json("up", "--replicas", "2", data_dir=data_dir)
+    try:
+        components = {c["name"]: c for c in report["components"]}
+        assert {"relay", "relay-2"} <= set(components), components
+        assert all(c["state"] == "up" for c in components.values()), components
+        state = StackState.load(data_dir)
+        assert state is not None
+        started = [(record.pid, record.start_ticks) for record in state.processes.values()]
+        roles = sorted(
+            (components[name]["detail"] or "").split(":")[0].split(",")[0]
+            for name in ("relay", "relay-2")
+        )
+        assert roles == ["active", "standby"], components
+        listed = {c["name"]: c for c in hero_json("status", data_dir=data_dir)}
+        assert listed["relay"]["state"] == listed["relay-2"]["state"] == "up", listed
+    finally:
+        down = hero_json("down", data_dir=data_dir)
+    stopped = {c["name"]: c for c in down}
+    assert stopped["relay"]["state"] == stopped["relay-2"]["state"] == "down", stopped
+    assert [pid for pid, ticks in started if running(pid, ticks)] == []
+    assert not (data_dir / "run" / "relay-2.health").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "9", "two"])
+def test_hero_up_refuses_a_bad_replica_count_and_starts_nothing(tmp_path: Path, value) -> None:
+    data_dir = tmp_path / "data"
+    result = hero("up", "--replicas", value, data_dir=data_dir)
+    assert result.returncode != 0
+    assert "--replicas" in result.stderr + result.stdout
+    assert not StackState.path(data_dir).exists()
+
+
+def test_hero_replicas_out_of_range_in_the_environment_is_named(tmp_path: Path) -> None:
+    result = hero("config", data_dir=tmp_path / "data", env={"HERO_REPLICAS": "12"})
+    assert result.returncode != 0
+    assert "replicas" in (result.stderr + result.stdout).lower()
