@@ -536,6 +536,8 @@ class LocalStack:
         detail = None
         if isinstance(proc, RelayProcess):
             detail = _relay_detail(proc)
+            if "reason" in (proc.health() or {}):  # a standby that cannot reach the store
+                return ComponentStatus(**base, state="degraded", detail=detail)
         elif isinstance(proc, KafkaProcess):
             detail = f"Apache Kafka {KAFKA_VERSION}, log in {proc.log_dir}"
         elif isinstance(proc, AgentsProcess):

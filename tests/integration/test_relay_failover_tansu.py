@@ -4,6 +4,7 @@ base offset + 1), so reading what a dead relay left on the topic is checked here
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -123,3 +124,19 @@ def test_hero_replicas_out_of_range_in_the_environment_is_named(tmp_path: Path) 
     result = hero("config", data_dir=tmp_path / "data", env={"HERO_REPLICAS": "12"})
     assert result.returncode != 0
     assert "replicas" in (result.stderr + result.stdout).lower()
+
+
+def test_a_standby_that_cannot_reach_the_store_says_why(tmp_path: Path) -> None:
+    settings = HeroSettings(
+        data_dir=tmp_path / "hero", store_url="postgresql://hero:hunter2@127.0.0.1:1/hero"
+    )
+    relay = RelayProcess(settings, "127.0.0.1:1")
+    try:
+        relay.start(timeout=60)
+        _until(lambda: "reason" in _health(relay), 30, "the standby to report its reason")
+        health = _health(relay)
+    finally:
+        relay.stop()
+    assert health["role"] == "standby"
+    assert "cannot reach the store for the lease" in str(health["reason"])
+    assert "hunter2" not in json.dumps(health)
