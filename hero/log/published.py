@@ -61,48 +61,57 @@ async def last_published(
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
-        found: dict[tuple[str, int], Published] = {}
-        for tp in tps:
-            position = await _last_in(consumer, tp, starts[tp], ends[tp], deadline)
-            if position is not None:
-                found[(tp.topic, tp.partition)] = position
-        return found
+        return await _search(consumer, starts, ends, deadline)
     finally:
         await consumer.stop()
 
 
-async def _last_in(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float
-) -> Published | None:
-    high, window = end, _FIRST_WINDOW
-    while high > start:
-        low = max(start, high - window)
-        position = await _last_between(consumer, tp, low, high, deadline)
-        if position is not None:
-            return position
-        high, window = low, window * _WINDOW_GROWTH
-    return None
+async def _search(
+    consumer: AIOKafkaConsumer,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    deadline: float,
+) -> dict[tuple[str, int], Published]:
+    """Every partition's tail at once (one round of fetches, not one per partition), then
+    wider windows back for those whose tail held no relay record."""
+    found: dict[tuple[str, int], Published] = {}
+    windows = {tp: (max(starts[tp], ends[tp] - _FIRST_WINDOW), ends[tp]) for tp in ends}
+    size = _FIRST_WINDOW
+    while windows := {tp: (low, high) for tp, (low, high) in windows.items() if high > low}:
+        for tp, last in (await _read(consumer, windows, deadline)).items():
+            found[(tp.topic, tp.partition)] = last
+            del windows[tp]
+        size *= _WINDOW_GROWTH
+        windows = {tp: (max(starts[tp], low - size), low) for tp, (low, _) in windows.items()}
+    return found
 
 
-async def _last_between(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int, deadline: float
-) -> Published | None:
-    """The highest relay position among the records from ``low`` until the read passes ``high``."""
-    consumer.seek(tp, low)
-    for other in consumer.assignment() - {tp}:
-        consumer.pause(other)
-    consumer.resume(tp)
-    last: Published | None = None
-    while await consumer.position(tp) < high:
+async def _read(
+    consumer: AIOKafkaConsumer,
+    windows: dict[TopicPartition, tuple[int, int]],
+    deadline: float,
+) -> dict[TopicPartition, Published]:
+    """Per partition, the highest relay position among the records from its ``low`` until
+    the read passes its ``high``."""
+    for tp, (low, _) in windows.items():
+        consumer.seek(tp, low)
+    consumer.pause(*(consumer.assignment() - set(windows)))
+    consumer.resume(*windows)
+    last: dict[TopicPartition, Published] = {}
+    pending = set(windows)
+    while pending:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
-            raise TimeoutError(f"{tp.topic}[{tp.partition}]: could not read offsets {low}..{high}")
-        batches = await consumer.getmany(tp, timeout_ms=int(min(remaining, 1.0) * 1000))
-        for record in batches.get(tp, []):
-            position = _position(record.headers)
-            if position is not None and (last is None or position > last.position):
-                key = record.key.decode("utf-8", "replace") if record.key else ""
-                last = Published(position, key)
+            where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending))
+            raise TimeoutError(f"could not read the last records of {where}")
+        batches = await consumer.getmany(*pending, timeout_ms=int(min(remaining, 1.0) * 1000))
+        for tp, records in batches.items():
+            for record in records:
+                position = _position(record.headers)
+                if position is not None and (tp not in last or position > last[tp].position):
+                    key = record.key.decode("utf-8", "replace") if record.key else ""
+                    last[tp] = Published(position, key)
+        pending = {tp for tp in pending if await consumer.position(tp) < windows[tp][1]}
     return last
 
 

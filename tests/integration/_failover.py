@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hero.log.producer import KafkaPublisher, store_owns
+from hero.log.producer import KafkaPublisher, new_producer, store_owns
 from hero.log.topics import TopicAdmin
 from hero.store import CheckpointStore, EventStore, OutboxRelay
 from schemas import Topic, new_id
@@ -14,6 +14,18 @@ from tests.integration._kafka import append_round_robin, by_stream, read_topic_u
 __all__ = ["Died", "successor_leaves_out_what_was_published"]
 
 TOPIC = Topic.UTILIZATION.value  # where NodeStatusChanged lives
+FOREIGN = 300  # ~100 a partition: past the first two windows the tail search reads
+
+
+async def _send_foreign(bootstrap: str, count: int) -> None:
+    producer = new_producer(bootstrap)
+    await producer.start()
+    try:
+        for i in range(count):
+            await producer.send(TOPIC, key=f"sample-{i}".encode(), value=b'{"kind": "sample"}')
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 class Died(RuntimeError):
@@ -40,9 +52,11 @@ class _DiesBeforeSaving(CheckpointStore):
 async def successor_leaves_out_what_was_published(
     bootstrap: str, store: EventStore, checkpoints: CheckpointStore, *, idempotent: bool
 ) -> dict[str, Any]:
-    """The first relay confirms one batch, publishes the next and dies before saving it; the
-    next one starts from the lagging checkpoint. Returns the figures; asserts none is lost,
-    doubled or reordered and that the successor left the published batch out."""
+    """The first relay confirms one batch, publishes the next and dies before saving it;
+    then another producer writes FOREIGN records (no store position, like telemetry samples)
+    to the same topic, so the partitions' tails hold none of the relay's; the next relay starts
+    from the lagging checkpoint. Returns the figures; asserts none is lost, doubled or
+    reordered and that the successor left the published batch out."""
     admin = TopicAdmin(bootstrap)
     try:
         await admin.mark_epoch()  # the broker holds what relays confirm: no refill
@@ -67,6 +81,7 @@ async def successor_leaves_out_what_was_published(
     finally:
         await first_publisher.close()
     assert checkpoints.load("relay") == batch, "the checkpoint lags what the broker holds"
+    await _send_foreign(bootstrap, FOREIGN)
 
     publisher = KafkaPublisher(bootstrap, idempotent=idempotent, owns=store_owns(store))
     successor = OutboxRelay(store, checkpoints, publisher, batch_size=batch)
