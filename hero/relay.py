@@ -16,7 +16,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ from typing import Literal
 from hero.config import HeroSettings, mask_url
 from hero.log.producer import KafkaPublisher, store_owns
 from hero.store import (
+    EventStore,
     LeaseLost,
     OutboxRelay,
     RelayLease,
@@ -112,16 +114,50 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         return
 
 
+@dataclass
+class _Kit:
+    """What the active relay publishes with, made while standing by so a takeover is quick."""
+
+    store: EventStore
+    publisher: KafkaPublisher
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        self.store.close()
+
+
+async def _make_kit(settings: HeroSettings, bootstrap: str) -> _Kit:
+    store = await asyncio.to_thread(open_store, settings.effective_store_url)
+    publisher = KafkaPublisher(
+        bootstrap,
+        partitions=settings.kafka_partitions,
+        purge_on_reset=settings.relay_purge_on_refill,
+        idempotent=settings.broker == "kafka",
+        owns=store_owns(store),
+    )
+    try:
+        await publisher.warm_up()
+    except Exception as error:  # the broker away: the leader's first batch retries it
+        log.warning("could not connect to the broker ahead of a takeover: %s", error)
+        await publisher.close()
+    return _Kit(store, publisher)
+
+
 async def _take_lease(
-    lease: RelayLease, settings: HeroSettings, health: _HealthFile, stop: asyncio.Event
+    lease: RelayLease,
+    settings: HeroSettings,
+    health: _HealthFile,
+    stop: asyncio.Event,
+    kit: Callable[[], Awaitable[object]],
 ) -> bool:
-    """Stand by until the lease is ours (True) or ``stop`` is set (False)."""
+    """Stand by until the lease is ours (True) or ``stop`` is set (False); ``kit`` makes
+    ready what the leader needs, once, while waiting."""
     waiting = False
     while not stop.is_set():
+        reason = None
         try:
             if await asyncio.to_thread(lease.try_acquire):
                 return True
-            reason = None
         except StoreError as error:  # the store is down: keep waiting, say why
             reason = f"cannot reach the store for the lease: {error}"
             log.warning("%s", reason)
@@ -129,37 +165,45 @@ async def _take_lease(
             log.info("standing by: another relay holds the lease")
             waiting = True
         health.standby(reason)
+        if reason is None:
+            try:
+                await kit()
+            except StoreError as error:
+                log.warning("cannot open the store ahead of a takeover: %s", error)
         await _wait(stop, settings.relay_lease_poll_s)
     return False
 
 
 async def _lead(
-    settings: HeroSettings,
-    bootstrap: str,
-    lease: RelayLease,
-    health: _HealthFile,
-    stop: asyncio.Event,
+    settings: HeroSettings, kit: _Kit, lease: RelayLease, health: _HealthFile, stop: asyncio.Event
 ) -> None:
     """Publish while the lease is ours; returns on ``stop``, raises LeaseLost when it goes."""
-    store = open_store(settings.effective_store_url)
-    idempotent = settings.broker == "kafka"
-    publisher = KafkaPublisher(
-        bootstrap,
-        partitions=settings.kafka_partitions,
-        purge_on_reset=settings.relay_purge_on_refill,
-        idempotent=idempotent,
-        owns=store_owns(store),
-    )
+    publisher = kit.publisher
     health.skipped = lambda: publisher.skipped
+    took = time.monotonic()
+
+    def progress(done: RelayProgress) -> None:
+        nonlocal took
+        if took and done.published:
+            # How long a takeover takes on this side: the partitions' tails, the first batch.
+            log.info(
+                "first batch confirmed %.3f s after taking the lease (left out %d rows the "
+                "broker held)",
+                time.monotonic() - took,
+                publisher.skipped,
+            )
+            took = 0.0
+        health(done)
+
     # Built once the lease is ours: the checkpoint it loads is the last leader's.
     relay = OutboxRelay(
-        store,
+        kit.store,
         open_checkpoints(settings.effective_store_url),
         publisher,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
         epoch_check_interval_s=settings.relay_epoch_check_interval_s,
-        on_progress=health,
+        on_progress=progress,
         holds_lease=lease.held,
     )
     log.info("took the lease: publishing from position %d", relay.position)
@@ -168,8 +212,8 @@ async def _lead(
     finally:
         if publisher.skipped:
             log.info("left out %d rows the broker already held", publisher.skipped)
+        # The next batch, as leader again, reads the partitions' tails first.
         await publisher.close()
-        store.close()
 
 
 async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
@@ -181,15 +225,24 @@ async def serve(settings: HeroSettings, stop: asyncio.Event) -> None:
         health_path(settings), idempotent=settings.broker == "kafka", replica=replica
     )
     lease = open_relay_lease(settings.effective_store_url)
+    ready: list[_Kit] = []
+
+    async def kit() -> _Kit:
+        if not ready:
+            ready.append(await _make_kit(settings, bootstrap))
+        return ready[0]
+
     try:
-        while await _take_lease(lease, settings, health, stop):
+        while await _take_lease(lease, settings, health, stop, kit):
             try:
-                await _lead(settings, bootstrap, lease, health, stop)
+                await _lead(settings, await kit(), lease, health, stop)
             except LeaseLost as error:
                 log.error("%s: standing by again", error)
                 lease.release()
     finally:
         lease.close()
+        for made in ready:
+            await made.close()
 
 
 def main() -> None:

@@ -127,11 +127,23 @@ class KafkaPublisher(Publisher):
             if await asyncio.to_thread(owns, last)
         }
 
-    async def _partition(self, producer: AIOKafkaProducer, event: RecordedEvent) -> int:
-        partitions = self._partitions.get(event.topic)
+    async def warm_up(self) -> None:
+        """Connect and learn the platform topics' partitions now (a standby relay, so that its
+        takeover does not wait for it)."""
+        producer = await self._ready()
+        for topic in PLATFORM_TOPICS:
+            await self._partitions_of(producer, topic)
+        await self._admin.list_topics()
+
+    async def _partitions_of(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        partitions = self._partitions.get(topic)
         if partitions is None:
-            found = await producer.partitions_for(event.topic)
-            partitions = self._partitions[event.topic] = sorted(found)
+            found = await producer.partitions_for(topic)
+            partitions = self._partitions[topic] = sorted(found)
+        return partitions
+
+    async def _partition(self, producer: AIOKafkaProducer, event: RecordedEvent) -> int:
+        partitions = await self._partitions_of(producer, event.topic)
         return int(_PARTITIONER(event.stream.encode(), partitions, partitions))
 
     async def lost_data(self) -> bool:

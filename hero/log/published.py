@@ -38,6 +38,7 @@ class Published(NamedTuple):
 
 
 _WINDOW_GROWTH = 64
+_FETCH_WAIT_MS = 20
 
 
 async def last_published(
@@ -46,7 +47,13 @@ async def last_published(
     """(topic, partition) -> the last relay record in it (absent: none).
 
     A topic the broker does not have holds nothing: it is left out."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        # A fetch in flight at the partition's end waits this long on the broker; the search
+        # seeks and fetches again at once, and a takeover waits for it.
+        fetch_max_wait_ms=_FETCH_WAIT_MS,
+    )
     await consumer.start()
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
