@@ -2,9 +2,11 @@
 
 A relay saves its checkpoint after the broker confirms a batch, so a relay that dies leaves the
 checkpoint behind what the broker holds. The next leader reads, per partition, the position of
-the last record a relay wrote (each carries it in the ``hero-position`` header) and skips the
-rows at or below it: a partition's records are a prefix, in store order, of the rows keyed to
-it (the publisher sends one partition's batches one after the other), so those rows are there.
+the last record a relay wrote (each carries it in the ``hero-position`` header) and, when that
+record is its own store's row (:class:`~hero.log.producer.KafkaPublisher`'s ``owns``), skips
+the rows at or below it: a partition's records are a prefix, in store order, of the rows keyed
+to it (the publisher sends one partition's batches one after the other), so those rows are
+there.
 
 Reading "the last record" differs by broker. Apache Kafka's end offset is the high watermark:
 the last record sits just below it. Tansu's end offset is the last batch's base offset + 1:
@@ -28,6 +30,8 @@ __all__ = ["POSITION_HEADER", "Published", "last_published"]
 
 POSITION_HEADER = "hero-position"
 _FIRST_WINDOW = 1
+_WINDOW_GROWTH = 64
+_FETCH_WAIT_MS = 20
 
 
 class Published(NamedTuple):
@@ -35,10 +39,6 @@ class Published(NamedTuple):
 
     position: int
     stream: str
-
-
-_WINDOW_GROWTH = 64
-_FETCH_WAIT_MS = 20
 
 
 async def last_published(
