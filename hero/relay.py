@@ -41,6 +41,7 @@ __all__ = ["health_path", "health_paths", "main", "relay_name", "serve"]
 log = logging.getLogger("hero.relay")
 
 Role = Literal["active", "standby"]
+_MAX_REPLICAS = 8  # HeroSettings.relay_replica's bound
 
 
 def relay_name(replica: int) -> str:
@@ -56,7 +57,7 @@ def health_path(settings: HeroSettings, replica: int | None = None) -> Path:
 def health_paths(settings: HeroSettings) -> list[Path]:
     """Every replica's health file (replica 1's first); the one whose role is ``active`` is
     the relay that publishes."""
-    return [health_path(settings, replica) for replica in range(1, 9)]
+    return [health_path(settings, replica) for replica in range(1, _MAX_REPLICAS + 1)]
 
 
 class _HealthFile:
