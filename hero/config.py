@@ -102,6 +102,12 @@ class HeroSettings(BaseSettings):
     )
     llm_max_concurrent: int = Field(default=4, ge=1, le=256, description="calls at once")
     agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="gateways and usage workers `hero up` starts (one consumer group)",
+    )
     up_timeout_s: float = Field(default=60.0, gt=0)
     health_max_lag: int = Field(
         default=5000, ge=0, description="events a follower may lag the store before degraded"

@@ -46,6 +46,8 @@ from infra.processes import (
     RayHead,
     RelayProcess,
     ValkeyProcess,
+    replica_label,
+    split_label,
 )
 from infra.ray_client import ray_env_for_host
 from infra.treasury import TreasuryProcess, treasury_detail
@@ -63,6 +65,8 @@ _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order
 _STOP_ORDER: tuple[ComponentName, ...] = (
     "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
 )  # fmt: skip
+# What `hero up --replicas N` runs N of (gateway, gateway-2, ...; usage, usage-2, ...).
+_REPLICATED: tuple[ComponentName, ...] = ("usage", "gateway")
 
 
 class LocalStack:
@@ -91,9 +95,15 @@ class LocalStack:
         self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
 
     @property
-    def components(self) -> tuple[ComponentName, ...]:
-        """COMPONENTS, and the PostgreSQL store when the stack's store is one."""
-        return (*COMPONENTS, "postgres") if store_is_postgres(self.settings) else COMPONENTS
+    def components(self) -> tuple[str, ...]:
+        """COMPONENTS with their replicas (``gateway-2``, ...), and the PostgreSQL store when
+        the stack's store is one."""
+        names = [
+            label
+            for name in COMPONENTS
+            for label in _labels(name, self.settings.replicas if name in _REPLICATED else 1)
+        ]
+        return (*names, "postgres") if store_is_postgres(self.settings) else tuple(names)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -129,20 +139,17 @@ class LocalStack:
             state = StackState.load(self.data_dir)
             if state is None:
                 return self._nothing_running("no stack running under " + str(self.data_dir))
-            results: dict[ComponentName, ComponentStatus] = {}
+            results: dict[str, ComponentStatus] = {}
             failures: list[str] = []
-            for name in _STOP_ORDER:
-                record = state.processes.get(name)
-                if record is None:
-                    continue
-                results[name] = self._stop_one(name, record, failures)
+            for name in _stop_sequence(state):
+                results[name] = self._stop_one(name, state.processes[name], failures)
             if failures:
                 # Keep stack.json: it is the only record of what is still running.
                 raise StackError("hero down left processes behind: " + "; ".join(failures))
             self._forget(state)
             return [
                 results.get(name) or self._unrecorded(name, "not started by this stack")
-                for name in self.components
+                for name in _with_recorded(self.components, state)
             ]
 
     def status(self) -> list[ComponentStatus]:
@@ -175,6 +182,7 @@ class LocalStack:
             store_url=self.settings.effective_store_url,
             treasury_url=_url_of_record(state, "treasury"),
             gateway_url=_url_of_record(state, "gateway"),
+            gateway_urls=_gateway_urls(state),
             ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
         )
 
@@ -251,22 +259,34 @@ class LocalStack:
                 valkey.wait_ready(_remaining(deadline))
                 ready_after["valkey"] = time.monotonic() - began
             redis_url = external.get("valkey") or _required(_url_of(valkey))
-            usage = UsageProcess(self.settings, bootstrap, redis_url, command=self.usage_command)
-            self._spawn(usage, state, started)
-            # The gateway needs Valkey and the store (its read models follow the store).
-            gateway = GatewayProcess(
-                self.settings,
-                ports["gateway"],
-                redis_url,
-                bootstrap,
-                _required(treasury.url),
-                command=self.gateway_command,
-            )
-            self._spawn(gateway, state, started)
+            replicas = range(1, self.settings.replicas + 1)
+            usages = [
+                UsageProcess(
+                    self.settings, bootstrap, redis_url, command=self.usage_command, replica=n
+                )
+                for n in replicas
+            ]
+            for usage in usages:
+                self._spawn(usage, state, started)
+            # The gateways need Valkey and the store (their read models follow the store).
+            gateways = [
+                GatewayProcess(
+                    self.settings,
+                    ports[replica_label("gateway", n)],
+                    redis_url,
+                    bootstrap,
+                    _required(treasury.url),
+                    command=self.gateway_command,
+                    replica=n,
+                )
+                for n in replicas
+            ]
+            for gateway in gateways:
+                self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
-            for proc in [*waits, relay, treasury, usage, gateway]:
+            for proc in [*waits, relay, treasury, *usages, *gateways]:
                 proc.wait_ready(_remaining(deadline))
-                ready_after[proc.name] = time.monotonic() - began
+                ready_after[proc.label] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
@@ -276,7 +296,8 @@ class LocalStack:
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,
                 treasury_url=treasury.url,
-                gateway_url=gateway.url,
+                gateway_url=gateways[0].url,
+                gateway_urls=[_required(g.url) for g in gateways],
                 ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
             )
             agents = AgentsProcess(self.settings, endpoints, command=self.agents_command)
@@ -343,7 +364,7 @@ class LocalStack:
         proc.spawn()
         started.append(proc)
         # Recorded at once: if this launcher dies now, `hero down` still finds the process.
-        state.processes[proc.name] = proc.record()
+        state.processes[proc.label] = proc.record()
         state.save(self.data_dir)
 
     def _ensure_topics(self, bootstrap: str, broker: ManagedProcess | None) -> None:
@@ -372,13 +393,17 @@ class LocalStack:
 
         The treasury's port is HERO_TREASURY_PORT when set: a payment provider is configured
         with the webhook's address, so it must not move. Taken, it fails the treasury's start.
-        The gateway's is HERO_GATEWAY_PORT when set, likewise (clients are configured with it).
+        The gateway's is HERO_GATEWAY_PORT when set, likewise (clients are configured with it);
+        ``gateway-2`` ... then take the ports after it.
         """
         host = LOOPBACK
         previous = load_ports(self.data_dir)
         ports: dict[str, int] = {}
         wanted: list[str] = list(owned)
-        fixed = {"treasury": self.settings.treasury_port, "gateway": self.settings.gateway_port}
+        gateway_port = self.settings.gateway_port
+        fixed = {"treasury": self.settings.treasury_port}
+        for n, label in enumerate(_labels("gateway", self.settings.replicas)):
+            fixed[label] = gateway_port + n if gateway_port else 0
         for name, port in fixed.items():
             if port:
                 ports[name] = port
@@ -415,9 +440,12 @@ class LocalStack:
         }
         return {name: value for name, value in candidates.items() if value}
 
-    def _attach(self, name: str, record: ProcessRecord) -> ManagedProcess:
+    def _attach(self, label: str, record: ProcessRecord) -> ManagedProcess:
         proc: ManagedProcess
         host = LOOPBACK
+        name, replica = split_label(label)
+        if replica > 1 and name not in _REPLICATED:
+            raise StackError(f"{self.data_dir}: unknown component {label!r} in stack.json")
         if name == "broker":
             # What was started decides, not today's HERO_BROKER: `down` stops what `up` ran.
             if record.extra.get("kind") == BROKER_KIND_KAFKA:
@@ -437,13 +465,13 @@ class LocalStack:
         elif name == "treasury":
             proc = TreasuryProcess(self.settings, record.port)
         elif name == "usage":
-            proc = UsageProcess(self.settings)
+            proc = UsageProcess(self.settings, replica=replica)
         elif name == "gateway":
-            proc = GatewayProcess(self.settings, record.port)
+            proc = GatewayProcess(self.settings, record.port, replica=replica)
         elif name == "postgres":
             proc = PostgresProcess(self.data_dir, record.port, host=host)
         else:
-            raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
+            raise StackError(f"{self.data_dir}: unknown component {label!r} in stack.json")
         proc.adopt(record)
         return proc
 
@@ -467,9 +495,7 @@ class LocalStack:
                 proc.cleanup()
         StackState.remove(self.data_dir)
 
-    def _stop_one(
-        self, name: ComponentName, record: ProcessRecord, failures: list[str]
-    ) -> ComponentStatus:
+    def _stop_one(self, name: str, record: ProcessRecord, failures: list[str]) -> ComponentStatus:
         proc = self._attach(name, record)
         try:
             was_running = proc.stop()
@@ -488,7 +514,7 @@ class LocalStack:
     def _statuses(self, state: StackState) -> list[ComponentStatus]:
         external = self._external()
         statuses: list[ComponentStatus] = []
-        for name in self.components:
+        for name in _with_recorded(self.components, state):
             if name in external:
                 statuses.append(_external_status(name, external[name]))
             elif name in state.processes:
@@ -497,7 +523,7 @@ class LocalStack:
                 statuses.append(self._unrecorded(name, "not started"))
         return statuses
 
-    def _owned_status(self, name: ComponentName, record: ProcessRecord) -> ComponentStatus:
+    def _owned_status(self, name: str, record: ProcessRecord) -> ComponentStatus:
         proc = self._attach(name, record)
         base = {"name": name, "address": record.address, "pid": record.pid}
         if not proc.is_alive():
@@ -527,7 +553,7 @@ class LocalStack:
                 return ComponentStatus(**base, state="degraded", detail=detail)
         return ComponentStatus(**base, state="up", detail=detail)
 
-    def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
+    def _unrecorded(self, name: str, detail: str) -> ComponentStatus:
         external = self._external()
         if name in external:
             return ComponentStatus(
@@ -607,6 +633,39 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
     if isinstance(updated, str):
         parts.append(f"updated {updated}")
     return ", ".join(parts)
+
+
+def _labels(name: str, replicas: int) -> list[str]:
+    return [replica_label(name, n) for n in range(1, replicas + 1)]
+
+
+def _with_recorded(components: tuple[str, ...], state: StackState) -> list[str]:
+    """``components``, then any replica stack.json records beyond them (a stack started with
+    more replicas than today's HERO_REPLICAS still shows, and stops, whole)."""
+    return [*components, *(name for name in state.processes if name not in components)]
+
+
+def _stop_sequence(state: StackState) -> list[str]:
+    """The recorded processes in _STOP_ORDER, each component's replicas before its first."""
+    by_kind: dict[str, list[tuple[int, str]]] = {}
+    for label in state.processes:
+        name, replica = split_label(label)
+        by_kind.setdefault(name, []).append((replica, label))
+    return [
+        label for name in _STOP_ORDER for _, label in sorted(by_kind.get(name, []), reverse=True)
+    ]
+
+
+def _gateway_urls(state: StackState | None) -> list[str]:
+    if state is None:
+        return []
+    found = [
+        (split_label(label)[1], label)
+        for label in state.processes
+        if split_label(label)[0] == "gateway"
+    ]
+    urls = (_url_of_record(state, label) for _, label in sorted(found))
+    return [url for url in urls if url is not None]
 
 
 def _url_of_record(state: StackState | None, name: str) -> str | None:

@@ -17,7 +17,7 @@ ComponentState = Literal["up", "degraded", "down", "external"]
 
 
 class ComponentStatus(BaseModel):
-    name: ComponentName
+    name: str = Field(description="a component, or a replica of one: gateway-2, usage-2, ...")
     state: ComponentState
     address: str | None = None
     pid: int | None = None
@@ -46,6 +46,10 @@ class Endpoints(BaseModel):
     gateway_url: str | None = Field(
         default=None,
         description="the gateway's base URL (REST, streams, /openapi.json); None without one",
+    )
+    gateway_urls: list[str] = Field(
+        default_factory=list,
+        description="every gateway's base URL, the first one's first (hero up --replicas N)",
     )
     ray_env: dict[str, str] = Field(
         default_factory=dict,

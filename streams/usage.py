@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -396,6 +397,7 @@ async def serve(
     *,
     group: str = "hero-usage",
     namespace: str = "usage",
+    name: str = "usage",
 ) -> None:
     from redis.asyncio import Redis
 
@@ -416,7 +418,7 @@ async def serve(
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
     worker = UsageWorker(consumer, aggregator)
-    health = settings.data_dir / "run" / "usage.health"
+    health = settings.data_dir / "run" / f"{name}.health"
     spool = SampleSpool(spool_path(settings.data_dir))
     admin = TopicAdmin(settings.kafka_bootstrap)
     resender = TelemetryPublisher(settings.kafka_bootstrap, actor="usage", retry_for_s=10)
@@ -451,12 +453,24 @@ async def serve(
         await redis.aclose()
 
 
+def _replica_name(text: str) -> str:
+    """``usage`` or ``usage-2`` .. ``usage-8`` (the whole string): it names a file."""
+    import argparse
+
+    if re.fullmatch(r"usage(-[2-8])?", text) is None:
+        raise argparse.ArgumentTypeError(f"--name must be usage or usage-2..8, got {text!r}")
+    return text
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--group", default="hero-usage", help="the Kafka consumer group")
     parser.add_argument("--namespace", default="usage", help="the windows' Valkey key prefix")
+    parser.add_argument(
+        "--name", type=_replica_name, default="usage", help="this replica (its health file)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = HeroSettings()
@@ -466,7 +480,7 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop, group=args.group, namespace=args.namespace)
+        await serve(settings, stop, group=args.group, namespace=args.namespace, name=args.name)
 
     asyncio.run(run())
 

@@ -54,6 +54,17 @@ def up(
             show_default=False,
         ),
     ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            min=1,
+            max=8,
+            help="gateways and usage workers to run, each gateway on its own port, the "
+            "workers in one consumer group [default: HERO_REPLICAS, else 1]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents, and PostgreSQL with
     --store postgres); wait for health."""
@@ -64,6 +75,8 @@ def up(
         settings = settings.model_copy(update={"store": store})
     if broker is not None:
         settings = settings.model_copy(update={"broker": broker.value})
+    if replicas is not None:
+        settings = settings.model_copy(update={"replicas": replicas})
     try:
         report = LocalStack(settings).up()
     except StackError as error:
