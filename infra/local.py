@@ -152,6 +152,55 @@ class LocalStack:
                 for name in _with_recorded(self.components, state)
             ]
 
+    def respawn(self, label: str) -> ComponentStatus:
+        """Start again a dead replica of the running stack (``usage``, ``gateway-2``, ...) as
+        ``up`` started it, a gateway on its port; what a supervisor does after a crash. A
+        replica still running is refused, and so is anything not replicated."""
+        name, replica = split_label(label)
+        if name not in _REPLICATED:
+            raise StackError(
+                f"{label!r}: only the replicas of {' and '.join(_REPLICATED)} start on their own"
+            )
+        with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
+            state = StackState.load(self.data_dir)
+            record = state.processes.get(label) if state is not None else None
+            if state is None or not state.complete or record is None:
+                raise StackError(f"{label} is not part of a stack running under {self.data_dir}")
+            if self._alive(record):
+                raise StackError(f"{label} is still running as pid {record.pid}")
+            proc = self._replica(name, replica, record, self.endpoints())
+            proc.spawn()
+            state.processes[label] = proc.record()
+            state.save(self.data_dir)
+            try:
+                proc.wait_ready(self.settings.up_timeout_s)
+            except ComponentError:
+                proc.kill()
+                raise
+            return self._owned_status(label, state.processes[label])
+
+    def _replica(
+        self, name: str, replica: int, record: ProcessRecord, endpoints: Endpoints
+    ) -> ManagedProcess:
+        command = json.loads(record.extra.get("command", "null"))
+        if name == "usage":
+            return UsageProcess(
+                self.settings,
+                endpoints.kafka_bootstrap,
+                endpoints.redis_url,
+                command=command,
+                replica=replica,
+            )
+        return GatewayProcess(
+            self.settings,
+            record.port,
+            endpoints.redis_url,
+            endpoints.kafka_bootstrap,
+            endpoints.treasury_url or "",
+            command=command,
+            replica=replica,
+        )
+
     def status(self) -> list[ComponentStatus]:
         state = StackState.load(self.data_dir)
         if state is None:

@@ -98,6 +98,9 @@ def usage_detail(usage: UsageProcess) -> str | None:
         parts.append(f"{health['late']} late")
     if health.get("dead_lettered"):
         parts.append(f"{health['dead_lettered']} dead-lettered")
+    partitions = health.get("partitions")
+    if isinstance(partitions, list):
+        parts.append("partitions " + (",".join(str(p) for p in partitions) or "none"))
     if health.get("status") == "degraded":
         parts.append(f"degraded: {health.get('reason')}")
     updated = health.get("updated_at")

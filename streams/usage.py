@@ -260,6 +260,12 @@ class SampleConsumer:
         dlq, self._dlq = self._dlq, None
         await leave_group(consumer, dlq)
 
+    def partitions(self) -> list[int]:
+        """The partitions assigned to this consumer now (none before it joined)."""
+        if self._consumer is None:
+            return []
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
     async def poll(self, timeout_ms: int = 500) -> ConsumerStats:
         """Fetch one batch and apply it; returns this batch's counts."""
         batch = await self.fetch(timeout_ms)
@@ -377,6 +383,8 @@ def _health(
         "spool_resent": spool.resent,
         "status": "degraded" if waiting else "ok",
         "reason": waiting,
+        # What Kafka gave this member of the group: replicas share the partitions out.
+        "partitions": consumer.partitions(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
