@@ -270,9 +270,15 @@ async def _sse(url: str, key: str, farm: str, after: int | None, got: list[int])
         http.stream("GET", f"/v1/streams/{TOPIC}", headers=headers, params=params) as answer,
     ):
         assert answer.status_code == 200, await answer.aread()
+        message: dict[str, str] = {}
         async for line in answer.aiter_lines():
-            if line.startswith("id: "):
-                got.append(int(line[4:]))
+            if line == "":  # a message ends; the position marker first has an id, no data
+                if "data" in message:
+                    got.append(int(message["id"]))
+                message = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                message[name] = value
 
 
 async def _keep_asking(url: str, key: str, stop: asyncio.Event, tally: dict[str, int]) -> None:
