@@ -81,6 +81,7 @@ TOPIC = Topic.RESERVATIONS.value  # where FarmRegistered goes
 PARTITIONS = 3  # HeroSettings.kafka_partitions' default: hero.utilization's partitions
 CONTRACTS = 6
 INTERVAL_S = 15
+HOURLY = 200  # each key's requests an hour, beside the default per-second and per-minute rates
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Replicated:
     store: EventStore
     urls: list[str]
     admin_key: str
+    redis_url: str
     figures: list[str] = field(default_factory=list)
 
     def record(self, label: str) -> tuple[int, int]:
@@ -155,6 +157,7 @@ def replicated() -> Iterator[Replicated]:
         agent_shards=1,
         up_timeout_s=300,
         usage_idle_close_s=30 * 86400,  # old hours close by event time only
+        gateway_rate=f"100/second;2000/minute;{HOURLY}/hour",
     )
     launcher = LocalStack(settings)
     launcher.up()
@@ -163,7 +166,9 @@ def replicated() -> Iterator[Replicated]:
         store = open_store(launcher.settings.effective_store_url)
         try:
             key = asyncio.run(_admin_key(endpoints.redis_url))
-            world = Replicated(launcher, launcher.settings, store, endpoints.gateway_urls, key)
+            world = Replicated(
+                launcher, launcher.settings, store, endpoints.gateway_urls, key, endpoints.redis_url
+            )
             yield world
             figures = home.parent / f"hero-replicas-figures-{RUN}.txt"
             figures.write_text("\n".join(world.figures) + "\n")
@@ -258,6 +263,30 @@ def test_either_gateway_answers_with_the_same_keys_read_models_and_idempotency(
     assert LedgerService(replicated.store).account(account).balance == Money.of("6", "TFT")
 
 
+async def test_a_keys_rate_limit_counts_its_requests_on_both_gateways(
+    replicated: Replicated,
+) -> None:
+    """The limits live in Valkey: requests alternating between the gateways are counted
+    together, so the key gets HOURLY answers in all, not HOURLY from each."""
+    key = await _admin_key(replicated.redis_url)
+    codes: list[int] = []
+    headers = {"X-API-Key": key}
+    async with (
+        httpx.AsyncClient(base_url=replicated.urls[0], headers=headers, timeout=10) as first,
+        httpx.AsyncClient(base_url=replicated.urls[1], headers=headers, timeout=10) as second,
+    ):
+        for i in range(HOURLY + 40):
+            answer = await (first, second)[i % 2].get("/v1/contracts", params={"limit": 1})
+            codes.append(answer.status_code)
+            await asyncio.sleep(0.02)  # pacing: under the per-second rate
+    replicated.figure(
+        f"rate limit {HOURLY}/hour per key, {len(codes)} requests alternating over 2 gateways: "
+        f"{codes.count(200)} answered, {codes.count(429)} refused"
+    )
+    assert (codes.count(200), codes.count(429)) == (HOURLY, 40)
+    assert codes[HOURLY:] == [429] * 40
+
+
 async def _sse(url: str, key: str, farm: str, after: int | None, got: list[int]) -> None:
     """Read the farm's events from ``url`` into ``got`` until cancelled or the connection
     ends (a cut connection raises: the caller resumes elsewhere)."""
@@ -309,7 +338,8 @@ async def test_kill_9_of_a_gateway_fails_no_request_on_the_other_and_sse_moves_o
         survivor_url = replicated.urls[labels.index(survivor)]
         stop, writing = asyncio.Event(), threading.Event()
         tally = {"requests": 0, "failed": 0}
-        asker = asyncio.create_task(_keep_asking(survivor_url, replicated.admin_key, stop, tally))
+        asker_key = await _admin_key(replicated.redis_url)  # a fresh hour of requests
+        asker = asyncio.create_task(_keep_asking(survivor_url, asker_key, stop, tally))
 
         def writer(done: threading.Event = writing) -> None:
             for batch in range(60):  # 60 x 2 events, one batch every 50 ms, across the kill
@@ -422,9 +452,9 @@ def _shared(world: Replicated) -> bool:
 
 
 async def _send_paced(publisher: TelemetryPublisher, part: list[Any]) -> None:
-    for i in range(0, len(part), 25):
-        await publisher.send(part[i : i + 25], datetime.now(UTC))
-        await asyncio.sleep(0.02)  # samples keep flowing across the kill
+    for i in range(0, len(part), 10):
+        await publisher.send(part[i : i + 10], datetime.now(UTC))
+        await asyncio.sleep(0.05)  # the pace of the samplers: they keep flowing across the kill
 
 
 async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sample_once(
@@ -458,6 +488,7 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
             sending = asyncio.create_task(_send_paced(publisher, parts[round_]))
             await until(lambda v=victim: replicated.health(v).get("added", 0) > 0, 60, "work")
             killed = await asyncio.to_thread(replicated.kill, victim)
+            flowing = not sending.done()
             await until(
                 lambda s=survivor: _partitions(replicated, s) == set(range(PARTITIONS)),
                 60,
@@ -470,9 +501,14 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
             await until(lambda: _shared(replicated), 60, "the partitions shared again")
             replicated.figure(
                 f"usage kill -9 #{round_ + 1} ({victim}, partitions {sorted(before[victim])}): "
-                f"{survivor} held all {PARTITIONS} partitions {takeover:.2f} s after the kill; "
+                f"{survivor} held all {PARTITIONS} partitions {takeover:.2f} s after the kill "
+                f"(samples still flowing at the kill: {flowing}); "
                 f"{victim} back and sharing in {time.monotonic() - restarted:.1f} s"
             )
+            assert flowing, "the kill came after the part was sent"
+            # Kafka drops the dead member after the session timeout, then the survivor rejoins.
+            session_s = replicated.settings.kafka_session_timeout_ms / 1000
+            assert takeover < session_s + 10
         await _send_paced(publisher, parts[-1])
     finally:
         await publisher.close()
