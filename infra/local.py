@@ -9,6 +9,11 @@ agent hosts, the treasury and the usage worker are always ours: the hosts run on
 the stack uses, the treasury (payment webhook, conversion, billing) needs only the event store,
 the usage worker (utilization samples -> hourly usage facts) the broker, Valkey and the store,
 the gateway (REST, streams, read models) Valkey and the store.
+
+``HERO_REPLICAS`` (``hero up --replicas N``) runs N gateways and N usage workers, recorded as
+``gateway``, ``gateway-2``, ... and ``usage``, ``usage-2``, ...: each needs only the shared
+store, broker and Valkey, so any number can run side by side; ``down`` stops every one
+recorded, and ``respawn`` starts a dead one again.
 """
 
 from __future__ import annotations
