@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from hero.cli import app
 from hero.config import HeroSettings
 from hero.gateway.__main__ import replica_name
 from infra import LocalStack, StackError
@@ -115,3 +117,13 @@ def test_a_usage_worker_refuses_a_name_it_would_write_a_file_under() -> None:
     )
     assert answer.returncode == 2
     assert "--name must be usage or usage-2..8, got '../usage'" in answer.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "9", "two"])
+def test_hero_up_refuses_replicas_out_of_range_before_starting_anything(
+    value: str, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["up", "--replicas", value, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "--replicas" in result.output
+    assert not (tmp_path / "run" / "stack.json").exists()
