@@ -694,9 +694,17 @@ def _labels(name: str, replicas: int) -> list[str]:
 
 
 def _with_recorded(components: tuple[str, ...], state: StackState) -> list[str]:
-    """``components``, then any replica stack.json records beyond them (a stack started with
-    more replicas than today's HERO_REPLICAS still shows, and stops, whole)."""
-    return [*components, *(name for name in state.processes if name not in components)]
+    """``components`` and any replica stack.json records beyond them (a stack started with
+    more replicas than today's HERO_REPLICAS still shows, and stops, whole), each replica
+    next to its first."""
+    names = [*components, *(name for name in state.processes if name not in components)]
+    kinds = [split_label(name)[0] for name in components]
+
+    def place(label: str) -> tuple[int, int]:
+        kind, replica = split_label(label)
+        return (kinds.index(kind) if kind in kinds else len(kinds), replica)
+
+    return sorted(names, key=place)
 
 
 def _stop_sequence(state: StackState) -> list[str]:

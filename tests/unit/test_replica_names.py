@@ -77,6 +77,9 @@ def test_status_and_down_cover_every_recorded_replica_whatever_replicas_says(
     (tmp_path / "run").mkdir()
     state.save(tmp_path)
     stack = LocalStack(HeroSettings(data_dir=tmp_path, broker="tansu"))  # replicas: 1
+    listed = [c.name for c in stack.status()]
+    at = listed.index("gateway")
+    assert listed[at : at + 3] == ["gateway", "gateway-2", "gateway-3"]  # each next to its first
     statuses = {c.name: c for c in stack.status()}
     assert statuses["gateway-3"].state == "down"
     assert "is gone" in (statuses["gateway-3"].detail or "")
