@@ -128,6 +128,17 @@ class LocalStack:
                         already_running=True,
                         endpoints=self._endpoints_or_none(),
                     )
+                missing = [
+                    name
+                    for name in dead
+                    if name not in state.processes and split_label(name)[1] > 1
+                ]
+                if live and missing and len(missing) == len(dead):
+                    raise StackError(
+                        f"the stack under {self.data_dir} runs without {', '.join(missing)} "
+                        f"(started with fewer replicas); run `hero down`, then `hero up "
+                        f"--replicas {self.settings.replicas}`"
+                    )
                 if live:
                     raise StackError(
                         f"the stack under {self.data_dir} is only partly running "

@@ -5,6 +5,7 @@ started with (a name picks a file under run/, so only the expected ones pass).""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,8 +19,10 @@ from hero.cli import app
 from hero.config import HeroSettings
 from hero.gateway.__main__ import replica_name
 from infra import LocalStack, StackError
+from infra._procfs import read_proc
 from infra._state import ProcessRecord, StackState
 from infra.gateway import GatewayProcess
+from infra.local import COMPONENTS
 from infra.processes import replica_label, split_label
 from infra.usage import UsageProcess
 
@@ -130,3 +133,26 @@ def test_hero_up_refuses_replicas_out_of_range_before_starting_anything(
     assert result.exit_code == 2, result.output
     assert "--replicas" in result.output
     assert not (tmp_path / "run" / "stack.json").exists()
+
+
+def test_up_with_more_replicas_than_the_running_stack_says_how_to_get_them(
+    tmp_path: Path,
+) -> None:
+    """Every recorded component is this test's own process (alive): only the new replicas
+    are missing, and up says so instead of calling the stack partly running."""
+    me = read_proc(os.getpid())
+    assert me is not None
+    state = StackState(
+        data_dir=str(tmp_path), launcher_pid=1, started_at=datetime.now(UTC), complete=True
+    )
+    for name in COMPONENTS:
+        state.processes[name] = ProcessRecord(
+            name=name, pid=me.pid, start_ticks=me.start_ticks, log="/nonexistent.log"
+        )
+    (tmp_path / "run").mkdir()
+    state.save(tmp_path)
+    stack = LocalStack(HeroSettings(data_dir=tmp_path, broker="tansu", replicas=2))
+    with pytest.raises(StackError, match="runs without usage-2, gateway-2") as refused:
+        stack.up()
+    assert "hero up --replicas 2" in str(refused.value)
+    assert StackState.load(tmp_path) == state  # nothing started, nothing forgotten
