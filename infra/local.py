@@ -466,6 +466,13 @@ class LocalStack:
         ports: dict[str, int] = {}
         wanted: list[str] = list(owned)
         gateway_port = self.settings.gateway_port
+        last = gateway_port + self.settings.replicas - 1
+        if gateway_port and last > 65535:
+            raise StackError(
+                f"HERO_GATEWAY_PORT {gateway_port} leaves no room for {self.settings.replicas} "
+                f"gateways (ports {gateway_port}-{last}); choose one below "
+                f"{65537 - self.settings.replicas}"
+            )
         fixed = {"treasury": self.settings.treasury_port}
         for n, label in enumerate(_labels("gateway", self.settings.replicas)):
             fixed[label] = gateway_port + n if gateway_port else 0

@@ -156,3 +156,10 @@ def test_up_with_more_replicas_than_the_running_stack_says_how_to_get_them(
         stack.up()
     assert "hero up --replicas 2" in str(refused.value)
     assert StackState.load(tmp_path) == state  # nothing started, nothing forgotten
+
+
+def test_a_fixed_gateway_port_must_leave_room_for_every_replica(tmp_path: Path) -> None:
+    settings = HeroSettings(data_dir=tmp_path, broker="tansu", replicas=3, gateway_port=65534)
+    with pytest.raises(StackError, match="ports 65534-65536"):
+        LocalStack(settings).up()
+    assert StackState.load(tmp_path) is None  # nothing started
