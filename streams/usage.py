@@ -148,6 +148,9 @@ class UsageAggregator:
             contract = self._contracts.get(contract_id)
             if contract is None:
                 continue  # its contract is not in the store yet: keep the window open
+            # Sealed before it is read: another worker's sample for it is LATE from now on,
+            # not added to sums this fact would not hold.
+            await self._windows.seal(contract_id, hour)
             window = await self._windows.read(contract_id, hour)
             fact = usage_fact(contract, hour, window.seconds, window.network_bytes, window.samples)
             command_id = f"usage-{contract_id}-{hour:%Y%m%dT%H}"
