@@ -9,6 +9,11 @@ one ``UsageRecorded`` per contract and hour (the command id is the contract and 
 a close repeated after a crash writes nothing). A kill -9 at any point loses nothing: the
 windows live in Valkey, and Kafka redelivers what was not committed.
 
+Several workers (``hero up --replicas N``, ``--name usage-2``) share the group's partitions and
+the windows: a sample counts once whoever consumes it, and a window is sealed before it is read
+for its fact, so a sample another worker adds meanwhile is LATE, never added to sums the fact
+no longer holds; two workers closing one hour write its fact once (its command id).
+
 A dependency that blinks loses nothing either. Valkey, the broker or the store unavailable
 is waited out with a capped backoff (``hero.log.retry``), with nothing committed or
 dead-lettered meanwhile, and the health file says ``degraded`` with the reason; only a record
