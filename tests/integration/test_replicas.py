@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
 from hero.config import HeroSettings
@@ -441,7 +442,7 @@ def _contract(i: int, tag: str, start: datetime) -> ContractCreated:
         farm_id=f"{tag}-farm-{i}",
         node_id=f"{tag}-node-{i}",
         grid="grid4",
-        resources=Resources.from_gb(cru=2 + i, mru_gb=4, sru_gb=50),
+        resources=Resources.from_gb(cru=2 + i % 8, mru_gb=4, sru_gb=50),
         price_hour=Money.of("0.05", "USD"),
         term_hours=720,
         sla=Sla(uptime_pct=Decimal(99)),
@@ -477,6 +478,23 @@ def _samples(
     return out
 
 
+def _on_every_partition(tag: str, start: datetime) -> list[ContractCreated]:
+    """CONTRACTS contracts whose samples (keyed by workload) land evenly on every partition,
+    by the producer's own partitioner: whichever partitions a worker holds, it has work."""
+    chosen: list[ContractCreated] = []
+    by_partition = dict.fromkeys(range(PARTITIONS), 0)
+    partitioner, every = DefaultPartitioner(), list(range(PARTITIONS))
+    for i in range(100 * CONTRACTS):
+        contract = _contract(i, tag, start)
+        partition = partitioner(contract.workload_id.encode(), every, every)
+        if by_partition[partition] < CONTRACTS // PARTITIONS:
+            by_partition[partition] += 1
+            chosen.append(contract)
+        if len(chosen) == CONTRACTS:
+            return chosen
+    raise AssertionError(f"no {CONTRACTS} contracts spread over {PARTITIONS} partitions")
+
+
 def _partitions(world: Replicated, label: str) -> set[int]:
     found = world.health(label).get("partitions")
     return set(found) if isinstance(found, list) else set()
@@ -505,7 +523,7 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
     rng = random.Random(14)
     tag = f"rep{RUN}"
     first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
-    contracts = [_contract(i, tag, first_hour) for i in range(CONTRACTS)]
+    contracts = _on_every_partition(tag, first_hour)
     for contract in contracts:
         event = NewEvent.of(contract, actor="test-replicas", occurred_at=first_hour)
         replicated.store.append(
