@@ -90,7 +90,7 @@ class HeroSettings(BaseSettings):
         default=0.5, gt=0, le=5, description="how often a standby relay tries the lease"
     )
     replicas: int = Field(
-        default=1, ge=1, le=8, description="copies of each scalable process `hero up` starts"
+        default=1, ge=1, le=8, description="relays, gateways and usage workers `hero up` starts (one each: 1)"
     )
     relay_purge_on_refill: bool = Field(
         default=False,

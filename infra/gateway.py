@@ -4,7 +4,10 @@ REST commands and queries, the event streams and the read-model projector, on
 ``HERO_GATEWAY_HOST`` (by default the loopback address): the only component that may listen
 elsewhere. It needs the store and Valkey, so it starts once Valkey answers, next to the relay,
 the treasury and the usage worker. Ready once ``run/gateway.health`` names its pid and its
-port accepts connections.
+port accepts connections. ``hero up --replicas N`` runs N of them (``gateway``, ``gateway-2``,
+...; each on its own port, ``run/gateway-2.health``): they share the store and Valkey, so any
+one answers any request, and each runs the read-model projector, whose writes are conditional
+on the position (``hero.readmodels.projector``), so two end where one would.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class GatewayProcess(_Served):
         treasury_url: str = "",
         *,
         command: Sequence[str] | None = None,
+        replica: int = 1,
     ) -> None:
-        super().__init__(settings.data_dir, port, host=settings.gateway_bind)
+        super().__init__(settings.data_dir, port, host=settings.gateway_bind, replica=replica)
         self.settings = settings
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.redis_url = redis_url
@@ -58,6 +62,11 @@ class GatewayProcess(_Served):
     @property
     def url(self) -> str | None:
         return reachable_url(self.address) if self.address is not None else None
+
+    def _command(self) -> list[str]:
+        # Its name picks its health file: two gateways under one data dir report apart.
+        named = ["--name", self.label] if self.replica > 1 else []
+        return [*super()._command(), *named]
 
     def _env(self) -> dict[str, str]:
         env = settings_env(self.settings, super()._env())

@@ -9,6 +9,12 @@ agent hosts, the treasury and the usage worker are always ours: the hosts run on
 the stack uses, the treasury (payment webhook, conversion, billing) needs only the event store,
 the usage worker (utilization samples -> hourly usage facts) the broker, Valkey and the store,
 the gateway (REST, streams, read models) Valkey and the store.
+
+``HERO_REPLICAS`` (``hero up --replicas N``) runs N relays, N gateways and N usage workers,
+recorded as ``relay``, ``relay-2``, ..., ``gateway``, ``gateway-2``, ... and ``usage``,
+``usage-2``, ...: each needs only the shared store, broker and Valkey, so any number can run
+side by side (one relay publishes, the others stand by on the store's lease); ``down`` stops
+every one recorded, and ``respawn`` starts a dead one again.
 """
 
 from __future__ import annotations
@@ -31,13 +37,7 @@ from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
-from infra.models import (
-    RELAY_REPLICAS,
-    ComponentName,
-    ComponentStatus,
-    Endpoints,
-    UpReport,
-)
+from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.postgres import (
     PostgresProcess,
     external_store,
@@ -52,6 +52,8 @@ from infra.processes import (
     RayHead,
     RelayProcess,
     ValkeyProcess,
+    replica_label,
+    split_label,
 )
 from infra.ray_client import ray_env_for_host
 from infra.treasury import TreasuryProcess, treasury_detail
@@ -69,6 +71,8 @@ _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order
 _STOP_ORDER: tuple[ComponentName, ...] = (
     "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
 )  # fmt: skip
+# What `hero up --replicas N` runs N of (relay, relay-2, ...; gateway, gateway-2, ...; ...).
+_REPLICATED: tuple[ComponentName, ...] = ("relay", "usage", "gateway")
 
 
 class LocalStack:
@@ -97,17 +101,15 @@ class LocalStack:
         self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
 
     @property
-    def components(self) -> tuple[ComponentName, ...]:
-        """COMPONENTS with one relay per replica, and the PostgreSQL store when the stack's
-        store is one."""
-        names = _with_relays(COMPONENTS, RELAY_REPLICAS[: self.settings.replicas])
-        return (*names, "postgres") if store_is_postgres(self.settings) else names
-
-    def _components_of(self, state: StackState) -> tuple[ComponentName, ...]:
-        """``components``, and the relays a run with more replicas recorded."""
-        recorded = [name for name in RELAY_REPLICAS if name in state.processes]
-        relays = [name for name in RELAY_REPLICAS if name in self.components or name in recorded]
-        return _with_relays(self.components, relays)
+    def components(self) -> tuple[str, ...]:
+        """COMPONENTS with their replicas (``gateway-2``, ...), and the PostgreSQL store when
+        the stack's store is one."""
+        names = [
+            label
+            for name in COMPONENTS
+            for label in _labels(name, self.settings.replicas if name in _REPLICATED else 1)
+        ]
+        return (*names, "postgres") if store_is_postgres(self.settings) else tuple(names)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -127,6 +129,17 @@ class LocalStack:
                         already_running=True,
                         endpoints=self._endpoints_or_none(),
                     )
+                missing = [
+                    name
+                    for name in dead
+                    if name not in state.processes and split_label(name)[1] > 1
+                ]
+                if live and missing and len(missing) == len(dead):
+                    raise StackError(
+                        f"the stack under {self.data_dir} runs without {', '.join(missing)} "
+                        f"(started with fewer replicas); run `hero down`, then `hero up "
+                        f"--replicas {self.settings.replicas}`"
+                    )
                 if live:
                     raise StackError(
                         f"the stack under {self.data_dir} is only partly running "
@@ -143,21 +156,75 @@ class LocalStack:
             state = StackState.load(self.data_dir)
             if state is None:
                 return self._nothing_running("no stack running under " + str(self.data_dir))
-            results: dict[ComponentName, ComponentStatus] = {}
+            results: dict[str, ComponentStatus] = {}
             failures: list[str] = []
-            for name in _with_relays(_STOP_ORDER, RELAY_REPLICAS):
-                record = state.processes.get(name)
-                if record is None:
-                    continue
-                results[name] = self._stop_one(name, record, failures)
+            for name in _stop_sequence(state):
+                results[name] = self._stop_one(name, state.processes[name], failures)
             if failures:
                 # Keep stack.json: it is the only record of what is still running.
                 raise StackError("hero down left processes behind: " + "; ".join(failures))
             self._forget(state)
             return [
                 results.get(name) or self._unrecorded(name, "not started by this stack")
-                for name in self._components_of(state)
+                for name in _with_recorded(self.components, state)
             ]
+
+    def respawn(self, label: str) -> ComponentStatus:
+        """Start again a dead replica of the running stack (``usage``, ``gateway-2``, ...) as
+        ``up`` started it, a gateway on its port; what a supervisor does after a crash. A
+        replica still running is refused, and so is anything not replicated."""
+        name, replica = split_label(label)
+        if name not in _REPLICATED:
+            raise StackError(
+                f"{label!r}: only the replicas of {', '.join(_REPLICATED)} start on their own"
+            )
+        with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
+            state = StackState.load(self.data_dir)
+            record = state.processes.get(label) if state is not None else None
+            if state is None or not state.complete or record is None:
+                raise StackError(f"{label} is not part of a stack running under {self.data_dir}")
+            if self._alive(record):
+                raise StackError(f"{label} is still running as pid {record.pid}")
+            proc = self._replica(name, replica, record, self.endpoints())
+            proc.spawn()
+            state.processes[label] = proc.record()
+            state.save(self.data_dir)
+            try:
+                proc.wait_ready(self.settings.up_timeout_s)
+            except ComponentError:
+                proc.kill()
+                raise
+            return self._owned_status(label, state.processes[label])
+
+    def _replica(
+        self, name: str, replica: int, record: ProcessRecord, endpoints: Endpoints
+    ) -> ManagedProcess:
+        command = json.loads(record.extra.get("command", "null"))
+        if name == "relay":
+            return RelayProcess(
+                self.settings,
+                endpoints.kafka_bootstrap,
+                command=command,
+                purge_on_refill=record.extra.get("purge_on_refill") == "true",
+                replica=replica,
+            )
+        if name == "usage":
+            return UsageProcess(
+                self.settings,
+                endpoints.kafka_bootstrap,
+                endpoints.redis_url,
+                command=command,
+                replica=replica,
+            )
+        return GatewayProcess(
+            self.settings,
+            record.port,
+            endpoints.redis_url,
+            endpoints.kafka_bootstrap,
+            endpoints.treasury_url or "",
+            command=command,
+            replica=replica,
+        )
 
     def status(self) -> list[ComponentStatus]:
         state = StackState.load(self.data_dir)
@@ -189,6 +256,7 @@ class LocalStack:
             store_url=self.settings.effective_store_url,
             treasury_url=_url_of_record(state, "treasury"),
             gateway_url=_url_of_record(state, "gateway"),
+            gateway_urls=_gateway_urls(state),
             ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
         )
 
@@ -271,22 +339,34 @@ class LocalStack:
                 valkey.wait_ready(_remaining(deadline))
                 ready_after["valkey"] = time.monotonic() - began
             redis_url = external.get("valkey") or _required(_url_of(valkey))
-            usage = UsageProcess(self.settings, bootstrap, redis_url, command=self.usage_command)
-            self._spawn(usage, state, started)
-            # The gateway needs Valkey and the store (its read models follow the store).
-            gateway = GatewayProcess(
-                self.settings,
-                ports["gateway"],
-                redis_url,
-                bootstrap,
-                _required(treasury.url),
-                command=self.gateway_command,
-            )
-            self._spawn(gateway, state, started)
+            replicas = range(1, self.settings.replicas + 1)
+            usages = [
+                UsageProcess(
+                    self.settings, bootstrap, redis_url, command=self.usage_command, replica=n
+                )
+                for n in replicas
+            ]
+            for usage in usages:
+                self._spawn(usage, state, started)
+            # The gateways need Valkey and the store (their read models follow the store).
+            gateways = [
+                GatewayProcess(
+                    self.settings,
+                    ports[replica_label("gateway", n)],
+                    redis_url,
+                    bootstrap,
+                    _required(treasury.url),
+                    command=self.gateway_command,
+                    replica=n,
+                )
+                for n in replicas
+            ]
+            for gateway in gateways:
+                self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
-            for proc in [*waits, *relays, treasury, usage, gateway]:
+            for proc in [*waits, *relays, treasury, *usages, *gateways]:
                 proc.wait_ready(_remaining(deadline))
-                ready_after[proc.name] = time.monotonic() - began
+                ready_after[proc.label] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
@@ -296,7 +376,8 @@ class LocalStack:
                 ray_address=external.get("ray") or _required(servers["ray"].address),
                 store_url=self.settings.effective_store_url,
                 treasury_url=treasury.url,
-                gateway_url=gateway.url,
+                gateway_url=gateways[0].url,
+                gateway_urls=[_required(g.url) for g in gateways],
                 ray_env={} if "ray" in external else ray_env_for_host(LOOPBACK),
             )
             agents = AgentsProcess(self.settings, endpoints, command=self.agents_command)
@@ -363,7 +444,7 @@ class LocalStack:
         proc.spawn()
         started.append(proc)
         # Recorded at once: if this launcher dies now, `hero down` still finds the process.
-        state.processes[proc.name] = proc.record()
+        state.processes[proc.label] = proc.record()
         state.save(self.data_dir)
 
     def _ensure_topics(self, bootstrap: str, broker: ManagedProcess | None) -> None:
@@ -392,13 +473,24 @@ class LocalStack:
 
         The treasury's port is HERO_TREASURY_PORT when set: a payment provider is configured
         with the webhook's address, so it must not move. Taken, it fails the treasury's start.
-        The gateway's is HERO_GATEWAY_PORT when set, likewise (clients are configured with it).
+        The gateway's is HERO_GATEWAY_PORT when set, likewise (clients are configured with it);
+        ``gateway-2`` ... then take the ports after it.
         """
         host = LOOPBACK
         previous = load_ports(self.data_dir)
         ports: dict[str, int] = {}
         wanted: list[str] = list(owned)
-        fixed = {"treasury": self.settings.treasury_port, "gateway": self.settings.gateway_port}
+        gateway_port = self.settings.gateway_port
+        last = gateway_port + self.settings.replicas - 1
+        if gateway_port and last > 65535:
+            raise StackError(
+                f"HERO_GATEWAY_PORT {gateway_port} leaves no room for {self.settings.replicas} "
+                f"gateways (ports {gateway_port}-{last}); choose one below "
+                f"{65537 - self.settings.replicas}"
+            )
+        fixed = {"treasury": self.settings.treasury_port}
+        for n, label in enumerate(_labels("gateway", self.settings.replicas)):
+            fixed[label] = gateway_port + n if gateway_port else 0
         for name, port in fixed.items():
             if port:
                 ports[name] = port
@@ -435,9 +527,12 @@ class LocalStack:
         }
         return {name: value for name, value in candidates.items() if value}
 
-    def _attach(self, name: str, record: ProcessRecord) -> ManagedProcess:
+    def _attach(self, label: str, record: ProcessRecord) -> ManagedProcess:
         proc: ManagedProcess
         host = LOOPBACK
+        name, replica = split_label(label)
+        if replica > 1 and name not in _REPLICATED:
+            raise StackError(f"{self.data_dir}: unknown component {label!r} in stack.json")
         if name == "broker":
             # What was started decides, not today's HERO_BROKER: `down` stops what `up` ran.
             if record.extra.get("kind") == BROKER_KIND_KAFKA:
@@ -448,13 +543,10 @@ class LocalStack:
             proc = ValkeyProcess(self.data_dir, record.port, host=host)
         elif name == "ray":
             proc = RayHead(self.data_dir, record.port, host=host)
-        elif name in RELAY_REPLICAS:
+        elif name == "relay":
             command = json.loads(record.extra.get("command", "null"))
             proc = RelayProcess(
-                self.settings,
-                record.extra.get("bootstrap", ""),
-                command=command,
-                replica=RELAY_REPLICAS.index(name) + 1,
+                self.settings, record.extra.get("bootstrap", ""), command=command, replica=replica
             )
         elif name == "agents":
             command = json.loads(record.extra.get("command", "null"))
@@ -462,13 +554,13 @@ class LocalStack:
         elif name == "treasury":
             proc = TreasuryProcess(self.settings, record.port)
         elif name == "usage":
-            proc = UsageProcess(self.settings)
+            proc = UsageProcess(self.settings, replica=replica)
         elif name == "gateway":
-            proc = GatewayProcess(self.settings, record.port)
+            proc = GatewayProcess(self.settings, record.port, replica=replica)
         elif name == "postgres":
             proc = PostgresProcess(self.data_dir, record.port, host=host)
         else:
-            raise StackError(f"{self.data_dir}: unknown component {name!r} in stack.json")
+            raise StackError(f"{self.data_dir}: unknown component {label!r} in stack.json")
         proc.adopt(record)
         return proc
 
@@ -492,9 +584,7 @@ class LocalStack:
                 proc.cleanup()
         StackState.remove(self.data_dir)
 
-    def _stop_one(
-        self, name: ComponentName, record: ProcessRecord, failures: list[str]
-    ) -> ComponentStatus:
+    def _stop_one(self, name: str, record: ProcessRecord, failures: list[str]) -> ComponentStatus:
         proc = self._attach(name, record)
         try:
             was_running = proc.stop()
@@ -513,7 +603,7 @@ class LocalStack:
     def _statuses(self, state: StackState) -> list[ComponentStatus]:
         external = self._external()
         statuses: list[ComponentStatus] = []
-        for name in self._components_of(state):
+        for name in _with_recorded(self.components, state):
             if name in external:
                 statuses.append(_external_status(name, external[name]))
             elif name in state.processes:
@@ -522,7 +612,7 @@ class LocalStack:
                 statuses.append(self._unrecorded(name, "not started"))
         return statuses
 
-    def _owned_status(self, name: ComponentName, record: ProcessRecord) -> ComponentStatus:
+    def _owned_status(self, name: str, record: ProcessRecord) -> ComponentStatus:
         proc = self._attach(name, record)
         base = {"name": name, "address": record.address, "pid": record.pid}
         if not proc.is_alive():
@@ -554,7 +644,7 @@ class LocalStack:
                 return ComponentStatus(**base, state="degraded", detail=detail)
         return ComponentStatus(**base, state="up", detail=detail)
 
-    def _unrecorded(self, name: ComponentName, detail: str) -> ComponentStatus:
+    def _unrecorded(self, name: str, detail: str) -> ComponentStatus:
         external = self._external()
         if name in external:
             return ComponentStatus(
@@ -602,16 +692,6 @@ def _external_status(name: ComponentName, address: str) -> ComponentStatus:
     )
 
 
-def _with_relays(
-    names: Sequence[ComponentName], relays: Sequence[ComponentName]
-) -> tuple[ComponentName, ...]:
-    """``names`` with "relay" replaced by ``relays`` (in replica order)."""
-    out: list[ComponentName] = []
-    for name in names:
-        out.extend(relays if name == "relay" else [name])
-    return tuple(out)
-
-
 def _relay_detail(relay: RelayProcess) -> str | None:
     health = relay.health()
     if health is None:
@@ -647,6 +727,47 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
     if isinstance(updated, str):
         parts.append(f"updated {updated}")
     return ", ".join(parts)
+
+
+def _labels(name: str, replicas: int) -> list[str]:
+    return [replica_label(name, n) for n in range(1, replicas + 1)]
+
+
+def _with_recorded(components: tuple[str, ...], state: StackState) -> list[str]:
+    """``components`` and any replica stack.json records beyond them (a stack started with
+    more replicas than today's HERO_REPLICAS still shows, and stops, whole), each replica
+    next to its first."""
+    names = [*components, *(name for name in state.processes if name not in components)]
+    kinds = [split_label(name)[0] for name in components]
+
+    def place(label: str) -> tuple[int, int]:
+        kind, replica = split_label(label)
+        return (kinds.index(kind) if kind in kinds else len(kinds), replica)
+
+    return sorted(names, key=place)
+
+
+def _stop_sequence(state: StackState) -> list[str]:
+    """The recorded processes in _STOP_ORDER, each component's replicas before its first."""
+    by_kind: dict[str, list[tuple[int, str]]] = {}
+    for label in state.processes:
+        name, replica = split_label(label)
+        by_kind.setdefault(name, []).append((replica, label))
+    return [
+        label for name in _STOP_ORDER for _, label in sorted(by_kind.get(name, []), reverse=True)
+    ]
+
+
+def _gateway_urls(state: StackState | None) -> list[str]:
+    if state is None:
+        return []
+    found = [
+        (split_label(label)[1], label)
+        for label in state.processes
+        if split_label(label)[0] == "gateway"
+    ]
+    urls = (_url_of_record(state, label) for _, label in sorted(found))
+    return [url for url in urls if url is not None]
 
 
 def _url_of_record(state: StackState | None, name: str) -> str | None:

@@ -8,37 +8,16 @@ from pydantic import BaseModel, Field, field_serializer
 
 from hero.config import mask_url
 
-__all__ = [
-    "RELAY_REPLICAS",
-    "ComponentName",
-    "ComponentState",
-    "ComponentStatus",
-    "Endpoints",
-    "UpReport",
-    "relay_component",
-]
+__all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
 
 ComponentName = Literal[
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres",
-    "relay-2", "relay-3", "relay-4", "relay-5", "relay-6", "relay-7", "relay-8",
-]  # fmt: skip
-RELAY_REPLICAS: tuple[ComponentName, ...] = (
-    "relay", "relay-2", "relay-3", "relay-4", "relay-5", "relay-6", "relay-7", "relay-8",
-)  # fmt: skip
-"""The relays' names by replica (``hero up --replicas N`` starts the first N)."""
-
-
-def relay_component(replica: int) -> ComponentName:
-    if not 1 <= replica <= len(RELAY_REPLICAS):
-        raise ValueError(f"relay replica must be 1..{len(RELAY_REPLICAS)}, got {replica}")
-    return RELAY_REPLICAS[replica - 1]
-
-
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
+]
 ComponentState = Literal["up", "degraded", "down", "external"]
 
 
 class ComponentStatus(BaseModel):
-    name: ComponentName
+    name: str = Field(description="a component, or a replica of one: gateway-2, usage-2, ...")
     state: ComponentState
     address: str | None = None
     pid: int | None = None
@@ -67,6 +46,10 @@ class Endpoints(BaseModel):
     gateway_url: str | None = Field(
         default=None,
         description="the gateway's base URL (REST, streams, /openapi.json); None without one",
+    )
+    gateway_urls: list[str] = Field(
+        default_factory=list,
+        description="every gateway's base URL, the first one's first (hero up --replicas N)",
     )
     ray_env: dict[str, str] = Field(
         default_factory=dict,

@@ -33,7 +33,7 @@ from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
 from infra.errors import ComponentError
-from infra.models import ComponentName, Endpoints, relay_component
+from infra.models import ComponentName, Endpoints
 from infra.ray_client import ray_env_for_host
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "RayHead",
     "RelayProcess",
     "ValkeyProcess",
+    "replica_label",
+    "split_label",
 ]
 
 RELAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.relay")
@@ -53,19 +55,33 @@ AGENTS_COMMAND: tuple[str, ...] = (sys.executable, "-m", "agents.runtime")
 """How the agent hosts are run, before ``--shards N``; AgentsProcess takes a ``command``."""
 
 _POLL_S = 0.05
+_MAX_REPLICAS = 8
+
+
+def replica_label(name: str, replica: int) -> str:
+    """``gateway`` for the first copy, ``gateway-2`` ... for the others."""
+    return name if replica == 1 else f"{name}-{replica}"
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """``gateway-2`` -> (``gateway``, 2); a label with no number is replica 1."""
+    name, _, number = label.rpartition("-")
+    if name and number.isdigit() and 2 <= int(number) <= _MAX_REPLICAS:
+        return name, int(number)
+    return label, 1
 
 
 class ManagedProcess(ABC):
     """A server process we start, probe and stop by pid (never by name)."""
 
-    # Class-wide, except where one class runs as several replicas (the relay).
-    name: ComponentName
+    name: ClassVar[ComponentName]
     stop_timeout: ClassVar[float] = 10.0
     """Default grace between SIGTERM and SIGKILL for :meth:`stop`."""
 
-    def __init__(self, data_dir: Path, *, host: str = LOOPBACK) -> None:
+    def __init__(self, data_dir: Path, *, host: str = LOOPBACK, replica: int = 1) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.host = host
+        self.replica = replica
         self._popen: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._start_ticks: int | None = None
@@ -83,14 +99,19 @@ class ManagedProcess(ABC):
         """Where clients reach it (None before a port is chosen, or if it has none)."""
 
     @property
+    def label(self) -> str:
+        """Its name in stack.json, logs and reports: ``gateway``, ``gateway-2``, ..."""
+        return replica_label(self.name, self.replica)
+
+    @property
     def log_path(self) -> Path:
-        return self.data_dir / "logs" / f"{self.name}.log"
+        return self.data_dir / "logs" / f"{self.label}.log"
 
     def record(self) -> ProcessRecord:
         if self._pid is None or self._start_ticks is None:
             raise ComponentError(self.name, "not started")
         return ProcessRecord(
-            name=self.name,
+            name=self.label,
             pid=self._pid,
             start_ticks=self._start_ticks,
             address=self.address,
@@ -257,8 +278,10 @@ class ManagedProcess(ABC):
 class _PortedProcess(ManagedProcess):
     """A server listening on one TCP port, chosen free on first start and kept after that."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, host: str = LOOPBACK) -> None:
-        super().__init__(data_dir, host=host)
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, host: str = LOOPBACK, replica: int = 1
+    ) -> None:
+        super().__init__(data_dir, host=host, replica=replica)
         self.port = port
 
     def _prepare(self) -> None:
@@ -515,7 +538,7 @@ class _Reporting(ManagedProcess):
     """A HERO process that writes ``run/<health_file>`` with its pid: that file is how the
     launcher knows it is ready, and how ``hero status`` reads what it is doing."""
 
-    health_file: str
+    health_file: ClassVar[str]
 
     @property
     def address(self) -> str | None:
@@ -523,7 +546,9 @@ class _Reporting(ManagedProcess):
 
     @property
     def health_path(self) -> Path:
-        return self.data_dir / "run" / self.health_file
+        # Replica 1 keeps the historical name; the others write their own beside it.
+        name = self.health_file if self.replica == 1 else f"{self.label}.health"
+        return self.data_dir / "run" / name
 
     def health(self) -> dict[str, Any] | None:
         """The last report, if this very process wrote it."""
@@ -577,7 +602,7 @@ class RelayProcess(_Reporting):
     """One relay (store -> broker); ready once it writes ``run/relay.health`` (replica N > 1:
     ``relay-N.health``) with its pid, as the active relay or as a standby."""
 
-    name: ComponentName = "relay"
+    name = "relay"
     health_file = "relay.health"
 
     def __init__(
@@ -589,10 +614,7 @@ class RelayProcess(_Reporting):
         purge_on_refill: bool = False,
         replica: int = 1,
     ) -> None:
-        super().__init__(settings.data_dir)
-        self.replica = replica
-        self.name = relay_component(replica)
-        self.health_file = f"{self.name}.health"
+        super().__init__(settings.data_dir, replica=replica)
         self.settings = settings
         self.bootstrap = bootstrap
         # Only a broker the stack owns may have its topics deleted before a refill.
@@ -619,6 +641,7 @@ class RelayProcess(_Reporting):
             "bootstrap": self.bootstrap,
             "command": json.dumps(list(self.command)),
             "replica": str(self.replica),
+            "purge_on_refill": "true" if self.purge_on_refill else "false",
         }
 
     def _after_stop(self) -> None:

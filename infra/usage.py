@@ -4,6 +4,9 @@ It consumes ``hero.utilization``, keeps the contract-hour windows in Valkey and 
 ``UsageRecorded`` per contract and hour to the event store. It needs the broker, Valkey and
 the store, so it starts once Valkey answers, next to the relay and the treasury. Ready once
 ``run/usage.health`` names its pid (it writes that after its first poll, then on every poll).
+``hero up --replicas N`` runs N of them (``usage``, ``usage-2``, ...) in the one consumer group
+``hero-usage``: Kafka shares the partitions out among them and moves a dead one's to the others
+within the session timeout; the windows in Valkey count a sample once whoever consumes it.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ class UsageProcess(_Reporting):
         redis_url: str = "",
         *,
         command: Sequence[str] | None = None,
+        replica: int = 1,
     ) -> None:
-        super().__init__(settings.data_dir, host=LOOPBACK)
+        super().__init__(settings.data_dir, host=LOOPBACK, replica=replica)
         self.settings = settings
         # Needed to start it only: a process adopted from stack.json is probed and stopped.
         self.bootstrap = bootstrap
@@ -46,7 +50,9 @@ class UsageProcess(_Reporting):
         self.command = tuple(command) if command is not None else USAGE_COMMAND
 
     def _command(self) -> list[str]:
-        return list(self.command)
+        # Its name picks its health file; every replica joins the same consumer group.
+        named = ["--name", self.label] if self.replica > 1 else []
+        return [*self.command, *named]
 
     def _env(self) -> dict[str, str]:
         env = settings_env(self.settings, super()._env())
@@ -92,6 +98,9 @@ def usage_detail(usage: UsageProcess) -> str | None:
         parts.append(f"{health['late']} late")
     if health.get("dead_lettered"):
         parts.append(f"{health['dead_lettered']} dead-lettered")
+    partitions = health.get("partitions")
+    if isinstance(partitions, list):
+        parts.append("partitions " + (",".join(str(p) for p in partitions) or "none"))
     if health.get("status") == "degraded":
         parts.append(f"degraded: {health.get('reason')}")
     updated = health.get("updated_at")

@@ -9,6 +9,11 @@ one ``UsageRecorded`` per contract and hour (the command id is the contract and 
 a close repeated after a crash writes nothing). A kill -9 at any point loses nothing: the
 windows live in Valkey, and Kafka redelivers what was not committed.
 
+Several workers (``hero up --replicas N``, ``--name usage-2``) share the group's partitions and
+the windows: a sample counts once whoever consumes it, and a window is sealed before it is read
+for its fact, so a sample another worker adds meanwhile is LATE, never added to sums the fact
+no longer holds; two workers closing one hour write its fact once (its command id).
+
 A dependency that blinks loses nothing either. Valkey, the broker or the store unavailable
 is waited out with a capped backoff (``hero.log.retry``), with nothing committed or
 dead-lettered meanwhile, and the health file says ``degraded`` with the reason; only a record
@@ -37,6 +42,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -147,6 +153,9 @@ class UsageAggregator:
             contract = self._contracts.get(contract_id)
             if contract is None:
                 continue  # its contract is not in the store yet: keep the window open
+            # Sealed before it is read: another worker's sample for it is LATE from now on,
+            # not added to sums this fact would not hold.
+            await self._windows.seal(contract_id, hour)
             window = await self._windows.read(contract_id, hour)
             fact = usage_fact(contract, hour, window.seconds, window.network_bytes, window.samples)
             command_id = f"usage-{contract_id}-{hour:%Y%m%dT%H}"
@@ -258,6 +267,12 @@ class SampleConsumer:
         consumer, self._consumer = self._consumer, None
         dlq, self._dlq = self._dlq, None
         await leave_group(consumer, dlq)
+
+    def partitions(self) -> list[int]:
+        """The partitions assigned to this consumer now (none before it joined)."""
+        if self._consumer is None:
+            return []
+        return sorted(tp.partition for tp in self._consumer.assignment())
 
     async def poll(self, timeout_ms: int = 500) -> ConsumerStats:
         """Fetch one batch and apply it; returns this batch's counts."""
@@ -376,6 +391,8 @@ def _health(
         "spool_resent": spool.resent,
         "status": "degraded" if waiting else "ok",
         "reason": waiting,
+        # What Kafka gave this member of the group: replicas share the partitions out.
+        "partitions": consumer.partitions(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -396,6 +413,7 @@ async def serve(
     *,
     group: str = "hero-usage",
     namespace: str = "usage",
+    name: str = "usage",
 ) -> None:
     from redis.asyncio import Redis
 
@@ -416,7 +434,7 @@ async def serve(
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
     worker = UsageWorker(consumer, aggregator)
-    health = settings.data_dir / "run" / "usage.health"
+    health = settings.data_dir / "run" / f"{name}.health"
     spool = SampleSpool(spool_path(settings.data_dir))
     admin = TopicAdmin(settings.kafka_bootstrap)
     resender = TelemetryPublisher(settings.kafka_bootstrap, actor="usage", retry_for_s=10)
@@ -451,12 +469,24 @@ async def serve(
         await redis.aclose()
 
 
+def _replica_name(text: str) -> str:
+    """``usage`` or ``usage-2`` .. ``usage-8`` (the whole string): it names a file."""
+    import argparse
+
+    if re.fullmatch(r"usage(-[2-8])?", text) is None:
+        raise argparse.ArgumentTypeError(f"--name must be usage or usage-2..8, got {text!r}")
+    return text
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--group", default="hero-usage", help="the Kafka consumer group")
     parser.add_argument("--namespace", default="usage", help="the windows' Valkey key prefix")
+    parser.add_argument(
+        "--name", type=_replica_name, default="usage", help="this replica (its health file)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = HeroSettings()
@@ -466,7 +496,7 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop, group=args.group, namespace=args.namespace)
+        await serve(settings, stop, group=args.group, namespace=args.namespace, name=args.name)
 
     asyncio.run(run())
 

@@ -60,8 +60,9 @@ def up(
             "--replicas",
             min=1,
             max=8,
-            help="copies of each scalable process: N relays (one publishes, the others stand "
-            "by on the store's lease) [default: HERO_REPLICAS, else 1]",
+            help="copies of the scalable processes: N relays (one publishes, the others stand"
+            " by on the store's lease), N gateways (each on its own port) and N usage workers"
+            " (one consumer group) [default: HERO_REPLICAS, else 1]",
             show_default=False,
         ),
     ] = None,

@@ -3,7 +3,8 @@
 Reads the HERO_* settings (``HERO_REDIS_URL`` is needed: the read models and the API keys
 live in Valkey). Serves on ``HERO_GATEWAY_HOST`` (else ``HERO_HOST``, 127.0.0.1) and writes
 ``run/gateway.health`` (pid, port, its /health status and reasons) once listening and then
-every 2 s. SIGTERM or SIGINT stops it.
+every 2 s; ``--name gateway-2`` (a second replica, ``hero up --replicas 2``) writes
+``run/gateway-2.health`` instead. SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import threading
 import urllib.request
 from datetime import UTC, datetime
@@ -30,10 +32,19 @@ from infra._ports import free_ports
 
 HEALTH_EVERY_S = 2.0
 HEALTH_FILE = "gateway.health"
+_NAME = re.compile(r"gateway(-[2-8])?")
 
 
-def health_path(settings: HeroSettings) -> Path:
-    return settings.data_dir / "run" / HEALTH_FILE
+def health_path(settings: HeroSettings, name: str = "gateway") -> Path:
+    """``run/gateway.health``, or ``run/gateway-2.health`` ... for another replica."""
+    return settings.data_dir / "run" / f"{name}.health"
+
+
+def replica_name(text: str) -> str:
+    """``gateway`` or ``gateway-2`` .. ``gateway-8`` (the whole string), else an error."""
+    if _NAME.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"--name must be gateway or gateway-2..8, got {text!r}")
+    return text
 
 
 def own_health(host: str, port: int) -> dict[str, Any]:
@@ -64,6 +75,9 @@ def write_health(path: Path, port: int, context: GatewayContext) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=None, help="default HERO_GATEWAY_PORT")
+    parser.add_argument(
+        "--name", type=replica_name, default="gateway", help="this replica (its health file)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = HeroSettings()
@@ -91,7 +105,7 @@ def main() -> None:
     def report_health() -> None:
         while not stopped.is_set():
             if server.started:
-                write_health(health_path(settings), port, context)
+                write_health(health_path(settings, args.name), port, context)
             stopped.wait(HEALTH_EVERY_S if server.started else 0.05)
 
     threading.Thread(target=report_health, name="gateway-health", daemon=True).start()
@@ -99,7 +113,7 @@ def main() -> None:
         server.run()
     finally:
         stopped.set()
-        health_path(settings).unlink(missing_ok=True)
+        health_path(settings, args.name).unlink(missing_ok=True)
         store.close()
 
 

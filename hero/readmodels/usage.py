@@ -248,6 +248,14 @@ class UsageWindows:
             sums.get("samples", 0),
         )
 
+    async def seal(self, contract_id: str, hour: datetime) -> None:
+        """Refuse the window's later samples (LATE) and keep its sums: what ``read`` gives
+        after this is what the window's fact records. With two workers, one may add to a
+        window while the other closes it: sealed first, the sample is LATE, not counted in
+        a window already read. A sealed window stays open until ``close``, so a close cut
+        short by a crash is done again on the same sums."""
+        await self._redis.set(self._keys(contract_id, hour)[3], "1", ex=self._ttl)
+
     async def close(self, contract_id: str, hour: datetime) -> None:
         """Forget the window; samples for it that arrive later are LATE, not counted."""
         await self._close(

@@ -224,6 +224,27 @@ async def test_outcomes_come_back_in_the_batchs_order(
     assert await windows.add_many([]) == []
 
 
+async def test_a_sealed_window_keeps_its_sums_and_refuses_later_samples(
+    redis: Redis, ns: Callable[[str], str]
+) -> None:
+    """What two workers need: one seals and reads a window while the other adds to it; the
+    added sample is LATE (not counted in sums already read), and the sealed window is still
+    listed open, so a close cut short by a crash is done again on the same sums."""
+    windows = UsageWindows(redis, ns("seal"))
+    await windows.add_many([(sample("a"), 0), (sample("b"), 1)])
+    await windows.seal("c1", HOUR0)
+    before = await windows.read("c1", HOUR0)
+    assert await windows.add_many([(sample("c"), 1), (sample("a"), 0)]) == [LATE, LATE]
+    assert await windows.read("c1", HOUR0) == before
+    assert (before.seconds, before.samples) == (30, 2)
+    assert await windows.open_before(HOUR0 + timedelta(hours=1)) == [("c1", HOUR0)]
+    assert await windows.counted([("c1", int(HOUR0.timestamp()), "c")]) == [True]
+    await windows.seal("c1", HOUR0)  # again, after a crash: nothing changes
+    assert await windows.read("c1", HOUR0) == before
+    await windows.close("c1", HOUR0)
+    assert await windows.open_before(HOUR0 + timedelta(hours=1)) == []
+
+
 async def test_sums_stay_exact_past_a_doubles_integers(
     redis: Redis, ns: Callable[[str], str]
 ) -> None:
