@@ -31,7 +31,7 @@ from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
-from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
+from infra.models import RAY_WORKER_NAMES, ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.postgres import (
     PostgresProcess,
     external_store,
@@ -48,6 +48,7 @@ from infra.processes import (
     ValkeyProcess,
 )
 from infra.ray_client import ray_env_for_host
+from infra.ray_nodes import RayWorkerNode, ray_worker_name, ray_worker_names
 from infra.treasury import TreasuryProcess, treasury_detail
 from infra.usage import UsageProcess, usage_detail
 
@@ -92,8 +93,18 @@ class LocalStack:
 
     @property
     def components(self) -> tuple[ComponentName, ...]:
-        """COMPONENTS, and the PostgreSQL store when the stack's store is one."""
-        return (*COMPONENTS, "postgres") if store_is_postgres(self.settings) else COMPONENTS
+        """COMPONENTS, the Ray worker nodes ``ray_nodes`` asks for, and the PostgreSQL store
+        when the stack's store is one."""
+        return self._components(ray_worker_names(self.settings.ray_nodes))
+
+    def _components(self, workers: Sequence[ComponentName]) -> tuple[ComponentName, ...]:
+        at = COMPONENTS.index("ray") + 1
+        names = (*COMPONENTS[:at], *workers, *COMPONENTS[at:])
+        return (*names, "postgres") if store_is_postgres(self.settings) else names
+
+    def _components_of(self, state: StackState) -> tuple[ComponentName, ...]:
+        """The components of a recorded stack: its worker nodes are those it started."""
+        return self._components([name for name in RAY_WORKER_NAMES if name in state.processes])
 
     # -- public API ------------------------------------------------------------------------
 
@@ -106,6 +117,8 @@ class LocalStack:
             state = StackState.load(self.data_dir)
             if state is not None:
                 live, dead = self._split_live(state)
+                if state.complete and dead and self._only_ray_workers(state, dead):
+                    return self._restart_ray_workers(state, dead, began)
                 if state.complete and not dead:
                     return UpReport(
                         components=self._statuses(state),
@@ -131,7 +144,7 @@ class LocalStack:
                 return self._nothing_running("no stack running under " + str(self.data_dir))
             results: dict[ComponentName, ComponentStatus] = {}
             failures: list[str] = []
-            for name in _STOP_ORDER:
+            for name in _stop_order(state):
                 record = state.processes.get(name)
                 if record is None:
                     continue
@@ -142,7 +155,7 @@ class LocalStack:
             self._forget(state)
             return [
                 results.get(name) or self._unrecorded(name, "not started by this stack")
-                for name in self.components
+                for name in self._components_of(state)
             ]
 
     def status(self) -> list[ComponentStatus]:
@@ -200,6 +213,11 @@ class LocalStack:
         deadline = began + self.settings.up_timeout_s
         external = self._external()
         self._check_external(external)
+        if "ray" in external and self.settings.ray_nodes > 1:
+            raise StackError(
+                "ray_nodes (--ray-nodes, HERO_RAY_NODES) starts worker nodes of the embedded"
+                " Ray head only; an external Ray (HERO_RAY_ADDRESS) brings its own nodes"
+            )
         owned = [name for name in _SERVERS if name not in external]
         store: list[ComponentName] = ["postgres"] if self.settings.embedded_postgres else []
         ports = self._choose_ports([*store, *owned])
@@ -264,9 +282,18 @@ class LocalStack:
             )
             self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
+            workers: list[RayWorkerNode] = []
             for proc in [*waits, relay, treasury, usage, gateway]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.name] = time.monotonic() - began
+                if isinstance(proc, RayHead):  # the worker nodes join it as soon as it runs
+                    workers = self._ray_workers(proc.address)
+                    for worker in workers:
+                        self._spawn(worker, state, started)
+            # Before the hosts: they are spread over the nodes that are up when they start.
+            for worker in workers:
+                worker.wait_ready(_remaining(deadline))
+                ready_after[worker.name] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
@@ -335,7 +362,52 @@ class LocalStack:
             return self._broker(port)
         if name == "valkey":
             return ValkeyProcess(self.data_dir, port, host=host)
-        return RayHead(self.data_dir, port, host=host)
+        return RayHead(
+            self.data_dir,
+            port,
+            host=host,
+            health_check_period_ms=self.settings.ray_health_check_period_ms,
+            health_check_failures=self.settings.ray_health_check_failures,
+        )
+
+    def _ray_workers(self, head_address: str | None) -> list[RayWorkerNode]:
+        return [
+            RayWorkerNode(self.data_dir, name, head_address, host=LOOPBACK)
+            for name in ray_worker_names(self.settings.ray_nodes)
+        ]
+
+    def _only_ray_workers(self, state: StackState, dead: list[str]) -> bool:
+        head = state.processes.get("ray")
+        return (
+            head is not None
+            and self._alive(head)
+            and all(name in RAY_WORKER_NAMES for name in dead)
+        )
+
+    def _restart_ray_workers(self, state: StackState, dead: list[str], began: float) -> UpReport:
+        """Start again the worker nodes that died (a node lost, its raylet killed): the rest
+        of the stack runs on. Ray places new work on them; agent hosts move back to them
+        when the agents process rebalances."""
+        deadline = began + self.settings.up_timeout_s
+        head = state.processes["ray"].address
+        restarted: list[ManagedProcess] = []
+        for name in dead:
+            old = self._attach(name, state.processes[name])
+            old.stop(timeout=0.0)  # what its raylet's death left of the node's processes
+            worker = RayWorkerNode(self.data_dir, ray_worker_name(name), head, host=LOOPBACK)
+            self._spawn(worker, state, restarted)
+        try:
+            for proc in restarted:
+                proc.wait_ready(_remaining(deadline))
+        except Exception as exc:
+            self._abort(restarted, forget=False)
+            raise StackError(f"hero up could not restart the Ray worker nodes: {exc}") from exc
+        return UpReport(
+            components=self._statuses(state),
+            seconds=round(time.monotonic() - began, 3),
+            already_running=False,
+            endpoints=self._endpoints_or_none(),
+        )
 
     def _spawn(
         self, proc: ManagedProcess, state: StackState, started: list[ManagedProcess]
@@ -354,7 +426,7 @@ class LocalStack:
             log_tail = broker.log_tail() if broker is not None else ""
             raise ComponentError("broker", f"cannot create the topics: {exc}", log_tail) from exc
 
-    def _abort(self, started: list[ManagedProcess]) -> None:
+    def _abort(self, started: list[ManagedProcess], *, forget: bool = True) -> None:
         """Undo a failed up: stop what it started, newest first, and forget the state."""
         survivors = False
         for proc in reversed(started):
@@ -362,7 +434,7 @@ class LocalStack:
                 proc.stop()
             except ComponentError:
                 survivors = True
-        if not survivors:
+        if forget and not survivors:
             # Otherwise the state file stays: it lists the survivors for `hero down`.
             StackState.remove(self.data_dir)
 
@@ -428,6 +500,8 @@ class LocalStack:
             proc = ValkeyProcess(self.data_dir, record.port, host=host)
         elif name == "ray":
             proc = RayHead(self.data_dir, record.port, host=host)
+        elif name in RAY_WORKER_NAMES:
+            proc = RayWorkerNode(self.data_dir, ray_worker_name(name), None, record.port, host=host)
         elif name == "relay":
             command = json.loads(record.extra.get("command", "null"))
             proc = RelayProcess(self.settings, record.extra.get("bootstrap", ""), command=command)
@@ -455,7 +529,7 @@ class LocalStack:
 
     def _split_live(self, state: StackState) -> tuple[list[str], list[str]]:
         live: list[str] = [name for name, record in state.processes.items() if self._alive(record)]
-        expected = [name for name in self.components if name not in state.external]
+        expected = [name for name in self._components_of(state) if name not in state.external]
         dead: list[str] = [name for name in expected if name not in live]
         return live, dead
 
@@ -488,7 +562,7 @@ class LocalStack:
     def _statuses(self, state: StackState) -> list[ComponentStatus]:
         external = self._external()
         statuses: list[ComponentStatus] = []
-        for name in self.components:
+        for name in self._components_of(state):
             if name in external:
                 statuses.append(_external_status(name, external[name]))
             elif name in state.processes:
@@ -511,6 +585,8 @@ class LocalStack:
         detail = None
         if isinstance(proc, RelayProcess):
             detail = _relay_detail(proc)
+        elif isinstance(proc, RayWorkerNode):
+            detail = proc.detail()
         elif isinstance(proc, KafkaProcess):
             detail = f"Apache Kafka {KAFKA_VERSION}, log in {proc.log_dir}"
         elif isinstance(proc, AgentsProcess):
@@ -552,6 +628,13 @@ class LocalStack:
             return self.endpoints()
         except StackError:
             return None
+
+
+def _stop_order(state: StackState) -> list[ComponentName]:
+    """_STOP_ORDER with the recorded Ray worker nodes just before the head."""
+    workers = [name for name in RAY_WORKER_NAMES if name in state.processes]
+    at = _STOP_ORDER.index("ray")
+    return [*_STOP_ORDER[:at], *workers, *_STOP_ORDER[at:]]
 
 
 def _external_answers(name: ComponentName, address: str) -> bool:
