@@ -24,4 +24,4 @@ def _keep_loopback(host: str) -> str:
 if __name__ == "__main__":
     services.resolve_ip_for_localhost = _keep_loopback
     sys.argv = ["ray", *sys.argv[1:]]
-    scripts.main()
+    scripts.main()  # type: ignore[no-untyped-call]

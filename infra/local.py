@@ -682,6 +682,9 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
         else f"{shards} hosts, no stats",
         "caught up" if health.get("caught_up") else "not caught up",
     ]
+    by_node = health.get("hosts_by_node")
+    if isinstance(by_node, dict) and by_node:
+        parts.append("on Ray nodes " + ", ".join(f"{n}: {c}" for n, c in sorted(by_node.items())))
     if health.get("bad_records"):
         parts.append(f"{health['bad_records']} unreadable records skipped")
     if health.get("error"):
