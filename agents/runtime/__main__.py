@@ -11,8 +11,8 @@ agents.health`` (JSON: pid, shards, agents, caught_up, host_pids, hosts_by_node,
 the readiness ``hero up`` waits for, and refreshes it every ~2 s. The hosts are spread over
 the Ray nodes; after a refresh, a host is moved when one node runs two more than another (a
 worker node came back after Ray restarted its hosts on the head). It logs the cluster's
-stats every ``--report-every`` seconds. SIGTERM or SIGINT stops the hosts (killing the actors it started),
-leaves Ray and exits 0.
+stats every ``--report-every`` seconds. SIGTERM or SIGINT stops the hosts (killing the actors
+it started), leaves Ray and exits 0.
 """
 
 from __future__ import annotations
