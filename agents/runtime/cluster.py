@@ -29,7 +29,7 @@ from agents.runtime.sink import SinkFactory
 from hero.config import HeroSettings
 from infra import Endpoints, configure_ray_client
 
-__all__ = ["AgentCluster", "ClusterStats", "alive_nodes"]
+__all__ = ["AgentCluster", "ClusterStats", "alive_nodes", "next_move"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,24 @@ class ClusterStats:
             **totals,
             "hosts": [host.as_dict() for host in self.hosts],
         }
+
+
+def next_move(hosts: list[HostStats], nodes: list[str]) -> tuple[int, str] | None:
+    """(shard, node id): the host to move from the busiest of ``nodes`` to the idlest, when
+    they differ by two hosts or more; None when the hosts are spread, or when a host still
+    reports a node not in ``nodes`` (Ray has not restarted it yet)."""
+    if len(nodes) < 2:
+        return None
+    on_node: dict[str, list[int]] = {node: [] for node in nodes}
+    for host in hosts:
+        if host.node_id not in on_node:
+            return None
+        on_node[host.node_id].append(host.shard)
+    busiest = max(nodes, key=lambda node: len(on_node[node]))
+    idlest = min(nodes, key=lambda node: len(on_node[node]))
+    if len(on_node[busiest]) - len(on_node[idlest]) < 2:
+        return None
+    return max(on_node[busiest]), idlest
 
 
 def alive_nodes() -> list[str]:
@@ -171,20 +189,11 @@ class AgentCluster:
         shard starts on the idle node and rebuilds from the store, as a restarted one does.
         Returns the shard moved, or None.
         """
-        nodes = alive_nodes()
-        if len(nodes) < 2 or self.shards < 2:
+        move = next_move(stats.hosts, alive_nodes()) if self.shards > 1 else None
+        if move is None:
             return None
-        on_node: dict[str, list[int]] = {node: [] for node in nodes}
-        for host in stats.hosts:
-            if host.node_id not in on_node:
-                return None  # a host on a node Ray has not declared dead yet: wait
-            on_node[host.node_id].append(host.shard)
-        busiest = max(nodes, key=lambda node: len(on_node[node]))
-        idlest = min(nodes, key=lambda node: len(on_node[node]))
-        if len(on_node[busiest]) - len(on_node[idlest]) < 2:
-            return None
-        shard = max(on_node[busiest])
-        self._move(shard, idlest, timeout_s)
+        shard, node_id = move
+        self._move(shard, node_id, timeout_s)
         return shard
 
     def _move(self, shard: int, node_id: str, timeout_s: float) -> None:
