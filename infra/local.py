@@ -684,7 +684,9 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
     ]
     by_node = health.get("hosts_by_node")
     if isinstance(by_node, dict) and by_node:
-        parts.append("on Ray nodes " + ", ".join(f"{n}: {c}" for n, c in sorted(by_node.items())))
+        parts.append(
+            "hosts per Ray node: " + "; ".join(_on_node(n, by_node[n]) for n in sorted(by_node))
+        )
     if health.get("bad_records"):
         parts.append(f"{health['bad_records']} unreadable records skipped")
     if health.get("error"):
@@ -693,6 +695,11 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
     if isinstance(updated, str):
         parts.append(f"updated {updated}")
     return ", ".join(parts)
+
+
+def _on_node(node: object, shards: object) -> str:
+    listed = ", ".join(str(s) for s in shards) if isinstance(shards, list) else str(shards)
+    return f"{node or '?'} [{listed}]"
 
 
 def _url_of_record(state: StackState | None, name: str) -> str | None:

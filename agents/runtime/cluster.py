@@ -67,9 +67,12 @@ class ClusterStats:
         return sum(int(getattr(host, name)) for host in self.hosts)
 
     @property
-    def hosts_by_node(self) -> dict[str, int]:
-        """Hosts per Ray node name (``ray``, ``ray-2``...)."""
-        return dict(Counter(host.node for host in self.hosts))
+    def hosts_by_node(self) -> dict[str, list[int]]:
+        """The hosts (shards) on each Ray node, by node name (``ray``, ``ray-2``...)."""
+        on_node: dict[str, list[int]] = {}
+        for host in sorted(self.hosts, key=lambda h: h.shard):
+            on_node.setdefault(host.node, []).append(host.shard)
+        return on_node
 
     def as_dict(self) -> dict[str, Any]:
         totals = {name: self.total(name) for name in _SUMMED}

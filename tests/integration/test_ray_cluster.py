@@ -370,7 +370,7 @@ def test_killing_the_worker_nodes_raylet_moves_its_hosts_to_the_head_and_the_mar
 
     def spread_in_status() -> bool:  # the agents process moves a host if Ray placed it badly
         agents = {c.name: c for c in launcher.status()}["agents"]
-        return "on Ray nodes ray: 2, ray-2: 2" in (agents.detail or "")
+        return "hosts per Ray node: ray [0, 2]; ray-2 [1, 3]" in (agents.detail or "")
 
     _wait(spread_in_status, "hero status to show two hosts on each node", 60)
     endpoints = launcher.endpoints()

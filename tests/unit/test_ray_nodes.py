@@ -83,7 +83,7 @@ def test_no_move_while_a_host_still_reports_a_node_ray_has_not_declared_dead():
     assert next_move(hosts, ["head", "new"]) is None
 
 
-def test_the_stats_count_the_hosts_per_node():
+def test_the_stats_list_the_hosts_on_each_node():
     stats = ClusterStats([_host(0, "a", "ray"), _host(1, "b", "ray-2"), _host(2, "a", "ray")])
-    assert stats.hosts_by_node == {"ray": 2, "ray-2": 1}
-    assert stats.as_dict()["hosts_by_node"] == {"ray": 2, "ray-2": 1}
+    assert stats.hosts_by_node == {"ray": [0, 2], "ray-2": [1]}
+    assert stats.as_dict()["hosts_by_node"] == {"ray": [0, 2], "ray-2": [1]}
