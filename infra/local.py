@@ -391,12 +391,12 @@ class LocalStack:
         deadline = began + self.settings.up_timeout_s
         head = state.processes["ray"].address
         restarted: list[ManagedProcess] = []
-        for name in dead:
-            old = self._attach(name, state.processes[name])
-            old.stop(timeout=0.0)  # what its raylet's death left of the node's processes
-            worker = RayWorkerNode(self.data_dir, ray_worker_name(name), head, host=LOOPBACK)
-            self._spawn(worker, state, restarted)
         try:
+            for name in dead:
+                old = self._attach(name, state.processes[name])
+                old.stop(timeout=0.0)  # what its raylet's death left of the node's processes
+                worker = RayWorkerNode(self.data_dir, ray_worker_name(name), head, host=LOOPBACK)
+                self._spawn(worker, state, restarted)
             for proc in restarted:
                 proc.wait_ready(_remaining(deadline))
         except Exception as exc:

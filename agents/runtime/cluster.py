@@ -1,8 +1,9 @@
 """A set of agent hosts on Ray: start N shards, read their stats, stop them.
 
-The hosts are spread over the Ray cluster's nodes: host ``i`` is placed on node ``i mod n``
-(the driver's node first), with a *soft* node affinity, so when that node dies Ray restarts
-the host on any node alive (hosts have ``max_restarts=-1``). A restarted host stays where Ray
+The hosts are spread over the Ray cluster's nodes: host ``i`` asks for node ``i mod n`` (the
+driver's node first) with a *soft* node affinity, so when that node dies Ray restarts the host
+on any node alive (hosts have ``max_restarts=-1``); Ray may also place it elsewhere when that
+node is busy starting workers. A restarted host stays where Ray
 put it; :meth:`AgentCluster.rebalance` moves hosts back onto a node that joined (or came
 back), one at a time.
 
