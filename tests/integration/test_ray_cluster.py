@@ -351,7 +351,7 @@ def _kill_round(
     assert {c.name: c.state for c in report.components}[WORKER] == "up"
     return (
         f"worker raylet pid {raylet} killed with {in_flight} negotiations"
-        f" in flight, {contracts_at_kill} contracts; hosts {sorted(moved)} on the head"
+        f" in flight, {contracts_at_kill} contracts; its hosts {sorted(moved)} on the head"
         f" again after {takeover_s:.1f} s ({reconstructed} restarted by Ray);"
         f" settled {settled_s:.1f} s after the kill: {counts['negotiations']}"
         f" negotiations, {counts['contracts']} contracts, lost {counts['lost']},"
