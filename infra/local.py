@@ -212,12 +212,12 @@ class LocalStack:
     def _start(self, began: float) -> UpReport:
         deadline = began + self.settings.up_timeout_s
         external = self._external()
-        self._check_external(external)
         if "ray" in external and self.settings.ray_nodes > 1:
             raise StackError(
                 "ray_nodes (--ray-nodes, HERO_RAY_NODES) starts worker nodes of the embedded"
                 " Ray head only; an external Ray (HERO_RAY_ADDRESS) brings its own nodes"
             )
+        self._check_external(external)
         owned = [name for name in _SERVERS if name not in external]
         store: list[ComponentName] = ["postgres"] if self.settings.embedded_postgres else []
         ports = self._choose_ports([*store, *owned])

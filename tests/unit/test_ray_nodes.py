@@ -10,6 +10,7 @@ from agents.runtime.cluster import ClusterStats, next_move
 from agents.runtime.host import HostStats
 from hero.cli import app
 from hero.config import HeroSettings
+from infra import LocalStack, StackError
 from infra.ray_nodes import ray_worker_name, ray_worker_names
 
 
@@ -57,6 +58,14 @@ def test_hero_up_refuses_a_ray_node_count_out_of_range_before_starting_anything(
     assert result.exit_code == 2
     assert "--ray-nodes" in result.output
     assert not (data_dir / "run").exists()
+
+
+def test_worker_nodes_of_an_external_ray_are_refused_before_anything_starts(tmp_path):
+    settings = HeroSettings(data_dir=tmp_path / "data", ray_address="127.0.0.1:1", ray_nodes=2)
+    with pytest.raises(StackError, match="external Ray"):
+        LocalStack(settings).up()
+    assert not (tmp_path / "data" / "run" / "stack.json").exists()
+    assert list((tmp_path / "data").rglob("*.log")) == []  # no process was started
 
 
 def test_no_move_while_the_hosts_are_spread_or_on_one_node():
