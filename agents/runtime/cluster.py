@@ -3,9 +3,9 @@
 The hosts are spread over the Ray cluster's nodes: host ``i`` asks for node ``i mod n`` (the
 driver's node first) with a *soft* node affinity, so when that node dies Ray restarts the host
 on any node alive (hosts have ``max_restarts=-1``); Ray may also place it elsewhere when that
-node is busy starting workers. A restarted host stays where Ray
-put it; :meth:`AgentCluster.rebalance` moves hosts back onto a node that joined (or came
-back), one at a time.
+node is busy starting workers. A restarted host stays where Ray put it;
+:meth:`AgentCluster.rebalance` moves hosts back onto a node that joined (or came back), one
+at a time.
 
 The driver connects with ``infra.configure_ray_client(endpoints.ray_env)`` first: for the
 embedded, loopback-only Ray head that keeps the client (and the workers it causes) on
