@@ -90,7 +90,7 @@ class HeroSettings(BaseSettings):
         default=0.5, gt=0, le=5, description="how often a standby relay tries the lease"
     )
     replicas: int = Field(
-        default=1, ge=1, le=8, description="relays, gateways and usage workers `hero up` starts (one each: 1)"
+        default=1, ge=1, le=8, description="relays, gateways and usage workers `hero up` starts"
     )
     relay_purge_on_refill: bool = Field(
         default=False,
@@ -111,6 +111,21 @@ class HeroSettings(BaseSettings):
     )
     llm_max_concurrent: int = Field(default=4, ge=1, le=256, description="calls at once")
     agent_shards: int = Field(default=2, ge=1, le=64, description="agent hosts `hero up` starts")
+    ray_nodes: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Ray nodes `hero up` runs on loopback: the head and N-1 worker nodes",
+    )
+    ray_health_check_period_ms: int = Field(
+        default=1000, ge=100, le=60_000, description="how often the Ray head probes each node"
+    )
+    ray_health_check_failures: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="probes a node misses before Ray declares it dead and restarts its hosts",
+    )
     up_timeout_s: float = Field(default=60.0, gt=0)
     health_max_lag: int = Field(
         default=5000, ge=0, description="events a follower may lag the store before degraded"

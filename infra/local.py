@@ -37,7 +37,7 @@ from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
-from infra.models import ComponentName, ComponentStatus, Endpoints, UpReport
+from infra.models import RAY_WORKER_NAMES, ComponentName, ComponentStatus, Endpoints, UpReport
 from infra.postgres import (
     PostgresProcess,
     external_store,
@@ -56,6 +56,7 @@ from infra.processes import (
     split_label,
 )
 from infra.ray_client import ray_env_for_host
+from infra.ray_nodes import RayWorkerNode, ray_worker_name, ray_worker_names
 from infra.treasury import TreasuryProcess, treasury_detail
 from infra.usage import UsageProcess, usage_detail
 
@@ -102,14 +103,16 @@ class LocalStack:
 
     @property
     def components(self) -> tuple[str, ...]:
-        """COMPONENTS with their replicas (``gateway-2``, ...), and the PostgreSQL store when
-        the stack's store is one."""
-        names = [
-            label
-            for name in COMPONENTS
-            for label in _labels(name, self.settings.replicas if name in _REPLICATED else 1)
-        ]
+        """COMPONENTS with their replicas (``gateway-2``, ...) and the Ray worker nodes
+        ``ray_nodes`` asks for (``ray-2``, ...), and the PostgreSQL store when the stack's store
+        is one."""
+        names = [label for name in COMPONENTS for label in _labels(name, self._copies(name))]
         return (*names, "postgres") if store_is_postgres(self.settings) else tuple(names)
+
+    def _copies(self, name: ComponentName) -> int:
+        if name == "ray":
+            return self.settings.ray_nodes
+        return self.settings.replicas if name in _REPLICATED else 1
 
     # -- public API ------------------------------------------------------------------------
 
@@ -122,6 +125,8 @@ class LocalStack:
             state = StackState.load(self.data_dir)
             if state is not None:
                 live, dead = self._split_live(state)
+                if state.complete and dead and self._only_ray_workers(state, dead):
+                    return self._restart_ray_workers(state, dead, began)
                 if state.complete and not dead:
                     return UpReport(
                         components=self._statuses(state),
@@ -281,6 +286,11 @@ class LocalStack:
     def _start(self, began: float) -> UpReport:
         deadline = began + self.settings.up_timeout_s
         external = self._external()
+        if "ray" in external and self.settings.ray_nodes > 1:
+            raise StackError(
+                "ray_nodes (--ray-nodes, HERO_RAY_NODES) starts worker nodes of the embedded"
+                " Ray head only; an external Ray (HERO_RAY_ADDRESS) brings its own nodes"
+            )
         self._check_external(external)
         owned = [name for name in _SERVERS if name not in external]
         store: list[ComponentName] = ["postgres"] if self.settings.embedded_postgres else []
@@ -364,9 +374,18 @@ class LocalStack:
             for gateway in gateways:
                 self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
+            workers: list[RayWorkerNode] = []
             for proc in [*waits, *relays, treasury, *usages, *gateways]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.label] = time.monotonic() - began
+                if isinstance(proc, RayHead):  # the worker nodes join it as soon as it runs
+                    workers = self._ray_workers(proc.address)
+                    for worker in workers:
+                        self._spawn(worker, state, started)
+            # Before the hosts: they are spread over the nodes that are up when they start.
+            for worker in workers:
+                worker.wait_ready(_remaining(deadline))
+                ready_after[worker.label] = time.monotonic() - began
             # The hosts need Ray, the broker and the store; the relay feeds them. stack.json is
             # not complete yet, so the endpoints go to them explicitly.
             endpoints = Endpoints(
@@ -436,7 +455,52 @@ class LocalStack:
             return self._broker(port)
         if name == "valkey":
             return ValkeyProcess(self.data_dir, port, host=host)
-        return RayHead(self.data_dir, port, host=host)
+        return RayHead(
+            self.data_dir,
+            port,
+            host=host,
+            health_check_period_ms=self.settings.ray_health_check_period_ms,
+            health_check_failures=self.settings.ray_health_check_failures,
+        )
+
+    def _ray_workers(self, head_address: str | None) -> list[RayWorkerNode]:
+        return [
+            RayWorkerNode(self.data_dir, name, head_address, host=LOOPBACK)
+            for name in ray_worker_names(self.settings.ray_nodes)
+        ]
+
+    def _only_ray_workers(self, state: StackState, dead: list[str]) -> bool:
+        head = state.processes.get("ray")
+        return (
+            head is not None
+            and self._alive(head)
+            and all(name in RAY_WORKER_NAMES for name in dead)
+        )
+
+    def _restart_ray_workers(self, state: StackState, dead: list[str], began: float) -> UpReport:
+        """Start again the worker nodes that died (a node lost, its raylet killed): the rest
+        of the stack runs on. Ray places new work on them; agent hosts move back to them
+        when the agents process rebalances."""
+        deadline = began + self.settings.up_timeout_s
+        head = state.processes["ray"].address
+        restarted: list[ManagedProcess] = []
+        try:
+            for name in dead:
+                old = self._attach(name, state.processes[name])
+                old.stop(timeout=0.0)  # what its raylet's death left of the node's processes
+                worker = RayWorkerNode(self.data_dir, ray_worker_name(name), head, host=LOOPBACK)
+                self._spawn(worker, state, restarted)
+            for proc in restarted:
+                proc.wait_ready(_remaining(deadline))
+        except Exception as exc:
+            self._abort(restarted, forget=False)
+            raise StackError(f"hero up could not restart the Ray worker nodes: {exc}") from exc
+        return UpReport(
+            components=self._statuses(state),
+            seconds=round(time.monotonic() - began, 3),
+            already_running=False,
+            endpoints=self._endpoints_or_none(),
+        )
 
     def _spawn(
         self, proc: ManagedProcess, state: StackState, started: list[ManagedProcess]
@@ -455,7 +519,7 @@ class LocalStack:
             log_tail = broker.log_tail() if broker is not None else ""
             raise ComponentError("broker", f"cannot create the topics: {exc}", log_tail) from exc
 
-    def _abort(self, started: list[ManagedProcess]) -> None:
+    def _abort(self, started: list[ManagedProcess], *, forget: bool = True) -> None:
         """Undo a failed up: stop what it started, newest first, and forget the state."""
         survivors = False
         for proc in reversed(started):
@@ -463,7 +527,7 @@ class LocalStack:
                 proc.stop()
             except ComponentError:
                 survivors = True
-        if not survivors:
+        if forget and not survivors:
             # Otherwise the state file stays: it lists the survivors for `hero down`.
             StackState.remove(self.data_dir)
 
@@ -531,7 +595,9 @@ class LocalStack:
         proc: ManagedProcess
         host = LOOPBACK
         name, replica = split_label(label)
-        if replica > 1 and name not in _REPLICATED:
+        if label in RAY_WORKER_NAMES:
+            name = label
+        elif replica > 1 and name not in _REPLICATED:
             raise StackError(f"{self.data_dir}: unknown component {label!r} in stack.json")
         if name == "broker":
             # What was started decides, not today's HERO_BROKER: `down` stops what `up` ran.
@@ -543,6 +609,8 @@ class LocalStack:
             proc = ValkeyProcess(self.data_dir, record.port, host=host)
         elif name == "ray":
             proc = RayHead(self.data_dir, record.port, host=host)
+        elif name in RAY_WORKER_NAMES:
+            proc = RayWorkerNode(self.data_dir, ray_worker_name(name), None, record.port, host=host)
         elif name == "relay":
             command = json.loads(record.extra.get("command", "null"))
             proc = RelayProcess(
@@ -572,7 +640,11 @@ class LocalStack:
 
     def _split_live(self, state: StackState) -> tuple[list[str], list[str]]:
         live: list[str] = [name for name, record in state.processes.items() if self._alive(record)]
-        expected = [name for name in self.components if name not in state.external]
+        # The worker nodes a stack runs are those it started with: `hero up --ray-nodes N` on
+        # a running stack changes nothing.
+        wanted = [name for name in self.components if name not in RAY_WORKER_NAMES]
+        started = [name for name in RAY_WORKER_NAMES if name in state.processes]
+        expected = [name for name in [*wanted, *started] if name not in state.external]
         dead: list[str] = [name for name in expected if name not in live]
         return live, dead
 
@@ -628,6 +700,8 @@ class LocalStack:
             detail = _relay_detail(proc)
             if "reason" in (proc.health() or {}):  # a standby that cannot reach the store
                 return ComponentStatus(**base, state="degraded", detail=detail)
+        elif isinstance(proc, RayWorkerNode):
+            detail = proc.detail()
         elif isinstance(proc, KafkaProcess):
             detail = f"Apache Kafka {KAFKA_VERSION}, log in {proc.log_dir}"
         elif isinstance(proc, AgentsProcess):
@@ -719,6 +793,11 @@ def _agents_detail(agents: AgentsProcess) -> str | None:
         else f"{shards} hosts, no stats",
         "caught up" if health.get("caught_up") else "not caught up",
     ]
+    by_node = health.get("hosts_by_node")
+    if isinstance(by_node, dict) and by_node:
+        parts.append(
+            "hosts per Ray node: " + "; ".join(_on_node(n, by_node[n]) for n in sorted(by_node))
+        )
     if health.get("bad_records"):
         parts.append(f"{health['bad_records']} unreadable records skipped")
     if health.get("error"):
@@ -768,6 +847,11 @@ def _gateway_urls(state: StackState | None) -> list[str]:
     ]
     urls = (_url_of_record(state, label) for _, label in sorted(found))
     return [url for url in urls if url is not None]
+
+
+def _on_node(node: object, shards: object) -> str:
+    listed = ", ".join(str(s) for s in shards) if isinstance(shards, list) else str(shards)
+    return f"{node or '?'} [{listed}]"
 
 
 def _url_of_record(state: StackState | None, name: str) -> str | None:

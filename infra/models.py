@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, field_serializer
 
 from hero.config import mask_url
 
-__all__ = ["ComponentName", "ComponentState", "ComponentStatus", "Endpoints", "UpReport"]
-
-ComponentName = Literal[
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
+__all__ = [
+    "RAY_WORKER_NAMES",
+    "ComponentName",
+    "ComponentState",
+    "ComponentStatus",
+    "Endpoints",
+    "RayWorkerName",
+    "UpReport",
 ]
+
+RayWorkerName = Literal["ray-2", "ray-3", "ray-4", "ray-5", "ray-6", "ray-7", "ray-8"]
+"""A Ray worker node `hero up --ray-nodes N` starts (the head is ``ray``)."""
+RAY_WORKER_NAMES: tuple[RayWorkerName, ...] = get_args(RayWorkerName)
+ComponentName = (
+    Literal[
+        "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
+    ]
+    | RayWorkerName
+)
 ComponentState = Literal["up", "degraded", "down", "external"]
 
 

@@ -74,7 +74,8 @@ def split_label(label: str) -> tuple[str, int]:
 class ManagedProcess(ABC):
     """A server process we start, probe and stop by pid (never by name)."""
 
-    name: ClassVar[ComponentName]
+    name: ComponentName
+    """Its record's name in stack.json (a class attribute; a Ray worker node sets its own)."""
     stop_timeout: ClassVar[float] = 10.0
     """Default grace between SIGTERM and SIGKILL for :meth:`stop`."""
 
@@ -398,14 +399,19 @@ class ValkeyProcess(_PortedProcess):
 
 
 class RayHead(_PortedProcess):
-    """A one-node Ray cluster (``ray start --head --block``) bound to the loopback address.
+    """The Ray head (``ray start --head --block``) bound to the loopback address; worker
+    nodes (:class:`infra.ray_nodes.RayWorkerNode`) may join it.
 
     Its session files live under ``data_dir/ray``. Ray puts AF_UNIX sockets there, whose paths
     may not exceed 107 bytes; when ``data_dir/ray`` is too long for that, Ray is given a short
-    symlink to it under /tmp (named after a hash of the data dir), removed when Ray stops.
+    symlink to it under /tmp (named after a hash of that directory), removed when Ray stops.
+
+    The head's GCS probes every node each ``health_check_period_ms`` and declares it dead
+    after ``health_check_failures`` missed probes: that is how long a killed node's agent
+    hosts wait before Ray restarts them on another node.
     """
 
-    name = "ray"
+    name: ComponentName = "ray"
     stop_timeout = 15.0
     READY_MARK = "Ray runtime started"
     # <temp>/session_YYYY-MM-DD_HH-MM-SS_ffffff_<pid:7>/sockets/plasma_store, with some margin.
@@ -421,10 +427,14 @@ class RayHead(_PortedProcess):
         *,
         host: str = LOOPBACK,
         num_cpus: int = 2,
+        health_check_period_ms: int = 1000,
+        health_check_failures: int = 5,
     ) -> None:
         super().__init__(data_dir, port, host=host)
         self.num_cpus = num_cpus
-        self.session_dir = self.data_dir / "ray"
+        self.health_check_period_ms = health_check_period_ms
+        self.health_check_failures = health_check_failures
+        self.session_dir = self.data_dir / self.name
         self.temp_dir = self._choose_temp_dir()
 
     @property
@@ -440,7 +450,7 @@ class RayHead(_PortedProcess):
         budget = self._MAX_SOCKET_PATH - self._SOCKET_SUFFIX_LEN - self._SOCKET_MARGIN
         if len(str(self.session_dir)) <= budget:
             return self.session_dir
-        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(str(self.session_dir).encode()).hexdigest()[:12]
         return Path("/tmp") / f"hero-ray-{digest}"
 
     @property
@@ -477,6 +487,7 @@ class RayHead(_PortedProcess):
             sys.executable, "-m", "ray.scripts.scripts", "start",
             "--head", "--block",
             "--node-ip-address", self.host,
+            "--node-name", self.name,
             "--port", str(self.port),
             "--include-dashboard", "false",
             "--temp-dir", str(self.temp_dir),
@@ -495,17 +506,20 @@ class RayHead(_PortedProcess):
                 # SIGTERM drains the node for up to 30 s by default: we want a prompt stop.
                 "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
                 "PYTHONUNBUFFERED": "1",
+                # Read by the head's GCS (a worker node's raylet is probed, it probes nothing).
+                "RAY_health_check_period_ms": str(self.health_check_period_ms),
+                "RAY_health_check_timeout_ms": str(self.health_check_period_ms),
+                "RAY_health_check_failure_threshold": str(self.health_check_failures),
             }
         )
         return env
 
     def _ready(self) -> bool:
         # `ray start` prints the mark once the raylet has registered with the GCS.
-        return (
-            self.address is not None
-            and contains(self.log_path, self.READY_MARK, since=self._log_offset)
-            and ray_gcs_answers(self.address)
-        )
+        return self.address is not None and self._started_mark() and ray_gcs_answers(self.address)
+
+    def _started_mark(self) -> bool:
+        return contains(self.log_path, self.READY_MARK, since=self._log_offset)
 
     def is_healthy(self) -> bool:
         return (
@@ -516,9 +530,14 @@ class RayHead(_PortedProcess):
         )
 
     def _raylet_alive(self) -> bool:
+        return self.raylet_pid() is not None
+
+    def raylet_pid(self) -> int | None:
+        """The pid of this node's raylet (its scheduler), if it runs."""
         if self._pid is None or self._start_ticks is None:
-            return False
-        return any(info.comm == "raylet" for info in process_tree(self._pid, self._start_ticks))
+            return None
+        tree = process_tree(self._pid, self._start_ticks)
+        return next((info.pid for info in tree if info.comm == "raylet"), None)
 
     def _after_stop(self) -> None:
         link = self.temp_dir

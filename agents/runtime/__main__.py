@@ -7,10 +7,12 @@ every endpoint set explicitly (``HERO_KAFKA_BOOTSTRAP``, ``HERO_REDIS_URL``,
 running stack, it finds the endpoints in ``run/stack.json``.
 
 Once every host answers and has caught up with the store it writes ``<data_dir>/run/
-agents.health`` (JSON: pid, shards, agents, caught_up, host_pids, updated_at), the readiness
-``hero up`` waits for, and refreshes it every ~2 s. It logs the cluster's stats every
-``--report-every`` seconds. SIGTERM or SIGINT stops the hosts (killing the actors it started),
-leaves Ray and exits 0.
+agents.health`` (JSON: pid, shards, agents, caught_up, host_pids, hosts_by_node, updated_at),
+the readiness ``hero up`` waits for, and refreshes it every ~2 s. The hosts are spread over
+the Ray nodes; after a refresh, a host is moved when one node runs two more than another (a
+worker node came back after Ray restarted its hosts on the head). It logs the cluster's
+stats every ``--report-every`` seconds. SIGTERM or SIGINT stops the hosts (killing the actors
+it started), leaves Ray and exits 0.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def write_health(path: Path, shards: int, stats: ClusterStats | None, error: str
         "agents": stats.agents if stats is not None else None,
         "caught_up": stats.caught_up if stats is not None else False,
         "host_pids": [host.pid for host in stats.hosts] if stats is not None else [],
+        "hosts_by_node": stats.hosts_by_node if stats is not None else {},
         "bad_records": stats.total("bad_records") if stats is not None else 0,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -89,6 +92,17 @@ def wait_caught_up(
             raise TimeoutError(f"agent hosts not caught up after {timeout_s}s: {stats}")
         stop.wait(_POLL_S)
     return None
+
+
+def _rebalance(cluster: AgentCluster, stats: ClusterStats) -> None:
+    """Spread the hosts again over the Ray nodes alive (one move at a time)."""
+    try:
+        moved = cluster.rebalance(stats)
+    except Exception as error:  # reported; the next round tries again
+        log.warning("moving an agent host to another Ray node failed: %r", error)
+        return
+    if moved is not None:
+        log.info("moved agent host %d to spread the hosts over the Ray nodes", moved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_health(health, args.shards, None, error=repr(error)[:200])
             else:
                 write_health(health, args.shards, stats)
+                _rebalance(cluster, stats)
                 if time.monotonic() >= next_log:
                     next_log = time.monotonic() + args.report_every
                     summary = stats.as_dict()

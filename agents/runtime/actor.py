@@ -80,6 +80,7 @@ class AgentHostActor:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reconstructed = _was_reconstructed()
+        self._node_id, self._node = _node_of_this_process()
         if autostart:
             self._start()
 
@@ -109,6 +110,7 @@ class AgentHostActor:
     async def stats(self) -> HostStats:
         stats = self.core.stats()
         stats.reconstructed = self._reconstructed
+        stats.node, stats.node_id = self._node, self._node_id
         return stats
 
     async def ping(self) -> str:
@@ -136,6 +138,16 @@ def _advisor(settings: HeroSettings) -> Advisor:
         return NoAdvisor(f"model unavailable: {error}"[:500])
     log.info("agents negotiating with a model consult %s", advisor.name)
     return advisor
+
+
+def _node_of_this_process() -> tuple[str, str]:
+    """(node id, node name) of the Ray node this actor runs on; empty outside Ray."""
+    try:
+        node_id = ray.get_runtime_context().get_node_id()
+        names = {n["NodeID"]: n.get("NodeName", "") for n in ray.nodes()}  # type: ignore[no-untyped-call]
+    except Exception:  # not inside a Ray actor
+        return "", ""
+    return node_id, str(names.get(node_id, ""))
 
 
 def _was_reconstructed() -> bool:

@@ -1,5 +1,12 @@
 """A set of agent hosts on Ray: start N shards, read their stats, stop them.
 
+The hosts are spread over the Ray cluster's nodes: host ``i`` asks for node ``i mod n`` (the
+driver's node first) with a *soft* node affinity, so when that node dies Ray restarts the host
+on any node alive (hosts have ``max_restarts=-1``); Ray may also place it elsewhere when that
+node is busy starting workers. A restarted host stays where Ray put it;
+:meth:`AgentCluster.rebalance` moves hosts back onto a node that joined (or came back), one
+at a time.
+
 The driver connects with ``infra.configure_ray_client(endpoints.ray_env)`` first: for the
 embedded, loopback-only Ray head that keeps the client (and the workers it causes) on
 127.0.0.1 and stops Ray from writing a token under ``~/.ray``.
@@ -15,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agents.runtime.actor import AgentHost, MarketFactory
 from agents.runtime.host import HostOptions, HostStats
@@ -22,7 +30,7 @@ from agents.runtime.sink import SinkFactory
 from hero.config import HeroSettings
 from infra import Endpoints, configure_ray_client
 
-__all__ = ["AgentCluster", "ClusterStats"]
+__all__ = ["AgentCluster", "ClusterStats", "alive_nodes", "next_move"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,8 @@ _SUMMED = [
     if f.type in ("int", int)
     and f.name not in ("shard", "shards", "pid", "catch_up_position", "max_position")
 ]
+_NAME_FREED_S = 30.0
+"""How long a moved host's successor waits for Ray to free the name of the one it replaces."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +67,51 @@ class ClusterStats:
         """The sum of one counter (``commands_ok``, ``events_live``...) over the hosts."""
         return sum(int(getattr(host, name)) for host in self.hosts)
 
+    @property
+    def hosts_by_node(self) -> dict[str, list[int]]:
+        """The hosts (shards) on each Ray node, by node name (``ray``, ``ray-2``...)."""
+        on_node: dict[str, list[int]] = {}
+        for host in sorted(self.hosts, key=lambda h: h.shard):
+            on_node.setdefault(host.node, []).append(host.shard)
+        return on_node
+
     def as_dict(self) -> dict[str, Any]:
         totals = {name: self.total(name) for name in _SUMMED}
         weighted = sum(h.memory_per_agent_bytes * h.agents for h in self.hosts)
         totals["memory_per_agent_bytes"] = weighted // self.agents if self.agents else 0
         return {
             "caught_up": self.caught_up,
+            "hosts_by_node": self.hosts_by_node,
             "agents_by_kind": self.agents_by_kind,
             **totals,
             "hosts": [host.as_dict() for host in self.hosts],
         }
+
+
+def next_move(hosts: list[HostStats], nodes: list[str]) -> tuple[int, str] | None:
+    """(shard, node id): the host to move from the busiest of ``nodes`` to the idlest, when
+    they differ by two hosts or more; None when the hosts are spread, or when a host still
+    reports a node not in ``nodes`` (Ray has not restarted it yet)."""
+    if len(nodes) < 2:
+        return None
+    on_node: dict[str, list[int]] = {node: [] for node in nodes}
+    for host in hosts:
+        if host.node_id not in on_node:
+            return None
+        on_node[host.node_id].append(host.shard)
+    busiest = max(nodes, key=lambda node: len(on_node[node]))
+    idlest = min(nodes, key=lambda node: len(on_node[node]))
+    if len(on_node[busiest]) - len(on_node[idlest]) < 2:
+        return None
+    return max(on_node[busiest]), idlest
+
+
+def alive_nodes() -> list[str]:
+    """Ids of the Ray nodes alive: the driver's first, then by name."""
+    here = ray.get_runtime_context().get_node_id()
+    alive = [node for node in ray.nodes() if node.get("Alive")]  # type: ignore[no-untyped-call]
+    alive.sort(key=lambda node: (node["NodeID"] != here, str(node.get("NodeName", ""))))
+    return [str(node["NodeID"]) for node in alive]
 
 
 class AgentCluster:
@@ -113,23 +158,67 @@ class AgentCluster:
             ray.init(address=self.endpoints.ray_address, namespace="hero", log_to_driver=False)
             self._owns_ray = True
         try:
+            nodes = alive_nodes()
             for shard in range(self.shards):
-                self._hosts.append(
-                    AgentHost.options(name=f"{self._prefix}-{shard}").remote(
-                        self.settings,
-                        shard,
-                        self.shards,
-                        market_factory=self._market_factory,
-                        sink_factory=self._sink_factory,
-                        options=self._options,
-                    )
-                )
+                self._hosts.append(self._create(shard, nodes[shard % len(nodes)]))
             ray.get([host.ping.remote() for host in self._hosts], timeout=timeout_s)
         except BaseException:
             self.stop()
             raise
-        log.info("started %d agent hosts", self.shards)
+        log.info("started %d agent hosts on %d Ray nodes", self.shards, len(nodes))
         return self
+
+    def _create(self, shard: int, node_id: str) -> Any:
+        return AgentHost.options(
+            name=self.host_name(shard),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
+        ).remote(
+            self.settings,
+            shard,
+            self.shards,
+            market_factory=self._market_factory,
+            sink_factory=self._sink_factory,
+            options=self._options,
+        )
+
+    def host_name(self, shard: int) -> str:
+        """The Ray actor name of host ``shard`` (namespace ``hero``)."""
+        return f"{self._prefix}-{shard}"
+
+    def rebalance(self, stats: ClusterStats, timeout_s: float = 60.0) -> int | None:
+        """Move one host from the busiest node alive to the idlest, if they differ by two or
+        more hosts (a node joined, or came back after Ray restarted its hosts elsewhere).
+
+        The host stops gracefully (its commands in flight finish), then a new host of the same
+        shard starts on the idle node and rebuilds from the store, as a restarted one does.
+        Returns the shard moved, or None.
+        """
+        move = next_move(stats.hosts, alive_nodes()) if self.shards > 1 else None
+        if move is None:
+            return None
+        shard, node_id = move
+        self._move(shard, node_id, timeout_s)
+        return shard
+
+    def _move(self, shard: int, node_id: str, timeout_s: float) -> None:
+        old = self._hosts[shard]
+        try:
+            ray.get(old.stop.remote(), timeout=5.0)
+        except Exception as error:  # dead or slow: the kill ends it all the same
+            log.warning("agent host %d did not stop before its move: %r", shard, error)
+        ray.kill(old, no_restart=True)
+        deadline = time.monotonic() + _NAME_FREED_S
+        while True:
+            try:
+                new = self._create(shard, node_id)
+                break
+            except ValueError:  # the old host's name is freed once Ray has seen it die
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self._hosts[shard] = new
+        ray.get(new.ping.remote(), timeout=timeout_s)
+        log.info("moved agent host %d to Ray node %s", shard, node_id)
 
     def stats(self, timeout_s: float = 30.0) -> ClusterStats:
         return ClusterStats(ray.get([h.stats.remote() for h in self._hosts], timeout=timeout_s))

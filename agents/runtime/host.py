@@ -107,6 +107,10 @@ class HostStats(ConsultStats):
     running: bool = False
     reconstructed: bool = False
     """Set by the Ray actor: this is a restart of a host that died."""
+    node: str = ""
+    """Set by the Ray actor: the name of the Ray node it runs on (``ray``, ``ray-2``...)."""
+    node_id: str = ""
+    """Set by the Ray actor: that node's id (a restarted node has a new one)."""
     mandates_refused: dict[str, str] = field(default_factory=dict)
     """Offtaker agents not asking the market under their mandate, and why (an old store's
     mandate nothing can be bought with): said here rather than retried in silence."""

@@ -66,6 +66,17 @@ def up(
             show_default=False,
         ),
     ] = None,
+    ray_nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-nodes",
+            min=1,
+            max=8,
+            help="Ray nodes on this machine: the head and N-1 worker nodes; the agent hosts"
+            " are spread over them [default: HERO_RAY_NODES, else 1]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the stack (broker, Valkey, Ray, relay, treasury, usage, agents, and PostgreSQL with
     --store postgres); wait for health."""
@@ -78,6 +89,8 @@ def up(
         settings = settings.model_copy(update={"broker": broker.value})
     if replicas is not None:
         settings = settings.model_copy(update={"replicas": replicas})
+    if ray_nodes is not None:
+        settings = settings.model_copy(update={"ray_nodes": ray_nodes})
     try:
         report = LocalStack(settings).up()
     except StackError as error:

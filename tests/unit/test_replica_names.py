@@ -50,7 +50,9 @@ def test_the_components_list_every_replica_next_to_its_first(tmp_path: Path) -> 
     assert names[at : at + 3] == ["usage", "usage-2", "usage-3"]
     at = names.index("gateway")
     assert names[at : at + 3] == ["gateway", "gateway-2", "gateway-3"]
-    assert "relay-2" not in names
+    at = names.index("relay")
+    assert names[at : at + 3] == ["relay", "relay-2", "relay-3"]
+    assert "treasury-2" not in names and "agents-2" not in names and "ray-2" not in names
 
 
 def test_replicas_write_their_own_health_file_and_log(tmp_path: Path) -> None:
@@ -152,7 +154,7 @@ def test_up_with_more_replicas_than_the_running_stack_says_how_to_get_them(
     (tmp_path / "run").mkdir()
     state.save(tmp_path)
     stack = LocalStack(HeroSettings(data_dir=tmp_path, broker="tansu", replicas=2))
-    with pytest.raises(StackError, match="runs without usage-2, gateway-2") as refused:
+    with pytest.raises(StackError, match="runs without relay-2, usage-2, gateway-2") as refused:
         stack.up()
     assert "hero up --replicas 2" in str(refused.value)
     assert StackState.load(tmp_path) == state  # nothing started, nothing forgotten
