@@ -215,7 +215,7 @@ def test_up_with_two_replicas_runs_two_gateways_and_two_usage_workers(
     with pytest.raises(Exception, match="still running"):
         replicated.launcher.respawn("gateway-2")
     with pytest.raises(Exception, match="only the replicas"):
-        replicated.launcher.respawn("relay")
+        replicated.launcher.respawn("treasury")
 
 
 # -- gateways ------------------------------------------------------------------------------------
