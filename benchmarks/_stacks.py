@@ -23,6 +23,7 @@ from hero.store.postgres_schema import create_database
 
 STACKS = ("embedded", "production")
 LABELS = {"embedded": "SQLite + Tansu", "production": "PostgreSQL + Kafka"}
+STORE_LABELS = {"embedded": "SQLite", "production": "PostgreSQL"}
 KAFKA_START_TIMEOUT_S = 120.0
 POSTGRES_START_TIMEOUT_S = 120.0
 
@@ -122,13 +123,17 @@ def postgres() -> Iterator[Postgres]:
             server.server.stop()
 
 
-def table(rows: Sequence[tuple[str, Sequence[str]]], stacks: Sequence[str]) -> str:
+def table(
+    rows: Sequence[tuple[str, Sequence[str]]],
+    stacks: Sequence[str],
+    labels: dict[str, str] = LABELS,
+) -> str:
     """One line per figure, one column per stack."""
     width = max(len(label) for label, _ in rows)
     columns = [
-        max(len(LABELS[s]), *(len(cells[i]) for _, cells in rows)) for i, s in enumerate(stacks)
+        max(len(labels[s]), *(len(cells[i]) for _, cells in rows)) for i, s in enumerate(stacks)
     ]
-    head = " | ".join(LABELS[s].rjust(w) for s, w in zip(stacks, columns, strict=True))
+    head = " | ".join(labels[s].rjust(w) for s, w in zip(stacks, columns, strict=True))
     lines = [f"{'':{width}} | {head}", "-" * (width + 3 + len(head))]
     for label, cells in rows:
         body = " | ".join(c.rjust(w) for c, w in zip(cells, columns, strict=True))
