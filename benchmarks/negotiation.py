@@ -24,6 +24,8 @@ Goals: >= 200 contracts/s, p99 <= 1 s, >= 10,000 agents per host at <= 20 KB eac
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import statistics
 import time
 import tracemalloc
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from _stacks import LABELS, add_stacks_argument, reachable_dir, table
+from aiokafka import AIOKafkaConsumer
 
 from agents.agentset import AgentSet
 from agents.local import LocalMarket
@@ -58,6 +61,7 @@ from schemas import (
     SetFarmerPolicy,
     SetOfftakerMandate,
     Sla,
+    Topic,
     WorkloadSpec,
 )
 
@@ -183,6 +187,8 @@ class Watch:
             if o in self.mandates
         )
         return {
+            "start_ts": start.timestamp(),
+            "end_ts": end.timestamp(),
             "contracts": len(self.contracts),
             "seconds": (end - start).total_seconds(),
             "contracts_per_s": len(self.contracts) / max((end - start).total_seconds(), 1e-9),
@@ -242,6 +248,46 @@ def run_phase(
     figures["offered_per_s"] = wanted / offered_s if interval else float("inf")
     figures["wanted"] = wanted
     return figures
+
+
+def add_relay_lags(bootstrap: str, phases: dict[str, dict[str, float]]) -> None:
+    """The relay's share of each step: from an event's commit in the store (its recorded_at)
+    to the relay's send to the broker (the record's timestamp), for the phase's
+    ``hero.reservations`` records. The rest of a step is the agent host's: its Kafka fetch,
+    the decision and its own write to the store."""
+    lags = asyncio.run(_reservation_lags(bootstrap))
+    for figures in phases.values():
+        mine = sorted(lag for at, lag in lags if figures["start_ts"] <= at <= figures["end_ts"])
+        figures["relay_lag_p50_s"] = statistics.median(mine) if mine else float("nan")
+        figures["relay_lag_p99_s"] = _p99(mine) if mine else float("nan")
+
+
+async def _reservation_lags(bootstrap: str, idle_s: float = 3.0) -> list[tuple[float, float]]:
+    """(recorded_at, seconds until the relay sent it) of every record on hero.reservations,
+    read until the topic has been quiet for ``idle_s`` (Tansu's end offsets are unreliable)."""
+    consumer = AIOKafkaConsumer(
+        Topic.RESERVATIONS.value,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 120
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < idle_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    recorded = datetime.fromisoformat(json.loads(record.value)["recorded_at"])
+                    at = recorded.timestamp()
+                    out.append((at, record.timestamp / 1000 - at))
+            if batch:
+                quiet_since = time.monotonic()
+    finally:
+        await consumer.stop()
+    return out
 
 
 def _host_figures(host_stats: list[Any]) -> dict[str, list[int]]:
@@ -318,6 +364,7 @@ def run_stack(
         phases = {}
         for name, rate in (("burst", 0.0), ("paced", args.rate)):
             phases[name] = run_phase(service, store, args, name, rate)
+        add_relay_lags(endpoints.kafka_bootstrap, phases)
         hosts = {"after_phases": _host_figures(stats())}
         if grow and args.agents_per_host:
             grow_hosts(service, store, args, stats)
@@ -467,6 +514,14 @@ def phase_rows(
             (
                 f"{phase}: accepted->contract p50",
                 cells(phase, lambda f: ms(f["accept_to_contract_s"])),
+            ),
+            (
+                f"{phase}: relay's share: commit->send p50",
+                cells(phase, lambda f: ms(f["relay_lag_p50_s"])),
+            ),
+            (
+                f"{phase}: relay's share: commit->send p99",
+                cells(phase, lambda f: ms(f["relay_lag_p99_s"])),
             ),
             (
                 f"{phase}: last RFQ after last mandate",
