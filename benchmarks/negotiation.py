@@ -47,6 +47,7 @@ from hero.store import EventStore, SqliteEventStore, open_store
 from infra import LocalStack, configure_ray_client
 from schemas import (
     Command,
+    ContractCancelled,
     ContractCreated,
     FarmerPolicy,
     Mandate,
@@ -67,7 +68,14 @@ from schemas import (
 
 PHASES = ("burst", "paced")
 _WATCHED = frozenset(
-    {"RfqIssued", "OfferMade", "OfferAccepted", "ContractCreated", "OfftakerMandateSet"}
+    {
+        "RfqIssued",
+        "OfferMade",
+        "OfferAccepted",
+        "ContractCreated",
+        "ContractCancelled",
+        "OfftakerMandateSet",
+    }
 )
 NODE = Resources.from_gb(cru=64, mru_gb=256, sru_gb=4000)
 REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)
@@ -138,6 +146,8 @@ class Watch:
         self.first_rfq: dict[str, datetime] = {}
         self.first_offer: dict[str, datetime] = {}
         self.accepted: dict[str, datetime] = {}
+        self.contract_ids: set[str] = set()
+        self.cancelled: dict[str, int] = {}  # reason -> how many of this phase's contracts
 
     def poll(self) -> int:
         while rows := self.store.read_all(self.position + 1, 5000):
@@ -149,6 +159,10 @@ class Watch:
         return len(self.contracts)
 
     def _see(self, event: Any, at: datetime) -> None:
+        if isinstance(event, ContractCancelled):
+            if event.contract_id in self.contract_ids:
+                self.cancelled[event.reason] = self.cancelled.get(event.reason, 0) + 1
+            return
         if isinstance(event, (OfferMade, OfferAccepted)):
             if event.negotiation_id in self.rfqs:  # RFQs come first in the store
                 steps = self.first_offer if isinstance(event, OfferMade) else self.accepted
@@ -163,6 +177,7 @@ class Watch:
             self.first_rfq.setdefault(event.offtaker_id, at)
         elif isinstance(event, ContractCreated):
             self.contracts.append((event.negotiation_id, at))
+            self.contract_ids.add(event.contract_id)
 
     def steps(self) -> dict[str, float]:
         """Median seconds of each step from RFQ to contract: where the time goes."""
@@ -244,7 +259,11 @@ def run_phase(
         print(f"{name}: {len(watch.contracts)} of {wanted} contracts after {args.timeout:g} s")
         if not watch.contracts:
             raise
+    watch.poll()
     figures = watch.figures()
+    figures["cancelled"] = sum(watch.cancelled.values())
+    if watch.cancelled:
+        print(f"{name}: {figures['cancelled']:.0f} of its contracts cancelled: {watch.cancelled}")
     figures["offered_per_s"] = wanted / offered_s if interval else float("inf")
     figures["wanted"] = wanted
     return figures
@@ -492,6 +511,10 @@ def phase_rows(
             (
                 f"{phase}: contracts made / wanted",
                 cells(phase, lambda f: f"{f['contracts']:.0f} / {f['wanted']:.0f}"),
+            ),
+            (
+                f"{phase}: of those, cancelled since",
+                cells(phase, lambda f: f"{f['cancelled']:.0f}"),
             ),
             (
                 f"{phase}: contracts/s",
