@@ -1,17 +1,20 @@
 """Ledger throughput: transfers posted through LedgerService against raw appends, same run.
 
-    ./run bench-ledger [--transfers 20000] [--accounts 1000] [--synchronous full|normal]
+    ./run bench-ledger [--stacks embedded,production] [--transfers 20000] [--accounts 1000]
+                       [--synchronous full|normal] [--quick]
 
-In a temporary directory, pre-funds ``--accounts`` offtaker accounts from the world, then
-posts ``--transfers`` transfers (offtaker -> farmer, each its own post and command id) through
-LedgerService on a SqliteEventStore and times them: each post reads the command's record and
-the payer's stream, checks the balance and appends both legs with the payer's version. Then
-the very same two legs per transfer (built before the clock starts) go straight to a fresh
-SqliteEventStore with ``append_many`` at ANY_VERSION, no checks: the raw rate (the two take
-turns, ``--rounds`` slices each, so that a disk busy elsewhere slows both alike). Prints
-transfers/s for both, the ratio ledger/raw and whether the books still sum to zero per
-currency (folded from the store with ``read_ledger``). The same two runs on the in-memory
-store follow, as a line of their own.
+On each stack's store (embedded: SQLite in a temporary directory; production: PostgreSQL, an
+embedded server started here and stopped by pid, a fresh database per store), pre-funds
+``--accounts`` offtaker accounts from the world, then posts ``--transfers`` transfers
+(offtaker -> farmer, each its own post and command id) through LedgerService and times them:
+each post reads the command's record and the payer's stream, checks the balance and appends
+both legs with the payer's version. Then the very same two legs per transfer (built before
+the clock starts) go straight to a fresh store of the same kind with ``append_many`` at
+ANY_VERSION, no checks: the raw rate (the two take turns, ``--rounds`` slices each, so that
+a disk busy elsewhere slows both alike). Prints transfers/s for both, the ratio ledger/raw
+and whether the books still sum to zero per currency (folded from the store with
+``read_ledger``), one column per stack. The same two runs on the in-memory store follow, as
+a line of their own. ``--quick``: 2,000 transfers over 200 accounts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from _stacks import STORE_LABELS, add_stacks_argument, postgres, table
+
 from hero.domain.clock import SystemClock
 from hero.domain.ledger import AccountKind, Transfer, account_id, account_stream
 from hero.payments.ledger import LedgerService, read_ledger
@@ -32,6 +37,7 @@ from hero.store import (
     EventStore,
     MemoryEventStore,
     NewEvent,
+    PostgresEventStore,
     SqliteEventStore,
     StreamAppend,
 )
@@ -40,6 +46,8 @@ from schemas import Money, TransferKind
 AMOUNT = Money.of("1.2345678", "TFT")
 WORLD = account_id(AccountKind.WORLD, "chain", "TFT")
 FUND_BATCH = 100
+
+Figures = tuple[float, float, str]  # ledger seconds, raw seconds, the zero-sum verdict
 
 
 def offtakers(count: int) -> list[str]:
@@ -126,18 +134,9 @@ def zero_sum(store: EventStore, plan: list[Transfer]) -> str:
     )
 
 
-def line(label: str, count: int, ledger_s: float, raw_s: float) -> None:
-    ledger_rate, raw_rate = count / ledger_s, count / raw_s
-    print(
-        f"{label:9} ledger {ledger_rate:9.0f} transfers/s ({ledger_s:6.2f} s) | raw append_many "
-        f"{raw_rate:9.0f} transfers/s ({2 * raw_rate:9.0f} events/s, {raw_s:6.2f} s) | "
-        f"ratio ledger/raw {ledger_rate / raw_rate:.2f}"
-    )
-
-
 def measure(
     make: Callable[[str], EventStore], plan: list[Transfer], accounts: int, rounds: int
-) -> tuple[float, float, str]:
+) -> Figures:
     """Ledger and raw take turns, a slice of the plan each, so that a disk busy with someone
     else's work for a while slows both alike; the times are summed over the slices."""
     ledger_store, raw_store = make("ledger"), make("raw")
@@ -157,6 +156,46 @@ def measure(
         raw_store.close()
 
 
+def on_stack(stack: str, args: argparse.Namespace, plan: list[Transfer]) -> Figures:
+    clock = SystemClock()
+    if stack == "embedded":
+        with tempfile.TemporaryDirectory(prefix="hero-ledger-") as name:
+            tmp = Path(name)
+            return measure(
+                lambda kind: SqliteEventStore(tmp / f"{kind}.db", clock, args.synchronous.upper()),
+                plan,
+                args.accounts,
+                args.rounds,
+            )
+    with postgres() as server:
+        return measure(
+            lambda kind: PostgresEventStore(server.database(kind), clock),
+            plan,
+            args.accounts,
+            args.rounds,
+        )
+
+
+def report(results: dict[str, Figures], count: int) -> str:
+    def cells(pick: Callable[[Figures], str]) -> list[str]:
+        return [pick(f) for f in results.values()]
+
+    rows = [
+        (
+            "ledger, transfers/s",
+            cells(lambda f: f"{count / f[0]:,.0f} ({f[0]:.2f} s)"),
+        ),
+        (
+            "raw append_many, transfers/s",
+            cells(lambda f: f"{count / f[1]:,.0f} ({f[1]:.2f} s)"),
+        ),
+        ("raw append_many, events/s", cells(lambda f: f"{2 * count / f[1]:,.0f}")),
+        ("ratio ledger/raw", cells(lambda f: f"{f[1] / f[0]:.2f}")),
+        ("zero-sum", cells(lambda f: f[2].split(" ")[0])),
+    ]
+    return table(rows, list(results), STORE_LABELS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--transfers", type=int, default=20_000)
@@ -171,30 +210,36 @@ def main() -> None:
         "--rounds", type=int, default=10, help="slices in which ledger and raw take turns"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the in-memory store")
+    parser.add_argument("--quick", action="store_true", help="2,000 transfers: a smoke run")
+    add_stacks_argument(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.transfers, args.accounts = 2000, 200
+    for option in ("transfers", "accounts", "rounds"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1, got {getattr(args, option)}")
     plan = bills(args.transfers, args.accounts)
+    results = {stack: on_stack(stack, args, plan) for stack in args.stacks}
     payees = max(1, args.accounts // 10)
     print(
-        f"{args.transfers} transfers, {args.accounts} offtakers -> {payees} farmers, "
-        f"one post per transfer; SQLite synchronous={args.synchronous.upper()}"
+        f"ledger: {args.transfers} transfers, {args.accounts} offtakers -> {payees} farmers, "
+        f"one post per transfer; SQLite synchronous={args.synchronous.upper()}, PostgreSQL "
+        "synchronous_commit=on"
     )
-    with tempfile.TemporaryDirectory(prefix="hero-ledger-") as name:
-        tmp = Path(name)
-        clock = SystemClock()
-        ledger_s, raw_s, books = measure(
-            lambda kind: SqliteEventStore(tmp / f"{kind}.db", clock, args.synchronous.upper()),
-            plan,
-            args.accounts,
-            args.rounds,
-        )
-    line("sqlite", len(plan), ledger_s, raw_s)
-    print(f"{'':9} zero-sum: {books}")
+    print(report(results, len(plan)))
+    for stack, (_, _, books) in results.items():
+        print(f"zero-sum on {STORE_LABELS[stack]}: {books}")
     if not args.no_memory:
+        clock = SystemClock()
         ledger_s, raw_s, books = measure(
             lambda _: MemoryEventStore(clock), plan, args.accounts, args.rounds
         )
-        line("memory", len(plan), ledger_s, raw_s)
-        print(f"{'':9} zero-sum: {books}")
+        count = len(plan)
+        print(
+            f"in-memory store (baseline): ledger {count / ledger_s:,.0f} transfers/s, raw "
+            f"append_many {count / raw_s:,.0f} transfers/s, ratio {raw_s / ledger_s:.2f}; "
+            f"zero-sum: {books.split(' ')[0]}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""Negotiation throughput on the embedded stack: agents on Ray, events through Kafka.
+"""Negotiation throughput on both stacks: agents on Ray, events through Kafka.
 
-    ./run bench-negotiation [--farms 1000] [--offtakers 100] [--replicas 10] [--shards 2]
-                            [--rate 250] [--synchronous full|normal]
+    ./run bench-negotiation [--stacks embedded,production] [--farms 1000] [--offtakers 100]
+                            [--replicas 10] [--shards 2] [--rate 250]
+                            [--synchronous full|normal] [--quick]
 
-Starts its own stack in a temporary directory (broker, Valkey, Ray, relay, agent hosts),
+For each stack (embedded: SQLite + Tansu; production: the embedded PostgreSQL + Apache Kafka
+4.4), one after the other, starts its own stack in a temporary directory with the project's
+launcher (store, broker, Valkey, Ray, relay, agent hosts; ``hero down`` stops it),
 registers ``--farms`` farms of one node each with auto-accept policies for each of two
 phases (a region per phase, so each phase meets a fresh market), lets the agent hosts catch
 up, then runs the phases with ``--offtakers`` new offtakers each, a mandate of ``--replicas``
@@ -12,21 +15,27 @@ a queue of all of them), *paced* sets them so that ``--rate`` replicas per secon
 for (the latency at that throughput). Figures come from the store's recorded times:
 contracts per second, RFQ-to-contract latency (p50, p99), mandate-to-RFQ latency, agents per
 host and memory per agent. The burst then runs in one process (agents fed straight from a
-SQLite store, no Kafka, no Ray) as the baseline of the same run.
+SQLite store, no Kafka, no Ray) as the baseline of the same run. One table, a column per
+stack; the growth to ``--agents-per-host`` runs on the first stack only (the agents' memory
+does not depend on the store). ``--quick``: 200 farms, 20 offtakers, no growth.
 Goals: >= 200 contracts/s, p99 <= 1 s, >= 10,000 agents per host at <= 20 KB each.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import statistics
-import tempfile
 import time
 import tracemalloc
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from _stacks import LABELS, add_stacks_argument, reachable_dir, table
+from aiokafka import AIOKafkaConsumer
 
 from agents.agentset import AgentSet
 from agents.local import LocalMarket
@@ -38,10 +47,13 @@ from hero.store import EventStore, SqliteEventStore, open_store
 from infra import LocalStack, configure_ray_client
 from schemas import (
     Command,
+    ContractCancelled,
     ContractCreated,
     FarmerPolicy,
     Mandate,
     Money,
+    OfferAccepted,
+    OfferMade,
     OfftakerMandateSet,
     RegisterFarm,
     RegisterNode,
@@ -50,10 +62,21 @@ from schemas import (
     SetFarmerPolicy,
     SetOfftakerMandate,
     Sla,
+    Topic,
     WorkloadSpec,
 )
 
 PHASES = ("burst", "paced")
+_WATCHED = frozenset(
+    {
+        "RfqIssued",
+        "OfferMade",
+        "OfferAccepted",
+        "ContractCreated",
+        "ContractCancelled",
+        "OfftakerMandateSet",
+    }
+)
 NODE = Resources.from_gb(cru=64, mru_gb=256, sru_gb=4000)
 REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)
 
@@ -121,24 +144,53 @@ class Watch:
         self.contracts: list[tuple[str, datetime]] = []
         self.mandates: dict[str, datetime] = {}
         self.first_rfq: dict[str, datetime] = {}
+        self.first_offer: dict[str, datetime] = {}
+        self.accepted: dict[str, datetime] = {}
+        self.contract_ids: set[str] = set()
+        self.cancelled: dict[str, int] = {}  # reason -> how many of this phase's contracts
 
     def poll(self) -> int:
         while rows := self.store.read_all(self.position + 1, 5000):
             for row in rows:
                 self.position = row.position
-                if row.type in ("RfqIssued", "ContractCreated", "OfftakerMandateSet"):
+                if row.type in _WATCHED:
                     envelope = row.envelope()
-                    event = envelope.decode()
-                    if not event.offtaker_id.startswith(self.prefix):  # type: ignore[attr-defined]
-                        continue
-                    if isinstance(event, OfftakerMandateSet):
-                        self.mandates[event.offtaker_id] = envelope.recorded_at
-                    elif isinstance(event, RfqIssued):
-                        self.rfqs[event.negotiation_id] = envelope.recorded_at
-                        self.first_rfq.setdefault(event.offtaker_id, envelope.recorded_at)
-                    elif isinstance(event, ContractCreated):
-                        self.contracts.append((event.negotiation_id, envelope.recorded_at))
+                    self._see(envelope.decode(), envelope.recorded_at)
         return len(self.contracts)
+
+    def _see(self, event: Any, at: datetime) -> None:
+        if isinstance(event, ContractCancelled):
+            if event.contract_id in self.contract_ids:
+                self.cancelled[event.reason] = self.cancelled.get(event.reason, 0) + 1
+            return
+        if isinstance(event, (OfferMade, OfferAccepted)):
+            if event.negotiation_id in self.rfqs:  # RFQs come first in the store
+                steps = self.first_offer if isinstance(event, OfferMade) else self.accepted
+                steps.setdefault(event.negotiation_id, at)
+            return
+        if not event.offtaker_id.startswith(self.prefix):
+            return
+        if isinstance(event, OfftakerMandateSet):
+            self.mandates[event.offtaker_id] = at
+        elif isinstance(event, RfqIssued):
+            self.rfqs[event.negotiation_id] = at
+            self.first_rfq.setdefault(event.offtaker_id, at)
+        elif isinstance(event, ContractCreated):
+            self.contracts.append((event.negotiation_id, at))
+            self.contract_ids.add(event.contract_id)
+
+    def steps(self) -> dict[str, float]:
+        """Median seconds of each step from RFQ to contract: where the time goes."""
+        done = dict(self.contracts)
+        chain = [self.rfqs, self.first_offer, self.accepted, done]
+        names = ["rfq_to_offer_s", "offer_to_accept_s", "accept_to_contract_s"]
+        out = {}
+        for name, before, after in zip(names, chain, chain[1:], strict=False):
+            gaps = [
+                (after[n] - before[n]).total_seconds() for n in done if n in before and n in after
+            ]
+            out[name] = statistics.median(gaps) if gaps else float("nan")
+        return out
 
     def figures(self) -> dict[str, float]:
         start = min(self.rfqs.values())
@@ -150,6 +202,8 @@ class Watch:
             if o in self.mandates
         )
         return {
+            "start_ts": start.timestamp(),
+            "end_ts": end.timestamp(),
             "contracts": len(self.contracts),
             "seconds": (end - start).total_seconds(),
             "contracts_per_s": len(self.contracts) / max((end - start).total_seconds(), 1e-9),
@@ -161,6 +215,7 @@ class Watch:
             ).total_seconds(),
             "mandate_to_rfq_p50_s": statistics.median(reaction),
             "mandate_to_rfq_p99_s": _p99(reaction),
+            **self.steps(),
         }
 
 
@@ -198,10 +253,60 @@ def run_phase(
             time.sleep(max(0.0, started + sent * interval - time.monotonic()))  # the schedule
     offered_s = time.monotonic() - started
     wanted = args.offtakers * args.replicas
-    wait(lambda: watch.poll() >= wanted, args.timeout, f"{wanted} contracts ({name})")
+    try:
+        wait(lambda: watch.poll() >= wanted, args.timeout, f"{wanted} contracts ({name})")
+    except TimeoutError:  # the figures of what was done, marked incomplete, not none at all
+        print(f"{name}: {len(watch.contracts)} of {wanted} contracts after {args.timeout:g} s")
+        if not watch.contracts:
+            raise
+    watch.poll()
     figures = watch.figures()
+    figures["cancelled"] = sum(watch.cancelled.values())
+    if watch.cancelled:
+        print(f"{name}: {figures['cancelled']:.0f} of its contracts cancelled: {watch.cancelled}")
     figures["offered_per_s"] = wanted / offered_s if interval else float("inf")
+    figures["wanted"] = wanted
     return figures
+
+
+def add_relay_lags(bootstrap: str, phases: dict[str, dict[str, float]]) -> None:
+    """The relay's share of each step: from an event's commit in the store (its recorded_at)
+    to the relay's send to the broker (the record's timestamp), for the phase's
+    ``hero.reservations`` records. The rest of a step is the agent host's: its Kafka fetch,
+    the decision and its own write to the store."""
+    lags = asyncio.run(_reservation_lags(bootstrap))
+    for figures in phases.values():
+        mine = sorted(lag for at, lag in lags if figures["start_ts"] <= at <= figures["end_ts"])
+        figures["relay_lag_p50_s"] = statistics.median(mine) if mine else float("nan")
+        figures["relay_lag_p99_s"] = _p99(mine) if mine else float("nan")
+
+
+async def _reservation_lags(bootstrap: str, idle_s: float = 3.0) -> list[tuple[float, float]]:
+    """(recorded_at, seconds until the relay sent it) of every record on hero.reservations,
+    read until the topic has been quiet for ``idle_s`` (Tansu's end offsets are unreliable)."""
+    consumer = AIOKafkaConsumer(
+        Topic.RESERVATIONS.value,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 120
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < idle_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    recorded = datetime.fromisoformat(json.loads(record.value)["recorded_at"])
+                    at = recorded.timestamp()
+                    out.append((at, record.timestamp / 1000 - at))
+            if batch:
+                quiet_since = time.monotonic()
+    finally:
+        await consumer.stop()
+    return out
 
 
 def _host_figures(host_stats: list[Any]) -> dict[str, list[int]]:
@@ -232,18 +337,30 @@ def grow_hosts(
     )
 
 
+def stack_settings(stack: str, args: argparse.Namespace, tmp: Path) -> HeroSettings:
+    """embedded: SQLite (``--synchronous``) + Tansu; production: the embedded PostgreSQL +
+    Apache Kafka, both run by ``hero up``'s launcher."""
+    data_dir = tmp / f"stack-{stack}"
+    if stack == "embedded":
+        url = f"sqlite:///{data_dir / 'events.db'}?synchronous={args.synchronous}"
+        return HeroSettings(data_dir=data_dir, agent_shards=args.shards, store_url=url)
+    return HeroSettings(
+        data_dir=data_dir, agent_shards=args.shards, store="postgres", broker="kafka"
+    )
+
+
 def run_stack(
-    args: argparse.Namespace, tmp: Path
+    stack: str, args: argparse.Namespace, tmp: Path, grow: bool
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     import ray
 
-    store_url = f"sqlite:///{tmp / 'stack' / 'events.db'}?synchronous={args.synchronous}"
-    settings = HeroSettings(data_dir=tmp / "stack", agent_shards=args.shards, store_url=store_url)
-    stack = LocalStack(settings)
-    report = stack.up()
-    print(f"stack healthy in {report.seconds:.1f} s")
+    settings = stack_settings(stack, args, tmp)
+    local = LocalStack(settings)
+    report = local.up()
+    print(f"{LABELS[stack]}: stack healthy in {report.seconds:.1f} s", flush=True)
+    store: EventStore | None = None
     try:
-        endpoints = stack.endpoints()
+        endpoints = local.endpoints()
         store = open_store(endpoints.store_url)
         service = MarketService(store)
         with store.group_commit():
@@ -266,14 +383,17 @@ def run_stack(
         phases = {}
         for name, rate in (("burst", 0.0), ("paced", args.rate)):
             phases[name] = run_phase(service, store, args, name, rate)
+        add_relay_lags(endpoints.kafka_bootstrap, phases)
         hosts = {"after_phases": _host_figures(stats())}
-        if args.agents_per_host:
+        if grow and args.agents_per_host:
             grow_hosts(service, store, args, stats)
             hosts["grown"] = _host_figures(stats())
         return phases, hosts
     finally:
         ray.shutdown()  # before the stack's Ray goes, or the driver hangs on exit
-        stack.down()
+        if store is not None:
+            store.close()
+        local.down()
 
 
 def run_in_process(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -336,61 +456,160 @@ def main() -> None:
         default=250,
         help="replicas asked for per second in the paced phase (above the 200/s goal)",
     )
-    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds a phase may take to finish"
+    )
     parser.add_argument(
         "--agents-per-host",
         type=int,
         default=10_000,
         help="then grow the hosts to this many agents each (0: skip)",
     )
-    parser.add_argument("--keep", default="", help="run in this directory and keep its store")
+    parser.add_argument("--keep", default="", help="run in this directory and keep its stores")
     parser.add_argument(
         "--synchronous",
         choices=["full", "normal"],
         default="full",
         help="the SQLite store's commit durability (see README)",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="200 farms, 20 offtakers x 10 replicas, no growth: a smoke run",
+    )
+    add_stacks_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hero-nego-") as name:
-        tmp = Path(args.keep) if args.keep else Path(name)
-        phases, hosts = run_stack(args, tmp)
+    if args.quick:
+        args.farms, args.offtakers, args.replicas, args.agents_per_host = 200, 20, 10, 0
+    for option in ("farms", "offtakers", "replicas", "shards"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1, got {getattr(args, option)}")
+    with reachable_dir("hero-nego-") as scratch:
+        tmp = Path(args.keep) if args.keep else scratch
+        results = {
+            stack: run_stack(stack, args, tmp, grow=stack == args.stacks[0])
+            for stack in args.stacks
+        }
         baseline = run_in_process(args, tmp)
-    agents, per_agent = memory_per_agent(args.agents_per_host)
+    agents, per_agent = memory_per_agent(args.agents_per_host or 1000)
+    print_report(args, results, baseline, agents, per_agent)
 
-    print(
-        f"farmers: {args.farms}, offtakers: {args.offtakers} x {args.replicas} replicas per "
-        f"phase, hosts: {args.shards}, store synchronous={args.synchronous}"
+
+def phase_rows(
+    results: dict[str, tuple[dict[str, dict[str, float]], dict[str, Any]]],
+    baseline: dict[str, float],
+) -> list[tuple[str, list[str]]]:
+    def cells(phase: str, pick: Any) -> list[str]:
+        return [pick(phases[phase]) for phases, _ in results.values()]
+
+    def ms(value: float) -> str:
+        return f"{value * 1000:,.0f} ms"
+
+    rows: list[tuple[str, list[str]]] = []
+    for phase in PHASES:
+        rows += [
+            (
+                f"{phase}: contracts made / wanted",
+                cells(phase, lambda f: f"{f['contracts']:.0f} / {f['wanted']:.0f}"),
+            ),
+            (
+                f"{phase}: of those, cancelled since",
+                cells(phase, lambda f: f"{f['cancelled']:.0f}"),
+            ),
+            (
+                f"{phase}: contracts/s",
+                cells(
+                    phase,
+                    lambda f: (
+                        f"{f['contracts_per_s']:.1f} ({f['contracts']:.0f} in {f['seconds']:.2f} s)"
+                    ),
+                ),
+            ),
+            (f"{phase}: RFQ->contract p50", cells(phase, lambda f: ms(f["p50_s"]))),
+            (f"{phase}: RFQ->contract p99", cells(phase, lambda f: ms(f["p99_s"]))),
+            (f"{phase}: mandate->RFQ p50", cells(phase, lambda f: ms(f["mandate_to_rfq_p50_s"]))),
+            (f"{phase}: mandate->RFQ p99", cells(phase, lambda f: ms(f["mandate_to_rfq_p99_s"]))),
+            (f"{phase}: RFQ->first offer p50", cells(phase, lambda f: ms(f["rfq_to_offer_s"]))),
+            (
+                f"{phase}: first offer->accepted p50",
+                cells(phase, lambda f: ms(f["offer_to_accept_s"])),
+            ),
+            (
+                f"{phase}: accepted->contract p50",
+                cells(phase, lambda f: ms(f["accept_to_contract_s"])),
+            ),
+            (
+                f"{phase}: relay's share: commit->send p50",
+                cells(phase, lambda f: ms(f["relay_lag_p50_s"])),
+            ),
+            (
+                f"{phase}: relay's share: commit->send p99",
+                cells(phase, lambda f: ms(f["relay_lag_p99_s"])),
+            ),
+            (
+                f"{phase}: last RFQ after last mandate",
+                cells(phase, lambda f: f"{f['last_rfq_after_last_mandate_s']:.2f} s"),
+            ),
+        ]
+    rows.append(
+        ("paced: asked for, replicas/s", cells("paced", lambda f: f"{f['offered_per_s']:.1f}"))
     )
-    print(_line("stack, burst (all at once)", phases["burst"]))
-    print(_line(f"stack, paced ({args.rate:g} replicas/s)", phases["paced"]))
-    print(f"{'':28} (asked for at {phases['paced']['offered_per_s']:.1f} replicas/s on average)")
-    for name, f in phases.items():
-        print(
-            f"{name}: {f['rfqs']:.0f} RFQs for {args.offtakers} mandates; the last RFQ "
-            f"{f['last_rfq_after_last_mandate_s']:.2f} s after the last mandate"
+    rows.append(
+        (
+            "burst: ratio to in-process baseline",
+            cells("burst", lambda f: f"{f['contracts_per_s'] / baseline['contracts_per_s']:.2f}"),
         )
-    print(_line("in-process baseline, burst", baseline))
-    ratio = phases["burst"]["contracts_per_s"] / baseline["contracts_per_s"]
-    print(
-        f"ratio stack/baseline contracts/s (burst): {ratio:.2f} "
-        "(goals: >= 200 contracts/s, p99 <= 1 s)"
     )
-    if "grown" in hosts:
+    met = [
+        "met"
+        if phases["burst"]["contracts_per_s"] >= 200
+        and phases["paced"]["p99_s"] <= 1.0
+        and all(f["contracts"] == f["wanted"] for f in phases.values())
+        else "NOT met"
+        for phases, _ in results.values()
+    ]
+    rows.append(("goal >= 200 contracts/s, paced p99 <= 1 s", met))
+    rows.append(
+        (
+            "agents per host (after the phases)",
+            [str(hosts["after_phases"]["agents"]) for _, hosts in results.values()],
+        )
+    )
+    return rows
+
+
+def print_report(
+    args: argparse.Namespace,
+    results: dict[str, tuple[dict[str, dict[str, float]], dict[str, Any]]],
+    baseline: dict[str, float],
+    agents: int,
+    per_agent: float,
+) -> None:
+    print(
+        f"negotiation: farmers {args.farms}, offtakers {args.offtakers} x {args.replicas} "
+        f"replicas per phase, hosts {args.shards}, paced at {args.rate:g} replicas/s, SQLite "
+        f"synchronous={args.synchronous}"
+    )
+    print(table(phase_rows(results, baseline), list(results)))
+    print(_line("in-process baseline, burst", baseline))
+    for stack, (_, hosts) in results.items():
+        if "grown" not in hosts:
+            continue
         before, after = hosts["after_phases"], hosts["grown"]
         added = sum(after["agents"]) - sum(before["agents"])
         grown = sum(after["rss_bytes"]) - sum(before["rss_bytes"])
         print(
-            f"host RSS grew {grown / 2**20:.0f} MiB for {added} more agents: "
-            f"{grown / max(added, 1) / 1024:.1f} KiB per agent, market view included "
+            f"on {LABELS[stack]}: host RSS grew {grown / 2**20:.0f} MiB for {added} more "
+            f"agents: {grown / max(added, 1) / 1024:.1f} KiB per agent, market view included "
             "(goal <= 20 KB)"
         )
-    for label, figures in hosts.items():
-        print(
-            f"agents per host on the stack ({label.replace('_', ' ')}): {figures['agents']}, "
-            f"memory per agent (host estimate): "
-            f"{[round(m / 1024, 1) for m in figures['memory_per_agent_bytes']]} KiB, host RSS "
-            f"{[round(r / 2**20) for r in figures['rss_bytes']]} MiB"
-        )
+        for label, figures in hosts.items():
+            print(
+                f"agents per host ({label.replace('_', ' ')}): {figures['agents']}, memory per "
+                f"agent (host estimate): "
+                f"{[round(m / 1024, 1) for m in figures['memory_per_agent_bytes']]} KiB, host "
+                f"RSS {[round(r / 2**20) for r in figures['rss_bytes']]} MiB"
+            )
     print(
         f"one agent set with {agents} agents: {per_agent / 1024:.1f} KiB per agent "
         f"incl. the market view (goal >= 10,000 agents at <= 20 KiB; ratio "

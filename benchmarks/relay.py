@@ -1,11 +1,15 @@
-"""Relay throughput: the store + outbox relay against plain aiokafka, in the same run.
+"""Relay throughput: the store + outbox relay against a plain aiokafka producer, same run.
 
-    ./run bench [--events 100000] [--payload-bytes 300] [--bootstrap HOST:PORT]
+    ./run bench [--stacks embedded,production] [--events 100000] [--payload-bytes 300]
+                [--batch-size 1000] [--quick]
 
-Appends N events (payloads of about --payload-bytes bytes) to a fresh SQLite store, relays
-them to Kafka and waits for every acknowledgement; then produces the very same records
-(same topic, keys and bytes) with a plain aiokafka producer. Prints events/s for each and the
-ratio relay / plain (goal >= 0.5). Without --bootstrap it starts its own embedded broker.
+For each stack (embedded: SQLite + Tansu; production: PostgreSQL + Apache Kafka 4.4, both
+started here by the project's launcher and stopped by pid), appends N events (payloads of
+about --payload-bytes bytes) to a fresh store, relays them to the broker and waits for every
+acknowledgement; then produces the very same records (same topic, keys and bytes) with a
+plain aiokafka producer of the same settings (idempotent on Apache Kafka, as the relay's).
+Prints events/s for each, one column per stack, and the ratio relay / plain (goal >= 0.5).
+``--quick``: 10,000 events, a smoke run.
 """
 
 from __future__ import annotations
@@ -14,16 +18,22 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _stacks import Broker, add_stacks_argument, broker, postgres, table
 
 from hero.log.producer import KafkaPublisher, new_producer
 from hero.log.topics import TopicAdmin
 from hero.store import (
     NO_STREAM,
+    EventStore,
     MemoryCheckpointStore,
     NewEvent,
     OutboxRelay,
+    PostgresEventStore,
     RecordedEvent,
     SqliteEventStore,
 )
@@ -41,7 +51,7 @@ def _event(payload_bytes: int, index: int) -> NewEvent:
     return NewEvent.of(event, actor="bench", occurred_at=datetime.now(UTC))
 
 
-def append_all(store: SqliteEventStore, count: int, payload_bytes: int) -> float:
+def append_all(store: EventStore, count: int, payload_bytes: int) -> float:
     """Appends of up to 100 events to one stream at a time, across 1000 streams; the events
     are built before the clock starts, so only the store is timed."""
     per_append = max(1, min(100, count // STREAMS or 1))
@@ -60,8 +70,8 @@ def append_all(store: SqliteEventStore, count: int, payload_bytes: int) -> float
     return time.perf_counter() - started
 
 
-async def relay_all(store: SqliteEventStore, bootstrap: str, batch_size: int) -> float:
-    publisher = KafkaPublisher(bootstrap)
+async def relay_all(store: EventStore, target: Broker, batch_size: int) -> float:
+    publisher = KafkaPublisher(target.bootstrap, idempotent=target.idempotent)
     relay = OutboxRelay(store, MemoryCheckpointStore(), publisher, batch_size=batch_size)
     await publisher.publish(store.read_all(1, 1))  # connect before the clock starts
     started = time.perf_counter()
@@ -71,8 +81,8 @@ async def relay_all(store: SqliteEventStore, bootstrap: str, batch_size: int) ->
     return elapsed
 
 
-async def produce_plain(records: list[RecordedEvent], bootstrap: str) -> float:
-    producer = new_producer(bootstrap)
+async def produce_plain(records: list[RecordedEvent], target: Broker) -> float:
+    producer = new_producer(target.bootstrap, idempotent=target.idempotent)
     await producer.start()
     first = records[0]
     await producer.send_and_wait(first.topic, first.envelope_json.encode(), key=b"warmup")
@@ -87,47 +97,80 @@ async def produce_plain(records: list[RecordedEvent], bootstrap: str) -> float:
     return elapsed
 
 
+@contextmanager
+def fresh_store(stack: str, tmp: Path) -> Iterator[EventStore]:
+    if stack == "embedded":
+        store: EventStore = SqliteEventStore(tmp / "events.db")
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    with postgres() as server:
+        store = PostgresEventStore(server.database("relay"))
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def measure(stack: str, args: argparse.Namespace) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hero-bench-") as name:
+        tmp = Path(name)
+        with broker(stack, tmp) as target, fresh_store(stack, tmp) as store:
+            asyncio.run(TopicAdmin(target.bootstrap).ensure_topics())
+            append_s = append_all(store, args.events, args.payload_bytes)
+            records = store.read_all(1, args.events)
+            relay_s = asyncio.run(relay_all(store, target, args.batch_size))
+            plain_s = asyncio.run(produce_plain(records, target))
+    n = args.events
+    return {
+        "envelope_bytes": sum(len(r.envelope_json) for r in records) / n,
+        "append_s": append_s,
+        "relay_s": relay_s,
+        "plain_s": plain_s,
+        "append_rate": n / append_s,
+        "relay_rate": n / relay_s,
+        "plain_rate": n / plain_s,
+    }
+
+
+def report(results: dict[str, dict[str, float]], n: int) -> str:
+    stacks = list(results)
+
+    def row(label: str, cell: str) -> tuple[str, list[str]]:
+        return label, [cell.format(**results[s]) for s in stacks]
+
+    lines = [
+        row("envelope bytes", "{envelope_bytes:.0f}"),
+        row("store append, events/s", "{append_rate:,.0f} ({append_s:.2f} s)"),
+        row("relay store->broker, events/s", "{relay_rate:,.0f} ({relay_s:.2f} s)"),
+        row("plain aiokafka, events/s", "{plain_rate:,.0f} ({plain_s:.2f} s)"),
+    ]
+    ratios = [f"{r['relay_rate'] / r['plain_rate']:.2f}" for r in results.values()]
+    ends = []
+    for r in results.values():
+        rate = n / (r["append_s"] + r["relay_s"])
+        ends.append(f"{rate:,.0f} (x{rate / r['plain_rate']:.2f} plain)")
+    lines += [("ratio relay/plain (goal >= 0.5)", ratios), ("append+relay, events/s", ends)]
+    return table(lines, stacks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--payload-bytes", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--bootstrap", help="an existing broker; default: start one")
+    parser.add_argument("--quick", action="store_true", help="10,000 events: a smoke run")
+    add_stacks_argument(parser)
     args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="hero-bench-") as tmp:
-        broker = None
-        bootstrap = args.bootstrap
-        if bootstrap is None:
-            from infra.processes import BrokerProcess
-
-            broker = BrokerProcess(Path(tmp) / "broker")
-            broker.start()
-            bootstrap = broker.address
-        try:
-            asyncio.run(TopicAdmin(bootstrap).ensure_topics())
-            store = SqliteEventStore(Path(tmp) / "events.db")
-            append_s = append_all(store, args.events, args.payload_bytes)
-            records = store.read_all(1, args.events)
-            relay_s = asyncio.run(relay_all(store, bootstrap, args.batch_size))
-            plain_s = asyncio.run(produce_plain(records, bootstrap))
-        finally:
-            if broker is not None:
-                broker.stop()
-
-    n = args.events
-    size = sum(len(r.envelope_json) for r in records) / n
-    relay_rate, plain_rate = n / relay_s, n / plain_s
-    print(f"events: {n}, payload ~{args.payload_bytes} B, envelope ~{size:.0f} B")
-    print(f"store append:          {n / append_s:>10,.0f} events/s ({append_s:.2f} s)")
-    print(f"relay (store->Kafka):  {relay_rate:>10,.0f} events/s ({relay_s:.2f} s)")
-    print(f"plain aiokafka:        {plain_rate:>10,.0f} events/s ({plain_s:.2f} s)")
-    print(f"ratio relay/plain:     {relay_rate / plain_rate:>10.2f} (goal >= 0.5)")
-    end_to_end = n / (append_s + relay_s)
-    print(
-        f"append+relay:          {end_to_end:>10,.0f} events/s; ratio to plain "
-        f"{end_to_end / plain_rate:.2f}"
-    )
+    if args.quick:
+        args.events = 10_000
+    if args.events < 1:
+        parser.error(f"--events must be at least 1, got {args.events}")
+    results = {stack: measure(stack, args) for stack in args.stacks}
+    print(f"relay: {args.events} events, payload ~{args.payload_bytes} B, batch {args.batch_size}")
+    print(report(results, args.events))
 
 
 if __name__ == "__main__":

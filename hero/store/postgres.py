@@ -55,6 +55,27 @@ __all__ = ["CHANNEL", "PostgresCheckpointStore", "PostgresEventStore"]
 CHANNEL = "hero_events"
 _SELECT = "SELECT position, stream, version, type, topic, envelope FROM events"
 _POOL_SIZE = 8
+# An append is a round trip per statement, and those are most of its cost on a loopback
+# server: the stream's version and the head come in one query, and the events, the head, the
+# stream's version and the command's record are written by one statement (the events as
+# column arrays, unnested), which also NOTIFYs: delivered at commit, and only if it commits,
+# so a listener never wakes for a rollback.
+_VERSION_AND_HEAD = "SELECT (SELECT version FROM streams WHERE stream = %s), position FROM log_head"
+_WRITE = """
+WITH written AS (
+    INSERT INTO events (position, stream, version, id, type, topic, envelope)
+    SELECT * FROM unnest(
+        %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]
+    )
+), head AS (
+    UPDATE log_head SET position = %s
+), versions AS (
+    INSERT INTO streams (stream, version) VALUES (%s, %s)
+    ON CONFLICT (stream) DO UPDATE SET version = excluded.version
+)
+INSERT INTO commands VALUES (%s, %s, %s, %s, %s, %s, %s)
+RETURNING pg_notify(%s, %s)
+"""
 
 
 def _command_result(conn: Conn, stream: str, command_id: str) -> AppendResult | None:
@@ -142,7 +163,6 @@ class PostgresEventStore(EventStore):
             if applied is not None:
                 return applied
             result = self._write(conn, StreamAppend(stream, expected_version, events), command_id)
-            _notify(conn, result.last_position)
             return result
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
@@ -154,32 +174,35 @@ class PostgresEventStore(EventStore):
                 return [result for result in applied if result is not None]
             # A conflict on a later stream raises inside the transaction: all is rolled back.
             results = [self._write(conn, append, command_id) for append in appends]
-            _notify(conn, results[-1].last_position)
             return results
 
     def _write(self, conn: Conn, append: StreamAppend, command_id: str) -> AppendResult:
         stream = append.stream
-        found = conn.execute("SELECT version FROM streams WHERE stream = %s", (stream,)).fetchone()
-        head = conn.execute("SELECT position FROM log_head").fetchone()
+        found = conn.execute(_VERSION_AND_HEAD, (stream,)).fetchone()
         rows, result = plan_append(
             stream,
             append.expected_version,
-            int(str(found[0])) if found else 0,
-            int(str(head[0] if head else 0)) + 1,
+            int(str(found[0])) if found and found[0] is not None else 0,
+            int(str(found[1] if found else 0)) + 1,
             append.events,
             self._clock.now(),
         )
-        _insert_events(conn, rows, append.events)
-        conn.execute("UPDATE log_head SET position = %s", (result.last_position,))
-        conn.execute(
-            "INSERT INTO streams (stream, version) VALUES (%s, %s)"
-            " ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
-            (stream, result.last_version),
-        )
-        conn.execute(
-            "INSERT INTO commands VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            command_values(stream, command_id, result),
-        )
+        columns = [list(column) for column in zip(*event_values(rows, append.events), strict=True)]
+        try:
+            conn.execute(
+                _WRITE,
+                (
+                    *columns,
+                    result.last_position,
+                    stream,
+                    result.last_version,
+                    *command_values(stream, command_id, result),
+                    CHANNEL,
+                    str(result.last_position),
+                ),
+            )
+        except errors.UniqueViolation as error:
+            raise duplicate_event_ids(append.events) from error
         return result
 
     def command_result(self, stream: str, command_id: str) -> AppendResult | None:
@@ -292,23 +315,6 @@ def _read_committed(conn: Conn) -> None:
     # Whatever the server's default: a writer waiting on the log head must read the head its
     # predecessor committed (under REPEATABLE READ the wait would end in a serialization error).
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-
-
-def _notify(conn: Conn, position: int) -> None:
-    # Delivered at commit, and only if it commits: a listener never wakes for a rollback.
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(position)))
-
-
-def _insert_events(conn: Conn, rows: list[RecordedEvent], events: Sequence[NewEvent]) -> None:
-    try:
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO events (position, stream, version, id, type, topic, envelope)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                event_values(rows, events),
-            )
-    except errors.UniqueViolation as error:
-        raise duplicate_event_ids(events) from error
 
 
 class PostgresCheckpointStore(CheckpointStore):
