@@ -22,7 +22,7 @@ from hero.log.topics import PLATFORM_TOPICS, TopicAdmin
 from infra import BrokerProcess, LocalStack, StackError
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 
