@@ -24,6 +24,7 @@ session, so every ``hero`` the e2e tests run, and every ``HeroSettings()``, uses
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,18 +108,22 @@ def engines(pytestconfig: pytest.Config) -> Engines:
 @pytest.fixture(scope="session")
 def tmp_path_factory(
     engines: Engines, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> pytest.TempPathFactory:
+) -> Iterator[pytest.TempPathFactory]:
     """pytest's own, or in the production pass run as root one whose directories the
-    PostgreSQL service user can pass through (the stacks' data dirs are in them)."""
+    PostgreSQL service user can pass through (the stacks' data dirs are in them), removed at
+    the end of the session."""
     if engines != "production" or os.geteuid() != 0 or pytestconfig.option.basetemp:
-        return tmp_path_factory
-    return ReachableTempPathFactory(
-        given_basetemp=reachable_dir("hero-tests-") / "pytest",
+        yield tmp_path_factory
+        return
+    base = reachable_dir("hero-tests-")
+    yield ReachableTempPathFactory(
+        given_basetemp=base / "pytest",
         retention_count=3,
         retention_policy="all",
         trace=pytestconfig.trace.get("tmpdir"),
         _ispytest=True,
     )
+    shutil.rmtree(base, ignore_errors=True)
 
 
 # Stands in for `python -m hero.relay` in tests about the launcher itself: it does what the

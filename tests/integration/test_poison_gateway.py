@@ -25,7 +25,7 @@ from schemas import FarmRegistered, Grid, new_id
 from tests._poison import insert_poison_row
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

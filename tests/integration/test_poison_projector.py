@@ -37,7 +37,7 @@ from tests.integration.test_projector import wait_until
 from tests.unit._gwt import SHAPE, T0
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

@@ -46,7 +46,7 @@ from tests.e2e._cli import hero
 from tests.integration.test_stack import is_loopback, listening_addresses, processes_in_sessions
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 
