@@ -33,9 +33,9 @@ from hero.log.producer import new_producer
 from hero.log.telemetry import TelemetryPublisher
 from hero.log.topics import TopicAdmin
 from hero.readmodels.usage import UsageWindows
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from hero.store import ANY_VERSION, NewEvent
 from hero.store.spool import SampleSpool, spool_path
-from infra import BrokerProcess, ValkeyProcess
+from infra import ManagedProcess, ValkeyProcess
 from schemas import (
     ContractCreated,
     Money,
@@ -46,6 +46,7 @@ from schemas import (
     UtilizationSampled,
     new_id,
 )
+from tests._engines import TestStore
 from tests.integration._isolated import until
 from tests.integration._kafka import read_topic_until
 
@@ -102,10 +103,13 @@ def _samples(contract: ContractCreated, start: datetime, end: datetime) -> Itera
 class Outage:
     """The test's own broker, Valkey, store and spool, and its usage worker process."""
 
-    def __init__(self, directory: Path, broker: BrokerProcess, valkey: ValkeyProcess):
+    def __init__(
+        self, directory: Path, broker: ManagedProcess, valkey: ValkeyProcess, store: TestStore
+    ):
         self.directory, self.broker, self.valkey = directory, broker, valkey
         self.tag = new_id("o")[:14]  # ids derived from it stay within the 24 of schemas.ids
-        self.store = SqliteEventStore(directory / "events.db")
+        self.store_url = store.url
+        self.store = store.open()
         self.first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
         self.contracts = [_contract(i, self.tag, self.first_hour) for i in range(CONTRACTS)]
         for contract in self.contracts:
@@ -136,7 +140,7 @@ class Outage:
         env = {
             **os.environ,
             "HERO_DATA_DIR": str(self.directory),
-            "HERO_STORE_URL": f"sqlite:///{self.store.path}",
+            "HERO_STORE_URL": self.store_url,
             "HERO_KAFKA_BOOTSTRAP": str(self.broker.address),
             "HERO_REDIS_URL": str(self.valkey.url),
             "HERO_USAGE_IDLE_CLOSE_S": str(30 * 86400),  # old hours close by event time only
@@ -231,7 +235,9 @@ class Outage:
 
 @pytest.fixture
 async def outage(
-    tmp_path: Path, broker_factory: Callable[..., BrokerProcess]
+    tmp_path: Path,
+    broker_factory: Callable[..., ManagedProcess],
+    store_factory: Callable[[], TestStore],
 ) -> AsyncIterator[Outage]:
     broker = broker_factory()
     admin = TopicAdmin(str(broker.address))
@@ -242,7 +248,7 @@ async def outage(
     valkey = ValkeyProcess(tmp_path / "valkey")
     valkey.start()
     try:  # a set-up that fails half-way still stops what it started
-        world = Outage(tmp_path, broker, valkey)
+        world = Outage(tmp_path, broker, valkey, store_factory())
         try:
             yield world
         finally:
