@@ -19,7 +19,7 @@ from typing import Any, Literal
 import psycopg
 import pytest
 
-from hero.config import HeroSettings
+from hero.config import HeroSettings, embedded_postgres_url_file
 from hero.domain.clock import Clock
 from hero.store import (
     CheckpointStore,
@@ -35,6 +35,7 @@ from infra.postgres import PostgresProcess
 __all__ = [
     "ENGINES",
     "PRODUCTION_ENV",
+    "SESSION",
     "Engines",
     "PostgresDatabases",
     "ReachableTempPathFactory",
@@ -42,15 +43,18 @@ __all__ = [
     "TestStore",
     "engines_of",
     "kafka_missing",
+    "provide_store",
     "reachable_dir",
+    "stack_settings",
 ]
 
 Engines = Literal["embedded", "production"]
 ENGINES: tuple[Engines, ...] = ("embedded", "production")
 
 # What the child `hero` processes (and every HeroSettings() of the tests) see in the
-# production pass: `hero up` then starts the embedded PostgreSQL and Apache Kafka.
-PRODUCTION_ENV = {"HERO_STORE": "postgres", "HERO_BROKER": "kafka"}
+# production pass: `hero up` then starts the embedded PostgreSQL and Apache Kafka. Kafka's JVM
+# alone may take most of the default 60 s to start on a loaded 2-core CI box.
+PRODUCTION_ENV = {"HERO_STORE": "postgres", "HERO_BROKER": "kafka", "HERO_UP_TIMEOUT_S": "180"}
 
 
 def engines_of(config: pytest.Config) -> Engines:
@@ -172,6 +176,29 @@ class PostgresDatabases:
         url = server.url("postgres")
         assert url is not None
         return url
+
+
+class _Session:
+    """What plain helpers (tests/e2e/_cli.py's ``hero``) need of the session's fixtures."""
+
+    databases: PostgresDatabases | None = None
+
+
+SESSION = _Session()
+
+
+def provide_store(data_dir: Path) -> None:
+    """In the production pass, a data dir the CLI is pointed at without a ``hero up`` gets a
+    fresh database on the session's PostgreSQL, left where ``hero up --store postgres``
+    leaves its server's URL (a later ``hero up`` there starts its own and overwrites it)."""
+    if SESSION.databases is None or os.environ.get("HERO_STORE_URL"):
+        return
+    path = embedded_postgres_url_file(data_dir)
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(SESSION.databases.new() + "\n")
+    path.chmod(0o600)
 
 
 def stack_settings(data_dir: Path, engines: Engines, **extra: Any) -> HeroSettings:

@@ -18,7 +18,9 @@ Fixtures (keep the names: other test files build on them):
   session's one embedded PostgreSQL.
 
 In the production pass HERO_STORE=postgres and HERO_BROKER=kafka are set for the whole
-session, so every ``hero`` the e2e tests run, and every ``HeroSettings()``, uses them.
+session, so every ``hero`` the e2e tests run, and every ``HeroSettings()``, uses them; a data
+dir the CLI uses without a ``hero up`` gets a fresh database on the session's PostgreSQL
+(:func:`tests._engines.provide_store`), as an external server would be given.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from infra import BrokerProcess, KafkaProcess, LocalStack, ManagedProcess, confi
 from tests._engines import (
     ENGINES,
     PRODUCTION_ENV,
+    SESSION,
     Engines,
     PostgresDatabases,
     ReachableTempPathFactory,
@@ -70,7 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
         missing = kafka_missing()
         if missing is not None:
             raise pytest.UsageError(f"--engines production: {missing}")
-        os.environ.update(PRODUCTION_ENV)
+        os.environ.update({**PRODUCTION_ENV, **_kept(os.environ)})
+
+
+def _kept(environ: os._Environ[str]) -> dict[str, str]:
+    """A timeout the caller chose wins over the production pass's."""
+    value = environ.get("HERO_UP_TIMEOUT_S")
+    return {"HERO_UP_TIMEOUT_S": value} if value else {}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -215,15 +224,17 @@ def broker_factory(
         broker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def _postgres_databases(engines: Engines) -> Iterator[PostgresDatabases | None]:
     if engines != "production":
         yield None
         return
     databases = PostgresDatabases()
+    SESSION.databases = databases
     try:
         yield databases
     finally:
+        SESSION.databases = None
         databases.close()
 
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests._engines import provide_store
+
 HERO = shutil.which("hero", path=str(Path(sys.executable).parent)) or "hero"
 
 
@@ -21,6 +23,7 @@ def hero(
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     if data_dir is not None:
+        provide_store(data_dir)
         full_env["HERO_DATA_DIR"] = str(data_dir)
     return subprocess.run(
         [HERO, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False

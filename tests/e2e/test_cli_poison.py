@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hero.config import HeroSettings
-from hero.store import open_store, sqlite_path_from_url
+from hero.store import open_store
 from tests._poison import POISON_STREAM, insert_poison_row
 from tests.e2e._cli import hero, hero_json
 
@@ -36,8 +36,8 @@ def _position(data: Path) -> int:
         store.close()
 
 
-def _db(data: Path) -> Path:
-    return sqlite_path_from_url(HeroSettings(data_dir=data).effective_store_url)
+def _db(data: Path) -> str:
+    return HeroSettings(data_dir=data).effective_store_url
 
 
 def test_a_stream_id_with_a_trailing_newline_is_refused_and_nothing_written(
