@@ -39,7 +39,8 @@ from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.gateway import auth, dashboard, streams
 from hero.gateway.context import GatewayContext, Principal, Role
-from hero.store import EventStore, SqliteEventStore
+from hero.store import EventStore
+from tests._engines import TestStore
 from tests.e2e._cli import hero
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -279,7 +280,10 @@ def assert_shows(page: Any, want: Expected) -> None:
 
 
 def test_the_dashboard_draws_the_demo_live_and_resumes_after_a_restart(
-    tmp_path: Path, browser_page: Any, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    browser_page: Any,
+    capsys: pytest.CaptureFixture[str],
+    store_factory: Callable[[], TestStore],
 ) -> None:
     def say(line: str) -> None:  # shown in the test output, captured or not
         with capsys.disabled():
@@ -289,7 +293,7 @@ def test_the_dashboard_draws_the_demo_live_and_resumes_after_a_restart(
     shots = screenshot_dir(tmp_path)
     data_dir = tmp_path / "hero"
     data_dir.mkdir()
-    store = SqliteEventStore(data_dir / "events.db")
+    store = store_factory().open()
     page = browser_page.new_page()
     crashes: list[str] = []
     page.on("pageerror", lambda error: crashes.append(str(error)))
