@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hero.config import HeroSettings
 from tests._engines import provide_store
 
 HERO = shutil.which("hero", path=str(Path(sys.executable).parent)) or "hero"
@@ -28,6 +29,12 @@ def hero(
     return subprocess.run(
         [HERO, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
     )
+
+
+def store_url(data_dir: Path) -> str:
+    """The store a ``hero`` pointed at ``data_dir`` uses (provided first: see provide_store)."""
+    provide_store(data_dir)
+    return HeroSettings(data_dir=data_dir).effective_store_url
 
 
 def hero_json(*args: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Any:

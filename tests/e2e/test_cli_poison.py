@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hero.config import HeroSettings
 from hero.store import open_store
 from tests._poison import POISON_STREAM, insert_poison_row
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +28,7 @@ def _append(data: Path, stream: str, *extra: str, payload: dict[str, str] = FARM
 
 
 def _position(data: Path) -> int:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     try:
         return store.current_position()
     finally:
@@ -37,7 +36,7 @@ def _position(data: Path) -> int:
 
 
 def _db(data: Path) -> str:
-    return HeroSettings(data_dir=data).effective_store_url
+    return store_url(data)
 
 
 def test_a_stream_id_with_a_trailing_newline_is_refused_and_nothing_written(
