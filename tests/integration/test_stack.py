@@ -250,17 +250,18 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
     names = ["broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"]
     if launcher.settings.embedded_postgres:
         names.append("postgres")
-    leaders = [status.pid for status in report.components if status.pid is not None]
-    assert len(leaders) == len(names)
-    members = processes_in_sessions(leaders)
-    # Ray's head runs several processes in its session (gcs_server, raylet, agents...).
-    assert len(members) > len(leaders)
-    # The agent hosts (Ray actor workers) are among them.
-    hosts = host_pids(tmp_path / "data")
-    assert len(hosts) == 2
-    assert set(hosts) <= set(members)
-
-    stopped = launcher.down()
+    try:  # a failed check still stops the stack (it would outlive the test otherwise)
+        leaders = [status.pid for status in report.components if status.pid is not None]
+        assert len(leaders) == len(names)
+        members = processes_in_sessions(leaders)
+        # Ray's head runs several processes in its session (gcs_server, raylet, agents...).
+        assert len(members) > len(leaders)
+        # The agent hosts (Ray actor workers) are among them.
+        hosts = host_pids(tmp_path / "data")
+        assert len(hosts) == 2
+        assert set(hosts) <= set(members)
+    finally:
+        stopped = launcher.down()
 
     assert [status.name for status in stopped] == names
     assert [status.state for status in stopped] == ["down"] * len(names)
