@@ -83,6 +83,9 @@ def server_answers(url: str, timeout: float = 2.0) -> bool:
     return True
 
 
+_NOT_STARTED = "not_started=run_hero_up"
+
+
 def create_database(admin_url: str, name: str) -> bool:
     """Create database ``name`` (a plain identifier) if missing; True when it was created."""
     if not name.isidentifier() or not name.isascii():
@@ -95,6 +98,13 @@ def create_database(admin_url: str, name: str) -> bool:
 
 
 def connect(url: str) -> Conn:
+    if _NOT_STARTED in url:
+        # HeroSettings' stand-in for the embedded server's URL before `hero up` wrote it:
+        # libpq would only complain about the query parameter that marks it.
+        raise StoreError(
+            "the embedded PostgreSQL store under the data dir is not running (no run/"
+            "postgres.url): run `hero up --store postgres`, or set HERO_STORE_URL"
+        )
     try:
         return psycopg.connect(url, autocommit=True)
     except psycopg.Error as error:  # libpq's messages name host and port, never the password

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hero.config import HeroSettings
+from tests._engines import provide_store
+
 HERO = shutil.which("hero", path=str(Path(sys.executable).parent)) or "hero"
 
 
@@ -21,10 +24,17 @@ def hero(
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     if data_dir is not None:
+        provide_store(data_dir)
         full_env["HERO_DATA_DIR"] = str(data_dir)
     return subprocess.run(
         [HERO, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
     )
+
+
+def store_url(data_dir: Path) -> str:
+    """The store a ``hero`` pointed at ``data_dir`` uses (provided first: see provide_store)."""
+    provide_store(data_dir)
+    return HeroSettings(data_dir=data_dir).effective_store_url
 
 
 def hero_json(*args: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Any:

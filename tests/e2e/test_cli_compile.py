@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from agents.strategies.compiler import diff
-from hero.config import HeroSettings
 from hero.store import EventStore, open_store
 from schemas import FarmerPolicy, FarmerPolicySet, Grid, Mandate, OfftakerMandateSet
-from tests.e2e._cli import HERO, hero
+from tests.e2e._cli import HERO, hero, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +86,7 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(data: Path) -> Iterator[EventStore]:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     yield store
     store.close()
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from hero.config import HeroSettings
 from hero.domain.ledger import account_stream
 from hero.store import ANY_VERSION, NewEvent, open_store
 from schemas import Money, TransferKind, TransferPosted
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 from tests.e2e.test_cli_payments import event_file
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +50,7 @@ def test_a_one_sided_leg_already_in_the_store_is_reported_and_cannot_be_refunded
     paid = hero("payments", "receive", "--file", str(event_file(tmp_path, "acme", "2.00")),
                 data_dir=data)  # fmt: skip
     assert paid.returncode == 0, paid.stderr
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     try:  # what the raw append wrote before it was refused
         leg = NewEvent.of(FORGED, actor="cli", occurred_at=datetime.now(UTC))
         store.append(account_stream(ACME), ANY_VERSION, [leg], "forge-1")

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from agents.local import LocalMarket
-from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.store import EventStore, open_store
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +59,7 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(data: Path) -> Iterator[EventStore]:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     yield store
     store.close()
 

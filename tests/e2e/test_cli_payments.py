@@ -27,7 +27,7 @@ from hero.domain.node import node_stream
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store
 from infra.treasury import WEBHOOK_PATH as LAUNCHER_WEBHOOK_PATH
 from schemas import ContractCreated, Grid, Money, Resources, Sla
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(data: Path) -> Iterator[EventStore]:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     yield store
     store.close()
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hero.config import HeroSettings
-from hero.store import open_store, sqlite_path_from_url
+from hero.store import open_store
 from tests._poison import POISON_STREAM, insert_poison_row
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -29,15 +28,15 @@ def _append(data: Path, stream: str, *extra: str, payload: dict[str, str] = FARM
 
 
 def _position(data: Path) -> int:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     try:
         return store.current_position()
     finally:
         store.close()
 
 
-def _db(data: Path) -> Path:
-    return sqlite_path_from_url(HeroSettings(data_dir=data).effective_store_url)
+def _db(data: Path) -> str:
+    return store_url(data)
 
 
 def test_a_stream_id_with_a_trailing_newline_is_refused_and_nothing_written(

@@ -16,7 +16,7 @@ from hero.readmodels import PROJECTIONS, Doc, ReadModels
 from hero.store import ANY_VERSION, NewEvent, open_store
 from infra import LocalStack
 from schemas import Event, FarmRegistered, Grid, NodeRegistered, NodeStatus, NodeStatusChanged
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 from tests.unit._gwt import SHAPE
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _record(data: Path, *events: tuple[str, Event]) -> int:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     try:
         for stream, event in events:
             new = NewEvent.of(event, actor="test", occurred_at=T)

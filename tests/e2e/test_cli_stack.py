@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hero.config import HeroSettings
 from tests.e2e._cli import hero, hero_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -57,10 +58,13 @@ def test_up_status_append_tail_down(tmp_path: Path) -> None:
         assert "already running" in again.stdout
 
         components = hero_json("status", data_dir=data)
-        assert {c["name"]: c["state"] for c in components} == {
+        expected = {
             "broker": "up", "valkey": "up", "ray": "up", "relay": "up", "treasury": "up",
             "usage": "up", "agents": "up", "gateway": "up",
         }  # fmt: skip
+        if HeroSettings(data_dir=data).embedded_postgres:  # HERO_STORE=postgres
+            expected["postgres"] = "up"
+        assert {c["name"]: c["state"] for c in components} == expected
         pids = [c["pid"] for c in components]
         assert all(isinstance(pid, int) and _alive(pid) for pid in pids)
         assert all(c["address"].startswith("127.0.0.1") for c in components if c["address"])

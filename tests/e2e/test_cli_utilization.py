@@ -20,7 +20,7 @@ from hero.domain.billing import hour_of
 from hero.domain.usage import usage_fact
 from hero.store import ANY_VERSION, NewEvent, open_store
 from schemas import ContractCreated, Money, Resources, Sla
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,7 @@ def test_injected_samples_become_a_usage_fact_via_the_stacks_worker(stack_dir: P
     # 10 minutes of the next, so the samples themselves close that hour (5 min of lateness).
     hour = hour_of(datetime.now(UTC)) - timedelta(hours=2)
     contract = _contract("util", hour)
-    store = open_store(HeroSettings(data_dir=stack_dir).effective_store_url)
+    store = open_store(store_url(stack_dir))
     try:
         event = NewEvent.of(contract, actor="test", occurred_at=hour)
         store.append(f"node-{contract.node_id}", ANY_VERSION, [event], f"{contract.contract_id}:c")
@@ -263,7 +263,7 @@ def _autoscaled_market(data: Path, tag: str) -> None:
 
     replica = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)
     region = f"cli-{tag}"
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     try:
         service = MarketService(store)
         for grid in (Grid.GRID3, Grid.GRID4):

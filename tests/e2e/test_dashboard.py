@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Debian's headless Chromium, driven by Playwright, loads
 ``GET /`` from uvicorn on 127.0.0.1 serving the dashboard router and the real SSE streams router
-over a real SQLite event store, while ``hero demo --in-process`` fills that store.
+over the data dir's real event store (SQLite; PostgreSQL on the production engines), while
+``hero demo --in-process`` fills that store.
 
 The page is opened before the demo runs, so every chart is drawn from events as they arrive.
 Then the gateway is stopped, the demo runs again, and a new gateway comes up on the same port:
@@ -39,8 +40,8 @@ from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.gateway import auth, dashboard, streams
 from hero.gateway.context import GatewayContext, Principal, Role
-from hero.store import EventStore, SqliteEventStore
-from tests.e2e._cli import hero
+from hero.store import EventStore, open_store
+from tests.e2e._cli import hero, store_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: What the machine's Chromium needs to start quietly here (no network beyond localhost).
@@ -289,7 +290,7 @@ def test_the_dashboard_draws_the_demo_live_and_resumes_after_a_restart(
     shots = screenshot_dir(tmp_path)
     data_dir = tmp_path / "hero"
     data_dir.mkdir()
-    store = SqliteEventStore(data_dir / "events.db")
+    store = open_store(store_url(data_dir))  # the one `hero demo --in-process` fills
     page = browser_page.new_page()
     crashes: list[str] = []
     page.on("pageerror", lambda error: crashes.append(str(error)))

@@ -18,12 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from hero.config import HeroSettings
 from hero.gateway.offtakers import named_in
 from hero.sdk import Client
 from hero.store import open_store
 from schemas import Topic
-from tests.e2e._cli import hero, hero_json
+from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -66,7 +65,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 def _from_store(data: Path) -> tuple[set[str], dict[str, list[int]]]:
-    store = open_store(HeroSettings(data_dir=data).effective_store_url)
+    store = open_store(store_url(data))
     try:
         offtakers: set[str] = set()
         expected: dict[str, list[int]] = {topic: [] for topic in DEVELOPER_TOPICS}

@@ -1,7 +1,7 @@
 """A market of a test's own, isolated from the session's stack (whose agent hosts follow the
-stack's store and broker): its own SQLite store, its own broker, a relay between them in this
-process. Agent hosts of the test's own run on the stack's Ray against it
-(:meth:`IsolatedMarket.settings` and :meth:`IsolatedMarket.endpoints`).
+stack's store and broker): its own store (SQLite, or a PostgreSQL database), its own broker,
+a relay between them in this process. Agent hosts of the test's own run on the stack's Ray
+against it (:meth:`IsolatedMarket.settings` and :meth:`IsolatedMarket.endpoints`).
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hero.config import HeroSettings
 from hero.log.producer import KafkaPublisher
 from hero.log.topics import TopicAdmin
-from hero.store import EventStore, OutboxRelay, SqliteCheckpointStore, SqliteEventStore
+from hero.store import EventStore, OutboxRelay
 from infra import Endpoints
 from schemas import Event, NegotiationAwarded, NegotiationExpired, NegotiationFailed, RfqIssued
 
@@ -64,13 +63,10 @@ async def until(condition: Callable[[], Any], what: str, deadline: float) -> Any
 
 @dataclass(frozen=True)
 class IsolatedMarket:
-    store: SqliteEventStore
+    store: EventStore
+    url: str
     bootstrap: str
     stack: Any
-
-    @property
-    def url(self) -> str:
-        return f"sqlite:///{self.store.path}"
 
     def settings(self, **changes: Any) -> HeroSettings:
         base: HeroSettings = self.stack.settings
@@ -87,7 +83,7 @@ class IsolatedMarket:
 
 @asynccontextmanager
 async def isolated_market(
-    stack: Any, broker_factory: Callable[[], Any], directory: Path
+    stack: Any, broker_factory: Callable[[], Any], store_factory: Callable[[], Any]
 ) -> AsyncIterator[IsolatedMarket]:
     broker = broker_factory()
     bootstrap = broker.address
@@ -96,13 +92,14 @@ async def isolated_market(
         await admin.ensure_topics()
     finally:
         await admin.close()
-    store = SqliteEventStore(directory / "events.db")
+    handle = store_factory()
+    store = handle.open()
     publisher = KafkaPublisher(bootstrap)
-    relay = OutboxRelay(store, SqliteCheckpointStore(store.path), publisher, poll_interval_s=0.02)
+    relay = OutboxRelay(store, handle.checkpoints(), publisher, poll_interval_s=0.02)
     relay_stop = asyncio.Event()
     relay_task = asyncio.create_task(relay.run(relay_stop))
     try:
-        yield IsolatedMarket(store=store, bootstrap=bootstrap, stack=stack)
+        yield IsolatedMarket(store=store, url=handle.url, bootstrap=bootstrap, stack=stack)
     finally:
         relay_stop.set()
         try:

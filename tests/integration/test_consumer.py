@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -14,14 +13,14 @@ from hero.log.codec import Decoded
 from hero.log.consumer import EventConsumer
 from hero.log.producer import KafkaPublisher
 from hero.readmodels.positions import RedisAppliedPositions
-from hero.store import MemoryCheckpointStore, OutboxRelay, SqliteEventStore
+from hero.store import EventStore, MemoryCheckpointStore, OutboxRelay
 from schemas import Topic, new_id
 from tests.integration._kafka import append_round_robin, read_topic_until, status_event
 
 pytestmark = pytest.mark.integration
 
 
-async def _relay_all(store: SqliteEventStore, bootstrap: str) -> int:
+async def _relay_all(store: EventStore, bootstrap: str) -> int:
     """Publish the whole store from position 1, as a relay that lost its checkpoint would."""
     publisher = KafkaPublisher(bootstrap)
     try:
@@ -38,9 +37,9 @@ async def _consume_until(consumer: EventConsumer, condition, timeout_s: float = 
         await consumer.poll(timeout_ms=300)
 
 
-async def test_consumer_skips_positions_it_already_applied(stack, tmp_path: Path) -> None:
+async def test_consumer_skips_positions_it_already_applied(stack, store_factory) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
-    store = SqliteEventStore(tmp_path / "events.db")
+    store = store_factory().open()
     tag = new_id("c")
     streams = [f"node-{tag}-{i}" for i in range(3)]
     total = append_round_robin(store, streams, per_stream=10)
@@ -85,12 +84,12 @@ async def test_consumer_skips_positions_it_already_applied(stack, tmp_path: Path
 
 
 async def test_garbage_and_invalid_records_go_to_the_dead_letter_topic(
-    stack, tmp_path: Path
+    stack, store_factory
 ) -> None:
     bootstrap = stack.endpoints.kafka_bootstrap
     topic = Topic.RESERVATIONS.value
     tag = new_id("d")
-    store = SqliteEventStore(tmp_path / "events.db")
+    store = store_factory().open()
     store.append(f"node-{tag}", 0, [status_event(f"node-{tag}")], new_id("cmd"))
     good = json.loads(store.read_all(1, 1)[0].envelope_json)
     invalid = dict(

@@ -30,7 +30,7 @@ from schemas import Money, Resources, TransferKind
 from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,7 @@ from hero.store import EventStore, open_store
 from schemas import Grid, RegisterFarm, Topic
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

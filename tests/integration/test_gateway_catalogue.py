@@ -34,7 +34,7 @@ from tests.integration._market import seed_market
 from tests.unit.test_gateway_metrics import Samples, parse_exposition, sample
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ import collections
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,13 +48,13 @@ from hero.domain.clock import SystemClock
 from hero.gateway.app import create_app
 from hero.gateway.context import GatewayContext, Role
 from hero.readmodels.keys import ApiKeys
-from hero.store import SqliteEventStore
+from hero.store import EventStore
 from schemas import Resources
 from schemas.ids import OFFTAKER_ID_MAX
 from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack, TestStore
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def valid_input_accepted(
 class Gateway:
     url: str
     keys: dict[str, str]
-    store: SqliteEventStore
+    store: EventStore
 
 
 @dataclass
@@ -181,10 +181,14 @@ def _wait(condition: Any, what: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def gateway(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    stack: RunningStack,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_factory: Callable[[], TestStore],
+) -> Iterator[Gateway]:
     directory: Path = tmp_path_factory.mktemp("gateway-fuzz")
     redis_url = stack.endpoints.redis_url
-    store = SqliteEventStore(directory / "events.db")
+    store = store_factory().open()
     seed_market(
         store,
         actor="test-fuzz",

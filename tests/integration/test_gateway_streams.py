@@ -30,7 +30,7 @@ from hero.gateway import auth, streams
 from hero.gateway._broadcast import Broadcaster
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.sdk import Client, GatewayError, StreamEvent
-from hero.store import ANY_VERSION, EventStore, NewEvent, SqliteEventStore
+from hero.store import ANY_VERSION, EventStore, NewEvent
 from schemas import (
     CapacityHeld,
     FarmRegistered,
@@ -42,6 +42,7 @@ from schemas import (
     Topic,
 )
 from schemas.resources import Grid
+from tests._engines import TestStore
 
 pytestmark = pytest.mark.integration
 
@@ -195,14 +196,14 @@ def holds(count: int) -> list[HoldExpired]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
-    opened = SqliteEventStore(tmp_path / "events.db")
+def store(store_factory: Callable[[], TestStore]) -> Iterator[EventStore]:
+    opened = store_factory().open()
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def gateway(store: SqliteEventStore, tmp_path: Path) -> Iterator[Gateway]:
+def gateway(store: EventStore, tmp_path: Path) -> Iterator[Gateway]:
     with Gateway(store, tmp_path) as running:
         yield running
 
@@ -233,7 +234,7 @@ async def take(
 
 
 async def test_sdk_reconnects_after_a_dropped_connection_without_gap_or_duplicate(
-    gateway: Gateway, store: SqliteEventStore
+    gateway: Gateway, store: EventStore
 ) -> None:
     started = time.monotonic()
     expected = append(store, farms(0, 20))
@@ -259,9 +260,7 @@ async def test_sdk_reconnects_after_a_dropped_connection_without_gap_or_duplicat
     print(f"sdk resume: 45 events, 1 drop, {time.monotonic() - started:.2f}s")
 
 
-async def test_last_event_id_resumes_strictly_after_it(
-    gateway: Gateway, store: SqliteEventStore
-) -> None:
+async def test_last_event_id_resumes_strictly_after_it(gateway: Gateway, store: EventStore) -> None:
     expected = append(store, farms(0, 30))
     first: list[int] = []
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
@@ -288,7 +287,7 @@ async def test_last_event_id_resumes_strictly_after_it(
 
 
 async def test_slow_consumer_is_closed_with_the_reason_and_memory_stays_bounded(
-    store: SqliteEventStore, tmp_path: Path
+    store: EventStore, tmp_path: Path
 ) -> None:
     limit = 5
     append(store, farms(0, 3))
@@ -330,7 +329,7 @@ async def test_slow_consumer_is_closed_with_the_reason_and_memory_stays_bounded(
 
 
 async def test_a_slow_sdk_subscriber_is_closed_and_recovers_every_event(
-    store: SqliteEventStore, tmp_path: Path
+    store: EventStore, tmp_path: Path
 ) -> None:
     """Closed as a slow consumer, the SDK reconnects with Last-Event-ID and misses nothing."""
     limit = 3
@@ -357,9 +356,7 @@ async def test_a_slow_sdk_subscriber_is_closed_and_recovers_every_event(
         assert gateway.broadcaster.stats.max_queue_depth <= limit
 
 
-async def test_websocket_twin_delivers_the_same_events(
-    gateway: Gateway, store: SqliteEventStore
-) -> None:
+async def test_websocket_twin_delivers_the_same_events(gateway: Gateway, store: EventStore) -> None:
     websockets = pytest.importorskip("websockets.asyncio.client")
     expected = append(store, farms(0, 12) + holds(3))
     url = f"ws://127.0.0.1:{gateway.port}/v1/streams/{TOPIC}/ws?start=earliest"
@@ -395,7 +392,7 @@ async def test_websocket_twin_delivers_the_same_events(
         assert b"message" in refused.value.response.body
 
 
-async def test_filters_and_scopes(gateway: Gateway, store: SqliteEventStore) -> None:
+async def test_filters_and_scopes(gateway: Gateway, store: EventStore) -> None:
     positions = append(store, farms(0, 4) + holds(2) + farms(0, 3, farm="farm-a"))
     async with Client(gateway.url, "admin") as admin:
         only_holds = await take(admin, 2, types=["HoldExpired"])
@@ -432,7 +429,7 @@ async def _first(client: Client, topic: str, **params: Any) -> StreamEvent:
 
 
 async def test_hero_tail_via_gateway_prints_the_stream(
-    gateway: Gateway, store: SqliteEventStore, capsys: pytest.CaptureFixture[str]
+    gateway: Gateway, store: EventStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     positions = append(store, farms(0, 3) + holds(2))
     await tailing._follow_gateway(
@@ -449,7 +446,7 @@ async def test_hero_tail_via_gateway_prints_the_stream(
     assert "HoldExpired" in out
 
 
-async def test_heartbeats_keep_an_idle_stream_open(store: SqliteEventStore, tmp_path: Path) -> None:
+async def test_heartbeats_keep_an_idle_stream_open(store: EventStore, tmp_path: Path) -> None:
     with Gateway(store, tmp_path, heartbeat_s=0.2) as gateway:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
             headers = {"X-API-Key": "admin"}
@@ -465,7 +462,7 @@ async def test_heartbeats_keep_an_idle_stream_open(store: SqliteEventStore, tmp_
 
 
 async def test_a_developer_never_sees_an_offtaker_named_while_it_listens(
-    gateway: Gateway, store: SqliteEventStore
+    gateway: Gateway, store: EventStore
 ) -> None:
     """Live, too: the offtaker of an RFQ is learned before the RFQ and the hold events after it
     (which name no offtaker_id) are rendered for developers."""
@@ -513,7 +510,7 @@ async def test_a_developer_never_sees_an_offtaker_named_while_it_listens(
 
 
 async def test_admin_and_developer_views_of_the_shared_catch_up(
-    gateway: Gateway, store: SqliteEventStore
+    gateway: Gateway, store: EventStore
 ) -> None:
     """Both classes read the same cached rows; each gets its own rendering, once per row."""
     from hero.gateway._stream_rules import redacted_for_developer

@@ -110,7 +110,7 @@ def _mandates(service: MarketService, tag: str) -> list[str]:
 
 
 async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled(
-    stack: Any, broker_factory: Any, tmp_path: Path
+    stack: Any, broker_factory: Any, store_factory: Any, tmp_path: Path
 ) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -118,7 +118,7 @@ async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled
     tag = new_id("t")[-10:]
 
     # An isolated market: the stack's agent hosts never see these events, nor ours theirs.
-    async with isolated_market(stack, broker_factory, tmp_path) as market:
+    async with isolated_market(stack, broker_factory, store_factory) as market:
         store = market.store
         service = MarketService(store)
         node_ids = _market(service, tag)

@@ -98,7 +98,7 @@ def _farms(service: MarketService, tag: str) -> None:
 
 
 async def test_a_model_driven_offtaker_negotiates_a_contract_with_rule_driven_farmers(
-    stack: Any, broker_factory: Any, tmp_path: Path
+    stack: Any, broker_factory: Any, store_factory: Any, tmp_path: Path
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUDGET_S
@@ -108,7 +108,7 @@ async def test_a_model_driven_offtaker_negotiates_a_contract_with_rule_driven_fa
     assert floor_price(POLICY, REPLICA) <= counter < ask  # the farmers' rules take it
     script = _script(tmp_path / "model.json", counter)
 
-    async with isolated_market(stack, broker_factory, tmp_path) as market:
+    async with isolated_market(stack, broker_factory, store_factory) as market:
         service = MarketService(market.store)
         _farms(service, tag)
         journal = Journal(market.store)

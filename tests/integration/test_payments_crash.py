@@ -33,7 +33,7 @@ from hero.domain.clock import ManualClock
 from hero.domain.ledger import AccountKind, account_id
 from hero.market.service import MarketService
 from hero.payments.ledger import read_ledger
-from hero.store import SqliteEventStore
+from hero.store import EventStore
 from infra._ports import free_ports, tcp_answers
 from schemas import (
     AcceptOffer,
@@ -120,7 +120,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 class StoreCount:
     """Follows the store and counts the event types this test waits for."""
 
-    def __init__(self, store: SqliteEventStore):
+    def __init__(self, store: EventStore):
         self.store, self.position, self.types = store, 0, Counter[str]()
 
     def __call__(self) -> Counter[str]:
@@ -148,7 +148,7 @@ def deliver(client: httpx.Client, treasury: Treasury, body: bytes) -> str:
     raise TimeoutError("a delivery was never answered")
 
 
-def make_contracts(store: SqliteEventStore, start: datetime, tag: str) -> list[str]:
+def make_contracts(store: EventStore, start: datetime, tag: str) -> list[str]:
     """One 48-hour Grid 4 contract per offtaker, started ``HOURS`` before the current hour."""
     clock = ManualClock(start)
     market = MarketService(store, clock)
@@ -206,7 +206,7 @@ def make_contracts(store: SqliteEventStore, start: datetime, tag: str) -> list[s
     return contracts
 
 
-def _decoded(store: SqliteEventStore) -> list[object]:
+def _decoded(store: EventStore) -> list[object]:
     position, events = 1, []
     while rows := store.read_all(position, 5000):
         events += [row.envelope().decode() for row in rows]
@@ -224,12 +224,14 @@ def _payment(tag: str, index: int, amount: str) -> bytes:
     return json.dumps(notice).encode()
 
 
-async def test_payments_and_billing_count_once_through_kill_9(stack, tmp_path: Path) -> None:
+async def test_payments_and_billing_count_once_through_kill_9(
+    stack, store_factory, tmp_path: Path
+) -> None:
     rng = random.Random(20261123)
     tag = f"crash{rng.randrange(10**6)}"
-    store_path = tmp_path / "events.db"
-    store = SqliteEventStore(store_path)
-    treasury = Treasury(tmp_path, f"sqlite:///{store_path}")
+    handle = store_factory()
+    store = handle.open()
+    treasury = Treasury(tmp_path, handle.url)
     amounts = ["100.00"] * OFFTAKERS + [
         f"{rng.randrange(1, 5000)}.{rng.randrange(100):02d}" for _ in range(PAYMENTS - OFFTAKERS)
     ]
@@ -246,7 +248,7 @@ async def test_payments_and_billing_count_once_through_kill_9(stack, tmp_path: P
             start = hour_of(datetime.now(UTC)) - timedelta(hours=HOURS)
             contracts = make_contracts(store, start, tag)
 
-            seen_by_killer = StoreCount(SqliteEventStore(store_path))
+            seen_by_killer = StoreCount(handle.open())
 
             def killer() -> None:
                 while len(kills) < KILLS and not done.wait(rng.uniform(0.3, 1.5)):
@@ -324,7 +326,7 @@ async def test_payments_and_billing_count_once_through_kill_9(stack, tmp_path: P
     assert all(total == 0 for total in ledger.totals().values())
 
     # Every conversion reached Kafka through the relay.
-    relay = _start_relay(tmp_path, stack.endpoints.kafka_bootstrap, batch_size=1000)
+    relay = _start_relay(tmp_path, handle.url, stack.endpoints.kafka_bootstrap, batch_size=1000)
     try:
         wanted = {e.payment_id for e in converted}
         rows = await read_topic_until(

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,12 +19,12 @@ from hero.domain.clock import SystemClock
 from hero.gateway.app import create_app
 from hero.gateway.context import GatewayContext
 from hero.readmodels import Projector
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from hero.store import ANY_VERSION, EventStore, NewEvent
 from schemas import FarmRegistered, Grid, new_id
 from tests._poison import insert_poison_row
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack, TestStore
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +40,17 @@ async def prefix(stack: RunningStack) -> AsyncIterator[str]:
     await redis.aclose()
 
 
-def _context(stack: RunningStack, tmp_path: Path, redis_url: str, max_lag: int) -> GatewayContext:
+def _context(stack: RunningStack, store: TestStore, redis_url: str, max_lag: int) -> GatewayContext:
     settings = stack.settings.model_copy(update={"health_max_lag": max_lag})
     return GatewayContext(
         settings=settings,
-        store=SqliteEventStore(tmp_path / "events.db"),
+        store=store.open(),
         redis=Redis.from_url(redis_url),
         clock=SystemClock(),
     )
 
 
-def _farms(store: SqliteEventStore, count: int) -> int:
+def _farms(store: EventStore, count: int) -> int:
     for _ in range(count):
         farm_id = new_id("f")[:20]  # a farm id has at most 24 characters
         event = FarmRegistered(
@@ -79,9 +78,9 @@ async def _wait_for(app: FastAPI, status: str, timeout_s: float = 20) -> dict[st
 
 
 async def test_health_is_degraded_while_the_read_models_lag_and_ok_once_caught_up(
-    stack: RunningStack, tmp_path: Path, prefix: str
+    stack: RunningStack, store_factory: Callable[[], TestStore], prefix: str
 ) -> None:
-    context = _context(stack, tmp_path, stack.endpoints.redis_url, max_lag=2)
+    context = _context(stack, store_factory(), stack.endpoints.redis_url, max_lag=2)
     app = create_app(context, run_projector=False, prefix=prefix)
     async with app.router.lifespan_context(app):
         head = _farms(context.store, 4)  # type: ignore[arg-type]
@@ -98,11 +97,15 @@ async def test_health_is_degraded_while_the_read_models_lag_and_ok_once_caught_u
 
 
 async def test_health_says_the_read_model_task_stopped_and_the_death_is_logged(
-    stack: RunningStack, tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+    stack: RunningStack,
+    store_factory: Callable[[], TestStore],
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    context = _context(stack, tmp_path, stack.endpoints.redis_url, max_lag=1000)
-    _farms(context.store, 1)  # type: ignore[arg-type]
-    poison = insert_poison_row(tmp_path / "events.db")
+    store = store_factory()
+    context = _context(stack, store, stack.endpoints.redis_url, max_lag=1000)
+    _farms(context.store, 1)
+    poison = insert_poison_row(store.url)
     app = create_app(context, prefix=prefix)
     async with app.router.lifespan_context(app):
         body = await _wait_for(app, "ok")
@@ -125,11 +128,11 @@ async def test_health_says_the_read_model_task_stopped_and_the_death_is_logged(
 
 
 async def test_health_names_no_internal_error_text_or_address(
-    stack: RunningStack, tmp_path: Path, prefix: str
+    stack: RunningStack, store_factory: Callable[[], TestStore], prefix: str
 ) -> None:
     # A Valkey nobody listens on: the old /health answered with the client's error text,
     # "Error 111 connecting to 127.0.0.1:1. Connection refused."
-    context = _context(stack, tmp_path, "redis://127.0.0.1:1/0", max_lag=1000)
+    context = _context(stack, store_factory(), "redis://127.0.0.1:1/0", max_lag=1000)
     app = create_app(context, run_projector=False, prefix=prefix)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -6,8 +6,7 @@ models serving."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,9 +18,11 @@ from hero.store import (
     ANY_VERSION,
     EventStore,
     NewEvent,
+    PostgresEventStore,
     RecordedEvent,
     SqliteEventStore,
     skip_counts,
+    sqlite_path_from_url,
 )
 from schemas import (
     Event,
@@ -37,7 +38,7 @@ from tests.integration.test_projector import wait_until
 from tests.unit._gwt import SHAPE, T0
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack, TestStore
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +75,12 @@ async def _at(models: ReadModels, position: int) -> bool:
 
 
 async def test_the_projector_skips_a_poison_row_records_it_and_keeps_projecting(
-    redis: Redis, prefix: str, tmp_path: Path
+    redis: Redis, prefix: str, store_factory: Callable[[], TestStore]
 ) -> None:
-    db = tmp_path / "events.db"
-    store = SqliteEventStore(db, ManualClock(T0))
+    handle = store_factory()
+    store = handle.open(ManualClock(T0))
     _append(store, "node-n1", _node("n1"))
-    poison = insert_poison_row(db)
+    poison = insert_poison_row(handle.url)
     projector = Projector(store, redis, prefix=prefix)
     models = ReadModels(redis, prefix)
     before = skip_counts().get("read-models", 0)
@@ -109,9 +110,9 @@ async def test_the_projector_skips_a_poison_row_records_it_and_keeps_projecting(
     store.close()
 
 
-class _FailingStore(SqliteEventStore):
-    """A real SQLite store whose reads of the log fail once ``fail`` is set: a rebuild that
-    breaks half-way (the disk, the process, anything)."""
+class _FailsHalfWay(EventStore):
+    """A real store whose reads of the log fail once ``fail`` is set: a rebuild that breaks
+    half-way (the disk, the process, anything)."""
 
     fail = False
 
@@ -121,14 +122,28 @@ class _FailingStore(SqliteEventStore):
         return super().read_all(from_position, limit)
 
 
+class _FailingSqlite(_FailsHalfWay, SqliteEventStore):
+    pass
+
+
+class _FailingPostgres(_FailsHalfWay, PostgresEventStore):
+    pass
+
+
+def _failing(handle: TestStore) -> _FailsHalfWay:
+    if handle.engine == "sqlite":
+        return _FailingSqlite(sqlite_path_from_url(handle.url), ManualClock(T0))
+    return _FailingPostgres(handle.url, ManualClock(T0))
+
+
 async def test_a_rebuild_completes_over_a_poison_row_and_a_failed_one_leaves_the_old_models(
-    redis: Redis, prefix: str, tmp_path: Path
+    redis: Redis, prefix: str, store_factory: Callable[[], TestStore]
 ) -> None:
-    db = tmp_path / "events.db"
-    store = _FailingStore(db, ManualClock(T0))
+    handle = store_factory()
+    store = _failing(handle)
     farm = FarmRegistered(farm_id="f1", name="F1", grid=Grid.GRID3, country="BE", region="eu")
     _append(store, "farm-f1", farm)
-    insert_poison_row(db)
+    insert_poison_row(handle.url)
     for number in range(5):
         last = _append(store, f"node-n{number}", _node(f"n{number}"))
     projector = Projector(store, redis, prefix=prefix, batch=2)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +19,7 @@ from hero.domain.clock import ManualClock
 from hero.readmodels import PROJECTIONS, Projector, ReadModels, fold
 from hero.readmodels.projections import Doc, decode_doc, encode_doc
 from hero.readmodels.projector import keys_for, live_keys
-from hero.store import ANY_VERSION, EventStore, NewEvent, SqliteEventStore, recorded_after
+from hero.store import ANY_VERSION, EventStore, NewEvent, recorded_after
 from schemas import (
     Envelope,
     Event,
@@ -30,11 +29,12 @@ from schemas import (
     NodeStatusChanged,
     new_id,
 )
+from tests._engines import TestStore
 from tests.unit._gwt import SHAPE, T0
 from tests.unit.test_projections import market_log
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +42,10 @@ Items = list[tuple[Envelope, Event]]
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[SqliteEventStore, Items]:
-    """A market's log in a SQLite store of the module's own, and its decoded events."""
+def market(store_factory: Callable[[], TestStore]) -> tuple[EventStore, Items]:
+    """A market's log in a store of the module's own, and its decoded events."""
     clock = ManualClock(T0)
-    store = SqliteEventStore(Path(tmp_path_factory.mktemp("rm")) / "events.db", clock)
+    store = store_factory().open(clock)
     market_log(store, clock)
     return store, _items(store)
 
@@ -224,8 +224,10 @@ async def test_a_position_is_never_ahead_of_its_documents(market, redis: Redis, 
     assert all(len(positions) > 1 for positions in seen.values()), seen
 
 
-async def test_run_follows_the_log_until_stopped(redis: Redis, prefix: str, tmp_path: Path):
-    store = SqliteEventStore(tmp_path / "events.db", ManualClock(T0))
+async def test_run_follows_the_log_until_stopped(
+    redis: Redis, prefix: str, store_factory: Callable[[], TestStore]
+):
+    store = store_factory().open(ManualClock(T0))
     registered = NodeRegistered(
         node_id="n1", farm_id="f1", grid=Grid.GRID3, country="BE", region="eu", total=SHAPE
     )

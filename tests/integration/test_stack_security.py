@@ -33,7 +33,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from hero.config import HeroSettings
+from hero.config import HeroSettings, embedded_postgres_url_file
 from hero.domain.ledger import Transfer, account_stream
 from hero.gateway.context import Role
 from hero.gateway.queries import POSITION_HEADER
@@ -46,7 +46,7 @@ from tests.e2e._cli import hero
 from tests.integration.test_stack import is_loopback, listening_addresses, processes_in_sessions
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 
@@ -133,15 +133,12 @@ def test_the_session_data_dir_is_private(stack: RunningStack) -> None:
 
 
 def assert_private(data_dir: Path) -> None:
-    assert mode(data_dir) == 0o700
-    store = data_dir / "events.db"
-    assert store.exists()
-    for path in (store, data_dir / "valkey.secret", data_dir / "treasury.secret"):
+    for path in (data_dir / "valkey.secret", data_dir / "treasury.secret"):
         assert mode(path) == 0o600, path
-    for suffix in ("-wal", "-shm", ".lock"):
-        companion = store.with_name(store.name + suffix)
-        if companion.exists():
-            assert mode(companion) == 0o600, companion
+    if embedded_postgres_url_file(data_dir).exists():
+        _assert_postgres_private(data_dir)
+    else:
+        _assert_sqlite_private(data_dir)
     valkey = data_dir / "valkey"
     aof = [path for path in valkey.rglob("*") if "appendonly" in path.name]
     assert aof, "no append-only file under valkey/"
@@ -151,6 +148,32 @@ def assert_private(data_dir: Path) -> None:
     assert {"valkey.log", "gateway.log", "treasury.log"} <= {log.name for log in logs}
     for path in [*logs, *valkey.rglob("*")]:
         assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+
+
+def _assert_sqlite_private(data_dir: Path) -> None:
+    assert mode(data_dir) == 0o700
+    store = data_dir / "events.db"
+    assert store.exists()
+    assert mode(store) == 0o600, store
+    for suffix in ("-wal", "-shm", ".lock"):
+        companion = store.with_name(store.name + suffix)
+        if companion.exists():
+            assert mode(companion) == 0o600, companion
+
+
+def _assert_postgres_private(data_dir: Path) -> None:
+    """The embedded PostgreSQL's cluster is its own; as root it runs as a service user whose
+    group may only pass through the data dir (search bit) to reach it."""
+    home, pgdata = data_dir / "postgres", data_dir / "postgres" / "data"
+    shared = data_dir.stat().st_gid != os.getgid()
+    assert mode(data_dir) == (0o710 if shared else 0o700)
+    assert (pgdata / "PG_VERSION").exists()
+    assert mode(home) == 0o700
+    assert mode(pgdata) == 0o700
+    assert mode(embedded_postgres_url_file(data_dir)) == 0o600
+    assert mode(data_dir / "postgres.secret") == 0o600
+    for leftover in data_dir.glob("events.db*"):  # a SQLite store of an earlier run
+        assert mode(leftover) == 0o600, leftover
 
 
 # -- a stack with its gateway on every interface ------------------------------------------------
@@ -209,9 +232,10 @@ def test_internal_services_listen_on_loopback_when_the_gateway_does_not(
     statuses = {status.name: status for status in open_stack.launcher.status()}
     assert statuses["ray"].state == "external"
     by_pid = {status.pid: name for name, status in statuses.items() if status.pid is not None}
-    assert set(by_pid.values()) == {
-        "broker", "valkey", "relay", "treasury", "usage", "gateway", "agents",
-    }  # fmt: skip
+    expected = {"broker", "valkey", "relay", "treasury", "usage", "gateway", "agents"}
+    if open_stack.launcher.settings.embedded_postgres:  # the production engines
+        expected.add("postgres")
+    assert set(by_pid.values()) == expected
     listeners = listening_addresses(processes_in_sessions(list(by_pid)))
     gateway_pid = statuses["gateway"].pid
     gateway = [entry for entry in listeners if entry[0] == gateway_pid]

@@ -45,7 +45,10 @@ from tests.unit.store_contract import (
     race_with_retries,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.embedded_only(reason="starts a PostgreSQL of its own already"),
+]
 
 WRITERS = 8
 EVENTS_PER_WRITER = 500

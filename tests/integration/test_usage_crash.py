@@ -20,7 +20,7 @@ import pytest
 from hero.domain.billing import hour_of
 from hero.domain.usage import usage_fact
 from hero.log.telemetry import TelemetryPublisher
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from hero.store import ANY_VERSION, NewEvent
 from schemas import ContractCreated, Money, Resources, Sla, UsageRecorded, UtilizationSampled
 
 pytestmark = pytest.mark.integration
@@ -80,11 +80,11 @@ def _samples(contract: ContractCreated, start: datetime, end: datetime, rng: ran
         moment += timedelta(seconds=INTERVAL_S)
 
 
-def _start(data_dir: Path, stack, store_path: Path, tag: str) -> subprocess.Popen[bytes]:
+def _start(data_dir: Path, stack, store_url: str, tag: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "HERO_DATA_DIR": str(data_dir),
-        "HERO_STORE_URL": f"sqlite:///{store_path}",
+        "HERO_STORE_URL": store_url,
         "HERO_KAFKA_BOOTSTRAP": stack.endpoints.kafka_bootstrap,
         "HERO_REDIS_URL": stack.endpoints.redis_url,
         "HERO_USAGE_IDLE_CLOSE_S": str(30 * 86400),  # old hours close by event time only
@@ -103,12 +103,12 @@ def _health(data_dir: Path, pid: int) -> dict[str, int]:
 
 
 async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
-    stack, tmp_path: Path
+    stack, store_factory, tmp_path: Path
 ) -> None:
     rng = random.Random(7)
     tag = f"usage{rng.randrange(10**6)}"
-    store_path = tmp_path / "events.db"
-    store = SqliteEventStore(store_path)
+    handle = store_factory()
+    store = handle.open()
     first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
     contracts = [_contract(i, tag, first_hour) for i in range(CONTRACTS)]
     for contract in contracts:
@@ -135,7 +135,7 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
     try:
         for life, part in enumerate(parts):
             await publisher.send(part, datetime.now(UTC))
-            worker = _start(tmp_path, stack, store_path, tag)
+            worker = _start(tmp_path, stack, handle.url, tag)
             if life == len(parts) - 1:
                 break
             pid = worker.pid

@@ -20,7 +20,7 @@ from hero.readmodels.usage import ADDED, DUPLICATE, LATE, UsageWindows
 from schemas import UtilizationSampled, new_id
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

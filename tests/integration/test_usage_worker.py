@@ -48,7 +48,7 @@ from streams.usage import Sample, SampleBatch, SampleConsumer, UsageAggregator, 
 from tests.integration._kafka import read_topic_until
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import RunningStack
+    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 

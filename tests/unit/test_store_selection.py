@@ -57,6 +57,16 @@ def test_store_postgres_before_the_first_up_names_what_to_do(tmp_path, monkeypat
     assert "run_hero_up" in settings.effective_store_url
 
 
+@pytest.mark.parametrize("opener", [open_store, open_checkpoints])
+def test_opening_the_embedded_postgres_before_the_first_up_says_to_run_it(
+    tmp_path, monkeypatch, opener
+):
+    monkeypatch.setenv("HERO_STORE", "postgres")
+    url = HeroSettings(data_dir=tmp_path).effective_store_url
+    with pytest.raises(StoreError, match=r"not running .*run `hero up --store postgres`"):
+        opener(url).current_position() if opener is open_store else opener(url).load("x")
+
+
 def test_an_explicit_store_url_wins_over_the_embedded_one(tmp_path, monkeypatch):
     leave_url(tmp_path)
     monkeypatch.setenv("HERO_STORE", "postgres")
