@@ -93,11 +93,15 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr + result.stdout
     print(result.stdout)  # the sample quoted in the issue note
     out = " ".join(result.stdout.split())
-    assert re.search(
+    summary = re.search(
         r"demo ok: 11 contracts on \d+ farms for 4 offtakers, \d+ declines, \d+ approvals; "
-        r"5 negotiations settled in [\d.]+ s \(2 agent hosts on Ray, \d+ agents\)",
+        r"(\d+) negotiations settled in [\d.]+ s \(2 agent hosts on Ray, \d+ agents\)",
         out,
-    ), out
+    )
+    assert summary, out
+    # Five in the story; an offtaker asks again when an offer window lapses on a slow box (seen
+    # on PostgreSQL + Apache Kafka under load), and the contracts stay eleven.
+    assert int(summary.group(1)) >= 5, out
     for reason in ("term_too_long", "offtaker_denied", "below_floor", "sla_not_met"):
         assert reason in out
     # Scaling: the spike scales api out across both grids; a node failure moves a replica and

@@ -33,6 +33,7 @@ def _missing() -> str | None:
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.kafka,
+    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
     pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
 ]
 

@@ -45,6 +45,7 @@ from tests.unit.lease_contract import LeaseContract
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.kafka,
+    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
     pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
 ]
 

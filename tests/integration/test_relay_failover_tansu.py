@@ -19,7 +19,10 @@ from tests.e2e._cli import hero, hero_json
 from tests.integration._failover import successor_leaves_out_what_was_published
 from tests.integration._kafka import append_round_robin
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.embedded_only(reason="the SQLite + Tansu twin of test_relay_failover.py"),
+]
 
 TAKEOVER_BOUND_S = 5.0
 
