@@ -6,35 +6,24 @@ over a minute (two whole stacks) and is not run here.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from hero.config import HeroSettings
+from tests._engines import kafka_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 180
-
-
-def _missing() -> str | None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "Apache Kafka needs Java 17+ (no java on the PATH, no JAVA_HOME)"
-    if os.environ.get("HERO_KAFKA_HOME") or shutil.which("mvn") is not None:
-        return None
-    cached = HeroSettings().cache_dir.expanduser() / "kafka-4.4.0" / ".complete"
-    return None if cached.is_file() else "no HERO_KAFKA_HOME, no Maven to fetch Kafka, no cache"
 
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.kafka,
     pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
+    pytest.mark.skipif(kafka_missing() is not None, reason=kafka_missing() or ""),
 ]
 
 

@@ -59,23 +59,14 @@ from schemas import (
     WorkloadSpec,
     new_id,
 )
+from tests._engines import kafka_missing
 from tests.integration._isolated import CLOSED, Journal
-
-
-def _missing() -> str | None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "Apache Kafka needs Java 17+ (no java on the PATH, no JAVA_HOME)"
-    if os.environ.get("HERO_KAFKA_HOME") or shutil.which("mvn") is not None:
-        return None
-    cached = HeroSettings().cache_dir.expanduser() / "kafka-4.4.0" / ".complete"
-    return None if cached.is_file() else "no HERO_KAFKA_HOME, no Maven to fetch Kafka, no cache"
-
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.kafka,
     pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
+    pytest.mark.skipif(kafka_missing() is not None, reason=kafka_missing() or ""),
 ]
 
 T = TypeVar("T")

@@ -37,16 +37,16 @@ from infra import KafkaProcess
 from infra.postgres import PostgresProcess
 from infra.processes import RelayProcess
 from schemas import Topic, new_id
+from tests._engines import kafka_missing
 from tests.integration._failover import successor_leaves_out_what_was_published
 from tests.integration._kafka import read_topic_until, status_event
-from tests.integration.test_kafka_broker import _missing
 from tests.unit.lease_contract import LeaseContract
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.kafka,
     pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
+    pytest.mark.skipif(kafka_missing() is not None, reason=kafka_missing() or ""),
 ]
 
 KILLS = 3
