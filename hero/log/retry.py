@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, UnknownError
 
 __all__ = [
     "Backoff",
@@ -52,6 +52,10 @@ class InfrastructureError(Exception):
 def is_infrastructure_error(error: BaseException) -> bool:
     """True when ``error`` says a dependency is unavailable, not that the data is wrong."""
     if isinstance(error, InfrastructureError | KafkaConnectionError | KafkaTimeoutError):
+        return True
+    # UNKNOWN_SERVER_ERROR (-1) is the broker's own failure, e.g. Tansu just restarted empty
+    # answering a produce before its topics are back: the records are not at fault.
+    if isinstance(error, UnknownError):
         return True
     if isinstance(error, KafkaError):
         return bool(getattr(error, "retriable", False))

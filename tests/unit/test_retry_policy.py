@@ -11,6 +11,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaTimeoutError,
     NotLeaderForPartitionError,
+    UnknownError,
     UnknownTopicOrPartitionError,
 )
 from pydantic import ValidationError
@@ -54,6 +55,7 @@ INFRASTRUCTURE = [
     KafkaTimeoutError(),
     NotLeaderForPartitionError(),
     UnknownTopicOrPartitionError(),
+    UnknownError(),  # the broker's own failure: Tansu answered a produce so, just restarted
     sqlite3.OperationalError("database is locked"),
     ConnectionRefusedError(111, "Connection refused"),
     TimeoutError(),
