@@ -77,7 +77,7 @@ from schemas.catalogue import (
     Value,
     WorkloadSpec,
 )
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, UndecodableEvent, UndecodableReason
 from schemas.ids import (
     AccountId,
     CommandId,
@@ -209,6 +209,8 @@ __all__ = [
     "Topic",
     "TransferKind",
     "TransferPosted",
+    "UndecodableEvent",
+    "UndecodableReason",
     "UnknownMessageType",
     "UsageBilled",
     "UsageRecorded",

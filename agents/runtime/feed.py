@@ -28,11 +28,9 @@ from schemas import (
     REGISTRY,
     Envelope,
     Event,
-    InvalidPayload,
     SchemaRegistry,
-    SchemaVersionError,
     Topic,
-    UnknownMessageType,
+    UndecodableEvent,
 )
 
 __all__ = [
@@ -90,12 +88,9 @@ def decode_envelope(raw: bytes | str | None) -> Envelope:
 def decode(topic: str, envelope: Envelope, registry: SchemaRegistry = REGISTRY) -> Delivery:
     """The payload as its current class (upcast when older), or :class:`BadRecord`."""
     try:
-        message = envelope.decode(registry)
-    except (UnknownMessageType, SchemaVersionError, InvalidPayload) as error:
+        return Delivery(topic, envelope, envelope.decode(registry))
+    except UndecodableEvent as error:
         raise BadRecord(str(error)) from None
-    if not isinstance(message, Event):
-        raise BadRecord(f"{envelope.type} is not an event")
-    return Delivery(topic, envelope, message)
 
 
 def _admitted(

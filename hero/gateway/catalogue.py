@@ -30,8 +30,8 @@ from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from pydantic import TypeAdapter
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from hero.gateway._openapi import errors
 from hero.gateway.context import GatewayContext
@@ -200,8 +200,10 @@ def _dead_letter_message() -> dict[str, Any]:
 
 def _component_schemas(registry: SchemaRegistry) -> dict[str, Any]:
     entries = registry.entries()
-    models = [(e.model, "serialization") for e in entries] + [(Envelope, "serialization")]
-    _, top = models_json_schema(models, ref_template=_COMPONENTS)  # type: ignore[arg-type]
+    classes: list[type[BaseModel]] = [entry.model for entry in entries]
+    classes.append(Envelope)
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(c, "serialization") for c in classes]
+    _, top = models_json_schema(models, ref_template=_COMPONENTS)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
     for entry in entries:
         schemas[entry.type]["x-hero"] = {

@@ -253,7 +253,7 @@ def router(context: GatewayContext) -> APIRouter:
     def farm_of_offer(negotiation_id: str, offer_id: str) -> str:
         state = nego.NegotiationState()
         for row in store.read_stream(nego.negotiation_stream(negotiation_id)):
-            state = nego.evolve(state, row.envelope().decode())  # type: ignore[arg-type]
+            state = nego.evolve(state, row.envelope().decode())
         offer = state.offers.get(offer_id)
         if offer is None:
             refuse(

@@ -182,6 +182,6 @@ class _Importer:
         state = nodes.NodeState()
         version = 0
         for row in self._store.read_stream(stream, 1):
-            state = nodes.evolve(state, row.envelope().decode())  # type: ignore[arg-type]
+            state = nodes.evolve(state, row.envelope().decode())
             version = row.version
         return version, state

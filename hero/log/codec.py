@@ -63,7 +63,7 @@ def decode_record(value: bytes | None, registry: SchemaRegistry = REGISTRY) -> D
         )
         raise DecodeError(failure, _summary(error)) from None
     try:
-        message = envelope.decode(registry)
+        message = envelope.decode_message(registry)
     except UnknownMessageType as error:
         raise DecodeError(DecodeFailure.UNKNOWN_TYPE, str(error)) from None
     except SchemaVersionError as error:

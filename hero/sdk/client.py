@@ -24,8 +24,7 @@ from pydantic import BaseModel
 
 from hero.sdk._sse import SseParser
 from hero.sdk.errors import GatewayError, RateLimited, ReconnectsExhausted, StreamClosed
-from schemas import Envelope, FarmerPolicy, Mandate, NodeStatus
-from schemas.messages import Message
+from schemas import Envelope, Event, FarmerPolicy, Mandate, NodeStatus, UndecodableEvent
 
 __all__ = ["Client", "Cursor", "StreamEvent", "error_of"]
 
@@ -36,7 +35,7 @@ class StreamEvent(NamedTuple):
 
     position: int
     envelope: Envelope
-    event: Message | None
+    event: Event | None
 
 
 class Cursor:
@@ -358,10 +357,10 @@ class Client:
         return await self._send("PUT", f"/v1/nodes/{node_id}/status", body, idempotency_key)
 
 
-def _decoded(envelope: Envelope) -> Message | None:
+def _decoded(envelope: Envelope) -> Event | None:
     try:
         return envelope.decode()
-    except (ValueError, LookupError):
+    except UndecodableEvent:
         return None
 
 

@@ -28,6 +28,7 @@ from schemas import (
     Message,
     SchemaRegistry,
     SchemaVersionError,
+    UndecodableEvent,
     UnknownMessageType,
 )
 
@@ -58,12 +59,9 @@ class PoisonRow(ValueError):
 
 def decode_row(row: RecordedEvent, registry: SchemaRegistry = REGISTRY) -> tuple[Envelope, Message]:
     """The row's envelope and its payload as the current class, or :class:`PoisonRow`."""
+    envelope = _envelope(row)
     try:
-        envelope = Envelope.model_validate_json(row.envelope_json)
-    except ValidationError as error:
-        raise PoisonRow("invalid_envelope", _summary(error)) from None
-    try:
-        return envelope, envelope.decode(registry)
+        return envelope, envelope.decode_message(registry)
     except UnknownMessageType as error:
         raise PoisonRow("unknown_type", str(error)) from None
     except SchemaVersionError as error:
@@ -73,11 +71,22 @@ def decode_row(row: RecordedEvent, registry: SchemaRegistry = REGISTRY) -> tuple
 
 
 def decode_event(row: RecordedEvent, registry: SchemaRegistry = REGISTRY) -> tuple[Envelope, Event]:
-    """:func:`decode_row` for a follower of events: a command in the log is poison too."""
-    envelope, message = decode_row(row, registry)
-    if not isinstance(message, Event):
-        raise PoisonRow("not_an_event", f"{envelope.type} is not an event")
-    return envelope, message
+    """The row's envelope and its event (:meth:`Envelope.decode`), or :class:`PoisonRow`.
+
+    A command in the log is poison too (``not_an_event``): followers read events.
+    """
+    envelope = _envelope(row)
+    try:
+        return envelope, envelope.decode(registry)
+    except UndecodableEvent as error:
+        raise PoisonRow(error.reason, error.detail) from None
+
+
+def _envelope(row: RecordedEvent) -> Envelope:
+    try:
+        return Envelope.model_validate_json(row.envelope_json)
+    except ValidationError as error:
+        raise PoisonRow("invalid_envelope", _summary(error)) from None
 
 
 #: What a reader does with a row it steps over (a follower records it, the CLI warns).

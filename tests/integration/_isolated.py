@@ -36,7 +36,7 @@ class Journal:
         while rows := self._store.read_all(self._position + 1, 5000):
             for row in rows:
                 self._position = row.position
-                self.events.append(row.envelope().decode())  # type: ignore[arg-type]
+                self.events.append(row.envelope().decode())
         return self.events
 
     def of(self, kind: type[Event] | tuple[type[Event], ...]) -> list[Any]:

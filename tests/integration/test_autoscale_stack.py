@@ -109,7 +109,7 @@ class Log:
             for row in rows:
                 self.position = row.position
                 if self.tag in row.stream:
-                    self.events.append(row.envelope().decode())  # type: ignore[arg-type]
+                    self.events.append(row.envelope().decode())
         return self.events
 
     def of(self, kind: type[Event]) -> list[Event]:

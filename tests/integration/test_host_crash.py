@@ -208,7 +208,7 @@ async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled
         held = 0
         for node_id in node_ids:
             rows = store.read_stream(nodes.node_stream(node_id))
-            state = nodes.fold([row.envelope().decode() for row in rows])  # type: ignore[misc]
+            state = nodes.fold([row.envelope().decode() for row in rows])
             assert state.committed.fits_in(state.total), f"{node_id} over-committed"
             on_nodes[node_id] = set(state.contracts)
             held += len(state.holds)

@@ -282,7 +282,7 @@ class Round:
 
 def _node_state(store: EventStore, node_id: str) -> nodes.NodeState:
     rows = store.read_stream(nodes.node_stream(node_id))
-    return nodes.fold([row.envelope().decode() for row in rows])  # type: ignore[misc]
+    return nodes.fold([row.envelope().decode() for row in rows])
 
 
 def _worker(launcher: LocalStack) -> RayWorkerNode:

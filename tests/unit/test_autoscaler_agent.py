@@ -103,7 +103,7 @@ class Market:
 
     def events(self) -> list[Event]:
         rows = self.store.read_all(1, self.store.current_position() + 1)
-        return [r.envelope().decode() for r in rows]  # type: ignore[misc]
+        return [r.envelope().decode() for r in rows]
 
     def of(self, kind: type[Event]) -> list[Event]:
         return [e for e in self.events() if isinstance(e, kind)]

@@ -1,9 +1,12 @@
-"""Hypothesis fuzz of two doors data comes in by: the Kafka envelope decoder, and the payloads
+"""Hypothesis fuzz of two doors data comes in by: the envelope decoders, and the payloads
 of ``hero events append``.
 
 - ``decode_record``: any bytes, any JSON, any edit of a good envelope -> a typed envelope
   (which encodes back to itself) or a :class:`DecodeError` naming what is wrong; never another
   exception.
+- ``Envelope.decode``: any type name, schema version and payload edit in a valid envelope ->
+  the registry's event class for that type (whose own payload decodes back to it) or an
+  :class:`UndecodableEvent` with a known reason code; never another exception.
 - ``hero events append``: any JSON payload for an event type, run through the CLI itself on a
   store of its own -> written, and read back as the event that was validated; or refused
   (exit 2) naming the fields, with nothing written.
@@ -12,6 +15,7 @@ of ``hero events append``.
 from __future__ import annotations
 
 import json
+import typing
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +32,7 @@ from hero.config import HeroSettings
 from hero.log.codec import DecodeError, decode_record, encode_envelope
 from hero.store import NO_STREAM, EventStore, NewEvent, open_store
 from hero.store._planning import plan_append
-from schemas import REGISTRY, Grid, Money
+from schemas import REGISTRY, Envelope, Grid, Money, UndecodableEvent, UndecodableReason
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -137,6 +141,55 @@ def test_an_edited_envelope_decodes_or_fails_with_a_decode_error(
     record: bytes, path: list[str | int], value: Any
 ) -> None:
     _decodes_or_says_why(json.dumps(_edited(json.loads(record), path, value)).encode())
+
+
+type_names = st.sampled_from([entry.type for entry in REGISTRY.entries()]) | st.from_regex(
+    r"[A-Za-z][A-Za-z0-9_.-]{0,20}", fullmatch=True
+)
+
+
+@FUZZ
+@given(
+    st.sampled_from(GOOD_RECORDS),
+    st.none() | type_names,
+    st.none() | st.integers(1, 4),
+    st.lists(st.integers(0, 20) | st.sampled_from(["amount", "status", "policy"]), max_size=3),
+    json_values,
+)
+def test_an_edited_envelope_decodes_to_its_event_class_or_says_why(
+    record: bytes,
+    type_name: str | None,
+    version: int | None,
+    path: list[str | int],
+    value: Any,
+) -> None:
+    good = Envelope.model_validate_json(record)
+    payload = _edited(good.payload, path, value) if path else good.payload
+    edits: dict[str, Any] = {"payload": payload}
+    if type_name is not None:
+        edits["type"] = type_name
+    if version is not None:
+        edits["schema_version"] = version
+    envelope = good.model_copy(update=edits)
+    try:
+        decoded = envelope.decode()
+    except UndecodableEvent as error:
+        refused: UndecodableEvent | None = error
+    else:
+        refused = None
+    if refused is not None:
+        event(f"refused: {refused.reason}")
+        assert refused.reason in typing.get_args(UndecodableReason)
+        assert refused.detail, "an undecodable envelope names what is wrong"
+        return
+    event("decoded")
+    entry = REGISTRY.entry(envelope.type)
+    assert entry.kind == "event"
+    assert type(decoded) is entry.model
+    again = envelope.model_copy(
+        update={"payload": decoded.model_dump(mode="json"), "schema_version": entry.version}
+    )
+    assert again.decode() == decoded
 
 
 def test_the_good_records_decode() -> None:

@@ -277,7 +277,7 @@ def test_a_voided_acceptance_does_not_count_and_the_replica_is_found_elsewhere()
 
 def _events(loop: Loop) -> list[Event]:
     rows = loop.store.read_all(1, loop.store.current_position() + 1)
-    return [r.envelope().decode() for r in rows]  # type: ignore[misc]
+    return [r.envelope().decode() for r in rows]
 
 
 def test_an_accept_cut_short_by_a_crash_is_finished_after_a_restart():

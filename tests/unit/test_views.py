@@ -60,7 +60,7 @@ class Market:
         report = MarketReport()
         for row in self.store.read_all(1, 10_000):
             envelope = row.envelope()
-            report.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+            report.apply(envelope, envelope.decode())
         return report
 
     def farm(self, farm_id: str, nodes: int = 1, mode: PolicyMode = PolicyMode.AUTO) -> None:
@@ -213,7 +213,7 @@ def test_node_status_and_repeated_events(market: Market) -> None:
     rows = market.store.read_all(1, 100)
     for row in [*rows, *rows]:  # a repeat of what was applied changes nothing
         envelope = row.envelope()
-        report.apply(envelope, envelope.decode())  # type: ignore[arg-type]
+        report.apply(envelope, envelope.decode())
     assert report.position == rows[-1].position
     assert report.farms[0].nodes == 1
     assert report.node("f1-n1").status == NodeStatus.DOWN  # type: ignore[union-attr]
