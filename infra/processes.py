@@ -27,13 +27,13 @@ from hero.secretfile import secret_in
 from infra._binaries import tansu_binary, valkey_binary
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._logs import contains, open_log, tail
-from infra._ports import free_ports, port_frees, tcp_answers
 from infra._private import PRIVATE_FILE, PRIVATE_UMASK
 from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
 from infra.errors import ComponentError
 from infra.models import ComponentName, Endpoints
+from infra.ports import free_ports, port_frees, tcp_answers
 from infra.ray_client import ray_env_for_host
 
 __all__ = [

@@ -26,7 +26,7 @@ from hero.cli import (
 from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
 from hero.cli import skipped as skipped_module
 from hero.cli import store as store_cli
-from hero.cli._common import console
+from hero.cli.common import console
 from schemas import REGISTRY
 
 __all__ = ["app", "main"]

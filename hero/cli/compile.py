@@ -18,7 +18,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import (
     _farm_of_node,
     describe_policy,

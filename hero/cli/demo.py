@@ -33,8 +33,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hero.cli._common import DataDir, errors, fail, print_json, settings_for
-from hero.cli._common import console as stdout
+from hero.cli.common import DataDir, errors, fail, print_json, settings_for
+from hero.cli.common import console as stdout
 from hero.cli.demo_scaling import KafkaTelemetry, Samples, Scaling, run_scaling, say_penalty
 from hero.cli.market import contracts_table, fmt_money, load_report
 from hero.cli.payments import PaymentRow, billing_service, payment_row, print_report

@@ -57,7 +57,6 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from hero.gateway._bounds import StreamSlots
-from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._stream_rules import (
     DEVELOPER_VIEW,
@@ -76,6 +75,7 @@ from hero.gateway._stream_rules import (
     visibility_class,
 )
 from hero.gateway.auth import KeyCheck, authenticate, caller, key_check, presented_key
+from hero.gateway.broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.gateway.offtakers import OfftakerDirectory, directory_for
 from hero.readmodels.keys import KeyRefused
