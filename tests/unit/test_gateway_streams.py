@@ -375,14 +375,14 @@ def test_redacted_for_developer_is_what_visible_shows_and_leaves_the_envelope() 
 
 
 def test_a_developer_frame_made_before_an_offtaker_was_learned_is_not_reused() -> None:
+    from hero.gateway._subscription import Renderer
     from hero.gateway.broadcast import LogItem
     from hero.gateway.offtakers import OfftakerDirectory
-    from hero.gateway.streams import _Renderer
 
     directory = OfftakerDirectory(MemoryEventStore(), Pseudonyms(b"s"))
     expired = envelope("HoldExpired", hold_id="acme.w.1")
     item = LogItem(1, TOPIC_RESERVATIONS, "HoldExpired", expired)
-    renderer = _Renderer(DEV, directory)
+    renderer = Renderer(DEV, directory)
     assert b"acme.w.1" in renderer.sse(item)  # not known as an offtaker yet
     directory.pseudonyms.learn(["acme"])
     frame = renderer.sse(item)

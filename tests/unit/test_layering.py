@@ -61,6 +61,7 @@ TESTED_PRIVATES = {
     "hero.gateway._paging": "cursor encoding",
     "hero.gateway._prometheus": "the exposition format",
     "hero.gateway._strategy_metrics": "the strategy tally the negotiator feeds",
+    "hero.gateway._subscription": "a frame rendered once per visibility class",
     "hero.gateway._stream_rules": "redaction of frames per role",
     "hero.sdk._sse": "the SSE parser",
     "hero.store._planning": "the envelope an append writes",
