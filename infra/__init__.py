@@ -3,6 +3,9 @@ Valkey, a Ray head, the relay, the treasury, the usage worker, the gateway and t
 
 Start with :class:`LocalStack` (``up``/``down``/``status``/``endpoints``); the single
 servers in :mod:`infra.processes` are usable on their own in tests.
+
+The launcher: the outermost layer.
+See docs/architecture.md for the layers and the flow of one command.
 """
 
 from infra.errors import ComponentError, StackError

@@ -1,4 +1,7 @@
-"""The ``hero`` command line."""
+"""The ``hero`` command line.
+
+A process: the outermost layer. See docs/architecture.md for the layers and the flow of one command.
+"""
 
 from __future__ import annotations
 
