@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
-from hero.cli import demo as demo_module
 from hero.cli import (
     dlq,
     events,
@@ -30,6 +29,7 @@ from hero.cli import moves as move_commands  # noqa: F401  (registers negotiatio
 from hero.cli import skipped as skipped_module
 from hero.cli import store as store_cli
 from hero.cli.common import console
+from hero.demo import run as demo_module
 from schemas import REGISTRY
 
 __all__ = ["app", "main"]

@@ -16,9 +16,9 @@ from typer.testing import CliRunner, Result
 
 from hero.cli import app as hero_app
 from hero.cli import common
-from hero.cli import demo as demo_module
-from hero.cli.demo import DEMO_SLA, SCALED_WORKLOAD, scenario
-from hero.cli.demo_scaling import SPIKE_CPU, pick_failing_node, spike_samples
+from hero.demo import run as demo_module
+from hero.demo.run import DEMO_SLA, SCALED_WORKLOAD, scenario
+from hero.demo.scaling import SPIKE_CPU, pick_failing_node, spike_samples
 from hero.market.views import ContractRow
 from hero.readmodels.workloads import ReplicaRow
 from schemas import Grid, Money, NodeStatus, PolicyMode, Resources, Sla

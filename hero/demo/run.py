@@ -6,7 +6,7 @@ offtakers mandates, and let the agents negotiate on Ray (or in this process with
 ``--in-process``) until every negotiation is closed. Then print the contracts and the declines
 with their reasons.
 
-Then scaling (:mod:`hero.cli.demo_scaling`): a cpu spike on acme's autoscaled ``api`` scales it
+Then scaling (:mod:`hero.demo.scaling`): a cpu spike on acme's autoscaled ``api`` scales it
 out across both grids, and a node failure moves one of its replicas and ends the old contract
 with its SLA outcome.
 
@@ -35,9 +35,9 @@ from rich.table import Table
 
 from hero.cli.common import DataDir, errors, fail, print_json, settings_for
 from hero.cli.common import console as stdout
-from hero.cli.demo_scaling import KafkaTelemetry, Samples, Scaling, run_scaling, say_penalty
 from hero.cli.market import contracts_table, fmt_money, load_report
 from hero.cli.payments import PaymentRow, billing_service, payment_row, print_report
+from hero.demo.scaling import KafkaTelemetry, Samples, Scaling, run_scaling, say_penalty
 from hero.domain.clock import ManualClock, SystemClock
 from hero.domain.ledger import AccountKind, account_id
 from hero.market.fleet import farm_id_for, generate_fleet
