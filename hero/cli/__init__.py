@@ -12,6 +12,7 @@ import typer
 
 from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
 from hero.cli import (
+    demo_command,
     dlq,
     events,
     grids,
@@ -29,7 +30,6 @@ from hero.cli import moves as move_commands  # noqa: F401  (registers negotiatio
 from hero.cli import skipped as skipped_module
 from hero.cli import store as store_cli
 from hero.cli.common import console
-from hero.demo import run as demo_module
 from schemas import REGISTRY
 
 __all__ = ["app", "main"]
@@ -47,7 +47,7 @@ app.command("down")(stack.down)
 app.command("status")(stack.status)
 app.command("config")(stack.config)
 app.command("tail")(tailing.tail_command)
-app.command("demo")(demo_module.demo)
+app.command("demo")(demo_command.demo)
 app.command("price")(price.price)
 app.command("replay")(replay.replay)
 events.app.command("skipped")(skipped_module.skipped)
