@@ -12,7 +12,7 @@ from hero.cli.common import console as stdout
 from hero.cli.common import print_json
 from hero.cli.market import contracts_table
 from hero.demo.agents import Agents
-from hero.demo.scaling import Scaling
+from hero.demo.scaling_report import Scaling
 from hero.demo.scenario import Scenario
 from hero.demo.settle import Outcome, our_negotiations
 from hero.market.views import ContractRow, DeclineRow, json_ready

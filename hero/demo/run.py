@@ -50,7 +50,8 @@ from hero.demo.report import (
     summarise,
     summary_line,
 )
-from hero.demo.scaling import Scaling, run_scaling, say_penalty
+from hero.demo.scaling import run_scaling
+from hero.demo.scaling_report import Scaling, say_penalty
 from hero.demo.scenario import Scenario, scenario
 from hero.demo.settle import POLL_S, Outcome, approve_pending, settle
 from hero.domain.clock import ManualClock, SystemClock

@@ -17,8 +17,8 @@ from typer.testing import CliRunner, Result
 from hero.cli import app as hero_app
 from hero.cli import common
 from hero.demo import run as demo_module
-from hero.demo.scenario import DEMO_SLA, SCALED_WORKLOAD, scenario
 from hero.demo.scaling import SPIKE_CPU, pick_failing_node, spike_samples
+from hero.demo.scenario import DEMO_SLA, SCALED_WORKLOAD, scenario
 from hero.market.views import ContractRow
 from hero.readmodels.workloads import ReplicaRow
 from schemas import Grid, Money, NodeStatus, PolicyMode, Resources, Sla
