@@ -201,14 +201,15 @@ def test_nothing_beneath_the_processes_imports_a_process() -> None:
     assert offences == []
 
 
-def test_the_brains_import_no_adapter() -> None:
+def test_the_brains_import_no_service_and_no_adapter() -> None:
+    services = ("hero.market", "hero.payments", "agents.treasury")
     adapters = ("hero.store", "hero.log", "hero.readmodels", "hero.grids", "hero.relay")
     offences = [
         f"{_module_name(path)} imports {imported}"
         for path in _sources("agents")
         if _within(_module_name(path), BRAINS)
         for imported in _imports(path)
-        if _within(imported, (*adapters, *PROCESSES))
+        if _within(imported, (*services, *adapters, *PROCESSES))
     ]
     assert offences == []
 
@@ -238,3 +239,6 @@ def test_the_checker_tells_private_modules_and_packages_apart() -> None:
     assert not _is_module("hero.gateway._no_such_helper")
     assert _within("hero.gateway._paging", ("hero.gateway",))
     assert not _within("hero.gatewayx", ("hero.gateway",))
+    # imports inside a function and under TYPE_CHECKING count too
+    assert "infra.ports.free_ports" in _imports(ROOT / "hero" / "cli" / "payments.py")
+    assert "redis.asyncio" in _imports(ROOT / "hero" / "gateway" / "context.py")
