@@ -52,10 +52,10 @@ from typing import Any, cast
 import httpx
 
 from agents.runtime.memory import deep_size
-from hero.gateway._broadcast import LogItem
+from hero.gateway.broadcast import LogItem
 from hero.market.service import MarketService
 from hero.store import ANY_VERSION, NewEvent, SqliteEventStore, recorded_after
-from infra._ports import free_ports
+from infra.ports import free_ports
 from schemas import ContractCreated, Money, RegisterFarm, RegisterNode, Resources, Sla, Topic
 
 TOPIC = Topic.RESERVATIONS.value

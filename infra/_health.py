@@ -8,8 +8,8 @@ import contextlib
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra._ports import split_host_port, tcp_answers
 from infra._sync import run_sync
+from infra.ports import split_host_port, tcp_answers
 
 __all__ = ["kafka_answers", "ray_gcs_answers", "redis_answers"]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from hero.config import LOOPBACK
 from infra._health import kafka_answers
 from infra._kafka_dist import java_binary, kafka_classpath
-from infra._ports import free_ports
 from infra._private import PRIVATE_UMASK
 from infra._state import ProcessRecord
 from infra.errors import ComponentError
+from infra.ports import free_ports
 from infra.processes import _PortedProcess
 
 __all__ = ["BROKER_KIND_KAFKA", "KafkaProcess", "holds_kafka_log"]

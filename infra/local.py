@@ -30,14 +30,15 @@ from hero.config import LOOPBACK, HeroSettings, mask_url
 from hero.log.topics import TopicAdmin
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._kafka_dist import KAFKA_VERSION, kafka_classpath
-from infra._ports import free_ports, port_is_free
 from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
+from infra.hero_processes import AgentsProcess, RelayProcess
 from infra.kafka import BROKER_KIND_KAFKA, KafkaProcess, holds_kafka_log
 from infra.models import RAY_WORKER_NAMES, ComponentName, ComponentStatus, Endpoints, UpReport
+from infra.ports import free_ports, port_is_free
 from infra.postgres import (
     PostgresProcess,
     external_store,
@@ -46,16 +47,14 @@ from infra.postgres import (
     store_is_postgres,
 )
 from infra.processes import (
-    AgentsProcess,
     BrokerProcess,
     ManagedProcess,
-    RayHead,
-    RelayProcess,
     ValkeyProcess,
     replica_label,
     split_label,
 )
 from infra.ray_client import ray_env_for_host
+from infra.ray_head import RayHead
 from infra.ray_nodes import RayWorkerNode, ray_worker_name, ray_worker_names
 from infra.treasury import TreasuryProcess, treasury_detail
 from infra.usage import UsageProcess, usage_detail

@@ -1,5 +1,9 @@
 """The embedded servers, one class each: start, probe, stop -- usable on their own in tests.
 
+The base every process of the stack shares (:class:`ManagedProcess`), the broker and Valkey;
+the Ray head is :mod:`infra.ray_head`, HERO's own processes (relay, agent hosts, and the base
+of the gateway, treasury and usage worker) are :mod:`infra.hero_processes`.
+
 Every process is started in a new session with its output appended to
 ``<data_dir>/logs/<name>.log``; it outlives the launcher (``hero up`` returns) and is found
 again from its :class:`~infra._state.ProcessRecord` (pid + start time) to be probed or stopped.
@@ -7,52 +11,38 @@ again from its :class:`~infra._state.ProcessRecord` (pid + start time) to be pro
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import SecretStr
 
 from hero.config import LOOPBACK, HeroSettings
 from hero.secretfile import secret_in
 from infra._binaries import tansu_binary, valkey_binary
-from infra._health import kafka_answers, ray_gcs_answers, redis_answers
-from infra._logs import contains, open_log, tail
-from infra._ports import free_ports, port_frees, tcp_answers
+from infra._health import kafka_answers, redis_answers
+from infra._logs import open_log, tail
 from infra._private import PRIVATE_FILE, PRIVATE_UMASK
 from infra._procfs import read_proc, running
 from infra._state import ProcessRecord
 from infra._stop import process_tree, stop_tree
 from infra.errors import ComponentError
-from infra.models import ComponentName, Endpoints
-from infra.ray_client import ray_env_for_host
+from infra.models import ComponentName
+from infra.ports import free_ports, port_frees
 
 __all__ = [
-    "AGENTS_COMMAND",
-    "RELAY_COMMAND",
-    "AgentsProcess",
     "BrokerProcess",
     "ManagedProcess",
-    "RayHead",
-    "RelayProcess",
     "ValkeyProcess",
     "replica_label",
+    "settings_env",
     "split_label",
 ]
-
-RELAY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "hero.relay")
-"""How the relay is run; LocalStack and RelayProcess take a ``command`` to replace it."""
-AGENTS_COMMAND: tuple[str, ...] = (sys.executable, "-m", "agents.runtime")
-"""How the agent hosts are run, before ``--shards N``; AgentsProcess takes a ``command``."""
 
 _POLL_S = 0.05
 _MAX_REPLICAS = 8
@@ -396,359 +386,6 @@ class ValkeyProcess(_PortedProcess):
 
     def _ready(self) -> bool:
         return self.url is not None and redis_answers(self.url, timeout=1.0)
-
-
-class RayHead(_PortedProcess):
-    """The Ray head (``ray start --head --block``) bound to the loopback address; worker
-    nodes (:class:`infra.ray_nodes.RayWorkerNode`) may join it.
-
-    Its session files live under ``data_dir/ray``. Ray puts AF_UNIX sockets there, whose paths
-    may not exceed 107 bytes; when ``data_dir/ray`` is too long for that, Ray is given a short
-    symlink to it under /tmp (named after a hash of that directory), removed when Ray stops.
-
-    The head's GCS probes every node each ``health_check_period_ms`` and declares it dead
-    after ``health_check_failures`` missed probes: that is how long a killed node's agent
-    hosts wait before Ray restarts them on another node.
-    """
-
-    name: ComponentName = "ray"
-    stop_timeout = 15.0
-    READY_MARK = "Ray runtime started"
-    # <temp>/session_YYYY-MM-DD_HH-MM-SS_ffffff_<pid:7>/sockets/plasma_store, with some margin.
-    _SOCKET_SUFFIX_LEN = len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store")
-    _SOCKET_MARGIN = 8
-    _MAX_SOCKET_PATH = 107
-    _SESSIONS_KEPT = 3
-
-    def __init__(
-        self,
-        data_dir: Path,
-        port: int | None = None,
-        *,
-        host: str = LOOPBACK,
-        num_cpus: int = 2,
-        health_check_period_ms: int = 1000,
-        health_check_failures: int = 5,
-    ) -> None:
-        super().__init__(data_dir, port, host=host)
-        self.num_cpus = num_cpus
-        self.health_check_period_ms = health_check_period_ms
-        self.health_check_failures = health_check_failures
-        self.session_dir = self.data_dir / self.name
-        self.temp_dir = self._choose_temp_dir()
-
-    @property
-    def address(self) -> str | None:
-        return f"{self.host}:{self.port}" if self.port is not None else None
-
-    @property
-    def client_env(self) -> dict[str, str]:
-        """Environment a Ray client of this head needs (see infra.ray_client)."""
-        return ray_env_for_host(self.host)
-
-    def _choose_temp_dir(self) -> Path:
-        budget = self._MAX_SOCKET_PATH - self._SOCKET_SUFFIX_LEN - self._SOCKET_MARGIN
-        if len(str(self.session_dir)) <= budget:
-            return self.session_dir
-        digest = hashlib.sha256(str(self.session_dir).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"hero-ray-{digest}"
-
-    @property
-    def _uses_link(self) -> bool:
-        return self.temp_dir != self.session_dir
-
-    def _prepare(self) -> None:
-        super()._prepare()
-        self.session_dir.mkdir(parents=True, exist_ok=True)
-        if self._uses_link:
-            self._make_link()
-        self._prune_sessions()
-
-    def _make_link(self) -> None:
-        link = self.temp_dir
-        if link.is_symlink():
-            if Path(os.readlink(link)) == self.session_dir:
-                return
-            if link.lstat().st_uid != os.getuid():
-                raise ComponentError(self.name, f"{link} exists and belongs to another user")
-            link.unlink()
-        elif link.exists():
-            raise ComponentError(self.name, f"{link} exists and is not our symlink")
-        link.symlink_to(self.session_dir, target_is_directory=True)
-
-    def _prune_sessions(self) -> None:
-        # Each start leaves a session directory (logs mostly); keep only the latest few.
-        sessions = sorted(p for p in self.session_dir.glob("session_2*") if p.is_dir())
-        for old in sessions[: -self._SESSIONS_KEPT]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def _command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "ray.scripts.scripts", "start",
-            "--head", "--block",
-            "--node-ip-address", self.host,
-            "--node-name", self.name,
-            "--port", str(self.port),
-            "--include-dashboard", "false",
-            "--temp-dir", str(self.temp_dir),
-            "--disable-usage-stats",
-            "--num-cpus", str(self.num_cpus),
-        ]  # fmt: skip
-
-    def _env(self) -> dict[str, str]:
-        env = super()._env()
-        # A RAY_ADDRESS meant for clients must not steer the head.
-        env.pop("RAY_ADDRESS", None)
-        env.update(self.client_env)
-        env.update(
-            {
-                "RAY_USAGE_STATS_ENABLED": "0",
-                # SIGTERM drains the node for up to 30 s by default: we want a prompt stop.
-                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-                "PYTHONUNBUFFERED": "1",
-                # Read by the head's GCS (a worker node's raylet is probed, it probes nothing).
-                "RAY_health_check_period_ms": str(self.health_check_period_ms),
-                "RAY_health_check_timeout_ms": str(self.health_check_period_ms),
-                "RAY_health_check_failure_threshold": str(self.health_check_failures),
-            }
-        )
-        return env
-
-    def _ready(self) -> bool:
-        # `ray start` prints the mark once the raylet has registered with the GCS.
-        return self.address is not None and self._started_mark() and ray_gcs_answers(self.address)
-
-    def _started_mark(self) -> bool:
-        return contains(self.log_path, self.READY_MARK, since=self._log_offset)
-
-    def is_healthy(self) -> bool:
-        return (
-            self.is_alive()
-            and self.address is not None
-            and ray_gcs_answers(self.address)
-            and self._raylet_alive()
-        )
-
-    def _raylet_alive(self) -> bool:
-        return self.raylet_pid() is not None
-
-    def raylet_pid(self) -> int | None:
-        """The pid of this node's raylet (its scheduler), if it runs."""
-        if self._pid is None or self._start_ticks is None:
-            return None
-        tree = process_tree(self._pid, self._start_ticks)
-        return next((info.pid for info in tree if info.comm == "raylet"), None)
-
-    def _after_stop(self) -> None:
-        link = self.temp_dir
-        if self._uses_link and link.is_symlink() and Path(os.readlink(link)) == self.session_dir:
-            link.unlink()
-
-    def _extra_for_record(self) -> dict[str, str]:
-        return {"temp_dir": str(self.temp_dir), "session_dir": str(self.session_dir)}
-
-    def adopt(self, record: ProcessRecord) -> None:
-        super().adopt(record)
-        if "temp_dir" in record.extra:
-            self.temp_dir = Path(record.extra["temp_dir"])
-
-
-class _Reporting(ManagedProcess):
-    """A HERO process that writes ``run/<health_file>`` with its pid: that file is how the
-    launcher knows it is ready, and how ``hero status`` reads what it is doing."""
-
-    health_file: ClassVar[str]
-
-    @property
-    def address(self) -> str | None:
-        return None
-
-    @property
-    def health_path(self) -> Path:
-        # Replica 1 keeps the historical name; the others write their own beside it.
-        name = self.health_file if self.replica == 1 else f"{self.label}.health"
-        return self.data_dir / "run" / name
-
-    def health(self) -> dict[str, Any] | None:
-        """The last report, if this very process wrote it."""
-        return _read_health(self.health_path, self._pid)
-
-    def _prepare(self) -> None:
-        super()._prepare()
-        # A report left by an earlier process must not pass for this one's.
-        self.health_path.unlink(missing_ok=True)
-
-
-class _Served(_Reporting, _PortedProcess):
-    """A HERO process serving HTTP on its port (``command --port N``): ready once it reported
-    and its port answers; the command it was started with is kept in the stack's record so
-    a later ``hero status`` or ``hero down`` knows it."""
-
-    command: tuple[str, ...]
-
-    @property
-    def address(self) -> str | None:
-        return f"{self.host}:{self.port}" if self.port is not None else None
-
-    @property
-    def url(self) -> str | None:
-        return f"http://{self.host}:{self.port}" if self.port is not None else None
-
-    def _command(self) -> list[str]:
-        return [*self.command, "--port", str(self.port)]
-
-    def _ready(self) -> bool:
-        return (
-            self.port is not None
-            and self.health() is not None
-            and tcp_answers(self.host, self.port)
-        )
-
-    def _extra_for_record(self) -> dict[str, str]:
-        # Nothing else is kept: a URL in the environment may carry a password.
-        return {"command": json.dumps(list(self.command))}
-
-    def adopt(self, record: ProcessRecord) -> None:
-        super().adopt(record)
-        if "command" in record.extra:
-            self.command = tuple(json.loads(record.extra["command"]))
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
-
-
-class RelayProcess(_Reporting):
-    """One relay (store -> broker); ready once it writes ``run/relay.health`` (replica N > 1:
-    ``relay-N.health``) with its pid, as the active relay or as a standby."""
-
-    name = "relay"
-    health_file = "relay.health"
-
-    def __init__(
-        self,
-        settings: HeroSettings,
-        bootstrap: str,
-        *,
-        command: Sequence[str] | None = None,
-        purge_on_refill: bool = False,
-        replica: int = 1,
-    ) -> None:
-        super().__init__(settings.data_dir, replica=replica)
-        self.settings = settings
-        self.bootstrap = bootstrap
-        # Only a broker the stack owns may have its topics deleted before a refill.
-        self.purge_on_refill = purge_on_refill
-        self.command = tuple(command) if command is not None else RELAY_COMMAND
-
-    def _command(self) -> list[str]:
-        return list(self.command)
-
-    def _env(self) -> dict[str, str]:
-        env = settings_env(self.settings, super()._env())
-        env["HERO_DATA_DIR"] = str(self.data_dir)
-        env["HERO_KAFKA_BOOTSTRAP"] = self.bootstrap
-        env["HERO_RELAY_REPLICA"] = str(self.replica)
-        if self.purge_on_refill:
-            env["HERO_RELAY_PURGE_ON_REFILL"] = "true"
-        return env
-
-    def _ready(self) -> bool:
-        return self.health() is not None
-
-    def _extra_for_record(self) -> dict[str, str]:
-        return {
-            "bootstrap": self.bootstrap,
-            "command": json.dumps(list(self.command)),
-            "replica": str(self.replica),
-            "purge_on_refill": "true" if self.purge_on_refill else "false",
-        }
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
-
-
-class AgentsProcess(_Reporting):
-    """The agent hosts on Ray (``python -m agents.runtime --shards N``).
-
-    Ready once it writes ``run/agents.health`` with its pid: it does so when every host
-    answers and has caught up with the store, then refreshes the report every ~2 s. It is
-    the Ray driver that owns the hosts: on SIGTERM it kills them and leaves Ray. Were it
-    killed instead, Ray ends the actors of a dead owner, and the Ray head's stop ends any
-    worker left (they run in the head's process tree).
-    """
-
-    name = "agents"
-    health_file = "agents.health"
-    # AgentCluster.stop gives the hosts 5 s to finish the commands in flight, then kills them.
-    stop_timeout = 15.0
-
-    def __init__(
-        self,
-        settings: HeroSettings,
-        endpoints: Endpoints | None = None,
-        *,
-        command: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(settings.data_dir)
-        self.settings = settings
-        # Needed to start it only: a process adopted from stack.json is probed and stopped.
-        self.endpoints = endpoints
-        self.command = (
-            tuple(command)
-            if command is not None
-            else (*AGENTS_COMMAND, "--shards", str(settings.agent_shards))
-        )
-
-    def _prepare(self) -> None:
-        if self.endpoints is None:
-            raise ComponentError(self.name, "internal: started without the stack's endpoints")
-        super()._prepare()
-
-    def _command(self) -> list[str]:
-        return list(self.command)
-
-    def _env(self) -> dict[str, str]:
-        endpoints = self.endpoints
-        if endpoints is None:
-            raise ComponentError(self.name, "internal: started without the stack's endpoints")
-        env = settings_env(self.settings, super()._env())
-        # A RAY_ADDRESS meant for other clients must not steer this one.
-        env.pop("RAY_ADDRESS", None)
-        # What a client of the embedded, loopback-only head needs (empty for an external Ray):
-        # set here, since LocalStack.endpoints() in the child sees every piece as "external".
-        env.update(endpoints.ray_env)
-        env.update(
-            {
-                "HERO_DATA_DIR": str(self.data_dir),
-                # Explicit: stack.json is complete only once `up` returns, after this starts.
-                "HERO_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
-                "HERO_REDIS_URL": endpoints.redis_url,
-                "HERO_RAY_ADDRESS": endpoints.ray_address,
-                "HERO_STORE_URL": endpoints.store_url,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        return env
-
-    def _ready(self) -> bool:
-        return self.health() is not None
-
-    def _extra_for_record(self) -> dict[str, str]:
-        return {"command": json.dumps(list(self.command))}
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
-
-
-def _read_health(path: Path, pid: int | None) -> dict[str, Any] | None:
-    """A JSON health report, only if the process ``pid`` wrote it (not a predecessor)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or pid is None or data.get("pid") != pid:
-        return None
-    return data
 
 
 def settings_env(settings: HeroSettings, base: Mapping[str, str]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from hero.config import LOOPBACK
 from infra._state import ProcessRecord
 from infra.errors import ComponentError
 from infra.models import RAY_WORKER_NAMES, RayWorkerName
-from infra.processes import RayHead
+from infra.ray_head import RayHead
 
 __all__ = ["RayWorkerNode", "ray_worker_name", "ray_worker_names"]
 

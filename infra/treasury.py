@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from hero.config import LOOPBACK, HeroSettings
-from infra.processes import _Served, settings_env
+from infra.hero_processes import _Served
+from infra.processes import settings_env
 
 __all__ = ["TREASURY_COMMAND", "WEBHOOK_PATH", "TreasuryProcess", "treasury_detail"]
 

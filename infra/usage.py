@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from hero.config import LOOPBACK, HeroSettings
 from infra._state import ProcessRecord
-from infra.processes import _Reporting, settings_env
+from infra.hero_processes import _Reporting
+from infra.processes import settings_env
 
 __all__ = ["USAGE_COMMAND", "UsageProcess", "usage_detail"]
 

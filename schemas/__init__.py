@@ -1,6 +1,8 @@
 """HERO's message schemas: pydantic v2 models only, no I/O.
 
 ``import schemas`` registers the whole catalogue in :data:`schemas.REGISTRY`.
+
+The innermost layer. See docs/architecture.md for the layers and the flow of one command.
 """
 
 from schemas.catalogue import (

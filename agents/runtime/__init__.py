@@ -4,6 +4,9 @@
 actor; ``AgentCluster`` starts N of them. Only this package touches Ray (DESIGN.md).
 Import ``agents.runtime.actor``/``agents.runtime.cluster`` for the Ray parts: this module
 imports neither, so the core stays usable without Ray.
+
+A process: the only package that touches Ray.
+See docs/architecture.md for the layers and the flow of one command.
 """
 
 from agents.runtime.feed import Delivery, EventFeed, History, KafkaFeed, StoreHistory

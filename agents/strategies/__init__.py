@@ -3,6 +3,8 @@
 This package's own modules are pure (moves, guardrails, deliberation, situations, consulting);
 only ``chat``, ``scripted``, ``llm`` and ``compiler`` import LangChain, and nothing here imports
 them: a stack without a model never loads LangChain.
+
+See docs/architecture.md for the layers and the flow of one command.
 """
 
 from agents.strategies.consulting import CallBudget, ConsultStats

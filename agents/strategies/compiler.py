@@ -19,10 +19,9 @@ A model that fails (a provider error, a timeout) raises :class:`CompileError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -48,7 +47,6 @@ __all__ = [
     "Refused",
     "compile_mandate",
     "compile_policy",
-    "diff",
 ]
 
 #: The tools' names, as the model calls them.
@@ -57,7 +55,6 @@ PROPOSE_MANDATE = "propose_mandate"
 ASK_QUESTIONS = "ask_questions"
 
 _Target = TypeVar("_Target", FarmerPolicy, Mandate)
-_Model = TypeVar("_Model", bound=BaseModel)
 
 _ASSUMPTIONS_HELP = "every choice made that the text does not state, one short sentence each"
 
@@ -444,68 +441,3 @@ _POLICY = _Kind(
 _MANDATE = _Kind(
     "mandate", Mandate, ProposeMandate, PROPOSE_MANDATE, _MANDATE_PROMPT, _mandate_questions
 )
-
-
-# -- diff -------------------------------------------------------------------------------------
-
-
-def diff(current: _Model | None, new: _Model) -> list[str]:
-    """What changes from ``current`` to ``new``, one ``- path: old`` / ``+ path: new`` line
-    each, only for fields that change; nested fields dotted (``sla.uptime_pct``,
-    ``workloads.0.replicas``), money as ``0.12 USD``. An unset field (None) has no line.
-
-    Without a current one, every field ``new`` sets away from its default, as ``+``."""
-    old = _leaves(current) if current is not None else _default_leaves(type(new))
-    now = _leaves(new)
-    lines: list[str] = []
-    for path in dict.fromkeys([*now, *old]):
-        before, after = old.get(path), now.get(path)
-        if before == after:
-            continue
-        if before is not None and current is not None:
-            lines.append(f"- {path}: {before}")
-        if after is not None:
-            lines.append(f"+ {path}: {after}")
-    return lines
-
-
-def _leaves(model: BaseModel) -> dict[str, str | None]:
-    return dict(_walk(model, ""))
-
-
-def _walk(value: Any, path: str) -> Iterator[tuple[str, str | None]]:
-    """``(dotted.path, shown value)`` for every leaf under ``value``, in field order; an unset
-    field is ``None`` (kept so that both sides of a diff list their paths in one order)."""
-    if value is None:
-        yield path, None
-    elif isinstance(value, Money):
-        yield path, str(value)
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _walk(getattr(value, name), f"{path}.{name}" if path else name)
-    elif isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
-        for index, item in enumerate(value):
-            yield from _walk(item, f"{path}.{index}")
-    elif isinstance(value, list):
-        yield path, "[" + ", ".join(_shown(v) for v in value) + "]"
-    else:
-        yield path, _shown(value)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value, "f")  # 0.0000005, not 5E-7
-    return str(value)
-
-
-def _default_leaves(model: type[BaseModel]) -> dict[str, str | None]:
-    """The leaves of a model's defaults; required fields have none, so they always show."""
-    leaves: dict[str, str | None] = {}
-    for name, info in model.model_fields.items():
-        if not info.is_required():
-            leaves.update(_walk(info.get_default(call_default_factory=True), name))
-    return leaves

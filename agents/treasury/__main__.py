@@ -18,7 +18,7 @@ from agents.treasury.app import create_app
 from agents.treasury.runtime import TreasuryWorker, health_path, webhook_secret, write_health
 from hero.config import LOOPBACK, HeroSettings
 from hero.store import open_store
-from infra._ports import free_ports
+from infra.ports import free_ports
 
 HEALTH_EVERY_S = 2.0
 

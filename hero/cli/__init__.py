@@ -1,4 +1,7 @@
-"""The ``hero`` command line."""
+"""The ``hero`` command line.
+
+A process: the outermost layer. See docs/architecture.md for the layers and the flow of one command.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Annotated
 import typer
 
 from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
-from hero.cli import demo as demo_module
 from hero.cli import (
+    demo_command,
     dlq,
     events,
     grids,
@@ -26,7 +29,7 @@ from hero.cli import (
 from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
 from hero.cli import skipped as skipped_module
 from hero.cli import store as store_cli
-from hero.cli._common import console
+from hero.cli.common import console
 from schemas import REGISTRY
 
 __all__ = ["app", "main"]
@@ -44,7 +47,7 @@ app.command("down")(stack.down)
 app.command("status")(stack.status)
 app.command("config")(stack.config)
 app.command("tail")(tailing.tail_command)
-app.command("demo")(demo_module.demo)
+app.command("demo")(demo_command.demo)
 app.command("price")(price.price)
 app.command("replay")(replay.replay)
 events.app.command("skipped")(skipped_module.skipped)

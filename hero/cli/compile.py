@@ -18,7 +18,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import (
     _farm_of_node,
     describe_policy,
@@ -225,7 +225,8 @@ def policy_compile(
     free, never more than 12 months". Exit 3 when the model has questions, 2 when its policy
     is not valid, 1 when not applied; the model is HERO_LLM (provider:model).
     """
-    from agents.strategies.compiler import CompileError, compile_policy, diff
+    from agents.strategies.compiler import CompileError, compile_policy
+    from agents.strategies.diff import diff
 
     model = _model(data_dir)
     with opened_store(data_dir) as store:
@@ -288,7 +289,8 @@ def mandate_compile(
     a month and 0.05 USD per CU-hour". Exit 3 when the model has questions, 2 when its
     mandate is not valid, 1 when not applied; the model is HERO_LLM (provider:model).
     """
-    from agents.strategies.compiler import CompileError, compile_mandate, diff
+    from agents.strategies.compiler import CompileError, compile_mandate
+    from agents.strategies.diff import diff
 
     try:
         TypeAdapter(OfftakerId).validate_python(offtaker)

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 
 if TYPE_CHECKING:
     from hero.log.dlq import StoredDeadLetter

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from hero.cli._common import (
+from hero.cli.common import (
     AsJson,
     DataDir,
     console,

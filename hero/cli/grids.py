@@ -21,7 +21,7 @@ from fastapi import FastAPI, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json
+from hero.cli.common import AsJson, DataDir, console, fail, print_json
 from hero.domain.clock import SystemClock
 from hero.grids.grid3 import Grid3Client, GridError
 from hero.grids.grid4 import Grid4Client

@@ -13,8 +13,8 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
-from hero.gateway.context import Role
+from hero.access import Role
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.readmodels.keys import ApiKeys
 
 __all__ = ["app"]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import (
+from hero.cli.common import (
     AsJson,
     DataDir,
     checked_id,

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json
+from hero.cli.common import AsJson, DataDir, console, fail, print_json
 from hero.cli.market import negotiations_app, opened_store
 from hero.domain.negotiation import negotiation_stream
 

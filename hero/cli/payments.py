@@ -25,7 +25,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import (
+from hero.cli.common import (
     AsJson,
     DataDir,
     checked_id,
@@ -550,7 +550,7 @@ def payments_serve(
 
     The same process `hero up` starts (``python -m agents.treasury``); Ctrl-C stops it.
     """
-    from infra._ports import free_ports
+    from infra.ports import free_ports
     from infra.processes import settings_env
     from infra.treasury import TREASURY_COMMAND, WEBHOOK_PATH
 

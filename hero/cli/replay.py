@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.cli.market import opened_store
 from hero.config import mask_url
 from hero.readmodels.projections import PROJECTIONS, UnknownProjection, projection

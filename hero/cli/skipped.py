@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, print_json
+from hero.cli.common import AsJson, DataDir, console, print_json
 from hero.cli.market import opened_store
 
 __all__ = ["skipped"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 from infra import ComponentStatus, LocalStack, StackError
 
 

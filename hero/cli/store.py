@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
 from hero.config import mask_url
 from hero.store import StoreError, is_postgres_url, migrate
 

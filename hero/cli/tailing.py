@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hero.cli._common import AsJson, DataDir, console, fail, settings_for
+from hero.cli.common import AsJson, DataDir, console, fail, settings_for
 from hero.log.tail import TailRecord, tail
 from hero.sdk import Client, SdkError, StreamEvent
 from infra import LocalStack, StackError

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import (
+from hero.cli.common import (
     AsJson,
     DataDir,
     console,

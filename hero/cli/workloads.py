@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli._common import AsJson, DataDir, console, fail, print_json, warn_skipped
+from hero.cli.common import AsJson, DataDir, console, fail, print_json, warn_skipped
 from hero.cli.market import fmt_money, fmt_resources, opened_store
 from hero.domain.placement import CRITERIA
 from hero.market.views import json_ready

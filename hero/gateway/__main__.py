@@ -28,7 +28,7 @@ from hero.domain.clock import SystemClock
 from hero.gateway.app import create_app
 from hero.gateway.context import GatewayContext
 from hero.store import open_store
-from infra._ports import free_ports
+from infra.ports import free_ports
 
 HEALTH_EVERY_S = 2.0
 HEALTH_FILE = "gateway.health"

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hero.gateway.context import Principal, Role
+from hero.access import Principal, Role
 from hero.gateway.redaction import (
     FARMER_PRIVATE_FIELDS,
     OFFTAKER_PRIVATE_FIELDS,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hero.gateway.context import Principal, Role
+from hero.access import Principal, Role
 from hero.gateway.redaction import (
     OFFTAKER_PRIVATE_FIELDS,
     Pseudonyms,

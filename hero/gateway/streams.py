@@ -26,7 +26,8 @@ Every subscriber shares the process's :class:`Broadcaster` (``context.extras["br
 its catch-up blocks and live items are shared, and each event's frame is rendered once per
 visibility class (admin, developer, or one farmer's or offtaker's tenants: see
 :func:`~hero.gateway._stream_rules.rendered`; memoized on the shared item); a subscriber only
-runs its own scope check and filters, then writes every frame that is ready in one chunk.
+runs its own scope check and filters (:mod:`hero.gateway._subscription`), then writes every
+frame that is ready in one chunk.
 Before a batch is rendered for developers, the offtaker directory
 (:mod:`hero.gateway.offtakers`) has read the log up to its last row, so every offtaker it
 names is masked.
@@ -38,9 +39,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from fastapi import (
     APIRouter,
@@ -57,27 +58,21 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from hero.gateway._bounds import StreamSlots
-from hero.gateway._broadcast import Broadcaster, LogItem, SlowConsumer
 from hero.gateway._openapi import KEYED, KEYED_SECURITY, errors
 from hero.gateway._stream_rules import (
-    DEVELOPER_VIEW,
-    FULL_VIEW,
-    StartSpec,
     StreamFilter,
-    in_scope,
     parse_last_event_id,
     parse_start,
     parse_types,
-    rendered,
     resume_after,
     sse_comment,
-    sse_frame,
     topic_refusal,
-    visibility_class,
 )
+from hero.gateway._subscription import Renderer, StreamRequest, shown_batches
 from hero.gateway.auth import KeyCheck, authenticate, caller, key_check, presented_key
-from hero.gateway.context import GatewayContext, Principal, Role
-from hero.gateway.offtakers import OfftakerDirectory, directory_for
+from hero.gateway.broadcast import Broadcaster, SlowConsumer
+from hero.gateway.context import GatewayContext, Principal
+from hero.gateway.offtakers import directory_for
 from hero.readmodels.keys import KeyRefused
 from schemas import REGISTRY, Topic
 
@@ -170,14 +165,6 @@ def _bad_start(field: str, message: str) -> HTTPException:
     )
 
 
-@dataclass(frozen=True)
-class _Request:
-    topic: str
-    filter: StreamFilter
-    start: StartSpec
-    last_event_id: int | None
-
-
 def _parse(
     topic: str,
     types: str | None,
@@ -187,7 +174,7 @@ def _parse(
     grid: str | None,
     start: str | None,
     last_event_id: str | None,
-) -> _Request:
+) -> StreamRequest:
     """The request's topic and parameters, or the 404/422 that refuses them."""
     if topic not in _TOPICS:
         raise HTTPException(
@@ -214,7 +201,7 @@ def _parse(
     for name, value in (("farm", farm), ("node", node), ("offtaker", offtaker), ("grid", grid)):
         if value is not None and not (0 < len(value) <= 200):
             raise _invalid(name, f"{name} must be 1-200 characters")
-    return _Request(
+    return StreamRequest(
         topic=topic,
         filter=StreamFilter(types=type_set, farm=farm, node=node, offtaker=offtaker, grid=grid),
         start=start_spec,
@@ -230,106 +217,7 @@ def _check_topic(principal: Principal, topic: str) -> None:
         )
 
 
-_UNSEEN = object()
-
-
-class _Renderer:
-    """The frames of one visibility class (:func:`visibility_class`), made once per shared
-    item and class and memoized on it. A developer's rendering is keyed by the generation of
-    the pseudonyms too: one made before an offtaker was learned is not reused after."""
-
-    def __init__(self, principal: Principal, directory: OfftakerDirectory):
-        self.principal = principal
-        self.view = visibility_class(principal)
-        self.directory = directory
-
-    def _key(self) -> Any:
-        if self.view == DEVELOPER_VIEW:
-            return (self.view, self.directory.pseudonyms.generation)
-        return self.view
-
-    def _forget_stale(self, item: LogItem, key: Any) -> None:
-        """Drop a developer rendering of an older generation: one per item at most is kept."""
-        if self.view != DEVELOPER_VIEW:
-            return
-        kept = item.memo.get(DEVELOPER_VIEW)
-        if kept != key:
-            if kept is not None:
-                for stale in (kept, ("sse", kept), ("ws", kept)):
-                    item.memo.pop(stale, None)
-            item.memo[DEVELOPER_VIEW] = key
-
-    def view_of(self, item: LogItem) -> dict[str, Any] | None:
-        """The shared, read-only form of ``item`` this class is shown; None: not sent."""
-        if self.view == FULL_VIEW:
-            return item.envelope
-        key = self._key()
-        shown: Any = item.memo.get(key, _UNSEEN)
-        if shown is _UNSEEN:
-            self._forget_stale(item, key)
-            shown = item.memo[key] = rendered(
-                self.principal, item.envelope, self.directory.pseudonyms
-            )
-        return cast(dict[str, Any] | None, shown)
-
-    def sse(self, item: LogItem) -> bytes:
-        """``item``'s SSE frame for this class (an item it is shown), rendered once."""
-        key = ("sse", self._key())
-        frame: bytes | None = item.memo.get(key)
-        if frame is None:
-            frame = item.memo[key] = sse_frame(item.position, item.type, self._shown(item))
-        return frame
-
-    def ws(self, item: LogItem) -> str:
-        """``item``'s WebSocket text frame for this class, rendered once."""
-        key = ("ws", self._key())
-        text: str | None = item.memo.get(key)
-        if text is None:
-            frame = {"id": item.position, "event": item.type, "data": self._shown(item)}
-            text = item.memo[key] = json.dumps(frame, separators=(",", ":"))
-        return text
-
-    def _shown(self, item: LogItem) -> dict[str, Any]:
-        shown = self.view_of(item)
-        if shown is None:  # never asked: _Shown leaves such items out
-            raise ValueError(f"position {item.position} is not shown to {self.view} keys")
-        return shown
-
-
-class _Shown:
-    """What one subscriber is shown of the shared items: its scope and filters, run on the
-    shared views (no copies)."""
-
-    def __init__(self, renderer: _Renderer, request: _Request):
-        self.principal = renderer.principal
-        self.filter = request.filter
-        self.renderer = renderer
-        self.everything = not (
-            self.filter.types
-            or self.filter.farm
-            or self.filter.node
-            or self.filter.offtaker
-            or self.filter.grid
-        )
-
-    def __call__(self, batch: Sequence[LogItem]) -> list[LogItem]:
-        if self.everything and self.principal.role == Role.ADMIN:
-            return list(batch)  # in scope, unfiltered, unredacted: every item as it is
-        shown: list[LogItem] = []
-        types, principal, filter_ = self.filter.types, self.principal, self.filter
-        view_of = self.renderer.view_of
-        for item in batch:
-            if types and item.type not in types:
-                continue
-            if not in_scope(principal, item.envelope):
-                continue
-            view = view_of(item)
-            if view is not None and (self.everything or filter_.matches(view)):
-                shown.append(item)
-        return shown
-
-
-async def _after(broadcaster: Broadcaster, request: _Request) -> int:
+async def _after(broadcaster: Broadcaster, request: StreamRequest) -> int:
     """The position the subscription reads after (``latest``: the store's head now); 400 when
     that is past the head (``start`` may be head + 1: the next event)."""
     head = await asyncio.to_thread(broadcaster.store.current_position)
@@ -345,50 +233,6 @@ async def _after(broadcaster: Broadcaster, request: _Request) -> int:
             f"start {after + 1} is past the store's head (position {head}); at most {head + 1}",
         )
     return after
-
-
-async def _items(
-    broadcaster: Broadcaster,
-    renderer: _Renderer,
-    request: _Request,
-    after: int,
-    heartbeat_s: float,
-) -> AsyncGenerator[list[LogItem] | None, None]:
-    """What the subscriber is shown after position ``after``, in order, as batches of what is
-    ready (never empty; the shared items); None every ``heartbeat_s``, busy or idle (a
-    heartbeat is due: the key is checked then). Raises :class:`SlowConsumer` if the subscriber
-    fell behind."""
-    batches = broadcaster.subscribe_batches(request.topic, after)
-    shown = _Shown(renderer, request)
-    masked = renderer.view == DEVELOPER_VIEW
-    loop = asyncio.get_running_loop()
-
-    async def next_batch() -> Sequence[LogItem]:
-        return await anext(batches)
-
-    pending: asyncio.Task[Sequence[LogItem]] | None = None
-    beat = loop.time() + heartbeat_s
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.create_task(next_batch())
-            done, _ = await asyncio.wait({pending}, timeout=max(0.0, beat - loop.time()))
-            if done:
-                batch, pending = pending.result(), None
-                if masked:  # every offtaker named up to the batch's last row is known
-                    await renderer.directory.ensure(batch[-1].position)
-                ready = shown(batch)
-                if ready:
-                    yield ready
-            if loop.time() >= beat:
-                beat = loop.time() + heartbeat_s
-                yield None
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, SlowConsumer):
-                await pending
-        await batches.aclose()
 
 
 async def _revoked(check: KeyCheck | None) -> KeyRefused | None:
@@ -409,15 +253,15 @@ def _revoked_frame(refused: KeyRefused) -> dict[str, str]:
 
 async def _sse(
     broadcaster: Broadcaster,
-    renderer: _Renderer,
-    request: _Request,
+    renderer: Renderer,
+    request: StreamRequest,
     after: int,
     heartbeat_s: float,
     check: KeyCheck | None,
 ) -> AsyncIterator[bytes]:
     # the position marker: a client that reconnects before any event resumes from here
     yield sse_comment(f"hero stream {request.topic}") + f"id: {after}\n\n".encode()
-    items = _items(broadcaster, renderer, request, after, heartbeat_s)
+    items = shown_batches(broadcaster, renderer, request, after, heartbeat_s)
     try:
         async for ready in items:
             if ready is None:
@@ -500,7 +344,7 @@ def router(context: GatewayContext) -> APIRouter:
         broadcaster = broadcaster_for(context)
         after = await _after(broadcaster, parsed)
         release = _take_slot(slots, principal)
-        renderer = _Renderer(principal, directory_for(context))
+        renderer = Renderer(principal, directory_for(context))
         events = _sse(broadcaster, renderer, parsed, after, options.heartbeat_s, key_check(http))
         return _SlotResponse(
             events,
@@ -533,7 +377,7 @@ def router(context: GatewayContext) -> APIRouter:
         try:
             await websocket.accept()
             check = key_check(websocket)
-            renderer = _Renderer(principal, directory_for(context))
+            renderer = Renderer(principal, directory_for(context))
             await _serve_ws(websocket, broadcaster, renderer, parsed, after, options, check)
         finally:
             release()
@@ -544,13 +388,13 @@ def router(context: GatewayContext) -> APIRouter:
 async def _serve_ws(
     websocket: WebSocket,
     broadcaster: Broadcaster,
-    renderer: _Renderer,
-    request: _Request,
+    renderer: Renderer,
+    request: StreamRequest,
     after: int,
     options: StreamOptions,
     check: KeyCheck | None,
 ) -> None:
-    items = _items(broadcaster, renderer, request, after, options.heartbeat_s)
+    items = shown_batches(broadcaster, renderer, request, after, options.heartbeat_s)
 
     async def client_gone() -> None:
         with contextlib.suppress(WebSocketDisconnect):

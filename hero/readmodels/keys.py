@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from hero.gateway.context import Principal, Role
+from hero.access import Principal, Role
 from schemas.ids import FARM_ID_MAX, ID_MAX, OFFTAKER_ID_MAX, is_id
 
 __all__ = [

@@ -1,4 +1,8 @@
-"""The write side: the event store port, its adapters, checkpoints and the outbox relay."""
+"""The write side: the event store port, its adapters, checkpoints and the outbox relay.
+
+The only package that touches SQL.
+See docs/architecture.md for the layers and the flow of one command.
+"""
 
 from hero.store.checkpoints import CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
 from hero.store.follow import recorded_after

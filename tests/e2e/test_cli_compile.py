@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agents.strategies.compiler import diff
+from agents.strategies.diff import diff
 from hero.store import EventStore, open_store
 from schemas import FarmerPolicy, FarmerPolicySet, Grid, Mandate, OfftakerMandateSet
 from tests.e2e._cli import HERO, hero, store_url

@@ -27,7 +27,7 @@ from hero.cli import tailing
 from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.gateway import auth, streams
-from hero.gateway._broadcast import Broadcaster
+from hero.gateway.broadcast import Broadcaster
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.sdk import Client, GatewayError, StreamEvent
 from hero.store import ANY_VERSION, EventStore, NewEvent

@@ -34,7 +34,7 @@ from hero.domain.ledger import AccountKind, account_id
 from hero.market.service import MarketService
 from hero.payments.ledger import read_ledger
 from hero.store import EventStore
-from infra._ports import free_ports, tcp_answers
+from infra.ports import free_ports, tcp_answers
 from schemas import (
     AcceptOffer,
     ContractCreated,

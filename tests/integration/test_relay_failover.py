@@ -34,8 +34,8 @@ from hero.store import (
     migrate,
 )
 from infra import KafkaProcess
+from infra.hero_processes import RelayProcess
 from infra.postgres import PostgresProcess
-from infra.processes import RelayProcess
 from schemas import Topic, new_id
 from tests._engines import kafka_missing
 from tests.integration._failover import successor_leaves_out_what_was_published

@@ -14,7 +14,7 @@ from hero.config import HeroSettings
 from hero.store import SqliteCheckpointStore, SqliteEventStore
 from infra._procfs import running
 from infra._state import StackState
-from infra.processes import RelayProcess
+from infra.hero_processes import RelayProcess
 from tests.e2e._cli import hero, hero_json
 from tests.integration._failover import successor_leaves_out_what_was_published
 from tests.integration._kafka import append_round_robin

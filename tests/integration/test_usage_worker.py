@@ -412,7 +412,7 @@ async def test_valkey_refusing_connections_is_waited_out_with_nothing_committed_
 ) -> None:
     # Before the fix, a handler failing on a Valkey that refused connections was tried three
     # times within 0.3 s, then the batch was dead-lettered and committed: its samples lost.
-    from infra._ports import free_ports
+    from infra.ports import free_ports
 
     values = [encoded(sample(f"v{n}"), n + 1) for n in range(3)]
     await kafka.publish([(0, value) for value in values])

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import infra
-from hero.cli import _common, utilization
 from hero.cli import app as hero_app
+from hero.cli import common, utilization
 from hero.cli.utilization import SampledReplica, build_samples, live_replicas
 from hero.config import HeroSettings
 from hero.readmodels.workloads import (
@@ -99,7 +99,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
 
     monkeypatch.setattr(utilization, "_publish", publish)
     monkeypatch.setattr(infra, "LocalStack", FakeStack)
-    monkeypatch.setattr(_common.console, "_width", 250)
+    monkeypatch.setattr(common.console, "_width", 250)
     return calls
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from hero.cli import _common
 from hero.cli import app as hero_app
+from hero.cli import common
 from hero.cli.workloads import fmt_autoscale
 from hero.config import HeroSettings
 from hero.store import open_store
@@ -22,7 +22,7 @@ from tests.unit.test_workloads_view import CPU, SCORES, T0, WorkloadLog, spec
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables as wide as they need: ids are not wrapped."""
-    monkeypatch.setattr(_common.console, "_width", 250)
+    monkeypatch.setattr(common.console, "_width", 250)
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from agents.strategies.compiler import (
     Refused,
     compile_mandate,
     compile_policy,
-    diff,
 )
+from agents.strategies.diff import diff
 from agents.strategies.scripted import ScriptedChatModel
 from hero.market.fleet import REGIONS
 from schemas import FarmerPolicy, Grid, Mandate, Money, PolicyMode, Resources, Sla

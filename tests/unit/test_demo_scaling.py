@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from hero.cli import _common
 from hero.cli import app as hero_app
-from hero.cli import demo as demo_module
-from hero.cli.demo import DEMO_SLA, SCALED_WORKLOAD, scenario
-from hero.cli.demo_scaling import SPIKE_CPU, pick_failing_node, spike_samples
+from hero.cli import common
+from hero.demo import run as demo_module
+from hero.demo.scaling import SPIKE_CPU, pick_failing_node, spike_samples
+from hero.demo.scenario import DEMO_SLA, SCALED_WORKLOAD, scenario
 from hero.market.views import ContractRow
 from hero.readmodels.workloads import ReplicaRow
 from schemas import Grid, Money, NodeStatus, PolicyMode, Resources, Sla
@@ -30,8 +30,8 @@ SHAPE = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Lines as long as they are: the output is matched as printed."""
-    monkeypatch.setattr(_common.console, "_width", 250)
-    monkeypatch.setattr(_common.errors, "_width", 250)
+    monkeypatch.setattr(common.console, "_width", 250)
+    monkeypatch.setattr(common.errors, "_width", 250)
 
 
 def replica(contract: str, node: str, started: int = 0, grid: Grid = Grid.GRID3) -> ReplicaRow:

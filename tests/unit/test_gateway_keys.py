@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from hero.gateway.context import Role
+from hero.access import Role
 from hero.readmodels.keys import check_tenants, format_key, hash_secret, new_key, parse_key
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from hero.gateway._broadcast import Broadcaster, SlowConsumer, broadcasting
 from hero.gateway._stream_rules import (
     FULL_VIEW,
     StartSpec,
@@ -28,6 +27,7 @@ from hero.gateway._stream_rules import (
     visibility_class,
     visible,
 )
+from hero.gateway.broadcast import Broadcaster, SlowConsumer, broadcasting
 from hero.gateway.context import Principal, Role
 from hero.gateway.redaction import Pseudonyms
 from hero.store import ANY_VERSION, MemoryEventStore, NewEvent
@@ -375,14 +375,14 @@ def test_redacted_for_developer_is_what_visible_shows_and_leaves_the_envelope() 
 
 
 def test_a_developer_frame_made_before_an_offtaker_was_learned_is_not_reused() -> None:
-    from hero.gateway._broadcast import LogItem
+    from hero.gateway._subscription import Renderer
+    from hero.gateway.broadcast import LogItem
     from hero.gateway.offtakers import OfftakerDirectory
-    from hero.gateway.streams import _Renderer
 
     directory = OfftakerDirectory(MemoryEventStore(), Pseudonyms(b"s"))
     expired = envelope("HoldExpired", hold_id="acme.w.1")
     item = LogItem(1, TOPIC_RESERVATIONS, "HoldExpired", expired)
-    renderer = _Renderer(DEV, directory)
+    renderer = Renderer(DEV, directory)
     assert b"acme.w.1" in renderer.sse(item)  # not known as an offtaker yet
     directory.pseudonyms.learn(["acme"])
     frame = renderer.sse(item)

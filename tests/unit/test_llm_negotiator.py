@@ -24,8 +24,8 @@ from agents.strategies.guardrails import FarmerLimits, NodeRoom, guard_farmer_of
 from agents.strategies.llm import LlmAdvisor
 from agents.strategies.moves import Advice, Move, NoAdvisor
 from agents.strategies.scripted import ScriptedChatModel
-from hero.cli import _common
 from hero.cli import app as hero_app
+from hero.cli import common
 from hero.config import HeroSettings
 from hero.domain.clock import ManualClock
 from hero.domain.pricing import ask_price, floor_price
@@ -430,7 +430,7 @@ def test_the_gateway_metrics_count_moves_fallbacks_guardrails_and_model_usage():
 def test_hero_negotiations_show_gives_each_move_with_who_decided_and_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_common.console, "_width", 250)
+    monkeypatch.setattr(common.console, "_width", 250)
     store = open_store(HeroSettings(data_dir=tmp_path).effective_store_url)
     counter = Money.rounded(ask().amount * Decimal("0.9"), "USD")
     steps = [

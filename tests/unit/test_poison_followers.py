@@ -18,7 +18,7 @@ from agents.treasury.webhook import PaymentNotice
 from hero.cli.market import load_report
 from hero.domain.clock import ManualClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
-from hero.gateway._broadcast import broadcasting
+from hero.gateway.broadcast import broadcasting
 from hero.gateway.metrics import LogTally
 from hero.payments.billing import BillingService
 from hero.payments.ledger import LedgerService

@@ -27,8 +27,8 @@ from hero.store import (
     skip_counts,
     skip_row,
 )
-from infra._ports import free_ports
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail
+from infra.ports import free_ports
 from schemas.ids import Identifier, is_id, is_name
 from tests._poison import POISON_STREAM, insert_poison_row
 from tests.unit.store_contract import new_event

@@ -12,7 +12,8 @@ the penalty's refund) are the demo's billing, which bills the contracts this act
 The samples travel as a replica's telemetry does: on Kafka (``hero.utilization``) to the
 agents on Ray, straight into the agents in this process with ``--in-process``. They are not
 in the store; the decisions, contracts and moves are, and the act polls the store for them
-(:mod:`hero.readmodels.workloads`) as ``settle`` does, with the same timeout.
+(:mod:`hero.readmodels.workloads`) as ``settle`` does, with the same timeout. What it found,
+and how that is told, is :mod:`hero.demo.scaling_report`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from hero.cli.market import fmt_money, load_report
+from hero.cli.market import load_report
 from hero.cli.workloads import fmt_autoscale, fmt_grids
-from hero.domain.ledger import AccountKind, account_id, account_stream
+from hero.demo.scaling_report import Failure, Scaling, Spike, percent, seconds_of
 from hero.market.service import CommandRejected, MarketService, scaling_stream
 from hero.market.views import ContractRow, MarketReport
 from hero.readmodels.workloads import (
@@ -43,30 +43,22 @@ from hero.readmodels.workloads import (
 from hero.store import EventStore
 from schemas import (
     ChangeNodeStatus,
-    Grid,
     Money,
     NodeStatus,
     ScaleDecided,
-    TransferKind,
-    TransferPosted,
     UtilizationSampled,
     WorkloadSpec,
 )
 
 if TYPE_CHECKING:
     from hero.log.telemetry import TelemetryPublisher
-    from hero.payments.billing import BillingReport
 
 __all__ = [
     "SPIKE_CPU",
-    "Failure",
     "KafkaTelemetry",
-    "Scaling",
-    "Spike",
     "Telemetry",
     "pick_failing_node",
     "run_scaling",
-    "say_penalty",
     "spike_samples",
 ]
 
@@ -114,168 +106,6 @@ class KafkaTelemetry:
         finally:
             self._loop.close()
             self._loop = self._publisher = None
-
-
-# -- what happened --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spike:
-    decision: DecisionRow
-    decision_ms: int
-    """From handing the samples over to the decision's commit in the store."""
-    contracted_s: float
-    """From the samples to the last replica the decision asked for under contract."""
-    grids: dict[Grid, int]
-    added: tuple[ReplicaRow, ...]
-
-
-@dataclass(frozen=True)
-class Failure:
-    node_id: str
-    farm_id: str
-    migration: MigrationRow
-    moved_to: ReplicaRow | None
-    sla: SlaRow
-    moved_s: float
-    """From the node going down to its replacement under contract."""
-    back_up: bool
-    others_moved: tuple[MigrationRow, ...] = ()
-    """The other replicas the failure moved: other workloads' (an earlier run's, on a shared
-    store), or this one's when two ran on the node."""
-
-
-@dataclass
-class Scaling:
-    """The act's outcome; ``problem`` says what did not happen in time."""
-
-    offtaker_id: str
-    spec: WorkloadSpec
-    contracts: dict[str, ContractRow]
-    """Every contract of the run seen, ended ones too: what the demo bills."""
-    spike: Spike | None = None
-    failure: Failure | None = None
-    problem: str | None = None
-    seconds: float = 0.0
-    """How long the act took, from the spike to the node back up."""
-    penalty_paid: Money = field(default_factory=lambda: Money.zero("TFT"))
-    penalty_paid_by: str = ""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.offtaker_id}/{self.spec.workload_id}"
-
-    def note_penalty(self, store: EventStore, report: BillingReport | None) -> None:
-        """The SLA refund the offtaker received for the ended contract (the ledger's word: on
-        the stack its treasury may have paid it before the demo's billing run did)."""
-        if self.failure is None:
-            return
-        contract_id = self.failure.migration.from_contract_id
-        stream = account_stream(account_id(AccountKind.OFFTAKER, self.offtaker_id))
-        paid = [
-            event
-            for row in store.read_stream(stream)
-            if isinstance(event := row.envelope().decode(), TransferPosted)
-            and event.kind == TransferKind.SLA_PENALTY
-            and event.reference == contract_id
-        ]
-        self.penalty_paid = sum((t.amount for t in paid), Money.zero("TFT"))
-        if report is not None and contract_id in report.sla_penalties:
-            self.penalty_paid_by = "the demo's billing"
-        elif paid:
-            self.penalty_paid_by = "the stack's treasury"
-
-    def document(self) -> dict[str, Any]:
-        """The act in full for ``--json``: the decision, each new replica and its placement,
-        the move and the ended contract's SLA outcome."""
-        return {
-            "workload": self.ref,
-            "autoscale": self.spec.autoscale,
-            "problem": self.problem,
-            "spike": self.spike,
-            "failure": self.failure,
-        }
-
-    def summary(self) -> dict[str, Any]:
-        figures: dict[str, Any] = {
-            "workload": self.ref,
-            "problem": self.problem,
-            "seconds": round(self.seconds, 2),
-        }
-        if self.spike is not None:
-            d = self.spike.decision
-            figures.update(
-                decision={
-                    "reason": d.reason,
-                    "current_replicas": d.current_replicas,
-                    "desired_replicas": d.desired_replicas,
-                    "metric": d.metric,
-                    "value": d.value,
-                    "target": d.target,
-                },
-                spike_to_decision_ms=self.spike.decision_ms,
-                spike_to_contracts_s=round(self.spike.contracted_s, 2),
-                replicas_per_grid={g.value: n for g, n in self.spike.grids.items()},
-                placement_totals=[
-                    r.placement.total for r in self.spike.added if r.placement is not None
-                ],
-            )
-        if self.failure is not None:
-            f, sla = self.failure, self.failure.sla
-            figures.update(
-                migration={
-                    "from_node": f.migration.from_node_id,
-                    "to_node": f.migration.to_node_id,
-                    "from_contract": f.migration.from_contract_id,
-                    "to_contract": f.migration.to_contract_id,
-                    "moved_s": round(f.moved_s, 2),
-                    "others_moved": len(f.others_moved),
-                },
-                sla={
-                    "contract_id": f.migration.from_contract_id,
-                    "uptime_pct": sla.uptime_pct,
-                    "promised_pct": sla.promised_pct,
-                    "met": sla.met,
-                    "downtime_s": _seconds(sla.hours_down),
-                    "life_s": _seconds(sla.period_hours),
-                    "penalty_usd": sla.penalty,
-                },
-                sla_penalty_paid_tft=self.penalty_paid,
-            )
-        return figures
-
-    def line(self) -> str:
-        """The scaling part of the ``demo ok`` line."""
-        parts = []
-        if self.spike is not None:
-            d = self.spike.decision
-            parts.append(
-                f"{self.spec.workload_id} {d.reason} {d.current_replicas} → "
-                f"{d.desired_replicas} {self.spike.decision_ms} ms after the spike "
-                f"({_grids(self.spike.grids)})"
-            )
-        if self.failure is not None:
-            f = self.failure
-            verdict = "met" if f.sla.met else "not met"
-            others = f" (and {len(f.others_moved)} other replicas)" if f.others_moved else ""
-            parts.append(
-                f"1 replica migrated {f.migration.from_node_id} → {f.migration.to_node_id}"
-                f"{others}, SLA {_pct(f.sla.uptime_pct)} % {verdict}, penalty "
-                f"{fmt_money(f.sla.penalty)} ({fmt_money(self.penalty_paid)} refunded)"
-            )
-        return ", ".join(parts)
-
-
-def _seconds(hours: Decimal) -> Decimal:
-    return (hours * 3600).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-
-
-def _pct(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01'), ROUND_HALF_EVEN):f}"
-
-
-def _grids(grids: dict[Grid, int]) -> str:
-    return ", ".join(f"{grid.value} {count}" for grid, count in grids.items()) or "none"
 
 
 # -- the act --------------------------------------------------------------------------------------
@@ -528,8 +358,8 @@ def _fail_a_node(act: _Act, tag: str, say: Callable[[str], None]) -> Failure | N
         say(f"  also moved off {node_id}: {len(others)} other replicas")
     verdict = "[green]met[/]" if sla.met else "[red]not met[/]"
     say(
-        f"  SLA of the ended contract: down {_seconds(sla.hours_down)} s of its "
-        f"{_seconds(sla.period_hours)} s, uptime {_pct(sla.uptime_pct)} % against "
+        f"  SLA of the ended contract: down {seconds_of(sla.hours_down)} s of its "
+        f"{seconds_of(sla.period_hours)} s, uptime {percent(sla.uptime_pct)} % against "
         f"{_plain(sla.promised_pct)} %: {verdict}, penalty {_usd(sla.penalty)}"
         + (f"; {node_id} back up" if back_up else "")
     )
@@ -550,19 +380,6 @@ def _node_up(service: MarketService, tag: str, node_id: str) -> bool:
     except CommandRejected:  # told in the outcome; the node stays down
         return False
     return True
-
-
-def say_penalty(scaling: Scaling, say: Callable[[str], None]) -> None:
-    if scaling.failure is None:
-        return
-    contract_id = scaling.failure.migration.from_contract_id
-    if scaling.penalty_paid.amount > 0:
-        say(
-            f"[bold]sla[/] penalty {fmt_money(scaling.penalty_paid)} refunded to "
-            f"{scaling.offtaker_id} for {contract_id} by {scaling.penalty_paid_by}"
-        )
-    elif scaling.failure.sla.penalty.amount > 0:
-        say(f"[yellow]sla[/] penalty for {contract_id} not refunded yet")
 
 
 def _plain(value: Decimal | None) -> str:

@@ -6,7 +6,7 @@ offtakers mandates, and let the agents negotiate on Ray (or in this process with
 ``--in-process``) until every negotiation is closed. Then print the contracts and the declines
 with their reasons.
 
-Then scaling (:mod:`hero.cli.demo_scaling`): a cpu spike on acme's autoscaled ``api`` scales it
+Then scaling (:mod:`hero.demo.scaling`): a cpu spike on acme's autoscaled ``api`` scales it
 out across both grids, and a node failure moves one of its replicas and ends the old contract
 with its SLA outcome.
 
@@ -16,6 +16,11 @@ few hours of its contracts, the scaled-out and the ended ones included -- on a c
 fast-forwarded by ``BILLED_HOURS``, since no real hour has passed -- shares each bill between
 farmer, farming pool and ThreeFold, refunds the SLA penalty, and checks that the ledger still
 sums to zero. Finally it stops what it started.
+
+The story is in :mod:`hero.demo.scenario`, who runs the agents in :mod:`hero.demo.agents`,
+settling the market in :mod:`hero.demo.settle`, the printing in :mod:`hero.demo.report`; this
+module holds the money and runs the acts in order. ``hero demo`` (:mod:`hero.cli.demo_command`)
+calls :func:`run_demo`.
 """
 
 from __future__ import annotations
@@ -25,370 +30,57 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
-from hero.cli._common import DataDir, errors, fail, print_json, settings_for
-from hero.cli._common import console as stdout
-from hero.cli.demo_scaling import KafkaTelemetry, Samples, Scaling, run_scaling, say_penalty
-from hero.cli.market import contracts_table, fmt_money, load_report
+from hero.cli.common import console as stdout
+from hero.cli.common import errors, fail, settings_for
+from hero.cli.market import fmt_money
 from hero.cli.payments import PaymentRow, billing_service, payment_row, print_report
+from hero.demo.agents import Agents, LocalAgents, ray_agents
+from hero.demo.report import (
+    contracts_of,
+    print_market,
+    print_outcome_json,
+    summarise,
+    summary_line,
+)
+from hero.demo.scaling import run_scaling
+from hero.demo.scaling_report import Scaling, say_penalty
+from hero.demo.scenario import Scenario, scenario
+from hero.demo.settle import POLL_S, Outcome, approve_pending, settle
 from hero.domain.clock import ManualClock, SystemClock
 from hero.domain.ledger import AccountKind, account_id
-from hero.market.fleet import farm_id_for, generate_fleet
 from hero.market.service import CommandRejected, MarketService
 from hero.market.views import (
     ContractRow,
-    DeclineRow,
-    MarketReport,
-    NegotiationRow,
-    OfferRow,
-    json_ready,
 )
 from hero.payments.billing import BillingReport, billing_stream
 from hero.payments.ledger import read_book
 from hero.store import EventStore, open_store
 from infra import LocalStack, StackError
 from schemas import (
-    ApproveOffer,
-    FarmerPolicy,
-    Grid,
-    Mandate,
     Money,
     PolicyMode,
     RegisterFarm,
     RegisterNode,
-    Resources,
-    ScalingPolicy,
-    SetFarmerPolicy,
-    SetOfftakerMandate,
-    Sla,
     UsageBilled,
-    WorkloadSpec,
     new_id,
 )
 
 if TYPE_CHECKING:
     from hero.config import HeroSettings
-    from infra import Endpoints
 
-__all__ = ["BILLED_HOURS", "DEMO_SEED", "Scenario", "demo", "scenario"]
+__all__ = ["BILLED_HOURS", "Payments", "pay_and_bill", "run_demo"]
 
-DEMO_SEED = 2024
-DEMO_FARMS = 12
-POLL_S = 0.1
 BILLED_HOURS = 3
 """How far ahead the demo's billing clock runs: the contracts are seconds old, and billing
 only charges hours that are over."""
-SCALED_WORKLOAD = "api"
-"""The autoscaled workload of the scaling act (acme's)."""
-
-
-# -- the story ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One run of the demo: the fleet (the same every run), this run's policies and mandates."""
-
-    tag: str
-    fleet: list[RegisterFarm | RegisterNode]
-    policies: list[SetFarmerPolicy]
-    mandates: list[SetOfftakerMandate]
-
-    @property
-    def offtakers(self) -> set[str]:
-        return {m.offtaker_id for m in self.mandates}
-
-    @property
-    def approve_farms(self) -> set[str]:
-        return {p.farm_id for p in self.policies if p.policy.mode == PolicyMode.APPROVE}
-
-    @property
-    def replicas(self) -> int:
-        return sum(w.replicas for m in self.mandates for w in m.mandate.workloads)
-
-    @property
-    def scaled(self) -> tuple[str, WorkloadSpec]:
-        """The offtaker and the workload that autoscales."""
-        return next(
-            (m.offtaker_id, w)
-            for m in self.mandates
-            for w in m.mandate.workloads
-            if w.autoscale is not None
-        )
-
-
-def _usd(amount: str) -> Money:
-    return Money.of(amount, "USD")
-
-
-#: What a farm promises unless its line in the book says otherwise: 99 % uptime, and half of
-#: each hour down refunded when that is missed (the node failure's penalty).
-DEMO_SLA = Sla(uptime_pct=Decimal(99), penalty_pct=Decimal(50))
-
-
-def _fixed(cu: str, su: str, **terms: Any) -> FarmerPolicy:
-    terms.setdefault("sla", DEMO_SLA)
-    return FarmerPolicy(price_cu_hour=_usd(cu), price_su_hour=_usd(su), **terms)
-
-
-def _markup(factor: str, **terms: Any) -> FarmerPolicy:
-    terms.setdefault("sla", DEMO_SLA)
-    return FarmerPolicy(markup=Decimal(factor), **terms)
-
-
-def _policy_book(tag: str) -> list[FarmerPolicy]:
-    """The twelve farms' policies, cheapest asks first in the offtakers' ranking; the notes
-    say which RFQs each one declines."""
-    umbrella = f"umbrella-{tag}"
-    return [
-        _fixed("0.0306", "0.0194", floor_cu_hour=_usd("0.0250"), reserve_share=Decimal("0.2")),
-        _markup("1.6", mode=PolicyMode.APPROVE, approval_ttl_s=120),  # asks its farmer first
-        _markup("1.5", max_term_hours=720),  # declines the 3-month term: term_too_long
-        _markup("1.8", deny_offtakers=[umbrella]),  # offtaker_denied for umbrella
-        _fixed("0.0550", "0.0300"),  # too dear for the thrifty: below_floor
-        FarmerPolicy(mode=PolicyMode.OFF),  # takes no work
-        _markup("2.0", sla=Sla(uptime_pct=Decimal(98))),  # sla_not_met for 99 % workloads
-        _fixed("0.0337", "0.0213", reserve_share=Decimal("0.1")),
-        _markup("2.5", max_term_hours=8760),
-        _fixed("0.0306", "0.0194", floor_cu_hour=_usd("0.0280")),
-        _markup("1.2", max_term_hours=168),  # one week at most: term_too_long
-        _markup("1.4", sla=Sla(uptime_pct=Decimal("99.5"), penalty_pct=Decimal(10))),
-    ]
-
-
-def _workload(
-    name: str,
-    shape: tuple[int, int, int],
-    replicas: int,
-    regions: list[str] | None = None,
-    uptime: str = "95",
-    autoscale: ScalingPolicy | None = None,
-) -> WorkloadSpec:
-    cores, ram_gb, ssd_gb = shape
-    return WorkloadSpec(
-        workload_id=name,
-        resources=Resources.from_gb(cru=cores, mru_gb=ram_gb, sru_gb=ssd_gb),
-        replicas=replicas,
-        regions=regions or [],
-        grids=[Grid.GRID3, Grid.GRID4],
-        min_uptime_pct=Decimal(uptime),
-        autoscale=autoscale,
-    )
-
-
-def _mandates(tag: str) -> list[tuple[str, Mandate]]:
-    """Four offtakers: one in Europe (with an ``api`` anywhere on both grids that autoscales
-    on cpu, 2 to 6 replicas), one anywhere for a 3-month term at 99 % uptime, a thrifty one in
-    Asia and Africa, and one the farm-0004 policy denies. Each invites every farm that fits
-    (``offers_per_replica`` above the fleet's size), so the story does not depend on which of
-    equally cheap farms an offtaker happens to draw."""
-    api = ScalingPolicy(metric="cpu", target=Decimal("0.6"), min_replicas=2, max_replicas=6)
-    return [
-        (f"acme-{tag}", Mandate(
-            workloads=[
-                _workload("web", (2, 4, 50), 3, ["europe"]),
-                _workload(SCALED_WORKLOAD, (2, 4, 50), 2, autoscale=api),
-            ],
-            budget_month=_usd("400"), max_price_cu_hour=_usd("0.05"), offers_per_replica=12,
-        )),
-        (f"globex-{tag}", Mandate(
-            workloads=[_workload("db", (4, 16, 200), 2, uptime="99")],
-            budget_month=_usd("600"), max_price_cu_hour=_usd("0.045"), term_hours=2160,
-            offers_per_replica=12,
-        )),
-        (f"initech-{tag}", Mandate(
-            workloads=[_workload("cache", (2, 8, 20), 2, ["asia", "africa"])],
-            budget_month=_usd("200"), max_price_cu_hour=_usd("0.018"), offers_per_replica=12,
-        )),
-        (f"umbrella-{tag}", Mandate(
-            workloads=[_workload("worker", (4, 8, 100), 2, ["asia", "north-america"])],
-            budget_month=_usd("400"), max_price_cu_hour=_usd("0.05"), prefer_grid=Grid.GRID4,
-            offers_per_replica=12,
-        )),
-    ]  # fmt: skip
-
-
-def scenario(tag: str) -> Scenario:
-    fleet = generate_fleet(DEMO_SEED, farms=DEMO_FARMS, nodes_per_farm=(2, 3), grid3_share=0.5)
-    policies = [
-        SetFarmerPolicy(
-            command_id=f"demo-{tag}.{farm_id_for(number)}.policy",
-            farm_id=farm_id_for(number),
-            policy=policy,
-        )
-        for number, policy in enumerate(_policy_book(tag), start=1)
-    ]
-    mandates = [
-        SetOfftakerMandate(command_id=f"demo-{tag}.{offtaker}", offtaker_id=offtaker, mandate=m)
-        for offtaker, m in _mandates(tag)
-    ]
-    registrations = [c for c in fleet if isinstance(c, RegisterFarm | RegisterNode)]
-    return Scenario(tag, registrations, policies, mandates)
-
-
-# -- the agents -----------------------------------------------------------------------------------
-
-
-class Agents(Protocol):
-    description: str
-
-    def start(self) -> None: ...
-
-    def step(self) -> None: ...
-
-    def sample(self, samples: Samples, at: datetime) -> None:
-        """Deliver replicas' telemetry (utilization samples) as the agents get it."""
-
-    def stop(self) -> None: ...
-
-
-class StackAgents:
-    """The agent hosts ``hero up`` started on the stack's Ray: they run by themselves, and
-    read samples from the stack's Kafka."""
-
-    def __init__(self, shards: int, kafka_bootstrap: str):
-        self.description = f"{shards} agent hosts on Ray"
-        self._telemetry = KafkaTelemetry(kafka_bootstrap)
-
-    def start(self) -> None:
-        """Already running, and caught up: ``hero up`` waits for it."""
-
-    def step(self) -> None:
-        """The hosts run by themselves."""
-
-    def sample(self, samples: Samples, at: datetime) -> None:
-        self._telemetry.send(samples, at)
-
-    def stop(self) -> None:
-        """The hosts belong to the stack; the demo's producer does not."""
-        self._telemetry.close()
-
-
-class ClusterAgents(StackAgents):
-    """Agent hosts on Ray started for the demo, for a stack that runs none."""
-
-    def __init__(self, settings: HeroSettings, endpoints: Endpoints, shards: int, tag: str):
-        from agents.runtime.cluster import AgentCluster
-
-        super().__init__(shards, endpoints.kafka_bootstrap)
-        self._cluster = AgentCluster(
-            settings, endpoints, shards=shards, name_prefix=f"hero-demo-{tag}"
-        )
-
-    def start(self) -> None:
-        self._cluster.start()
-        self._cluster.wait_caught_up(timeout_s=60)
-
-    def stop(self) -> None:
-        super().stop()
-        self._cluster.stop()
-
-
-class LocalAgents:
-    """The agents in this process, stepped between polls (``agents.local.LocalMarket``)."""
-
-    def __init__(self, store: EventStore):
-        from agents.local import LocalMarket
-
-        self.description = "agents in this process"
-        self._market = LocalMarket(store, SystemClock())
-
-    def start(self) -> None:
-        self._market.catch_up()
-
-    def step(self) -> None:
-        self._market.step()
-
-    def sample(self, samples: Samples, at: datetime) -> None:
-        self._market.sample(samples, at)
-
-    def stop(self) -> None:
-        """Nothing runs in the background."""
-
-
-def ray_agents(stack: LocalStack, settings: HeroSettings, tag: str) -> Agents:
-    """The stack's agent hosts when it runs them, else a cluster of the demo's own."""
-    running = {c.name: c.state for c in stack.status()}
-    if running.get("agents") == "up":
-        return StackAgents(settings.agent_shards, stack.endpoints().kafka_bootstrap)
-    return ClusterAgents(settings, stack.endpoints(), settings.agent_shards, tag)
-
-
-# -- settling -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    report: MarketReport
-    seconds: float
-    settled: bool
-    approvals: list[OfferRow] = field(default_factory=list)
-
-
-def _ours(report: MarketReport, story: Scenario) -> list[NegotiationRow]:
-    return [n for n in report.negotiations if n.offtaker_id in story.offtakers]
-
-
-def _settled(report: MarketReport, story: Scenario) -> bool:
-    """Every replica has its contract and no negotiation of this run is open."""
-    ours = _ours(report, story)
-    contracts = [c for c in report.contracts if c.offtaker_id in story.offtakers]
-    return bool(ours) and all(n.closed for n in ours) and len(contracts) >= story.replicas
-
-
-def _approve_pending(
-    service: MarketService, report: MarketReport, story: Scenario, say: Callable[[str], None]
-) -> list[OfferRow]:
-    """Act as the farmer of each approve-mode farm: approve this run's pending offers."""
-    approved = []
-    for offer in report.pending_approvals(SystemClock().now()):
-        if offer.farm_id not in story.approve_farms or offer.offtaker_id not in story.offtakers:
-            continue
-        command = ApproveOffer(
-            command_id=f"demo.approve.{offer.offer_id}",
-            negotiation_id=offer.negotiation_id,
-            offer_id=offer.offer_id,
-        )
-        try:
-            if service.handle(command, actor=f"farmer:{offer.farm_id}").duplicate:
-                continue
-        except CommandRejected as error:  # the negotiation closed meanwhile
-            say(f"  [dim]could not approve {offer.offer_id}: {error}[/]")
-            continue
-        say(f"  farmer of {offer.farm_id} approved offer {offer.offer_id} ({offer.offtaker_id})")
-        approved.append(offer)
-    return approved
-
-
-def settle(
-    store: EventStore,
-    story: Scenario,
-    agents: Agents,
-    timeout_s: float,
-    say: Callable[[str], None],
-) -> Outcome:
-    service = MarketService(store, actor="demo")
-    started = time.monotonic()
-    report = load_report(store)
-    outcome = Outcome(report, 0.0, settled=False)
-    while time.monotonic() - started < timeout_s:
-        agents.step()
-        report = load_report(store, report)
-        outcome.approvals += _approve_pending(service, report, story, say)
-        if _settled(report, story):
-            outcome.settled = True
-            break
-        time.sleep(POLL_S)
-    outcome.report = report
-    outcome.seconds = time.monotonic() - started
-    return outcome
 
 
 # -- payments -------------------------------------------------------------------------------------
@@ -666,106 +358,6 @@ def _payments_line(figures: dict[str, Any]) -> str:
     )
 
 
-# -- output ---------------------------------------------------------------------------------------
-
-
-def _declines_table(declines: list[DeclineRow]) -> Table:
-    table = Table("offtaker", "workload", "farm", "reasons", "detail", title="declines")
-    for d in declines:
-        reasons = ", ".join(r.value for r in d.reasons)
-        detail = d.detail if len(d.detail) <= 60 else d.detail[:59] + "…"
-        table.add_row(d.offtaker_id, d.workload_id, d.farm_id, f"[red]{reasons}[/]", detail)
-    return table
-
-
-def _summary(
-    outcome: Outcome,
-    story: Scenario,
-    agents: Agents,
-    scaling: Scaling | None,
-    payments: Payments | None,
-) -> dict[str, Any]:
-    report = outcome.report
-    contracts = [c for c in report.contracts if c.offtaker_id in story.offtakers]
-    declines = [d for d in report.declines if d.offtaker_id in story.offtakers]
-    ours = _ours(report, story)
-    spend = sum((c.price_hour for c in contracts), Money.zero("USD"))
-    return {
-        "settled": outcome.settled,
-        "offtakers": len(story.offtakers),
-        "replicas": story.replicas,
-        "contracts": len(contracts),
-        "farms": len({c.farm_id for c in contracts}),
-        "declines": len(declines),
-        "approvals": len(outcome.approvals),
-        "negotiations": len(ours),
-        "open": sum(1 for n in ours if not n.closed),
-        "spend_hour": spend,
-        "seconds": round(outcome.seconds, 2),
-        "agents": f"{agents.description}, {len(report.farms) + len(report.mandates)} agents",
-        **({"scaling": scaling.summary()} if scaling is not None else {}),
-        **(payments.summary() if payments is not None else {}),
-    }
-
-
-def _line(summary: dict[str, Any]) -> str:
-    return (
-        f"{summary['contracts']} contracts on {summary['farms']} farms for "
-        f"{summary['offtakers']} offtakers, {summary['declines']} declines, "
-        f"{summary['approvals']} approvals; {summary['negotiations']} negotiations settled in "
-        f"{summary['seconds']:.1f} s ({summary['agents']})"
-    )
-
-
-def _contracts(outcome: Outcome, story: Scenario) -> list[ContractRow]:
-    return sorted(
-        (c for c in outcome.report.contracts if c.offtaker_id in story.offtakers),
-        key=lambda c: (c.offtaker_id, c.workload_id, c.farm_id, c.node_id),
-    )
-
-
-def _declines(outcome: Outcome, story: Scenario) -> list[DeclineRow]:
-    return sorted(
-        (d for d in outcome.report.declines if d.offtaker_id in story.offtakers),
-        key=lambda d: (d.offtaker_id, d.workload_id, d.farm_id),
-    )
-
-
-def _print_market(outcome: Outcome, story: Scenario) -> None:
-    stdout.print(contracts_table(_contracts(outcome, story), title="contracts"))
-    stdout.print(_declines_table(_declines(outcome, story)))
-
-
-def _print_json(
-    outcome: Outcome,
-    story: Scenario,
-    summary: dict[str, Any],
-    scaling: Scaling | None,
-    payments: Payments | None,
-) -> None:
-    document: dict[str, Any] = {
-        "run": story.tag,
-        "summary": summary,
-        "contracts": _contracts(outcome, story),
-        "declines": _declines(outcome, story),
-        "approvals": outcome.approvals,
-        "negotiations": _ours(outcome.report, story),
-    }
-    if scaling is not None:
-        document["scaling"] = scaling.document()
-    if payments is not None:
-        document["payments"] = {
-            "treasury": payments.treasury,
-            "top_ups": payments.top_ups,
-            "bills": payments.bills,
-            "balances": payments.balances,
-            "suspended": payments.report.suspended,
-            "low_balance": payments.report.low_balance,
-            "sla_penalties": payments.report.sla_penalties,
-        }
-    print_json(json_ready(document))
-
-
 # -- the command ----------------------------------------------------------------------------------
 
 
@@ -789,7 +381,7 @@ def _scale(
         spec=spec,
         offtakers=story.offtakers,
         contracts=contracts,
-        approve=lambda report: _approve_pending(service, report, story, say),
+        approve=lambda report: approve_pending(service, report, story, say),
         timeout_s=timeout_s,
         say=say,
     )
@@ -863,27 +455,11 @@ def _stack(settings: HeroSettings, keep: bool, say: Callable[[str], None]) -> It
             say(f"stack left running under {settings.data_dir} (hero down to stop)")
 
 
-def demo(
-    keep: Annotated[bool, typer.Option(help="leave the stack running afterwards")] = False,
-    in_process: Annotated[
-        bool,
-        typer.Option(help="no stack: run the agents in this process, over the event store"),
-    ] = False,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            min=1,
-            help="seconds to wait for the negotiations to settle, the scale-up, the migration",
-        ),
-    ] = 30.0,
-    data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+def run_demo(
+    data_dir: Path | None, *, keep: bool, in_process: bool, timeout: float, as_json: bool
 ) -> None:
-    """Start the stack, let the agents negotiate a small fleet's capacity on Ray, show the
-    contracts and the declines; spike an autoscaled workload's cpu (it scales out across both
-    grids), fail one of its nodes (its replica moves, the SLA outcome is recorded); top up the
-    offtakers through the payment webhook, bill a few hours (on a fast-forwarded clock), show
-    who was paid and the SLA refund; stop what it started."""
+    """The whole demo, as ``hero demo`` runs it: the market, then scaling, then the money;
+    exits 1 through :func:`hero.cli.common.fail` when an act did not finish."""
     began = time.monotonic()
     out: Console = errors if as_json else stdout
     settings = settings_for(data_dir)
@@ -905,8 +481,8 @@ def demo(
         scope.callback(agents.stop)
         outcome = _run(store, story, agents, timeout, out.print)
         if not as_json:
-            _print_market(outcome, story)
-        contracts = _contracts(outcome, story)
+            print_market(outcome, story)
+        contracts = contracts_of(outcome, story)
         if outcome.settled and contracts:
             scaling = _scale(store, story, agents, contracts, timeout, out.print)
             contracts = sorted(scaling.contracts.values(), key=lambda c: c.contract_id)
@@ -917,9 +493,9 @@ def demo(
                 stdout.print(_payments_table(payments))
             _say_billing(payments, out.print)
             say_penalty(scaling, out.print)
-        summary = _summary(outcome, story, agents, scaling, payments)
+        summary = summarise(outcome, story, agents, scaling, payments)
         if as_json:
-            _print_json(outcome, story, summary, scaling, payments)
+            print_outcome_json(outcome, story, summary, scaling, payments)
     if not outcome.settled:
         fail(
             f"demo incomplete after {timeout:.0f} s: {summary['contracts']} of "
@@ -930,7 +506,7 @@ def demo(
         fail(f"demo incomplete: {scaling.problem}", code=1)
     if payments is not None and not payments.balanced:
         fail(f"the ledger does not sum to zero: {payments.totals}", code=1)
-    line = _line(summary)
+    line = summary_line(summary)
     if scaling is not None:
         line += f"; {scaling.line()}"
     if payments is not None:

@@ -1,4 +1,7 @@
-"""What every command shares: the data-dir option, settings, and printing."""
+"""What every command shares: the data-dir option, settings, and printing.
+
+Public because the demo (hero.demo) prints and fails the same way as the commands do.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,18 @@ from rich.markup import escape
 
 from hero.config import HeroSettings
 from hero.store import PoisonRow, RecordedEvent
+
+__all__ = [
+    "AsJson",
+    "DataDir",
+    "checked_id",
+    "console",
+    "errors",
+    "fail",
+    "print_json",
+    "settings_for",
+    "warn_skipped",
+]
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
