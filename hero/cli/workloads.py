@@ -171,10 +171,11 @@ def list_workloads(
         str | None, typer.Option("--offtaker", help="only this offtaker's workloads")
     ] = None,
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Every workload: replicas per grid, live/target, autoscaling, the last decision."""
-    rows = load_workloads(data_dir, decisions_kept=1).workloads
+    rows = load_workloads(data_dir, decisions_kept=1, as_of=as_of).workloads
     if offtaker is not None:
         rows = [row for row in rows if row.offtaker_id == offtaker]
     if as_json:
