@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from hero.config import HeroSettings
-from hero.store import PoisonRow, RecordedEvent
+from hero.store import EventStore, PoisonRow, RecordedEvent
+from hero.store.as_of import AsOfError, LogCut, resolve_as_of
 
 __all__ = [
     "AsJson",
@@ -43,6 +44,16 @@ DataDir = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="POSITION|TIME",
+        help="The state as it was at a log position, or at an ISO-8601 time with its zone"
+        " (e.g. 2026-11-30T23:59:59Z).",
+        show_default=False,
+    ),
+]
 
 
 def settings_for(data_dir: Path | None) -> HeroSettings:
@@ -67,6 +78,19 @@ def warn_skipped(row: RecordedEvent, error: PoisonRow) -> None:
         " `hero events skipped` lists the rows the followers skipped",
         soft_wrap=True,
     )
+
+
+def cut_to(store: EventStore, as_of: str | None) -> EventStore:
+    """``store`` as of ``as_of`` (the whole store for None); a bad as-of exits 2 saying why.
+    Which moment was read goes to stderr, so ``--json`` prints the same shape as ever."""
+    if as_of is None:
+        return store
+    try:
+        resolved = resolve_as_of(store, as_of)
+    except AsOfError as error:
+        fail(escape(f"--as-of: {error}"))
+    errors.print(f"[dim]{escape(resolved.describe())}[/]")
+    return LogCut(store, resolved.position)
 
 
 def checked_id(kind: Any) -> Callable[[str | None], str | None]:

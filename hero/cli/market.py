@@ -23,9 +23,11 @@ from rich.table import Table
 
 from hero.cli.common import (
     AsJson,
+    AsOfOption,
     DataDir,
     checked_id,
     console,
+    cut_to,
     fail,
     print_json,
     settings_for,
@@ -111,14 +113,15 @@ def _show(rows: Sequence[Any], as_json: bool, empty: str, table: Callable[[Any],
 
 
 @contextmanager
-def opened_store(data_dir: Path | None) -> Iterator[EventStore]:
+def opened_store(data_dir: Path | None, as_of: str | None = None) -> Iterator[EventStore]:
+    """The data dir's store; with ``as_of``, read-only and as it was then (``--as-of``)."""
     settings = settings_for(data_dir)
     try:
         store = open_store(settings.effective_store_url)
     except StoreError as error:
         fail(str(error))
     try:
-        yield store
+        yield cut_to(store, as_of)
     finally:
         store.close()
 
@@ -586,10 +589,11 @@ def contracts_list(
     offtaker: Annotated[str | None, typer.Option(help="only this offtaker's")] = None,
     farm: Annotated[str | None, typer.Option(help="only this farm's")] = None,
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Live contracts (created, not cancelled)."""
-    with opened_store(data_dir) as store:
+    with opened_store(data_dir, as_of) as store:
         report = load_report(store)
     if farm is not None:
         _known_farm(report, farm)
@@ -605,10 +609,11 @@ def contracts_list(
 def nodes_list(
     farm: Annotated[str | None, typer.Option(help="only this farm's")] = None,
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Nodes with their capacity: total, held by offers, committed to contracts, free."""
-    with opened_store(data_dir) as store:
+    with opened_store(data_dir, as_of) as store:
         report = load_report(store)
     if farm is not None:
         _known_farm(report, farm)
@@ -646,12 +651,13 @@ def negotiations_list(
     offtaker: Annotated[str | None, typer.Option(help="only this offtaker's")] = None,
     status: Annotated[str | None, typer.Option(help="open, awarded, failed or expired")] = None,
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Negotiations with their status, offers, declines and contracts."""
     if status is not None and status not in ("open", "awarded", "failed", "expired"):
         fail(f"--status must be open, awarded, failed or expired, not {status!r}")
-    with opened_store(data_dir) as store:
+    with opened_store(data_dir, as_of) as store:
         report = load_report(store)
     rows = [
         n

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from hero.cli.common import (
     AsJson,
+    AsOfOption,
     DataDir,
     checked_id,
     console,
@@ -205,13 +206,15 @@ def payment_row(store: EventStore, payment_id: str) -> PaymentRow | None:
 
 
 @accounts_app.command("list")
-def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+def accounts_list(
+    data_dir: DataDir = None, as_of: AsOfOption = None, as_json: AsJson = False
+) -> None:
     """Every account with its balance, the sum per currency (zero), and any unsound transfer.
 
     Balanced means every transfer has both legs, equal in accounts, amount and currency, and
     every currency sums to zero; a one-sided or mismatched leg is named by its transfer id.
     """
-    with opened_store(data_dir) as store:
+    with opened_store(data_dir, as_of) as store:
         book = read_book(store, on_skip=warn_skipped)
     ledger = book.ledger
     rows = sorted(
@@ -328,11 +331,12 @@ def _account_history(store: EventStore, account: str) -> _AccountHistory:
 def accounts_show(
     account: Annotated[str, typer.Argument(help="KIND.OWNER.CURRENCY, e.g. offtaker.acme.TFT")],
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """An account's balance and its transfers, newest last (matched transfers only)."""
     _checked_account(account)
-    with opened_store(data_dir) as store:
+    with opened_store(data_dir, as_of) as store:
         history = _account_history(store, account)
     rows, balance, unbalanced = history.rows, history.balance, history.unbalanced
     if not rows and not unbalanced:

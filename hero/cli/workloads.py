@@ -21,7 +21,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hero.cli.common import AsJson, DataDir, console, fail, print_json, warn_skipped
+from hero.cli.common import (
+    AsJson,
+    AsOfOption,
+    DataDir,
+    console,
+    fail,
+    print_json,
+    warn_skipped,
+)
 from hero.cli.market import fmt_money, fmt_resources, opened_store
 from hero.domain.placement import CRITERIA
 from hero.market.views import json_ready
@@ -60,8 +68,10 @@ WorkloadRef = Annotated[
 ]
 
 
-def load_workloads(data_dir: Path | None, decisions_kept: int = DECISIONS_KEPT) -> WorkloadsView:
-    with opened_store(data_dir) as store:
+def load_workloads(
+    data_dir: Path | None, decisions_kept: int = DECISIONS_KEPT, as_of: str | None = None
+) -> WorkloadsView:
+    with opened_store(data_dir, as_of) as store:
         return read_workloads(store, decisions_kept, on_skip=warn_skipped)
 
 
@@ -161,10 +171,11 @@ def list_workloads(
         str | None, typer.Option("--offtaker", help="only this offtaker's workloads")
     ] = None,
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Every workload: replicas per grid, live/target, autoscaling, the last decision."""
-    rows = load_workloads(data_dir, decisions_kept=1).workloads
+    rows = load_workloads(data_dir, decisions_kept=1, as_of=as_of).workloads
     if offtaker is not None:
         rows = [row for row in rows if row.offtaker_id == offtaker]
     if as_json:
@@ -326,10 +337,11 @@ def show_workload(
         int, typer.Option("--decisions", min=0, help="how many of the latest decisions to show")
     ] = DECISIONS_KEPT,
     data_dir: DataDir = None,
+    as_of: AsOfOption = None,
     as_json: AsJson = False,
 ) -> None:
     """One workload: spec, replicas and their placement, decisions, migrations, ended ones."""
-    row = find_workload(load_workloads(data_dir, decisions), ref)
+    row = find_workload(load_workloads(data_dir, decisions, as_of), ref)
     if as_json:
         print_json({"ref": row.ref, "grids": json_ready(row.grids), **json_ready(row)})
         return

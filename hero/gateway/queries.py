@@ -10,10 +10,17 @@ that list is 400 ``invalid_cursor``. ``position`` (also the ``X-Hero-Position`` 
 log position the projection had applied when the page was read. The scope rules are in
 :mod:`hero.gateway.scopes`: a projection a role may not read is 403, a document outside the
 caller's tenants is 403 when asked by id and left out of lists.
+
+Every list and read takes ``as_of``, a log position or an ISO-8601 time with its zone: the
+documents as they were then, folded from the log by the same projections
+(:mod:`hero.readmodels.as_of`) and scoped and masked the same way; ``position`` is then the
+position of the cut. An ``as_of`` that is neither is 400 ``invalid_as_of``, a position past
+the log's head 400 ``as_of_past_head``. See docs/architecture.md ("Time travel").
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
@@ -26,6 +33,8 @@ from hero.gateway.context import GatewayContext, Principal, Role
 from hero.gateway.offtakers import directory_for
 from hero.gateway.redaction import Pseudonyms
 from hero.gateway.scopes import PROJECTIONS, readable, refusal, shown, visible
+from hero.readmodels.as_of import AsOfReadModels
+from hero.store.as_of import MAX_AS_OF_CHARS, AsOfError, AsOfPastHead, resolve_as_of
 from schemas.ids import ID_PATTERN
 
 __all__ = ["POSITION_HEADER", "ReadModelsPort", "router"]
@@ -56,8 +65,18 @@ Cursor = Annotated[
     str | None,
     Query(description="the previous page's next_cursor (opaque)"),
 ]
-#: The refusals of a list besides the caller's (declared for the OpenAPI document).
-LIST_RESPONSES: dict[int | str, dict[str, Any]] = errors(400)  # a cursor not handed out here
+AsOf = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_AS_OF_CHARS,
+        description="the documents as they were at this log position, or at this time"
+        " (ISO 8601 with its zone); a position past the log's head is 400 as_of_past_head",
+        json_schema_extra={"anyOf": [{"pattern": "^[0-9]{1,19}$"}, {"format": "date-time"}]},
+    ),
+]
+#: The refusals of a list besides the caller's (declared for the OpenAPI document): a cursor
+#: not handed out here, or an as_of that names no moment of the log.
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = errors(400)
 
 
 def _after(name: str, cursor: str | None) -> str | None:
@@ -93,6 +112,12 @@ def _asked(principal: Principal, document_id: str, masks: Pseudonyms) -> str | N
     return masks.unmask(document_id)
 
 
+def _as_of_refused(error: AsOfError) -> HTTPException:
+    code = "as_of_past_head" if isinstance(error, AsOfPastHead) else "invalid_as_of"
+    detail = {"error": code, "message": str(error), "field": "as_of"}
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail=detail)
+
+
 def _id_of(document: dict[str, Any]) -> str:
     return str(document.get("id", ""))
 
@@ -105,6 +130,20 @@ def router(context: GatewayContext) -> APIRouter:
     def models() -> ReadModelsPort:
         port: ReadModelsPort = context.extras["read_models"]
         return port
+
+    async def models_as_of(as_of: str | None) -> ReadModelsPort:
+        """The live read models, or with ``as_of`` the same projections folded from the log
+        as it was then (one fold per projection and position, kept for the next request)."""
+        if as_of is None:
+            return models()
+        try:
+            cut = await asyncio.to_thread(resolve_as_of, context.store, as_of)
+        except AsOfError as error:
+            raise _as_of_refused(error) from None
+        folds = context.extras.get("as_of_read_models")
+        if not isinstance(folds, AsOfReadModels):
+            folds = context.extras["as_of_read_models"] = AsOfReadModels(context.store)
+        return folds.at(cut.position)
 
     async def pseudonyms(principal: Principal) -> Pseudonyms:
         """The offtakers' pseudonyms; for a developer, with every offtaker of the log so far
@@ -124,6 +163,7 @@ def router(context: GatewayContext) -> APIRouter:
             status_: Annotated[FilterWord, Query(alias="status")] = None,
             limit: Limit = DEFAULT_LIMIT,
             cursor: Cursor = None,
+            as_of: AsOf = None,
         ) -> dict[str, Any]:
             if not readable(principal, name):
                 forbid("not_in_scope", refusal(principal, name))
@@ -132,7 +172,7 @@ def router(context: GatewayContext) -> APIRouter:
             equals = {"offtaker_id": offtaker_id, "grid": grid, "status": status_}
             if name != "negotiations":
                 equals["farm_id"] = farm_id
-            read = models()
+            read = await models_as_of(as_of)
             position = await read.position(name)
             documents = await read.all(
                 name, **{key: value for key, value in equals.items() if value is not None}
@@ -169,10 +209,11 @@ def router(context: GatewayContext) -> APIRouter:
             response: Response,
             principal: Annotated[Principal, Depends(caller)],
             document_id: Annotated[str, Path(max_length=400)],
+            as_of: AsOf = None,
         ) -> dict[str, Any]:
             if not readable(principal, name):
                 forbid("not_in_scope", refusal(principal, name))
-            read = models()
+            read = await models_as_of(as_of)
             position = await read.position(name)
             masks = await pseudonyms(principal)
             key = _asked(principal, document_id, masks)
@@ -196,7 +237,7 @@ def router(context: GatewayContext) -> APIRouter:
             methods=["GET"],
             summary=f"One {_SINGULAR[name]}, if in the caller's scope",
             name=f"get_{_SINGULAR[name]}",
-            responses=errors(404),
+            responses=errors(400, 404),
         )
 
     for name in PROJECTIONS:

@@ -112,8 +112,13 @@ def _is_cross_field(response: schemathesis.Response) -> bool:
 #: Refusals no schema can rule out, by their code: a page cursor is an opaque token the
 #: gateway hands out (a well-formed one it did not is 400 invalid_cursor), and an
 #: Idempotency-Key sent again with another request (the fuzzer reuses values) is refused by
-#: what the gateway already holds, not by the request's shape.
-STATEFUL_REFUSALS = {(400, "invalid_cursor"), (422, "idempotency_key_reused")}
+#: what the gateway already holds, not by the request's shape; nor can it say how long the
+#: log is (an as_of position past its head).
+STATEFUL_REFUSALS = {
+    (400, "invalid_cursor"),
+    (400, "as_of_past_head"),  # a well-formed position the log has not reached
+    (422, "idempotency_key_reused"),
+}
 
 
 def _stateful_refusal(response: schemathesis.Response) -> bool:

@@ -1,0 +1,78 @@
+"""The read models as they were at a log position, folded in memory (the gateway's ``?as_of=``).
+
+The same projections as the Valkey copy (:mod:`hero.readmodels.projections`) fold the log cut
+at the position, so an as-of answer has the documents the live read models had then, and the
+gateway filters and masks them as it does live ones. The past does not change: a fold is kept
+and reused for the same projection and position. See docs/architecture.md ("Time travel").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from hero.readmodels.projections import Doc, Folded, fold, projection
+from hero.store import EventStore, readable_events, recorded_after, skip_row
+from hero.store.as_of import LogCut
+
+__all__ = ["AsOfReadModels"]
+
+_SOURCE = "gateway-as-of"
+
+
+class AsOfReadModels:
+    """Folds of ``store`` cut at a position, by projection; ``at(position)`` gives the port."""
+
+    def __init__(self, store: EventStore, kept: int = 8):
+        self._store, self._kept = store, kept
+        self._folds: OrderedDict[tuple[str, int], Folded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _fold(self, name: str, position: int) -> Folded:
+        with self._lock:
+            if (name, position) in self._folds:
+                self._folds.move_to_end((name, position))
+                return self._folds[(name, position)]
+        cut = LogCut(self._store, position)
+        types = projection(name).types
+        rows = readable_events(
+            recorded_after(cut, 0, 5000),
+            lambda row, error: skip_row(self._store, _SOURCE, row, error),
+            types=types,
+        )
+        folded = fold(name, ((envelope, event) for _, envelope, event in rows), upto=position)
+        folded.position = position  # applied through the cut, as the live position says
+        with self._lock:
+            self._folds[(name, position)] = folded
+            while len(self._folds) > self._kept:
+                self._folds.popitem(last=False)
+        return folded
+
+    async def folded(self, name: str, position: int) -> Folded:
+        return await asyncio.to_thread(self._fold, name, position)
+
+    def at(self, position: int) -> _AtPosition:
+        return _AtPosition(self, position)
+
+
+class _AtPosition:
+    """The read-models port (``get``, ``all``, ``position``) of one cut."""
+
+    def __init__(self, models: AsOfReadModels, position: int):
+        self._models, self._position = models, position
+
+    async def get(self, name: str, id: str) -> Doc | None:
+        return (await self._models.folded(name, self._position)).docs.get(id)
+
+    async def all(self, name: str, **equals: Any) -> list[Doc]:
+        docs = (await self._models.folded(name, self._position)).docs
+        return [
+            doc
+            for _, doc in sorted(docs.items())
+            if all(doc.get(k) == v for k, v in equals.items())
+        ]
+
+    async def position(self, name: str) -> int:
+        return self._position
