@@ -68,10 +68,22 @@ Cursor = Annotated[
 AsOf = Annotated[
     str | None,
     Query(
+        min_length=1,
         max_length=MAX_AS_OF_CHARS,
         description="the documents as they were at this log position, or at this time"
         " (ISO 8601 with its zone); a position past the log's head is 400 as_of_past_head",
-        json_schema_extra={"anyOf": [{"pattern": "^[0-9]{1,19}$"}, {"format": "date-time"}]},
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                {
+                    "type": "string",
+                    "format": "date-time",
+                    "pattern": "^[0-9]{4}-",
+                    "minLength": 20,
+                    "maxLength": MAX_AS_OF_CHARS,
+                },
+            ]
+        },
     ),
 ]
 #: The refusals of a list besides the caller's (declared for the OpenAPI document): a cursor

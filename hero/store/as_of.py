@@ -71,11 +71,11 @@ def parse_as_of(text: str) -> int | datetime:
         raise AsOfError(f"as_of must be at most {MAX_AS_OF_CHARS} characters, got {len(text)}")
     if _POSITION.fullmatch(text):
         return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
+    try:  # RFC 3339 allows a lower-case t and z
+        moment = datetime.fromisoformat(text.upper())
     except ValueError:
         moment = None
-    if moment is None or "T" not in text:
+    if moment is None or "T" not in text.upper():
         raise AsOfError(
             f"as_of must be a log position (digits) or an ISO-8601 time with its zone, "
             f"e.g. 2026-11-30T23:59:59Z, got {text!r}"

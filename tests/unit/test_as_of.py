@@ -53,6 +53,7 @@ def _store(events: int) -> tuple[MemoryEventStore, list[datetime]]:
         ("0", 0),
         ("42", 42),
         ("2026-11-30T23:59:59Z", datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)),
+        ("2026-11-30t23:59:59z", datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)),
         (
             "2026-11-30T23:59:59.5+01:00",
             datetime(2026, 11, 30, 22, 59, 59, 500000, tzinfo=UTC),
