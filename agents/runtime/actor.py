@@ -56,7 +56,7 @@ class AgentHostActor:
         sink_factory: SinkFactory | None = None,
         options: HostOptions | None = None,
         autostart: bool = True,
-        roster: Roster = market_roster,
+        roster: Roster | None = None,
     ):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         if not settings.kafka_bootstrap:
@@ -67,7 +67,7 @@ class AgentHostActor:
             shard=shard,
             shards=shards,
             market=(market_factory or default_market)(),
-            roster=roster,
+            roster=roster or market_roster,
             history=StoreHistory(self._store),
             feed=KafkaFeed(settings.kafka_bootstrap),
             sink=(sink_factory or market_service_sink)(settings, self._store),

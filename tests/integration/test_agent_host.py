@@ -320,6 +320,7 @@ async def test_a_killed_host_is_restarted_by_ray_rebuilds_and_carries_on(
         stack.endpoints,
         shards=2,
         market_factory=functools.partial(PingMarket, prefix),  # type: ignore[arg-type]
+        roster=PingMarket(prefix).roster,
         sink_factory=pong_sink,
         options=HostOptions(decide_interval_s=0.02),
         name_prefix=f"test-agent-host-{prefix}",
