@@ -18,6 +18,11 @@ from schemas import (
     CapacityHeld,
     ContractCancelled,
     ContractCreated,
+    ContractResumed,
+    ContractSuspended,
+    CounterOffered,
+    CounterRejected,
+    DeclineReason,
     Event,
     FarmerPolicy,
     FarmerPolicySet,
@@ -31,10 +36,14 @@ from schemas import (
     OfferAccepted,
     OfferMade,
     OfferWithdrawn,
+    ReplicaMigrated,
+    ReplicaPlaced,
     Resources,
     RfqIssued,
     TransferKind,
     TransferPosted,
+    UsageBilled,
+    UsageRecorded,
 )
 from tests.unit._feed import Feed
 from tests.unit._gwt import SHAPE, SLA, T0, usd
@@ -292,3 +301,59 @@ def test_free_capacity_is_the_total_less_live_holds_and_contracts_after_any_hist
     used = Resources.sum([*live_holds, *n1.contracts.values()])
     assert n1.free(T0) == n1.total.minus_floored(used)
     assert set(n1.contracts) == {c.contract_id for c in log.state.live_contracts()}
+
+
+# -- contracts' life, counters, replicas, usage -----------------------------------------------
+
+
+def test_a_suspended_contract_stays_live_until_cancelled_and_a_cancelled_one_stays_cancelled():
+    log = Log()(farm())(node())(held("h1"))(contract("c1", "h1"))
+    grace = T0 + timedelta(hours=2)
+    suspend = ContractSuspended(contract_id="c1", offtaker_id="acme", node_id="n1",
+                                unpaid_hour=T0, grace_ends_at=grace)  # fmt: skip
+    resume = ContractResumed(contract_id="c1", offtaker_id="acme", node_id="n1")
+    c1 = log(suspend).state.contracts["c1"]
+    assert (c1.status, c1.grace_ends_at, c1.live) == ("suspended", grace, True)
+    assert (log(resume).state.contracts["c1"].status, c1.grace_ends_at) == ("active", None)
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"))(resume)(suspend)
+    assert c1.status == "cancelled"
+
+
+def test_a_counter_is_kept_on_its_offer_with_its_answer():
+    log = Log()(rfq())(offer("o1"))
+    log(CounterOffered(negotiation_id="ng1", offer_id="o1", farm_id="f1", price_hour=usd("0.08")))
+    assert (log.state.offers["o1"].counter, log.state.offers["o1"].counter_accepted) == (
+        usd("0.08"),
+        None,
+    )
+    log(CounterRejected(negotiation_id="ng1", offer_id="o1", farm_id="f1",
+                        reasons=[DeclineReason.BELOW_FLOOR]))  # fmt: skip
+    assert log.state.offers["o1"].counter_accepted is False
+
+
+def test_a_migrated_replica_names_its_new_contract_and_node():
+    log = Log()(farm())(node("n1"))(node("n2"))(held("h1"))(contract("c1", "h1"))
+    log(ReplicaPlaced(offtaker_id="acme", workload_id="web", replica_id="r1", contract_id="c1",
+                      farm_id="f1", node_id="n1", grid=Grid.GRID3))  # fmt: skip
+    log(held("h2", node_id="n2"))(contract("c2", "h2", node_id="n2"))
+    log(ReplicaMigrated(offtaker_id="acme", workload_id="web", replica_id="r1",
+                        from_node_id="n1", to_node_id="n2", from_contract_id="c1",
+                        to_contract_id="c2", reason="node down"))  # fmt: skip
+    r1 = log.state.replicas["r1"]
+    assert (r1.contract_id, r1.node_id, r1.farm_id) == ("c2", "n2", "f1")
+
+
+def test_usage_keeps_one_fact_per_hour_and_bills_add_up_per_contract():
+    log = Log()(farm())(node())(held("h1"))(contract("c1", "h1"))
+    for cu in ("1", "2"):  # the same hour twice: the later fact replaces the earlier
+        log(UsageRecorded(contract_id="c1", hour=T0, cu_hours=Decimal(cu), su_hours=Decimal(0),
+                          nu_gb=Decimal(0)))  # fmt: skip
+    assert log.state.usage["c1"].cu_hours == Decimal(2)
+    for hour in range(2):
+        log(UsageBilled(bill_id=f"b{hour}", contract_id="c1", offtaker_id="acme", farm_id="f1",
+                        grid=Grid.GRID3, hour=T0 + timedelta(hours=hour), seconds=3600,
+                        usd=usd("0.1"), rate=Decimal(10), amount=Money.of("1", "TFT"),
+                        farmer_share=Money.of("0.6", "TFT"), pool_share=Money.of("0.2", "TFT"),
+                        threefold_share=Money.of("0.2", "TFT")))  # fmt: skip
+    c1 = log.state.contracts["c1"]
+    assert (c1.billed, c1.billed_hours) == (Money.of("2", "TFT"), 2)
