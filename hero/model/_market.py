@@ -236,7 +236,13 @@ def offer_accepted(state: MarketState, envelope: Envelope, event: OfferAccepted)
     offer = state.offers.get(event.offer_id)
     if offer is None:
         return
-    offer.status, offer.contract_id = "accepted", event.contract_id
+    # Accepted at the price in the acceptance: a counter may have moved it from the offer's.
+    # (The negotiations read model showed this price; the CLI's listing showed the first.)
+    offer.status, offer.contract_id, offer.price_hour = (
+        "accepted",
+        event.contract_id,
+        event.price_hour,
+    )
     if (nego := state.negotiations.get(event.negotiation_id)) is not None:
         nego.contracts.append(event.contract_id)
 

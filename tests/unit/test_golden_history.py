@@ -28,7 +28,7 @@ from hero.model import MarketState, apply_all
 from hero.readmodels.projections import fold
 from hero.readmodels.workloads import WorkloadsView
 from hero.store import RecordedEvent
-from schemas import REGISTRY, Envelope, Event, Resources
+from schemas import REGISTRY, Envelope, Event, Money, Resources
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "demo-history.jsonl.gz"
 
@@ -154,10 +154,12 @@ def test_the_read_model_projections_agree_with_the_model(history, model):
     }
     negotiations = fold("negotiations", history).docs
     assert {k: (d["status"], d["contract_ids"], len(d["declines"]),
-                {o["offer_id"]: o["status"] for o in d["offers"]})
+                {o["offer_id"]: (o["status"], Money.model_validate(o["price_hour"]))
+                 for o in d["offers"]})
             for k, d in negotiations.items()} == {
         n.negotiation_id: (n.status, n.contracts, n.declines,
-                           {o: model.offers[o].status for o in n.offers})
+                           {o: (model.offers[o].status, model.offers[o].price_hour)
+                            for o in n.offers})
         for n in model.negotiations.values()
     }  # fmt: skip
     accounts = fold("accounts", history).docs

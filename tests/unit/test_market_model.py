@@ -20,6 +20,7 @@ from schemas import (
     ContractCreated,
     ContractResumed,
     ContractSuspended,
+    CounterAccepted,
     CounterOffered,
     CounterRejected,
     DeclineReason,
@@ -357,3 +358,12 @@ def test_usage_keeps_one_fact_per_hour_and_bills_add_up_per_contract():
                         threefold_share=Money.of("0.2", "TFT")))  # fmt: skip
     c1 = log.state.contracts["c1"]
     assert (c1.billed, c1.billed_hours) == (Money.of("2", "TFT"), 2)
+
+
+def test_an_offer_accepted_after_a_counter_shows_the_price_it_was_accepted_at():
+    log = Log()(rfq())(offer("o1"))
+    log(CounterOffered(negotiation_id="ng1", offer_id="o1", farm_id="f1", price_hour=usd("0.08")))
+    log(CounterAccepted(negotiation_id="ng1", offer_id="o1", farm_id="f1", price_hour=usd("0.08")))
+    log(accepted("o1", "c1").model_copy(update={"price_hour": usd("0.08")}))
+    o1 = log.state.offers["o1"]
+    assert (o1.status, o1.price_hour, o1.counter_accepted) == ("accepted", usd("0.08"), True)
