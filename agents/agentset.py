@@ -10,6 +10,7 @@ from datetime import datetime
 
 from agents.brain import Brain
 from agents.market import MarketView
+from agents.roster import Roster, market_roster
 from agents.strategies.moves import Advice, Question
 from schemas import Command, Envelope, Event
 
@@ -22,11 +23,12 @@ def deliver(
     owns: Callable[[str], bool],
     envelope: Envelope,
     event: Event,
+    roster: Roster = market_roster,
 ) -> set[str]:
-    """Fold one event into the view, adopt the agents it creates that ``owns`` accepts, and
-    let the agents it concerns observe it; returns those agents' ids."""
+    """Fold one event into the view, adopt the agents ``roster`` says it creates that ``owns``
+    accepts, and let the agents it concerns observe it; returns those agents' ids."""
     market.apply(envelope, event)  # first: a brain observing the event sees it in the view
-    for brain in market.new_agents(envelope, event):
+    for brain in roster(envelope, event):
         if owns(brain.agent_id) and brain.agent_id not in brains:
             brains[brain.agent_id] = brain
     observed: set[str] = set()
@@ -41,8 +43,11 @@ def deliver(
 class AgentSet:
     """``owns(agent_id)`` says which agents live here (a host's shard); the view sees all."""
 
-    def __init__(self, owns: Callable[[str], bool] = lambda _: True):
+    def __init__(
+        self, owns: Callable[[str], bool] = lambda _: True, roster: Roster = market_roster
+    ):
         self.market = MarketView()
+        self._roster = roster
         self.brains: dict[str, Brain] = {}
         self._owns = owns
         self._dirty: set[str] = set()
@@ -54,7 +59,7 @@ class AgentSet:
         if envelope.version <= self._seen.get(envelope.stream, 0):
             return False
         self._seen[envelope.stream] = envelope.version
-        self._dirty |= deliver(self.market, self.brains, self._owns, envelope, event)
+        self._dirty |= deliver(self.market, self.brains, self._owns, envelope, event, self._roster)
         return True
 
     def decide(self, now: datetime) -> list[tuple[str, Command]]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import ray
 
+from agents.roster import Roster, market_roster
 from agents.runtime.feed import KafkaFeed, StoreHistory
 from agents.runtime.host import AgentHostCore, HostOptions, HostStats
 from agents.runtime.sink import SinkFactory, market_service_sink
@@ -55,6 +56,7 @@ class AgentHostActor:
         sink_factory: SinkFactory | None = None,
         options: HostOptions | None = None,
         autostart: bool = True,
+        roster: Roster | None = None,
     ):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         if not settings.kafka_bootstrap:
@@ -65,6 +67,7 @@ class AgentHostActor:
             shard=shard,
             shards=shards,
             market=(market_factory or default_market)(),
+            roster=roster or market_roster,
             history=StoreHistory(self._store),
             feed=KafkaFeed(settings.kafka_bootstrap),
             sink=(sink_factory or market_service_sink)(settings, self._store),

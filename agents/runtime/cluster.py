@@ -24,6 +24,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from agents.roster import Roster
 from agents.runtime.actor import AgentHost, MarketFactory
 from agents.runtime.host import HostOptions, HostStats
 from agents.runtime.sink import SinkFactory
@@ -127,6 +128,7 @@ class AgentCluster:
         sink_factory: SinkFactory | None = None,
         options: HostOptions | None = None,
         name_prefix: str = "hero-agent-host",
+        roster: Roster | None = None,
     ):
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
@@ -141,6 +143,7 @@ class AgentCluster:
             }
         )
         self._market_factory = market_factory
+        self._roster = roster
         self._sink_factory = sink_factory
         self._options = options
         self._prefix = name_prefix
@@ -177,6 +180,7 @@ class AgentCluster:
             shard,
             self.shards,
             market_factory=self._market_factory,
+            roster=self._roster,
             sink_factory=self._sink_factory,
             options=self._options,
         )

@@ -5,7 +5,7 @@ and keeps only the brains of its shard. Per event, in log order:
 
 1. drop it if it was applied already (the log repeats; see ``AppliedVersions``);
 2. ``market.apply`` -- the shared view first, so a brain observing the event sees it;
-3. ``market.new_agents`` -- adopt the brains this event creates, if this shard owns them;
+3. ``roster`` -- adopt the brains this event creates, if this shard owns them;
 4. ``market.route`` -- ``observe`` on each routed brain this shard owns.
 
 Catch-up: at start the host reads the store's position P0 and replays the store up to it
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from agents.agentset import deliver
 from agents.brain import Brain
 from agents.offtaker import OfftakerBrain
+from agents.roster import Roster, market_roster
 from agents.runtime.feed import Delivery, EventFeed, History
 from agents.runtime.memory import mean_deep_size, rss_bytes
 from agents.runtime.routing import AppliedVersions, kind_of, shard_of
@@ -141,11 +142,13 @@ class AgentHostCore:
         budget: CallBudget | None = None,
         llm_timeout_s: float = 15.0,
         llm_max_concurrent: int = 4,
+        roster: Roster = market_roster,
     ):
         if not 0 <= shard < shards:
             raise ValueError(f"shard must be in 0..{shards - 1}, got {shard}")
         self.shard, self.shards = shard, shards
         self.market = market
+        self._roster = roster
         self._history = history
         self._feed = feed
         self._sink = sink
@@ -272,11 +275,11 @@ class AgentHostCore:
 
     def _ingest(self, batch: list[Delivery]) -> int:
         touched: set[str] = set()
-        market = self.market
+        market, roster = self.market, self._roster
         for delivery in batch:
             envelope, event = delivery.envelope, delivery.event
             try:
-                touched |= deliver(market, self._brains, self.owns, envelope, event)
+                touched |= deliver(market, self._brains, self.owns, envelope, event, roster)
             except Exception:  # one bad event or brain must not stop the other agents
                 self._stats.apply_errors += 1
                 log.exception("applying %s %s@%d", envelope.type, envelope.stream, envelope.version)

@@ -272,7 +272,7 @@ class MarketService:
         if state is None:
             version, state = 0, aggregate.initial()
         for row in self._store.read_stream(stream, version + 1):
-            state = aggregate.evolve(state, row.envelope().decode())  # type: ignore[arg-type]
+            state = aggregate.evolve(state, row.envelope().decode())
             version = row.version
         with self._lock:
             if len(self._cache) >= self._cache_size:

@@ -1,50 +1,43 @@
-"""What the market looks like, folded from its events: farms, nodes, offers, negotiations,
+"""What the market looks like, as the CLI lists it: farms, nodes, offers, negotiations,
 contracts, declines and offers awaiting a farmer's approval.
 
 Pure: ``MarketReport.apply(envelope, event)`` in log order, then read the properties. The
-command line and the demo load it from the store; nothing here does I/O.
+folding is the market model's (:mod:`hero.model`); this module only turns its state into
+rows. The command line and the demo load it from the store; nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
+from hero.model import (
+    Contract,
+    Farm,
+    MarketState,
+    Negotiation,
+    NegotiationStatus,
+    Node,
+    Offer,
+    OfferStatus,
+    apply,
+)
 from schemas import (
-    CapacityHeld,
-    ContractCancelled,
-    ContractCreated,
     DeclineReason,
     Envelope,
     Event,
-    FarmerPolicySet,
-    FarmRegistered,
     Grid,
-    HoldExpired,
-    HoldReleased,
     Mandate,
     Money,
-    NegotiationAwarded,
-    NegotiationExpired,
-    NegotiationFailed,
-    NodeRegistered,
     NodeStatus,
-    NodeStatusChanged,
-    OfferAccepted,
-    OfferApproved,
-    OfferDeclined,
-    OfferMade,
-    OfferWithdrawn,
-    OfftakerMandateSet,
     PolicyMode,
     Resources,
-    RfqIssued,
     Sla,
 )
 
@@ -58,9 +51,6 @@ __all__ = [
     "OfferRow",
     "json_ready",
 ]
-
-NegotiationStatus = Literal["open", "awarded", "failed", "expired"]
-OfferStatus = Literal["open", "withdrawn", "accepted", "released"]
 
 
 @dataclass(frozen=True)
@@ -169,279 +159,177 @@ class NegotiationRow:
         return self.status != "open"
 
 
-@dataclass
-class _Node:
-    registered: NodeRegistered
-    status: NodeStatus = NodeStatus.UP
-    holds: dict[str, Resources] = field(default_factory=dict)
-    contracts: dict[str, Resources] = field(default_factory=dict)
+def _farm_row(farm: Farm) -> FarmRow:
+    return FarmRow(
+        farm_id=farm.farm_id,
+        name=farm.name,
+        grid=farm.grid,
+        region=farm.region,
+        country=farm.country,
+        certified=farm.certified,
+        mode=farm.policy.mode if farm.policy is not None else None,
+        nodes=len(farm.node_ids),
+    )
 
-    def row(self) -> NodeRow:
-        node = self.registered
-        held = Resources.sum(self.holds.values())
-        committed = Resources.sum(self.contracts.values())
-        return NodeRow(
-            node_id=node.node_id,
-            farm_id=node.farm_id,
-            grid=node.grid,
-            region=node.region,
-            country=node.country,
-            status=self.status,
-            uptime_pct=node.uptime_pct,
-            total=node.total,
-            held=held,
-            committed=committed,
-            free=node.total.minus_floored(held + committed),
-            holds=len(self.holds),
-            contracts=len(self.contracts),
-        )
+
+def _node_row(node: Node) -> NodeRow:
+    held, committed = node.held, node.committed
+    return NodeRow(
+        node_id=node.node_id,
+        farm_id=node.farm_id,
+        grid=node.grid,
+        region=node.region,
+        country=node.country,
+        status=node.status,
+        uptime_pct=node.uptime_pct,
+        total=node.total,
+        held=held,
+        committed=committed,
+        free=node.total.minus_floored(held + committed),
+        holds=len(node.holds),
+        contracts=len(node.contracts),
+    )
+
+
+def _contract_row(contract: Contract) -> ContractRow:
+    return ContractRow(
+        contract_id=contract.contract_id,
+        negotiation_id=contract.negotiation_id,
+        offer_id=contract.offer_id,
+        offtaker_id=contract.offtaker_id,
+        workload_id=contract.workload_id,
+        farm_id=contract.farm_id,
+        node_id=contract.node_id,
+        grid=contract.grid,
+        resources=contract.resources,
+        price_hour=contract.price_hour,
+        term_hours=contract.term_hours,
+        sla=contract.sla,
+        starts_at=contract.starts_at,
+    )
+
+
+def _negotiation_row(nego: Negotiation) -> NegotiationRow:
+    return NegotiationRow(
+        negotiation_id=nego.negotiation_id,
+        offtaker_id=nego.offtaker_id,
+        workload_id=nego.workload_id,
+        replicas=nego.replicas,
+        resources=nego.resources,
+        term_hours=nego.term_hours,
+        deadline=nego.deadline,
+        status=nego.status,
+        reason=nego.reason,
+        offers=len(nego.offers),
+        declines=nego.declines,
+        contracts=tuple(nego.contracts),
+    )
 
 
 class MarketReport:
-    """The market folded from its events; ``position`` is the last position applied."""
+    """The CLI's listings: rows read from the market model (:mod:`hero.model`), which does the
+    folding; ``position`` is the last position applied."""
 
-    def __init__(self) -> None:
-        self.position = 0
-        self._farms: dict[str, FarmRow] = {}
-        self._nodes: dict[str, _Node] = {}
-        self._negotiations: dict[str, NegotiationRow] = {}
-        self._offers: dict[str, OfferRow] = {}
-        self._declines: list[DeclineRow] = []
-        self._contracts: dict[str, ContractRow] = {}
-        self._mandates: dict[str, Mandate] = {}
-
-    # -- folding ----------------------------------------------------------------------------
+    def __init__(self, state: MarketState | None = None) -> None:
+        self.state = state if state is not None else MarketState()
+        self.position = self.state.position
 
     def apply(self, envelope: Envelope, event: Event) -> None:
-        """Fold one event; events at or before ``position`` are skipped (a repeat)."""
+        """Fold one event; events at or before ``position`` are skipped (a repeat: the CLI
+        reads the store in its global order)."""
         if envelope.position <= self.position:
             return
         self.position = envelope.position
-        match event:
-            case FarmRegistered() | FarmerPolicySet() | OfftakerMandateSet():
-                self._apply_party(event)
-            case (
-                NodeRegistered()
-                | NodeStatusChanged()
-                | CapacityHeld()
-                | HoldReleased()
-                | HoldExpired()
-                | ContractCancelled()
-            ):
-                self._apply_node(event)
-            case ContractCreated():
-                self._apply_contract(event)
-            case RfqIssued() | OfferDeclined() | OfferMade():
-                self._apply_negotiation(event)
-            case OfferApproved() | OfferWithdrawn() | OfferAccepted():
-                self._apply_offer(event)
-            case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
-                self._apply_close(event)
+        apply(self.state, envelope, event)
 
     def apply_all(self, items: Iterable[tuple[Envelope, Event]]) -> MarketReport:
         for envelope, event in items:
             self.apply(envelope, event)
         return self
 
-    def _apply_party(self, event: FarmRegistered | FarmerPolicySet | OfftakerMandateSet) -> None:
-        match event:
-            case FarmRegistered():
-                self._farms[event.farm_id] = FarmRow(
-                    farm_id=event.farm_id,
-                    name=event.name,
-                    grid=event.grid,
-                    region=event.region,
-                    country=event.country,
-                    certified=event.certified,
-                )
-            case FarmerPolicySet():
-                farm = self._farms.get(event.farm_id)
-                if farm is not None and event.node_id is None:
-                    self._farms[event.farm_id] = replace(farm, mode=event.policy.mode)
-            case OfftakerMandateSet():
-                self._mandates[event.offtaker_id] = event.mandate
+    def _owner(self, negotiation_id: str) -> tuple[str, str]:
+        nego = self.state.negotiations.get(negotiation_id)
+        return (nego.offtaker_id, nego.workload_id) if nego else ("", "")
 
-    def _apply_node(self, event: Event) -> None:
-        if isinstance(event, NodeRegistered):
-            self._nodes[event.node_id] = _Node(event)
-            farm = self._farms.get(event.farm_id)
-            if farm is not None:
-                self._farms[event.farm_id] = replace(farm, nodes=farm.nodes + 1)
-            return
-        node = self._nodes.get(getattr(event, "node_id", ""))
-        if node is None:
-            return
-        match event:
-            case NodeStatusChanged():
-                node.status = event.status
-            case CapacityHeld():
-                node.holds[event.hold_id] = event.resources
-            case HoldReleased() | HoldExpired():
-                node.holds.pop(event.hold_id, None)
-            case ContractCancelled():
-                node.contracts.pop(event.contract_id, None)
-                self._contracts.pop(event.contract_id, None)
-
-    def _apply_contract(self, event: ContractCreated) -> None:
-        node = self._nodes.get(event.node_id)
-        if node is not None:
-            node.holds.pop(event.hold_id, None)
-            node.contracts[event.contract_id] = event.resources
-        self._contracts[event.contract_id] = ContractRow(
-            contract_id=event.contract_id,
-            negotiation_id=event.negotiation_id,
-            offer_id=event.offer_id,
-            offtaker_id=event.offtaker_id,
-            workload_id=event.workload_id,
-            farm_id=event.farm_id,
-            node_id=event.node_id,
-            grid=event.grid,
-            resources=event.resources,
-            price_hour=event.price_hour,
-            term_hours=event.term_hours,
-            sla=event.sla,
-            starts_at=event.starts_at,
-        )
-
-    def _apply_negotiation(self, event: RfqIssued | OfferDeclined | OfferMade) -> None:
-        if isinstance(event, RfqIssued):
-            self._negotiations[event.negotiation_id] = NegotiationRow(
-                negotiation_id=event.negotiation_id,
-                offtaker_id=event.offtaker_id,
-                workload_id=event.workload_id,
-                replicas=event.replicas,
-                resources=event.resources,
-                term_hours=event.term_hours,
-                deadline=event.deadline,
-            )
-            return
-        nego = self._negotiations.get(event.negotiation_id)
-        offtaker, workload = (nego.offtaker_id, nego.workload_id) if nego else ("", "")
-        if isinstance(event, OfferDeclined):
-            self._declines.append(
-                DeclineRow(
-                    negotiation_id=event.negotiation_id,
-                    offtaker_id=offtaker,
-                    workload_id=workload,
-                    farm_id=event.farm_id,
-                    node_id=event.node_id,
-                    reasons=tuple(event.reasons),
-                    detail=event.detail,
-                )
-            )
-            if nego is not None:
-                self._negotiations[nego.negotiation_id] = replace(nego, declines=nego.declines + 1)
-            return
-        self._offers[event.offer_id] = OfferRow(
-            offer_id=event.offer_id,
-            negotiation_id=event.negotiation_id,
+    def _offer_row(self, offer: Offer) -> OfferRow:
+        offtaker, workload = self._owner(offer.negotiation_id)
+        return OfferRow(
+            offer_id=offer.offer_id,
+            negotiation_id=offer.negotiation_id,
             offtaker_id=offtaker,
             workload_id=workload,
-            farm_id=event.farm_id,
-            node_id=event.node_id,
-            grid=event.grid,
-            region=event.region,
-            resources=event.resources,
-            price_hour=event.price_hour,
-            term_hours=event.term_hours,
-            firm=event.firm,
-            expires_at=event.expires_at,
+            farm_id=offer.farm_id,
+            node_id=offer.node_id,
+            grid=offer.grid,
+            region=offer.region,
+            resources=offer.resources,
+            price_hour=offer.price_hour,
+            term_hours=offer.term_hours,
+            firm=offer.firm,
+            expires_at=offer.expires_at,
+            approved=offer.approved,
+            status=offer.status,
+            reason=offer.reason,
+            contract_id=offer.contract_id,
         )
-        if nego is not None:
-            self._negotiations[nego.negotiation_id] = replace(nego, offers=nego.offers + 1)
-
-    def _apply_offer(self, event: OfferApproved | OfferWithdrawn | OfferAccepted) -> None:
-        offer = self._offers.get(event.offer_id)
-        if offer is None:
-            return
-        match event:
-            case OfferApproved():
-                self._offers[event.offer_id] = replace(offer, approved=True)
-            case OfferWithdrawn():
-                self._offers[event.offer_id] = replace(
-                    offer, status="withdrawn", reason=event.reason, contract_id=None
-                )
-                nego = self._negotiations.get(event.negotiation_id)
-                if nego is not None and offer.contract_id in nego.contracts:
-                    kept = tuple(c for c in nego.contracts if c != offer.contract_id)
-                    self._negotiations[nego.negotiation_id] = replace(nego, contracts=kept)
-            case OfferAccepted():
-                self._offers[event.offer_id] = replace(
-                    offer, status="accepted", contract_id=event.contract_id
-                )
-                nego = self._negotiations.get(event.negotiation_id)
-                if nego is not None:
-                    contracts = (*nego.contracts, event.contract_id)
-                    self._negotiations[nego.negotiation_id] = replace(nego, contracts=contracts)
-
-    def _apply_close(
-        self, event: NegotiationAwarded | NegotiationFailed | NegotiationExpired
-    ) -> None:
-        for offer_id in event.released_offers:
-            offer = self._offers.get(offer_id)
-            if offer is not None and offer.status == "open":
-                self._offers[offer_id] = replace(offer, status="released")
-        nego = self._negotiations.get(event.negotiation_id)
-        if nego is None:
-            return
-        status: NegotiationStatus
-        match event:
-            case NegotiationAwarded():
-                status, reason = "awarded", ""
-            case NegotiationFailed():
-                status, reason = "failed", event.reason
-            case NegotiationExpired():
-                status, reason = "expired", "offers awaiting approval expired"
-        self._negotiations[nego.negotiation_id] = replace(nego, status=status, reason=reason)
 
     # -- reading ----------------------------------------------------------------------------
 
     @property
     def farms(self) -> list[FarmRow]:
-        return [self._farms[k] for k in sorted(self._farms)]
+        farms = self.state.farms
+        return [_farm_row(farms[k]) for k in sorted(farms)]
 
     def farm(self, farm_id: str) -> FarmRow | None:
-        return self._farms.get(farm_id)
+        farm = self.state.farms.get(farm_id)
+        return _farm_row(farm) if farm else None
 
     @property
     def nodes(self) -> list[NodeRow]:
-        return [self._nodes[k].row() for k in sorted(self._nodes)]
+        nodes = self.state.nodes
+        return [_node_row(nodes[k]) for k in sorted(nodes)]
 
     def node(self, node_id: str) -> NodeRow | None:
-        node = self._nodes.get(node_id)
-        return node.row() if node else None
+        node = self.state.nodes.get(node_id)
+        return _node_row(node) if node else None
 
     @property
     def contracts(self) -> list[ContractRow]:
         """Live contracts (created, not cancelled), oldest first."""
-        return list(self._contracts.values())
+        return [_contract_row(c) for c in self.state.live_contracts()]
 
     @property
     def declines(self) -> list[DeclineRow]:
-        return list(self._declines)
+        return [
+            DeclineRow(d.negotiation_id, *self._owner(d.negotiation_id), d.farm_id, d.node_id,
+                       d.reasons, d.detail)
+            for d in self.state.declines
+        ]  # fmt: skip
 
     @property
     def offers(self) -> list[OfferRow]:
-        return list(self._offers.values())
+        return [self._offer_row(o) for o in self.state.offers.values()]
 
     def offer(self, offer_id: str) -> OfferRow | None:
-        return self._offers.get(offer_id)
+        offer = self.state.offers.get(offer_id)
+        return self._offer_row(offer) if offer else None
 
     def pending_approvals(self, now: datetime) -> list[OfferRow]:
         """Offers awaiting a farmer's approval at ``now``, soonest to expire first."""
-        pending = [o for o in self._offers.values() if o.awaits_approval(now)]
+        pending = [o for o in self.offers if o.awaits_approval(now)]
         return sorted(pending, key=lambda o: (o.expires_at, o.offer_id))
 
     @property
     def negotiations(self) -> list[NegotiationRow]:
-        return list(self._negotiations.values())
+        return [_negotiation_row(n) for n in self.state.negotiations.values()]
 
     def negotiation(self, negotiation_id: str) -> NegotiationRow | None:
-        return self._negotiations.get(negotiation_id)
+        nego = self.state.negotiations.get(negotiation_id)
+        return _negotiation_row(nego) if nego else None
 
     @property
     def mandates(self) -> dict[str, Mandate]:
-        return dict(self._mandates)
+        return dict(self.state.mandates)
 
 
 def json_ready(value: Any) -> Any:

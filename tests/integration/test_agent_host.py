@@ -114,7 +114,8 @@ class PingMarket:
     def route(self, envelope: Envelope, event: Event) -> set[str]:
         return {f"pinger:{event.node_id}"} if self._ours(event) else set()  # type: ignore[attr-defined]
 
-    def new_agents(self, envelope: Envelope, event: Event) -> list[Brain]:
+    def roster(self, envelope: Envelope, event: Event) -> list[Brain]:
+        """The test's roster: a pinger per node said hello to."""
         if self._ours(event) and event.reason == "hello":  # type: ignore[attr-defined]
             return [PingBrain(event.node_id)]  # type: ignore[attr-defined]
         return []
@@ -176,10 +177,12 @@ class InProcessHost:
 
     def __init__(self, stack: Any, store: EventStore, prefix: str, shard: int, shards: int):
         self.sink = pong_sink(stack.settings, store)
+        market = PingMarket(prefix)
         self.core = AgentHostCore(
             shard=shard,
             shards=shards,
-            market=PingMarket(prefix),  # type: ignore[arg-type]
+            market=market,  # type: ignore[arg-type]
+            roster=market.roster,
             history=StoreHistory(store),
             feed=KafkaFeed(stack.endpoints.kafka_bootstrap),
             sink=self.sink,
@@ -317,6 +320,7 @@ async def test_a_killed_host_is_restarted_by_ray_rebuilds_and_carries_on(
         stack.endpoints,
         shards=2,
         market_factory=functools.partial(PingMarket, prefix),  # type: ignore[arg-type]
+        roster=PingMarket(prefix).roster,
         sink_factory=pong_sink,
         options=HostOptions(decide_interval_s=0.02),
         name_prefix=f"test-agent-host-{prefix}",

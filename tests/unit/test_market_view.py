@@ -3,6 +3,8 @@ are ordered independently: a policy or a node may arrive before the farm it belo
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,6 +13,7 @@ import pytest
 from agents.market import MarketView
 from agents.offtaker import OfftakerBrain
 from agents.policy import OfferPlan, ask_price, evaluate
+from agents.roster import market_roster
 from schemas import (
     Event,
     FarmerPolicy,
@@ -169,3 +172,18 @@ def test_agents_see_the_same_market_whatever_the_arrival_order(order):
     (command,) = offtaker.decide(T0, view)
     assert isinstance(command, IssueRfq)
     assert command.invited_farms == ["f1"]
+
+
+def test_the_market_view_imports_no_brain_the_roster_makes_them():
+    # A fresh interpreter: this test session has imported the brains already.
+    code = (
+        "import sys, agents.market\n"
+        "print(sorted(m for m in sys.modules if m.startswith('agents.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['agents.market']"
+    event, feed = farm("f9"), Feed()
+    brains = market_roster(feed.wrap(event, "farm-f9"), event)
+    assert [b.agent_id for b in brains] == ["farmer:f9"]

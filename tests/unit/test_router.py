@@ -77,10 +77,12 @@ class PingMarket:
     def route(self, envelope: Envelope, event: Event) -> set[str]:
         return {f"pinger:{event.node_id}"} if isinstance(event, NodeStatusChanged) else set()
 
-    def new_agents(self, envelope: Envelope, event: Event) -> list[Brain]:
-        if isinstance(event, NodeStatusChanged) and event.reason == "hello":
-            return [PingBrain(event.node_id)]
-        return []
+
+def ping_roster(envelope: Envelope, event: Event) -> list[Brain]:
+    """The test's roster: a pinger per node said hello to."""
+    if isinstance(event, NodeStatusChanged) and event.reason == "hello":
+        return [PingBrain(event.node_id)]
+    return []
 
 
 class Log:
@@ -194,6 +196,7 @@ def host(
         shard=shard,
         shards=shards,
         market=PingMarket(),  # type: ignore[arg-type]
+        roster=ping_roster,
         history=ListHistory(history),
         feed=feed,
         sink=sink,

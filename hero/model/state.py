@@ -1,0 +1,294 @@
+"""The market's state as the log makes it: one typed structure, mutated in place by ``apply``.
+
+Every reader of the market (the agents' view, the CLI's listings, the read models, the
+gateway) reads this state or keeps an index over it; none folds the events a second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from hero.domain.ledger import Leg
+from schemas import (
+    DeclineReason,
+    FarmerPolicy,
+    Grid,
+    Mandate,
+    Money,
+    NodeStatus,
+    Resources,
+    Sla,
+    UtilizationSampled,
+)
+
+__all__ = [
+    "Account",
+    "Contract",
+    "ContractStatus",
+    "Decline",
+    "Farm",
+    "MarketState",
+    "Negotiation",
+    "NegotiationStatus",
+    "Node",
+    "Offer",
+    "OfferStatus",
+    "Replica",
+    "SlaOutcome",
+    "Usage",
+]
+
+NegotiationStatus = Literal["open", "awarded", "failed", "expired"]
+OfferStatus = Literal["open", "withdrawn", "accepted", "released"]
+ContractStatus = Literal["active", "suspended", "cancelled"]
+
+_Vector = tuple[int, int, int, int, int]
+
+
+def _vector(resources: Resources) -> _Vector:
+    return (resources.cru, resources.mru, resources.sru, resources.hru, resources.ipv4)
+
+
+def _sub_floored(total: _Vector, used: list[int]) -> _Vector:
+    a, b, c, d, e = (max(t - u, 0) for t, u in zip(total, used, strict=True))
+    return (a, b, c, d, e)
+
+
+@dataclass(slots=True)
+class Farm:
+    farm_id: str
+    grid: Grid
+    region: str
+    certified: bool
+    name: str = ""
+    country: str = ""
+    policy: FarmerPolicy | None = None
+    """The farm-wide policy; a node's own policy, when set, is in ``node_policies``."""
+    node_policies: dict[str, FarmerPolicy] = field(default_factory=dict)
+    node_ids: list[str] = field(default_factory=list)
+
+    def policy_for(self, node_id: str) -> FarmerPolicy | None:
+        return self.node_policies.get(node_id, self.policy)
+
+
+@dataclass(slots=True)
+class Node:
+    node_id: str
+    farm_id: str
+    grid: Grid
+    region: str
+    certified: bool
+    uptime_pct: Decimal
+    total: Resources
+    country: str = ""
+    status: NodeStatus = NodeStatus.UP
+    holds: dict[str, tuple[Resources, datetime]] = field(default_factory=dict)
+    """hold id -> (resources, expires_at): every hold recorded and not yet released."""
+    contracts: dict[str, Resources] = field(default_factory=dict)
+    """The live contracts on the node (created, not cancelled)."""
+    # Free capacity as plain integers, valid until the soonest live hold expires: searching
+    # thousands of nodes per decision must not rebuild pydantic models each time.
+    _free: _Vector | None = None
+    _valid_until: datetime | None = None
+
+    def changed(self) -> None:
+        self._free = None
+
+    def _free_vector(self, now: datetime) -> _Vector:
+        if self._free is None or (self._valid_until is not None and self._valid_until <= now):
+            used = [0, 0, 0, 0, 0]
+            live = [(r, t) for r, t in self.holds.values() if t > now]
+            for resources in [r for r, _ in live] + list(self.contracts.values()):
+                for i, amount in enumerate(_vector(resources)):
+                    used[i] += amount
+            self._free = _sub_floored(_vector(self.total), used)
+            self._valid_until = min((t for _, t in live), default=None)
+        return self._free
+
+    def fits(self, resources: Resources, now: datetime) -> bool:
+        """Whether ``resources`` fit in what is free at ``now`` (expired holds count free)."""
+        free = self._free_vector(now)
+        return all(a <= f for a, f in zip(_vector(resources), free, strict=True))
+
+    def free(self, now: datetime) -> Resources:
+        cru, mru, sru, hru, ipv4 = self._free_vector(now)
+        return Resources(cru=cru, mru=mru, sru=sru, hru=hru, ipv4=ipv4)
+
+    def expired_holds(self, now: datetime) -> list[str]:
+        return sorted(h for h, (_, expires_at) in self.holds.items() if expires_at <= now)
+
+    @property
+    def held(self) -> Resources:
+        """Every recorded hold, expired or not: until released, the store counts it."""
+        return Resources.sum(r for r, _ in self.holds.values())
+
+    @property
+    def committed(self) -> Resources:
+        return Resources.sum(self.contracts.values())
+
+
+@dataclass(slots=True)
+class Offer:
+    offer_id: str
+    negotiation_id: str
+    farm_id: str
+    node_id: str
+    hold_id: str
+    grid: Grid
+    region: str
+    resources: Resources
+    price_hour: Money
+    term_hours: int
+    sla: Sla
+    firm: bool
+    """As made: False when the offer awaited the farmer's approval."""
+    expires_at: datetime
+    approved: bool = False
+    status: OfferStatus = "open"
+    reason: str = ""
+    contract_id: str | None = None
+    counter: Money | None = None
+    """The offtaker's counter price, while one is pending or after it was accepted."""
+    counter_accepted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    negotiation_id: str
+    farm_id: str
+    node_id: str | None
+    reasons: tuple[DeclineReason, ...]
+    detail: str
+
+
+@dataclass(slots=True)
+class Negotiation:
+    negotiation_id: str
+    offtaker_id: str
+    workload_id: str
+    replicas: int
+    resources: Resources
+    term_hours: int
+    deadline: datetime
+    invited: frozenset[str]
+    farms: set[str] = field(default_factory=set)
+    """The farms that answered (offered or declined)."""
+    offers: list[str] = field(default_factory=list)
+    declines: int = 0
+    contracts: list[str] = field(default_factory=list)
+    """Contracts of accepted offers, in acceptance order; a withdrawn offer's leaves."""
+    status: NegotiationStatus = "open"
+    reason: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.status == "open"
+
+
+@dataclass(slots=True)
+class Contract:
+    contract_id: str
+    negotiation_id: str
+    offer_id: str
+    hold_id: str
+    offtaker_id: str
+    workload_id: str
+    farm_id: str
+    node_id: str
+    grid: Grid
+    resources: Resources
+    price_hour: Money
+    term_hours: int
+    sla: Sla
+    starts_at: datetime
+    status: ContractStatus = "active"
+    reason: str = ""
+    grace_ends_at: datetime | None = None
+    billed: Money | None = None
+    """What the contract's hours billed so far (TFT)."""
+    billed_hours: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.status != "cancelled"
+
+
+@dataclass(slots=True)
+class Replica:
+    replica_id: str
+    offtaker_id: str
+    workload_id: str
+    contract_id: str
+    farm_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlaOutcome:
+    contract_id: str
+    offtaker_id: str
+    farm_id: str
+    uptime_pct: Decimal
+    hours_down: Decimal
+    met: bool
+    penalty: Money
+
+
+@dataclass(slots=True)
+class Usage:
+    """A contract's usage facts, one per hour (a repeated hour replaces the earlier one)."""
+
+    hours: dict[datetime, tuple[Decimal, Decimal, Decimal]] = field(default_factory=dict)
+
+    @property
+    def cu_hours(self) -> Decimal:
+        return sum((cu for cu, _, _ in self.hours.values()), Decimal(0))
+
+
+@dataclass(slots=True)
+class Account:
+    account_id: str
+    currency: str
+    balance: Decimal = Decimal(0)
+    transfers: int = 0
+
+
+@dataclass(slots=True)
+class MarketState:
+    """Everything the log says about the market; ``position`` is the newest position applied."""
+
+    position: int = 0
+    farms: dict[str, Farm] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    negotiations: dict[str, Negotiation] = field(default_factory=dict)
+    offers: dict[str, Offer] = field(default_factory=dict)
+    declines: list[Decline] = field(default_factory=list)
+    contracts: dict[str, Contract] = field(default_factory=dict)
+    """Every contract ever made: an ended one still names its owner (``status`` says)."""
+    mandates: dict[str, Mandate] = field(default_factory=dict)
+    samples: dict[str, UtilizationSampled] = field(default_factory=dict)
+    """The newest utilization sample of each live contract (a sample may come first)."""
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    scale: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(offtaker, workload) -> the replicas its autoscaler last asked for."""
+    usage: dict[str, Usage] = field(default_factory=dict)
+    sla_outcomes: dict[str, SlaOutcome] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    waiting_legs: dict[str, Leg] = field(default_factory=dict)
+    """transfer id -> the first leg seen of a transfer whose pair has not come yet."""
+    unsound_transfers: dict[str, str] = field(default_factory=dict)
+    """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
+    early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
+    """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
+    streams independently, so a policy may arrive before its farm."""
+
+    def farm_nodes(self, farm_id: str) -> list[Node]:
+        farm = self.farms.get(farm_id)
+        return [self.nodes[n] for n in farm.node_ids if n in self.nodes] if farm else []
+
+    def live_contracts(self) -> list[Contract]:
+        """Live contracts (created, not cancelled), oldest first."""
+        return [c for c in self.contracts.values() if c.live]
