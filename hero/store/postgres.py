@@ -11,9 +11,13 @@ last position handed out), numbers its events after it, moves it on and commits.
 writer waits on the row lock until that commit is visible, so positions are handed out in
 commit order and a rollback gives its numbers back: gap-free, and ``position > N`` never
 skips a late commit. It serialises writers, as SQLite's single write lock does; a group commit
-holds the lock for all its appends and pays one commit for them, which keeps it cheap. The
-other cure (followers read only below ``pg_snapshot_xmin`` of the oldest open transaction)
-keeps writers parallel but leaves gaps and makes every reader reason about snapshots.
+holds the lock for all its appends and pays one commit for them, which keeps it cheap. As the
+lock is held from a group's first append to its commit, every round trip the group makes in
+between lengthens the other writers' wait: inside a group an append takes two (one read, one
+write), the lock is taken once, and no savepoint is set (everything that could refuse the
+append is read and checked before its one write). The other cure (followers read only below
+``pg_snapshot_xmin`` of the oldest open transaction) keeps writers parallel but leaves gaps and
+makes every reader reason about snapshots.
 
 Each append NOTIFYs ``hero_events`` with its last position; :meth:`wait_for_new` LISTENs, so
 followers wake at the commit instead of at their next poll (the poll stays as the fallback).
@@ -60,6 +64,15 @@ _POOL_SIZE = 8
 # stream's version and the command's record are written by one statement (the events as
 # column arrays, unnested), which also NOTIFYs: delivered at commit, and only if it commits,
 # so a listener never wakes for a rollback.
+# The command's earlier result, the stream's version, the head and whether one of the event ids
+# is stored already, in one query. Read under the log head lock, so nothing changes them before
+# the write; a write that cannot fail needs no savepoint inside a group.
+_READ = """
+SELECT c.first_version, c.last_version, c.first_position, c.last_position, c.event_ids,
+       (SELECT version FROM streams WHERE stream = %s), h.position,
+       EXISTS (SELECT 1 FROM events WHERE id = ANY(%s::text[]))
+FROM log_head h LEFT JOIN commands c ON c.stream = %s AND c.command_id = %s
+"""
 _VERSION_AND_HEAD = "SELECT (SELECT version FROM streams WHERE stream = %s), position FROM log_head"
 _WRITE = """
 WITH written AS (
@@ -138,8 +151,17 @@ class PostgresEventStore(EventStore):
     def _transaction(self) -> Iterator[Conn]:
         """A transaction holding the log head, or a savepoint inside this thread's group."""
         with self._conn() as conn, conn.transaction():
-            conn.execute("SELECT position FROM log_head FOR UPDATE")
+            self._hold_head(conn)
             yield conn
+
+    def _hold_head(self, conn: Conn) -> None:
+        """Lock the log head, once per transaction: a group holds it from its first append."""
+        grouped = getattr(self._local, "conn", None) is conn
+        if grouped and self._local.holds_head:
+            return
+        conn.execute("SELECT position FROM log_head FOR UPDATE")
+        if grouped:
+            self._local.holds_head = True
 
     @contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -147,23 +169,65 @@ class PostgresEventStore(EventStore):
             yield  # already inside one: the outer block commits
             return
         with self._pool.connection() as conn, conn.transaction():
-            self._local.conn = conn
+            self._local.conn, self._local.holds_head, self._local.spoiled = conn, False, None
             try:
                 yield
+                if self._local.spoiled is not None:  # a write failed with no savepoint
+                    raise StoreError(
+                        f"the group commit was undone: {self._local.spoiled}"
+                    ) from self._local.spoiled
             finally:
-                self._local.conn = None
+                self._local.conn = self._local.spoiled = None
 
     def append(
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
         check_append_arguments(stream, expected_version, events)
         check_command_id(command_id)
-        with self._transaction() as conn:
-            applied = _command_result(conn, stream, command_id)
-            if applied is not None:
-                return applied
-            result = self._write(conn, StreamAppend(stream, expected_version, events), command_id)
-            return result
+        append = StreamAppend(stream, expected_version, events)
+        grouped: Conn | None = getattr(self._local, "conn", None)
+        if grouped is None:
+            with self._transaction() as conn:
+                return self._append_checked(conn, append, command_id)
+        try:
+            self._hold_head(grouped)
+            return self._append_checked(grouped, append, command_id)
+        except StoreError as refused:
+            # Refused by the checks before the write, the group goes on; refused by the
+            # server, the transaction is aborted with no savepoint to return to: so is the group.
+            if isinstance(refused.__cause__, psycopg.Error):
+                self._local.spoiled = refused.__cause__
+            raise
+        except psycopg.Error as error:
+            self._local.spoiled = error
+            raise
+
+    def _append_checked(self, conn: Conn, append: StreamAppend, command_id: str) -> AppendResult:
+        """One read, the checks, one write: the caller holds the log head."""
+        ids = [event.id for event in append.events]
+        found = conn.execute(_READ, (append.stream, ids, append.stream, command_id)).fetchone()
+        if found is None:
+            raise StoreError("the log head row is missing: the schema is not migrated")
+        if found[0] is not None:
+            first_version, last_version, first_position, last_position, event_ids = found[:5]
+            return AppendResult(
+                append.stream, int(str(first_version)), int(str(last_version)),
+                int(str(first_position)), int(str(last_position)),
+                tuple(json.loads(str(event_ids))), duplicate=True,
+            )  # fmt: skip
+        version = int(str(found[5])) if found[5] is not None else 0
+        rows, result = plan_append(
+            append.stream,
+            append.expected_version,
+            version,
+            int(str(found[6])) + 1,
+            append.events,
+            self._clock.now(),
+        )
+        if found[7]:
+            raise duplicate_event_ids(append.events)
+        self._insert(conn, rows, append, command_id, result)
+        return result
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:
         check_many_arguments(appends)
@@ -187,6 +251,19 @@ class PostgresEventStore(EventStore):
             append.events,
             self._clock.now(),
         )
+        self._insert(conn, rows, append, command_id, result)
+        return result
+
+    def _insert(
+        self,
+        conn: Conn,
+        rows: list[RecordedEvent],
+        append: StreamAppend,
+        command_id: str,
+        result: AppendResult,
+    ) -> None:
+        """The events, the head, the stream's version, the command's record, the NOTIFY."""
+        stream = append.stream
         columns = [list(column) for column in zip(*event_values(rows, append.events), strict=True)]
         try:
             conn.execute(
@@ -203,7 +280,6 @@ class PostgresEventStore(EventStore):
             )
         except errors.UniqueViolation as error:
             raise duplicate_event_ids(append.events) from error
-        return result
 
     def command_result(self, stream: str, command_id: str) -> AppendResult | None:
         with self._conn() as conn:

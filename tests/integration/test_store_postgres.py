@@ -418,6 +418,38 @@ def test_a_writer_that_commits_late_is_never_skipped_by_a_follower(database_url)
             store.close()
 
 
+def test_a_grouped_append_the_server_refuses_undoes_the_whole_group(database_url):
+    """Inside a group an append sets no savepoint: a write the server refuses leaves the
+    transaction aborted, so the group must fail as a whole, store nothing and say why,
+    never commit what came before the failure as if the rest had been refused alone."""
+    clock = ManualClock()
+    # Every connection of this store gives up on a statement after 0.5 s.
+    impatient = f"{database_url}?options=-c%20statement_timeout%3D500"
+    store, locker = PostgresEventStore(impatient, clock), psycopg.connect(database_url)
+    try:
+        store.append("held", NO_STREAM, [new_event(clock)], "cmd-0")
+        # Another session holds the stream's row: the group's write to it waits, then times out.
+        locker.execute("SELECT version FROM streams WHERE stream = 'held' FOR UPDATE")
+
+        def group() -> None:
+            with store.group_commit():
+                store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1")
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    store.append("held", 1, [new_event(clock)], "cmd-2")
+                with pytest.raises(psycopg.Error):  # the transaction is aborted: nothing more
+                    store.append("s3", NO_STREAM, [new_event(clock)], "cmd-3")
+
+        with pytest.raises(StoreError, match="group commit was undone"):
+            group()
+        locker.rollback()
+        assert [(r.position, r.stream) for r in store.read_all()] == [(1, "held")]
+        assert store.command_result("s1", "cmd-1") is None
+        assert store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1").first_position == 2
+    finally:
+        locker.close()
+        store.close()
+
+
 def _relay_position(data_dir: Path) -> int:
     try:
         return int(json.loads((data_dir / "run" / "relay.health").read_text())["position"])

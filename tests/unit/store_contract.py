@@ -26,6 +26,7 @@ from hero.store.port import (
     NO_STREAM,
     AppendResult,
     ConcurrencyConflict,
+    DuplicateEventId,
     EventStore,
     NewEvent,
     StoreError,
@@ -420,6 +421,36 @@ class EventStoreContract:
             store.append("s2", NO_STREAM, [new_event(clock)], "cmd-3")
         assert [(r.stream, r.version) for r in store.read_all()] == [("s1", 1), ("s2", 1)]
         assert store.command_result("s1", "cmd-2") is None
+
+    def test_a_stored_event_id_inside_a_group_spoils_only_its_own_append(self, store, clock):
+        stored = new_event(clock)
+        store.append("s0", NO_STREAM, [stored], "cmd-0")
+        with store.group_commit():
+            fresh = new_event(clock)
+            store.append("s1", NO_STREAM, [fresh], "cmd-1")
+            for again in (stored, fresh):  # committed before the group, and written in it
+                with pytest.raises(DuplicateEventId):
+                    store.append("s2", NO_STREAM, [again], "cmd-2")
+            store.append("s3", NO_STREAM, [new_event(clock)], "cmd-3")
+        assert [(r.position, r.stream) for r in store.read_all()] == [
+            (1, "s0"),
+            (2, "s1"),
+            (3, "s3"),
+        ]
+        assert store.command_result("s2", "cmd-2") is None
+
+    def test_a_command_repeated_inside_a_group_returns_its_first_result(self, store, clock):
+        with store.group_commit():
+            first = store.append("s1", NO_STREAM, [new_event(clock)], "cmd-1")
+            store.append("s2", NO_STREAM, [new_event(clock)], "cmd-2")
+            again = store.append("s1", 1, [new_event(clock)], "cmd-1")
+        assert again.duplicate
+        assert (again.first_position, again.last_version, again.event_ids) == (
+            first.first_position,
+            first.last_version,
+            first.event_ids,
+        )
+        assert store.current_position() == 2
 
     # --- refused arguments ----------------------------------------------------------------
 
