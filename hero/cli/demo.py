@@ -505,6 +505,9 @@ class Payments:
     balances: dict[str, Money]
     unbalanced: dict[str, str] = field(default_factory=dict)
     """Transfer id -> why its legs are not one sound transfer (``LedgerBook.unbalanced``)."""
+    unbilled: list[str] = field(default_factory=list)
+    """This run's contracts that have no bill after the billing run: none, when it is sound
+    (every contract ran, and each offtaker was topped up first)."""
 
     @property
     def balanced(self) -> bool:
@@ -600,6 +603,7 @@ def pay_and_bill(
     )
     book = read_book(store)
     ledger = book.ledger
+    billed = {bill.contract_id for bill in bills}
     return Payments(
         treasury=treasury.description,
         top_ups=top_ups,
@@ -612,6 +616,7 @@ def pay_and_bill(
             for offtaker in offtakers
         },
         unbalanced=book.unbalanced,
+        unbilled=sorted(c.contract_id for c in contracts if c.contract_id not in billed),
     )
 
 
@@ -762,6 +767,7 @@ def _print_json(
             "suspended": payments.report.suspended,
             "low_balance": payments.report.low_balance,
             "sla_penalties": payments.report.sla_penalties,
+            "unbilled": payments.unbilled,
         }
     print_json(json_ready(document))
 
@@ -930,6 +936,12 @@ def demo(
         fail(f"demo incomplete: {scaling.problem}", code=1)
     if payments is not None and not payments.balanced:
         fail(f"the ledger does not sum to zero: {payments.totals}", code=1)
+    if payments is not None and payments.unbilled:
+        fail(
+            f"the demo's billing left {len(payments.unbilled)} contracts of this run without "
+            f"a bill: {', '.join(payments.unbilled)}",
+            code=1,
+        )
     line = _line(summary)
     if scaling is not None:
         line += f"; {scaling.line()}"
