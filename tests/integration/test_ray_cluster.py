@@ -10,21 +10,19 @@ node again, the agents process moves two hosts back onto it, and the next round 
 again: three kills. Each round prints its figures (takeover time, contracts, duplicates,
 leaked holds).
 
-Needs Java 17 (and the Kafka jars, cached or fetched with Maven) like test_kafka_broker.py.
+In the production pass (a stack of the module's own, on a database of the session's
+PostgreSQL); deselect with ``-m "not kafka"``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -32,7 +30,6 @@ import ray
 
 from agents.runtime.__main__ import default_name_prefix
 from agents.runtime.host import HostStats
-from hero.config import HeroSettings
 from hero.domain import node as nodes
 from hero.market.service import MarketService
 from hero.store import EventStore, open_store
@@ -59,15 +56,10 @@ from schemas import (
     WorkloadSpec,
     new_id,
 )
-from tests._engines import kafka_missing
+from tests._engines import FAILOVER_MARKS, stack_of_its_own
 from tests.integration._isolated import CLOSED, Journal
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kafka,
-    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(kafka_missing() is not None, reason=kafka_missing() or ""),
-]
+pytestmark = FAILOVER_MARKS
 
 T = TypeVar("T")
 
@@ -86,34 +78,18 @@ HOLDS_END_S = 90.0  # firm holds expire 30 s after their RFQ's deadline, then ar
 
 
 @pytest.fixture(scope="module")
-def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # As root, the embedded PostgreSQL runs as a service user that must reach its data dir.
-    home = Path(tempfile.mkdtemp(prefix="hero-ray-cluster-"))
-    home.chmod(0o711)
-    settings = HeroSettings(
-        data_dir=home / "data",
-        store="postgres",
-        broker="kafka",
+def cluster_stack(store_factory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with stack_of_its_own(
+        "hero-ray-cluster-",
+        store_factory().url,
+        logs_to=tmp_path_factory.mktemp("ray-cluster") / "logs",  # they outlive the data dir
         ray_nodes=2,
         agent_shards=SHARDS,
         # A dead node is declared after 3 missed probes 0.5 s apart (defaults: 5 x 1 s).
         ray_health_check_period_ms=500,
         ray_health_check_failures=3,
-        up_timeout_s=300,
-    )
-    launcher = LocalStack(settings)
-    launcher.up()
-    try:
+    ) as launcher:
         yield launcher
-    finally:
-        try:
-            launcher.down()
-        finally:
-            # The logs outlive the data dir, in pytest's temporary directory.
-            logs = tmp_path_factory.mktemp("ray-cluster") / "logs"
-            shutil.copytree(home / "data" / "logs", logs, dirs_exist_ok=True)
-            print(f"\nthe stack's logs: {logs}")
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def _wait(condition: Callable[[], T | None], what: str, timeout_s: float) -> T:

@@ -4,8 +4,8 @@ SSE stream resumes across them, a usage worker's partitions move to the other on
 and every sample is counted once. Each kill is repeated three times, the killed replica
 started again (``LocalStack.respawn``) before the next; the figures are printed (``-s``).
 
-Needs Java 17 and Maven (or HERO_KAFKA_HOME, or Kafka's jars in the cache); deselect with
-``-m "not kafka"``.
+In the production pass (a stack of the module's own, on a database of the session's
+PostgreSQL); deselect with ``-m "not kafka"``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,24 +57,9 @@ from schemas import (
     UtilizationSampled,
 )
 from schemas.resources import Grid
+from tests._engines import FAILOVER_MARKS, stack_of_its_own
 
-KAFKA_CACHE = HeroSettings().cache_dir.expanduser() / "kafka-4.4.0" / ".complete"
-
-
-def _missing() -> str | None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "Apache Kafka needs Java 17+ (no java on the PATH, no JAVA_HOME)"
-    if os.environ.get("HERO_KAFKA_HOME") or shutil.which("mvn") or KAFKA_CACHE.is_file():
-        return None
-    return "no HERO_KAFKA_HOME, no Maven to fetch Kafka, no cache"
-
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kafka,
-    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
-]
+pytestmark = FAILOVER_MARKS
 
 KILLS = 3
 RUN = uuid.uuid4().hex[:8]
@@ -148,24 +130,15 @@ async def _admin_key(redis_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def replicated() -> Iterator[Replicated]:
-    # Under /tmp with a passable mode: as root, PostgreSQL runs as a service user that must
-    # reach its data dir, and pytest's base temp dir is 0700.
-    home = Path(tempfile.mkdtemp(prefix="hero-replicas-"))
-    home.chmod(0o711)
-    settings = HeroSettings(
-        data_dir=home / "data",
-        store="postgres",
-        broker="kafka",
+def replicated(store_factory, tmp_path_factory) -> Iterator[Replicated]:
+    with stack_of_its_own(
+        "hero-replicas-",
+        store_factory().url,
         replicas=2,
         agent_shards=1,
-        up_timeout_s=300,
         usage_idle_close_s=30 * 86400,  # old hours close by event time only
         gateway_rate=f"100/second;2000/minute;{HOURLY}/hour",
-    )
-    launcher = LocalStack(settings)
-    launcher.up()
-    try:
+    ) as launcher:
         endpoints = launcher.endpoints()
         store = open_store(launcher.settings.effective_store_url)
         try:
@@ -174,14 +147,11 @@ def replicated() -> Iterator[Replicated]:
                 launcher, launcher.settings, store, endpoints.gateway_urls, key, endpoints.redis_url
             )
             yield world
-            figures = home.parent / f"hero-replicas-figures-{RUN}.txt"
+            figures = tmp_path_factory.mktemp("replicas") / "figures.txt"
             figures.write_text("\n".join(world.figures) + "\n")
             print(f"\nfigures in {figures}:\n" + "\n".join(world.figures))
         finally:
             store.close()
-    finally:
-        launcher.down()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _client(world: Replicated, url: str) -> httpx.Client:
