@@ -22,7 +22,6 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
@@ -40,23 +39,13 @@ from infra.models import RayWorkerName
 from infra.ray_nodes import RayWorkerNode
 from schemas import (
     ContractCreated,
-    FarmerPolicy,
-    Mandate,
-    Money,
     NegotiationAwarded,
     OfferMade,
-    PolicyMode,
-    RegisterFarm,
-    RegisterNode,
-    Resources,
     RfqIssued,
-    SetFarmerPolicy,
-    SetOfftakerMandate,
-    Sla,
-    WorkloadSpec,
     new_id,
 )
 from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests.integration._crash_market import REPLICAS, register_farms, set_mandates
 from tests.integration._isolated import CLOSED, Journal
 
 pytestmark = FAILOVER_MARKS
@@ -67,12 +56,8 @@ KILLS = 3
 SHARDS = 4  # two hosts per node
 HEAD = "ray"
 WORKER: RayWorkerName = "ray-2"
-REGIONS = 4
 FARMS = 8  # one node each, two per region
 OFFTAKERS = 12  # three per region: six replicas for eight slots, so holds compete
-REPLICAS = 2
-NODE = Resources.from_gb(cru=8, mru_gb=16, sru_gb=400)
-REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)  # four fit on a node
 ROUND_S = 150.0  # one round, the worker node's restart and the hosts' move back included
 HOLDS_END_S = 90.0  # firm holds expire 30 s after their RFQ's deadline, then are swept
 
@@ -131,55 +116,6 @@ def _taken_over(prefix: str, moved: dict[int, int]) -> list[HostStats] | None:
     return stats if done else None
 
 
-def _market(service: MarketService, tag: str) -> tuple[list[str], list[str]]:
-    policy = FarmerPolicy(
-        mode=PolicyMode.AUTO,
-        price_cu_hour=Money.of("0.02", "USD"),
-        price_su_hour=Money.of("0.01", "USD"),
-        sla=Sla(uptime_pct=Decimal(99)),
-    )
-    node_ids = []
-    for i in range(FARMS):
-        farm, node, region = f"{tag}-farm-{i}", f"{tag}-node-{i}", f"{tag}-r{i % REGIONS}"
-        for command in (
-            RegisterFarm(
-                command_id=f"{farm}:reg", farm_id=farm, name=farm, grid="grid4",
-                country="NL", region=region,
-            ),
-            RegisterNode(
-                command_id=f"{farm}:node", node_id=node, farm_id=farm, grid="grid4",
-                country="NL", region=region, total=NODE,
-            ),
-            SetFarmerPolicy(command_id=f"{farm}:policy", farm_id=farm, policy=policy),
-        ):  # fmt: skip
-            service.handle(command)
-        node_ids.append(node)
-    offtakers = []
-    for i in range(OFFTAKERS):
-        offtaker = f"{tag}-offtaker-{i}"
-        mandate = Mandate(
-            workloads=[
-                WorkloadSpec(
-                    workload_id="app",
-                    resources=REPLICA,
-                    replicas=REPLICAS,
-                    regions=[f"{tag}-r{i % REGIONS}"],
-                )
-            ],
-            budget_month=Money.of("1000", "USD"),
-            max_price_cu_hour=Money.of("0.05", "USD"),
-            offer_window_s=Decimal("0.5"),
-            offers_per_replica=2,
-        )
-        service.handle(
-            SetOfftakerMandate(
-                command_id=f"{offtaker}:mandate", offtaker_id=offtaker, mandate=mandate
-            )
-        )
-        offtakers.append(offtaker)
-    return node_ids, offtakers
-
-
 class Round:
     """One round's market, read from the journal of the whole store."""
 
@@ -189,7 +125,8 @@ class Round:
         self.offtakers: list[str] = []
 
     def start(self, service: MarketService) -> None:
-        self.node_ids, self.offtakers = _market(service, self.tag)
+        self.node_ids = register_farms(service, self.tag, FARMS)
+        self.offtakers = set_mandates(service, self.tag, OFFTAKERS)
 
     def mine(self, journal: Journal, kind: type[RfqIssued] | type[ContractCreated]) -> list[Any]:
         """This round's RFQs or contracts (by their offtakers' ids)."""

@@ -24,7 +24,6 @@ import pytest
 
 from hero.config import HeroSettings
 from hero.store import (
-    PostgresCheckpointStore,
     PostgresEventStore,
     PostgresLease,
     StreamAppend,
@@ -91,17 +90,11 @@ class TestPostgresLease(LeaseContract):
 
 
 async def test_a_successor_leaves_out_what_a_dead_relay_published_past_its_checkpoint(
-    kafka, database_url
+    kafka, store_factory
 ):
-    store = PostgresEventStore(database_url)
-    checkpoints = PostgresCheckpointStore(database_url)
-    try:
-        figures = await successor_leaves_out_what_was_published(
-            str(kafka.address), store, checkpoints, idempotent=True
-        )
-    finally:
-        store.close()
-        checkpoints.close()
+    figures = await successor_leaves_out_what_was_published(
+        str(kafka.address), store_factory(), idempotent=True
+    )
     print("\ncheckpoint behind the broker, Apache Kafka:", figures)
 
 

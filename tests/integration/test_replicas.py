@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -33,7 +32,7 @@ from redis.asyncio import Redis
 from hero.config import HeroSettings
 from hero.domain.billing import hour_of
 from hero.domain.ledger import Transfer
-from hero.domain.usage import usage_fact, usage_stream
+from hero.domain.usage import usage_stream
 from hero.gateway.context import Role
 from hero.log.telemetry import TelemetryPublisher
 from hero.payments.ledger import LedgerService
@@ -49,8 +48,6 @@ from schemas import (
     ContractCreated,
     FarmRegistered,
     Money,
-    Resources,
-    Sla,
     Topic,
     TransferKind,
     UsageRecorded,
@@ -58,6 +55,7 @@ from schemas import (
 )
 from schemas.resources import Grid
 from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests.integration._usage import expected_facts, usage_contract, usage_samples
 
 pytestmark = FAILOVER_MARKS
 
@@ -402,53 +400,6 @@ async def test_two_gateways_projectors_leave_what_one_projector_makes(
 # -- usage workers ---------------------------------------------------------------------------------
 
 
-def _contract(i: int, tag: str, start: datetime) -> ContractCreated:
-    return ContractCreated(
-        contract_id=f"{tag}-ctr-{i}",
-        negotiation_id=f"{tag}-nego-{i}",
-        offer_id=f"{tag}-offer-{i}",
-        hold_id=f"{tag}-offer-{i}",
-        offtaker_id=f"{tag}-off",
-        workload_id=f"{tag}-wl-{i}",
-        farm_id=f"{tag}-farm-{i}",
-        node_id=f"{tag}-node-{i}",
-        grid="grid4",
-        resources=Resources.from_gb(cru=2 + i % 8, mru_gb=4, sru_gb=50),
-        price_hour=Money.of("0.05", "USD"),
-        term_hours=720,
-        sla=Sla(uptime_pct=Decimal(99)),
-        starts_at=start,
-    )
-
-
-def _samples(
-    contract: ContractCreated, start: datetime, end: datetime, rng: random.Random
-) -> list[tuple[UtilizationSampled, int]]:
-    out, moment, seq = [], start, 0
-    while moment < end:
-        seq += 1
-        out.append(
-            (
-                UtilizationSampled(
-                    sample_id=f"{contract.contract_id}-s{seq}",
-                    workload_id=contract.workload_id,
-                    replica_id=f"{contract.contract_id}-r",
-                    contract_id=contract.contract_id,
-                    node_id=contract.node_id,
-                    cpu=Decimal(rng.randrange(0, 100)) / 100,
-                    memory=Decimal("0.5"),
-                    disk=Decimal("0.1"),
-                    network_bytes=rng.randrange(0, 50_000_000),
-                    sampled_at=moment,
-                    interval_s=INTERVAL_S,
-                ),
-                seq,
-            )
-        )
-        moment += timedelta(seconds=INTERVAL_S)
-    return out
-
-
 def _on_every_partition(tag: str, start: datetime) -> list[ContractCreated]:
     """CONTRACTS contracts whose samples (keyed by workload) land evenly on every partition,
     by the producer's own partitioner: whichever partitions a worker holds, it has work."""
@@ -456,7 +407,7 @@ def _on_every_partition(tag: str, start: datetime) -> list[ContractCreated]:
     by_partition = dict.fromkeys(range(PARTITIONS), 0)
     partitioner, every = DefaultPartitioner(), list(range(PARTITIONS))
     for i in range(100 * CONTRACTS):
-        contract = _contract(i, tag, start)
+        contract = usage_contract(i, tag, start)
         partition = partitioner(contract.workload_id.encode(), every, every)
         if by_partition[partition] < CONTRACTS // PARTITIONS:
             by_partition[partition] += 1
@@ -503,7 +454,7 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
     samples: list[tuple[UtilizationSampled, int]] = []
     for contract in contracts:
         end = first_hour + timedelta(hours=2, minutes=10)
-        samples += _samples(contract, first_hour, end, rng)
+        samples += usage_samples(contract, first_hour, end, INTERVAL_S, rng)
     samples.sort(key=lambda item: item[0].sampled_at)  # samplers report as time passes
     redelivered = rng.sample(samples, 200)  # a producer retrying what it already sent
     size = len(samples) // (KILLS + 1)
@@ -554,21 +505,7 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
         return found
 
     await until(lambda: len(facts()) >= 2 * CONTRACTS, 180, "the two hours' facts")
-    expected = {}
-    for contract in contracts:
-        for hour in (first_hour, first_hour + timedelta(hours=1)):
-            mine = [
-                s
-                for s, _ in samples
-                if s.contract_id == contract.contract_id and hour_of(s.sampled_at) == hour
-            ]
-            expected[(contract.contract_id, hour)] = usage_fact(
-                contract,
-                hour,
-                sum(s.interval_s for s in mine),
-                sum(s.network_bytes for s in mine),
-                len(mine),
-            )
+    expected = expected_facts(contracts, samples, first_hour)
     got = facts()
     sent = sum(f.samples for f in expected.values())
     counted = sum(got[k].samples for k in expected if k in got)
