@@ -14,8 +14,9 @@ Then the money: each offtaker with contracts tops up its monthly budget in USD t
 signed payment webhook to the stack's treasury, which converts it to TFT; the demo bills a
 few hours of its contracts, the scaled-out and the ended ones included -- on a clock
 fast-forwarded by ``BILLED_HOURS``, since no real hour has passed -- shares each bill between
-farmer, farming pool and ThreeFold, refunds the SLA penalty, and checks that the ledger still
-sums to zero. Finally it stops what it started.
+farmer, farming pool and ThreeFold, refunds the SLA penalty, and checks that every contract of
+the run has a bill (the ended ones too, however short they ran) and that the ledger still sums
+to zero. Finally it stops what it started.
 """
 
 from __future__ import annotations
