@@ -5,7 +5,10 @@ and Tansu. ``pytest --engines production`` runs on PostgreSQL 18 and Apache Kafk
 started by infra as ``hero up --store postgres --broker kafka`` does, and selects only the
 engine tests: every test under tests/integration and tests/e2e, except those marked
 ``embedded_only`` (about Tansu or SQLite themselves, or starting their own Kafka or PostgreSQL
-already), which it reports skipped with their reason. ``./run test`` runs both passes.
+already), which it reports skipped with their reason. A test marked ``production_only`` (the
+failover tests: they kill PostgreSQL + Apache Kafka stacks' processes) runs in the production
+pass only, on its servers, and the embedded pass reports it skipped with its reason. ``./run
+test`` runs both passes.
 
 Fixtures (keep the names: other test files build on them):
 
@@ -68,6 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "embedded_only(reason): runs in the embedded pass only (about Tansu or SQLite "
         "themselves, or it starts the production engines of its own already)",
     )
+    config.addinivalue_line(
+        "markers",
+        "production_only(reason): runs in the production pass only, on its PostgreSQL and "
+        "Apache Kafka (the failover tests)",
+    )
     engines = engines_of(config)
     if engines == "production":
         missing = kafka_missing()
@@ -94,16 +102,24 @@ def _is_engine_test(item: pytest.Item) -> bool:
     return any(part in parts for part in _ENGINE_DIRS) and "tests" in parts
 
 
+def _reason(marker: pytest.Mark) -> str:
+    return str(marker.kwargs.get("reason") or (marker.args[0] if marker.args else ""))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if engines_of(config) != "production":
+        for item in items:
+            marker = item.get_closest_marker("production_only")
+            if marker is not None:
+                reason = f"production pass only (--engines production): {_reason(marker)}"
+                item.add_marker(pytest.mark.skip(reason=reason))
         return
     kept, dropped = [], []
     for item in items:
         (kept if _is_engine_test(item) else dropped).append(item)
         marker = item.get_closest_marker("embedded_only")
         if marker is not None:
-            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
-            item.add_marker(pytest.mark.skip(reason=f"embedded pass only: {reason}"))
+            item.add_marker(pytest.mark.skip(reason=f"embedded pass only: {_reason(marker)}"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -125,5 +125,6 @@ def print_outcome_json(
             "suspended": payments.report.suspended,
             "low_balance": payments.report.low_balance,
             "sla_penalties": payments.report.sla_penalties,
+            "unbilled": payments.unbilled,
         }
     print_json(json_ready(document))

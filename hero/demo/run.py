@@ -14,8 +14,9 @@ Then the money: each offtaker with contracts tops up its monthly budget in USD t
 signed payment webhook to the stack's treasury, which converts it to TFT; the demo bills a
 few hours of its contracts, the scaled-out and the ended ones included -- on a clock
 fast-forwarded by ``BILLED_HOURS``, since no real hour has passed -- shares each bill between
-farmer, farming pool and ThreeFold, refunds the SLA penalty, and checks that the ledger still
-sums to zero. Finally it stops what it started.
+farmer, farming pool and ThreeFold, refunds the SLA penalty, and checks that every contract of
+the run has a bill (the ended ones too, however short they ran) and that the ledger still sums
+to zero. Finally it stops what it started.
 
 The story is in :mod:`hero.demo.scenario`, who runs the agents in :mod:`hero.demo.agents`,
 settling the market in :mod:`hero.demo.settle`, the printing in :mod:`hero.demo.report`; this
@@ -197,6 +198,9 @@ class Payments:
     balances: dict[str, Money]
     unbalanced: dict[str, str] = field(default_factory=dict)
     """Transfer id -> why its legs are not one sound transfer (``LedgerBook.unbalanced``)."""
+    unbilled: list[str] = field(default_factory=list)
+    """This run's contracts that have no bill after the billing run: none, when it is sound
+    (every contract ran, and each offtaker was topped up first)."""
 
     @property
     def balanced(self) -> bool:
@@ -292,6 +296,7 @@ def pay_and_bill(
     )
     book = read_book(store)
     ledger = book.ledger
+    billed = {bill.contract_id for bill in bills}
     return Payments(
         treasury=treasury.description,
         top_ups=top_ups,
@@ -304,6 +309,7 @@ def pay_and_bill(
             for offtaker in offtakers
         },
         unbalanced=book.unbalanced,
+        unbilled=sorted(c.contract_id for c in contracts if c.contract_id not in billed),
     )
 
 
@@ -506,6 +512,12 @@ def run_demo(
         fail(f"demo incomplete: {scaling.problem}", code=1)
     if payments is not None and not payments.balanced:
         fail(f"the ledger does not sum to zero: {payments.totals}", code=1)
+    if payments is not None and payments.unbilled:
+        fail(
+            f"the demo's billing left {len(payments.unbilled)} contracts of this run without "
+            f"a bill: {', '.join(payments.unbilled)}",
+            code=1,
+        )
     line = summary_line(summary)
     if scaling is not None:
         line += f"; {scaling.line()}"

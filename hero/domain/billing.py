@@ -2,7 +2,8 @@
 
 A contract runs over intervals: from its start until it ends, is cancelled, or is suspended
 for want of funds; a resume opens a new interval. Every UTC hour that overlaps an interval
-is billed once, prorated by the seconds it ran (TFChain bills by elapsed seconds too), and
+is billed once, prorated by the seconds it ran (TFChain bills by elapsed seconds too; a
+second begun counts whole, so a contract ended within its first second is billed one), and
 only once the hour is over.
 
 A *metered* contract (one the usage aggregator has reported on) is billed from each hour's
@@ -15,6 +16,7 @@ as far as it goes, then from the farming pool (:func:`cover_penalty`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -169,12 +171,14 @@ class BillingContract:
             self.intervals.append((at, self.term_end))
 
     def seconds_in(self, hour: datetime) -> int:
+        """The seconds it ran in ``hour``, a second it started counted whole: a contract that
+        ran at all owes its hour a bill, even one ended within its first second."""
         end_of_hour = hour + HOUR
-        total = 0
+        ran = timedelta(0)
         for start, end in self.intervals:
             stop = end_of_hour if end is None else min(end, end_of_hour)
-            total += max(0, int((stop - max(start, hour)).total_seconds()))
-        return min(total, 3600)
+            ran += max(timedelta(0), stop - max(start, hour))
+        return min(math.ceil(ran / timedelta(seconds=1)), 3600)
 
     def hours_due(self, now: datetime) -> Iterator[tuple[datetime, int]]:
         """Hours over by ``now`` that ran and are not billed yet, oldest first."""

@@ -9,6 +9,7 @@ from hero.log.producer import KafkaPublisher, new_producer, store_owns
 from hero.log.topics import TopicAdmin
 from hero.store import CheckpointStore, EventStore, OutboxRelay
 from schemas import Topic, new_id
+from tests._engines import TestStore
 from tests.integration._kafka import append_round_robin, by_stream, read_topic_until
 
 __all__ = ["Died", "successor_leaves_out_what_was_published"]
@@ -50,13 +51,25 @@ class _DiesBeforeSaving(CheckpointStore):
 
 
 async def successor_leaves_out_what_was_published(
-    bootstrap: str, store: EventStore, checkpoints: CheckpointStore, *, idempotent: bool
+    bootstrap: str, handle: TestStore, *, idempotent: bool
 ) -> dict[str, Any]:
     """The first relay confirms one batch, publishes the next and dies before saving it;
     then another producer writes FOREIGN records (no store position, like telemetry samples)
     to the same topic, so the partitions' tails hold none of the relay's; the next relay starts
-    from the lagging checkpoint. Returns the figures; asserts none is lost, doubled or
-    reordered and that the successor left the published batch out."""
+    from the lagging checkpoint. On the store ``handle`` gives (``store_factory``'s), closed
+    afterwards. Returns the figures; asserts none is lost, doubled or reordered and that the
+    successor left the published batch out."""
+    store, checkpoints = handle.open(), handle.checkpoints()
+    try:
+        return await _successor(bootstrap, store, checkpoints, idempotent=idempotent)
+    finally:
+        store.close()
+        checkpoints.close()
+
+
+async def _successor(
+    bootstrap: str, store: EventStore, checkpoints: CheckpointStore, *, idempotent: bool
+) -> dict[str, Any]:
     admin = TopicAdmin(bootstrap)
     try:
         await admin.mark_epoch()  # the broker holds what relays confirm: no refill

@@ -15,7 +15,6 @@ import asyncio
 import os
 import signal
 from collections import Counter, defaultdict
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,86 +26,19 @@ from hero.domain import node as nodes
 from hero.market.service import MarketService
 from schemas import (
     ContractCreated,
-    FarmerPolicy,
-    Mandate,
-    Money,
     NegotiationAwarded,
     OfferMade,
-    PolicyMode,
-    RegisterFarm,
-    RegisterNode,
-    Resources,
     RfqIssued,
-    SetFarmerPolicy,
-    SetOfftakerMandate,
-    Sla,
-    WorkloadSpec,
     new_id,
 )
+from tests.integration._crash_market import REPLICAS, register_farms, set_mandates
 from tests.integration._isolated import CLOSED, Journal, isolated_market, until
 
 pytestmark = pytest.mark.integration
 
-REGIONS = 4
 FARMS = 12  # one node each, three per region
 OFFTAKERS = 20  # five per region
-REPLICAS = 2
-NODE = Resources.from_gb(cru=8, mru_gb=16, sru_gb=400)
-REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)  # four fit on a node
 BUDGET_S = 55.0  # the whole test, set-up included
-
-
-def _market(service: MarketService, tag: str) -> list[str]:
-    """Twelve farms in four regions, then nothing else: the offtakers come once hosts run."""
-    policy = FarmerPolicy(
-        mode=PolicyMode.AUTO,
-        price_cu_hour=Money.of("0.02", "USD"),
-        price_su_hour=Money.of("0.01", "USD"),
-        sla=Sla(uptime_pct=Decimal(99)),
-    )
-    node_ids = []
-    for i in range(FARMS):
-        farm, node, region = f"{tag}-farm-{i}", f"{tag}-node-{i}", f"{tag}-r{i % REGIONS}"
-        for command in (
-            RegisterFarm(
-                command_id=f"{farm}:reg", farm_id=farm, name=farm, grid="grid4",
-                country="NL", region=region,
-            ),
-            RegisterNode(
-                command_id=f"{farm}:node", node_id=node, farm_id=farm, grid="grid4",
-                country="NL", region=region, total=NODE,
-            ),
-            SetFarmerPolicy(command_id=f"{farm}:policy", farm_id=farm, policy=policy),
-        ):  # fmt: skip
-            service.handle(command)  # type: ignore[arg-type]
-        node_ids.append(node)
-    return node_ids
-
-
-def _mandates(service: MarketService, tag: str) -> list[str]:
-    offtakers = []
-    for i in range(OFFTAKERS):
-        offtaker = f"{tag}-offtaker-{i}"
-        workload = WorkloadSpec(
-            workload_id="app",
-            resources=REPLICA,
-            replicas=REPLICAS,
-            regions=[f"{tag}-r{i % REGIONS}"],
-        )
-        mandate = Mandate(
-            workloads=[workload],
-            budget_month=Money.of("1000", "USD"),
-            max_price_cu_hour=Money.of("0.05", "USD"),
-            offer_window_s=Decimal("0.5"),
-            offers_per_replica=2,
-        )
-        service.handle(
-            SetOfftakerMandate(
-                command_id=f"{offtaker}:mandate", offtaker_id=offtaker, mandate=mandate
-            )
-        )
-        offtakers.append(offtaker)
-    return offtakers
 
 
 async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled(
@@ -121,7 +53,7 @@ async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled
     async with isolated_market(stack, broker_factory, store_factory) as market:
         store = market.store
         service = MarketService(store)
-        node_ids = _market(service, tag)
+        node_ids = register_farms(service, tag, FARMS)
         journal = Journal(store)
         cluster = AgentCluster(
             market.settings(),
@@ -139,7 +71,7 @@ async def test_a_host_killed_mid_negotiation_restarts_and_no_contract_is_doubled
             victim = cluster.hosts[0]
             old_pid = await victim.pid.remote()
 
-            offtakers = _mandates(service, tag)
+            offtakers = set_mandates(service, tag, OFFTAKERS)
             owned = [o for o in offtakers if shard_of(f"offtaker:{o}", 2) == 0]
             assert owned, "host 0 must own some offtakers for the kill to matter"
 

@@ -10,21 +10,18 @@ node again, the agents process moves two hosts back onto it, and the next round 
 again: three kills. Each round prints its figures (takeover time, contracts, duplicates,
 leaked holds).
 
-Needs Java 17 (and the Kafka jars, cached or fetched with Maven) like test_kafka_broker.py.
+In the production pass (a stack of the module's own, on a database of the session's
+PostgreSQL); deselect with ``-m "not kafka"``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -32,7 +29,6 @@ import ray
 
 from agents.runtime.__main__ import default_name_prefix
 from agents.runtime.host import HostStats
-from hero.config import HeroSettings
 from hero.domain import node as nodes
 from hero.market.service import MarketService
 from hero.store import EventStore, open_store
@@ -43,31 +39,16 @@ from infra.models import RayWorkerName
 from infra.ray_nodes import RayWorkerNode
 from schemas import (
     ContractCreated,
-    FarmerPolicy,
-    Mandate,
-    Money,
     NegotiationAwarded,
     OfferMade,
-    PolicyMode,
-    RegisterFarm,
-    RegisterNode,
-    Resources,
     RfqIssued,
-    SetFarmerPolicy,
-    SetOfftakerMandate,
-    Sla,
-    WorkloadSpec,
     new_id,
 )
-from tests._engines import kafka_missing
+from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests.integration._crash_market import REPLICAS, register_farms, set_mandates
 from tests.integration._isolated import CLOSED, Journal
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kafka,
-    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(kafka_missing() is not None, reason=kafka_missing() or ""),
-]
+pytestmark = FAILOVER_MARKS
 
 T = TypeVar("T")
 
@@ -75,45 +56,25 @@ KILLS = 3
 SHARDS = 4  # two hosts per node
 HEAD = "ray"
 WORKER: RayWorkerName = "ray-2"
-REGIONS = 4
 FARMS = 8  # one node each, two per region
 OFFTAKERS = 12  # three per region: six replicas for eight slots, so holds compete
-REPLICAS = 2
-NODE = Resources.from_gb(cru=8, mru_gb=16, sru_gb=400)
-REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)  # four fit on a node
 ROUND_S = 150.0  # one round, the worker node's restart and the hosts' move back included
 HOLDS_END_S = 90.0  # firm holds expire 30 s after their RFQ's deadline, then are swept
 
 
 @pytest.fixture(scope="module")
-def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # As root, the embedded PostgreSQL runs as a service user that must reach its data dir.
-    home = Path(tempfile.mkdtemp(prefix="hero-ray-cluster-"))
-    home.chmod(0o711)
-    settings = HeroSettings(
-        data_dir=home / "data",
-        store="postgres",
-        broker="kafka",
+def cluster_stack(store_factory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with stack_of_its_own(
+        "hero-ray-cluster-",
+        store_factory().url,
+        logs_to=tmp_path_factory.mktemp("ray-cluster") / "logs",  # they outlive the data dir
         ray_nodes=2,
         agent_shards=SHARDS,
         # A dead node is declared after 3 missed probes 0.5 s apart (defaults: 5 x 1 s).
         ray_health_check_period_ms=500,
         ray_health_check_failures=3,
-        up_timeout_s=300,
-    )
-    launcher = LocalStack(settings)
-    launcher.up()
-    try:
+    ) as launcher:
         yield launcher
-    finally:
-        try:
-            launcher.down()
-        finally:
-            # The logs outlive the data dir, in pytest's temporary directory.
-            logs = tmp_path_factory.mktemp("ray-cluster") / "logs"
-            shutil.copytree(home / "data" / "logs", logs, dirs_exist_ok=True)
-            print(f"\nthe stack's logs: {logs}")
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def _wait(condition: Callable[[], T | None], what: str, timeout_s: float) -> T:
@@ -155,55 +116,6 @@ def _taken_over(prefix: str, moved: dict[int, int]) -> list[HostStats] | None:
     return stats if done else None
 
 
-def _market(service: MarketService, tag: str) -> tuple[list[str], list[str]]:
-    policy = FarmerPolicy(
-        mode=PolicyMode.AUTO,
-        price_cu_hour=Money.of("0.02", "USD"),
-        price_su_hour=Money.of("0.01", "USD"),
-        sla=Sla(uptime_pct=Decimal(99)),
-    )
-    node_ids = []
-    for i in range(FARMS):
-        farm, node, region = f"{tag}-farm-{i}", f"{tag}-node-{i}", f"{tag}-r{i % REGIONS}"
-        for command in (
-            RegisterFarm(
-                command_id=f"{farm}:reg", farm_id=farm, name=farm, grid="grid4",
-                country="NL", region=region,
-            ),
-            RegisterNode(
-                command_id=f"{farm}:node", node_id=node, farm_id=farm, grid="grid4",
-                country="NL", region=region, total=NODE,
-            ),
-            SetFarmerPolicy(command_id=f"{farm}:policy", farm_id=farm, policy=policy),
-        ):  # fmt: skip
-            service.handle(command)
-        node_ids.append(node)
-    offtakers = []
-    for i in range(OFFTAKERS):
-        offtaker = f"{tag}-offtaker-{i}"
-        mandate = Mandate(
-            workloads=[
-                WorkloadSpec(
-                    workload_id="app",
-                    resources=REPLICA,
-                    replicas=REPLICAS,
-                    regions=[f"{tag}-r{i % REGIONS}"],
-                )
-            ],
-            budget_month=Money.of("1000", "USD"),
-            max_price_cu_hour=Money.of("0.05", "USD"),
-            offer_window_s=Decimal("0.5"),
-            offers_per_replica=2,
-        )
-        service.handle(
-            SetOfftakerMandate(
-                command_id=f"{offtaker}:mandate", offtaker_id=offtaker, mandate=mandate
-            )
-        )
-        offtakers.append(offtaker)
-    return node_ids, offtakers
-
-
 class Round:
     """One round's market, read from the journal of the whole store."""
 
@@ -213,7 +125,8 @@ class Round:
         self.offtakers: list[str] = []
 
     def start(self, service: MarketService) -> None:
-        self.node_ids, self.offtakers = _market(service, self.tag)
+        self.node_ids = register_farms(service, self.tag, FARMS)
+        self.offtakers = set_mandates(service, self.tag, OFFTAKERS)
 
     def mine(self, journal: Journal, kind: type[RfqIssued] | type[ContractCreated]) -> list[Any]:
         """This round's RFQs or contracts (by their offtakers' ids)."""

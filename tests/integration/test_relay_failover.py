@@ -1,8 +1,9 @@
 """Two relays, one lease: kill -9 the one that publishes, the standby takes over within 5 s,
 and the topic ends up holding every event exactly once, in order per stream.
 
-On PostgreSQL (the embedded one) + Apache Kafka, as ``hero up --store postgres --broker kafka
---replicas 2`` runs them: the servers and the relays are started by infra's own classes. A
+On PostgreSQL + Apache Kafka, as ``hero up --store postgres --broker kafka --replicas 2`` runs
+them: in the production pass, on a database of its session PostgreSQL and a Kafka of the
+module's own (``broker_factory``), the relays started by infra's own class. A
 writer appends to many streams all along; each of KILLS rounds kills the active relay, times
 the standby's takeover and starts the killed replica again as the new standby. Then the
 topic is read back. The figures are printed (run with ``-s``) and written to
@@ -13,13 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -27,7 +24,6 @@ import pytest
 
 from hero.config import HeroSettings
 from hero.store import (
-    PostgresCheckpointStore,
     PostgresEventStore,
     PostgresLease,
     StreamAppend,
@@ -35,19 +31,13 @@ from hero.store import (
 )
 from infra import KafkaProcess
 from infra.hero_processes import RelayProcess
-from infra.postgres import PostgresProcess
 from schemas import Topic, new_id
-from tests._engines import kafka_missing
+from tests._engines import FAILOVER_MARKS
 from tests.integration._failover import successor_leaves_out_what_was_published
 from tests.integration._kafka import read_topic_until, status_event
 from tests.unit.lease_contract import LeaseContract
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kafka,
-    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(kafka_missing() is not None, reason=kafka_missing() or ""),
-]
+pytestmark = FAILOVER_MARKS
 
 KILLS = 3
 STREAMS = 40
@@ -59,48 +49,15 @@ TOPIC = Topic.UTILIZATION.value  # where NodeStatusChanged lives
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresProcess]:
-    """Under a directory of its own in /tmp: as root PostgreSQL runs as a service user that must
-    pass through every parent of the data dir, and pytest's base temp dir is 0700."""
-    home = Path(tempfile.mkdtemp(prefix="hero-pg-failover-"))
-    home.chmod(0o711)
-    server = PostgresProcess(home / "data")
-    try:
-        server.start(timeout=120)
-        server.ensure_database()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(home)
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaProcess]:
-    settings = HeroSettings()
-    broker = KafkaProcess(
-        tmp_path_factory.mktemp("kafka"),
-        kafka_home=settings.kafka_home,
-        cache_dir=settings.cache_dir,
-    )
-    broker.start(timeout=120)
-    try:
-        yield broker
-    finally:
-        broker.stop()
+def kafka(broker_factory) -> KafkaProcess:
+    broker = broker_factory()
+    assert isinstance(broker, KafkaProcess)
+    return broker
 
 
 @pytest.fixture
-def database_url(postgres: PostgresProcess) -> Iterator[str]:
-    name = f"t_{random.getrandbits(48):012x}"
-    admin = postgres.url("postgres")
-    assert admin is not None
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = postgres.url(name)
-    assert url is not None
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+def database_url(store_factory) -> str:
+    return store_factory().url
 
 
 class TestPostgresLease(LeaseContract):
@@ -125,26 +82,19 @@ class TestPostgresLease(LeaseContract):
         assert second.try_acquire()
         assert not first.try_acquire()
 
-    def test_leases_of_two_databases_are_independent(self, database_url, postgres):
-        other = postgres.url("postgres")
-        assert other is not None
+    def test_leases_of_two_databases_are_independent(self, database_url, store_factory):
+        other = store_factory().url
         with PostgresLease(database_url) as here, PostgresLease(other) as there:
             assert here.try_acquire()
             assert there.try_acquire()
 
 
 async def test_a_successor_leaves_out_what_a_dead_relay_published_past_its_checkpoint(
-    kafka, database_url
+    kafka, store_factory
 ):
-    store = PostgresEventStore(database_url)
-    checkpoints = PostgresCheckpointStore(database_url)
-    try:
-        figures = await successor_leaves_out_what_was_published(
-            str(kafka.address), store, checkpoints, idempotent=True
-        )
-    finally:
-        store.close()
-        checkpoints.close()
+    figures = await successor_leaves_out_what_was_published(
+        str(kafka.address), store_factory(), idempotent=True
+    )
     print("\ncheckpoint behind the broker, Apache Kafka:", figures)
 
 
@@ -233,9 +183,7 @@ def _attribute(positions: list[int], kills: list[dict[str, Any]]) -> list[int]:
     return counts
 
 
-def test_two_relays_one_lease_kill_the_active_one_repeatedly(
-    postgres, kafka, database_url, tmp_path
-):
+def test_two_relays_one_lease_kill_the_active_one_repeatedly(kafka, database_url, tmp_path):
     migrate(database_url)
     bootstrap = str(kafka.address)
     data_dir = tmp_path / "hero"

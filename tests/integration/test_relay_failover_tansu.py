@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hero.config import HeroSettings
-from hero.store import SqliteCheckpointStore, SqliteEventStore
+from hero.store import SqliteEventStore
 from infra._procfs import running
 from infra._state import StackState
 from infra.hero_processes import RelayProcess
@@ -28,18 +28,11 @@ TAKEOVER_BOUND_S = 5.0
 
 
 async def test_a_successor_leaves_out_what_a_dead_relay_published_on_tansu(
-    broker_factory, tmp_path: Path
+    broker_factory, store_factory
 ) -> None:
-    broker = broker_factory()
-    store = SqliteEventStore(tmp_path / "events.db")
-    checkpoints = SqliteCheckpointStore(store.path)
-    try:
-        figures = await successor_leaves_out_what_was_published(
-            str(broker.address), store, checkpoints, idempotent=False
-        )
-    finally:
-        store.close()
-        checkpoints.close()
+    figures = await successor_leaves_out_what_was_published(
+        str(broker_factory().address), store_factory(), idempotent=False
+    )
     print("\ncheckpoint behind the broker, Tansu:", figures)
 
 

@@ -4,8 +4,8 @@ SSE stream resumes across them, a usage worker's partitions move to the other on
 and every sample is counted once. Each kill is repeated three times, the killed replica
 started again (``LocalStack.respawn``) before the next; the figures are printed (``-s``).
 
-Needs Java 17 and Maven (or HERO_KAFKA_HOME, or Kafka's jars in the cache); deselect with
-``-m "not kafka"``.
+In the production pass (a stack of the module's own, on a database of the session's
+PostgreSQL); deselect with ``-m "not kafka"``.
 """
 
 from __future__ import annotations
@@ -15,17 +15,13 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,7 +32,7 @@ from redis.asyncio import Redis
 from hero.config import HeroSettings
 from hero.domain.billing import hour_of
 from hero.domain.ledger import Transfer
-from hero.domain.usage import usage_fact, usage_stream
+from hero.domain.usage import usage_stream
 from hero.gateway.context import Role
 from hero.log.telemetry import TelemetryPublisher
 from hero.payments.ledger import LedgerService
@@ -52,32 +48,16 @@ from schemas import (
     ContractCreated,
     FarmRegistered,
     Money,
-    Resources,
-    Sla,
     Topic,
     TransferKind,
     UsageRecorded,
     UtilizationSampled,
 )
 from schemas.resources import Grid
+from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests.integration._usage import expected_facts, usage_contract, usage_samples
 
-KAFKA_CACHE = HeroSettings().cache_dir.expanduser() / "kafka-4.4.0" / ".complete"
-
-
-def _missing() -> str | None:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "Apache Kafka needs Java 17+ (no java on the PATH, no JAVA_HOME)"
-    if os.environ.get("HERO_KAFKA_HOME") or shutil.which("mvn") or KAFKA_CACHE.is_file():
-        return None
-    return "no HERO_KAFKA_HOME, no Maven to fetch Kafka, no cache"
-
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kafka,
-    pytest.mark.embedded_only(reason="starts a PostgreSQL and an Apache Kafka of its own already"),
-    pytest.mark.skipif(_missing() is not None, reason=_missing() or ""),
-]
+pytestmark = FAILOVER_MARKS
 
 KILLS = 3
 RUN = uuid.uuid4().hex[:8]
@@ -148,24 +128,15 @@ async def _admin_key(redis_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def replicated() -> Iterator[Replicated]:
-    # Under /tmp with a passable mode: as root, PostgreSQL runs as a service user that must
-    # reach its data dir, and pytest's base temp dir is 0700.
-    home = Path(tempfile.mkdtemp(prefix="hero-replicas-"))
-    home.chmod(0o711)
-    settings = HeroSettings(
-        data_dir=home / "data",
-        store="postgres",
-        broker="kafka",
+def replicated(store_factory, tmp_path_factory) -> Iterator[Replicated]:
+    with stack_of_its_own(
+        "hero-replicas-",
+        store_factory().url,
         replicas=2,
         agent_shards=1,
-        up_timeout_s=300,
         usage_idle_close_s=30 * 86400,  # old hours close by event time only
         gateway_rate=f"100/second;2000/minute;{HOURLY}/hour",
-    )
-    launcher = LocalStack(settings)
-    launcher.up()
-    try:
+    ) as launcher:
         endpoints = launcher.endpoints()
         store = open_store(launcher.settings.effective_store_url)
         try:
@@ -174,14 +145,11 @@ def replicated() -> Iterator[Replicated]:
                 launcher, launcher.settings, store, endpoints.gateway_urls, key, endpoints.redis_url
             )
             yield world
-            figures = home.parent / f"hero-replicas-figures-{RUN}.txt"
+            figures = tmp_path_factory.mktemp("replicas") / "figures.txt"
             figures.write_text("\n".join(world.figures) + "\n")
             print(f"\nfigures in {figures}:\n" + "\n".join(world.figures))
         finally:
             store.close()
-    finally:
-        launcher.down()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _client(world: Replicated, url: str) -> httpx.Client:
@@ -432,53 +400,6 @@ async def test_two_gateways_projectors_leave_what_one_projector_makes(
 # -- usage workers ---------------------------------------------------------------------------------
 
 
-def _contract(i: int, tag: str, start: datetime) -> ContractCreated:
-    return ContractCreated(
-        contract_id=f"{tag}-ctr-{i}",
-        negotiation_id=f"{tag}-nego-{i}",
-        offer_id=f"{tag}-offer-{i}",
-        hold_id=f"{tag}-offer-{i}",
-        offtaker_id=f"{tag}-off",
-        workload_id=f"{tag}-wl-{i}",
-        farm_id=f"{tag}-farm-{i}",
-        node_id=f"{tag}-node-{i}",
-        grid="grid4",
-        resources=Resources.from_gb(cru=2 + i % 8, mru_gb=4, sru_gb=50),
-        price_hour=Money.of("0.05", "USD"),
-        term_hours=720,
-        sla=Sla(uptime_pct=Decimal(99)),
-        starts_at=start,
-    )
-
-
-def _samples(
-    contract: ContractCreated, start: datetime, end: datetime, rng: random.Random
-) -> list[tuple[UtilizationSampled, int]]:
-    out, moment, seq = [], start, 0
-    while moment < end:
-        seq += 1
-        out.append(
-            (
-                UtilizationSampled(
-                    sample_id=f"{contract.contract_id}-s{seq}",
-                    workload_id=contract.workload_id,
-                    replica_id=f"{contract.contract_id}-r",
-                    contract_id=contract.contract_id,
-                    node_id=contract.node_id,
-                    cpu=Decimal(rng.randrange(0, 100)) / 100,
-                    memory=Decimal("0.5"),
-                    disk=Decimal("0.1"),
-                    network_bytes=rng.randrange(0, 50_000_000),
-                    sampled_at=moment,
-                    interval_s=INTERVAL_S,
-                ),
-                seq,
-            )
-        )
-        moment += timedelta(seconds=INTERVAL_S)
-    return out
-
-
 def _on_every_partition(tag: str, start: datetime) -> list[ContractCreated]:
     """CONTRACTS contracts whose samples (keyed by workload) land evenly on every partition,
     by the producer's own partitioner: whichever partitions a worker holds, it has work."""
@@ -486,7 +407,7 @@ def _on_every_partition(tag: str, start: datetime) -> list[ContractCreated]:
     by_partition = dict.fromkeys(range(PARTITIONS), 0)
     partitioner, every = DefaultPartitioner(), list(range(PARTITIONS))
     for i in range(100 * CONTRACTS):
-        contract = _contract(i, tag, start)
+        contract = usage_contract(i, tag, start)
         partition = partitioner(contract.workload_id.encode(), every, every)
         if by_partition[partition] < CONTRACTS // PARTITIONS:
             by_partition[partition] += 1
@@ -533,7 +454,7 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
     samples: list[tuple[UtilizationSampled, int]] = []
     for contract in contracts:
         end = first_hour + timedelta(hours=2, minutes=10)
-        samples += _samples(contract, first_hour, end, rng)
+        samples += usage_samples(contract, first_hour, end, INTERVAL_S, rng)
     samples.sort(key=lambda item: item[0].sampled_at)  # samplers report as time passes
     redelivered = rng.sample(samples, 200)  # a producer retrying what it already sent
     size = len(samples) // (KILLS + 1)
@@ -584,21 +505,7 @@ async def test_kill_9_of_a_usage_worker_moves_its_partitions_and_counts_each_sam
         return found
 
     await until(lambda: len(facts()) >= 2 * CONTRACTS, 180, "the two hours' facts")
-    expected = {}
-    for contract in contracts:
-        for hour in (first_hour, first_hour + timedelta(hours=1)):
-            mine = [
-                s
-                for s, _ in samples
-                if s.contract_id == contract.contract_id and hour_of(s.sampled_at) == hour
-            ]
-            expected[(contract.contract_id, hour)] = usage_fact(
-                contract,
-                hour,
-                sum(s.interval_s for s in mine),
-                sum(s.network_bytes for s in mine),
-                len(mine),
-            )
+    expected = expected_facts(contracts, samples, first_hour)
     got = facts()
     sent = sum(f.samples for f in expected.values())
     counted = sum(got[k].samples for k in expected if k in got)

@@ -12,16 +12,15 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from hero.domain.billing import hour_of
-from hero.domain.usage import usage_fact
 from hero.log.telemetry import TelemetryPublisher
 from hero.store import ANY_VERSION, NewEvent
-from schemas import ContractCreated, Money, Resources, Sla, UsageRecorded, UtilizationSampled
+from schemas import UsageRecorded
+from tests.integration._usage import expected_facts, usage_contract, usage_samples
 
 pytestmark = pytest.mark.integration
 
@@ -36,48 +35,6 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.05)
-
-
-def _contract(i: int, tag: str, start: datetime) -> ContractCreated:
-    return ContractCreated(
-        contract_id=f"{tag}-ctr-{i}",
-        negotiation_id=f"{tag}-nego-{i}",
-        offer_id=f"{tag}-offer-{i}",
-        hold_id=f"{tag}-offer-{i}",
-        offtaker_id=f"{tag}-off",
-        workload_id=f"{tag}-wl-{i}",
-        farm_id=f"{tag}-farm-{i}",
-        node_id=f"{tag}-node-{i}",
-        grid="grid4",
-        resources=Resources.from_gb(cru=2 + i, mru_gb=4, sru_gb=50),
-        price_hour=Money.of("0.05", "USD"),
-        term_hours=720,
-        sla=Sla(uptime_pct=Decimal(99)),
-        starts_at=start,
-    )
-
-
-def _samples(contract: ContractCreated, start: datetime, end: datetime, rng: random.Random):
-    moment, seq = start, 0
-    while moment < end:
-        seq += 1
-        yield (
-            UtilizationSampled(
-                sample_id=f"{contract.contract_id}-s{seq}",
-                workload_id=contract.workload_id,
-                replica_id=f"{contract.contract_id}-r",
-                contract_id=contract.contract_id,
-                node_id=contract.node_id,
-                cpu=Decimal(rng.randrange(0, 100)) / 100,
-                memory=Decimal("0.5"),
-                disk=Decimal("0.1"),
-                network_bytes=rng.randrange(0, 50_000_000),
-                sampled_at=moment,
-                interval_s=INTERVAL_S,
-            ),
-            seq,
-        )
-        moment += timedelta(seconds=INTERVAL_S)
 
 
 def _start(data_dir: Path, stack, store_url: str, tag: str) -> subprocess.Popen[bytes]:
@@ -110,7 +67,7 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
     handle = store_factory()
     store = handle.open()
     first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
-    contracts = [_contract(i, tag, first_hour) for i in range(CONTRACTS)]
+    contracts = [usage_contract(i, tag, first_hour) for i in range(CONTRACTS)]
     for contract in contracts:
         event = NewEvent.of(contract, actor="test", occurred_at=first_hour)
         store.append(f"node-{contract.node_id}", ANY_VERSION, [event], f"{contract.contract_id}:c")
@@ -119,7 +76,9 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
     samples = []
     for contract in contracts:
         samples += list(
-            _samples(contract, first_hour, first_hour + timedelta(hours=2, minutes=10), rng)
+            usage_samples(
+                contract, first_hour, first_hour + timedelta(hours=2, minutes=10), INTERVAL_S, rng
+            )
         )
     # Samplers report as time passes: on each partition, samples arrive in time order.
     samples.sort(key=lambda item: item[0].sampled_at)
@@ -158,21 +117,7 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
     assert len(kills) == 2
     assert all(added >= 150 for added in kills)  # each life counted its part
     got = {(f.contract_id, f.hour): f for f in facts()}
-    expected = {}
-    for contract in contracts:
-        for hour in (first_hour, first_hour + timedelta(hours=1)):
-            mine = [
-                s
-                for s, _ in samples
-                if s.contract_id == contract.contract_id and hour_of(s.sampled_at) == hour
-            ]
-            expected[(contract.contract_id, hour)] = usage_fact(
-                contract,
-                hour,
-                sum(s.interval_s for s in mine),
-                sum(s.network_bytes for s in mine),
-                len(mine),
-            )
+    expected = expected_facts(contracts, samples, first_hour)
     sent = sum(f.samples for f in expected.values())
     counted = sum(f.samples for f in got.values())
     print(f"\nworker kill -9 x2: the closed hours' samples sent {sent} counted {counted}")

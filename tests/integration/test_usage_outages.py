@@ -18,9 +18,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ import pytest
 from redis.asyncio import Redis
 
 from hero.domain.billing import hour_of
-from hero.domain.usage import usage_fact
 from hero.log.producer import new_producer
 from hero.log.telemetry import TelemetryPublisher
 from hero.log.topics import TopicAdmin
@@ -37,10 +35,6 @@ from hero.store import ANY_VERSION, NewEvent
 from hero.store.spool import SampleSpool, spool_path
 from infra import KafkaProcess, ManagedProcess, ValkeyProcess
 from schemas import (
-    ContractCreated,
-    Money,
-    Resources,
-    Sla,
     Topic,
     UsageRecorded,
     UtilizationSampled,
@@ -49,6 +43,7 @@ from schemas import (
 from tests._engines import TestStore
 from tests.integration._isolated import until
 from tests.integration._kafka import read_topic_until
+from tests.integration._usage import expected_facts, usage_contract, usage_samples
 
 pytestmark = pytest.mark.integration
 
@@ -56,48 +51,6 @@ CONTRACTS = 2
 INTERVAL_S = 60
 TIMEOUT_S = 90.0
 Sent = list[tuple[UtilizationSampled, int]]
-
-
-def _contract(i: int, tag: str, start: datetime) -> ContractCreated:
-    return ContractCreated(
-        contract_id=f"{tag}-ctr-{i}",
-        negotiation_id=f"{tag}-nego-{i}",
-        offer_id=f"{tag}-offer-{i}",
-        hold_id=f"{tag}-offer-{i}",
-        offtaker_id=f"{tag}-off",
-        workload_id=f"{tag}-wl-{i}",
-        farm_id=f"{tag}-farm-{i}",
-        node_id=f"{tag}-node-{i}",
-        grid="grid4",
-        resources=Resources.from_gb(cru=2 + i, mru_gb=4, sru_gb=50),
-        price_hour=Money.of("0.05", "USD"),
-        term_hours=720,
-        sla=Sla(uptime_pct=Decimal(99)),
-        starts_at=start,
-    )
-
-
-def _samples(contract: ContractCreated, start: datetime, end: datetime) -> Iterator[Any]:
-    moment, seq = start, 0
-    while moment < end:
-        seq += 1
-        yield (
-            UtilizationSampled(
-                sample_id=f"{contract.contract_id}-s{seq}",
-                workload_id=contract.workload_id,
-                replica_id=f"{contract.contract_id}-r",
-                contract_id=contract.contract_id,
-                node_id=contract.node_id,
-                cpu=Decimal("0.5"),
-                memory=Decimal("0.5"),
-                disk=Decimal("0.1"),
-                network_bytes=1000 * seq,
-                sampled_at=moment,
-                interval_s=INTERVAL_S,
-            ),
-            seq,
-        )
-        moment += timedelta(seconds=INTERVAL_S)
 
 
 class Outage:
@@ -111,7 +64,7 @@ class Outage:
         self.store_url = store.url
         self.store = store.open()
         self.first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
-        self.contracts = [_contract(i, self.tag, self.first_hour) for i in range(CONTRACTS)]
+        self.contracts = [usage_contract(i, self.tag, self.first_hour) for i in range(CONTRACTS)]
         for contract in self.contracts:
             event = NewEvent.of(contract, actor="test", occurred_at=self.first_hour)
             command = f"{contract.contract_id}:c"
@@ -121,7 +74,9 @@ class Outage:
             (
                 s
                 for c in self.contracts
-                for s in _samples(c, self.first_hour, self.first_hour + timedelta(minutes=130))
+                for s in usage_samples(
+                    c, self.first_hour, self.first_hour + timedelta(minutes=130), INTERVAL_S
+                )
             ),
             key=lambda item: item[0].sampled_at,
         )
@@ -194,22 +149,7 @@ class Outage:
         return await self.counted()
 
     def expected_facts(self) -> dict[tuple[str, datetime], UsageRecorded]:
-        expected = {}
-        for contract in self.contracts:
-            for hour in (self.first_hour, self.first_hour + timedelta(hours=1)):
-                mine = [
-                    s
-                    for s, _ in self.samples
-                    if s.contract_id == contract.contract_id and hour_of(s.sampled_at) == hour
-                ]
-                expected[(contract.contract_id, hour)] = usage_fact(
-                    contract,
-                    hour,
-                    sum(s.interval_s for s in mine),
-                    sum(s.network_bytes for s in mine),
-                    len(mine),
-                )
-        return expected
+        return expected_facts(self.contracts, self.samples, self.first_hour)
 
     async def dead_letters(self) -> list[dict[str, Any]]:
         """What is on the broker's ``hero.dlq`` (read up to a marker the test sends last)."""

@@ -7,11 +7,19 @@ from decimal import Decimal
 
 import pytest
 
+from hero.domain.billing import BillingContract
 from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.payments.billing import BillingService, BillingSettings, billing_stream
 from hero.payments.ledger import LedgerService, read_ledger
 from hero.store import SqliteEventStore
-from schemas import ContractCancelled, Money, TransferKind, UsageBilled
+from schemas import (
+    CancelContract,
+    ContractCancelled,
+    ContractCreated,
+    Money,
+    TransferKind,
+    UsageBilled,
+)
 from tests.unit._gwt import T0, Market, ctr
 
 RATE = Decimal(100)  # TFT per USD
@@ -112,6 +120,44 @@ def test_a_partial_first_hour_is_prorated_by_the_seconds_it_ran(tmp_path):
 
     assert (bill.hour, bill.seconds) == (T0, 900)
     assert bill.amount == tft("0.28125")  # a quarter of 1.125
+
+
+@pytest.mark.parametrize("ran_ms", [1, 250, 999])
+def test_a_contract_ended_within_its_first_second_is_billed_one_second(market, ran_ms):
+    """The demo's failure: a node fails a moment after a replica on it was contracted, the
+    replica moves, its contract ends less than a second after it began. Billed for whole
+    seconds rounded down it had no bill at all, though the demo reported it made."""
+    fund(market, "100")
+    market.clock.advance(timedelta(milliseconds=ran_ms))
+    market.handle(
+        CancelContract(
+            command_id="cancel-o1",
+            contract_id=ctr("neg_1", "o1"),
+            node_id="node_1",
+            reason="migrated: node down",
+        )
+    )
+    market.clock.advance(timedelta(hours=3))  # the demo's billing clock, hours ahead
+
+    report = billing(market).run(contract_ids={ctr("neg_1", "o1")})
+
+    assert [(b.contract_id, b.hour, b.seconds) for b in report.bills] == [
+        (ctr("neg_1", "o1"), T0, 1)
+    ]
+    assert report.bills[0].amount == tft("0.00031")  # 0.01125 USD / 3600, to 7 places, x 100
+    assert billing(market).run().bills == []  # and only once
+
+
+def test_a_second_begun_counts_whole_and_an_hour_never_exceeds_3600(market):
+    [created] = [e for e in market.all_events() if isinstance(e, ContractCreated)]
+    half = BillingContract(created)
+    half.stop(created.starts_at + timedelta(minutes=30, microseconds=1))
+    assert half.seconds_in(T0) == 1801
+    assert BillingContract(created).seconds_in(T0) == 3600
+    never = BillingContract(created)
+    never.stop(created.starts_at)  # ended as it began: it never ran, nothing to bill
+    assert never.seconds_in(T0) == 0
+    assert list(never.hours_due(T0 + timedelta(hours=2))) == []
 
 
 def test_until_hour_bills_only_up_to_that_hour(market):
