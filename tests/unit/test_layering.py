@@ -37,7 +37,8 @@ BRAINS = (
 LIBRARIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "SQL": (
         ("sqlite3", "psycopg", "psycopg_pool", "asyncpg", "sqlalchemy", "aiosqlite"),
-        ("hero.store",),
+        # benchmarks/profile_negotiation.py samples PostgreSQL's own activity views
+        ("hero.store", "benchmarks"),
     ),
     "Kafka": (
         ("aiokafka", "kafka", "faust", "confluent_kafka"),
