@@ -130,7 +130,7 @@ def hold_ended(state: MarketState, envelope: Envelope, event: HoldReleased | Hol
 
 
 def contract_created(state: MarketState, envelope: Envelope, event: ContractCreated) -> None:
-    state.contracts[event.contract_id] = Contract(
+    contract = state.contracts[event.contract_id] = Contract(
         contract_id=event.contract_id,
         negotiation_id=event.negotiation_id,
         offer_id=event.offer_id,
@@ -146,19 +146,26 @@ def contract_created(state: MarketState, envelope: Envelope, event: ContractCrea
         sla=event.sla,
         starts_at=event.starts_at,
     )
-    contracts = state.workload(event.offtaker_id, event.workload_id).contracts
-    if event.contract_id not in contracts:
-        contracts.append(event.contract_id)
+    state.workload(event.offtaker_id, event.workload_id).contracts.setdefault(event.contract_id)
+    early = state.early_cancellations.pop(event.contract_id, None)
+    if early is not None:
+        contract.status, contract.reason = "cancelled", early[0]
+        contract.ended_at = early[1]
     if (node := state.nodes.get(event.node_id)) is not None:
         node.holds.pop(event.hold_id, None)
-        node.contracts[event.contract_id] = event.resources
+        if early is None:
+            node.contracts[event.contract_id] = event.resources
         node.changed()
 
 
 def contract_cancelled(state: MarketState, envelope: Envelope, event: ContractCancelled) -> None:
     state.samples.pop(event.contract_id, None)
     contract = state.contracts.get(event.contract_id)
-    if contract is not None and contract.ended_at is None:
+    if contract is None:
+        state.early_cancellations.setdefault(
+            event.contract_id, (event.reason, envelope.occurred_at)
+        )
+    elif contract.ended_at is None:
         # The first cancellation ends it; a repeated one (another writer's) changes nothing.
         contract.status, contract.reason, contract.grace_ends_at = "cancelled", event.reason, None
         contract.ended_at = envelope.occurred_at

@@ -264,8 +264,9 @@ class Workload:
 
     offtaker_id: str
     workload_id: str
-    contracts: list[str] = field(default_factory=list)
-    """Every contract made for it, in the order they were created."""
+    contracts: dict[str, None] = field(default_factory=dict)
+    """Every contract made for it, in the order they were created (a dict: one is looked up
+    on each creation, and a workload may have thousands)."""
     decisions: list[ScaleDecided] = field(default_factory=list)
     migrations: list[Migration] = field(default_factory=list)
 
@@ -334,6 +335,9 @@ class MarketState:
     early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
     """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
     streams independently, so a policy may arrive before its farm."""
+    early_cancellations: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    """contract id -> (reason, when) of a cancellation recorded before the contract: the
+    contract is born cancelled (a node's stream and a contract's are ordered apart)."""
     early_status: dict[str, NodeStatus] = field(default_factory=dict)
     """The status of nodes not registered yet (read by the views of their contracts), taken
     by the node when its registration comes."""

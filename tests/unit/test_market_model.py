@@ -195,7 +195,16 @@ def test_the_first_cancellation_ends_a_contract_and_names_it_in_its_workload():
     log(ContractCancelled(contract_id="c1", node_id="n1", reason="again"), at=T0 + 2 * H)
     c1 = log.state.contracts["c1"]
     assert (c1.status, c1.reason, c1.ended_at) == ("cancelled", "scaled down", T0 + H)
-    assert log.state.workloads[("acme", "web")].contracts == ["c1"]
+    assert list(log.state.workloads[("acme", "web")].contracts) == ["c1"]
+
+
+def test_a_contract_cancelled_before_its_creation_is_born_cancelled_and_holds_nothing():
+    log = Log()(farm())(node())(held("h1"))
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"), at=T0 + H)
+    log(contract("c1", "h1"))
+    c1, n1 = log.state.contracts["c1"], log.state.nodes["n1"]
+    assert (c1.status, c1.reason, c1.ended_at) == ("cancelled", "ended", T0 + H)
+    assert (n1.contracts, n1.holds, log.state.early_cancellations) == ({}, {}, {})
 
 
 # -- negotiations ---------------------------------------------------------------------------
