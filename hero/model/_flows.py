@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hero.domain.ledger import Leg, account_of_stream, match_leg
-from hero.model.state import Account, MarketState, Replica, SlaOutcome, Usage
+from hero.model.state import Account, MarketState, Migration, Placement, Replica, SlaOutcome, Usage
 from schemas import (
     Envelope,
     OfftakerMandateSet,
@@ -20,6 +20,8 @@ from schemas import (
 
 def mandate_set(state: MarketState, envelope: Envelope, event: OfftakerMandateSet) -> None:
     state.mandates[event.offtaker_id] = event.mandate
+    for spec in event.mandate.workloads:
+        state.workload(event.offtaker_id, spec.workload_id)
 
 
 def utilization_sampled(state: MarketState, envelope: Envelope, event: UtilizationSampled) -> None:
@@ -32,6 +34,7 @@ def utilization_sampled(state: MarketState, envelope: Envelope, event: Utilizati
 
 def scale_decided(state: MarketState, envelope: Envelope, event: ScaleDecided) -> None:
     state.scale[(event.offtaker_id, event.workload_id)] = event.desired_replicas
+    state.workload(event.offtaker_id, event.workload_id).decisions.append(event)
 
 
 def replica_placed(state: MarketState, envelope: Envelope, event: ReplicaPlaced) -> None:
@@ -42,6 +45,9 @@ def replica_placed(state: MarketState, envelope: Envelope, event: ReplicaPlaced)
         event.contract_id,
         event.farm_id,
         event.node_id,
+    )
+    state.placements[event.contract_id] = Placement(
+        event.replica_id, dict(event.scores), event.total, event.price_cu_hour
     )
 
 
@@ -57,6 +63,17 @@ def replica_migrated(state: MarketState, envelope: Envelope, event: ReplicaMigra
         farm_id,
         event.to_node_id,
     )
+    state.workload(event.offtaker_id, event.workload_id).migrations.append(
+        Migration(
+            moved_at=envelope.occurred_at,
+            replica_id=event.replica_id,
+            from_node_id=event.from_node_id,
+            to_node_id=event.to_node_id,
+            from_contract_id=event.from_contract_id,
+            to_contract_id=event.to_contract_id,
+            reason=event.reason,
+        )
+    )
 
 
 def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorded) -> None:
@@ -68,6 +85,8 @@ def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorde
         event.hours_down,
         event.met,
         event.penalty,
+        promised_pct=event.sla.uptime_pct,
+        period_hours=event.period_hours,
     )
 
 

@@ -31,6 +31,7 @@ from schemas import (
     NegotiationExpired,
     NegotiationFailed,
     NodeRegistered,
+    NodeStatus,
     NodeStatusChanged,
     OfferAccepted,
     OfferApproved,
@@ -93,6 +94,7 @@ def node_registered(state: MarketState, envelope: Envelope, event: NodeRegistere
             event.uptime_pct,
             event.total,
             country=event.country,
+            status=state.early_status.pop(event.node_id, NodeStatus.UP),
         )
     else:
         # Registered again (a grid sync): its holds, contracts and status stay; the CLI's
@@ -108,6 +110,8 @@ def node_registered(state: MarketState, envelope: Envelope, event: NodeRegistere
 def node_status_changed(state: MarketState, envelope: Envelope, event: NodeStatusChanged) -> None:
     if (node := state.nodes.get(event.node_id)) is not None:
         node.status = event.status
+    else:
+        state.early_status[event.node_id] = event.status
 
 
 def capacity_held(state: MarketState, envelope: Envelope, event: CapacityHeld) -> None:
@@ -126,7 +130,7 @@ def hold_ended(state: MarketState, envelope: Envelope, event: HoldReleased | Hol
 
 
 def contract_created(state: MarketState, envelope: Envelope, event: ContractCreated) -> None:
-    state.contracts[event.contract_id] = Contract(
+    contract = state.contracts[event.contract_id] = Contract(
         contract_id=event.contract_id,
         negotiation_id=event.negotiation_id,
         offer_id=event.offer_id,
@@ -142,16 +146,29 @@ def contract_created(state: MarketState, envelope: Envelope, event: ContractCrea
         sla=event.sla,
         starts_at=event.starts_at,
     )
+    state.workload(event.offtaker_id, event.workload_id).contracts.setdefault(event.contract_id)
+    early = state.early_cancellations.pop(event.contract_id, None)
+    if early is not None:
+        contract.status, contract.reason = "cancelled", early[0]
+        contract.ended_at = early[1]
     if (node := state.nodes.get(event.node_id)) is not None:
         node.holds.pop(event.hold_id, None)
-        node.contracts[event.contract_id] = event.resources
+        if early is None:
+            node.contracts[event.contract_id] = event.resources
         node.changed()
 
 
 def contract_cancelled(state: MarketState, envelope: Envelope, event: ContractCancelled) -> None:
     state.samples.pop(event.contract_id, None)
-    if (contract := state.contracts.get(event.contract_id)) is not None:
+    contract = state.contracts.get(event.contract_id)
+    if contract is None:
+        state.early_cancellations.setdefault(
+            event.contract_id, (event.reason, envelope.occurred_at)
+        )
+    elif contract.ended_at is None:
+        # The first cancellation ends it; a repeated one (another writer's) changes nothing.
         contract.status, contract.reason, contract.grace_ends_at = "cancelled", event.reason, None
+        contract.ended_at = envelope.occurred_at
     if (node := state.nodes.get(event.node_id)) is not None:
         node.contracts.pop(event.contract_id, None)
         node.changed()
@@ -182,6 +199,9 @@ def rfq_issued(state: MarketState, envelope: Envelope, event: RfqIssued) -> None
         term_hours=event.term_hours,
         deadline=event.deadline,
         invited=frozenset(event.invited_farms),
+        grids=tuple(event.grids),
+        regions=tuple(event.regions),
+        max_price_cu_hour=event.max_price_cu_hour,
     )
 
 
@@ -207,14 +227,14 @@ def offer_made(state: MarketState, envelope: Envelope, event: OfferMade) -> None
 
 
 def offer_declined(state: MarketState, envelope: Envelope, event: OfferDeclined) -> None:
-    state.declines.append(
-        Decline(
-            event.negotiation_id, event.farm_id, event.node_id, tuple(event.reasons), event.detail
-        )
+    decline = Decline(
+        event.negotiation_id, event.farm_id, event.node_id, tuple(event.reasons), event.detail
     )
+    state.declines.append(decline)
     if (nego := state.negotiations.get(event.negotiation_id)) is not None:
         nego.farms.add(event.farm_id)
         nego.declines += 1
+        nego.declined.append(decline)
 
 
 def offer_approved(state: MarketState, envelope: Envelope, event: OfferApproved) -> None:

@@ -20,6 +20,7 @@ from schemas import (
     Money,
     NodeStatus,
     Resources,
+    ScaleDecided,
     Sla,
     UtilizationSampled,
 )
@@ -31,14 +32,17 @@ __all__ = [
     "Decline",
     "Farm",
     "MarketState",
+    "Migration",
     "Negotiation",
     "NegotiationStatus",
     "Node",
     "Offer",
     "OfferStatus",
+    "Placement",
     "Replica",
     "SlaOutcome",
     "Usage",
+    "Workload",
 ]
 
 NegotiationStatus = Literal["open", "awarded", "failed", "expired"]
@@ -174,10 +178,15 @@ class Negotiation:
     term_hours: int
     deadline: datetime
     invited: frozenset[str]
+    grids: tuple[Grid, ...] = ()
+    regions: tuple[str, ...] = ()
+    max_price_cu_hour: Money | None = None
     farms: set[str] = field(default_factory=set)
     """The farms that answered (offered or declined)."""
     offers: list[str] = field(default_factory=list)
     declines: int = 0
+    declined: list[Decline] = field(default_factory=list)
+    """The declines, in the order they came (the read model lists them)."""
     contracts: list[str] = field(default_factory=list)
     """Contracts of accepted offers, in acceptance order; a withdrawn offer's leaves."""
     status: NegotiationStatus = "open"
@@ -207,6 +216,8 @@ class Contract:
     status: ContractStatus = "active"
     reason: str = ""
     grace_ends_at: datetime | None = None
+    ended_at: datetime | None = None
+    """When the first cancellation was recorded."""
     billed: Money | None = None
     """What the contract's hours billed so far (TFT)."""
     billed_hours: int = 0
@@ -227,6 +238,40 @@ class Replica:
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """Why a replica went where it did: the weighted criteria and their total."""
+
+    replica_id: str
+    scores: dict[str, Decimal]
+    total: Decimal | None
+    price_cu_hour: Money | None
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    moved_at: datetime
+    replica_id: str
+    from_node_id: str
+    to_node_id: str
+    from_contract_id: str
+    to_contract_id: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Workload:
+    """One offtaker's workload: named by a mandate, a contract, a decision or a move."""
+
+    offtaker_id: str
+    workload_id: str
+    contracts: dict[str, None] = field(default_factory=dict)
+    """Every contract made for it, in the order they were created (a dict: one is looked up
+    on each creation, and a workload may have thousands)."""
+    decisions: list[ScaleDecided] = field(default_factory=list)
+    migrations: list[Migration] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class SlaOutcome:
     contract_id: str
     offtaker_id: str
@@ -235,6 +280,8 @@ class SlaOutcome:
     hours_down: Decimal
     met: bool
     penalty: Money
+    promised_pct: Decimal
+    period_hours: Decimal
 
 
 @dataclass(slots=True)
@@ -272,6 +319,10 @@ class MarketState:
     samples: dict[str, UtilizationSampled] = field(default_factory=dict)
     """The newest utilization sample of each live contract (a sample may come first)."""
     replicas: dict[str, Replica] = field(default_factory=dict)
+    placements: dict[str, Placement] = field(default_factory=dict)
+    """contract id -> how its replica was placed."""
+    workloads: dict[tuple[str, str], Workload] = field(default_factory=dict)
+    """(offtaker, workload) -> the workload; kept when a new mandate drops it."""
     scale: dict[tuple[str, str], int] = field(default_factory=dict)
     """(offtaker, workload) -> the replicas its autoscaler last asked for."""
     usage: dict[str, Usage] = field(default_factory=dict)
@@ -284,10 +335,28 @@ class MarketState:
     early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
     """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
     streams independently, so a policy may arrive before its farm."""
+    early_cancellations: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    """contract id -> (reason, when) of a cancellation recorded before the contract: the
+    contract is born cancelled (a node's stream and a contract's are ordered apart)."""
+    early_status: dict[str, NodeStatus] = field(default_factory=dict)
+    """The status of nodes not registered yet (read by the views of their contracts), taken
+    by the node when its registration comes."""
+
+    def node_status(self, node_id: str) -> NodeStatus:
+        node = self.nodes.get(node_id)
+        return node.status if node is not None else self.early_status.get(node_id, NodeStatus.UP)
 
     def farm_nodes(self, farm_id: str) -> list[Node]:
         farm = self.farms.get(farm_id)
         return [self.nodes[n] for n in farm.node_ids if n in self.nodes] if farm else []
+
+    def workload(self, offtaker_id: str, workload_id: str) -> Workload:
+        """The workload, registered on first mention."""
+        key = (offtaker_id, workload_id)
+        found = self.workloads.get(key)
+        if found is None:
+            found = self.workloads[key] = Workload(offtaker_id, workload_id)
+        return found
 
     def live_contracts(self) -> list[Contract]:
         """Live contracts (created, not cancelled), oldest first."""

@@ -1,8 +1,10 @@
 """The read models as pure projections of the log: farms, nodes, contracts, negotiations,
 accounts and workloads, each a collection of JSON-ready documents keyed by entity id.
 
-A :class:`Projection` names the event types it reads, the documents an event touches and a
-reducer ``reduce(key, current, envelope, event) -> document | None`` (None deletes). Nothing
+A :class:`Projection` names the event types it reads and the documents an event touches, and
+either renders a document from the market model (``render(state, key) -> document | None``,
+None deletes: the state is folded once, by :func:`hero.model.apply`) or, for the collections
+not moved onto the model yet, reduces it (``reduce(key, current, envelope, event)``). Nothing
 here does I/O: :mod:`hero.readmodels.projector` keeps the documents in Valkey, and
 :func:`fold` keeps them in a dict, which is what the tests compare it with.
 
@@ -30,6 +32,8 @@ from pydantic import TypeAdapter
 from hero.domain.errors import Rejected
 from hero.domain.ledger import Leg, LegProblem, account_kind, account_of_stream, match_leg
 from hero.market.views import json_ready
+from hero.model import Decline, MarketState, Offer
+from hero.model import apply as model_apply
 from schemas import (
     CapacityHeld,
     ContractCancelled,
@@ -54,7 +58,6 @@ from schemas import (
     OfferWithdrawn,
     OfftakerMandateSet,
     ReplicaPlaced,
-    Resources,
     RfqIssued,
     ScaleDecided,
     SlaOutcomeRecorded,
@@ -88,6 +91,7 @@ Doc = dict[str, Any]
 Keys = Callable[[Envelope, Event], tuple[str, ...]]
 Links = Callable[[Envelope, Event], dict[str, tuple[str, ...] | None]]
 Reducer = Callable[[str, Doc | None, Envelope, Event], Doc | None]
+Render = Callable[[MarketState, str], Doc | None]
 
 #: How many of an account's latest transfers its document lists.
 LAST_TRANSFERS = 20
@@ -107,16 +111,30 @@ class Projection:
 
     ``keys`` names the documents an event touches; ``via`` names *links*, aliases recorded by
     earlier events (``links``: alias -> keys, None forgets it), for an event that does not
-    carry its documents' keys (a ``ContractCancelled`` names no workload). Each touched
-    document goes through ``reduce`` once per event, in log order.
+    carry its documents' keys (a ``ContractCancelled`` names no workload). A touched document
+    is rendered from the market model once the event is applied to it (``render``), or, for a
+    projection still reducing, goes through ``reduce`` once per event, in log order.
     """
 
     name: str
     types: frozenset[str]
     keys: Keys
-    reduce: Reducer
+    reduce: Reducer | None = None
+    render: Render | None = None
     via: Keys = field(default=_no_keys)
     links: Links = field(default=_no_links)
+
+    def __post_init__(self) -> None:
+        if (self.reduce is None) == (self.render is None):
+            raise ValueError(f"projection {self.name!r}: give either reduce or render")
+
+    def rendered(self, state: MarketState, key: str, position: int) -> Doc | None:
+        """Document ``key`` as the model has it, stamped with the last event touching it."""
+        assert self.render is not None
+        doc = self.render(state, key)
+        if doc is not None:
+            doc["last_position"] = position
+        return doc
 
 
 class UnknownProjection(LookupError):
@@ -149,6 +167,14 @@ def _time(value: datetime) -> str:
     return str(_TIME.dump_python(value, mode="json"))
 
 
+_DECIMAL: TypeAdapter[Decimal] = TypeAdapter(Decimal)
+
+
+def _decimal(value: Decimal) -> str:
+    """As the schemas dump their own Decimals."""
+    return str(_DECIMAL.dump_python(value, mode="json"))
+
+
 def _stamp(doc: Doc, envelope: Envelope) -> Doc:
     doc["last_position"] = envelope.position
     return doc
@@ -161,25 +187,31 @@ def _farm_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
     return (event.farm_id,) if isinstance(event, FarmRegistered | FarmerPolicySet) else ()
 
 
-def _reduce_farm(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    doc: Doc = dict(current) if current else _empty_farm(key)
-    if isinstance(event, FarmRegistered):
-        registered = event.model_dump(mode="json")
-        doc.update({k: registered[k] for k in ("name", "grid", "region", "country", "certified")})
-    elif isinstance(event, FarmerPolicySet):
-        policy = event.policy.model_dump(mode="json")
-        if event.node_id is None:
-            doc["policy"], doc["mode"] = policy, policy["mode"]
-        else:
-            doc["node_policies"] = {**doc["node_policies"], event.node_id: policy}
+def _render_farm(state: MarketState, farm_id: str) -> Doc | None:
+    doc = _empty_farm(farm_id)
+    farm = state.farms.get(farm_id)
+    if farm is None:
+        # A policy may be folded before the registration it follows on another consumer's
+        # view; the registration's fields stay None until it comes.
+        early = state.early_policies.get(farm_id)
+        if not early:
+            return None
+        policies = list(early)
     else:
-        return current
-    return _stamp(doc, envelope)
+        doc.update(name=farm.name, grid=farm.grid.value, region=farm.region)
+        doc.update(country=farm.country, certified=farm.certified)
+        policies = [(None, farm.policy)] if farm.policy is not None else []
+        policies += list(farm.node_policies.items())
+    for node_id, policy in policies:
+        dumped = policy.model_dump(mode="json")
+        if node_id is None:
+            doc["policy"], doc["mode"] = dumped, dumped["mode"]
+        else:
+            doc["node_policies"][node_id] = dumped
+    return doc
 
 
 def _empty_farm(farm_id: str) -> Doc:
-    # A policy may be folded before the registration it follows on another consumer's view;
-    # the registration's fields stay None until it comes.
     return {
         "id": farm_id,
         "farm_id": farm_id,
@@ -198,7 +230,7 @@ FARMS = Projection(
     name="farms",
     types=frozenset({"FarmRegistered", "FarmerPolicySet"}),
     keys=_farm_keys,
-    reduce=_reduce_farm,
+    render=_render_farm,
 )
 
 
@@ -219,64 +251,37 @@ def _node_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
     return (event.node_id,) if isinstance(event, _NODE_EVENTS) else ()
 
 
-def _reduce_node(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    if isinstance(event, NodeRegistered):
-        doc = _registered_node(event, current)
-    elif current is None:
+def _render_node(state: MarketState, node_id: str) -> Doc | None:
+    node = state.nodes.get(node_id)
+    if node is None:
         return None  # capacity of a node never registered: nothing to show (as MarketReport)
-    else:
-        doc = dict(current)
-        holds, contracts = dict(doc["holds"]), dict(doc["contracts"])
-        match event:
-            case NodeStatusChanged():
-                doc["status"] = event.status.value
-            case CapacityHeld():
-                holds[event.hold_id] = _dump(event.resources)
-            case HoldReleased() | HoldExpired():
-                holds.pop(event.hold_id, None)
-            case ContractCreated():
-                holds.pop(event.hold_id, None)
-                contracts[event.contract_id] = _dump(event.resources)
-            case ContractCancelled():
-                contracts.pop(event.contract_id, None)
-            case _:
-                return current
-        doc["holds"], doc["contracts"] = holds, contracts
-    return _stamp(_with_capacity(doc), envelope)
-
-
-def _registered_node(event: NodeRegistered, current: Doc | None) -> Doc:
-    registered = event.model_dump(mode="json")
-    doc: Doc = {k: registered[k] for k in ("farm_id", "grid", "region", "country", "certified")}
-    doc.update(
-        id=event.node_id,
-        node_id=event.node_id,
-        uptime_pct=registered["uptime_pct"],
-        total=registered["total"],
-        status=(current or {}).get("status", "up"),
-        holds=(current or {}).get("holds", {}),
-        contracts=(current or {}).get("contracts", {}),
-    )
-    return doc
-
-
-def _with_capacity(doc: Doc) -> Doc:
-    """The derived fields, from the holds and contracts the document keeps."""
-    held = Resources.sum(Resources.model_validate(r) for r in doc["holds"].values())
-    committed = Resources.sum(Resources.model_validate(r) for r in doc["contracts"].values())
-    total = Resources.model_validate(doc["total"])
-    doc["held"], doc["committed"] = _dump(held), _dump(committed)
-    doc["free"] = _dump(total.minus_floored(held + committed))
-    doc["contract_ids"] = sorted(doc["contracts"])
-    doc["hold_count"] = len(doc["holds"])
-    return doc
+    held, committed = node.held, node.committed
+    return {
+        "id": node_id,
+        "node_id": node_id,
+        "farm_id": node.farm_id,
+        "grid": node.grid.value,
+        "region": node.region,
+        "country": node.country,
+        "certified": node.certified,
+        "uptime_pct": _decimal(node.uptime_pct),
+        "total": _dump(node.total),
+        "status": node.status.value,
+        "holds": {h: _dump(r) for h, (r, _) in node.holds.items()},
+        "contracts": {c: _dump(r) for c, r in node.contracts.items()},
+        "held": _dump(held),
+        "committed": _dump(committed),
+        "free": _dump(node.total.minus_floored(held + committed)),
+        "contract_ids": sorted(node.contracts),
+        "hold_count": len(node.holds),
+    }
 
 
 NODES = Projection(
     name="nodes",
     types=frozenset(t.__name__ for t in _NODE_EVENTS),
     keys=_node_keys,
-    reduce=_reduce_node,
+    render=_render_node,
 )
 
 
@@ -398,101 +403,65 @@ def _negotiation_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
     return (event.negotiation_id,) if isinstance(event, _NEGOTIATION_EVENTS) else ()
 
 
-def _reduce_negotiation(
-    key: str, current: Doc | None, envelope: Envelope, event: Event
-) -> Doc | None:
-    if isinstance(event, RfqIssued):
-        return _stamp(_issued(event), envelope)
-    if current is None:
+def _render_negotiation(state: MarketState, negotiation_id: str) -> Doc | None:
+    nego = state.negotiations.get(negotiation_id)
+    if nego is None:
         return None  # a negotiation's events share its stream: the RFQ always comes first
-    doc = dict(current)
-    offers: list[Doc] = [dict(o) for o in doc["offers"]]
-    match event:
-        case OfferMade():
-            offers.append(_offer(event))
-            doc["farm_ids"] = sorted({*doc["farm_ids"], event.farm_id})
-        case OfferDeclined():
-            decline = event.model_dump(mode="json", include={"farm_id", "node_id", "reasons"})
-            decline["detail"] = event.detail
-            doc["declines"] = [*doc["declines"], decline]
-            doc["farm_ids"] = sorted({*doc["farm_ids"], event.farm_id})
-        case OfferApproved() | OfferWithdrawn() | OfferAccepted():
-            _offer_moved(doc, offers, event)
-        case NegotiationAwarded() | NegotiationFailed() | NegotiationExpired():
-            _closed(doc, offers, event)
-        case _:
-            return current
-    doc["offers"] = offers
-    return _stamp(doc, envelope)
-
-
-def _issued(event: RfqIssued) -> Doc:
-    rfq = event.model_dump(mode="json")
-    doc: Doc = {"id": event.negotiation_id}
-    names = (
-        *("negotiation_id", "offtaker_id", "workload_id", "replicas", "resources"),
-        *("grids", "regions", "max_price_cu_hour", "term_hours", "deadline"),
-    )
-    doc.update({k: rfq[k] for k in names})
-    doc.update(
-        status="open",
-        reason="",
-        offers=[],
-        declines=[],
-        contract_ids=[],
+    offers = [_offer(state.offers[o]) for o in nego.offers if o in state.offers]
+    return {
+        "id": negotiation_id,
+        "negotiation_id": negotiation_id,
+        "offtaker_id": nego.offtaker_id,
+        "workload_id": nego.workload_id,
+        "replicas": nego.replicas,
+        "resources": _dump(nego.resources),
+        "grids": [g.value for g in nego.grids],
+        "regions": list(nego.regions),
+        "max_price_cu_hour": _dump(nego.max_price_cu_hour),
+        "term_hours": nego.term_hours,
+        "deadline": _time(nego.deadline),
+        "status": nego.status,
+        "reason": nego.reason,
+        "offers": offers,
+        "declines": [_decline(d) for d in nego.declined],
+        "contract_ids": list(nego.contracts),
         # The farms a farmer's client may see it from: invited, offering or declining.
-        farm_ids=sorted(set(event.invited_farms)),
-    )
-    return doc
+        "farm_ids": sorted(nego.invited | nego.farms),
+    }
 
 
-def _offer(event: OfferMade) -> Doc:
-    names = {"offer_id", "farm_id", "node_id", "grid", "region", "price_hour", "firm"}
-    offer = event.model_dump(mode="json", include=names | {"term_hours", "expires_at"})
-    offer.update(approved=False, status="open", reason="", contract_id=None)
-    return offer
+def _offer(offer: Offer) -> Doc:
+    return {
+        "offer_id": offer.offer_id,
+        "farm_id": offer.farm_id,
+        "node_id": offer.node_id,
+        "grid": offer.grid.value,
+        "region": offer.region,
+        "price_hour": _dump(offer.price_hour),  # as accepted: a counter may have moved it
+        "firm": offer.firm,
+        "term_hours": offer.term_hours,
+        "expires_at": _time(offer.expires_at),
+        "approved": offer.approved,
+        "status": offer.status,
+        "reason": offer.reason,
+        "contract_id": offer.contract_id,
+    }
 
 
-def _offer_moved(
-    doc: Doc, offers: list[Doc], event: OfferApproved | OfferWithdrawn | OfferAccepted
-) -> None:
-    offer = next((o for o in offers if o["offer_id"] == event.offer_id), None)
-    if offer is None:
-        return
-    match event:
-        case OfferApproved():
-            offer["approved"] = True
-        case OfferWithdrawn():
-            if offer["contract_id"] in doc["contract_ids"]:
-                doc["contract_ids"] = [c for c in doc["contract_ids"] if c != offer["contract_id"]]
-            offer.update(status="withdrawn", reason=event.reason, contract_id=None)
-        case OfferAccepted():
-            offer.update(status="accepted", contract_id=event.contract_id)
-            offer["price_hour"] = _dump(event.price_hour)  # a counter may have moved it
-            doc["contract_ids"] = [*doc["contract_ids"], event.contract_id]
-
-
-def _closed(
-    doc: Doc, offers: list[Doc], event: NegotiationAwarded | NegotiationFailed | NegotiationExpired
-) -> None:
-    released = set(event.released_offers)
-    for offer in offers:
-        if offer["offer_id"] in released and offer["status"] == "open":
-            offer["status"] = "released"
-    match event:
-        case NegotiationAwarded():
-            doc.update(status="awarded", reason="")
-        case NegotiationFailed():
-            doc.update(status="failed", reason=event.reason)
-        case NegotiationExpired():
-            doc.update(status="expired", reason="offers awaiting approval expired")
+def _decline(decline: Decline) -> Doc:
+    return {
+        "farm_id": decline.farm_id,
+        "node_id": decline.node_id,
+        "reasons": [r.value for r in decline.reasons],
+        "detail": decline.detail,
+    }
 
 
 NEGOTIATIONS = Projection(
     name="negotiations",
     types=frozenset(t.__name__ for t in _NEGOTIATION_EVENTS),
     keys=_negotiation_keys,
-    reduce=_reduce_negotiation,
+    render=_render_negotiation,
 )
 
 
@@ -728,12 +697,29 @@ def selected(name: str | None) -> list[Projection]:
 
 @dataclass
 class Folded:
-    """One projection folded in memory: the reference the Valkey copy must equal."""
+    """One projection folded in memory: the reference the Valkey copy must equal.
+
+    A rendering projection applies each event to its own market model and renders the
+    documents it touched when they are read (each once, however many events touched it).
+    """
 
     projection: Projection
-    docs: dict[str, Doc] = field(default_factory=dict)
     links: dict[str, tuple[str, ...]] = field(default_factory=dict)
     position: int = 0
+    model: MarketState = field(default_factory=MarketState)
+    _docs: dict[str, Doc] = field(default_factory=dict)
+    _stale: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def docs(self) -> dict[str, Doc]:
+        for key, position in self._stale.items():
+            doc = self.projection.rendered(self.model, key, position)
+            if doc is None:
+                self._docs.pop(key, None)
+            else:
+                self._docs[key] = doc
+        self._stale.clear()
+        return self._docs
 
     def touched(self, envelope: Envelope, event: Event) -> list[str]:
         """The documents the event touches (links resolved), in a stable order."""
@@ -754,14 +740,20 @@ class Folded:
         if envelope.position <= self.position:
             return
         self.position = envelope.position
+        reduce = self.projection.reduce
+        if reduce is None:
+            model_apply(self.model, envelope, event)
         if envelope.type not in self.projection.types:
             return
         for key in self.touched(envelope, event):
-            doc = self.projection.reduce(key, self.docs.get(key), envelope, event)
+            if reduce is None:
+                self._stale[key] = envelope.position
+                continue
+            doc = reduce(key, self._docs.get(key), envelope, event)
             if doc is None:
-                self.docs.pop(key, None)
+                self._docs.pop(key, None)
             else:
-                self.docs[key] = doc
+                self._docs[key] = doc
         self.relink(envelope, event)
 
 

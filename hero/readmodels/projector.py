@@ -41,6 +41,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
+from hero.model import HANDLERS, MarketState
+from hero.model import apply as model_apply
 from hero.readmodels.projections import (
     PROJECTIONS,
     Doc,
@@ -135,7 +137,7 @@ def _position(raw: Any) -> int:
 
 
 def _decoded(
-    rows: Sequence[RecordedEvent], wanted: frozenset[str], store: EventStore
+    rows: Sequence[RecordedEvent], wanted: frozenset[str], store: EventStore, *, record: bool = True
 ) -> list[_Row]:
     """Decode only the rows some projection reads; the rest only move the positions. A row
     that does not decode is recorded as skipped and only moves the positions too."""
@@ -145,7 +147,8 @@ def _decoded(
             try:
                 envelope, event = decode_event(row)
             except PoisonRow as error:
-                skip_row(store, SOURCE, row, error)
+                if record:
+                    skip_row(store, SOURCE, row, error)
             else:
                 out.append(_Row(row.position, row.type, envelope, event))
                 continue
@@ -184,15 +187,23 @@ class _Batch:
             links.update(self.projection.links(envelope, event))
         return list(keys)
 
-    def fold(self) -> None:
-        """Reduce every relevant row, in order, over ``docs`` and ``links`` (both loaded)."""
+    def fold(self, model: MarketState) -> None:
+        """Render (from ``model``, which has applied the batch) or reduce every document the
+        relevant rows touch, in order, over ``docs`` and ``links`` (both loaded)."""
+        reduce = self.projection.reduce
+        last: dict[str, int] = {}
         for envelope, event in self._relevant():
             keys = dict.fromkeys(self.projection.keys(envelope, event))
             for alias in self.projection.via(envelope, event):
                 keys.update(dict.fromkeys(self.links.get(alias) or ()))
             for key in keys:
-                self.docs[key] = self.projection.reduce(key, self.docs.get(key), envelope, event)
+                if reduce is None:
+                    last[key] = envelope.position
+                else:
+                    self.docs[key] = reduce(key, self.docs.get(key), envelope, event)
             self.links.update(self.projection.links(envelope, event))
+        for key, position in last.items():
+            self.docs[key] = self.projection.rendered(model, key, position)
 
 
 class Projector:
@@ -217,6 +228,12 @@ class Projector:
         self._prefix = prefix
         self._projections = list(projections or PROJECTIONS.values())
         self._wanted = frozenset().union(*(p.types for p in self._projections))
+        # The market model the rendering projections read: applied once per row, shared by
+        # them all, and brought up to the rows given from the log on first use.
+        self._model = MarketState()
+        self._model_at = 0
+        if any(p.reduce is None for p in self._projections):
+            self._wanted |= {t.__name__ for t in HANDLERS}
         self._batch = batch
         self._pinned = generation
         self.failing: str | None = None
@@ -248,6 +265,8 @@ class Projector:
         if not rows:
             return await self.positions()
         decoded = _decoded(rows, self._wanted, self._store)
+        await self._model_through(rows[0].position - 1)
+        self._apply_model(decoded)
         for _ in range(_ATTEMPTS):
             generations = await self._generations()
             try:
@@ -258,6 +277,24 @@ class Projector:
             except _Replaced:
                 continue  # a rebuild swapped generations: fold into the new one
         raise RuntimeError("read models: the live generation kept changing; gave up")
+
+    def _apply_model(self, rows: Iterable[_Row]) -> None:
+        for row in rows:
+            if row.position <= self._model_at:
+                continue
+            if row.envelope is not None and row.event is not None:
+                model_apply(self._model, row.envelope, row.event)
+            self._model_at = row.position
+
+    async def _model_through(self, position: int) -> None:
+        """Apply the log through ``position`` to the model (a projector started on documents
+        others wrote). Rows that do not decode were recorded by whoever first met them."""
+        while self._model_at < position:
+            limit = min(self._batch, position - self._model_at)
+            rows = await asyncio.to_thread(self._store.read_all, self._model_at + 1, limit)
+            if not rows:
+                return
+            self._apply_model(_decoded(rows, self._wanted, self._store, record=False))
 
     async def _apply_one(self, proj: Projection, rows: list[_Row], generation: str | None) -> int:
         keys = keys_for(proj.name, self._prefix, generation)
@@ -302,7 +339,7 @@ class Projector:
             }
         before = {k: encode_doc(d) if d is not None else None for k, d in batch.docs.items()}
         before_links = dict(batch.links)
-        batch.fold()
+        batch.fold(self._model)
         end = batch.rows[-1].position
         pipe.multi()  # type: ignore[no-untyped-call]
         _write_docs(pipe, keys.docs, before, batch.docs)

@@ -1,6 +1,6 @@
-"""Each offtaker's workloads, folded from the log: what the mandate asks for, what the
-autoscaler decided, where the replicas run and why they went there, the moves, and how the
-ended contracts did against their SLA.
+"""Each offtaker's workloads, a view over the market model (:mod:`hero.model`): what the
+mandate asks for, what the autoscaler decided, where the replicas run and why they went there,
+the moves, and how the ended contracts did against their SLA.
 
 A workload id is unique only within one offtaker's mandate, so a workload is keyed by
 ``(offtaker_id, workload_id)``; people name it ``W`` when one offtaker has it, else
@@ -8,17 +8,19 @@ A workload id is unique only within one offtaker's mandate, so a workload is key
 
 Events on different streams come in any order relative to each other (a ``ReplicaPlaced``
 before or after its ``ContractCreated``, an ``SlaOutcomeRecorded`` before or after the
-cancellation): each is kept by contract id and joined when the rows are read. Pure apart from
-:func:`read_workloads`, which folds a store.
+cancellation): the model keeps each by contract id and the rows join them when read. Pure
+apart from :func:`read_workloads`, which applies a store's log to the model.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from hero.model import HANDLERS, Contract, MarketState, Migration, Placement, SlaOutcome
+from hero.model import apply as model_apply
 from hero.store import (
     EventStore,
     PoisonRow,
@@ -29,22 +31,13 @@ from hero.store import (
     skip_row,
 )
 from schemas import (
-    ContractCancelled,
-    ContractCreated,
-    ContractResumed,
-    ContractSuspended,
     Envelope,
     Event,
     Grid,
     Money,
     NodeStatus,
-    NodeStatusChanged,
-    OfftakerMandateSet,
-    ReplicaMigrated,
-    ReplicaPlaced,
     ScaleDecided,
     ScalingPolicy,
-    SlaOutcomeRecorded,
     WorkloadSpec,
 )
 
@@ -70,21 +63,8 @@ DECISIONS_KEPT = 10
 WorkloadKey = tuple[str, str]
 """``(offtaker_id, workload_id)``."""
 
-#: The event types the view folds; the others are not even decoded.
-_FOLDED = frozenset(
-    {
-        "OfftakerMandateSet",
-        "ContractCreated",
-        "ContractCancelled",
-        "ContractSuspended",
-        "ContractResumed",
-        "NodeStatusChanged",
-        "ScaleDecided",
-        "ReplicaPlaced",
-        "ReplicaMigrated",
-        "SlaOutcomeRecorded",
-    }
-)
+#: The event types the model applies; the others are not even decoded.
+_APPLIED = frozenset(t.__name__ for t in HANDLERS)
 
 
 class WorkloadLookupError(LookupError):
@@ -108,14 +88,8 @@ class AmbiguousWorkload(WorkloadLookupError):
 # -- rows -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlacementRow:
-    """Why a replica went where it did (``ReplicaPlaced``): the weighted criteria and total."""
-
-    replica_id: str
-    scores: dict[str, Decimal]
-    total: Decimal | None
-    price_cu_hour: Money | None
+PlacementRow = Placement
+"""Why a replica went where it did (``ReplicaPlaced``): the weighted criteria and total."""
 
 
 @dataclass(frozen=True)
@@ -168,15 +142,7 @@ class DecisionRow:
     not_ready: int
 
 
-@dataclass(frozen=True)
-class MigrationRow:
-    moved_at: datetime
-    replica_id: str
-    from_node_id: str
-    to_node_id: str
-    from_contract_id: str
-    to_contract_id: str
-    reason: str
+MigrationRow = Migration
 
 
 @dataclass(frozen=True)
@@ -224,134 +190,46 @@ class WorkloadRow:
         return {grid: counts[grid] for grid in Grid if counts[grid]}
 
 
-# -- folding --------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Contract:
-    created: ContractCreated
-    suspended: bool = False
-    ended_at: datetime | None = None
-    end_reason: str | None = None
-
-
-@dataclass
-class _Workload:
-    decisions: deque[DecisionRow]
-    contracts: list[str] = field(default_factory=list)
-    last_desired: int | None = None
-    decisions_total: int = 0
-    migrations: list[MigrationRow] = field(default_factory=list)
+# -- the view -----------------------------------------------------------------------------------
 
 
 class WorkloadsView:
-    """The workloads folded from the log; ``position`` is the last position applied.
+    """The workloads as the market model has them; ``position`` is the last position applied.
 
-    ``apply(envelope, event)`` in log order (a position applied before is skipped), then read
-    :attr:`workloads`, :meth:`workload` or :meth:`find`.
+    ``apply(envelope, event)`` in log order (a position applied before is skipped) applies it
+    to the model (``state``, a new one by default), then read :attr:`workloads`,
+    :meth:`workload` or :meth:`find`.
     """
 
-    def __init__(self, decisions_kept: int = DECISIONS_KEPT) -> None:
+    def __init__(
+        self, decisions_kept: int = DECISIONS_KEPT, state: MarketState | None = None
+    ) -> None:
         if decisions_kept < 0:
             raise ValueError(f"decisions_kept must be >= 0, got {decisions_kept}")
-        self.position = 0
+        self.state = state if state is not None else MarketState()
+        self.position = self.state.position
         self._kept = decisions_kept
-        self._workloads: dict[WorkloadKey, _Workload] = {}
-        self._specs: dict[str, dict[str, WorkloadSpec]] = {}
-        self._contracts: dict[str, _Contract] = {}
-        self._placements: dict[str, ReplicaPlaced] = {}
-        self._outcomes: dict[str, SlaOutcomeRecorded] = {}
-        self._node_status: dict[str, NodeStatus] = {}
 
     def apply(self, envelope: Envelope, event: Event) -> None:
         if envelope.position <= self.position:
             return
         self.position = envelope.position
-        match event:
-            case OfftakerMandateSet():
-                self._specs[event.offtaker_id] = {w.workload_id: w for w in event.mandate.workloads}
-                for spec in event.mandate.workloads:
-                    self._workload((event.offtaker_id, spec.workload_id))
-            case ContractCreated():
-                self._contracts[event.contract_id] = _Contract(event)
-                contracts = self._workload((event.offtaker_id, event.workload_id)).contracts
-                if event.contract_id not in contracts:
-                    contracts.append(event.contract_id)
-            case ContractCancelled():
-                self._end(event, envelope.occurred_at)
-            case ContractSuspended() | ContractResumed():
-                contract = self._contracts.get(event.contract_id)
-                if contract is not None:
-                    contract.suspended = isinstance(event, ContractSuspended)
-            case NodeStatusChanged():
-                self._node_status[event.node_id] = event.status
-            case ScaleDecided():
-                self._decided(event)
-            case ReplicaPlaced():
-                self._placements[event.contract_id] = event
-            case ReplicaMigrated():
-                self._migrated(event, envelope.occurred_at)
-            case SlaOutcomeRecorded():
-                self._outcomes[event.contract_id] = event
-
-    def _workload(self, key: WorkloadKey) -> _Workload:
-        if key not in self._workloads:
-            self._workloads[key] = _Workload(decisions=deque(maxlen=self._kept))
-        return self._workloads[key]
-
-    def _end(self, event: ContractCancelled, at: datetime) -> None:
-        contract = self._contracts.get(event.contract_id)
-        if contract is not None and contract.ended_at is None:
-            contract.ended_at, contract.end_reason = at, event.reason
-
-    def _decided(self, event: ScaleDecided) -> None:
-        workload = self._workload((event.offtaker_id, event.workload_id))
-        workload.last_desired = event.desired_replicas
-        workload.decisions_total += 1
-        workload.decisions.append(
-            DecisionRow(
-                decided_at=event.decided_at,
-                current_replicas=event.current_replicas,
-                desired_replicas=event.desired_replicas,
-                reason=event.reason,
-                metric=event.metric,
-                value=event.value,
-                target=event.target,
-                ratio=event.ratio,
-                recommended_replicas=event.recommended_replicas,
-                reporting=event.reporting,
-                missing=event.missing,
-                not_ready=event.not_ready,
-            )
-        )
-
-    def _migrated(self, event: ReplicaMigrated, at: datetime) -> None:
-        self._workload((event.offtaker_id, event.workload_id)).migrations.append(
-            MigrationRow(
-                moved_at=at,
-                replica_id=event.replica_id,
-                from_node_id=event.from_node_id,
-                to_node_id=event.to_node_id,
-                from_contract_id=event.from_contract_id,
-                to_contract_id=event.to_contract_id,
-                reason=event.reason,
-            )
-        )
+        model_apply(self.state, envelope, event)
 
     # -- reading ----------------------------------------------------------------------------
 
     @property
     def workloads(self) -> list[WorkloadRow]:
         """Every workload, by offtaker then workload id."""
-        return [self._row(key) for key in sorted(self._workloads)]
+        return [self._row(key) for key in sorted(self.state.workloads)]
 
     def workload(self, offtaker_id: str, workload_id: str) -> WorkloadRow | None:
         key = (offtaker_id, workload_id)
-        return self._row(key) if key in self._workloads else None
+        return self._row(key) if key in self.state.workloads else None
 
     def offtakers_of(self, workload_id: str) -> list[str]:
         """The offtakers with a workload of that id, sorted."""
-        return sorted(o for o, w in self._workloads if w == workload_id)
+        return sorted(o for o, w in self.state.workloads if w == workload_id)
 
     def find(self, ref: str) -> WorkloadRow:
         """The workload ``ref`` names: ``W`` when a single offtaker has one of that id, else
@@ -377,38 +255,42 @@ class WorkloadsView:
 
     def _row(self, key: WorkloadKey) -> WorkloadRow:
         offtaker_id, workload_id = key
-        workload = self._workloads[key]
-        spec = self._specs.get(offtaker_id, {}).get(workload_id)
-        replicas = [self._replica(self._contracts[c]) for c in workload.contracts]
+        workload = self.state.workloads[key]
+        mandate = self.state.mandates.get(offtaker_id)
+        specs = mandate.workloads if mandate is not None else []
+        spec = next((w for w in specs if w.workload_id == workload_id), None)
+        replicas = [self._replica(self.state.contracts[c]) for c in workload.contracts]
+        decisions = workload.decisions[-self._kept :] if self._kept else []
+        last = workload.decisions[-1].desired_replicas if workload.decisions else None
         return WorkloadRow(
             offtaker_id=offtaker_id,
             workload_id=workload_id,
             spec=spec,
-            target=_target(spec, workload.last_desired),
+            target=_target(spec, last),
             live=tuple(r for r in replicas if r.ended_at is None),
             ended=tuple(r for r in replicas if r.ended_at is not None),
-            decisions=tuple(workload.decisions),
-            decisions_total=workload.decisions_total,
+            decisions=tuple(_decision(d) for d in decisions),
+            decisions_total=len(workload.decisions),
             migrations=tuple(workload.migrations),
         )
 
-    def _replica(self, contract: _Contract) -> ReplicaRow:
-        created = contract.created
-        placed = self._placements.get(created.contract_id)
-        outcome = self._outcomes.get(created.contract_id)
+    def _replica(self, contract: Contract) -> ReplicaRow:
+        placed = self.state.placements.get(contract.contract_id)
+        outcome = self.state.sla_outcomes.get(contract.contract_id)
+        ended = contract.ended_at is not None
         return ReplicaRow(
-            contract_id=created.contract_id,
-            replica_id=placed.replica_id if placed is not None else created.contract_id,
-            farm_id=created.farm_id,
-            node_id=created.node_id,
-            grid=created.grid,
-            node_status=self._node_status.get(created.node_id, NodeStatus.UP),
-            price_hour=created.price_hour,
-            started_at=created.starts_at,
-            suspended=contract.suspended,
-            placement=_placement(placed) if placed is not None else None,
+            contract_id=contract.contract_id,
+            replica_id=placed.replica_id if placed is not None else contract.contract_id,
+            farm_id=contract.farm_id,
+            node_id=contract.node_id,
+            grid=contract.grid,
+            node_status=self.state.node_status(contract.node_id),
+            price_hour=contract.price_hour,
+            started_at=contract.starts_at,
+            suspended=contract.status == "suspended",
+            placement=placed,
             ended_at=contract.ended_at,
-            end_reason=contract.end_reason,
+            end_reason=contract.reason if ended else None,
             sla=_sla(outcome) if outcome is not None else None,
         )
 
@@ -421,23 +303,31 @@ def _target(spec: WorkloadSpec | None, last_desired: int | None) -> int | None:
     return last_desired
 
 
-def _placement(event: ReplicaPlaced) -> PlacementRow:
-    return PlacementRow(
-        replica_id=event.replica_id,
-        scores=dict(event.scores),
-        total=event.total,
-        price_cu_hour=event.price_cu_hour,
+def _decision(event: ScaleDecided) -> DecisionRow:
+    return DecisionRow(
+        decided_at=event.decided_at,
+        current_replicas=event.current_replicas,
+        desired_replicas=event.desired_replicas,
+        reason=event.reason,
+        metric=event.metric,
+        value=event.value,
+        target=event.target,
+        ratio=event.ratio,
+        recommended_replicas=event.recommended_replicas,
+        reporting=event.reporting,
+        missing=event.missing,
+        not_ready=event.not_ready,
     )
 
 
-def _sla(event: SlaOutcomeRecorded) -> SlaRow:
+def _sla(outcome: SlaOutcome) -> SlaRow:
     return SlaRow(
-        promised_pct=event.sla.uptime_pct,
-        uptime_pct=event.uptime_pct,
-        met=event.met,
-        hours_down=event.hours_down,
-        period_hours=event.period_hours,
-        penalty=event.penalty,
+        promised_pct=outcome.promised_pct,
+        uptime_pct=outcome.uptime_pct,
+        met=outcome.met,
+        hours_down=outcome.hours_down,
+        period_hours=outcome.period_hours,
+        penalty=outcome.penalty,
     )
 
 
@@ -447,10 +337,10 @@ def read_workloads(
     view: WorkloadsView | None = None,
     on_skip: SkipHandler | None = None,
 ) -> WorkloadsView:
-    """The workloads folded from the whole log; given a view, only what came after it."""
+    """The workloads of the whole log; given a view, only what came after it is applied."""
     view = view or WorkloadsView(decisions_kept)
     for row in recorded_after(store, view.position):
-        if row.type in _FOLDED:
+        if row.type in _APPLIED:
             try:
                 envelope, event = decode_event(row)
             except PoisonRow as error:

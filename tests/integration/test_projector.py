@@ -145,6 +145,19 @@ async def test_rows_applied_again_change_nothing(market, redis: Redis, prefix: s
     assert await _raw(redis, prefix) == before
 
 
+async def test_a_projector_started_on_documents_others_wrote_goes_on_from_them(
+    market, redis: Redis, prefix: str
+):
+    # The documents are rendered from the projector's market model: a projector started
+    # part way (a restart) first brings its model up to the stored position from the log.
+    store, items = market
+    middle = items[len(items) // 2][0].position
+    await Projector(store, redis, prefix=prefix, batch=50).apply(store.read_all(1, middle))
+    assert await _stored(redis, prefix) == _expected(items, upto=middle)
+    await Projector(store, redis, prefix=prefix, batch=7).catch_up()
+    assert await _stored(redis, prefix) == _expected(items)
+
+
 async def test_batches_of_any_size_give_the_same_documents(market, redis: Redis, prefix: str):
     store, _ = market
     await Projector(store, redis, prefix=prefix, batch=1000).catch_up()

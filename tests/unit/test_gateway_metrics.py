@@ -45,6 +45,19 @@ from hero.readmodels.projections import PROJECTIONS
 from hero.store import NewEvent
 from hero.store.memory import MemoryEventStore
 from hero.store.port import StreamAppend
+from schemas import (
+    ContractCancelled,
+    ContractCreated,
+    ContractResumed,
+    ContractSuspended,
+    Event,
+    NegotiationAwarded,
+    NegotiationExpired,
+    NegotiationFailed,
+    RfqIssued,
+)
+from tests.unit._gwt import T0
+from tests.unit.test_market_model import contract, rfq
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -173,47 +186,57 @@ def test_a_registry_renders_kept_and_extra_metrics() -> None:
 # -- counts folded from the log --------------------------------------------------------------------
 
 
-def _append(store: MemoryEventStore, stream: str, *events: tuple[str, dict[str, Any]]) -> None:
+def _append(
+    store: MemoryEventStore, stream: str, *events: Event | tuple[str, dict[str, Any]]
+) -> None:
+    """Append events, or raw rows (type, payload) that the model cannot read."""
     now = datetime.now(UTC)
     version = store.stream_version(stream)
     news = [
         NewEvent(
-            type=t,
+            type=e[0] if isinstance(e, tuple) else type(e).__name__,
             schema_version=1,
             topic="hero.reservations",
-            payload=p,
+            payload=e[1] if isinstance(e, tuple) else e.model_dump(mode="json"),
             occurred_at=now,
             actor="t",
         )
-        for t, p in events
+        for e in events
     ]
     store.append_many([StreamAppend(stream, version, news)], f"cmd-{stream}-{version}")
+
+
+def _rfq(negotiation_id: str) -> RfqIssued:
+    return rfq().model_copy(update={"negotiation_id": negotiation_id})
+
+
+def _created(contract_id: str) -> ContractCreated:
+    return contract(contract_id, f"h-{contract_id}")
+
+
+def _cancelled(contract_id: str) -> ContractCancelled:
+    return ContractCancelled(contract_id=contract_id, node_id="n1", reason="ended")
 
 
 def _seeded() -> MemoryEventStore:
     store = MemoryEventStore()
     for n in range(4):
-        _append(store, f"nego-{n}", ("RfqIssued", {"negotiation_id": str(n)}))
-    _append(store, "nego-0", ("NegotiationAwarded", {}))
-    _append(store, "nego-1", ("NegotiationFailed", {}))
-    _append(store, "nego-2", ("NegotiationExpired", {}))
-    _append(store, "c-a", ("ContractCreated", {"contract_id": "a"}))
-    _append(
-        store,
-        "c-b",
-        ("ContractCreated", {"contract_id": "b"}),
-        ("ContractSuspended", {"contract_id": "b"}),
-    )
-    _append(store, "c-c", ("ContractCancelled", {"contract_id": "c"}))  # before its creation
-    _append(store, "c-c2", ("ContractCreated", {"contract_id": "c"}))
-    _append(store, "c-d", ("ContractCreated", {"contract_id": "d"}))
-    _append(
-        store,
-        "c-d",
-        ("ContractSuspended", {"contract_id": "d"}),
-        ("ContractResumed", {"contract_id": "d"}),
-    )
-    _append(store, "bill-1", ("UsageBilled", {}), ("UsageBilled", {}))
+        _append(store, f"nego-{n}", _rfq(f"ng{n}"))
+    _append(store, "nego-0", NegotiationAwarded(negotiation_id="ng0", offtaker_id="acme",
+                                                contract_ids=["a"]))  # fmt: skip
+    _append(store, "nego-1", NegotiationFailed(negotiation_id="ng1", offtaker_id="acme",
+                                               reason="no offers"))  # fmt: skip
+    _append(store, "nego-2", NegotiationExpired(negotiation_id="ng2", offtaker_id="acme"))
+    _append(store, "c-a", _created("a"))
+    suspended = ContractSuspended(contract_id="b", offtaker_id="acme", node_id="n1",
+                                  unpaid_hour=T0, grace_ends_at=T0)  # fmt: skip
+    _append(store, "c-b", _created("b"), suspended)
+    _append(store, "c-c", _cancelled("c"))  # before its creation
+    _append(store, "c-c2", _created("c"))
+    _append(store, "c-d", _created("d"))
+    resumed = ContractResumed(contract_id="d", offtaker_id="acme", node_id="n1")
+    _append(store, "c-d", suspended.model_copy(update={"contract_id": "d"}), resumed)
+    _append(store, "bill-1", ("UsageBilled", {}), ("UsageBilled", {}))  # counted by type
     return store
 
 
@@ -228,9 +251,14 @@ def test_the_tally_counts_negotiations_bills_and_live_contracts() -> None:
     assert snap.contracts_live == 2  # a and d; b suspended, c cancelled before it was created
     assert snap.events["ContractCreated"] == 4
     assert tally.follow(store) == 0  # nothing new: nothing read
-    _append(store, "c-a", ("ContractCancelled", {"contract_id": "a"}))
+    _append(store, "c-a", _cancelled("a"))
     tally.follow(store)
     assert tally.snapshot().contracts_live == 1
+    _append(store, "c-x", ("ContractCreated", {"contract_id": "x"}))  # does not decode
+    tally.follow(store)
+    after = tally.snapshot()
+    assert (after.events["ContractCreated"], after.contracts_live) == (5, 1)
+    assert after.position == store.current_position()
 
 
 def test_the_tally_ignores_rows_it_has_counted() -> None:
@@ -350,7 +378,7 @@ async def test_the_computed_part_is_cached(tmp_path: Path) -> None:
     context = _context(tmp_path, store, read_models=FakeReadModels(0))
     metrics = GatewayMetrics(cache_s=60, tally_wait_s=5)
     first = parse_exposition(await metrics.render(context))
-    _append(store, "nego-9", ("RfqIssued", {}))
+    _append(store, "nego-9", _rfq("ng9"))
     assert parse_exposition(await metrics.render(context)) == first
     metrics.cache_s = 0
     again = parse_exposition(await metrics.render(context))
@@ -361,18 +389,29 @@ async def test_the_computed_part_is_cached(tmp_path: Path) -> None:
 async def test_a_scrape_of_10k_documents_stays_under_100ms(tmp_path: Path) -> None:
     store = MemoryEventStore()
     now = datetime.now(UTC)
+    rfq_json, contract_json = (
+        _rfq("ng").model_dump(mode="json"),
+        _created("c").model_dump(mode="json"),
+    )
     for batch in range(20):
         appends = [
             StreamAppend(
                 f"c-{batch}-{i}",
                 0,
                 [
-                    NewEvent("RfqIssued", 1, "hero.reservations", {}, now, "t"),
+                    NewEvent(
+                        "RfqIssued",
+                        1,
+                        "hero.reservations",
+                        {**rfq_json, "negotiation_id": f"ng{batch}-{i}"},
+                        now,
+                        "t",
+                    ),
                     NewEvent(
                         "ContractCreated",
                         1,
                         "hero.reservations",
-                        {"contract_id": f"{batch}-{i}"},
+                        {**contract_json, "contract_id": f"c{batch}-{i}"},
                         now,
                         "t",
                     ),
@@ -384,7 +423,7 @@ async def test_a_scrape_of_10k_documents_stays_under_100ms(tmp_path: Path) -> No
     context = _context(tmp_path, store, read_models=FakeReadModels(0))
     metrics = GatewayMetrics(cache_s=0, tally_wait_s=30)
     await metrics.render(context)  # the first scrape reads the log once
-    _append(store, "nego-x", ("RfqIssued", {}))
+    _append(store, "nego-x", _rfq("ngx"))
     started = time.perf_counter()
     s = parse_exposition(await metrics.render(context))
     assert time.perf_counter() - started < 0.1

@@ -34,7 +34,10 @@ from schemas import (
     Money,
     NegotiationAwarded,
     NodeRegistered,
+    NodeStatus,
+    NodeStatusChanged,
     OfferAccepted,
+    OfferDeclined,
     OfferMade,
     OfferWithdrawn,
     ReplicaMigrated,
@@ -52,6 +55,7 @@ from tests.unit._gwt import SHAPE, SLA, T0, usd
 MODEL = Path(__file__).parents[2] / "hero" / "model"
 ALLOWED = ("schemas", "hero.domain", "hero.model")
 NODE_TOTAL = SHAPE.times(4)
+H = timedelta(hours=1)
 
 
 def _imports(path: Path) -> set[str]:
@@ -175,6 +179,34 @@ def test_an_expired_hold_counts_free_for_the_agents_but_held_until_released():
     assert n1.held == Resources.sum([])
 
 
+def test_a_status_before_the_nodes_registration_is_kept_and_taken_by_the_node():
+    log = Log()(NodeStatusChanged(node_id="n1", status=NodeStatus.DOWN))
+    assert (log.state.node_status("n1"), log.state.node_status("n2")) == (
+        NodeStatus.DOWN,
+        NodeStatus.UP,
+    )
+    log(farm())(node())
+    assert (log.state.nodes["n1"].status, log.state.early_status) == (NodeStatus.DOWN, {})
+
+
+def test_the_first_cancellation_ends_a_contract_and_names_it_in_its_workload():
+    log = Log()(farm())(node())(held("h1"))(contract("c1", "h1"))
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="scaled down"), at=T0 + H)
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="again"), at=T0 + 2 * H)
+    c1 = log.state.contracts["c1"]
+    assert (c1.status, c1.reason, c1.ended_at) == ("cancelled", "scaled down", T0 + H)
+    assert list(log.state.workloads[("acme", "web")].contracts) == ["c1"]
+
+
+def test_a_contract_cancelled_before_its_creation_is_born_cancelled_and_holds_nothing():
+    log = Log()(farm())(node())(held("h1"))
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"), at=T0 + H)
+    log(contract("c1", "h1"))
+    c1, n1 = log.state.contracts["c1"], log.state.nodes["n1"]
+    assert (c1.status, c1.reason, c1.ended_at) == ("cancelled", "ended", T0 + H)
+    assert (n1.contracts, n1.holds, log.state.early_cancellations) == ({}, {}, {})
+
+
 # -- negotiations ---------------------------------------------------------------------------
 
 
@@ -237,6 +269,17 @@ def test_a_negotiation_follows_its_offers_to_its_award():
     )
     assert [offers[o].status for o in ("o1", "o2", "o3")] == ["accepted", "withdrawn", "released"]
     assert nego.farms == {"f1"}
+
+
+def test_a_negotiation_keeps_its_rfqs_terms_and_its_declines_in_order():
+    log = Log()(rfq())
+    for farm_id, detail in (("f2", "full"), ("f3", "too cheap")):
+        log(OfferDeclined(negotiation_id="ng1", farm_id=farm_id, detail=detail,
+                          reasons=[DeclineReason.BELOW_FLOOR]))  # fmt: skip
+    nego = log.state.negotiations["ng1"]
+    assert (nego.grids, nego.regions, nego.max_price_cu_hour) == ((Grid.GRID3,), (), usd("1"))
+    assert [(d.farm_id, d.detail) for d in nego.declined] == [("f2", "full"), ("f3", "too cheap")]
+    assert (nego.declines, nego.farms) == (2, {"f2", "f3"})
 
 
 # -- money ----------------------------------------------------------------------------------
