@@ -31,13 +31,13 @@ from hero.domain.placement import (
     place_replicas,
 )
 from hero.domain.pricing import price_per_cu_hour
+from hero.model import Contract
 from schemas import (
     AcceptOffer,
     CancelContract,
     CloseNegotiation,
     Command,
     ContractCancelled,
-    ContractCreated,
     CounterAccepted,
     CounterOffer,
     CounterOffered,
@@ -132,10 +132,8 @@ class _Track:
 class OfftakerBrain(Brain):
     __slots__ = (
         "_backoff",
-        "_contracts",
         "_inflight",
         "_issued",
-        "_made",
         "_naming",
         "_redecide",
         "_replaced",
@@ -157,8 +155,6 @@ class OfftakerBrain(Brain):
         self.mandate_refused: str | None = None
         self._issued: dict[str, int] = {}  # workload -> RFQs issued so far
         self._tracks: dict[str, _Track] = {}  # open negotiations
-        self._contracts: dict[str, ContractCreated] = {}  # the live ones
-        self._made: set[str] = set()  # every contract made, live or ended
         self._targets: dict[str, tuple[datetime, int]] = {}  # workload -> last decision
         self._replaced: dict[str, str] = {}  # contract on a failed node -> its replacement
         self._scores: dict[str, dict[str, Decimal]] = {}  # offer -> its placement's scores
@@ -180,11 +176,7 @@ class OfftakerBrain(Brain):
                 self._issued[event.workload_id] = self._issued.get(event.workload_id, 0) + 1
                 self._tracks[event.negotiation_id] = _Track(event)
                 self._inflight.done(f"rfq:{event.workload_id}")
-            case ContractCreated() if event.offtaker_id == self.offtaker_id:
-                self._contracts[event.contract_id] = event
-                self._made.add(event.contract_id)
             case ContractCancelled():
-                self._contracts.pop(event.contract_id, None)
                 self._replaced.pop(event.contract_id, None)
             case ScaleDecided() if event.offtaker_id == self.offtaker_id:
                 last = self._targets.get(event.workload_id)
@@ -269,9 +261,9 @@ class OfftakerBrain(Brain):
             moments.append(_AT_ONCE)
         return min(moments) if moments else None
 
-    def monthly_spend(self) -> Money:
+    def monthly_spend(self, market: MarketView) -> Money:
         total = Money.zero("USD")
-        for contract in self._contracts.values():
+        for contract in market.live_contracts_of(self.offtaker_id).values():
             total = total + contract.price_hour.times(HOURS_PER_MONTH)
         return total
 
@@ -287,11 +279,11 @@ class OfftakerBrain(Brain):
 
     def replicas(
         self, workload_id: str, market: MarketView
-    ) -> tuple[list[ContractCreated], list[ContractCreated]]:
+    ) -> tuple[list[Contract], list[Contract]]:
         """The workload's live contracts: those on a node that is up, and the others."""
-        healthy: list[ContractCreated] = []
-        failing: list[ContractCreated] = []
-        for contract in self._contracts.values():
+        healthy: list[Contract] = []
+        failing: list[Contract] = []
+        for contract in market.live_contracts_of(self.offtaker_id).values():
             if contract.workload_id != workload_id:
                 continue
             node = market.nodes.get(contract.node_id)
@@ -422,11 +414,11 @@ class OfftakerBrain(Brain):
         remaining = rfq.replicas - len(track.accepted)
         firm = [o for o in live if o.offer_id in track.firm and o.offer_id not in track.skipped]
         ranked = self._placed(track, mandate, firm, remaining, market, now)
-        commands = self._finish_accepts(track, now)
+        commands = self._finish_accepts(track, market, now)
         committing = bool(commands) or any(
-            contract_id_for(rfq.negotiation_id, o) not in self._made for o in track.accepted
+            contract_id_for(rfq.negotiation_id, o) not in market.contracts for o in track.accepted
         )
-        spend = self.monthly_spend()
+        spend = self.monthly_spend(market)
         _, failing = self.replicas(rfq.workload_id, market)
         homeless = [
             c
@@ -434,20 +426,20 @@ class OfftakerBrain(Brain):
             if c.contract_id not in self._replaced and c.contract_id not in self._naming.values()
         ]
         for offer in ranked[:remaining]:
-            commands += self._take(track, offer, mandate, spend, now, homeless)
+            commands += self._take(track, offer, mandate, spend, market, now, homeless)
             spend = spend + self._price(track, offer).times(HOURS_PER_MONTH)
         waiting = any(self._waiting(track, o) for o in ranked[:remaining])
         if commands or pending or waiting or committing:
             return commands
         return self._close(track, now)
 
-    def _finish_accepts(self, track: _Track, now: datetime) -> list[Command]:
+    def _finish_accepts(self, track: _Track, market: MarketView, now: datetime) -> list[Command]:
         """Repeat an accept whose contract has not appeared (its host may have died between
         the negotiation's record and the node's); the same command id finishes it once."""
         nego = track.rfq.negotiation_id
         commands: list[Command] = []
         for offer_id in sorted(track.accepted):
-            if contract_id_for(nego, offer_id) in self._made:
+            if contract_id_for(nego, offer_id) in market.contracts:
                 continue
             key = f"{nego}:accept:{offer_id}"
             if self._inflight.due(key, now):
@@ -526,13 +518,14 @@ class OfftakerBrain(Brain):
         offer: OfferMade,
         mandate: Mandate,
         spend: Money,
+        market: MarketView,
         now: datetime,
-        homeless: list[ContractCreated],
+        homeless: list[Contract],
     ) -> list[Command]:
         """The move on one offer the placement chose: the rules', or the model's within the
         guardrails (the rules decide when the model cannot)."""
         if mandate.negotiator != Negotiator.LLM:
-            return self._rule_take(track, offer, mandate, spend, now, homeless)
+            return self._rule_take(track, offer, mandate, spend, market, now, homeless)
         if self._waiting(track, offer):
             return []
         nego, offer_id = track.rfq.negotiation_id, offer.offer_id
@@ -568,7 +561,7 @@ class OfftakerBrain(Brain):
         if guarded is None or guarded.move is None:
             rationale = self._rule_rationale(track, offer, mandate, spend)
             note = decision_for(advice, guarded, rule_rationale=rationale, offer_id=offer_id)
-            commands = self._rule_take(track, offer, mandate, spend, now, homeless, note)
+            commands = self._rule_take(track, offer, mandate, spend, market, now, homeless, note)
             if not commands:
                 track.notes.setdefault(offer_id, note)
             return commands
@@ -582,7 +575,7 @@ class OfftakerBrain(Brain):
         if move.action == "counter" and move.price_hour is not None:
             price = Money(amount=move.price_hour, currency=offer.price_hour.currency)
             return self._counter_command(track, offer, price, now, note)
-        return self._accept_command(track, offer, now, homeless, note)
+        return self._accept_command(track, offer, market, now, homeless, note)
 
     def _counter_seen(self, track: _Track, offer: OfferMade) -> tuple[Money, bool | None] | None:
         if offer.offer_id not in track.counters:
@@ -605,8 +598,9 @@ class OfftakerBrain(Brain):
         offer: OfferMade,
         mandate: Mandate,
         spend: Money,
+        market: MarketView,
         now: datetime,
-        homeless: list[ContractCreated],
+        homeless: list[Contract],
         note: StrategyDecision | None = None,
     ) -> list[Command]:
         """Counter once if the mandate says so, else accept if the budget allows; the accept
@@ -618,7 +612,7 @@ class OfftakerBrain(Brain):
             return []
         if spend + self._price(track, offer).times(HOURS_PER_MONTH) > mandate.budget_month:
             return []
-        return self._accept_command(track, offer, now, homeless, note)
+        return self._accept_command(track, offer, market, now, homeless, note)
 
     def _counter_command(
         self,
@@ -647,8 +641,9 @@ class OfftakerBrain(Brain):
         self,
         track: _Track,
         offer: OfferMade,
+        market: MarketView,
         now: datetime,
-        homeless: list[ContractCreated],
+        homeless: list[Contract],
         note: StrategyDecision | None,
     ) -> list[Command]:
         nego = track.rfq.negotiation_id
@@ -659,7 +654,7 @@ class OfftakerBrain(Brain):
         replaces = self._naming.get(offer.offer_id)
         if replaces is None and homeless:
             replaces = self._naming[offer.offer_id] = homeless.pop(0).contract_id
-        old = self._contracts.get(replaces) if replaces else None
+        old = market.live_contracts_of(self.offtaker_id).get(replaces) if replaces else None
         return [
             AcceptOffer(
                 command_id=f"{self.agent_id}:{key}",
