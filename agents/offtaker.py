@@ -11,6 +11,7 @@ target, the costliest contracts end first (:func:`hero.domain.placement.choose_s
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,17 +32,14 @@ from hero.domain.placement import (
     place_replicas,
 )
 from hero.domain.pricing import price_per_cu_hour
-from hero.model import Contract
+from hero.model import Contract, Negotiation, Offer, OfferStatus
 from schemas import (
     AcceptOffer,
     CancelContract,
     CloseNegotiation,
     Command,
     ContractCancelled,
-    CounterAccepted,
     CounterOffer,
-    CounterOffered,
-    CounterRejected,
     Envelope,
     Event,
     IssueRfq,
@@ -50,9 +48,6 @@ from schemas import (
     NegotiationAwarded,
     NegotiationExpired,
     NegotiationFailed,
-    OfferAccepted,
-    OfferApproved,
-    OfferDeclined,
     OfferMade,
     OfferWithdrawn,
     OfftakerMandateSet,
@@ -103,30 +98,48 @@ def unusable(mandate: Mandate) -> str | None:
 
 @dataclass(slots=True)
 class _Track:
+    """One open negotiation of ours. What became of each offer (approved, withdrawn, countered,
+    accepted) and which farms answered is read from the market model's records; the track keeps
+    the offers as made (the placement and a strategy's question quote the node's certification
+    and uptime, which only the event carries) and the offtaker's own moves."""
+
     rfq: RfqIssued
+    nego: Negotiation
+    records: Mapping[str, Offer]
     offers: dict[str, OfferMade] = field(default_factory=dict)
-    firm: set[str] = field(default_factory=set)
-    gone: set[str] = field(default_factory=set)  # withdrawn or refused
-    counters: dict[str, bool | None] = field(default_factory=dict)  # offer -> answer
-    counter_prices: dict[str, Money] = field(default_factory=dict)  # offer -> countered at
-    accepted: set[str] = field(default_factory=set)
-    declined: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)  # declined by the strategy
     notes: dict[str, StrategyDecision] = field(default_factory=dict)  # moves without an event
+
+    def _status(self, offer_id: str) -> OfferStatus:
+        record = self.records.get(offer_id)
+        return record.status if record is not None else "open"
+
+    def firm(self, offer_id: str) -> bool:
+        """Made firm, or approved by its farmer since."""
+        record = self.records.get(offer_id)
+        return record is not None and (record.firm or record.approved)
+
+    def accepted(self) -> set[str]:
+        """Offers accepted and not withdrawn since (a voided acceptance frees the replica)."""
+        return {o for o in self.offers if self._status(o) == "accepted"}
+
+    def counter(self, offer_id: str) -> tuple[Money, bool | None] | None:
+        """Our counter on the offer and the farmer's answer (None while awaited), if any."""
+        record = self.records.get(offer_id)
+        if record is None or record.counter is None:
+            return None
+        return record.counter, record.counter_accepted
 
     def live(self, now: datetime) -> list[OfferMade]:
         return [
             o
             for o in self.offers.values()
-            if o.offer_id not in self.gone
-            and o.offer_id not in self.accepted
-            and o.expires_at > now
+            if self._status(o.offer_id) not in ("withdrawn", "accepted") and o.expires_at > now
         ]
 
     def answered(self) -> bool:
         invited = set(self.rfq.invited_farms)
-        heard = {o.farm_id for o in self.offers.values()} | self.declined
-        return bool(invited) and invited <= heard
+        return bool(invited) and invited <= self.nego.farms
 
 
 class OfftakerBrain(Brain):
@@ -174,7 +187,8 @@ class OfftakerBrain(Brain):
                 self._backoff.clear()  # new terms: worth asking the market again at once
             case RfqIssued() if event.offtaker_id == self.offtaker_id:
                 self._issued[event.workload_id] = self._issued.get(event.workload_id, 0) + 1
-                self._tracks[event.negotiation_id] = _Track(event)
+                nego = market.negotiations[event.negotiation_id]
+                self._tracks[event.negotiation_id] = _Track(event, nego, market.state.offers)
                 self._inflight.done(f"rfq:{event.workload_id}")
             case ContractCancelled():
                 self._replaced.pop(event.contract_id, None)
@@ -211,25 +225,8 @@ class OfftakerBrain(Brain):
         match event:
             case OfferMade():
                 track.offers[event.offer_id] = event
-                if event.firm:
-                    track.firm.add(event.offer_id)
-            case OfferDeclined():
-                track.declined.add(event.farm_id)
-            case OfferApproved():
-                track.firm.add(event.offer_id)
             case OfferWithdrawn():
-                track.gone.add(event.offer_id)
-                track.accepted.discard(event.offer_id)  # a voided acceptance frees the replica
                 self._inflight.done(f"{track.rfq.negotiation_id}:accept:{event.offer_id}")
-            case CounterOffered():
-                track.counters.setdefault(event.offer_id, None)
-                track.counter_prices[event.offer_id] = event.price_hour
-            case CounterAccepted():
-                track.counters[event.offer_id] = True
-            case CounterRejected():
-                track.counters[event.offer_id] = False
-            case OfferAccepted():
-                track.accepted.add(event.offer_id)
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -408,15 +405,16 @@ class OfftakerBrain(Brain):
     ) -> list[Command]:
         rfq = track.rfq
         live = track.live(now)
-        pending = [o for o in live if o.offer_id not in track.firm]
+        pending = [o for o in live if not track.firm(o.offer_id)]
         if now < rfq.deadline and not (track.answered() and not pending):
             return []
-        remaining = rfq.replicas - len(track.accepted)
-        firm = [o for o in live if o.offer_id in track.firm and o.offer_id not in track.skipped]
+        accepted = track.accepted()
+        remaining = rfq.replicas - len(accepted)
+        firm = [o for o in live if track.firm(o.offer_id) and o.offer_id not in track.skipped]
         ranked = self._placed(track, mandate, firm, remaining, market, now)
         commands = self._finish_accepts(track, market, now)
         committing = bool(commands) or any(
-            contract_id_for(rfq.negotiation_id, o) not in market.contracts for o in track.accepted
+            contract_id_for(rfq.negotiation_id, o) not in market.contracts for o in accepted
         )
         spend = self.monthly_spend(market)
         _, failing = self.replicas(rfq.workload_id, market)
@@ -438,7 +436,7 @@ class OfftakerBrain(Brain):
         the negotiation's record and the node's); the same command id finishes it once."""
         nego = track.rfq.negotiation_id
         commands: list[Command] = []
-        for offer_id in sorted(track.accepted):
+        for offer_id in sorted(track.accepted()):
             if contract_id_for(nego, offer_id) in market.contracts:
                 continue
             key = f"{nego}:accept:{offer_id}"
@@ -502,13 +500,15 @@ class OfftakerBrain(Brain):
 
     def _price(self, track: _Track, offer: OfferMade) -> Money:
         """What an accept binds: the counter the farmer took (as recorded), else the ask."""
-        if track.counters.get(offer.offer_id):
-            return track.counter_prices[offer.offer_id]
+        counter = track.counter(offer.offer_id)
+        if counter is not None and counter[1]:
+            return counter[0]
         return offer.price_hour
 
     def _waiting(self, track: _Track, offer: OfferMade) -> bool:
         """A counter awaits the farmer's answer, or a move awaits the strategy's."""
-        if offer.offer_id in track.counters and track.counters[offer.offer_id] is None:
+        counter = track.counter(offer.offer_id)
+        if counter is not None and counter[1] is None:
             return True
         return self.awaiting_answer(f"{track.rfq.negotiation_id}:{offer.offer_id}:")
 
@@ -529,7 +529,7 @@ class OfftakerBrain(Brain):
         if self._waiting(track, offer):
             return []
         nego, offer_id = track.rfq.negotiation_id, offer.offer_id
-        countered = offer_id in track.counters
+        countered = track.counter(offer_id) is not None
         limits = OfftakerLimits(
             ask=offer.price_hour,
             agreed=self._price(track, offer),
@@ -549,7 +549,7 @@ class OfftakerBrain(Brain):
                 limits,
                 counter=self._counter_seen(track, offer),
                 others=track.live(now),
-                needed=track.rfq.replicas - len(track.accepted),
+                needed=track.rfq.replicas - len(track.accepted()),
                 spend_month=spend,
                 now=now,
             ),
@@ -578,14 +578,12 @@ class OfftakerBrain(Brain):
         return self._accept_command(track, offer, market, now, homeless, note)
 
     def _counter_seen(self, track: _Track, offer: OfferMade) -> tuple[Money, bool | None] | None:
-        if offer.offer_id not in track.counters:
-            return None
-        return track.counter_prices[offer.offer_id], track.counters[offer.offer_id]
+        return track.counter(offer.offer_id)
 
     def _rule_rationale(
         self, track: _Track, offer: OfferMade, mandate: Mandate, spend: Money
     ) -> str:
-        if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
+        if mandate.counter_discount > 0 and track.counter(offer.offer_id) is None:
             return f"the rules counter {mandate.counter_discount:%} below the ask"
         price = self._price(track, offer)
         if spend + price.times(HOURS_PER_MONTH) > mandate.budget_month:
@@ -605,7 +603,7 @@ class OfftakerBrain(Brain):
     ) -> list[Command]:
         """Counter once if the mandate says so, else accept if the budget allows; the accept
         takes over a replica of a failed node when one still has no new home."""
-        if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
+        if mandate.counter_discount > 0 and track.counter(offer.offer_id) is None:
             price = offer.price_hour.times(1 - mandate.counter_discount)
             return self._counter_command(track, offer, price, now, note)
         if self._waiting(track, offer):
@@ -674,20 +672,21 @@ class OfftakerBrain(Brain):
             return []
         self._inflight.mark(key, now)
         outcome: Literal["awarded", "failed", "expired"]
-        if track.accepted:
+        accepted = track.accepted()
+        if accepted:
             outcome, reason = "awarded", ""
-        elif any(o.offer_id not in track.firm for o in track.offers.values()):
+        elif any(not track.firm(o.offer_id) for o in track.offers.values()):
             outcome, reason = "expired", "offers awaiting approval expired"
         else:
             outcome = "failed"
             reason = (
                 f"{len(track.offers)} offer(s), none acceptable within price and budget; "
-                f"{len(track.declined)} farm(s) declined"
+                f"{track.nego.declines} farm(s) declined"
             )
         notes = [
             note
             for offer_id, note in sorted(track.notes.items())
-            if (offer_id not in track.accepted and offer_id not in track.counters)
+            if (offer_id not in accepted and track.counter(offer_id) is None)
             or offer_id in track.skipped
         ]
         return [
