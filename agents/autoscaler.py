@@ -86,12 +86,11 @@ class _Workload:
 
 
 class AutoscalerBrain(Brain):
-    __slots__ = ("_workloads", "mandate", "offtaker_id")
+    __slots__ = ("_workloads", "offtaker_id")
 
     def __init__(self, offtaker_id: str):
         super().__init__(autoscaler_id(offtaker_id))
         self.offtaker_id = offtaker_id
-        self.mandate: Mandate | None = None
         self._workloads: dict[str, _Workload] = {}
 
     # -- what it holds --------------------------------------------------------------------
@@ -101,10 +100,12 @@ class AutoscalerBrain(Brain):
         known = self._workloads.get(workload_id)
         return known.target if known else None
 
-    def _spec(self, workload_id: str) -> WorkloadSpec | None:
-        if self.mandate is None:
+    def _spec(self, workload_id: str, market: MarketView) -> WorkloadSpec | None:
+        """The workload as the offtaker's mandate (the model's, as last set) describes it."""
+        mandate = market.state.mandates.get(self.offtaker_id)
+        if mandate is None:
             return None
-        return next((w for w in self.mandate.workloads if w.workload_id == workload_id), None)
+        return next((w for w in mandate.workloads if w.workload_id == workload_id), None)
 
     # -- folding --------------------------------------------------------------------------
 
@@ -115,10 +116,9 @@ class AutoscalerBrain(Brain):
             case UtilizationSampled():
                 self._sampled(event, market)
             case ScaleDecided() if event.offtaker_id == self.offtaker_id:
-                self._recorded(event)
+                self._recorded(event, market)
 
     def _set_mandate(self, mandate: Mandate) -> None:
-        self.mandate = mandate
         for spec in mandate.workloads:
             if spec.autoscale is not None and spec.workload_id not in self._workloads:
                 self._workloads[spec.workload_id] = _Workload(target=spec.replicas)
@@ -134,12 +134,12 @@ class AutoscalerBrain(Brain):
         if known.decided_at is None or sample.sampled_at > known.decided_at:
             known.due = True
 
-    def _recorded(self, decision: ScaleDecided) -> None:
+    def _recorded(self, decision: ScaleDecided, market: MarketView) -> None:
         """A decision in the log: ours coming back (already applied) or, after a restart,
         the memory to rebuild."""
         known = self._workloads.get(decision.workload_id)
         if known is None:
-            spec = self._spec(decision.workload_id)
+            spec = self._spec(decision.workload_id, market)
             if spec is None:
                 return
             known = self._workloads[decision.workload_id] = _Workload(target=spec.replicas)
@@ -169,7 +169,7 @@ class AutoscalerBrain(Brain):
     def decide(self, now: datetime, market: MarketView) -> list[Command]:
         commands: list[Command] = []
         for workload_id, known in self._workloads.items():
-            spec = self._spec(workload_id)
+            spec = self._spec(workload_id, market)
             if not known.due or known.clock is None or spec is None or spec.autoscale is None:
                 continue
             known.due = False

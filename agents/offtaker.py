@@ -154,7 +154,6 @@ class OfftakerBrain(Brain):
         "_scores",
         "_targets",
         "_tracks",
-        "mandate",
         "mandate_refused",
         "offtaker_id",
     )
@@ -162,7 +161,6 @@ class OfftakerBrain(Brain):
     def __init__(self, offtaker_id: str):
         super().__init__(f"offtaker:{offtaker_id}")
         self.offtaker_id = offtaker_id
-        self.mandate: Mandate | None = None
         #: Why no RFQ is issued under the mandate (nothing can be bought with it), if so; its
         #: open negotiations still close, so their holds are released.
         self.mandate_refused: str | None = None
@@ -182,7 +180,6 @@ class OfftakerBrain(Brain):
     def observe(self, envelope: Envelope, event: Event, market: MarketView) -> None:
         match event:
             case OfftakerMandateSet() if event.offtaker_id == self.offtaker_id:
-                self.mandate = event.mandate
                 self.mandate_refused = unusable(event.mandate)
                 self._backoff.clear()  # new terms: worth asking the market again at once
             case RfqIssued() if event.offtaker_id == self.offtaker_id:
@@ -231,18 +228,23 @@ class OfftakerBrain(Brain):
     # -- deciding --------------------------------------------------------------------------
 
     def decide(self, now: datetime, market: MarketView) -> list[Command]:
-        if self.mandate is None:
+        mandate = self.mandate(market)
+        if mandate is None:
             return []
         commands: list[Command] = []
         self._redecide = False
         for track in list(self._tracks.values()):
-            commands += self._negotiate(track, self.mandate, market, now)
+            commands += self._negotiate(track, mandate, market, now)
         self._retry_at = None
-        for workload in self.mandate.workloads:
+        for workload in mandate.workloads:
             if self.mandate_refused is None:
-                commands += self._request(workload, self.mandate, market, now)
+                commands += self._request(workload, mandate, market, now)
             commands += self._release(workload, market, now)
         return commands
+
+    def mandate(self, market: MarketView) -> Mandate | None:
+        """The offtaker's mandate as last set (the model's)."""
+        return market.state.mandates.get(self.offtaker_id)
 
     def next_wakeup(self) -> datetime | None:
         moments = [t.rfq.deadline for t in self._tracks.values()]
