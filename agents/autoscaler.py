@@ -35,8 +35,6 @@ from hero.domain.autoscaling import (
 )
 from schemas import (
     Command,
-    ContractCancelled,
-    ContractCreated,
     Envelope,
     Event,
     Mandate,
@@ -88,14 +86,12 @@ class _Workload:
 
 
 class AutoscalerBrain(Brain):
-    __slots__ = ("_contracts", "_workloads", "mandate", "offtaker_id")
+    __slots__ = ("_workloads", "offtaker_id")
 
     def __init__(self, offtaker_id: str):
         super().__init__(autoscaler_id(offtaker_id))
         self.offtaker_id = offtaker_id
-        self.mandate: Mandate | None = None
         self._workloads: dict[str, _Workload] = {}
-        self._contracts: dict[str, str] = {}  # live contract -> workload
 
     # -- what it holds --------------------------------------------------------------------
 
@@ -104,10 +100,12 @@ class AutoscalerBrain(Brain):
         known = self._workloads.get(workload_id)
         return known.target if known else None
 
-    def _spec(self, workload_id: str) -> WorkloadSpec | None:
-        if self.mandate is None:
+    def _spec(self, workload_id: str, market: MarketView) -> WorkloadSpec | None:
+        """The workload as the offtaker's mandate (the model's, as last set) describes it."""
+        mandate = market.state.mandates.get(self.offtaker_id)
+        if mandate is None:
             return None
-        return next((w for w in self.mandate.workloads if w.workload_id == workload_id), None)
+        return next((w for w in mandate.workloads if w.workload_id == workload_id), None)
 
     # -- folding --------------------------------------------------------------------------
 
@@ -115,23 +113,19 @@ class AutoscalerBrain(Brain):
         match event:
             case OfftakerMandateSet() if event.offtaker_id == self.offtaker_id:
                 self._set_mandate(event.mandate)
-            case ContractCreated() if event.offtaker_id == self.offtaker_id:
-                self._contracts[event.contract_id] = event.workload_id
-            case ContractCancelled():
-                self._contracts.pop(event.contract_id, None)
             case UtilizationSampled():
-                self._sampled(event)
+                self._sampled(event, market)
             case ScaleDecided() if event.offtaker_id == self.offtaker_id:
-                self._recorded(event)
+                self._recorded(event, market)
 
     def _set_mandate(self, mandate: Mandate) -> None:
-        self.mandate = mandate
         for spec in mandate.workloads:
             if spec.autoscale is not None and spec.workload_id not in self._workloads:
                 self._workloads[spec.workload_id] = _Workload(target=spec.replicas)
 
-    def _sampled(self, sample: UtilizationSampled) -> None:
-        workload_id = self._contracts.get(sample.contract_id, sample.workload_id)
+    def _sampled(self, sample: UtilizationSampled, market: MarketView) -> None:
+        live = market.live_contracts_of(self.offtaker_id).get(sample.contract_id)
+        workload_id = live.workload_id if live is not None else sample.workload_id
         known = self._workloads.get(workload_id)
         if known is None:
             return
@@ -140,12 +134,12 @@ class AutoscalerBrain(Brain):
         if known.decided_at is None or sample.sampled_at > known.decided_at:
             known.due = True
 
-    def _recorded(self, decision: ScaleDecided) -> None:
+    def _recorded(self, decision: ScaleDecided, market: MarketView) -> None:
         """A decision in the log: ours coming back (already applied) or, after a restart,
         the memory to rebuild."""
         known = self._workloads.get(decision.workload_id)
         if known is None:
-            spec = self._spec(decision.workload_id)
+            spec = self._spec(decision.workload_id, market)
             if spec is None:
                 return
             known = self._workloads[decision.workload_id] = _Workload(target=spec.replicas)
@@ -175,7 +169,7 @@ class AutoscalerBrain(Brain):
     def decide(self, now: datetime, market: MarketView) -> list[Command]:
         commands: list[Command] = []
         for workload_id, known in self._workloads.items():
-            spec = self._spec(workload_id)
+            spec = self._spec(workload_id, market)
             if not known.due or known.clock is None or spec is None or spec.autoscale is None:
                 continue
             known.due = False
@@ -195,9 +189,9 @@ class AutoscalerBrain(Brain):
     ) -> ScaleDecision:
         assert known.clock is not None
         readings: list[MetricReading] = []
-        for contract_id in sorted(c for c, w in self._contracts.items() if w == workload_id):
-            contract = market.contracts.get(contract_id)
-            node = market.nodes.get(contract.node_id) if contract else None
+        live = market.live_contracts_of(self.offtaker_id)
+        for contract_id in sorted(c for c, k in live.items() if k.workload_id == workload_id):
+            node = market.nodes.get(live[contract_id].node_id)
             ready = node is None or node.status == NodeStatus.UP
             sample = market.samples.get(contract_id)
             value = None

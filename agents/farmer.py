@@ -57,7 +57,7 @@ def offer_id_for(negotiation_id: str, farm_id: str, index: int) -> str:
 
 
 class FarmerBrain(Brain):
-    __slots__ = ("_counters", "_holds", "_inflight", "_offers", "_rfqs", "farm_id")
+    __slots__ = ("_counters", "_inflight", "_offers", "_rfqs", "_sweep_at", "farm_id")
 
     def __init__(self, farm_id: str):
         super().__init__(f"farmer:{farm_id}")
@@ -65,7 +65,10 @@ class FarmerBrain(Brain):
         self._rfqs: dict[str, RfqIssued] = {}  # RFQs not answered yet
         self._counters: dict[str, CounterOffered] = {}  # counters not answered yet
         self._offers: dict[str, OfferMade] = {}  # our offers in open negotiations
-        self._holds: dict[str, datetime] = {}  # live holds on our nodes -> deadline
+        # When the earliest hold on our nodes falls due, read from the model whenever a hold
+        # event reaches us: the host asks ``next_wakeup`` without a view (and, after a replay,
+        # before any ``decide``).
+        self._sweep_at: datetime | None = None
         self._inflight = InFlight()
 
     def observe(self, envelope: Envelope, event: Event, market: MarketView) -> None:
@@ -78,12 +81,8 @@ class FarmerBrain(Brain):
                 self._inflight.done_prefix(f"answer:{event.negotiation_id}")
                 if isinstance(event, OfferMade):
                     self._offers[event.offer_id] = event
-            case CapacityHeld():
-                self._holds[event.hold_id] = event.expires_at
-            case HoldReleased() | HoldExpired():
-                self._holds.pop(event.hold_id, None)
-            case ContractCreated() if event.farm_id == self.farm_id:
-                self._holds.pop(event.hold_id, None)
+            case CapacityHeld() | HoldReleased() | HoldExpired() | ContractCreated():
+                self._sweep_at = _earliest_hold(market, self.farm_id)
             case CounterOffered() if event.farm_id == self.farm_id:
                 self._counters[event.offer_id] = event
             case CounterAccepted() | CounterRejected() if event.farm_id == self.farm_id:
@@ -130,7 +129,7 @@ class FarmerBrain(Brain):
     def next_wakeup(self) -> datetime | None:
         """When the earliest live hold on our nodes is due for the sweep, or an awaited
         answer of the strategy is overdue."""
-        moments = [min(self._holds.values()) + SWEEP_GRACE] if self._holds else []
+        moments = [self._sweep_at + SWEEP_GRACE] if self._sweep_at is not None else []
         deadline = self.answer_due()
         if deadline is not None:
             moments.append(deadline)
@@ -293,6 +292,15 @@ class FarmerBrain(Brain):
                     )
                 )
         return commands
+
+
+def _earliest_hold(market: MarketView, farm_id: str) -> datetime | None:
+    """When the soonest recorded hold on the farm's nodes expires (an expired one counts until
+    it is released, as the sweep must still end it)."""
+    return min(
+        (expires for node in market.farm_nodes(farm_id) for _, expires in node.holds.values()),
+        default=None,
+    )
 
 
 def _limits(

@@ -8,7 +8,7 @@ concerns. Which agents an event brings into being is the roster's (:mod:`agents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from hero.domain.pricing import ask_price, price_per_cu_hour
@@ -107,6 +107,11 @@ class MarketView:
         self.standing: dict[str, Decimal] = {}
         # Farms in price order per resource shape, rebuilt when farms, nodes or policies change.
         self._by_price: dict[Resources, list[tuple[tuple[Decimal, Decimal], Farm]]] = {}
+        # Each offtaker's live contracts (the model's records), oldest first: its agents read
+        # them on every decision, and scanning every contract ever made would not scale.
+        self._live: dict[str, dict[str, Contract]] = {}
+        for contract_id in self.state.contracts:
+            self._index_contract(contract_id)
 
     @property
     def farms(self) -> dict[str, Farm]:
@@ -136,6 +141,10 @@ class MarketView:
 
     def farm_nodes(self, farm_id: str) -> list[NodeView]:
         return self.state.farm_nodes(farm_id)
+
+    def live_contracts_of(self, offtaker: str) -> Mapping[str, Contract]:
+        """The offtaker's live contracts (created, not cancelled) by id, oldest first."""
+        return self._live.get(offtaker, {})
 
     # -- indexes ----------------------------------------------------------------------------
 
@@ -167,6 +176,18 @@ class MarketView:
         if isinstance(event, (FarmRegistered, FarmerPolicySet, NodeRegistered)):
             self._by_price.clear()
         apply(self.state, envelope, event)
+        if isinstance(event, (ContractCreated, ContractCancelled)):
+            self._index_contract(event.contract_id)
+
+    def _index_contract(self, contract_id: str) -> None:
+        contract = self.state.contracts.get(contract_id)
+        if contract is None:
+            return
+        live = self._live.setdefault(contract.offtaker_id, {})
+        if contract.live:
+            live[contract_id] = contract
+        else:
+            live.pop(contract_id, None)
 
     # -- routing ----------------------------------------------------------------------------
 

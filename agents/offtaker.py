@@ -11,6 +11,7 @@ target, the costliest contracts end first (:func:`hero.domain.placement.choose_s
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,17 +32,14 @@ from hero.domain.placement import (
     place_replicas,
 )
 from hero.domain.pricing import price_per_cu_hour
+from hero.model import Contract, Negotiation, Offer, OfferStatus
 from schemas import (
     AcceptOffer,
     CancelContract,
     CloseNegotiation,
     Command,
     ContractCancelled,
-    ContractCreated,
-    CounterAccepted,
     CounterOffer,
-    CounterOffered,
-    CounterRejected,
     Envelope,
     Event,
     IssueRfq,
@@ -50,9 +48,6 @@ from schemas import (
     NegotiationAwarded,
     NegotiationExpired,
     NegotiationFailed,
-    OfferAccepted,
-    OfferApproved,
-    OfferDeclined,
     OfferMade,
     OfferWithdrawn,
     OfftakerMandateSet,
@@ -103,39 +98,55 @@ def unusable(mandate: Mandate) -> str | None:
 
 @dataclass(slots=True)
 class _Track:
+    """One open negotiation of ours. What became of each offer (approved, withdrawn, countered,
+    accepted) and which farms answered is read from the market model's records; the track keeps
+    the offers as made (the placement and a strategy's question quote the node's certification
+    and uptime, which only the event carries) and the offtaker's own moves."""
+
     rfq: RfqIssued
+    nego: Negotiation
+    records: Mapping[str, Offer]
     offers: dict[str, OfferMade] = field(default_factory=dict)
-    firm: set[str] = field(default_factory=set)
-    gone: set[str] = field(default_factory=set)  # withdrawn or refused
-    counters: dict[str, bool | None] = field(default_factory=dict)  # offer -> answer
-    counter_prices: dict[str, Money] = field(default_factory=dict)  # offer -> countered at
-    accepted: set[str] = field(default_factory=set)
-    declined: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)  # declined by the strategy
     notes: dict[str, StrategyDecision] = field(default_factory=dict)  # moves without an event
+
+    def _status(self, offer_id: str) -> OfferStatus:
+        record = self.records.get(offer_id)
+        return record.status if record is not None else "open"
+
+    def firm(self, offer_id: str) -> bool:
+        """Made firm, or approved by its farmer since."""
+        record = self.records.get(offer_id)
+        return record is not None and (record.firm or record.approved)
+
+    def accepted(self) -> set[str]:
+        """Offers accepted and not withdrawn since (a voided acceptance frees the replica)."""
+        return {o for o in self.offers if self._status(o) == "accepted"}
+
+    def counter(self, offer_id: str) -> tuple[Money, bool | None] | None:
+        """Our counter on the offer and the farmer's answer (None while awaited), if any."""
+        record = self.records.get(offer_id)
+        if record is None or record.counter is None:
+            return None
+        return record.counter, record.counter_accepted
 
     def live(self, now: datetime) -> list[OfferMade]:
         return [
             o
             for o in self.offers.values()
-            if o.offer_id not in self.gone
-            and o.offer_id not in self.accepted
-            and o.expires_at > now
+            if self._status(o.offer_id) not in ("withdrawn", "accepted") and o.expires_at > now
         ]
 
     def answered(self) -> bool:
         invited = set(self.rfq.invited_farms)
-        heard = {o.farm_id for o in self.offers.values()} | self.declined
-        return bool(invited) and invited <= heard
+        return bool(invited) and invited <= self.nego.farms
 
 
 class OfftakerBrain(Brain):
     __slots__ = (
         "_backoff",
-        "_contracts",
         "_inflight",
         "_issued",
-        "_made",
         "_naming",
         "_redecide",
         "_replaced",
@@ -143,7 +154,6 @@ class OfftakerBrain(Brain):
         "_scores",
         "_targets",
         "_tracks",
-        "mandate",
         "mandate_refused",
         "offtaker_id",
     )
@@ -151,14 +161,11 @@ class OfftakerBrain(Brain):
     def __init__(self, offtaker_id: str):
         super().__init__(f"offtaker:{offtaker_id}")
         self.offtaker_id = offtaker_id
-        self.mandate: Mandate | None = None
         #: Why no RFQ is issued under the mandate (nothing can be bought with it), if so; its
         #: open negotiations still close, so their holds are released.
         self.mandate_refused: str | None = None
         self._issued: dict[str, int] = {}  # workload -> RFQs issued so far
         self._tracks: dict[str, _Track] = {}  # open negotiations
-        self._contracts: dict[str, ContractCreated] = {}  # the live ones
-        self._made: set[str] = set()  # every contract made, live or ended
         self._targets: dict[str, tuple[datetime, int]] = {}  # workload -> last decision
         self._replaced: dict[str, str] = {}  # contract on a failed node -> its replacement
         self._scores: dict[str, dict[str, Decimal]] = {}  # offer -> its placement's scores
@@ -173,18 +180,14 @@ class OfftakerBrain(Brain):
     def observe(self, envelope: Envelope, event: Event, market: MarketView) -> None:
         match event:
             case OfftakerMandateSet() if event.offtaker_id == self.offtaker_id:
-                self.mandate = event.mandate
                 self.mandate_refused = unusable(event.mandate)
                 self._backoff.clear()  # new terms: worth asking the market again at once
             case RfqIssued() if event.offtaker_id == self.offtaker_id:
                 self._issued[event.workload_id] = self._issued.get(event.workload_id, 0) + 1
-                self._tracks[event.negotiation_id] = _Track(event)
+                nego = market.negotiations[event.negotiation_id]
+                self._tracks[event.negotiation_id] = _Track(event, nego, market.state.offers)
                 self._inflight.done(f"rfq:{event.workload_id}")
-            case ContractCreated() if event.offtaker_id == self.offtaker_id:
-                self._contracts[event.contract_id] = event
-                self._made.add(event.contract_id)
             case ContractCancelled():
-                self._contracts.pop(event.contract_id, None)
                 self._replaced.pop(event.contract_id, None)
             case ScaleDecided() if event.offtaker_id == self.offtaker_id:
                 last = self._targets.get(event.workload_id)
@@ -219,41 +222,29 @@ class OfftakerBrain(Brain):
         match event:
             case OfferMade():
                 track.offers[event.offer_id] = event
-                if event.firm:
-                    track.firm.add(event.offer_id)
-            case OfferDeclined():
-                track.declined.add(event.farm_id)
-            case OfferApproved():
-                track.firm.add(event.offer_id)
             case OfferWithdrawn():
-                track.gone.add(event.offer_id)
-                track.accepted.discard(event.offer_id)  # a voided acceptance frees the replica
                 self._inflight.done(f"{track.rfq.negotiation_id}:accept:{event.offer_id}")
-            case CounterOffered():
-                track.counters.setdefault(event.offer_id, None)
-                track.counter_prices[event.offer_id] = event.price_hour
-            case CounterAccepted():
-                track.counters[event.offer_id] = True
-            case CounterRejected():
-                track.counters[event.offer_id] = False
-            case OfferAccepted():
-                track.accepted.add(event.offer_id)
 
     # -- deciding --------------------------------------------------------------------------
 
     def decide(self, now: datetime, market: MarketView) -> list[Command]:
-        if self.mandate is None:
+        mandate = self.mandate(market)
+        if mandate is None:
             return []
         commands: list[Command] = []
         self._redecide = False
         for track in list(self._tracks.values()):
-            commands += self._negotiate(track, self.mandate, market, now)
+            commands += self._negotiate(track, mandate, market, now)
         self._retry_at = None
-        for workload in self.mandate.workloads:
+        for workload in mandate.workloads:
             if self.mandate_refused is None:
-                commands += self._request(workload, self.mandate, market, now)
+                commands += self._request(workload, mandate, market, now)
             commands += self._release(workload, market, now)
         return commands
+
+    def mandate(self, market: MarketView) -> Mandate | None:
+        """The offtaker's mandate as last set (the model's)."""
+        return market.state.mandates.get(self.offtaker_id)
 
     def next_wakeup(self) -> datetime | None:
         moments = [t.rfq.deadline for t in self._tracks.values()]
@@ -269,9 +260,9 @@ class OfftakerBrain(Brain):
             moments.append(_AT_ONCE)
         return min(moments) if moments else None
 
-    def monthly_spend(self) -> Money:
+    def monthly_spend(self, market: MarketView) -> Money:
         total = Money.zero("USD")
-        for contract in self._contracts.values():
+        for contract in market.live_contracts_of(self.offtaker_id).values():
             total = total + contract.price_hour.times(HOURS_PER_MONTH)
         return total
 
@@ -287,11 +278,11 @@ class OfftakerBrain(Brain):
 
     def replicas(
         self, workload_id: str, market: MarketView
-    ) -> tuple[list[ContractCreated], list[ContractCreated]]:
+    ) -> tuple[list[Contract], list[Contract]]:
         """The workload's live contracts: those on a node that is up, and the others."""
-        healthy: list[ContractCreated] = []
-        failing: list[ContractCreated] = []
-        for contract in self._contracts.values():
+        healthy: list[Contract] = []
+        failing: list[Contract] = []
+        for contract in market.live_contracts_of(self.offtaker_id).values():
             if contract.workload_id != workload_id:
                 continue
             node = market.nodes.get(contract.node_id)
@@ -416,17 +407,18 @@ class OfftakerBrain(Brain):
     ) -> list[Command]:
         rfq = track.rfq
         live = track.live(now)
-        pending = [o for o in live if o.offer_id not in track.firm]
+        pending = [o for o in live if not track.firm(o.offer_id)]
         if now < rfq.deadline and not (track.answered() and not pending):
             return []
-        remaining = rfq.replicas - len(track.accepted)
-        firm = [o for o in live if o.offer_id in track.firm and o.offer_id not in track.skipped]
+        accepted = track.accepted()
+        remaining = rfq.replicas - len(accepted)
+        firm = [o for o in live if track.firm(o.offer_id) and o.offer_id not in track.skipped]
         ranked = self._placed(track, mandate, firm, remaining, market, now)
-        commands = self._finish_accepts(track, now)
+        commands = self._finish_accepts(track, market, now)
         committing = bool(commands) or any(
-            contract_id_for(rfq.negotiation_id, o) not in self._made for o in track.accepted
+            contract_id_for(rfq.negotiation_id, o) not in market.contracts for o in accepted
         )
-        spend = self.monthly_spend()
+        spend = self.monthly_spend(market)
         _, failing = self.replicas(rfq.workload_id, market)
         homeless = [
             c
@@ -434,20 +426,20 @@ class OfftakerBrain(Brain):
             if c.contract_id not in self._replaced and c.contract_id not in self._naming.values()
         ]
         for offer in ranked[:remaining]:
-            commands += self._take(track, offer, mandate, spend, now, homeless)
+            commands += self._take(track, offer, mandate, spend, market, now, homeless)
             spend = spend + self._price(track, offer).times(HOURS_PER_MONTH)
         waiting = any(self._waiting(track, o) for o in ranked[:remaining])
         if commands or pending or waiting or committing:
             return commands
         return self._close(track, now)
 
-    def _finish_accepts(self, track: _Track, now: datetime) -> list[Command]:
+    def _finish_accepts(self, track: _Track, market: MarketView, now: datetime) -> list[Command]:
         """Repeat an accept whose contract has not appeared (its host may have died between
         the negotiation's record and the node's); the same command id finishes it once."""
         nego = track.rfq.negotiation_id
         commands: list[Command] = []
-        for offer_id in sorted(track.accepted):
-            if contract_id_for(nego, offer_id) in self._made:
+        for offer_id in sorted(track.accepted()):
+            if contract_id_for(nego, offer_id) in market.contracts:
                 continue
             key = f"{nego}:accept:{offer_id}"
             if self._inflight.due(key, now):
@@ -510,13 +502,15 @@ class OfftakerBrain(Brain):
 
     def _price(self, track: _Track, offer: OfferMade) -> Money:
         """What an accept binds: the counter the farmer took (as recorded), else the ask."""
-        if track.counters.get(offer.offer_id):
-            return track.counter_prices[offer.offer_id]
+        counter = track.counter(offer.offer_id)
+        if counter is not None and counter[1]:
+            return counter[0]
         return offer.price_hour
 
     def _waiting(self, track: _Track, offer: OfferMade) -> bool:
         """A counter awaits the farmer's answer, or a move awaits the strategy's."""
-        if offer.offer_id in track.counters and track.counters[offer.offer_id] is None:
+        counter = track.counter(offer.offer_id)
+        if counter is not None and counter[1] is None:
             return True
         return self.awaiting_answer(f"{track.rfq.negotiation_id}:{offer.offer_id}:")
 
@@ -526,17 +520,18 @@ class OfftakerBrain(Brain):
         offer: OfferMade,
         mandate: Mandate,
         spend: Money,
+        market: MarketView,
         now: datetime,
-        homeless: list[ContractCreated],
+        homeless: list[Contract],
     ) -> list[Command]:
         """The move on one offer the placement chose: the rules', or the model's within the
         guardrails (the rules decide when the model cannot)."""
         if mandate.negotiator != Negotiator.LLM:
-            return self._rule_take(track, offer, mandate, spend, now, homeless)
+            return self._rule_take(track, offer, mandate, spend, market, now, homeless)
         if self._waiting(track, offer):
             return []
         nego, offer_id = track.rfq.negotiation_id, offer.offer_id
-        countered = offer_id in track.counters
+        countered = track.counter(offer_id) is not None
         limits = OfftakerLimits(
             ask=offer.price_hour,
             agreed=self._price(track, offer),
@@ -556,7 +551,7 @@ class OfftakerBrain(Brain):
                 limits,
                 counter=self._counter_seen(track, offer),
                 others=track.live(now),
-                needed=track.rfq.replicas - len(track.accepted),
+                needed=track.rfq.replicas - len(track.accepted()),
                 spend_month=spend,
                 now=now,
             ),
@@ -568,7 +563,7 @@ class OfftakerBrain(Brain):
         if guarded is None or guarded.move is None:
             rationale = self._rule_rationale(track, offer, mandate, spend)
             note = decision_for(advice, guarded, rule_rationale=rationale, offer_id=offer_id)
-            commands = self._rule_take(track, offer, mandate, spend, now, homeless, note)
+            commands = self._rule_take(track, offer, mandate, spend, market, now, homeless, note)
             if not commands:
                 track.notes.setdefault(offer_id, note)
             return commands
@@ -582,17 +577,15 @@ class OfftakerBrain(Brain):
         if move.action == "counter" and move.price_hour is not None:
             price = Money(amount=move.price_hour, currency=offer.price_hour.currency)
             return self._counter_command(track, offer, price, now, note)
-        return self._accept_command(track, offer, now, homeless, note)
+        return self._accept_command(track, offer, market, now, homeless, note)
 
     def _counter_seen(self, track: _Track, offer: OfferMade) -> tuple[Money, bool | None] | None:
-        if offer.offer_id not in track.counters:
-            return None
-        return track.counter_prices[offer.offer_id], track.counters[offer.offer_id]
+        return track.counter(offer.offer_id)
 
     def _rule_rationale(
         self, track: _Track, offer: OfferMade, mandate: Mandate, spend: Money
     ) -> str:
-        if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
+        if mandate.counter_discount > 0 and track.counter(offer.offer_id) is None:
             return f"the rules counter {mandate.counter_discount:%} below the ask"
         price = self._price(track, offer)
         if spend + price.times(HOURS_PER_MONTH) > mandate.budget_month:
@@ -605,20 +598,21 @@ class OfftakerBrain(Brain):
         offer: OfferMade,
         mandate: Mandate,
         spend: Money,
+        market: MarketView,
         now: datetime,
-        homeless: list[ContractCreated],
+        homeless: list[Contract],
         note: StrategyDecision | None = None,
     ) -> list[Command]:
         """Counter once if the mandate says so, else accept if the budget allows; the accept
         takes over a replica of a failed node when one still has no new home."""
-        if mandate.counter_discount > 0 and offer.offer_id not in track.counters:
+        if mandate.counter_discount > 0 and track.counter(offer.offer_id) is None:
             price = offer.price_hour.times(1 - mandate.counter_discount)
             return self._counter_command(track, offer, price, now, note)
         if self._waiting(track, offer):
             return []
         if spend + self._price(track, offer).times(HOURS_PER_MONTH) > mandate.budget_month:
             return []
-        return self._accept_command(track, offer, now, homeless, note)
+        return self._accept_command(track, offer, market, now, homeless, note)
 
     def _counter_command(
         self,
@@ -647,8 +641,9 @@ class OfftakerBrain(Brain):
         self,
         track: _Track,
         offer: OfferMade,
+        market: MarketView,
         now: datetime,
-        homeless: list[ContractCreated],
+        homeless: list[Contract],
         note: StrategyDecision | None,
     ) -> list[Command]:
         nego = track.rfq.negotiation_id
@@ -659,7 +654,7 @@ class OfftakerBrain(Brain):
         replaces = self._naming.get(offer.offer_id)
         if replaces is None and homeless:
             replaces = self._naming[offer.offer_id] = homeless.pop(0).contract_id
-        old = self._contracts.get(replaces) if replaces else None
+        old = market.live_contracts_of(self.offtaker_id).get(replaces) if replaces else None
         return [
             AcceptOffer(
                 command_id=f"{self.agent_id}:{key}",
@@ -679,20 +674,21 @@ class OfftakerBrain(Brain):
             return []
         self._inflight.mark(key, now)
         outcome: Literal["awarded", "failed", "expired"]
-        if track.accepted:
+        accepted = track.accepted()
+        if accepted:
             outcome, reason = "awarded", ""
-        elif any(o.offer_id not in track.firm for o in track.offers.values()):
+        elif any(not track.firm(o.offer_id) for o in track.offers.values()):
             outcome, reason = "expired", "offers awaiting approval expired"
         else:
             outcome = "failed"
             reason = (
                 f"{len(track.offers)} offer(s), none acceptable within price and budget; "
-                f"{len(track.declined)} farm(s) declined"
+                f"{track.nego.declines} farm(s) declined"
             )
         notes = [
             note
             for offer_id, note in sorted(track.notes.items())
-            if (offer_id not in track.accepted and offer_id not in track.counters)
+            if (offer_id not in accepted and track.counter(offer_id) is None)
             or offer_id in track.skipped
         ]
         return [

@@ -69,10 +69,11 @@ from hero.log.consumer import (
 from hero.log.retry import RetryState, retry_infrastructure
 from hero.log.telemetry import TelemetryPublisher
 from hero.log.topics import TopicAdmin
+from hero.model import MarketState, apply
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
 from hero.store.spool import SampleSpool, spool_path
-from schemas import REGISTRY, ContractCreated, Envelope, Message, Topic, UtilizationSampled
+from schemas import REGISTRY, Envelope, Message, Topic, UtilizationSampled
 from streams.redrive import RedriveCounts, SpoolRedriver
 
 __all__ = [
@@ -115,7 +116,9 @@ class UsageAggregator:
         self._store, self._windows = store, windows
         self._clock = clock or SystemClock()
         self._lateness, self._idle_close, self._actor = lateness, idle_close, actor
-        self._contracts: dict[str, ContractCreated] = {}
+        # The market model, fed the contracts recorded so far: the only facts a usage fact
+        # needs (its contract's resources), and the only rows this worker decodes.
+        self._market = MarketState()
         self._position = 0
         self.counts = UsageCounts()
 
@@ -146,11 +149,11 @@ class UsageAggregator:
         by_clock = now - self._idle_close
         limit = max(by_clock, by_events) if by_events is not None else by_clock
         due = await self._windows.open_before(limit - HOUR + timedelta(seconds=1))
-        if any(contract_id not in self._contracts for contract_id, _ in due):
+        if any(contract_id not in self._market.contracts for contract_id, _ in due):
             self._follow_contracts()  # once per close, not once per window
         written = 0
         for contract_id, hour in due:
-            contract = self._contracts.get(contract_id)
+            contract = self._market.contracts.get(contract_id)
             if contract is None:
                 continue  # its contract is not in the store yet: keep the window open
             # Sealed before it is read: another worker's sample for it is LATE from now on,
@@ -172,9 +175,8 @@ class UsageAggregator:
         for row in recorded_after(self._store, self._position):
             self._position = row.position
             if row.type == "ContractCreated":
-                event = row.envelope().decode()
-                assert isinstance(event, ContractCreated)
-                self._contracts[event.contract_id] = event
+                envelope = row.envelope()
+                apply(self._market, envelope, envelope.decode())
 
 
 class _SampleEnvelope(Envelope):

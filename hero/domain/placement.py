@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
+from typing import Protocol
 
 from pydantic import Field, model_validator
 
 from hero.domain.pricing import GENESIS, PricingPolicy, hourly_cost, price_per_cu_hour
 from schemas import (
-    ContractCreated,
     CurrencyMismatch,
     Grid,
     Mandate,
@@ -48,6 +49,7 @@ __all__ = [
     "Placement",
     "PlacementPlan",
     "PlacementRequest",
+    "PricedContract",
     "choose_scale_down",
     "farm_cap",
     "migration_plan",
@@ -370,7 +372,21 @@ def place_replicas(
     return PlacementPlan(placements=tuple(placements), unplaced=request.count - len(placements))
 
 
-def choose_scale_down(contracts: Sequence[ContractCreated], n: int) -> list[str]:
+class PricedContract(Protocol):
+    """What a scale-down ranks a contract by: the event as recorded, or the market model's
+    record of it (:class:`hero.model.Contract`)."""
+
+    @property
+    def contract_id(self) -> str: ...
+
+    @property
+    def price_hour(self) -> Money: ...
+
+    @property
+    def starts_at(self) -> datetime: ...
+
+
+def choose_scale_down(contracts: Sequence[PricedContract], n: int) -> list[str]:
     """The ``n`` contracts to end on a scale-down: the costliest per hour first, and among
     equal prices the newest (latest ``starts_at``) first, then the larger contract id."""
     if n < 0:

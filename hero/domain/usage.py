@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol
 
 from hero.domain.pricing import cu, su
-from schemas import REGISTRY, ContractCreated, Envelope, UsageRecorded, UtilizationSampled
+from schemas import REGISTRY, Envelope, Resources, UsageRecorded, UtilizationSampled
 
-__all__ = ["sample_envelope", "usage_fact", "usage_stream"]
+__all__ = ["ContractTerms", "sample_envelope", "usage_fact", "usage_stream"]
 
 _PLACES = Decimal("0.0000001")
 _GB = Decimal(10) ** 9
@@ -28,8 +29,19 @@ def _round(value: Decimal) -> Decimal:
     return value.quantize(_PLACES, rounding=ROUND_HALF_EVEN)
 
 
+class ContractTerms(Protocol):
+    """What a usage fact needs of its contract: the event as recorded, or the market model's
+    record of it (:class:`hero.model.Contract`)."""
+
+    @property
+    def contract_id(self) -> str: ...
+
+    @property
+    def resources(self) -> Resources: ...
+
+
 def usage_fact(
-    contract: ContractCreated, hour: datetime, seconds: int, network_bytes: int, samples: int
+    contract: ContractTerms, hour: datetime, seconds: int, network_bytes: int, samples: int
 ) -> UsageRecorded:
     ran = min(max(seconds, 0), 3600)
     share = Decimal(ran) / 3600

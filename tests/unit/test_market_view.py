@@ -168,7 +168,9 @@ def test_agents_see_the_same_market_whatever_the_arrival_order(order):
         max_price_cu_hour=usd("0.05"),
     )
     event = OfftakerMandateSet(offtaker_id="acme", mandate=mandate)
-    offtaker.observe(Feed().wrap(event, "offtaker-acme"), event, view)
+    envelope = Feed().wrap(event, "offtaker-acme")
+    view.apply(envelope, event)  # as a host does: the view first, then the brain it routes to
+    offtaker.observe(envelope, event, view)
     (command,) = offtaker.decide(T0, view)
     assert isinstance(command, IssueRfq)
     assert command.invited_farms == ["f1"]
