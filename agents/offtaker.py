@@ -131,6 +131,7 @@ class _Track:
 
 class OfftakerBrain(Brain):
     __slots__ = (
+        "_awaited",
         "_backoff",
         "_contracts",
         "_inflight",
@@ -159,6 +160,10 @@ class OfftakerBrain(Brain):
         self._tracks: dict[str, _Track] = {}  # open negotiations
         self._contracts: dict[str, ContractCreated] = {}  # the live ones
         self._made: set[str] = set()  # every contract made, live or ended
+        #: Contract -> workload, for contracts an award named whose ContractCreated has not
+        #: arrived: it is on the node's stream, which Kafka may deliver after the award (another
+        #: partition; a restarted host reads a backlog of each). They are replicas all the same.
+        self._awaited: dict[str, str] = {}
         self._targets: dict[str, tuple[datetime, int]] = {}  # workload -> last decision
         self._replaced: dict[str, str] = {}  # contract on a failed node -> its replacement
         self._scores: dict[str, dict[str, Decimal]] = {}  # offer -> its placement's scores
@@ -183,8 +188,10 @@ class OfftakerBrain(Brain):
             case ContractCreated() if event.offtaker_id == self.offtaker_id:
                 self._contracts[event.contract_id] = event
                 self._made.add(event.contract_id)
+                self._awaited.pop(event.contract_id, None)
             case ContractCancelled():
                 self._contracts.pop(event.contract_id, None)
+                self._awaited.pop(event.contract_id, None)
                 self._replaced.pop(event.contract_id, None)
             case ScaleDecided() if event.offtaker_id == self.offtaker_id:
                 last = self._targets.get(event.workload_id)
@@ -196,6 +203,8 @@ class OfftakerBrain(Brain):
                 track = self._tracks.pop(event.negotiation_id, None)
                 if track is not None:
                     self._after_close(track.rfq.workload_id, event, envelope.recorded_at)
+                    if isinstance(event, NegotiationAwarded):
+                        self._await_contracts(track.rfq.workload_id, event.contract_ids)
                     for offer_id in track.offers:
                         self._scores.pop(offer_id, None)
                         self._naming.pop(offer_id, None)
@@ -214,6 +223,11 @@ class OfftakerBrain(Brain):
             return
         failures = self._backoff.get(workload, (0, at))[0] + 1
         self._backoff[workload] = (failures, at + failure_backoff(failures))
+
+    def _await_contracts(self, workload: str, contract_ids: list[str]) -> None:
+        for contract_id in contract_ids:
+            if contract_id not in self._made:
+                self._awaited[contract_id] = workload
 
     def _observe_offer(self, track: _Track, event: Event) -> None:
         match event:
@@ -342,7 +356,8 @@ class OfftakerBrain(Brain):
         if any(t.rfq.workload_id == workload.workload_id for t in self._tracks.values()):
             return []
         healthy, _ = self.replicas(workload.workload_id, market)
-        need = self.target(workload) - len(healthy)
+        awaited = sum(1 for w in self._awaited.values() if w == workload.workload_id)
+        need = self.target(workload) - len(healthy) - awaited
         key = f"rfq:{workload.workload_id}"
         if need <= 0 or not self._inflight.due(key, now):
             return []
