@@ -441,6 +441,12 @@ class OfftakerBrain(Brain):
         committing = bool(commands) or any(
             contract_id_for(rfq.negotiation_id, o) not in self._made for o in track.accepted
         )
+        # An accept sent but not yet seen: closing now would fail a negotiation it may win.
+        accepting = any(
+            not self._inflight.due(f"{rfq.negotiation_id}:accept:{o}", now)
+            for o in track.offers
+            if o not in track.accepted
+        )
         spend = self.monthly_spend()
         _, failing = self.replicas(rfq.workload_id, market)
         homeless = [
@@ -452,7 +458,7 @@ class OfftakerBrain(Brain):
             commands += self._take(track, offer, mandate, spend, now, homeless)
             spend = spend + self._price(track, offer).times(HOURS_PER_MONTH)
         waiting = any(self._waiting(track, o) for o in ranked[:remaining])
-        if commands or pending or waiting or committing:
+        if commands or pending or waiting or committing or accepting:
             return commands
         return self._close(track, now)
 

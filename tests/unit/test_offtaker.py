@@ -36,6 +36,7 @@ from schemas import (
     NegotiationFailed,
     NodeRegistered,
     NodeStatus,
+    OfferMade,
     OfftakerMandateSet,
     RegisterFarm,
     RegisterNode,
@@ -230,6 +231,35 @@ def test_an_award_seen_before_its_contracts_asks_for_nothing_more():
     offtaker.ended(f"ctr.{rfq.negotiation_id}.o1", T0 + 21 * SECOND)
     (again,) = offtaker.rfqs(T0 + 21 * SECOND)  # the contract ended: the replica is wanted
     assert again.replicas == 1
+
+
+def test_an_accept_not_yet_seen_keeps_the_negotiation_open():
+    """Deciding again before its accept's OfferAccepted arrives (a loaded market answers
+    slowly), the offtaker waits for it rather than closing the negotiation as failed."""
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offer = OfferMade(
+        negotiation_id=rfq.negotiation_id,
+        offer_id="o1",
+        farm_id="f1",
+        node_id="n1",
+        hold_id="o1",
+        grid=Grid.GRID3,
+        region="europe",
+        uptime_pct=Decimal("99.9"),
+        resources=SHAPE,
+        price_hour=usd("0.001"),
+        term_hours=720,
+        sla=SLA,
+        firm=True,
+        expires_at=T0 + timedelta(minutes=5),
+    )
+    offtaker.deliver(offer, f"nego-{rfq.negotiation_id}")
+    after_deadline = rfq.deadline + SECOND
+
+    sent = offtaker.brain.decide(after_deadline, offtaker.view)
+    assert [type(c).__name__ for c in sent] == ["AcceptOffer"]
+    assert offtaker.brain.decide(after_deadline + SECOND, offtaker.view) == []
 
 
 def test_an_elapsed_backoff_is_no_longer_a_wakeup():
