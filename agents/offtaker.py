@@ -39,6 +39,7 @@ from schemas import (
     CloseNegotiation,
     Command,
     ContractCancelled,
+    ContractCreated,
     CounterOffer,
     Envelope,
     Event,
@@ -144,6 +145,7 @@ class _Track:
 
 class OfftakerBrain(Brain):
     __slots__ = (
+        "_awaited",
         "_backoff",
         "_inflight",
         "_issued",
@@ -166,6 +168,10 @@ class OfftakerBrain(Brain):
         self.mandate_refused: str | None = None
         self._issued: dict[str, int] = {}  # workload -> RFQs issued so far
         self._tracks: dict[str, _Track] = {}  # open negotiations
+        #: Contract -> workload, for contracts an award named whose ContractCreated has not
+        #: arrived: it is on the node's stream, which Kafka may deliver after the award (another
+        #: partition; a restarted host reads a backlog of each). They are replicas all the same.
+        self._awaited: dict[str, str] = {}
         self._targets: dict[str, tuple[datetime, int]] = {}  # workload -> last decision
         self._replaced: dict[str, str] = {}  # contract on a failed node -> its replacement
         self._scores: dict[str, dict[str, Decimal]] = {}  # offer -> its placement's scores
@@ -187,7 +193,10 @@ class OfftakerBrain(Brain):
                 nego = market.negotiations[event.negotiation_id]
                 self._tracks[event.negotiation_id] = _Track(event, nego, market.state.offers)
                 self._inflight.done(f"rfq:{event.workload_id}")
+            case ContractCreated() if event.offtaker_id == self.offtaker_id:
+                self._awaited.pop(event.contract_id, None)
             case ContractCancelled():
+                self._awaited.pop(event.contract_id, None)
                 self._replaced.pop(event.contract_id, None)
             case ScaleDecided() if event.offtaker_id == self.offtaker_id:
                 last = self._targets.get(event.workload_id)
@@ -199,6 +208,8 @@ class OfftakerBrain(Brain):
                 track = self._tracks.pop(event.negotiation_id, None)
                 if track is not None:
                     self._after_close(track.rfq.workload_id, event, envelope.recorded_at)
+                    if isinstance(event, NegotiationAwarded):
+                        self._await_contracts(track.rfq.workload_id, event.contract_ids, market)
                     for offer_id in track.offers:
                         self._scores.pop(offer_id, None)
                         self._naming.pop(offer_id, None)
@@ -217,6 +228,11 @@ class OfftakerBrain(Brain):
             return
         failures = self._backoff.get(workload, (0, at))[0] + 1
         self._backoff[workload] = (failures, at + failure_backoff(failures))
+
+    def _await_contracts(self, workload: str, contract_ids: list[str], market: MarketView) -> None:
+        for contract_id in contract_ids:
+            if contract_id not in market.contracts:
+                self._awaited[contract_id] = workload
 
     def _observe_offer(self, track: _Track, event: Event) -> None:
         match event:
@@ -333,7 +349,8 @@ class OfftakerBrain(Brain):
         if any(t.rfq.workload_id == workload.workload_id for t in self._tracks.values()):
             return []
         healthy, _ = self.replicas(workload.workload_id, market)
-        need = self.target(workload) - len(healthy)
+        awaited = sum(1 for w in self._awaited.values() if w == workload.workload_id)
+        need = self.target(workload) - len(healthy) - awaited
         key = f"rfq:{workload.workload_id}"
         if need <= 0 or not self._inflight.due(key, now):
             return []
@@ -418,6 +435,12 @@ class OfftakerBrain(Brain):
         committing = bool(commands) or any(
             contract_id_for(rfq.negotiation_id, o) not in market.contracts for o in accepted
         )
+        # An accept sent but not yet seen: closing now would fail a negotiation it may win.
+        accepting = any(
+            not self._inflight.due(f"{rfq.negotiation_id}:accept:{o}", now)
+            for o in track.offers
+            if o not in accepted
+        )
         spend = self.monthly_spend(market)
         _, failing = self.replicas(rfq.workload_id, market)
         homeless = [
@@ -429,7 +452,7 @@ class OfftakerBrain(Brain):
             commands += self._take(track, offer, mandate, spend, market, now, homeless)
             spend = spend + self._price(track, offer).times(HOURS_PER_MONTH)
         waiting = any(self._waiting(track, o) for o in ranked[:remaining])
-        if commands or pending or waiting or committing:
+        if commands or pending or waiting or committing or accepting:
             return commands
         return self._close(track, now)
 

@@ -74,7 +74,7 @@ CONFLICT_REASONS = frozenset(
         "contention", "already_registered", "already_firm", "already_countered",
         "awaiting_approval", "counter_pending", "enough_accepted", "expired", "hold_ended",
         "hold_expired", "insufficient_capacity", "insufficient_funds", "negotiation_closed",
-        "node_unavailable", "offer_expired", "too_late", "duplicate_transfer",
+        "node_unavailable", "offer_expired", "too_late", "duplicate_transfer", "offers_accepted",
     }
 )  # fmt: skip
 """Service refusals that depend on the current state (409); ``unknown_*`` ones are 404 (what

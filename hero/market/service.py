@@ -616,11 +616,18 @@ class MarketService:
         self._release(offer.node_id, offer.hold_id, reason, f"{cmd.command_id}:release", actor)
 
     def _close(self, cmd: CloseNegotiation, actor: str) -> HandleResult:
-        if cmd.outcome == "awarded" and not self._all_committed(
-            self._negotiation(cmd.negotiation_id)
-        ):
+        current = self._negotiation(cmd.negotiation_id)
+        if cmd.outcome == "awarded" and not self._all_committed(current):
             raise CommandRejected(
                 "contracts_pending", "an accepted offer has no contract yet; finish its accept"
+            )
+        if cmd.outcome != "awarded" and current.status == "open" and current.accepted:
+            # A close decided on a view that missed an acceptance (a restarted agent's): a
+            # failure would hide the contracts from the offtaker, who would ask for them again.
+            raise CommandRejected(
+                "offers_accepted",
+                f"{len(current.accepted)} offer(s) of {cmd.negotiation_id} are accepted: "
+                f"it can only be awarded, not {cmd.outcome}",
             )
         result = self._on_negotiation(
             cmd.negotiation_id,

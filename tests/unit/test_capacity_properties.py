@@ -199,12 +199,14 @@ class Run:
         for node_id in NODE_IDS:
             self.send(ExpireHolds(command_id=f"final-expire-{node_id}", node_id=node_id))
         for nego_id in NEGOTIATIONS:
-            if self.market.negotiation_state(nego_id).status == "open":
+            state = self.market.negotiation_state(nego_id)
+            if state.status == "open":
                 self.send(
                     CloseNegotiation(
                         command_id=f"final-close-{nego_id}",
                         negotiation_id=nego_id,
-                        outcome="expired",
+                        # one with an accepted offer can only be awarded
+                        outcome="awarded" if state.accepted else "expired",
                     )
                 )
         self.check()

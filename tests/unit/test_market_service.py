@@ -435,6 +435,26 @@ def test_closing_as_awarded_without_an_accepted_offer_is_refused(market):
     assert market.node_state("node_1").holds.keys() == {"o1"}
 
 
+@pytest.mark.parametrize("outcome", ["failed", "expired"])
+def test_a_negotiation_with_an_accepted_offer_cannot_close_but_as_awarded(market, outcome):
+    """A restarted offtaker may decide a close before it sees an acceptance its predecessor
+    sent: a failure would hide the contract from it, and it would ask for the replica again
+    (test_host_crash saw an offtaker with 3 and another with 4 contracts of 2)."""
+    market.rfq("neg_1", replicas=2)  # stays open after one accept
+    market.make_offer("neg_1", "o1", "node_1")
+    market.accept("neg_1", "o1")
+    before = market.store.current_position()
+
+    with pytest.raises(CommandRejected) as refused:
+        market.close("neg_1", outcome)
+
+    assert refused.value.reason == "offers_accepted"
+    assert market.store.current_position() == before
+    (awarded,) = market.close("neg_1", "awarded").events
+    assert isinstance(awarded, NegotiationAwarded)
+    assert awarded.contract_ids == [ctr("neg_1", "o1")]
+
+
 def test_rejecting_an_offer_withdraws_it_and_releases_its_hold(market):
     market.rfq("neg_1")
     market.make_offer("neg_1", "o1", "node_1")

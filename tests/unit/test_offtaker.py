@@ -22,6 +22,7 @@ from hero.store import MemoryEventStore
 from schemas import (
     ChangeNodeStatus,
     Command,
+    ContractCancelled,
     ContractCreated,
     Event,
     FarmerPolicy,
@@ -35,6 +36,7 @@ from schemas import (
     NegotiationFailed,
     NodeRegistered,
     NodeStatus,
+    OfferMade,
     OfftakerMandateSet,
     RegisterFarm,
     RegisterNode,
@@ -44,7 +46,7 @@ from schemas import (
     WorkloadSpec,
 )
 from tests.unit._feed import Feed
-from tests.unit._gwt import SHAPE, T0, usd
+from tests.unit._gwt import SHAPE, SLA, T0, usd
 
 SECOND = timedelta(seconds=1)
 FARM = {"grid": Grid.GRID3, "country": "BE", "region": "europe"}
@@ -109,6 +111,33 @@ class Offtaker:
                 negotiation_id=nego, offtaker_id="acme", contract_ids=[f"ctr.{nego}.o1"]
             )
             self.deliver(award, stream, at)
+            if kind == "awarded, then ended":  # the replica is wanted again
+                self.created(rfq, "o1", at)
+                self.ended(f"ctr.{nego}.o1", at)
+
+    def created(self, rfq: IssueRfq, offer_id: str, at: datetime = T0) -> None:
+        nego = rfq.negotiation_id
+        contract = ContractCreated(
+            contract_id=f"ctr.{nego}.{offer_id}",
+            negotiation_id=nego,
+            offer_id=offer_id,
+            hold_id=offer_id,
+            offtaker_id="acme",
+            workload_id=rfq.workload_id,
+            farm_id="f1",
+            node_id="n1",
+            grid=Grid.GRID3,
+            resources=SHAPE,
+            price_hour=usd("0.01"),
+            term_hours=720,
+            sla=SLA,
+            starts_at=at,
+        )
+        self.deliver(contract, "node-n1", at)
+
+    def ended(self, contract_id: str, at: datetime = T0) -> None:
+        cancelled = ContractCancelled(contract_id=contract_id, node_id="n1", reason="ended")
+        self.deliver(cancelled, "node-n1", at)
 
     def waits_until(self, failed_at: datetime, delay: timedelta) -> IssueRfq:
         """Nothing before ``failed_at + delay``, an RFQ then."""
@@ -166,8 +195,8 @@ def test_an_award_resets_the_backoff():
     offtaker.fail(rfq, T0 + SECOND)
     rfq = offtaker.waits_until(T0 + SECOND, 2 * SECOND)  # two failures: 2 s
 
-    offtaker.fail(rfq, T0 + 3 * SECOND, "awarded")
-    # No ContractCreated was seen, so the replica is still wanted: asked again at once.
+    offtaker.fail(rfq, T0 + 3 * SECOND, "awarded, then ended")
+    # The awarded contract ended, so the replica is wanted again: asked again at once.
     (rfq,) = offtaker.rfqs(T0 + 3 * SECOND)
     offtaker.fail(rfq, T0 + 4 * SECOND)
 
@@ -179,12 +208,58 @@ def test_the_backoff_is_per_workload():
     rfqs = {r.workload_id: r for r in offtaker.rfqs(T0)}
     assert sorted(rfqs) == ["api", "web"]
     offtaker.fail(rfqs["web"], T0)
-    offtaker.fail(rfqs["api"], T0, "awarded")
+    offtaker.fail(rfqs["api"], T0, "awarded, then ended")
 
     (again,) = offtaker.rfqs(T0)  # api asks again at once, web waits
     assert again.workload_id == "api"
     (web,) = offtaker.rfqs(T0 + SECOND)
     assert web.workload_id == "web"
+
+
+def test_an_award_seen_before_its_contracts_asks_for_nothing_more():
+    """Kafka may deliver a negotiation's award before the node's ContractCreated (another
+    partition; a restarted host reads a backlog of each): the contracts the award names are
+    replicas already, and no second RFQ doubles them (test_host_crash saw 4 and 3 of 2)."""
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offtaker.fail(rfq, T0 + SECOND, "awarded")  # names ctr.<nego>.o1; not created yet here
+
+    assert offtaker.rfqs(T0 + SECOND) == []
+    assert offtaker.rfqs(T0 + 10 * SECOND) == []  # not once the in-flight mark expires either
+    offtaker.created(rfq, "o1", T0 + 11 * SECOND)
+    assert offtaker.rfqs(T0 + 20 * SECOND) == []
+    offtaker.ended(f"ctr.{rfq.negotiation_id}.o1", T0 + 21 * SECOND)
+    (again,) = offtaker.rfqs(T0 + 21 * SECOND)  # the contract ended: the replica is wanted
+    assert again.replicas == 1
+
+
+def test_an_accept_not_yet_seen_keeps_the_negotiation_open():
+    """Deciding again before its accept's OfferAccepted arrives (a loaded market answers
+    slowly), the offtaker waits for it rather than closing the negotiation as failed."""
+    offtaker = Offtaker()
+    (rfq,) = offtaker.rfqs(T0)
+    offer = OfferMade(
+        negotiation_id=rfq.negotiation_id,
+        offer_id="o1",
+        farm_id="f1",
+        node_id="n1",
+        hold_id="o1",
+        grid=Grid.GRID3,
+        region="europe",
+        uptime_pct=Decimal("99.9"),
+        resources=SHAPE,
+        price_hour=usd("0.001"),
+        term_hours=720,
+        sla=SLA,
+        firm=True,
+        expires_at=T0 + timedelta(minutes=5),
+    )
+    offtaker.deliver(offer, f"nego-{rfq.negotiation_id}")
+    after_deadline = rfq.deadline + SECOND
+
+    sent = offtaker.brain.decide(after_deadline, offtaker.view)
+    assert [type(c).__name__ for c in sent] == ["AcceptOffer"]
+    assert offtaker.brain.decide(after_deadline + SECOND, offtaker.view) == []
 
 
 def test_an_elapsed_backoff_is_no_longer_a_wakeup():
