@@ -10,15 +10,18 @@ from typing import Annotated
 
 import typer
 
-from hero.cli import compile as compile_commands  # noqa: F401  (registers them on market's groups)
 from hero.cli import (
+    accounts,
+    billing,
     demo_command,
     dlq,
     events,
+    fleet,
     grids,
     keys,
-    market,
+    listings,
     payments,
+    policies,
     price,
     replay,
     stack,
@@ -26,6 +29,7 @@ from hero.cli import (
     utilization,
     workloads,
 )
+from hero.cli import compile as compile_commands  # noqa: F401  (registers them on policies' groups)
 from hero.cli import moves as move_commands  # noqa: F401  (registers negotiations show)
 from hero.cli import skipped as skipped_module
 from hero.cli import store as store_cli
@@ -53,15 +57,15 @@ app.command("replay")(replay.replay)
 events.app.command("skipped")(skipped_module.skipped)
 app.add_typer(events.app, name="events")
 app.add_typer(schemas_app, name="schemas")
-app.add_typer(market.farmer_app, name="farmer")
-app.add_typer(market.offtaker_app, name="offtaker")
-app.add_typer(market.contracts_app, name="contracts")
-app.add_typer(market.nodes_app, name="nodes")
-app.add_typer(market.negotiations_app, name="negotiations")
-app.add_typer(market.fleet_app, name="fleet")
-app.add_typer(payments.accounts_app, name="accounts")
+app.add_typer(policies.farmer_app, name="farmer")
+app.add_typer(policies.offtaker_app, name="offtaker")
+app.add_typer(listings.contracts_app, name="contracts")
+app.add_typer(listings.nodes_app, name="nodes")
+app.add_typer(listings.negotiations_app, name="negotiations")
+app.add_typer(fleet.fleet_app, name="fleet")
+app.add_typer(accounts.accounts_app, name="accounts")
 app.add_typer(payments.payments_app, name="payments")
-app.add_typer(payments.billing_app, name="billing")
+app.add_typer(billing.billing_app, name="billing")
 app.add_typer(grids.app, name="grids")
 app.add_typer(utilization.app, name="utilization")
 app.add_typer(utilization.usage_app, name="usage")

@@ -19,16 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 
 from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
-from hero.cli.market import (
-    _farm_of_node,
-    describe_policy,
-    fmt_money,
-    load_report,
-    mandate_app,
-    opened_store,
-    policy_app,
-    send,
-)
+from hero.cli.market import farm_of_node, load_report, opened_store, send
+from hero.cli.policies import describe_policy, mandate_app, policy_app
+from hero.cli.tables import fmt_money
 from hero.market.fleet import REGIONS
 from hero.market.service import farm_stream
 from hero.market.views import MarketReport
@@ -232,7 +225,7 @@ def policy_compile(
     with opened_store(data_dir) as store:
         if store.stream_version(farm_stream(farm)) == 0:
             fail(f"farm {farm} is not registered")
-        if node is not None and _farm_of_node(store, node) != farm:
+        if node is not None and farm_of_node(store, node) != farm:
             fail(f"node {node} is not a node of farm {farm}")
         current = _current_policy(store, farm, node)
         market = _facts(load_report(store))

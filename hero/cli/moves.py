@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from hero.cli.common import AsJson, DataDir, console, fail, print_json
-from hero.cli.market import negotiations_app, opened_store
+from hero.cli.listings import negotiations_app
+from hero.cli.market import opened_store
 from hero.domain.negotiation import negotiation_stream
 
 __all__ = ["describe_decision", "negotiation_show"]

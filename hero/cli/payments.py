@@ -1,25 +1,19 @@
-"""Payments by hand: the ledger's accounts, fiat payments, billing, and the treasury process.
+"""``hero payments list|receive|serve|payout|refund``: fiat payments received and converted to
+TFT, a provider's event re-injected from a file, the treasury (webhook + worker) in the
+foreground, and money sent out of the grid.
 
-* ``hero accounts list|show`` -- balances folded from the store's transfers;
-* ``hero payments list|receive|serve`` -- payments received and converted to TFT; re-inject a
-  provider's event from a file; run the treasury (webhook + worker) in the foreground;
-* ``hero billing run`` -- bill the contract-hours that are over, once, in this process.
-
-Like the market commands, every command opens the event store named by the settings, so it
-works whether the stack runs or not; writes go through the same services the treasury uses,
-whose command ids make a repeated write a no-op.
+Writes go through the same services the treasury uses, whose command ids make a repeated write
+a no-op.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -27,7 +21,6 @@ from rich.table import Table
 
 from hero.cli.common import (
     AsJson,
-    AsOfOption,
     DataDir,
     checked_id,
     console,
@@ -36,22 +29,19 @@ from hero.cli.common import (
     settings_for,
     warn_skipped,
 )
-from hero.cli.market import fmt_money, opened_store
-from hero.config import LOOPBACK, HeroSettings, mask_url
-from hero.domain.clock import Clock, SystemClock
-from hero.domain.errors import Rejected
-from hero.domain.ledger import (
-    AccountKind,
-    LedgerBook,
-    Leg,
-    account_currency,
-    account_kind,
-    account_of_stream,
+from hero.cli.market import (
+    events_of_type,
+    opened_store,
 )
+from hero.cli.tables import (
+    fmt_money,
+    fmt_when,
+)
+from hero.config import LOOPBACK, HeroSettings, mask_url
+from hero.domain.clock import SystemClock
+from hero.domain.errors import Rejected
 from hero.market.views import json_ready
-from hero.payments.billing import BillingReport, BillingService
-from hero.payments.ledger import read_book
-from hero.store import EventStore, StoreError, readable_events, recorded_after
+from hero.store import EventStore, StoreError, readable_events
 from schemas import (
     FiatConverted,
     FiatPaymentReceived,
@@ -61,56 +51,11 @@ from schemas import (
 )
 from schemas.ids import CommandId, FarmId, OfftakerId
 
-__all__ = [
-    "AccountRow",
-    "PaymentRow",
-    "TransferRow",
-    "accounts_app",
-    "billing_app",
-    "billing_service",
-    "bills_table",
-    "payment_row",
-    "payments_app",
-    "print_report",
-    "read_payments",
-    "report_json",
-]
+__all__ = ["PaymentRow", "payment_row", "payments_app", "read_payments"]
 
-accounts_app = typer.Typer(
-    help="The ledger's accounts: balances and transfers.", no_args_is_help=True
-)
 payments_app = typer.Typer(
     help="Fiat payments: received by the webhook, converted to TFT.", no_args_is_help=True
 )
-billing_app = typer.Typer(help="Hourly billing of the contracts.", no_args_is_help=True)
-
-_KIND_ORDER = {kind.value: number for number, kind in enumerate(AccountKind)}
-
-
-# -- rows -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AccountRow:
-    account: str
-    kind: str
-    owner: str
-    currency: str
-    balance: Money
-    transfers: int
-
-
-@dataclass(frozen=True)
-class TransferRow:
-    transfer_id: str
-    kind: str
-    counterparty: str
-    amount: Money
-    """Signed: positive when the account was credited, negative when it was debited."""
-    balance: Money
-    """The account's balance once this transfer was applied."""
-    reference: str
-    at: datetime
 
 
 @dataclass
@@ -128,35 +73,10 @@ class PaymentRow:
     converted_at: datetime | None = None
 
 
-def _plain(value: Decimal) -> str:
-    """A decimal as text without exponent or trailing zeros (``0``, ``12.5``)."""
-    return f"{value.normalize():f}" if value else "0"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _signed(money: Money) -> str:
-    text = fmt_money(money)
-    return text if money.is_negative else f"+{text}"
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
-
-
-def _rows_of_type(store: EventStore, types: set[str], batch: int = 5000) -> Iterator[Any]:
-    """(envelope, event) of every recorded event of ``types``, in log order."""
-    rows = recorded_after(store, 0, batch)
-    for _, envelope, event in readable_events(rows, warn_skipped, types=types):
-        yield envelope, event
-
-
 def read_payments(store: EventStore) -> list[PaymentRow]:
     """Every payment received, oldest first, with its conversion when there is one."""
     payments: dict[str, PaymentRow] = {}
-    for envelope, event in _rows_of_type(store, {"FiatPaymentReceived", "FiatConverted"}):
+    for envelope, event in events_of_type(store, {"FiatPaymentReceived", "FiatConverted"}):
         if isinstance(event, FiatPaymentReceived):
             payments.setdefault(
                 event.payment_id,
@@ -202,182 +122,6 @@ def payment_row(store: EventStore, payment_id: str) -> PaymentRow | None:
     return found
 
 
-# -- hero accounts --------------------------------------------------------------------------------
-
-
-@accounts_app.command("list")
-def accounts_list(
-    data_dir: DataDir = None, as_of: AsOfOption = None, as_json: AsJson = False
-) -> None:
-    """Every account with its balance, the sum per currency (zero), and any unsound transfer.
-
-    Balanced means every transfer has both legs, equal in accounts, amount and currency, and
-    every currency sums to zero; a one-sided or mismatched leg is named by its transfer id.
-    """
-    with opened_store(data_dir, as_of) as store:
-        book = read_book(store, on_skip=warn_skipped)
-    ledger = book.ledger
-    rows = sorted(
-        (
-            AccountRow(
-                account=state.account,
-                kind=account_kind(state.account).value,
-                owner=state.account.split(".", 1)[1].rsplit(".", 1)[0],
-                currency=state.balance.currency.value,
-                balance=state.balance,
-                transfers=state.transfers,
-            )
-            for state in ledger.accounts.values()
-        ),
-        key=lambda row: (_KIND_ORDER.get(row.kind, 99), row.account),
-    )
-    totals = {currency.value: total for currency, total in sorted(ledger.totals().items())}
-    unbalanced = book.unbalanced
-    balanced = book.balanced
-    if as_json:
-        print_json(
-            {
-                "accounts": json_ready(rows),
-                "totals": {currency: _plain(total) for currency, total in totals.items()},
-                "balanced": balanced,
-                "unbalanced": [
-                    {"transfer_id": tid, "problem": book.problems[tid].value, "reason": reason}
-                    for tid, reason in unbalanced.items()
-                ],
-            }
-        )
-    elif not rows and not unbalanced:
-        console.print("no accounts yet: nothing was paid or billed")
-    else:
-        table = Table("account", "kind", "currency", "balance", "transfers")
-        for row in rows:
-            balance = fmt_money(row.balance)
-            if row.balance.is_negative:
-                balance = f"[yellow]{balance}[/]"  # only the outside world's accounts
-            table.add_row(row.account, row.kind, row.currency, balance, str(row.transfers))
-        console.print(table)
-        sums = ", ".join(f"{currency} {_plain(total)}" for currency, total in totals.items())
-        verdict = "[green]balanced[/]" if balanced else "[bold red]NOT balanced[/]"
-        console.print(f"totals: {sums or 'none'} ({verdict})")
-        for transfer_id, reason in unbalanced.items():
-            console.print(escape(f"unbalanced transfer {transfer_id}: {reason}"))
-    if unbalanced:
-        # Counted for nothing in any balance; the ids say which rows to look at.
-        fail(escape(f"transfers without two matching legs: {', '.join(unbalanced)}"), code=1)
-    if not balanced:
-        # Every transfer debits what it credits: a non-zero sum means a broken store.
-        fail(f"the ledger does not sum to zero: {totals}", code=1)
-
-
-def _checked_account(account: str) -> str:
-    try:
-        account_kind(account)
-        account_currency(account)
-    except Rejected:
-        fail(
-            escape(
-                f"{account!r} is not an account: accounts are KIND.OWNER.CURRENCY, "
-                "e.g. offtaker.acme.TFT (hero accounts list shows them)"
-            )
-        )
-    if account.count(".") < 2:
-        fail(escape(f"{account!r} is not KIND.OWNER.CURRENCY, e.g. offtaker.acme.TFT"))
-    return account
-
-
-@dataclass(frozen=True)
-class _AccountHistory:
-    rows: list[TransferRow]
-    balance: Money
-    unbalanced: dict[str, str]
-    """The unsound transfers any of whose legs names the account or sits on its stream."""
-    problems: dict[str, str]
-    """Their problem codes (``LedgerBook.problems``)."""
-
-
-def _account_history(store: EventStore, account: str) -> _AccountHistory:
-    """The account's matched transfers, oldest first, with its balance after each."""
-    book = LedgerBook()
-    balance = Money.zero(account_currency(account))
-    rows: list[TransferRow] = []
-    touching: set[str] = set()
-    for envelope, event in _rows_of_type(store, {"TransferPosted"}):
-        leg = Leg(account_of_stream(envelope.stream), event)
-        if account in (leg.account, event.debit_account, event.credit_account):
-            touching.add(event.transfer_id)
-        posted = book.add(leg)
-        if posted is None or account not in (posted.debit_account, posted.credit_account):
-            continue
-        credited = posted.credit_account == account
-        amount = posted.amount if credited else -posted.amount
-        balance = balance + amount
-        rows.append(
-            TransferRow(
-                transfer_id=posted.transfer_id,
-                kind=posted.kind.value,
-                counterparty=posted.debit_account if credited else posted.credit_account,
-                amount=amount,
-                balance=balance,
-                reference=posted.reference,
-                at=envelope.occurred_at,
-            )
-        )
-    unbalanced = {tid: why for tid, why in book.unbalanced.items() if tid in touching}
-    problems = {tid: book.problems[tid].value for tid in unbalanced}
-    return _AccountHistory(rows, balance, unbalanced, problems)
-
-
-@accounts_app.command("show")
-def accounts_show(
-    account: Annotated[str, typer.Argument(help="KIND.OWNER.CURRENCY, e.g. offtaker.acme.TFT")],
-    data_dir: DataDir = None,
-    as_of: AsOfOption = None,
-    as_json: AsJson = False,
-) -> None:
-    """An account's balance and its transfers, newest last (matched transfers only)."""
-    _checked_account(account)
-    with opened_store(data_dir, as_of) as store:
-        history = _account_history(store, account)
-    rows, balance, unbalanced = history.rows, history.balance, history.unbalanced
-    if not rows and not unbalanced:
-        fail(escape(f"no account {account} in the ledger (hero accounts list shows them)"))
-    if as_json:
-        print_json(
-            json_ready(
-                {
-                    "account": account,
-                    "kind": account_kind(account).value,
-                    "balance": balance,
-                    "transfers": rows,
-                    "unbalanced": [
-                        {"transfer_id": tid, "problem": history.problems[tid], "reason": reason}
-                        for tid, reason in unbalanced.items()
-                    ],
-                }
-            )
-        )
-        return
-    table = Table("time (UTC)", "transfer", "kind", "counterparty", "amount", "balance",
-                  "reference", title=account)  # fmt: skip
-    for t in rows:
-        colour = "red" if t.amount.is_negative else "green"
-        table.add_row(
-            _when(t.at),
-            t.transfer_id,
-            t.kind,
-            t.counterparty,
-            f"[{colour}]{_signed(t.amount)}[/]",
-            fmt_money(t.balance),
-            t.reference,
-        )
-    console.print(table)
-    console.print(
-        f"balance of {account}: [bold]{fmt_money(balance)}[/] ({_count(len(rows), 'transfer')})"
-    )
-    for transfer_id, reason in unbalanced.items():
-        console.print(escape(f"unbalanced transfer {transfer_id} (not counted): {reason}"))
-
-
 # -- hero payments --------------------------------------------------------------------------------
 
 
@@ -404,7 +148,7 @@ def payments_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
             status,
             fmt_money(p.tft) if p.tft else "-",
             p.quote_id or "-",
-            _when(p.received_at),
+            fmt_when(p.received_at),
         )
     console.print(table)
 
@@ -653,120 +397,3 @@ def payments_refund(
         reason=reason,
     )
     _send_out(data_dir, command, "refund", f"offtaker.{offtaker}.TFT")
-
-
-# -- hero billing ---------------------------------------------------------------------------------
-
-
-def _hour(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        fail(escape(f"--hour must be an ISO 8601 time such as 2026-01-01T13:00Z, got {text!r}"))
-    # A time without an offset is read as UTC: billing hours are UTC hours.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def billing_service(settings: HeroSettings, store: EventStore, clock: Clock) -> BillingService:
-    """Billing as the treasury runs it: the settings' oracle, split, grace and pricing."""
-    from agents.treasury.runtime import billing_settings, oracle_from
-
-    try:
-        oracle = oracle_from(settings, clock)
-        terms = billing_settings(settings)
-    except ValueError as error:  # a bad split, pricing policy or oracle in the settings
-        fail(escape(str(error)))
-    return BillingService(store, lambda: oracle.rate("USD").tft_per_unit, clock, settings=terms)
-
-
-def bills_table(report: BillingReport, title: str | None = None) -> Table:
-    table = Table("contract", "offtaker", "hour (UTC)", "seconds", "USD", "TFT", "farmer",
-                  "pool", "ThreeFold", title=title)  # fmt: skip
-    for bill in report.bills:
-        table.add_row(
-            bill.contract_id,
-            bill.offtaker_id,
-            bill.hour.astimezone(UTC).strftime("%Y-%m-%d %H:00"),
-            str(bill.seconds),
-            fmt_money(bill.usd),
-            fmt_money(bill.amount),
-            fmt_money(bill.farmer_share),
-            fmt_money(bill.pool_share),
-            fmt_money(bill.threefold_share),
-        )
-    return table
-
-
-def report_json(report: BillingReport) -> dict[str, Any]:
-    return {
-        "bills": [bill.model_dump(mode="json") for bill in report.bills],
-        "total": report.total.model_dump(mode="json"),
-        "suspended": report.suspended,
-        "resumed": report.resumed,
-        "cancelled": report.cancelled,
-        "low_balance": report.low_balance,
-    }
-
-
-def print_report(report: BillingReport, say: Callable[[str], None]) -> None:
-    notes = [
-        ("suspended (out of funds)", report.suspended, "red"),
-        ("resumed", report.resumed, "green"),
-        ("cancelled (grace period over)", report.cancelled, "red"),
-        ("low balance", report.low_balance, "yellow"),
-    ]
-    for what, items, colour in notes:
-        if items:
-            say(f"[{colour}]{what}:[/] {', '.join(items)}")
-
-
-@billing_app.command("run")
-def billing_run(
-    hour: Annotated[
-        str | None,
-        typer.Option(
-            "--hour",
-            help="bill up to this hour, included (ISO 8601; UTC without an offset) "
-            "[default: every hour that is over]",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: DataDir = None,
-    as_json: AsJson = False,
-) -> None:
-    """Bill every contract-hour that is over, once; suspend, resume or cancel on funds.
-
-    The treasury does this every few seconds while the stack runs; a contract-hour is never
-    billed twice, whoever bills it first.
-    """
-    until = _hour(hour)
-    settings = settings_for(data_dir)
-    with opened_store(data_dir) as store:
-        billing = billing_service(settings, store, SystemClock())
-        try:
-            report = billing.run(until_hour=until)
-        except (Rejected, StoreError) as error:
-            fail(escape(f"billing stopped: {error}"), code=1)
-        except Exception as error:  # the oracle (a live price source) failing, mostly
-            from agents.treasury.oracle import OracleError
-
-            if not isinstance(error, OracleError):
-                raise
-            fail(escape(f"no TFT price: {error}"), code=1)
-    if as_json:
-        print_json(report_json(report))
-        return
-    if report.bills:
-        console.print(bills_table(report))
-        contracts = len({bill.contract_id for bill in report.bills})
-        console.print(
-            f"billed {_count(len(report.bills), 'contract-hour')} of "
-            f"{_count(contracts, 'contract')}: [bold]{fmt_money(report.total)}[/]"
-        )
-    elif report.suspended:
-        console.print("nothing billed: the hours due found no funds")
-    else:
-        console.print("nothing to bill: every hour that is over was billed before")
-    print_report(report, console.print)

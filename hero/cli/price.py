@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hero.cli.common import AsJson, console, fail, print_json
-from hero.cli.market import fmt_money, fmt_resources
+from hero.cli.tables import fmt_money, fmt_resources
 from hero.domain.pricing import (
     HOURS_PER_MONTH,
     HourlyCost,

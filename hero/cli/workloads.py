@@ -30,7 +30,8 @@ from hero.cli.common import (
     print_json,
     warn_skipped,
 )
-from hero.cli.market import fmt_money, fmt_resources, opened_store
+from hero.cli.market import opened_store
+from hero.cli.tables import fmt_money, fmt_resources
 from hero.domain.placement import CRITERIA
 from hero.market.views import json_ready
 from hero.readmodels.workloads import (

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hero.cli.common import console as stdout
 from hero.cli.common import print_json
-from hero.cli.market import contracts_table
+from hero.cli.tables import contracts_table
 from hero.demo.agents import Agents
 from hero.demo.scaling_report import Scaling
 from hero.demo.scenario import Scenario

@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
+from hero.cli.billing import billing_service, print_report
 from hero.cli.common import console as stdout
 from hero.cli.common import errors, fail, settings_for
-from hero.cli.market import fmt_money
-from hero.cli.payments import PaymentRow, billing_service, payment_row, print_report
+from hero.cli.payments import PaymentRow, payment_row
+from hero.cli.tables import fmt_money
 from hero.demo.agents import Agents, LocalAgents, ray_agents
 from hero.demo.report import (
     contracts_of,

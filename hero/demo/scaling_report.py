@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from hero.cli.market import fmt_money
+from hero.cli.tables import fmt_money
 from hero.domain.ledger import AccountKind, account_id, account_stream
 from hero.market.views import ContractRow
 from hero.readmodels.workloads import DecisionRow, MigrationRow, ReplicaRow, SlaRow
