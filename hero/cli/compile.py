@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 
 from hero.cli.common import AsJson, DataDir, console, fail, print_json, settings_for
-from hero.cli.market import farm_of_node, load_report, opened_store, send
+from hero.cli.market import farm_of_node, load_report, market_report, opened_store, send
 from hero.cli.policies import describe_policy, mandate_app, policy_app
 from hero.cli.tables import fmt_money
 from hero.market.fleet import REGIONS
@@ -290,8 +290,7 @@ def mandate_compile(
     except ValidationError:
         fail(f"{offtaker!r} is not an offtaker id (up to 200 letters, digits and ._:@-)")
     model = _model(data_dir)
-    with opened_store(data_dir) as store:
-        report = load_report(store)
+    report = market_report(data_dir)
     current = report.mandates.get(offtaker)
     try:
         result = compile_mandate(model, text, current=current, market=_facts(report))

@@ -20,8 +20,7 @@ from hero.cli.common import (
     settings_for,
 )
 from hero.cli.market import (
-    known_farm,
-    load_report,
+    market_report,
     opened_store,
     send,
     show_rows,
@@ -58,10 +57,7 @@ def contracts_list(
     as_json: AsJson = False,
 ) -> None:
     """Live contracts (created, not cancelled)."""
-    with opened_store(data_dir, as_of) as store:
-        report = load_report(store)
-    if farm is not None:
-        known_farm(report, farm)
+    report = market_report(data_dir, as_of, farm)
     contracts = [
         c
         for c in report.contracts
@@ -78,10 +74,7 @@ def nodes_list(
     as_json: AsJson = False,
 ) -> None:
     """Nodes with their capacity: total, held by offers, committed to contracts, free."""
-    with opened_store(data_dir, as_of) as store:
-        report = load_report(store)
-    if farm is not None:
-        known_farm(report, farm)
+    report = market_report(data_dir, as_of, farm)
     nodes = [n for n in report.nodes if farm is None or n.farm_id == farm]
     show_rows(nodes, as_json, "no nodes", nodes_table)
 
@@ -122,8 +115,7 @@ def negotiations_list(
     """Negotiations with their status, offers, declines and contracts."""
     if status is not None and status not in ("open", "awarded", "failed", "expired"):
         fail(f"--status must be open, awarded, failed or expired, not {status!r}")
-    with opened_store(data_dir, as_of) as store:
-        report = load_report(store)
+    report = market_report(data_dir, as_of)
     rows = [
         n
         for n in report.negotiations

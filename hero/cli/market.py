@@ -50,6 +50,7 @@ __all__ = [
     "farm_of_node",
     "known_farm",
     "load_report",
+    "market_report",
     "opened_store",
     "read_json",
     "send",
@@ -113,6 +114,17 @@ def events_of_type(store: EventStore, types: set[str], batch: int = 5000) -> Ite
     rows = recorded_after(store, 0, batch)
     for _, envelope, event in readable_events(rows, warn_skipped, types=types):
         yield envelope, event
+
+
+def market_report(
+    data_dir: Path | None, as_of: str | None = None, farm: str | None = None
+) -> MarketReport:
+    """The data dir's market, as it was at ``as_of`` when given; exits 2 when FARM is unknown."""
+    with opened_store(data_dir, as_of) as store:
+        report = load_report(store)
+    if farm is not None:
+        known_farm(report, farm)
+    return report
 
 
 def send(store: EventStore, command: Command, service: MarketService | None = None) -> HandleResult:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -73,10 +74,10 @@ class PaymentRow:
     converted_at: datetime | None = None
 
 
-def read_payments(store: EventStore) -> list[PaymentRow]:
-    """Every payment received, oldest first, with its conversion when there is one."""
+def _fold_payments(pairs: Iterable[Any]) -> dict[str, PaymentRow]:
+    """Payments by id from (envelope, event) pairs: received, then converted when it was."""
     payments: dict[str, PaymentRow] = {}
-    for envelope, event in events_of_type(store, {"FiatPaymentReceived", "FiatConverted"}):
+    for envelope, event in pairs:
         if isinstance(event, FiatPaymentReceived):
             payments.setdefault(
                 event.payment_id,
@@ -95,31 +96,22 @@ def read_payments(store: EventStore) -> list[PaymentRow]:
             payment.status = "converted"
             payment.tft, payment.quote_id = event.tft, event.quote_id
             payment.converted_at = envelope.occurred_at
-    return list(payments.values())
+    return payments
+
+
+def read_payments(store: EventStore) -> list[PaymentRow]:
+    """Every payment received, oldest first, with its conversion when there is one."""
+    types = {"FiatPaymentReceived", "FiatConverted"}
+    return list(_fold_payments(events_of_type(store, types)).values())
 
 
 def payment_row(store: EventStore, payment_id: str) -> PaymentRow | None:
     """One payment from its own stream, None when it was never received."""
     from agents.treasury.service import payment_stream
 
-    found: PaymentRow | None = None
     rows = store.read_stream(payment_stream(payment_id))
-    for _, envelope, event in readable_events(rows, warn_skipped):
-        if isinstance(event, FiatPaymentReceived):
-            found = PaymentRow(
-                payment_id=event.payment_id,
-                provider=event.provider,
-                provider_event_id=event.provider_event_id,
-                offtaker_id=event.offtaker_id,
-                fiat=event.amount,
-                status="received",
-                received_at=envelope.occurred_at,
-            )
-        elif isinstance(event, FiatConverted) and found is not None:
-            found.status = "converted"
-            found.tft, found.quote_id = event.tft, event.quote_id
-            found.converted_at = envelope.occurred_at
-    return found
+    pairs = ((envelope, event) for _, envelope, event in readable_events(rows, warn_skipped))
+    return _fold_payments(pairs).get(payment_id)
 
 
 # -- hero payments --------------------------------------------------------------------------------

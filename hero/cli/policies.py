@@ -21,8 +21,8 @@ from hero.cli.common import (
 )
 from hero.cli.market import (
     farm_of_node,
-    known_farm,
     load_report,
+    market_report,
     opened_store,
     read_json,
     send,
@@ -221,9 +221,7 @@ def approvals(
 ) -> None:
     """Offers of FARM awaiting the farmer's approval."""
     now = SystemClock().now()
-    with opened_store(data_dir) as store:
-        report = load_report(store)
-    known_farm(report, farm)
+    report = market_report(data_dir, farm=farm)
     pending = [o for o in report.pending_approvals(now) if o.farm_id == farm]
     if as_json:
         print_json([json_ready(o) for o in pending])

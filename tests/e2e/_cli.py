@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,15 @@ def hero_json(*args: str, data_dir: Path | None = None, env: dict[str, str] | No
     result = hero(*args, "--json", data_dir=data_dir, env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     return json.loads(result.stdout)
+
+
+@contextmanager
+def stack_up(data_dir: Path) -> Iterator[Path]:
+    """``hero up`` on ``data_dir`` for the block, then ``hero down``; both must succeed."""
+    up = hero("up", data_dir=data_dir)
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        yield data_dir
+    finally:
+        down = hero("down", data_dir=data_dir)
+        assert down.returncode == 0, down.stderr + down.stdout

@@ -13,7 +13,7 @@ import pytest
 
 from hero.store import open_store
 from tests._poison import POISON_STREAM, insert_poison_row
-from tests.e2e._cli import hero, hero_json, store_url
+from tests.e2e._cli import hero, hero_json, stack_up, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -99,13 +99,8 @@ def test_listings_warn_about_a_poison_row_and_list_the_rest(
 @pytest.fixture(scope="module")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data = tmp_path_factory.mktemp("poison") / "stack"
-    up = hero("up", data_dir=data)
-    try:
-        assert up.returncode == 0, up.stderr + up.stdout
+    with stack_up(data):
         yield data
-    finally:
-        down = hero("down", data_dir=data)
-        assert down.returncode == 0, down.stderr + down.stdout
 
 
 def test_replay_completes_over_a_poison_row_and_the_skip_is_listed(stack_dir: Path) -> None:

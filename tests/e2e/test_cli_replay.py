@@ -16,7 +16,7 @@ from hero.readmodels import PROJECTIONS, Doc, ReadModels
 from hero.store import ANY_VERSION, NewEvent, open_store
 from infra import LocalStack
 from schemas import Event, FarmRegistered, Grid, NodeRegistered, NodeStatus, NodeStatusChanged
-from tests.e2e._cli import hero, hero_json, store_url
+from tests.e2e._cli import hero, hero_json, stack_up, store_url
 from tests.unit._gwt import SHAPE
 
 pytestmark = pytest.mark.e2e
@@ -27,13 +27,8 @@ T = datetime(2026, 3, 1, 9, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data = tmp_path_factory.mktemp("replay") / "stack"
-    up = hero("up", data_dir=data)
-    try:
-        assert up.returncode == 0, up.stderr + up.stdout
+    with stack_up(data):
         yield data
-    finally:
-        down = hero("down", data_dir=data)
-        assert down.returncode == 0, down.stderr + down.stdout
 
 
 def _record(data: Path, *events: tuple[str, Event]) -> int:

@@ -20,7 +20,7 @@ from hero.domain.billing import hour_of
 from hero.domain.usage import usage_fact
 from hero.store import ANY_VERSION, NewEvent, open_store
 from schemas import ContractCreated, Money, Resources, Sla
-from tests.e2e._cli import hero, hero_json, store_url
+from tests.e2e._cli import hero, hero_json, stack_up, store_url
 
 pytestmark = pytest.mark.e2e
 
@@ -56,13 +56,8 @@ def _contract(tag: str, starts_at: datetime) -> ContractCreated:
 @pytest.fixture(scope="module")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data = tmp_path_factory.mktemp("utilization") / "stack"
-    up = hero("up", data_dir=data)
-    try:
-        assert up.returncode == 0, up.stderr + up.stdout
+    with stack_up(data):
         yield data
-    finally:
-        down = hero("down", data_dir=data)
-        assert down.returncode == 0, down.stderr + down.stdout
     assert not (data / "run" / "usage.health").exists()
 
 
