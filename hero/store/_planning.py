@@ -1,9 +1,11 @@
-"""The part of an append that every adapter shares: checks, numbering and envelopes."""
+"""The part of an append that every adapter shares: checks, numbering and envelopes; and the
+skipped rows' columns."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import astuple
 from datetime import datetime
 
 from hero.store.port import (
@@ -13,15 +15,34 @@ from hero.store.port import (
     DuplicateEventId,
     NewEvent,
     RecordedEvent,
+    SkippedRow,
     envelope_json,
 )
 
-__all__ = ["command_values", "duplicate_event_ids", "event_values", "plan_append"]
+__all__ = [
+    "SELECT_SKIPPED",
+    "command_values",
+    "duplicate_event_ids",
+    "event_values",
+    "plan_append",
+    "skipped_values",
+]
 
 #: The columns of ``events`` and ``commands`` the values below fill, in this order (every SQL
 #: adapter's schema has them so; only the placeholders differ).
 EventValues = tuple[int, str, int, str, str, str, str]
 CommandValues = tuple[str, str, int, int, int, int, str]
+
+#: Every skipped row, in the order of SkippedRow's fields (the ``skipped`` table's columns).
+SELECT_SKIPPED = (
+    "SELECT source, position, stream, type, reason, detail, skipped_at FROM skipped"
+    " ORDER BY position, source"
+)
+
+
+def skipped_values(skip: SkippedRow) -> tuple[str, int, str, str, str, str, str]:
+    """A skipped row's values in the ``skipped`` table's column order."""
+    return astuple(skip)
 
 
 def plan_append(

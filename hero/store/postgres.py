@@ -38,7 +38,14 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from hero.domain.clock import Clock, SystemClock
-from hero.store._planning import command_values, duplicate_event_ids, event_values, plan_append
+from hero.store._planning import (
+    SELECT_SKIPPED,
+    command_values,
+    duplicate_event_ids,
+    event_values,
+    plan_append,
+    skipped_values,
+)
 from hero.store.checkpoints import CheckpointStore
 from hero.store.port import (
     AppendResult,
@@ -311,24 +318,13 @@ class PostgresEventStore(EventStore):
             cursor = conn.execute(
                 "INSERT INTO skipped VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (source, position) DO NOTHING",
-                (
-                    skip.source,
-                    skip.position,
-                    skip.stream,
-                    skip.type,
-                    skip.reason,
-                    skip.detail,
-                    skip.skipped_at,
-                ),
+                skipped_values(skip),
             )
             return cursor.rowcount == 1
 
     def skipped(self) -> list[SkippedRow]:
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT source, position, stream, type, reason, detail, skipped_at FROM skipped"
-                " ORDER BY position, source"
-            ).fetchall()
+            rows = conn.execute(SELECT_SKIPPED).fetchall()
         return [
             SkippedRow(str(a), int(str(b)), str(c), str(d), str(e), str(f), str(g))
             for a, b, c, d, e, f, g in rows

@@ -18,7 +18,14 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from hero.domain.clock import Clock, SystemClock
-from hero.store._planning import command_values, duplicate_event_ids, event_values, plan_append
+from hero.store._planning import (
+    SELECT_SKIPPED,
+    command_values,
+    duplicate_event_ids,
+    event_values,
+    plan_append,
+    skipped_values,
+)
 from hero.store.port import (
     AppendResult,
     EventStore,
@@ -320,23 +327,12 @@ class SqliteEventStore(EventStore):
         with self._transaction() as conn:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO skipped VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    skip.source,
-                    skip.position,
-                    skip.stream,
-                    skip.type,
-                    skip.reason,
-                    skip.detail,
-                    skip.skipped_at,
-                ),
+                skipped_values(skip),
             )
             return cursor.rowcount == 1
 
     def skipped(self) -> list[SkippedRow]:
-        cursor = self._conn().execute(
-            "SELECT source, position, stream, type, reason, detail, skipped_at FROM skipped"
-            " ORDER BY position, source"
-        )
+        cursor = self._conn().execute(SELECT_SKIPPED)
         return [SkippedRow(*row) for row in cursor]
 
     def stream_version(self, stream: str) -> int:
