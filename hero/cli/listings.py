@@ -45,13 +45,18 @@ nodes_app = typer.Typer(help="Nodes and their capacity.", no_args_is_help=True)
 negotiations_app = typer.Typer(help="Negotiations, from RFQ to award.", no_args_is_help=True)
 
 
+#: The filters the lists share.
+OnlyOfftaker = Annotated[str | None, typer.Option(help="only this offtaker's")]
+OnlyFarm = Annotated[str | None, typer.Option(help="only this farm's")]
+
+
 # -- lists ----------------------------------------------------------------------------------------
 
 
 @contracts_app.command("list")
 def contracts_list(
-    offtaker: Annotated[str | None, typer.Option(help="only this offtaker's")] = None,
-    farm: Annotated[str | None, typer.Option(help="only this farm's")] = None,
+    offtaker: OnlyOfftaker = None,
+    farm: OnlyFarm = None,
     data_dir: DataDir = None,
     as_of: AsOfOption = None,
     as_json: AsJson = False,
@@ -68,7 +73,7 @@ def contracts_list(
 
 @nodes_app.command("list")
 def nodes_list(
-    farm: Annotated[str | None, typer.Option(help="only this farm's")] = None,
+    farm: OnlyFarm = None,
     data_dir: DataDir = None,
     as_of: AsOfOption = None,
     as_json: AsJson = False,
@@ -106,7 +111,7 @@ def nodes_status(
 
 @negotiations_app.command("list")
 def negotiations_list(
-    offtaker: Annotated[str | None, typer.Option(help="only this offtaker's")] = None,
+    offtaker: OnlyOfftaker = None,
     status: Annotated[str | None, typer.Option(help="open, awarded, failed or expired")] = None,
     data_dir: DataDir = None,
     as_of: AsOfOption = None,
