@@ -19,7 +19,7 @@ from hero.market.views import ContractRow, DeclineRow, json_ready
 from schemas import Money
 
 if TYPE_CHECKING:
-    from hero.demo.run import Payments
+    from hero.demo.money import Payments
 
 __all__ = [
     "contracts_of",
