@@ -20,6 +20,7 @@ from hero.model.state import (
     Placement,
     Replica,
     SlaOutcome,
+    Suspension,
     Usage,
     Workload,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Placement",
     "Replica",
     "SlaOutcome",
+    "Suspension",
     "Usage",
     "Workload",
     "apply",

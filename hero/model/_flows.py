@@ -47,7 +47,15 @@ def replica_placed(state: MarketState, envelope: Envelope, event: ReplicaPlaced)
         event.node_id,
     )
     state.placements[event.contract_id] = Placement(
-        event.replica_id, dict(event.scores), event.total, event.price_cu_hour
+        event.replica_id,
+        dict(event.scores),
+        event.total,
+        event.price_cu_hour,
+        offtaker_id=event.offtaker_id,
+        workload_id=event.workload_id,
+        farm_id=event.farm_id,
+        node_id=event.node_id,
+        grid=event.grid,
     )
 
 
@@ -87,6 +95,9 @@ def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorde
         event.penalty,
         promised_pct=event.sla.uptime_pct,
         period_hours=event.period_hours,
+        node_id=event.node_id,
+        started_at=event.started_at,
+        ended_at=event.ended_at,
     )
 
 

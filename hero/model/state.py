@@ -41,6 +41,7 @@ __all__ = [
     "Placement",
     "Replica",
     "SlaOutcome",
+    "Suspension",
     "Usage",
     "Workload",
 ]
@@ -239,12 +240,26 @@ class Replica:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Why a replica went where it did: the weighted criteria and their total."""
+    """Why a replica went where it did: the weighted criteria and their total, and the
+    owners it names (a contract's read model shows them before its ``ContractCreated``)."""
 
     replica_id: str
     scores: dict[str, Decimal]
     total: Decimal | None
     price_cu_hour: Money | None
+    offtaker_id: str
+    workload_id: str
+    farm_id: str
+    node_id: str
+    grid: Grid
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """The notice of an unpaid hour: kept until the contract resumes, even past its end."""
+
+    unpaid_hour: datetime
+    grace_ends_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +297,9 @@ class SlaOutcome:
     penalty: Money
     promised_pct: Decimal
     period_hours: Decimal
+    node_id: str
+    started_at: datetime
+    ended_at: datetime
 
 
 @dataclass(slots=True)
@@ -327,6 +345,8 @@ class MarketState:
     """(offtaker, workload) -> the replicas its autoscaler last asked for."""
     usage: dict[str, Usage] = field(default_factory=dict)
     sla_outcomes: dict[str, SlaOutcome] = field(default_factory=dict)
+    suspensions: dict[str, Suspension] = field(default_factory=dict)
+    """contract id -> its pending suspension notice (any contract's, created or not yet)."""
     accounts: dict[str, Account] = field(default_factory=dict)
     waiting_legs: dict[str, Leg] = field(default_factory=dict)
     """transfer id -> the first leg seen of a transfer whose pair has not come yet."""

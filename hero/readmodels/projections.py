@@ -32,7 +32,7 @@ from pydantic import TypeAdapter
 from hero.domain.errors import Rejected
 from hero.domain.ledger import Leg, LegProblem, account_kind, account_of_stream, match_leg
 from hero.market.views import json_ready
-from hero.model import Decline, MarketState, Offer
+from hero.model import Contract, Decline, MarketState, Offer, Placement, SlaOutcome
 from hero.model import apply as model_apply
 from schemas import (
     CapacityHeld,
@@ -329,58 +329,104 @@ def _empty_contract(contract_id: str) -> Doc:
     return doc
 
 
-def _reduce_contract(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    doc: Doc = dict(current) if current else _empty_contract(key)
-    match event:
-        case ContractCreated():
-            terms = event.model_dump(mode="json")
-            doc.update({k: terms[k] for k in _TERMS})
-            if doc["status"] is None:  # a cancellation folded first stays
-                doc["status"] = "live"
-        case ContractCancelled():
-            doc.update(status="cancelled", reason=event.reason, node_id=event.node_id)
-            doc["cancelled_at"] = _time(envelope.occurred_at)
-        case ContractSuspended():
-            if doc["status"] != "cancelled":
-                doc["status"] = "suspended"
-            doc["suspension"] = event.model_dump(
-                mode="json", include={"unpaid_hour", "grace_ends_at"}
-            )
-        case ContractResumed():
-            if doc["status"] != "cancelled":
-                doc["status"] = "live"
-            doc["suspension"] = None
-        case SlaOutcomeRecorded():
-            doc["sla_outcome"] = event.model_dump(
-                mode="json",
-                include={"started_at", "ended_at", "period_hours", "hours_down", "uptime_pct"}
-                | {"met", "penalty"},
-            )
-            doc["sla_outcome"]["promised_pct"] = _dump(event.sla.uptime_pct)
-            _fill(doc, event.model_dump(mode="json"), ("offtaker_id", "farm_id", "node_id"))
-        case ReplicaPlaced():
-            doc["placement"] = event.model_dump(
-                mode="json", include={"replica_id", "scores", "total", "price_cu_hour"}
-            )
-            owners = ("offtaker_id", "workload_id", "farm_id", "node_id", "grid")
-            _fill(doc, event.model_dump(mode="json"), owners)
-        case _:
-            return current
-    return _stamp(doc, envelope)
+_STATUS = {"active": "live", "suspended": "suspended", "cancelled": "cancelled"}
 
 
-def _fill(doc: Doc, values: Mapping[str, Any], names: Iterable[str]) -> None:
-    """Fields not known yet, from an event that carries them (the terms win once they come)."""
-    for name in names:
+def _render_contract(state: MarketState, contract_id: str) -> Doc | None:
+    contract = state.contracts.get(contract_id)
+    early = state.early_cancellations.get(contract_id)
+    suspension = state.suspensions.get(contract_id)
+    outcome = state.sla_outcomes.get(contract_id)
+    placement = state.placements.get(contract_id)
+    if contract is None and early is None and not (suspension or outcome or placement):
+        return None
+    doc = _empty_contract(contract_id)
+    if contract is not None:
+        doc.update(_terms(contract))
+        doc["status"] = _STATUS[contract.status]
+        if contract.ended_at is not None:
+            doc.update(reason=contract.reason, cancelled_at=_time(contract.ended_at))
+    elif early is not None:  # cancelled before its creation was read: born cancelled
+        doc.update(status="cancelled", reason=early[0], cancelled_at=_time(early[1]))
+    elif suspension is not None:
+        doc["status"] = "suspended"
+    if suspension is not None:
+        doc["suspension"] = {
+            "unpaid_hour": _time(suspension.unpaid_hour),
+            "grace_ends_at": _time(suspension.grace_ends_at),
+        }
+    if placement is not None:
+        doc["placement"] = _placement(placement)
+        # The owners it names, until the terms come (they win once they do).
+        _fill(doc, _placement_owners(placement))
+    if outcome is not None:
+        doc["sla_outcome"] = _sla_outcome(outcome)
+        owners = {"offtaker_id": outcome.offtaker_id, "farm_id": outcome.farm_id}
+        _fill(doc, owners | {"node_id": outcome.node_id})
+    return doc
+
+
+def _terms(contract: Contract) -> Doc:
+    return {
+        "negotiation_id": contract.negotiation_id,
+        "offer_id": contract.offer_id,
+        "offtaker_id": contract.offtaker_id,
+        "workload_id": contract.workload_id,
+        "farm_id": contract.farm_id,
+        "node_id": contract.node_id,
+        "grid": contract.grid.value,
+        "resources": _dump(contract.resources),
+        "price_hour": _dump(contract.price_hour),
+        "term_hours": contract.term_hours,
+        "sla": _dump(contract.sla),
+        "starts_at": _time(contract.starts_at),
+    }
+
+
+def _placement(placement: Placement) -> Doc:
+    return {
+        "replica_id": placement.replica_id,
+        "scores": {name: _decimal(score) for name, score in placement.scores.items()},
+        "total": None if placement.total is None else _decimal(placement.total),
+        "price_cu_hour": _dump(placement.price_cu_hour),
+    }
+
+
+def _placement_owners(placement: Placement) -> Doc:
+    return {
+        "offtaker_id": placement.offtaker_id,
+        "workload_id": placement.workload_id,
+        "farm_id": placement.farm_id,
+        "node_id": placement.node_id,
+        "grid": placement.grid.value,
+    }
+
+
+def _sla_outcome(outcome: SlaOutcome) -> Doc:
+    return {
+        "started_at": _time(outcome.started_at),
+        "ended_at": _time(outcome.ended_at),
+        "period_hours": _decimal(outcome.period_hours),
+        "hours_down": _decimal(outcome.hours_down),
+        "uptime_pct": _decimal(outcome.uptime_pct),
+        "met": outcome.met,
+        "penalty": _dump(outcome.penalty),
+        "promised_pct": _dump(outcome.promised_pct),
+    }
+
+
+def _fill(doc: Doc, values: Mapping[str, Any]) -> None:
+    """Fields not known yet, from a fact that carries them (the terms win once they come)."""
+    for name, value in values.items():
         if doc.get(name) is None:
-            doc[name] = values[name]
+            doc[name] = value
 
 
 CONTRACTS = Projection(
     name="contracts",
     types=frozenset(t.__name__ for t in _CONTRACT_EVENTS),
     keys=_contract_keys,
-    reduce=_reduce_contract,
+    render=_render_contract,
 )
 
 

@@ -44,6 +44,7 @@ from schemas import (
     ReplicaPlaced,
     Resources,
     RfqIssued,
+    SlaOutcomeRecorded,
     TransferKind,
     TransferPosted,
     UsageBilled,
@@ -361,6 +362,29 @@ def test_a_suspended_contract_stays_live_until_cancelled_and_a_cancelled_one_sta
     assert (log(resume).state.contracts["c1"].status, c1.grace_ends_at) == ("active", None)
     log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"))(resume)(suspend)
     assert c1.status == "cancelled"
+
+
+def test_a_suspension_notice_is_kept_past_the_end_and_facts_before_the_contract_are_kept():
+    grace = T0 + timedelta(hours=2)
+    suspend = ContractSuspended(contract_id="c1", offtaker_id="acme", node_id="n1",
+                                unpaid_hour=T0, grace_ends_at=grace)  # fmt: skip
+    log = Log()(ReplicaPlaced(offtaker_id="acme", workload_id="web", replica_id="r1",
+                              contract_id="c1", farm_id="f1", node_id="n1",
+                              grid=Grid.GRID3))  # fmt: skip
+    log(SlaOutcomeRecorded(contract_id="c1", offtaker_id="acme", farm_id="f1", node_id="n1",
+                           sla=SLA, started_at=T0, ended_at=T0 + H, period_hours=Decimal(1),
+                           hours_down=Decimal(0), uptime_pct=Decimal(100), met=True,
+                           penalty=usd("0")))  # fmt: skip
+    placed, outcome = log.state.placements["c1"], log.state.sla_outcomes["c1"]
+    assert (placed.offtaker_id, placed.farm_id, placed.node_id, placed.grid) == (
+        "acme", "f1", "n1", Grid.GRID3)  # fmt: skip
+    assert (outcome.node_id, outcome.started_at, outcome.ended_at) == ("n1", T0, T0 + H)
+    log(farm())(node())(held("h1"))(contract("c1", "h1"))
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"))(suspend)
+    assert log.state.contracts["c1"].status == "cancelled"
+    assert log.state.suspensions["c1"].unpaid_hour == T0  # the notice stays past the end
+    log(ContractResumed(contract_id="c1", offtaker_id="acme", node_id="n1"))
+    assert log.state.suspensions == {}
 
 
 def test_a_counter_is_kept_on_its_offer_with_its_answer():
