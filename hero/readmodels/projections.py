@@ -656,28 +656,29 @@ def _workload_links(envelope: Envelope, event: Event) -> dict[str, tuple[str, ..
     return {}
 
 
-def _reduce_workload(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    doc: Doc = dict(current) if current else _empty_workload(key)
-    match event:
-        case OfftakerMandateSet():
-            spec = next(
-                (w for w in event.mandate.workloads if w.workload_id == doc["workload_id"]), None
-            )
-            doc["spec"] = _dump(spec) if spec is not None else None
-            doc["autoscale"] = _dump(spec.autoscale) if spec and spec.autoscale else None
-        case ContractCreated():
-            doc["live"] = {**doc["live"], event.contract_id: event.grid.value}
-        case ContractCancelled():
-            doc["live"] = {c: g for c, g in doc["live"].items() if c != event.contract_id}
-        case ScaleDecided():
-            doc["last_desired"] = event.desired_replicas
-            doc["decisions_total"] += 1
-            doc["last_decision"] = event.model_dump(
-                mode="json", exclude={"offtaker_id", "workload_id"}
-            )
-        case _:
-            return current
-    return _stamp(_with_replicas(doc), envelope)
+def _render_workload(state: MarketState, key: str) -> Doc | None:
+    offtaker_id, _, workload_id = key.partition("/")
+    workload = state.workloads.get((offtaker_id, workload_id))
+    if workload is None:
+        return None
+    doc = _empty_workload(key)
+    mandate = state.mandates.get(offtaker_id)
+    specs = mandate.workloads if mandate is not None else ()
+    spec = next((w for w in specs if w.workload_id == workload_id), None)
+    if spec is not None:
+        doc["spec"] = _dump(spec)
+        doc["autoscale"] = _dump(spec.autoscale) if spec.autoscale else None
+    doc["live"] = {
+        c: state.contracts[c].grid.value
+        for c in workload.contracts
+        if c in state.contracts and state.contracts[c].live
+    }
+    if workload.decisions:
+        last = workload.decisions[-1]
+        doc["last_desired"] = last.desired_replicas
+        doc["decisions_total"] = len(workload.decisions)
+        doc["last_decision"] = last.model_dump(mode="json", exclude={"offtaker_id", "workload_id"})
+    return _with_replicas(doc)
 
 
 def _empty_workload(key: str) -> Doc:
@@ -716,7 +717,7 @@ WORKLOADS = Projection(
     name="workloads",
     types=frozenset({"OfftakerMandateSet", "ContractCreated", "ContractCancelled", "ScaleDecided"}),
     keys=_workload_keys,
-    reduce=_reduce_workload,
+    render=_render_workload,
     via=_workload_via,
     links=_workload_links,
 )
