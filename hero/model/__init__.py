@@ -5,7 +5,9 @@ Imports only ``schemas`` and ``hero.domain``; every reader of the market is a vi
 
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
 from hero.model.state import (
+    LAST_TRANSFERS,
     Account,
+    AccountBook,
     Contract,
     ContractStatus,
     Decline,
@@ -21,6 +23,7 @@ from hero.model.state import (
     Replica,
     SlaOutcome,
     Suspension,
+    TransferLine,
     Usage,
     Workload,
 )
@@ -28,7 +31,9 @@ from hero.model.state import (
 __all__ = [
     "HANDLERS",
     "IGNORED",
+    "LAST_TRANSFERS",
     "Account",
+    "AccountBook",
     "Contract",
     "ContractStatus",
     "Decline",
@@ -44,6 +49,7 @@ __all__ = [
     "Replica",
     "SlaOutcome",
     "Suspension",
+    "TransferLine",
     "Usage",
     "Workload",
     "apply",

@@ -6,6 +6,7 @@ gateway) reads this state or keeps an index over it; none folds the events a sec
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,11 +23,13 @@ from schemas import (
     Resources,
     ScaleDecided,
     Sla,
+    TransferKind,
     UtilizationSampled,
 )
 
 __all__ = [
     "Account",
+    "AccountBook",
     "Contract",
     "ContractStatus",
     "Decline",
@@ -42,6 +45,7 @@ __all__ = [
     "Replica",
     "SlaOutcome",
     "Suspension",
+    "TransferLine",
     "Usage",
     "Workload",
 ]
@@ -321,6 +325,35 @@ class Account:
     transfers: int = 0
 
 
+#: How many of an account's latest transfers its book keeps.
+LAST_TRANSFERS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLine:
+    """One transfer as one of its accounts sees it."""
+
+    transfer_id: str
+    kind: TransferKind
+    credit: bool
+    amount: Decimal
+    counterparty: str
+    reference: str
+    at: datetime
+    position: int
+
+
+@dataclass(slots=True)
+class AccountBook:
+    """What an account's read model shows beside its balance: the legs naming it that wait
+    for their pair, the unsound transfers naming it (transfer id -> problem code), and its
+    latest transfers, newest first (at most :data:`LAST_TRANSFERS`)."""
+
+    waiting: dict[str, Leg] = field(default_factory=dict)
+    faults: dict[str, str] = field(default_factory=dict)
+    lines: deque[TransferLine] = field(default_factory=lambda: deque(maxlen=LAST_TRANSFERS))
+
+
 @dataclass(slots=True)
 class MarketState:
     """Everything the log says about the market; ``position`` is the newest position applied."""
@@ -352,6 +385,8 @@ class MarketState:
     """transfer id -> the first leg seen of a transfer whose pair has not come yet."""
     unsound_transfers: dict[str, str] = field(default_factory=dict)
     """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
+    books: dict[str, AccountBook] = field(default_factory=dict)
+    """account id -> its book: every well-formed account a leg names has one."""
     early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
     """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
     streams independently, so a policy may arrive before its farm."""
@@ -369,6 +404,13 @@ class MarketState:
     def farm_nodes(self, farm_id: str) -> list[Node]:
         farm = self.farms.get(farm_id)
         return [self.nodes[n] for n in farm.node_ids if n in self.nodes] if farm else []
+
+    def book(self, account_id: str) -> AccountBook:
+        """The account's book, opened on first mention."""
+        found = self.books.get(account_id)
+        if found is None:
+            found = self.books[account_id] = AccountBook()
+        return found
 
     def workload(self, offtaker_id: str, workload_id: str) -> Workload:
         """The workload, registered on first mention."""

@@ -30,9 +30,18 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from hero.domain.errors import Rejected
-from hero.domain.ledger import Leg, LegProblem, account_kind, account_of_stream, match_leg
+from hero.domain.ledger import Leg, LegProblem, account_kind
 from hero.market.views import json_ready
-from hero.model import Contract, Decline, MarketState, Offer, Placement, SlaOutcome
+from hero.model import (
+    LAST_TRANSFERS,
+    Contract,
+    Decline,
+    MarketState,
+    Offer,
+    Placement,
+    SlaOutcome,
+    TransferLine,
+)
 from hero.model import apply as model_apply
 from schemas import (
     CapacityHeld,
@@ -92,9 +101,6 @@ Keys = Callable[[Envelope, Event], tuple[str, ...]]
 Links = Callable[[Envelope, Event], dict[str, tuple[str, ...] | None]]
 Reducer = Callable[[str, Doc | None, Envelope, Event], Doc | None]
 Render = Callable[[MarketState, str], Doc | None]
-
-#: How many of an account's latest transfers its document lists.
-LAST_TRANSFERS = 20
 
 
 def _no_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
@@ -523,71 +529,50 @@ def _is_account(account: str) -> bool:
 
 
 def _account_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
-    # Both legs of a transfer reach both accounts' documents: each document matches them
-    # (hero.domain.ledger.match_leg, as the CLI and the ledger do) and moves its balance only
-    # for a sound pair. Only the accounts a leg names: a stray leg on a third account's
-    # stream must not show that account its strangers.
+    # Both legs of a transfer reach both accounts' documents; only the accounts a leg names:
+    # a stray leg on a third account's stream must not show that account its strangers.
     if not isinstance(event, TransferPosted):
         return ()
     named = (event.debit_account, event.credit_account)
     return tuple(dict.fromkeys(a for a in named if _is_account(a)))
 
 
-def _leg_doc(leg: Leg) -> Doc:
-    return {"account": leg.account, "event": leg.event.model_dump(mode="json")}
-
-
-def _leg_of(doc: Doc | None) -> Leg | None:
-    if doc is None:
+def _render_account(state: MarketState, account_id: str) -> Doc | None:
+    book = state.books.get(account_id)
+    if book is None:
         return None
-    return Leg(doc["account"], TransferPosted.model_validate(doc["event"]))
-
-
-def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    if not isinstance(event, TransferPosted):
-        return current
-    doc: Doc = dict(current) if current else _empty_account(key)
-    # A waiting leg always names this account and lies on its or its counterparty's stream
-    # (match_leg keeps no other): nothing here names a third tenant.
-    waiting: dict[str, Doc] = dict(doc.get("waiting_legs") or {})
-    faults: dict[str, str] = dict(doc.get("faults") or {})
-    step = match_leg(
-        _leg_of(waiting.pop(event.transfer_id, None)),
-        Leg(account_of_stream(envelope.stream), event),
-    )
-    if step.waiting is not None:
-        waiting[event.transfer_id] = _leg_doc(step.waiting)
-    if step.problem is not None:
-        faults[event.transfer_id] = step.problem.value
-    if step.posted is not None:
-        _post(doc, key, step.posted, envelope)
-    problems = dict.fromkeys(waiting, LegProblem.ORPHAN_LEG.value) | faults
+    doc = _empty_account(account_id)
+    if (account := state.accounts.get(account_id)) is not None:
+        doc.update(balance=str(account.balance), transfers=account.transfers)
+    # A waiting leg always names this account (the model files it only with the accounts it
+    # names): nothing here names a third tenant.
+    problems = dict.fromkeys(book.waiting, LegProblem.ORPHAN_LEG.value) | book.faults
     doc.update(
-        waiting_legs=waiting,
-        faults=faults,
+        last_transfers=[_line(line) for line in book.lines],
+        waiting_legs={tid: _leg_doc(leg) for tid, leg in book.waiting.items()},
+        faults=dict(book.faults),
         unbalanced=[
             {"transfer_id": tid, "problem": problem} for tid, problem in sorted(problems.items())
         ],
     )
-    return _stamp(doc, envelope)
+    return doc
 
 
-def _post(doc: Doc, key: str, event: TransferPosted, envelope: Envelope) -> None:
-    credit = event.credit_account == key
-    amount = event.amount.amount if credit else -event.amount.amount
-    doc["balance"] = str(Decimal(doc["balance"]) + amount)
-    doc["transfers"] += 1
-    line = {
-        "transfer_id": event.transfer_id,
-        "kind": event.kind.value,
-        "direction": "credit" if credit else "debit",
-        "amount": str(event.amount.amount),
-        "counterparty": event.debit_account if credit else event.credit_account,
-        "reference": event.reference,
-        "at": _time(envelope.occurred_at),
-        "position": envelope.position,
+def _leg_doc(leg: Leg) -> Doc:
+    return {"account": leg.account, "event": leg.event.model_dump(mode="json")}
+
+
+def _line(line: TransferLine) -> Doc:
+    return {
+        "transfer_id": line.transfer_id,
+        "kind": line.kind.value,
+        "direction": "credit" if line.credit else "debit",
+        "amount": str(line.amount),
+        "counterparty": line.counterparty,
+        "reference": line.reference,
+        "at": _time(line.at),
+        "position": line.position,
     }
-    doc["last_transfers"] = [line, *doc["last_transfers"]][:LAST_TRANSFERS]  # newest first
 
 
 def _empty_account(account: str) -> Doc:
@@ -613,7 +598,7 @@ ACCOUNTS = Projection(
     name="accounts",
     types=frozenset({"TransferPosted"}),
     keys=_account_keys,
-    reduce=_reduce_account,
+    render=_render_account,
 )
 
 

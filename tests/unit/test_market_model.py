@@ -315,6 +315,33 @@ def test_legs_that_disagree_move_nothing_and_say_why():
     assert log.state.unsound_transfers == {"t1": "mismatched_legs"}
 
 
+def test_an_accounts_book_keeps_its_waiting_legs_faults_and_last_transfers_newest_first():
+    log = Log()(transfer(), account_stream(ACME))
+    assert set(log.state.books) == {ACME, FARMER}  # both named accounts see the waiting leg
+    assert [set(b.waiting) for b in log.state.books.values()] == [{"t1"}, {"t1"}]
+    log(transfer(), account_stream(FARMER))
+    acme = log.state.books[ACME]
+    assert (acme.waiting, acme.faults) == ({}, {})
+    line = acme.lines[0]
+    assert (line.transfer_id, line.credit, line.amount, line.counterparty) == (
+        "t1", False, Decimal(5), FARMER)  # fmt: skip
+    log(transfer("5", "t2"), account_stream(ACME))(transfer("6", "t2"), account_stream(FARMER))
+    assert log.state.books[FARMER].faults == {"t2": "mismatched_legs"}
+    assert log.state.books[FARMER].waiting == {}
+    for n in range(3, 30):
+        tid = f"t{n}"
+        log(transfer("1", tid), account_stream(ACME))(transfer("1", tid), account_stream(FARMER))
+    lines = log.state.books[ACME].lines
+    assert (len(lines), lines[0].transfer_id, lines[-1].transfer_id) == (20, "t29", "t10")
+
+
+def test_a_leg_on_a_third_accounts_stream_is_filed_only_with_the_accounts_it_names():
+    stranger = account_id("offtaker", "globex")
+    log = Log()(transfer(), account_stream(stranger))
+    assert set(log.state.books) == {ACME, FARMER}
+    assert log.state.books[ACME].faults == {"t1": "invalid_leg"}
+
+
 # -- properties -------------------------------------------------------------------------------
 
 _steps = st.lists(
