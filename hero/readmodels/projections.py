@@ -2,11 +2,10 @@
 accounts and workloads, each a collection of JSON-ready documents keyed by entity id.
 
 A :class:`Projection` names the event types it reads and the documents an event touches, and
-either renders a document from the market model (``render(state, key) -> document | None``,
-None deletes: the state is folded once, by :func:`hero.model.apply`) or, for the collections
-not moved onto the model yet, reduces it (``reduce(key, current, envelope, event)``). Nothing
-here does I/O: :mod:`hero.readmodels.projector` keeps the documents in Valkey, and
-:func:`fold` keeps them in a dict, which is what the tests compare it with.
+renders a document from the market model (``render(state, key) -> document | None``, None
+deletes): the state is folded once, by :func:`hero.model.apply`, and no projection reduces
+events itself. Nothing here does I/O: :mod:`hero.readmodels.projector` keeps the documents in
+Valkey, and :func:`fold` keeps them in a dict, which is what the tests compare it with.
 
 Documents are what a REST client reads: Decimals and Money amounts as strings, times in ISO
 8601, resources as the schemas dump them. Each names its owners for access control
@@ -14,8 +13,8 @@ Documents are what a REST client reads: Decimals and Money amounts as strings, t
 the last event that changed it.
 
 Events of different streams come in any order relative to each other (a ``ReplicaPlaced``
-before its ``ContractCreated``, say): a reducer that meets an event for a document it has not
-seen starts a partial document rather than dropping the fact, when the fact matters.
+before its ``ContractCreated``, say): the model keeps such a fact, and the document shows it
+partially rather than dropping it, when the fact matters.
 """
 
 from __future__ import annotations
@@ -99,7 +98,6 @@ Doc = dict[str, Any]
 
 Keys = Callable[[Envelope, Event], tuple[str, ...]]
 Links = Callable[[Envelope, Event], dict[str, tuple[str, ...] | None]]
-Reducer = Callable[[str, Doc | None, Envelope, Event], Doc | None]
 Render = Callable[[MarketState, str], Doc | None]
 
 
@@ -118,25 +116,18 @@ class Projection:
     ``keys`` names the documents an event touches; ``via`` names *links*, aliases recorded by
     earlier events (``links``: alias -> keys, None forgets it), for an event that does not
     carry its documents' keys (a ``ContractCancelled`` names no workload). A touched document
-    is rendered from the market model once the event is applied to it (``render``), or, for a
-    projection still reducing, goes through ``reduce`` once per event, in log order.
+    is rendered from the market model once the event is applied to it (``render``).
     """
 
     name: str
     types: frozenset[str]
     keys: Keys
-    reduce: Reducer | None = None
-    render: Render | None = None
+    render: Render
     via: Keys = field(default=_no_keys)
     links: Links = field(default=_no_links)
 
-    def __post_init__(self) -> None:
-        if (self.reduce is None) == (self.render is None):
-            raise ValueError(f"projection {self.name!r}: give either reduce or render")
-
     def rendered(self, state: MarketState, key: str, position: int) -> Doc | None:
         """Document ``key`` as the model has it, stamped with the last event touching it."""
-        assert self.render is not None
         doc = self.render(state, key)
         if doc is not None:
             doc["last_position"] = position
@@ -179,11 +170,6 @@ _DECIMAL: TypeAdapter[Decimal] = TypeAdapter(Decimal)
 def _decimal(value: Decimal) -> str:
     """As the schemas dump their own Decimals."""
     return str(_DECIMAL.dump_python(value, mode="json"))
-
-
-def _stamp(doc: Doc, envelope: Envelope) -> Doc:
-    doc["last_position"] = envelope.position
-    return doc
 
 
 # -- farms ----------------------------------------------------------------------------------------
@@ -772,20 +758,11 @@ class Folded:
         if envelope.position <= self.position:
             return
         self.position = envelope.position
-        reduce = self.projection.reduce
-        if reduce is None:
-            model_apply(self.model, envelope, event)
+        model_apply(self.model, envelope, event)
         if envelope.type not in self.projection.types:
             return
         for key in self.touched(envelope, event):
-            if reduce is None:
-                self._stale[key] = envelope.position
-                continue
-            doc = reduce(key, self._docs.get(key), envelope, event)
-            if doc is None:
-                self._docs.pop(key, None)
-            else:
-                self._docs[key] = doc
+            self._stale[key] = envelope.position
         self.relink(envelope, event)
 
 
