@@ -5,7 +5,9 @@ Imports only ``schemas`` and ``hero.domain``; every reader of the market is a vi
 
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
 from hero.model.state import (
+    LAST_TRANSFERS,
     Account,
+    AccountBook,
     Contract,
     ContractStatus,
     Decline,
@@ -20,6 +22,8 @@ from hero.model.state import (
     Placement,
     Replica,
     SlaOutcome,
+    Suspension,
+    TransferLine,
     Usage,
     Workload,
 )
@@ -27,7 +31,9 @@ from hero.model.state import (
 __all__ = [
     "HANDLERS",
     "IGNORED",
+    "LAST_TRANSFERS",
     "Account",
+    "AccountBook",
     "Contract",
     "ContractStatus",
     "Decline",
@@ -42,6 +48,8 @@ __all__ = [
     "Placement",
     "Replica",
     "SlaOutcome",
+    "Suspension",
+    "TransferLine",
     "Usage",
     "Workload",
     "apply",

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from hero.domain.ledger import Leg, account_of_stream, match_leg
-from hero.model.state import Account, MarketState, Migration, Placement, Replica, SlaOutcome, Usage
+from hero.domain.errors import Rejected
+from hero.domain.ledger import Leg, Matched, account_kind, account_of_stream, match_leg
+from hero.model.state import (
+    Account,
+    MarketState,
+    Migration,
+    Placement,
+    Replica,
+    SlaOutcome,
+    TransferLine,
+    Usage,
+)
 from schemas import (
     Envelope,
     OfftakerMandateSet,
@@ -47,7 +57,15 @@ def replica_placed(state: MarketState, envelope: Envelope, event: ReplicaPlaced)
         event.node_id,
     )
     state.placements[event.contract_id] = Placement(
-        event.replica_id, dict(event.scores), event.total, event.price_cu_hour
+        event.replica_id,
+        dict(event.scores),
+        event.total,
+        event.price_cu_hour,
+        offtaker_id=event.offtaker_id,
+        workload_id=event.workload_id,
+        farm_id=event.farm_id,
+        node_id=event.node_id,
+        grid=event.grid,
     )
 
 
@@ -87,6 +105,9 @@ def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorde
         event.penalty,
         promised_pct=event.sla.uptime_pct,
         period_hours=event.period_hours,
+        node_id=event.node_id,
+        started_at=event.started_at,
+        ended_at=event.ended_at,
     )
 
 
@@ -113,10 +134,9 @@ def _account(state: MarketState, account_id: str, currency: str) -> Account:
 def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPosted) -> None:
     # The ledger's one rule (hero.domain.ledger.match_leg): money moves once both legs of a
     # sound pair are recorded, each on its own account's stream.
-    step = match_leg(
-        state.waiting_legs.pop(event.transfer_id, None),
-        Leg(account_of_stream(envelope.stream), event),
-    )
+    before = state.waiting_legs.pop(event.transfer_id, None)
+    step = match_leg(before, Leg(account_of_stream(envelope.stream), event))
+    _file_leg(state, event, before, step)
     if step.waiting is not None:
         state.waiting_legs[event.transfer_id] = step.waiting
     if step.problem is not None:
@@ -131,3 +151,54 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
     credit.balance += posted.amount.amount
     debit.transfers += 1
     credit.transfers += 1
+    for account_id in _named(posted):
+        state.book(account_id).lines.appendleft(_line(posted, account_id, envelope))
+
+
+def _named(event: TransferPosted) -> tuple[str, ...]:
+    """The well-formed accounts a leg names: only they are shown it (never a third tenant,
+    whatever stream the leg lies on)."""
+    named = (event.debit_account, event.credit_account)
+    return tuple(dict.fromkeys(a for a in named if _is_account(a)))
+
+
+def _is_account(account_id: str) -> bool:
+    try:
+        account_kind(account_id)
+    except Rejected:
+        return False
+    return True
+
+
+def _file_leg(state: MarketState, event: TransferPosted, before: Leg | None, step: Matched) -> None:
+    """Each named account's book follows the match: a leg waits on, or a problem is filed
+    with, the accounts its legs name."""
+    named = _named(event)
+    for account_id in named:
+        state.book(account_id)
+    if before is not None:
+        for account_id in _named(before.event):
+            state.book(account_id).waiting.pop(event.transfer_id, None)
+    if step.waiting is not None:
+        for account_id in _named(step.waiting.event):
+            state.book(account_id).waiting[event.transfer_id] = step.waiting
+    if step.problem is not None:
+        # A mismatch ends the waiting leg too: its accounts learn why (an invalid leg leaves
+        # the waiting one waiting).
+        also = _named(before.event) if before is not None and step.waiting is None else ()
+        for account_id in dict.fromkeys(named + also):
+            state.book(account_id).faults[event.transfer_id] = step.problem.value
+
+
+def _line(event: TransferPosted, account_id: str, envelope: Envelope) -> TransferLine:
+    credit = event.credit_account == account_id
+    return TransferLine(
+        transfer_id=event.transfer_id,
+        kind=event.kind,
+        credit=credit,
+        amount=event.amount.amount,
+        counterparty=event.debit_account if credit else event.credit_account,
+        reference=event.reference,
+        at=envelope.occurred_at,
+        position=envelope.position,
+    )

@@ -11,6 +11,7 @@ from hero.model.state import (
     NegotiationStatus,
     Node,
     Offer,
+    Suspension,
 )
 from schemas import (
     CapacityHeld,
@@ -175,12 +176,16 @@ def contract_cancelled(state: MarketState, envelope: Envelope, event: ContractCa
 
 
 def contract_suspended(state: MarketState, envelope: Envelope, event: ContractSuspended) -> None:
+    # The notice is kept whatever the contract's status: its read model shows it even after
+    # the contract ended, or before its creation was read.
+    state.suspensions[event.contract_id] = Suspension(event.unpaid_hour, event.grace_ends_at)
     contract = state.contracts.get(event.contract_id)
     if contract is not None and contract.live:
         contract.status, contract.grace_ends_at = "suspended", event.grace_ends_at
 
 
 def contract_resumed(state: MarketState, envelope: Envelope, event: ContractResumed) -> None:
+    state.suspensions.pop(event.contract_id, None)
     contract = state.contracts.get(event.contract_id)
     if contract is not None and contract.live:
         contract.status, contract.grace_ends_at = "active", None

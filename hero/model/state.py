@@ -6,6 +6,7 @@ gateway) reads this state or keeps an index over it; none folds the events a sec
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,11 +23,13 @@ from schemas import (
     Resources,
     ScaleDecided,
     Sla,
+    TransferKind,
     UtilizationSampled,
 )
 
 __all__ = [
     "Account",
+    "AccountBook",
     "Contract",
     "ContractStatus",
     "Decline",
@@ -41,6 +44,8 @@ __all__ = [
     "Placement",
     "Replica",
     "SlaOutcome",
+    "Suspension",
+    "TransferLine",
     "Usage",
     "Workload",
 ]
@@ -239,12 +244,26 @@ class Replica:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Why a replica went where it did: the weighted criteria and their total."""
+    """Why a replica went where it did: the weighted criteria and their total, and the
+    owners it names (a contract's read model shows them before its ``ContractCreated``)."""
 
     replica_id: str
     scores: dict[str, Decimal]
     total: Decimal | None
     price_cu_hour: Money | None
+    offtaker_id: str
+    workload_id: str
+    farm_id: str
+    node_id: str
+    grid: Grid
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """The notice of an unpaid hour: kept until the contract resumes, even past its end."""
+
+    unpaid_hour: datetime
+    grace_ends_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +301,9 @@ class SlaOutcome:
     penalty: Money
     promised_pct: Decimal
     period_hours: Decimal
+    node_id: str
+    started_at: datetime
+    ended_at: datetime
 
 
 @dataclass(slots=True)
@@ -301,6 +323,35 @@ class Account:
     currency: str
     balance: Decimal = Decimal(0)
     transfers: int = 0
+
+
+#: How many of an account's latest transfers its book keeps.
+LAST_TRANSFERS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLine:
+    """One transfer as one of its accounts sees it."""
+
+    transfer_id: str
+    kind: TransferKind
+    credit: bool
+    amount: Decimal
+    counterparty: str
+    reference: str
+    at: datetime
+    position: int
+
+
+@dataclass(slots=True)
+class AccountBook:
+    """What an account's read model shows beside its balance: the legs naming it that wait
+    for their pair, the unsound transfers naming it (transfer id -> problem code), and its
+    latest transfers, newest first (at most :data:`LAST_TRANSFERS`)."""
+
+    waiting: dict[str, Leg] = field(default_factory=dict)
+    faults: dict[str, str] = field(default_factory=dict)
+    lines: deque[TransferLine] = field(default_factory=lambda: deque(maxlen=LAST_TRANSFERS))
 
 
 @dataclass(slots=True)
@@ -327,11 +378,15 @@ class MarketState:
     """(offtaker, workload) -> the replicas its autoscaler last asked for."""
     usage: dict[str, Usage] = field(default_factory=dict)
     sla_outcomes: dict[str, SlaOutcome] = field(default_factory=dict)
+    suspensions: dict[str, Suspension] = field(default_factory=dict)
+    """contract id -> its pending suspension notice (any contract's, created or not yet)."""
     accounts: dict[str, Account] = field(default_factory=dict)
     waiting_legs: dict[str, Leg] = field(default_factory=dict)
     """transfer id -> the first leg seen of a transfer whose pair has not come yet."""
     unsound_transfers: dict[str, str] = field(default_factory=dict)
     """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
+    books: dict[str, AccountBook] = field(default_factory=dict)
+    """account id -> its book: every well-formed account a leg names has one."""
     early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
     """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
     streams independently, so a policy may arrive before its farm."""
@@ -349,6 +404,13 @@ class MarketState:
     def farm_nodes(self, farm_id: str) -> list[Node]:
         farm = self.farms.get(farm_id)
         return [self.nodes[n] for n in farm.node_ids if n in self.nodes] if farm else []
+
+    def book(self, account_id: str) -> AccountBook:
+        """The account's book, opened on first mention."""
+        found = self.books.get(account_id)
+        if found is None:
+            found = self.books[account_id] = AccountBook()
+        return found
 
     def workload(self, offtaker_id: str, workload_id: str) -> Workload:
         """The workload, registered on first mention."""

@@ -2,11 +2,10 @@
 accounts and workloads, each a collection of JSON-ready documents keyed by entity id.
 
 A :class:`Projection` names the event types it reads and the documents an event touches, and
-either renders a document from the market model (``render(state, key) -> document | None``,
-None deletes: the state is folded once, by :func:`hero.model.apply`) or, for the collections
-not moved onto the model yet, reduces it (``reduce(key, current, envelope, event)``). Nothing
-here does I/O: :mod:`hero.readmodels.projector` keeps the documents in Valkey, and
-:func:`fold` keeps them in a dict, which is what the tests compare it with.
+renders a document from the market model (``render(state, key) -> document | None``, None
+deletes): the state is folded once, by :func:`hero.model.apply`, and no projection reduces
+events itself. Nothing here does I/O: :mod:`hero.readmodels.projector` keeps the documents in
+Valkey, and :func:`fold` keeps them in a dict, which is what the tests compare it with.
 
 Documents are what a REST client reads: Decimals and Money amounts as strings, times in ISO
 8601, resources as the schemas dump them. Each names its owners for access control
@@ -14,8 +13,8 @@ Documents are what a REST client reads: Decimals and Money amounts as strings, t
 the last event that changed it.
 
 Events of different streams come in any order relative to each other (a ``ReplicaPlaced``
-before its ``ContractCreated``, say): a reducer that meets an event for a document it has not
-seen starts a partial document rather than dropping the fact, when the fact matters.
+before its ``ContractCreated``, say): the model keeps such a fact, and the document shows it
+partially rather than dropping it, when the fact matters.
 """
 
 from __future__ import annotations
@@ -30,9 +29,18 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from hero.domain.errors import Rejected
-from hero.domain.ledger import Leg, LegProblem, account_kind, account_of_stream, match_leg
+from hero.domain.ledger import Leg, LegProblem, account_kind
 from hero.market.views import json_ready
-from hero.model import Decline, MarketState, Offer
+from hero.model import (
+    LAST_TRANSFERS,
+    Contract,
+    Decline,
+    MarketState,
+    Offer,
+    Placement,
+    SlaOutcome,
+    TransferLine,
+)
 from hero.model import apply as model_apply
 from schemas import (
     CapacityHeld,
@@ -90,11 +98,7 @@ Doc = dict[str, Any]
 
 Keys = Callable[[Envelope, Event], tuple[str, ...]]
 Links = Callable[[Envelope, Event], dict[str, tuple[str, ...] | None]]
-Reducer = Callable[[str, Doc | None, Envelope, Event], Doc | None]
 Render = Callable[[MarketState, str], Doc | None]
-
-#: How many of an account's latest transfers its document lists.
-LAST_TRANSFERS = 20
 
 
 def _no_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
@@ -112,25 +116,18 @@ class Projection:
     ``keys`` names the documents an event touches; ``via`` names *links*, aliases recorded by
     earlier events (``links``: alias -> keys, None forgets it), for an event that does not
     carry its documents' keys (a ``ContractCancelled`` names no workload). A touched document
-    is rendered from the market model once the event is applied to it (``render``), or, for a
-    projection still reducing, goes through ``reduce`` once per event, in log order.
+    is rendered from the market model once the event is applied to it (``render``).
     """
 
     name: str
     types: frozenset[str]
     keys: Keys
-    reduce: Reducer | None = None
-    render: Render | None = None
+    render: Render
     via: Keys = field(default=_no_keys)
     links: Links = field(default=_no_links)
 
-    def __post_init__(self) -> None:
-        if (self.reduce is None) == (self.render is None):
-            raise ValueError(f"projection {self.name!r}: give either reduce or render")
-
     def rendered(self, state: MarketState, key: str, position: int) -> Doc | None:
         """Document ``key`` as the model has it, stamped with the last event touching it."""
-        assert self.render is not None
         doc = self.render(state, key)
         if doc is not None:
             doc["last_position"] = position
@@ -173,11 +170,6 @@ _DECIMAL: TypeAdapter[Decimal] = TypeAdapter(Decimal)
 def _decimal(value: Decimal) -> str:
     """As the schemas dump their own Decimals."""
     return str(_DECIMAL.dump_python(value, mode="json"))
-
-
-def _stamp(doc: Doc, envelope: Envelope) -> Doc:
-    doc["last_position"] = envelope.position
-    return doc
 
 
 # -- farms ----------------------------------------------------------------------------------------
@@ -329,58 +321,104 @@ def _empty_contract(contract_id: str) -> Doc:
     return doc
 
 
-def _reduce_contract(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    doc: Doc = dict(current) if current else _empty_contract(key)
-    match event:
-        case ContractCreated():
-            terms = event.model_dump(mode="json")
-            doc.update({k: terms[k] for k in _TERMS})
-            if doc["status"] is None:  # a cancellation folded first stays
-                doc["status"] = "live"
-        case ContractCancelled():
-            doc.update(status="cancelled", reason=event.reason, node_id=event.node_id)
-            doc["cancelled_at"] = _time(envelope.occurred_at)
-        case ContractSuspended():
-            if doc["status"] != "cancelled":
-                doc["status"] = "suspended"
-            doc["suspension"] = event.model_dump(
-                mode="json", include={"unpaid_hour", "grace_ends_at"}
-            )
-        case ContractResumed():
-            if doc["status"] != "cancelled":
-                doc["status"] = "live"
-            doc["suspension"] = None
-        case SlaOutcomeRecorded():
-            doc["sla_outcome"] = event.model_dump(
-                mode="json",
-                include={"started_at", "ended_at", "period_hours", "hours_down", "uptime_pct"}
-                | {"met", "penalty"},
-            )
-            doc["sla_outcome"]["promised_pct"] = _dump(event.sla.uptime_pct)
-            _fill(doc, event.model_dump(mode="json"), ("offtaker_id", "farm_id", "node_id"))
-        case ReplicaPlaced():
-            doc["placement"] = event.model_dump(
-                mode="json", include={"replica_id", "scores", "total", "price_cu_hour"}
-            )
-            owners = ("offtaker_id", "workload_id", "farm_id", "node_id", "grid")
-            _fill(doc, event.model_dump(mode="json"), owners)
-        case _:
-            return current
-    return _stamp(doc, envelope)
+_STATUS = {"active": "live", "suspended": "suspended", "cancelled": "cancelled"}
 
 
-def _fill(doc: Doc, values: Mapping[str, Any], names: Iterable[str]) -> None:
-    """Fields not known yet, from an event that carries them (the terms win once they come)."""
-    for name in names:
+def _render_contract(state: MarketState, contract_id: str) -> Doc | None:
+    contract = state.contracts.get(contract_id)
+    early = state.early_cancellations.get(contract_id)
+    suspension = state.suspensions.get(contract_id)
+    outcome = state.sla_outcomes.get(contract_id)
+    placement = state.placements.get(contract_id)
+    if contract is None and early is None and not (suspension or outcome or placement):
+        return None
+    doc = _empty_contract(contract_id)
+    if contract is not None:
+        doc.update(_terms(contract))
+        doc["status"] = _STATUS[contract.status]
+        if contract.ended_at is not None:
+            doc.update(reason=contract.reason, cancelled_at=_time(contract.ended_at))
+    elif early is not None:  # cancelled before its creation was read: born cancelled
+        doc.update(status="cancelled", reason=early[0], cancelled_at=_time(early[1]))
+    elif suspension is not None:
+        doc["status"] = "suspended"
+    if suspension is not None:
+        doc["suspension"] = {
+            "unpaid_hour": _time(suspension.unpaid_hour),
+            "grace_ends_at": _time(suspension.grace_ends_at),
+        }
+    if placement is not None:
+        doc["placement"] = _placement(placement)
+        # The owners it names, until the terms come (they win once they do).
+        _fill(doc, _placement_owners(placement))
+    if outcome is not None:
+        doc["sla_outcome"] = _sla_outcome(outcome)
+        owners = {"offtaker_id": outcome.offtaker_id, "farm_id": outcome.farm_id}
+        _fill(doc, owners | {"node_id": outcome.node_id})
+    return doc
+
+
+def _terms(contract: Contract) -> Doc:
+    return {
+        "negotiation_id": contract.negotiation_id,
+        "offer_id": contract.offer_id,
+        "offtaker_id": contract.offtaker_id,
+        "workload_id": contract.workload_id,
+        "farm_id": contract.farm_id,
+        "node_id": contract.node_id,
+        "grid": contract.grid.value,
+        "resources": _dump(contract.resources),
+        "price_hour": _dump(contract.price_hour),
+        "term_hours": contract.term_hours,
+        "sla": _dump(contract.sla),
+        "starts_at": _time(contract.starts_at),
+    }
+
+
+def _placement(placement: Placement) -> Doc:
+    return {
+        "replica_id": placement.replica_id,
+        "scores": {name: _decimal(score) for name, score in placement.scores.items()},
+        "total": None if placement.total is None else _decimal(placement.total),
+        "price_cu_hour": _dump(placement.price_cu_hour),
+    }
+
+
+def _placement_owners(placement: Placement) -> Doc:
+    return {
+        "offtaker_id": placement.offtaker_id,
+        "workload_id": placement.workload_id,
+        "farm_id": placement.farm_id,
+        "node_id": placement.node_id,
+        "grid": placement.grid.value,
+    }
+
+
+def _sla_outcome(outcome: SlaOutcome) -> Doc:
+    return {
+        "started_at": _time(outcome.started_at),
+        "ended_at": _time(outcome.ended_at),
+        "period_hours": _decimal(outcome.period_hours),
+        "hours_down": _decimal(outcome.hours_down),
+        "uptime_pct": _decimal(outcome.uptime_pct),
+        "met": outcome.met,
+        "penalty": _dump(outcome.penalty),
+        "promised_pct": _dump(outcome.promised_pct),
+    }
+
+
+def _fill(doc: Doc, values: Mapping[str, Any]) -> None:
+    """Fields not known yet, from a fact that carries them (the terms win once they come)."""
+    for name, value in values.items():
         if doc.get(name) is None:
-            doc[name] = values[name]
+            doc[name] = value
 
 
 CONTRACTS = Projection(
     name="contracts",
     types=frozenset(t.__name__ for t in _CONTRACT_EVENTS),
     keys=_contract_keys,
-    reduce=_reduce_contract,
+    render=_render_contract,
 )
 
 
@@ -477,71 +515,50 @@ def _is_account(account: str) -> bool:
 
 
 def _account_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
-    # Both legs of a transfer reach both accounts' documents: each document matches them
-    # (hero.domain.ledger.match_leg, as the CLI and the ledger do) and moves its balance only
-    # for a sound pair. Only the accounts a leg names: a stray leg on a third account's
-    # stream must not show that account its strangers.
+    # Both legs of a transfer reach both accounts' documents; only the accounts a leg names:
+    # a stray leg on a third account's stream must not show that account its strangers.
     if not isinstance(event, TransferPosted):
         return ()
     named = (event.debit_account, event.credit_account)
     return tuple(dict.fromkeys(a for a in named if _is_account(a)))
 
 
-def _leg_doc(leg: Leg) -> Doc:
-    return {"account": leg.account, "event": leg.event.model_dump(mode="json")}
-
-
-def _leg_of(doc: Doc | None) -> Leg | None:
-    if doc is None:
+def _render_account(state: MarketState, account_id: str) -> Doc | None:
+    book = state.books.get(account_id)
+    if book is None:
         return None
-    return Leg(doc["account"], TransferPosted.model_validate(doc["event"]))
-
-
-def _reduce_account(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    if not isinstance(event, TransferPosted):
-        return current
-    doc: Doc = dict(current) if current else _empty_account(key)
-    # A waiting leg always names this account and lies on its or its counterparty's stream
-    # (match_leg keeps no other): nothing here names a third tenant.
-    waiting: dict[str, Doc] = dict(doc.get("waiting_legs") or {})
-    faults: dict[str, str] = dict(doc.get("faults") or {})
-    step = match_leg(
-        _leg_of(waiting.pop(event.transfer_id, None)),
-        Leg(account_of_stream(envelope.stream), event),
-    )
-    if step.waiting is not None:
-        waiting[event.transfer_id] = _leg_doc(step.waiting)
-    if step.problem is not None:
-        faults[event.transfer_id] = step.problem.value
-    if step.posted is not None:
-        _post(doc, key, step.posted, envelope)
-    problems = dict.fromkeys(waiting, LegProblem.ORPHAN_LEG.value) | faults
+    doc = _empty_account(account_id)
+    if (account := state.accounts.get(account_id)) is not None:
+        doc.update(balance=str(account.balance), transfers=account.transfers)
+    # A waiting leg always names this account (the model files it only with the accounts it
+    # names): nothing here names a third tenant.
+    problems = dict.fromkeys(book.waiting, LegProblem.ORPHAN_LEG.value) | book.faults
     doc.update(
-        waiting_legs=waiting,
-        faults=faults,
+        last_transfers=[_line(line) for line in book.lines],
+        waiting_legs={tid: _leg_doc(leg) for tid, leg in book.waiting.items()},
+        faults=dict(book.faults),
         unbalanced=[
             {"transfer_id": tid, "problem": problem} for tid, problem in sorted(problems.items())
         ],
     )
-    return _stamp(doc, envelope)
+    return doc
 
 
-def _post(doc: Doc, key: str, event: TransferPosted, envelope: Envelope) -> None:
-    credit = event.credit_account == key
-    amount = event.amount.amount if credit else -event.amount.amount
-    doc["balance"] = str(Decimal(doc["balance"]) + amount)
-    doc["transfers"] += 1
-    line = {
-        "transfer_id": event.transfer_id,
-        "kind": event.kind.value,
-        "direction": "credit" if credit else "debit",
-        "amount": str(event.amount.amount),
-        "counterparty": event.debit_account if credit else event.credit_account,
-        "reference": event.reference,
-        "at": _time(envelope.occurred_at),
-        "position": envelope.position,
+def _leg_doc(leg: Leg) -> Doc:
+    return {"account": leg.account, "event": leg.event.model_dump(mode="json")}
+
+
+def _line(line: TransferLine) -> Doc:
+    return {
+        "transfer_id": line.transfer_id,
+        "kind": line.kind.value,
+        "direction": "credit" if line.credit else "debit",
+        "amount": str(line.amount),
+        "counterparty": line.counterparty,
+        "reference": line.reference,
+        "at": _time(line.at),
+        "position": line.position,
     }
-    doc["last_transfers"] = [line, *doc["last_transfers"]][:LAST_TRANSFERS]  # newest first
 
 
 def _empty_account(account: str) -> Doc:
@@ -567,7 +584,7 @@ ACCOUNTS = Projection(
     name="accounts",
     types=frozenset({"TransferPosted"}),
     keys=_account_keys,
-    reduce=_reduce_account,
+    render=_render_account,
 )
 
 
@@ -610,28 +627,29 @@ def _workload_links(envelope: Envelope, event: Event) -> dict[str, tuple[str, ..
     return {}
 
 
-def _reduce_workload(key: str, current: Doc | None, envelope: Envelope, event: Event) -> Doc | None:
-    doc: Doc = dict(current) if current else _empty_workload(key)
-    match event:
-        case OfftakerMandateSet():
-            spec = next(
-                (w for w in event.mandate.workloads if w.workload_id == doc["workload_id"]), None
-            )
-            doc["spec"] = _dump(spec) if spec is not None else None
-            doc["autoscale"] = _dump(spec.autoscale) if spec and spec.autoscale else None
-        case ContractCreated():
-            doc["live"] = {**doc["live"], event.contract_id: event.grid.value}
-        case ContractCancelled():
-            doc["live"] = {c: g for c, g in doc["live"].items() if c != event.contract_id}
-        case ScaleDecided():
-            doc["last_desired"] = event.desired_replicas
-            doc["decisions_total"] += 1
-            doc["last_decision"] = event.model_dump(
-                mode="json", exclude={"offtaker_id", "workload_id"}
-            )
-        case _:
-            return current
-    return _stamp(_with_replicas(doc), envelope)
+def _render_workload(state: MarketState, key: str) -> Doc | None:
+    offtaker_id, _, workload_id = key.partition("/")
+    workload = state.workloads.get((offtaker_id, workload_id))
+    if workload is None:
+        return None
+    doc = _empty_workload(key)
+    mandate = state.mandates.get(offtaker_id)
+    specs = mandate.workloads if mandate is not None else ()
+    spec = next((w for w in specs if w.workload_id == workload_id), None)
+    if spec is not None:
+        doc["spec"] = _dump(spec)
+        doc["autoscale"] = _dump(spec.autoscale) if spec.autoscale else None
+    doc["live"] = {
+        c: state.contracts[c].grid.value
+        for c in workload.contracts
+        if c in state.contracts and state.contracts[c].live
+    }
+    if workload.decisions:
+        last = workload.decisions[-1]
+        doc["last_desired"] = last.desired_replicas
+        doc["decisions_total"] = len(workload.decisions)
+        doc["last_decision"] = last.model_dump(mode="json", exclude={"offtaker_id", "workload_id"})
+    return _with_replicas(doc)
 
 
 def _empty_workload(key: str) -> Doc:
@@ -670,7 +688,7 @@ WORKLOADS = Projection(
     name="workloads",
     types=frozenset({"OfftakerMandateSet", "ContractCreated", "ContractCancelled", "ScaleDecided"}),
     keys=_workload_keys,
-    reduce=_reduce_workload,
+    render=_render_workload,
     via=_workload_via,
     links=_workload_links,
 )
@@ -740,20 +758,11 @@ class Folded:
         if envelope.position <= self.position:
             return
         self.position = envelope.position
-        reduce = self.projection.reduce
-        if reduce is None:
-            model_apply(self.model, envelope, event)
+        model_apply(self.model, envelope, event)
         if envelope.type not in self.projection.types:
             return
         for key in self.touched(envelope, event):
-            if reduce is None:
-                self._stale[key] = envelope.position
-                continue
-            doc = reduce(key, self._docs.get(key), envelope, event)
-            if doc is None:
-                self._docs.pop(key, None)
-            else:
-                self._docs[key] = doc
+            self._stale[key] = envelope.position
         self.relink(envelope, event)
 
 

@@ -188,19 +188,15 @@ class _Batch:
         return list(keys)
 
     def fold(self, model: MarketState) -> None:
-        """Render (from ``model``, which has applied the batch) or reduce every document the
-        relevant rows touch, in order, over ``docs`` and ``links`` (both loaded)."""
-        reduce = self.projection.reduce
+        """Render from ``model`` (which has applied the batch) every document the relevant
+        rows touch, each once, stamped with the last row touching it; ``links`` follow."""
         last: dict[str, int] = {}
         for envelope, event in self._relevant():
             keys = dict.fromkeys(self.projection.keys(envelope, event))
             for alias in self.projection.via(envelope, event):
                 keys.update(dict.fromkeys(self.links.get(alias) or ()))
             for key in keys:
-                if reduce is None:
-                    last[key] = envelope.position
-                else:
-                    self.docs[key] = reduce(key, self.docs.get(key), envelope, event)
+                last[key] = envelope.position
             self.links.update(self.projection.links(envelope, event))
         for key, position in last.items():
             self.docs[key] = self.projection.rendered(model, key, position)
@@ -228,12 +224,11 @@ class Projector:
         self._prefix = prefix
         self._projections = list(projections or PROJECTIONS.values())
         self._wanted = frozenset().union(*(p.types for p in self._projections))
-        # The market model the rendering projections read: applied once per row, shared by
+        # The market model every projection renders from: applied once per row, shared by
         # them all, and brought up to the rows given from the log on first use.
         self._model = MarketState()
         self._model_at = 0
-        if any(p.reduce is None for p in self._projections):
-            self._wanted |= {t.__name__ for t in HANDLERS}
+        self._wanted |= {t.__name__ for t in HANDLERS}
         self._batch = batch
         self._pinned = generation
         self.failing: str | None = None

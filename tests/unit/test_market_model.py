@@ -44,6 +44,7 @@ from schemas import (
     ReplicaPlaced,
     Resources,
     RfqIssued,
+    SlaOutcomeRecorded,
     TransferKind,
     TransferPosted,
     UsageBilled,
@@ -314,6 +315,33 @@ def test_legs_that_disagree_move_nothing_and_say_why():
     assert log.state.unsound_transfers == {"t1": "mismatched_legs"}
 
 
+def test_an_accounts_book_keeps_its_waiting_legs_faults_and_last_transfers_newest_first():
+    log = Log()(transfer(), account_stream(ACME))
+    assert set(log.state.books) == {ACME, FARMER}  # both named accounts see the waiting leg
+    assert [set(b.waiting) for b in log.state.books.values()] == [{"t1"}, {"t1"}]
+    log(transfer(), account_stream(FARMER))
+    acme = log.state.books[ACME]
+    assert (acme.waiting, acme.faults) == ({}, {})
+    line = acme.lines[0]
+    assert (line.transfer_id, line.credit, line.amount, line.counterparty) == (
+        "t1", False, Decimal(5), FARMER)  # fmt: skip
+    log(transfer("5", "t2"), account_stream(ACME))(transfer("6", "t2"), account_stream(FARMER))
+    assert log.state.books[FARMER].faults == {"t2": "mismatched_legs"}
+    assert log.state.books[FARMER].waiting == {}
+    for n in range(3, 30):
+        tid = f"t{n}"
+        log(transfer("1", tid), account_stream(ACME))(transfer("1", tid), account_stream(FARMER))
+    lines = log.state.books[ACME].lines
+    assert (len(lines), lines[0].transfer_id, lines[-1].transfer_id) == (20, "t29", "t10")
+
+
+def test_a_leg_on_a_third_accounts_stream_is_filed_only_with_the_accounts_it_names():
+    stranger = account_id("offtaker", "globex")
+    log = Log()(transfer(), account_stream(stranger))
+    assert set(log.state.books) == {ACME, FARMER}
+    assert log.state.books[ACME].faults == {"t1": "invalid_leg"}
+
+
 # -- properties -------------------------------------------------------------------------------
 
 _steps = st.lists(
@@ -361,6 +389,29 @@ def test_a_suspended_contract_stays_live_until_cancelled_and_a_cancelled_one_sta
     assert (log(resume).state.contracts["c1"].status, c1.grace_ends_at) == ("active", None)
     log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"))(resume)(suspend)
     assert c1.status == "cancelled"
+
+
+def test_a_suspension_notice_is_kept_past_the_end_and_facts_before_the_contract_are_kept():
+    grace = T0 + timedelta(hours=2)
+    suspend = ContractSuspended(contract_id="c1", offtaker_id="acme", node_id="n1",
+                                unpaid_hour=T0, grace_ends_at=grace)  # fmt: skip
+    log = Log()(ReplicaPlaced(offtaker_id="acme", workload_id="web", replica_id="r1",
+                              contract_id="c1", farm_id="f1", node_id="n1",
+                              grid=Grid.GRID3))  # fmt: skip
+    log(SlaOutcomeRecorded(contract_id="c1", offtaker_id="acme", farm_id="f1", node_id="n1",
+                           sla=SLA, started_at=T0, ended_at=T0 + H, period_hours=Decimal(1),
+                           hours_down=Decimal(0), uptime_pct=Decimal(100), met=True,
+                           penalty=usd("0")))  # fmt: skip
+    placed, outcome = log.state.placements["c1"], log.state.sla_outcomes["c1"]
+    assert (placed.offtaker_id, placed.farm_id, placed.node_id, placed.grid) == (
+        "acme", "f1", "n1", Grid.GRID3)  # fmt: skip
+    assert (outcome.node_id, outcome.started_at, outcome.ended_at) == ("n1", T0, T0 + H)
+    log(farm())(node())(held("h1"))(contract("c1", "h1"))
+    log(ContractCancelled(contract_id="c1", node_id="n1", reason="ended"))(suspend)
+    assert log.state.contracts["c1"].status == "cancelled"
+    assert log.state.suspensions["c1"].unpaid_hour == T0  # the notice stays past the end
+    log(ContractResumed(contract_id="c1", offtaker_id="acme", node_id="n1"))
+    assert log.state.suspensions == {}
 
 
 def test_a_counter_is_kept_on_its_offer_with_its_answer():

@@ -486,6 +486,17 @@ def test_a_cancellation_names_no_workload_but_reaches_it_through_its_contract():
     assert folded.links["contract:c2"] == ("acme/web",)
 
 
+def test_a_contract_cancelled_before_its_creation_shows_the_first_cancellation_and_is_not_live():
+    first = ContractCancelled(contract_id="c1", node_id="n1", reason="down")
+    again = ContractCancelled(contract_id="c1", node_id="n1", reason="again")
+    items = _fed((first, "node-n1"), (again, "node-n1"), (_contract("c1"), "contract-c1"))
+    contract = fold("contracts", items).docs["c1"]
+    assert (contract["status"], contract["reason"], contract["offtaker_id"]) == (
+        "cancelled", "down", "acme")  # fmt: skip
+    workload = fold("workloads", items).docs["acme/web"]
+    assert (workload["live_replicas"], workload["live_contract_ids"]) == (0, [])
+
+
 def test_a_new_mandate_drops_the_spec_of_a_workload_it_no_longer_lists():
     first = OfftakerMandateSet(offtaker_id="acme", mandate=_mandate())
     only_web = _mandate().model_copy(update={"workloads": _mandate().workloads[:1]})
