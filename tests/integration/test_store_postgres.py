@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from hero.store.follow import next_batch
 from infra import LocalStack
 from infra.postgres import PostgresProcess
 from tests.e2e._cli import hero_json
+from tests.integration._wait import wait_until
 from tests.unit.store_contract import (
     EventStoreContract,
     assert_gap_free,
@@ -342,7 +343,7 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
         finally:
             store.close()
         # The relay carries it to the broker: it reads the PostgreSQL store like the SQLite one.
-        _wait_until(lambda: _relay_position(data_dir) >= 1, 60, "the relay to publish it")
+        wait_until(lambda: _relay_position(data_dir) >= 1, 60, "the relay to publish it")
         with psycopg.connect(url) as conn:  # TCP on the loopback only, no unix socket
             assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("SHOW unix_socket_directories").fetchone() == ("",)
@@ -455,14 +456,6 @@ def _relay_position(data_dir: Path) -> int:
         return int(json.loads((data_dir / "run" / "relay.health").read_text())["position"])
     except (OSError, ValueError, KeyError):
         return 0
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)  # the poll interval of a wait on a condition, with a deadline
 
 
 def _wait_until_blocked_on_a_lock(url: str, timeout: float = 30.0) -> None:

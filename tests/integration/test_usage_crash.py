@@ -9,8 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,20 +19,13 @@ from hero.log.telemetry import TelemetryPublisher
 from hero.store import ANY_VERSION, NewEvent
 from schemas import UsageRecorded
 from tests.integration._usage import expected_facts, usage_contract, usage_samples
+from tests.integration._wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 CONTRACTS = 3
 INTERVAL_S = 15
 KILLS = 2
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _start(data_dir: Path, stack, store_url: str, tag: str) -> subprocess.Popen[bytes]:
