@@ -18,8 +18,9 @@ from hero.domain.pricing import GENESIS
 from hero.domain.usage import usage_fact, usage_stream
 from hero.payments.billing import BillingService, BillingSettings
 from hero.payments.ledger import LedgerService, read_ledger
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
-from schemas import ContractCreated, Grid, Money, Resources, TransferKind, UsageBilled
+from hero.store import ANY_VERSION, NewEvent
+from schemas import ContractCreated, Grid, Resources, TransferKind, UsageBilled
+from tests.unit._billing import farm_market, tft
 from tests.unit._gwt import SHAPE, T0, Market, ctr, usd
 
 RATE = Decimal(100)  # TFT per USD
@@ -30,17 +31,9 @@ GB = 10**9
 H = timedelta(hours=1)
 
 
-def tft(amount: str | Decimal) -> Money:
-    return Money.of(amount, "TFT")
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def market(request, tmp_path) -> Market:
-    m = Market()
-    if request.param == "sqlite":
-        m = Market(SqliteEventStore(tmp_path / "events.db", m.clock), m.clock)
-    m.farm("farm_1")
-    m.node("node_1")
+    m = farm_market(request.param, tmp_path)
     m.rfq("neg_1")
     m.make_offer("neg_1", "o1", "node_1")
     m.accept("neg_1", "o1")
