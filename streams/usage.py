@@ -62,9 +62,8 @@ from hero.log.consumer import (
     GroupMember,
     call_with_retries,
     commit_or_redeliver,
-    send_dead_letter,
 )
-from hero.log.retry import RetryState, retry_infrastructure
+from hero.log.retry import retry_infrastructure
 from hero.log.telemetry import TelemetryPublisher
 from hero.log.topics import TopicAdmin
 from hero.model import MarketState, apply
@@ -242,16 +241,17 @@ class SampleConsumer(GroupMember):
         dlq_topic: str = Topic.DLQ.value,
     ):
         super().__init__(
-            name=name, topics=topics, bootstrap=bootstrap, session_timeout_ms=session_timeout_ms
+            name=name,
+            topics=topics,
+            bootstrap=bootstrap,
+            session_timeout_ms=session_timeout_ms,
+            dlq_topic=dlq_topic,
         )
-        self.stats = ConsumerStats()
-        self.retry = RetryState()
         self.first_record_at: float | None = None
         """``time.perf_counter()`` when the first records arrived."""
         self._handler = handler
         self._max_records = max_records
         self._attempts = handler_attempts
-        self._dlq_topic = dlq_topic
 
     def partitions(self) -> list[int]:
         """The partitions assigned to this consumer now (none before it joined)."""
@@ -322,14 +322,6 @@ class SampleConsumer(GroupMember):
             self._attempts,
             f"{self.name}: handler on {len(samples)} samples",
             state=self.retry,
-        )
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
-    ) -> None:
-        assert self._dlq is not None
-        await send_dead_letter(
-            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
         )
 
 

@@ -215,8 +215,9 @@ async def send_dead_letter(
 
 class GroupMember:
     """A member of consumer group ``name`` over ``topics``, with the producer of its dead
-    letters: ``start`` joins the group, ``stop`` leaves it (a second ``stop`` does nothing).
-    The consumers of ``hero`` and ``streams`` build on it and add how they poll."""
+    letters: ``start`` joins the group, ``stop`` leaves it (a second ``stop`` does nothing),
+    ``_dead_letter`` parks a record. The consumers of ``hero`` and ``streams`` build on it and
+    add how they poll and what they count in ``stats``."""
 
     def __init__(
         self,
@@ -226,8 +227,13 @@ class GroupMember:
         bootstrap: str,
         start_from: Literal["earliest", "latest"] = "earliest",
         session_timeout_ms: int = 6000,
+        dlq_topic: str = Topic.DLQ.value,
     ):
         self.name = name
+        self.stats = ConsumerStats()
+        self.retry = RetryState()
+        """Infrastructure retries so far, and what it is waiting on now (for its health)."""
+        self._dlq_topic = dlq_topic
         self._topics = list(topics)
         self._bootstrap = bootstrap
         self._start_from = start_from
@@ -248,6 +254,14 @@ class GroupMember:
         consumer, self._consumer = self._consumer, None
         dlq, self._dlq = self._dlq, None
         await leave_group(consumer, dlq)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
+    ) -> None:
+        assert self._dlq is not None
+        await send_dead_letter(
+            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
+        )
 
 
 class EventConsumer(GroupMember):
@@ -273,15 +287,12 @@ class EventConsumer(GroupMember):
             bootstrap=bootstrap,
             start_from=start_from,
             session_timeout_ms=session_timeout_ms,
+            dlq_topic=dlq_topic,
         )
-        self.stats = ConsumerStats()
-        self.retry = RetryState()
-        """Infrastructure retries so far, and what it is waiting on now (for its health)."""
         self._handler = handler
         self._positions = positions
         self._registry = registry
         self._attempts = handler_attempts
-        self._dlq_topic = dlq_topic
         self.current: ConsumerRecord[Any, Any] | None = None
         """The record being handled, for a handler that needs its partition or offset."""
 
@@ -344,12 +355,4 @@ class EventConsumer(GroupMember):
             self._attempts,
             f"{self.name}: handler",
             state=self.retry,
-        )
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
-    ) -> None:
-        assert self._dlq is not None
-        await send_dead_letter(
-            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
         )
