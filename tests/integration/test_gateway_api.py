@@ -27,8 +27,8 @@ from hero.payments.payouts import OUTSIDE_TFT
 from hero.readmodels.keys import ApiKeys, hash_secret, parse_key
 from hero.store import EventStore, open_store
 from schemas import Money, Resources, TransferKind
+from tests._wait import wait_until
 from tests.integration._market import seed_market
-from tests.integration._wait import wait_until
 
 if TYPE_CHECKING:
     from tests._engines import RunningStack

@@ -19,8 +19,8 @@ from hero.gateway.context import Role
 from hero.readmodels.keys import ApiKeys
 from hero.store import EventStore, open_store
 from schemas import Resources
+from tests._wait import wait_until
 from tests.integration._market import seed_market
-from tests.integration._wait import wait_until
 
 if TYPE_CHECKING:
     from tests._engines import RunningStack

@@ -40,7 +40,7 @@ from hero.readmodels.keys import ApiKeys, parse_key
 from hero.sdk import Client, GatewayError, RateLimited
 from hero.store import EventStore, open_store
 from schemas import Grid, RegisterFarm, Topic
-from tests.integration._wait import until, wait_until
+from tests._wait import until, wait_until
 
 if TYPE_CHECKING:
     from tests._engines import RunningStack

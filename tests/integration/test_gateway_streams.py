@@ -43,7 +43,7 @@ from schemas import (
 )
 from schemas.resources import Grid
 from tests._engines import TestStore
-from tests.integration._wait import until, wait_until
+from tests._wait import until, wait_until
 
 pytestmark = pytest.mark.integration
 

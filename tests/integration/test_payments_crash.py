@@ -48,8 +48,8 @@ from schemas import (
     Sla,
     UsageBilled,
 )
+from tests._wait import wait_until
 from tests.integration._kafka import read_topic_until
-from tests.integration._wait import wait_until
 from tests.integration.test_relay import _start_relay
 
 pytestmark = pytest.mark.integration

@@ -55,8 +55,8 @@ from schemas import (
 )
 from schemas.resources import Grid
 from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests._wait import until, wait_until
 from tests.integration._usage import expected_facts, usage_contract, usage_samples
-from tests.integration._wait import until, wait_until
 
 pytestmark = FAILOVER_MARKS
 

@@ -23,7 +23,7 @@ from infra import BrokerProcess, LocalStack, StackError
 if TYPE_CHECKING:
     from tests._engines import RunningStack
 
-from tests.integration._wait import wait_until
+from tests._wait import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -41,8 +41,8 @@ from hero.readmodels.keys import ApiKeys
 from hero.store import ANY_VERSION, NewEvent, open_store
 from infra import LocalStack
 from schemas import Money, TransferKind, TransferPosted
+from tests._wait import wait_until
 from tests.e2e._cli import hero
-from tests.integration._wait import wait_until
 from tests.integration.test_stack import is_loopback, listening_addresses, processes_in_sessions
 
 if TYPE_CHECKING:

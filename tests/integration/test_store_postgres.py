@@ -37,7 +37,7 @@ from hero.store.follow import next_batch
 from infra import LocalStack
 from infra.postgres import PostgresProcess
 from tests.e2e._cli import hero_json
-from tests.integration._wait import wait_until
+from tests._wait import wait_until
 from tests.unit.store_contract import (
     EventStoreContract,
     assert_gap_free,

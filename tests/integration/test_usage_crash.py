@@ -18,8 +18,8 @@ from hero.domain.billing import hour_of
 from hero.log.telemetry import TelemetryPublisher
 from hero.store import ANY_VERSION, NewEvent
 from schemas import UsageRecorded
+from tests._wait import wait_until
 from tests.integration._usage import expected_facts, usage_contract, usage_samples
-from tests.integration._wait import wait_until
 
 pytestmark = pytest.mark.integration
 
