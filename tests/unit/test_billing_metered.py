@@ -82,8 +82,9 @@ def zero_sum(market: Market) -> bool:
 # -- the pure rules --------------------------------------------------------------------------
 
 
-def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share():
-    terms = ContractCreated(
+def _terms(grid: Grid, resources: Resources, price_hour: str) -> ContractCreated:
+    """A contract of ``resources`` on ``grid`` at ``price_hour`` USD, started at T0."""
+    return ContractCreated(
         contract_id="ctr.n.o",
         negotiation_id="n",
         offer_id="o",
@@ -92,13 +93,17 @@ def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share
         workload_id="wl",
         farm_id="farm_1",
         node_id="node_1",
-        grid=Grid.GRID3,
-        resources=Resources.from_gb(cru=2, mru_gb=4, sru_gb=50, ipv4=1),
-        price_hour=usd("0.02"),
+        grid=grid,
+        resources=resources,
+        price_hour=usd(price_hour),
         term_hours=720,
         sla={"uptime_pct": Decimal(99)},
         starts_at=T0,
     )
+
+
+def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share():
+    terms = _terms(Grid.GRID3, Resources.from_gb(cru=2, mru_gb=4, sru_gb=50, ipv4=1), "0.02")
     fact = usage_fact(terms, T0, 1800, int(Decimal("1.5") * GB), samples=120)
     assert (fact.cu_hours, fact.su_hours, fact.nu_gb) == (
         Decimal("0.5"),
@@ -114,22 +119,7 @@ def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share
 
 
 def test_metered_usd_is_rounded_once_to_seven_places_half_even():
-    terms = ContractCreated(
-        contract_id="ctr.n.o",
-        negotiation_id="n",
-        offer_id="o",
-        hold_id="h",
-        offtaker_id="off_1",
-        workload_id="wl",
-        farm_id="farm_1",
-        node_id="node_1",
-        grid=Grid.GRID4,
-        resources=SHAPE,
-        price_hour=usd("0.0000003"),
-        term_hours=720,
-        sla={"uptime_pct": Decimal(99)},
-        starts_at=T0,
-    )
+    terms = _terms(Grid.GRID4, SHAPE, "0.0000003")
     fact = usage_fact(terms, T0, 1800, 0, samples=120)
     assert metered_usd(terms, fact, GENESIS) == usd("0.0000002")  # 0.00000015 -> even
 
