@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-__all__ = ["until", "until_awaited", "wait_until"]
+__all__ = ["eventually", "until", "wait_until"]
 
 T = TypeVar("T")
 
@@ -31,12 +31,18 @@ async def until(condition: Callable[[], object], timeout_s: float, what: str) ->
     await asyncio.to_thread(wait_until, condition, timeout_s, what)
 
 
-async def until_awaited(
-    condition: Callable[[], Awaitable[object]], timeout_s: float, what: str
+async def eventually(
+    condition: Callable[[], object] | Callable[[], Awaitable[object]], timeout_s: float, what: str
 ) -> None:
-    """Return once ``await condition()`` is true; fail the test after ``timeout_s`` seconds."""
+    """Return once ``condition()`` (sync, or a coroutine function) is true, polling it on the
+    event loop so the tasks it watches run meanwhile; fail the test after ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
-    while not await condition():
+    while True:
+        result = condition()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.02)

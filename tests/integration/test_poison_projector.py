@@ -33,7 +33,7 @@ from schemas import (
     NodeStatusChanged,
 )
 from tests._poison import POISON_STREAM, insert_poison_row
-from tests._wait import until_awaited
+from tests._wait import eventually
 from tests.unit._gwt import SHAPE, T0
 
 if TYPE_CHECKING:
@@ -70,10 +70,10 @@ async def test_the_projector_skips_a_poison_row_records_it_and_keeps_projecting(
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop, poll_s=0.05))
     try:
-        await until_awaited(lambda: _at(models, poison), 30, "the projector to pass the poison row")
+        await eventually(lambda: _at(models, poison), 30, "the projector to pass the poison row")
         changed = NodeStatusChanged(node_id="n1", status=NodeStatus.STANDBY, reason="test")
         later = _append(store, "node-n1", changed)
-        await until_awaited(lambda: _at(models, later), 30, "the event after the poison row")
+        await eventually(lambda: _at(models, later), 30, "the event after the poison row")
         node = await models.get("nodes", "n1")
         assert node is not None
         assert node["status"] == "standby"

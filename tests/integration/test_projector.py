@@ -28,7 +28,7 @@ from schemas import (
     NodeStatusChanged,
 )
 from tests._engines import TestStore
-from tests._wait import until_awaited
+from tests._wait import eventually
 from tests.unit._gwt import SHAPE, T0
 from tests.unit.test_projections import market_log
 
@@ -205,7 +205,7 @@ async def test_a_position_is_never_ahead_of_its_documents(market, redis: Redis, 
                 done = done and at == last
             return done
 
-        await until_awaited(snapshot_all, 60, "the projector to reach the end of the log")
+        await eventually(snapshot_all, 60, "the projector to reach the end of the log")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -225,13 +225,13 @@ async def test_run_follows_the_log_until_stopped(
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop, poll_s=0.05))
     try:
-        await until_awaited(lambda: _at(models, 1), 30, "the projector to catch up")
+        await eventually(lambda: _at(models, 1), 30, "the projector to catch up")
         node = await models.get("nodes", "n1")
         assert node is not None
         assert node["status"] == "up"
         changed = NodeStatusChanged(node_id="n1", status=NodeStatus.STANDBY, reason="test")
         position = _append(store, "node-n1", changed)
-        await until_awaited(lambda: _at(models, position), 30, "the new event")
+        await eventually(lambda: _at(models, position), 30, "the new event")
         node = await models.get("nodes", "n1")
         assert node is not None
         assert node["status"] == "standby"
