@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Literal
 
 from hero.config import HeroSettings, mask_url
 from hero.log.producer import KafkaPublisher, store_owns
+from hero.signals import stop_on_signals
 from hero.store import (
     EventStore,
     LeaseLost,
@@ -251,10 +251,7 @@ def main() -> None:
     settings = HeroSettings()
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         log.info(
             "relay %s starting: store=%s kafka=%s",
             relay_name(settings.relay_replica),

@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import re
-import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -51,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from hero.config import HeroSettings
@@ -60,17 +59,16 @@ from hero.domain.usage import usage_fact, usage_stream
 from hero.log.codec import DecodeError, decode_record
 from hero.log.consumer import (
     ConsumerStats,
+    GroupMember,
     call_with_retries,
     commit_or_redeliver,
-    join_group,
-    leave_group,
-    send_dead_letter,
 )
-from hero.log.retry import RetryState, retry_infrastructure
+from hero.log.retry import retry_infrastructure
 from hero.log.telemetry import TelemetryPublisher
 from hero.log.topics import TopicAdmin
 from hero.model import MarketState, apply
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
+from hero.signals import stop_on_signals
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
 from hero.store.spool import SampleSpool, spool_path
 from schemas import REGISTRY, Envelope, Message, Topic, UtilizationSampled
@@ -217,7 +215,7 @@ class SampleBatch:
     counts: ConsumerStats
 
 
-class SampleConsumer:
+class SampleConsumer(GroupMember):
     """Consumes ``hero.utilization`` as group ``name``, a batch at a time: ``fetch`` decodes a
     batch's records (dead-letters those that do not decode); ``apply`` hands its samples to
     ``handler`` in one call and, once that call has returned, commits the batch's offsets.
@@ -242,33 +240,18 @@ class SampleConsumer:
         handler_attempts: int = 3,
         dlq_topic: str = Topic.DLQ.value,
     ):
-        self.name = name
-        self.stats = ConsumerStats()
-        self.retry = RetryState()
+        super().__init__(
+            name=name,
+            topics=topics,
+            bootstrap=bootstrap,
+            session_timeout_ms=session_timeout_ms,
+            dlq_topic=dlq_topic,
+        )
         self.first_record_at: float | None = None
         """``time.perf_counter()`` when the first records arrived."""
-        self._topics = list(topics)
-        self._bootstrap = bootstrap
         self._handler = handler
         self._max_records = max_records
-        self._session_timeout_ms = session_timeout_ms
         self._attempts = handler_attempts
-        self._dlq_topic = dlq_topic
-        self._consumer: AIOKafkaConsumer | None = None
-        self._dlq: AIOKafkaProducer | None = None
-
-    async def start(self) -> None:
-        self._consumer, self._dlq = await join_group(
-            self._topics,
-            bootstrap=self._bootstrap,
-            group=self.name,
-            session_timeout_ms=self._session_timeout_ms,
-        )
-
-    async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        dlq, self._dlq = self._dlq, None
-        await leave_group(consumer, dlq)
 
     def partitions(self) -> list[int]:
         """The partitions assigned to this consumer now (none before it joined)."""
@@ -339,14 +322,6 @@ class SampleConsumer:
             self._attempts,
             f"{self.name}: handler on {len(samples)} samples",
             state=self.retry,
-        )
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
-    ) -> None:
-        assert self._dlq is not None
-        await send_dead_letter(
-            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
         )
 
 
@@ -494,10 +469,7 @@ def main() -> None:
     settings = HeroSettings()
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await serve(settings, stop, group=args.group, namespace=args.namespace, name=args.name)
 
     asyncio.run(run())

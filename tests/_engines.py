@@ -151,6 +151,10 @@ class PostgresDatabases:
         self._server: PostgresProcess | None = None
         self._names: list[str] = []
 
+    def server(self) -> PostgresProcess:
+        """The server, started now if it was not."""
+        return self._started()
+
     def new(self) -> str:
         server = self._started()
         name = f"t_{random.getrandbits(48):012x}"

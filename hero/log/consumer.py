@@ -32,6 +32,7 @@ __all__ = [
     "ConsumerStats",
     "DeadLetter",
     "EventConsumer",
+    "GroupMember",
     "Handler",
     "call_with_retries",
     "commit_or_redeliver",
@@ -212,7 +213,58 @@ async def send_dead_letter(
     )
 
 
-class EventConsumer:
+class GroupMember:
+    """A member of consumer group ``name`` over ``topics``, with the producer of its dead
+    letters: ``start`` joins the group, ``stop`` leaves it (a second ``stop`` does nothing),
+    ``_dead_letter`` parks a record. The consumers of ``hero`` and ``streams`` build on it and
+    add how they poll and what they count in ``stats``."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        bootstrap: str,
+        start_from: Literal["earliest", "latest"] = "earliest",
+        session_timeout_ms: int = 6000,
+        dlq_topic: str = Topic.DLQ.value,
+    ):
+        self.name = name
+        self.stats = ConsumerStats()
+        self.retry = RetryState()
+        """Infrastructure retries so far, and what it is waiting on now (for its health)."""
+        self._dlq_topic = dlq_topic
+        self._topics = list(topics)
+        self._bootstrap = bootstrap
+        self._start_from = start_from
+        self._session_timeout_ms = session_timeout_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._consumer, self._dlq = await join_group(
+            self._topics,
+            bootstrap=self._bootstrap,
+            group=self.name,
+            start_from=self._start_from,
+            session_timeout_ms=self._session_timeout_ms,
+        )
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        dlq, self._dlq = self._dlq, None
+        await leave_group(consumer, dlq)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
+    ) -> None:
+        assert self._dlq is not None
+        await send_dead_letter(
+            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
+        )
+
+
+class EventConsumer(GroupMember):
     """Consumes ``topics`` as consumer group ``name``; calls ``handler`` once per new event."""
 
     def __init__(
@@ -229,37 +281,20 @@ class EventConsumer:
         handler_attempts: int = 3,
         dlq_topic: str = Topic.DLQ.value,
     ):
-        self.name = name
-        self.stats = ConsumerStats()
-        self.retry = RetryState()
-        """Infrastructure retries so far, and what it is waiting on now (for its health)."""
-        self._topics = list(topics)
-        self._bootstrap = bootstrap
+        super().__init__(
+            name=name,
+            topics=topics,
+            bootstrap=bootstrap,
+            start_from=start_from,
+            session_timeout_ms=session_timeout_ms,
+            dlq_topic=dlq_topic,
+        )
         self._handler = handler
         self._positions = positions
         self._registry = registry
-        self._start_from = start_from
-        self._session_timeout_ms = session_timeout_ms
         self._attempts = handler_attempts
-        self._dlq_topic = dlq_topic
-        self._consumer: AIOKafkaConsumer | None = None
-        self._dlq: AIOKafkaProducer | None = None
         self.current: ConsumerRecord[Any, Any] | None = None
         """The record being handled, for a handler that needs its partition or offset."""
-
-    async def start(self) -> None:
-        self._consumer, self._dlq = await join_group(
-            self._topics,
-            bootstrap=self._bootstrap,
-            group=self.name,
-            start_from=self._start_from,
-            session_timeout_ms=self._session_timeout_ms,
-        )
-
-    async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        dlq, self._dlq = self._dlq, None
-        await leave_group(consumer, dlq)
 
     async def __aenter__(self) -> EventConsumer:
         await self.start()
@@ -320,12 +355,4 @@ class EventConsumer:
             self._attempts,
             f"{self.name}: handler",
             state=self.retry,
-        )
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], reason: str, detail: str
-    ) -> None:
-        assert self._dlq is not None
-        await send_dead_letter(
-            self._dlq, self._dlq_topic, record, self.name, reason, detail, state=self.retry
         )

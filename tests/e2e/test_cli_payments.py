@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +27,7 @@ from hero.domain.node import node_stream
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store
 from infra.treasury import WEBHOOK_PATH as LAUNCHER_WEBHOOK_PATH
 from schemas import ContractCreated, Grid, Money, Resources, Sla
+from tests._wait import wait_until
 from tests.e2e._cli import hero, hero_json, store_url
 
 pytestmark = pytest.mark.e2e
@@ -65,14 +66,6 @@ def balances(data_dir: Path) -> dict[str, Any]:
     assert listing["balanced"] is True
     assert set(listing["totals"].values()) <= {"0"}
     return {row["account"]: Decimal(row["balance"]["amount"]) for row in listing["accounts"]}
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def alive(pid: int) -> bool:
@@ -275,6 +268,7 @@ def test_the_stack_runs_the_treasury_and_down_stops_it(data: Path, tmp_path: Pat
             ),
             30,
             "the stack's treasury to convert the payment",
+            poll_s=0.1,
         )
         assert balances(data)["offtaker.acme.TFT"] == 20 * TFT_PER_USD
         wait_until(
@@ -284,6 +278,7 @@ def test_the_stack_runs_the_treasury_and_down_stops_it(data: Path, tmp_path: Pat
             ),
             10,
             "the treasury's report to count the conversion",
+            poll_s=0.1,
         )
     finally:
         down = hero("down", data_dir=data)

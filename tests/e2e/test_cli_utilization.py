@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,18 +20,10 @@ from hero.domain.billing import hour_of
 from hero.domain.usage import usage_fact
 from hero.store import ANY_VERSION, NewEvent, open_store
 from schemas import ContractCreated, Money, Resources, Sla
+from tests._wait import wait_until
 from tests.e2e._cli import hero, hero_json, stack_up, store_url
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.2)
-    return result
 
 
 def _contract(tag: str, starts_at: datetime) -> ContractCreated:
@@ -93,6 +85,7 @@ def test_injected_samples_become_a_usage_fact_via_the_stacks_worker(stack_dir: P
         lambda: hero_json("usage", "list", "--contract", contract.contract_id, data_dir=stack_dir),
         60,
         "the stack's usage worker to record the hour",
+        poll_s=0.2,
     )
     assert facts == [usage_fact(contract, hour, 3600, 240 * 1_000_000, 240).model_dump(mode="json")]
     assert facts[0]["samples"] == 240
@@ -114,7 +107,10 @@ def test_injected_samples_become_a_usage_fact_via_the_stacks_worker(stack_dir: P
         )
 
     wait_until(
-        lambda: usage_detail().startswith("284 samples"), 30, "the worker to count the last minute"
+        lambda: usage_detail().startswith("284 samples"),
+        30,
+        "the worker to count the last minute",
+        poll_s=0.2,
     )
     assert usage_detail().startswith("284 samples, 1 facts"), usage_detail()
     assert (
@@ -166,7 +162,9 @@ def test_dead_letters_are_listed_and_replayed_once(stack_dir: Path) -> None:
             and tag.encode() in original(r)
         ]
 
-    letters = wait_until(lambda: len(ours()) >= 2 and ours(), 60, "the two dead letters")
+    letters = wait_until(
+        lambda: len(ours()) >= 2 and ours(), 60, "the two dead letters", poll_s=0.2
+    )
     assert [(r["consumer"], r["reason"], r["replayed"]) for r in letters] == [
         ("hero-usage", "undecodable", False),
         ("hero-usage", "undecodable", False),
@@ -184,7 +182,9 @@ def test_dead_letters_are_listed_and_replayed_once(stack_dir: Path) -> None:
     twice = hero_json("dlq", "replay", "--id", first, data_dir=stack_dir)
     assert twice == {"replayed": [], "already_replayed": [first]}
     # The record went back to hero.utilization: the worker met it again and set it aside anew.
-    again = wait_until(lambda: len(ours()) >= 3 and ours(), 60, "the replayed record's letter")
+    again = wait_until(
+        lambda: len(ours()) >= 3 and ours(), 60, "the replayed record's letter", poll_s=0.2
+    )
     assert [r["replayed"] for r in again] == [True, False, False]
     assert again[2]["value"] == garbage.decode()
     assert again[2]["offset"] > letters[0]["offset"]
@@ -308,14 +308,14 @@ def test_a_spike_injected_by_workload_scales_it_out_as_hero_workloads_shows(
     def show() -> dict[str, Any]:
         return hero_json("workloads", "show", ref, data_dir=stack_dir)  # type: ignore[no-any-return]
 
-    wait_until(lambda: len(show()["live"]) == 2, 60, "the first two replicas")
+    wait_until(lambda: len(show()["live"]) == 2, 60, "the first two replicas", poll_s=0.2)
     injected = hero_json(
         "utilization", "inject", "--workload", ref, "--cpu", "0.95", "--for", "1m",
         data_dir=stack_dir,
     )  # fmt: skip
     assert [r["sent"] for r in injected["replicas"]] == [4, 4]
 
-    wait_until(lambda: len(show()["live"]) == 4, 60, "the scale-out to 4 replicas")
+    wait_until(lambda: len(show()["live"]) == 4, 60, "the scale-out to 4 replicas", poll_s=0.2)
     [row] = [r for r in hero_json("workloads", "list", data_dir=stack_dir) if r["ref"] == ref]
     assert (row["live"], row["target"]) == (4, 4)
     decision = row["last_decision"]

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +41,7 @@ from hero.domain.clock import SystemClock
 from hero.gateway import auth, dashboard, streams
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.store import EventStore, open_store
+from tests._wait import wait_until
 from tests.e2e._cli import hero, store_url
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -67,14 +68,6 @@ pytestmark = [
         "./run setup installs it as root (apt-get install chromium)",
     ),
 ]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)
 
 
 class _ForcedShutdown(logging.Filter):
@@ -127,7 +120,7 @@ class Gateway:
     def start(self) -> Gateway:
         logging.getLogger("uvicorn.error").addFilter(_FORCED_SHUTDOWN)
         self.thread.start()
-        wait_until(lambda: self.server.started, what="uvicorn to start")
+        wait_until(lambda: self.server.started, 10, "uvicorn to start")
         return self
 
     def stop(self) -> None:

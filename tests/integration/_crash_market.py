@@ -1,6 +1,7 @@
-"""The small market the kill tests run (test_host_crash, test_ray_cluster): farms of one node
-each, spread over regions, and offtakers asking for replicas in their region, all under the
-test's own ``tag`` so that its events are told from the stack's and other tests'."""
+"""The small market of the kill tests (test_host_crash, test_ray_cluster) and of the race
+(test_market_race, its farms only): farms of one node each, spread over regions or all in one,
+and offtakers asking for replicas in their region, all under the test's own ``tag`` so that its
+events are told from the stack's and other tests'."""
 
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ NODE = Resources.from_gb(cru=8, mru_gb=16, sru_gb=400)
 REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)  # four fit on a node
 
 
-def register_farms(service: MarketService, tag: str, farms: int) -> list[str]:
-    """``farms`` farms, one NODE each, round-robin over REGIONS; their node ids."""
+def register_farms(
+    service: MarketService, tag: str, farms: int, region: str | None = None
+) -> list[str]:
+    """``farms`` farms, one NODE each, all in ``region`` if given, else round-robin over
+    REGIONS; their node ids."""
     policy = FarmerPolicy(
         mode=PolicyMode.AUTO,
         price_cu_hour=Money.of("0.02", "USD"),
@@ -39,15 +43,15 @@ def register_farms(service: MarketService, tag: str, farms: int) -> list[str]:
     )
     node_ids = []
     for i in range(farms):
-        farm, node, region = f"{tag}-farm-{i}", f"{tag}-node-{i}", f"{tag}-r{i % REGIONS}"
+        farm, node, place = f"{tag}-farm-{i}", f"{tag}-node-{i}", region or f"{tag}-r{i % REGIONS}"
         for command in (
             RegisterFarm(
                 command_id=f"{farm}:reg", farm_id=farm, name=farm, grid="grid4",
-                country="NL", region=region,
+                country="NL", region=place,
             ),
             RegisterNode(
                 command_id=f"{farm}:node", node_id=node, farm_id=farm, grid="grid4",
-                country="NL", region=region, total=NODE,
+                country="NL", region=place, total=NODE,
             ),
             SetFarmerPolicy(command_id=f"{farm}:policy", farm_id=farm, policy=policy),
         ):  # fmt: skip

@@ -82,11 +82,3 @@ def by_stream(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
     for row in sorted(rows, key=lambda r: (r["_partition"], r["_offset"])):
         versions.setdefault(row["stream"], []).append(row["version"])
     return versions
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or condition}")
-        await asyncio.sleep(0.05)

@@ -15,7 +15,7 @@ import functools
 import os
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -57,6 +57,7 @@ from schemas import (
     WorkloadSpec,
     new_id,
 )
+from tests._wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -154,24 +155,6 @@ def reasons(store: EventStore, node: str) -> list[str]:
     return [row.envelope().payload["reason"] for row in store.read_stream(node)]
 
 
-async def eventually(
-    condition: Callable[[], bool] | Callable[[], Awaitable[bool]],
-    what: str,
-    timeout_s: float = 30.0,
-) -> None:
-    """Wait on a condition (sync or async), polling; fail with ``what`` after the timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 class InProcessHost:
     """A core running on this test's event loop (no Ray)."""
 
@@ -225,9 +208,9 @@ async def test_every_host_folds_every_event_once_and_only_the_owner_answers(
     append_all(store, nodes, "hello", "up")
     hosts = [InProcessHost(stack, store, prefix, shard, 3) for shard in range(3)]
     try:
-        await eventually(lambda: all(h.core.caught_up for h in hosts), "catch-up")
+        await eventually(lambda: all(h.core.caught_up for h in hosts), 30, "catch-up")
         append_all(store, nodes, "ping:1")
-        await eventually(lambda: all(len(reasons(store, n)) == 3 for n in nodes), "pong 1")
+        await eventually(lambda: all(len(reasons(store, n)) == 3 for n in nodes), 30, "pong 1")
 
         # A relay that lost its checkpoint republishes the whole store from position 1.
         publisher = KafkaPublisher(stack.endpoints.kafka_bootstrap)
@@ -239,7 +222,7 @@ async def test_every_host_folds_every_event_once_and_only_the_owner_answers(
         # applied it (and its pong), it has been through the repeats of that node too.
         append_all(store, nodes, "ping:2")
         await eventually(
-            lambda: all(h.has_applied(nodes, 5) for h in hosts), "every host to see pong 2"
+            lambda: all(h.has_applied(nodes, 5) for h in hosts), 30, "every host to see pong 2"
         )
 
         for node in nodes:
@@ -278,7 +261,7 @@ async def test_a_host_started_on_history_folds_it_then_resumes_and_decides(
 
     host = InProcessHost(stack, store, prefix, 0, 1)
     try:
-        await eventually(lambda: host.core.caught_up, "catch-up")
+        await eventually(lambda: host.core.caught_up, 30, "catch-up")
         stats = host.core.stats()
         assert stats.catch_up_position >= p0
         assert stats.events_history >= 3 * len(nodes) + 1
@@ -286,10 +269,12 @@ async def test_a_host_started_on_history_folds_it_then_resumes_and_decides(
             assert isinstance(brain, PingBrain)
             history = 4 if brain.node == nodes[0] else 3
             assert brain.decided_with[0] == history, "decide ran on a partial history"
-        await eventually(lambda: len(reasons(store, nodes[0])) == 5, "the resumed pong 2")
+        await eventually(lambda: len(reasons(store, nodes[0])) == 5, 30, "the resumed pong 2")
 
         append_all(store, nodes, "ping:3")
-        await eventually(lambda: all(reasons(store, n)[-1] == "pong:3" for n in nodes), "pong 3")
+        await eventually(
+            lambda: all(reasons(store, n)[-1] == "pong:3" for n in nodes), 30, "pong 3"
+        )
         stats = host.core.stats()
         assert stats.commands_sent == 1 + len(nodes)  # nothing of history was sent again
         assert stats.commands_duplicate == 0
@@ -330,7 +315,7 @@ async def test_a_killed_host_is_restarted_by_ray_rebuilds_and_carries_on(
     try:
         append_all(store, nodes, "hello", "up")
         append_all(store, nodes, "ping:1")
-        await eventually(lambda: all(len(reasons(store, n)) == 3 for n in nodes), "pong 1", 60)
+        await eventually(lambda: all(len(reasons(store, n)) == 3 for n in nodes), 60, "pong 1")
         before = await cluster.stats_async()
         assert before.caught_up
         assert before.hosts[0].agents == len(victims)
@@ -339,13 +324,13 @@ async def test_a_killed_host_is_restarted_by_ray_rebuilds_and_carries_on(
 
         # Kill the host as soon as it starts answering ping 2: likely with commands in flight.
         append_all(store, nodes, "ping:2")
-        await eventually(lambda: any("pong:2" in reasons(store, n) for n in victims), "pong 2")
+        await eventually(lambda: any("pong:2" in reasons(store, n) for n in victims), 30, "pong 2")
         os.kill(old_pid, signal.SIGKILL)
         answered = sum("pong:2" in reasons(store, n) for n in victims)
         append_all(store, nodes, "ping:3")  # arrives while the host is dead or restarting
 
         await eventually(
-            lambda: all(len(reasons(store, n)) == 7 for n in nodes), "pongs 2 and 3", 90
+            lambda: all(len(reasons(store, n)) == 7 for n in nodes), 90, "pongs 2 and 3"
         )
         new_pid = await victim.pid.remote()  # Ray retries it until the restarted host answers
         assert new_pid != old_pid
@@ -358,7 +343,7 @@ async def test_a_killed_host_is_restarted_by_ray_rebuilds_and_carries_on(
             seen = await victim.inspect.remote(_brains_seen)
             return len(seen) == len(victims) and all(Counter(o) == FULL for o in seen.values())
 
-        await eventually(rebuilt, "the restarted host to fold every event once", 30)
+        await eventually(rebuilt, 30, "the restarted host to fold every event once")
         for node in nodes:  # no command applied twice, none lost
             assert Counter(reasons(store, node)) == FULL
         elapsed = asyncio.get_running_loop().time() - started
@@ -407,7 +392,7 @@ async def test_real_agents_on_two_hosts_negotiate_a_contract(stack: Any, store: 
         async def caught_up() -> bool:
             return (await cluster.stats_async()).caught_up
 
-        await eventually(caught_up, "catch-up", 60)
+        await eventually(caught_up, 60, "catch-up")
         workload = WorkloadSpec(
             workload_id="web",
             resources=Resources.from_gb(cru=2, mru_gb=4, sru_gb=50),
@@ -434,7 +419,7 @@ async def test_real_agents_on_two_hosts_negotiate_a_contract(stack: Any, store: 
                 or str(e.payload.get("negotiation_id")).startswith(f"{offtaker}.")
             ]
 
-        await eventually(lambda: bool(ours("NegotiationAwarded")), "a contract", 60)
+        await eventually(lambda: bool(ours("NegotiationAwarded")), 60, "a contract")
         contracts = ours("ContractCreated")
         assert len(contracts) == 1
         assert contracts[0].payload["farm_id"] == farm

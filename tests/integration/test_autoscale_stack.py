@@ -41,10 +41,10 @@ from schemas import (
     SetOfftakerMandate,
     Sla,
     SlaOutcomeRecorded,
-    UtilizationSampled,
     WorkloadSpec,
     new_id,
 )
+from tests._samples import cpu_samples
 
 pytestmark = pytest.mark.integration
 
@@ -136,24 +136,7 @@ async def _report(
     publisher: TelemetryPublisher, contracts: list[ContractCreated], cpu: str, at: datetime
 ) -> None:
     sequence = int(at.timestamp())
-    samples = [
-        (
-            UtilizationSampled(
-                sample_id=f"{c.contract_id}.{sequence}",
-                workload_id=c.workload_id,
-                replica_id=c.contract_id,
-                contract_id=c.contract_id,
-                node_id=c.node_id,
-                cpu=Decimal(cpu),
-                memory=Decimal("0.4"),
-                disk=Decimal("0.1"),
-                network_bytes=1000,
-                sampled_at=at,
-            ),
-            sequence,
-        )
-        for c in contracts
-    ]
+    samples = cpu_samples(contracts, cpu, at, sequence)
     await publisher.send(samples, datetime.now(UTC))
 
 

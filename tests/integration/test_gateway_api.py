@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from hero.payments.payouts import OUTSIDE_TFT
 from hero.readmodels.keys import ApiKeys, hash_secret, parse_key
 from hero.store import EventStore, open_store
 from schemas import Money, Resources, TransferKind
+from tests._wait import wait_until
 from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
@@ -108,14 +109,6 @@ def world(stack: RunningStack) -> Iterator[World]:
         store.close()
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def caught_up(world: World) -> None:
     """Wait until every read model has applied what the store holds now."""
     target = world.store.current_position()
@@ -124,7 +117,7 @@ def caught_up(world: World) -> None:
         positions: dict[str, int] = world.call(None, "GET", "/health").json()["read_models"]
         return min(positions.values()) >= target
 
-    wait_until(there, f"the read models at position {target}")
+    wait_until(there, 20, f"the read models at position {target}")
 
 
 def gateway_writes_since(world: World, position: int) -> list[str]:

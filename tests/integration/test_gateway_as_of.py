@@ -5,9 +5,8 @@ masked as live answers are; a bad or future as_of refused naming it."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from hero.gateway.context import Role
 from hero.readmodels.keys import ApiKeys
 from hero.store import EventStore, open_store
 from schemas import Resources
+from tests._wait import wait_until
 from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
@@ -79,14 +79,6 @@ def world(stack: RunningStack) -> Iterator[World]:
         store.close()
 
 
-def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _steady_list(world: World, who: str, name: str) -> dict[str, Any]:
     """One list page read live while its projection did not move (the stack's agents may be
     writing): the same position before and after the read."""
@@ -99,7 +91,7 @@ def _steady_list(world: World, who: str, name: str) -> dict[str, Any]:
         answer = first
         return bool(first["position"] == again["position"] and first == again)
 
-    _wait_until(steady, f"a steady read of {name}")
+    wait_until(steady, 30, f"a steady read of {name}")
     return answer
 
 
@@ -110,7 +102,7 @@ def _caught_up(world: World) -> int:
         positions = world.get("admin", "/health").json()["read_models"]
         return bool(min(positions.values()) >= target)
 
-    _wait_until(there, f"the read models at position {target}")
+    wait_until(there, 30, f"the read models at position {target}")
     return target
 
 

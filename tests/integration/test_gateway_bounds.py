@@ -40,6 +40,7 @@ from hero.readmodels.keys import ApiKeys, parse_key
 from hero.sdk import Client, GatewayError, RateLimited
 from hero.store import EventStore, open_store
 from schemas import Grid, RegisterFarm, Topic
+from tests._wait import until, wait_until
 
 if TYPE_CHECKING:
     from tests._engines import RunningStack
@@ -54,14 +55,6 @@ RATE = "30/minute"
 PER_MINUTE = 30
 TOPIC = Topic.RESERVATIONS.value
 FARMS = [f"bnd-{RUN}-{i}" for i in range(7)]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Gateway:
@@ -89,7 +82,7 @@ class Gateway:
 
     def __enter__(self) -> Gateway:
         self.thread.start()
-        wait_until(lambda: self.server.started, "uvicorn to start")
+        wait_until(lambda: self.server.started, 20, "uvicorn to start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -220,11 +213,7 @@ async def test_the_sdk_reports_a_revoked_key_instead_of_reconnecting(bounded: Bo
 
         task = asyncio.create_task(follow())
         # the stream is open once the gateway counts it
-        await asyncio.to_thread(
-            wait_until,
-            lambda: _open_streams(bounded.one, key) == 1,
-            "the SDK's stream to open",
-        )
+        await until(lambda: _open_streams(bounded.one, key) == 1, 20, "the SDK's stream to open")
         await _with_keys(bounded.stack, lambda keys: keys.revoke(key_id(key)))
         with pytest.raises(GatewayError) as ended:
             await asyncio.wait_for(task, HEARTBEAT_S + 3)
@@ -346,9 +335,7 @@ async def test_a_key_holds_at_most_its_open_streams(bounded: Bounded) -> None:
         finally:
             await opened.pop().aclose()
         # the closed stream's slot comes back
-        await asyncio.to_thread(
-            wait_until, lambda: _open_streams(bounded.one, key) < MAX_STREAMS, "a slot to free"
-        )
+        await until(lambda: _open_streams(bounded.one, key) < MAX_STREAMS, 20, "a slot to free")
         again = await http.send(
             http.build_request("GET", url, params={"start": "latest"}), stream=True
         )
@@ -356,9 +343,7 @@ async def test_a_key_holds_at_most_its_open_streams(bounded: Bounded) -> None:
         await again.aclose()
         for response in opened:
             await response.aclose()
-    await asyncio.to_thread(
-        wait_until, lambda: _open_streams(bounded.one, key) == 0, "every slot to free"
-    )
+    await until(lambda: _open_streams(bounded.one, key) == 0, 20, "every slot to free")
 
 
 # -- list pages ----------------------------------------------------------------------------------
@@ -378,7 +363,7 @@ def _caught_up(bounded: Bounded, key: str) -> None:
         answer = httpx.get(f"{bounded.one.url}/v1/farms", params={"limit": 1}, headers=headers(key))
         return answer.status_code == 200 and answer.json()["position"] >= target
 
-    wait_until(there, f"the read models at position {target}")
+    wait_until(there, 20, f"the read models at position {target}")
 
 
 def test_lists_page_by_id_following_the_cursor(bounded: Bounded) -> None:

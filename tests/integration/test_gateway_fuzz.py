@@ -51,6 +51,7 @@ from hero.readmodels.keys import ApiKeys
 from hero.store import EventStore
 from schemas import Resources
 from schemas.ids import OFFTAKER_ID_MAX
+from tests._wait import wait_until
 from tests.integration._market import seed_market
 
 if TYPE_CHECKING:
@@ -177,14 +178,6 @@ async def _make_keys(redis_url: str) -> dict[str, str]:
         await redis.aclose()
 
 
-def _wait(condition: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def gateway(
     stack: RunningStack,
@@ -217,7 +210,7 @@ def gateway(
     thread = threading.Thread(target=server.run, name="fuzz-gateway", daemon=True)
     thread.start()
     try:
-        _wait(lambda: server.started, "the gateway to listen")
+        wait_until(lambda: server.started, 30, "the gateway to listen")
         port = server.servers[0].sockets[0].getsockname()[1]
         yield Gateway(f"http://127.0.0.1:{port}", keys, store)
     finally:

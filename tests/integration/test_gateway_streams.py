@@ -43,6 +43,7 @@ from schemas import (
 )
 from schemas.resources import Grid
 from tests._engines import TestStore
+from tests._wait import until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,18 +53,6 @@ KEYS = {
     "farmer-a": Principal("k-farmer", Role.FARMER, frozenset({"farm-a"})),
     "dev": Principal("k-dev", Role.DEVELOPER),
 }
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
-    await asyncio.to_thread(wait_until, condition, timeout_s, what)
 
 
 def principal_of(headers: Any) -> Principal:
@@ -103,7 +92,7 @@ class Gateway:
 
     def __enter__(self) -> Gateway:
         self.thread.start()
-        wait_until(lambda: self.server.started, what="uvicorn to start")
+        wait_until(lambda: self.server.started, 10, "uvicorn to start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -298,7 +287,7 @@ async def test_slow_consumer_is_closed_with_the_reason_and_memory_stays_bounded(
             async with http.stream(
                 "GET", f"/v1/streams/{TOPIC}", params=params, headers=headers
             ) as r:
-                await until(lambda: gateway.broadcaster.stats.live == 1, what="a live subscriber")
+                await until(lambda: gateway.broadcaster.stats.live == 1, 10, "a live subscriber")
                 burst = append(store, farms(10, 50))  # far more than the buffer at once
                 got: list[int] = []
                 close: dict[str, Any] | None = None
@@ -345,7 +334,7 @@ async def test_a_slow_sdk_subscriber_is_closed_and_recovers_every_event(
                         return
 
             task = asyncio.create_task(consume(40))
-            await until(lambda: gateway.broadcaster.stats.live == 1, what="a live subscriber")
+            await until(lambda: gateway.broadcaster.stats.live == 1, 10, "a live subscriber")
             burst = append(store, farms(0, 40))
             async with asyncio.timeout(20):
                 await task
@@ -475,7 +464,7 @@ async def test_a_developer_never_sees_an_offtaker_named_while_it_listens(
             return await take(developer, 3, start=base[-1] + 1)
 
     listener = asyncio.create_task(listen())
-    await until(lambda: gateway.broadcaster.stats.live >= 1, what="a live subscriber")
+    await until(lambda: gateway.broadcaster.stats.live >= 1, 10, "a live subscriber")
     rfq = RfqIssued(
         negotiation_id="NewCo.web.1",
         offtaker_id="NewCo",

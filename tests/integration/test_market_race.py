@@ -12,63 +12,28 @@ from hero.market.service import MarketService
 from hero.store import open_store
 from schemas import (
     ContractCreated,
-    FarmerPolicy,
     Mandate,
     Money,
     NegotiationAwarded,
     NegotiationExpired,
     NegotiationFailed,
     OfferDeclined,
-    RegisterFarm,
-    RegisterNode,
-    Resources,
     RfqIssued,
-    SetFarmerPolicy,
     SetOfftakerMandate,
-    Sla,
     WorkloadSpec,
     new_id,
 )
+from tests.integration._crash_market import REPLICA, register_farms
 
 pytestmark = pytest.mark.integration
 
 NODES = 10
 OFFTAKERS = 100
-NODE = Resources.from_gb(cru=8, mru_gb=16, sru_gb=400)
-REPLICA = Resources.from_gb(cru=2, mru_gb=4, sru_gb=50)  # four fit on a node
 CLOSED = (NegotiationAwarded, NegotiationFailed, NegotiationExpired)
 
 
 def _setup(service: MarketService, tag: str, region: str) -> None:
-    policy = FarmerPolicy(
-        price_cu_hour=Money.of("0.02", "USD"),
-        price_su_hour=Money.of("0.01", "USD"),
-        sla=Sla(uptime_pct=Decimal(99)),
-    )
-    for i in range(NODES):
-        farm = f"{tag}-farm-{i}"
-        service.handle(
-            RegisterFarm(
-                command_id=f"{farm}:reg",
-                farm_id=farm,
-                name=farm,
-                grid="grid4",
-                country="NL",
-                region=region,
-            )
-        )
-        service.handle(
-            RegisterNode(
-                command_id=f"{farm}:node",
-                node_id=f"{tag}-node-{i}",
-                farm_id=farm,
-                grid="grid4",
-                country="NL",
-                region=region,
-                total=NODE,
-            )
-        )
-        service.handle(SetFarmerPolicy(command_id=f"{farm}:policy", farm_id=farm, policy=policy))
+    register_farms(service, tag, NODES, region)
     for i in range(OFFTAKERS):
         mandate = Mandate(
             workloads=[

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -49,6 +48,7 @@ from schemas import (
     Sla,
     UsageBilled,
 )
+from tests._wait import wait_until
 from tests.integration._kafka import read_topic_until
 from tests.integration.test_relay import _start_relay
 
@@ -107,14 +107,6 @@ class Treasury:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class StoreCount:

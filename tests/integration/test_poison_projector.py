@@ -6,7 +6,7 @@ models serving."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,32 +31,15 @@ from schemas import (
     NodeRegistered,
     NodeStatus,
     NodeStatusChanged,
-    new_id,
 )
 from tests._poison import POISON_STREAM, insert_poison_row
-from tests.integration.test_projector import wait_until
+from tests._wait import eventually
 from tests.unit._gwt import SHAPE, T0
 
 if TYPE_CHECKING:
-    from tests._engines import RunningStack, TestStore
+    from tests._engines import TestStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(stack: RunningStack) -> AsyncIterator[Redis]:
-    client = Redis.from_url(stack.endpoints.redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    name = f"test-{new_id('poison')}"
-    yield name
-    keys = [key async for key in redis.scan_iter(match=f"{name}:*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
 
 
 def _append(store: EventStore, stream: str, event: Event) -> int:
@@ -87,10 +70,10 @@ async def test_the_projector_skips_a_poison_row_records_it_and_keeps_projecting(
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop, poll_s=0.05))
     try:
-        await wait_until(lambda: _at(models, poison), 30, "the projector to pass the poison row")
+        await eventually(lambda: _at(models, poison), 30, "the projector to pass the poison row")
         changed = NodeStatusChanged(node_id="n1", status=NodeStatus.STANDBY, reason="test")
         later = _append(store, "node-n1", changed)
-        await wait_until(lambda: _at(models, later), 30, "the event after the poison row")
+        await eventually(lambda: _at(models, later), 30, "the event after the poison row")
         node = await models.get("nodes", "n1")
         assert node is not None
         assert node["status"] == "standby"

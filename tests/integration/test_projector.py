@@ -8,8 +8,7 @@ Every key lives under a prefix of the test's own, removed afterwards.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,9 +26,9 @@ from schemas import (
     NodeRegistered,
     NodeStatus,
     NodeStatusChanged,
-    new_id,
 )
 from tests._engines import TestStore
+from tests._wait import eventually
 from tests.unit._gwt import SHAPE, T0
 from tests.unit.test_projections import market_log
 
@@ -60,22 +59,6 @@ def _items(store: EventStore) -> Items:
     return items
 
 
-@pytest.fixture
-async def redis(stack: RunningStack) -> AsyncIterator[Redis]:
-    client = Redis.from_url(stack.endpoints.redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    name = f"test-{new_id('rm')}"
-    yield name
-    keys = [key async for key in redis.scan_iter(match=f"{name}:*", count=1000)]
-    if keys:
-        await redis.delete(*keys)
-
-
 def _expected(items: Items, upto: int | None = None) -> dict[str, dict[str, Doc]]:
     return {name: fold(name, items, upto=upto).docs for name in PROJECTIONS}
 
@@ -100,14 +83,6 @@ async def _raw(redis: Redis, prefix: str) -> dict[str, Any]:
             await redis.get(keys.position),
         )
     return found
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_catch_up_gives_the_pure_fold(market, redis: Redis, prefix: str):
@@ -230,7 +205,7 @@ async def test_a_position_is_never_ahead_of_its_documents(market, redis: Redis, 
                 done = done and at == last
             return done
 
-        await wait_until(snapshot_all, 60, "the projector to reach the end of the log")
+        await eventually(snapshot_all, 60, "the projector to reach the end of the log")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -250,13 +225,13 @@ async def test_run_follows_the_log_until_stopped(
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop, poll_s=0.05))
     try:
-        await wait_until(lambda: _at(models, 1), 30, "the projector to catch up")
+        await eventually(lambda: _at(models, 1), 30, "the projector to catch up")
         node = await models.get("nodes", "n1")
         assert node is not None
         assert node["status"] == "up"
         changed = NodeStatusChanged(node_id="n1", status=NodeStatus.STANDBY, reason="test")
         position = _append(store, "node-n1", changed)
-        await wait_until(lambda: _at(models, position), 30, "the new event")
+        await eventually(lambda: _at(models, position), 30, "the new event")
         node = await models.get("nodes", "n1")
         assert node is not None
         assert node["status"] == "standby"

@@ -21,8 +21,8 @@ import re
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import ray
@@ -45,12 +45,11 @@ from schemas import (
     new_id,
 )
 from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests._wait import wait_until
 from tests.integration._crash_market import REPLICAS, register_farms, set_mandates
 from tests.integration._isolated import CLOSED, Journal
 
 pytestmark = FAILOVER_MARKS
-
-T = TypeVar("T")
 
 KILLS = 3
 SHARDS = 4  # two hosts per node
@@ -75,17 +74,6 @@ def cluster_stack(store_factory, tmp_path_factory: pytest.TempPathFactory) -> It
         ray_health_check_failures=3,
     ) as launcher:
         yield launcher
-
-
-def _wait(condition: Callable[[], T | None], what: str, timeout_s: float) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def _host_stats(prefix: str) -> list[HostStats] | None:
@@ -223,13 +211,13 @@ def _kill_round(
     back."""
     prefix = _prefix(launcher)
     began = time.monotonic()
-    spread = _wait(lambda: _spread(prefix), "two hosts on each node", ROUND_S)
+    spread = wait_until(lambda: _spread(prefix), ROUND_S, "two hosts on each node", poll_s=0.1)
     moved = {h.shard: h.pid for h in spread if h.node == WORKER}
     stayed = {h.shard: h.pid for h in spread if h.node == HEAD}
     identities = [(pid, info.start_ticks) for pid in moved.values() if (info := read_proc(pid))]
     assert len(identities) == len(moved)
     current.start(service)
-    _wait(lambda: current.offered(journal), "a first offer", ROUND_S)
+    wait_until(lambda: current.offered(journal), ROUND_S, "a first offer", poll_s=0.1)
     worker = _worker(launcher)
     raylet = worker.raylet_pid()
     assert raylet is not None
@@ -238,15 +226,22 @@ def _kill_round(
     in_flight = len(current.open_negotiations(journal))
     contracts_at_kill = len(current.mine(journal, ContractCreated))
 
-    after = _wait(lambda: _taken_over(prefix, moved), "the hosts on the head", ROUND_S)
+    after = wait_until(
+        lambda: _taken_over(prefix, moved), ROUND_S, "the hosts on the head", poll_s=0.1
+    )
     takeover_s = time.monotonic() - killed_at
     # The head's hosts ran on; the worker node's died with it, none lingers.
     assert {h.shard: h.pid for h in after if h.shard in stayed} == stayed
     assert not [pid for pid, ticks in identities if running(pid, ticks)]
     reconstructed = sum(1 for h in after if h.shard in moved and h.reconstructed)
-    _wait(lambda: not worker.remaining_processes(), "the worker node's processes to end", 30)
+    wait_until(
+        lambda: not worker.remaining_processes(),
+        30,
+        "the worker node's processes to end",
+        poll_s=0.1,
+    )
 
-    _wait(lambda: current.settled(journal), "every contract of the round", ROUND_S)
+    wait_until(lambda: current.settled(journal), ROUND_S, "every contract of the round", poll_s=0.1)
     settled_s = time.monotonic() - killed_at
     counts = current.check(journal, store)
     held = current.holds(store)
@@ -279,7 +274,7 @@ def test_killing_the_worker_nodes_raylet_moves_its_hosts_to_the_head_and_the_mar
         spread = r"hosts per Ray node: ray \[\d, \d\]; ray-2 \[\d, \d\]"
         return re.search(spread, agents.detail or "") is not None
 
-    _wait(spread_in_status, "hero status to show two hosts on each node", 60)
+    wait_until(spread_in_status, 60, "hero status to show two hosts on each node", poll_s=0.1)
     endpoints = launcher.endpoints()
     assert endpoints.broker == "kafka"
     assert endpoints.store_url.startswith("postgresql://")
@@ -304,10 +299,10 @@ def test_killing_the_worker_nodes_raylet_moves_its_hosts_to_the_head_and_the_mar
         def holds_left() -> bool:
             return sum(r.holds(store) for r in rounds) == 0
 
-        _wait(holds_left, "every hold to end", HOLDS_END_S)
+        wait_until(holds_left, HOLDS_END_S, "every hold to end", poll_s=0.1)
         for each in rounds:
             each.check(journal, store)
-        final = _wait(lambda: _spread(prefix), "the hosts spread again", ROUND_S)
+        final = wait_until(lambda: _spread(prefix), ROUND_S, "the hosts spread again", poll_s=0.1)
         print(
             f"\nray cluster: {KILLS} kills of the worker node's raylet; leaked holds 0;"
             f" hosts at the end {dict(Counter(h.node for h in final))};"

@@ -16,12 +16,12 @@ from hero.log.producer import KafkaPublisher
 from hero.log.topics import TopicAdmin
 from hero.store import OutboxRelay, SqliteCheckpointStore, SqliteEventStore
 from schemas import Topic, new_id
+from tests._wait import eventually
 from tests.integration._kafka import (
     append_round_robin,
     by_stream,
     read_topic_until,
     status_event,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ async def test_relay_killed_mid_stream_loses_nothing_after_restart(
 
     first = _start_relay(tmp_path, handle.url, bootstrap, batch_size=20)
     try:
-        await wait_for(lambda: _health(tmp_path)["position"] >= 200, what="relay progress")
+        await eventually(lambda: _health(tmp_path)["position"] >= 200, 30, "relay progress")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -108,10 +108,10 @@ async def test_relay_killed_mid_stream_loses_nothing_after_restart(
 
     second = _start_relay(tmp_path, handle.url, bootstrap, batch_size=500)
     try:
-        await wait_for(
+        await eventually(
             lambda: _confirmed_by(tmp_path, second.pid) == total,
-            timeout_s=60,
-            what="the restarted relay to confirm every event",
+            60,
+            "the restarted relay to confirm every event",
         )
     finally:
         second.terminate()
@@ -151,14 +151,14 @@ async def test_relay_refills_a_broker_that_restarted_empty(broker_factory, tmp_p
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        await wait_for(lambda: relay.position == first_half, what="first half relayed")
+        await eventually(lambda: relay.position == first_half, 30, "first half relayed")
         broker.kill()
         broker.start()  # same port, empty memory
-        await wait_for(lambda: relay.progress.refills >= 1, timeout_s=60, what="refill")
+        await eventually(lambda: relay.progress.refills >= 1, 60, "refill")
         for stream in streams:
             store.append(stream, 25, [status_event(stream, "down")], new_id("cmd"))
         total = first_half + len(streams)
-        await wait_for(lambda: relay.position == total, timeout_s=60, what="everything relayed")
+        await eventually(lambda: relay.position == total, 60, "everything relayed")
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)

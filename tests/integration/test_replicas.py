@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ from schemas import (
 )
 from schemas.resources import Grid
 from tests._engines import FAILOVER_MARKS, stack_of_its_own
+from tests._wait import until, wait_until
 from tests.integration._usage import expected_facts, usage_contract, usage_samples
 
 pytestmark = FAILOVER_MARKS
@@ -105,18 +106,6 @@ class Replicated:
     def figure(self, line: str) -> None:
         print(line)
         self.figures.append(line)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    await asyncio.to_thread(wait_until, condition, timeout_s, what)
 
 
 async def _admin_key(redis_url: str) -> str:

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,18 +23,12 @@ from infra import BrokerProcess, LocalStack, StackError
 if TYPE_CHECKING:
     from tests._engines import RunningStack
 
+from tests._wait import wait_until
+
 pytestmark = pytest.mark.integration
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def list_topics(bootstrap: str) -> set[str]:

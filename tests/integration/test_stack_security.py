@@ -20,8 +20,7 @@ import os
 import socket
 import sqlite3
 import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +41,7 @@ from hero.readmodels.keys import ApiKeys
 from hero.store import ANY_VERSION, NewEvent, open_store
 from infra import LocalStack
 from schemas import Money, TransferKind, TransferPosted
+from tests._wait import wait_until
 from tests.e2e._cli import hero
 from tests.integration.test_stack import is_loopback, listening_addresses, processes_in_sessions
 
@@ -49,14 +49,6 @@ if TYPE_CHECKING:
     from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def mode(path: Path) -> int:

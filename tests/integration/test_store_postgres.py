@@ -8,10 +8,9 @@ import json
 import multiprocessing
 import random
 import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +35,8 @@ from hero.store import (
 from hero.store.follow import next_batch
 from infra import LocalStack
 from infra.postgres import PostgresProcess
+from tests._engines import PostgresDatabases, reachable_dir
+from tests._wait import wait_until
 from tests.e2e._cli import hero_json
 from tests.unit.store_contract import (
     EventStoreContract,
@@ -56,37 +57,27 @@ FOLLOW_TIMEOUT_S = 240.0
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresProcess]:
-    """The embedded PostgreSQL, started by infra as ``hero up --store postgres`` does.
-
-    Under a directory of its own in /tmp: as root PostgreSQL runs as a service user that must
-    pass through every parent of the data dir, and pytest's base temp dir is 0700.
-    """
-    home = Path(tempfile.mkdtemp(prefix="hero-pg-test-"))
-    home.chmod(0o711)
-    server = PostgresProcess(home / "data")
+def databases() -> Iterator[PostgresDatabases]:
+    """An embedded PostgreSQL of this module's own, started as ``hero up --store postgres``
+    starts it, with a fresh database for each test that asks for one."""
+    databases = PostgresDatabases()
     try:
-        server.start(timeout=120)
-        server.ensure_database()
-        yield server
+        yield databases
     finally:
-        server.stop()
-        shutil.rmtree(home)
+        databases.close()
+
+
+@pytest.fixture(scope="module")
+def postgres(databases: PostgresDatabases) -> PostgresProcess:
+    server = databases.server()
+    server.ensure_database()
+    return server
 
 
 @pytest.fixture
-def database_url(postgres: PostgresProcess) -> Iterator[str]:
+def database_url(databases: PostgresDatabases) -> str:
     """A fresh database for one test: no test sees another's events."""
-    name = f"t_{random.getrandbits(48):012x}"
-    admin = postgres.url("postgres")
-    assert admin is not None
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = postgres.url(name)
-    assert url is not None
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    return databases.new()
 
 
 class TestPostgresEventStore(EventStoreContract):
@@ -323,8 +314,7 @@ def test_concurrent_writer_processes_and_a_follower_that_sees_every_event_once_i
 
 
 def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() -> None:
-    home = Path(tempfile.mkdtemp(prefix="hero-pg-stack-"))
-    home.chmod(0o711)
+    home = reachable_dir("hero-pg-stack-")
     data_dir = home / "data"
     stack = LocalStack(HeroSettings(data_dir=data_dir, store="postgres"))
     report = stack.up()
@@ -342,7 +332,7 @@ def test_hero_up_with_store_postgres_runs_it_and_a_second_up_finds_the_data() ->
         finally:
             store.close()
         # The relay carries it to the broker: it reads the PostgreSQL store like the SQLite one.
-        _wait_until(lambda: _relay_position(data_dir) >= 1, 60, "the relay to publish it")
+        wait_until(lambda: _relay_position(data_dir) >= 1, 60, "the relay to publish it")
         with psycopg.connect(url) as conn:  # TCP on the loopback only, no unix socket
             assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("SHOW unix_socket_directories").fetchone() == ("",)
@@ -455,14 +445,6 @@ def _relay_position(data_dir: Path) -> int:
         return int(json.loads((data_dir / "run" / "relay.health").read_text())["position"])
     except (OSError, ValueError, KeyError):
         return 0
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)  # the poll interval of a wait on a condition, with a deadline
 
 
 def _wait_until_blocked_on_a_lock(url: str, timeout: float = 30.0) -> None:

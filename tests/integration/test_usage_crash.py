@@ -9,8 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from hero.domain.billing import hour_of
 from hero.log.telemetry import TelemetryPublisher
 from hero.store import ANY_VERSION, NewEvent
 from schemas import UsageRecorded
+from tests._wait import wait_until
 from tests.integration._usage import expected_facts, usage_contract, usage_samples
 
 pytestmark = pytest.mark.integration
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.integration
 CONTRACTS = 3
 INTERVAL_S = 15
 KILLS = 2
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _start(data_dir: Path, stack, store_url: str, tag: str) -> subprocess.Popen[bytes]:

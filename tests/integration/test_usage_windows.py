@@ -11,16 +11,13 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from hero.readmodels.usage import ADDED, DUPLICATE, LATE, UsageWindows
 from schemas import UtilizationSampled, new_id
-
-if TYPE_CHECKING:
-    from tests._engines import RunningStack
 
 pytestmark = pytest.mark.integration
 
@@ -72,13 +69,6 @@ class Reference:
                     client=pipe,
                 )
             return [int(result) for result in await pipe.execute()]
-
-
-@pytest.fixture
-async def redis(stack: RunningStack) -> AsyncIterator[Redis]:
-    client = Redis.from_url(stack.endpoints.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

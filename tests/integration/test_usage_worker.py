@@ -110,13 +110,6 @@ async def kafka(stack: RunningStack) -> AsyncIterator[Kafka]:
         await observer.stop()
 
 
-@pytest.fixture
-async def redis(stack: RunningStack) -> AsyncIterator[Redis]:
-    client = Redis.from_url(stack.endpoints.redis_url)
-    yield client
-    await client.aclose()
-
-
 CONTRACT = ContractCreated(
     contract_id="ctr-usage-worker",
     negotiation_id="nego-usage-worker",

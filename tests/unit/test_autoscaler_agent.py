@@ -41,6 +41,7 @@ from schemas import (
     UtilizationSampled,
     WorkloadSpec,
 )
+from tests._samples import cpu_samples
 from tests.unit._gwt import SHAPE, T0, usd
 
 SECOND = timedelta(seconds=1)
@@ -119,24 +120,7 @@ class Market:
     def report(self, cpu: str, seconds: int) -> None:
         """Every live replica reports ``cpu`` at T0 + ``seconds`` (sample time)."""
         at = T0 + seconds * SECOND
-        batch = [
-            (
-                UtilizationSampled(
-                    sample_id=f"{c.contract_id}.{seconds}",
-                    workload_id=c.workload_id,
-                    replica_id=c.contract_id,
-                    contract_id=c.contract_id,
-                    node_id=c.node_id,
-                    cpu=Decimal(cpu),
-                    memory=Decimal("0.5"),
-                    disk=Decimal("0.1"),
-                    network_bytes=0,
-                    sampled_at=at,
-                ),
-                seconds,
-            )
-            for c in self.live()
-        ]
+        batch = cpu_samples(self.live(), cpu, at, seconds)
         self.local.sample(batch, self.clock.now())
         self.run(5 * SECOND)
 

@@ -18,8 +18,9 @@ from hero.domain.pricing import GENESIS
 from hero.domain.usage import usage_fact, usage_stream
 from hero.payments.billing import BillingService, BillingSettings
 from hero.payments.ledger import LedgerService, read_ledger
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
-from schemas import ContractCreated, Grid, Money, Resources, TransferKind, UsageBilled
+from hero.store import ANY_VERSION, NewEvent
+from schemas import ContractCreated, Grid, Resources, TransferKind, UsageBilled
+from tests.unit._billing import farm_market, tft
 from tests.unit._gwt import SHAPE, T0, Market, ctr, usd
 
 RATE = Decimal(100)  # TFT per USD
@@ -30,17 +31,9 @@ GB = 10**9
 H = timedelta(hours=1)
 
 
-def tft(amount: str | Decimal) -> Money:
-    return Money.of(amount, "TFT")
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def market(request, tmp_path) -> Market:
-    m = Market()
-    if request.param == "sqlite":
-        m = Market(SqliteEventStore(tmp_path / "events.db", m.clock), m.clock)
-    m.farm("farm_1")
-    m.node("node_1")
+    m = farm_market(request.param, tmp_path)
     m.rfq("neg_1")
     m.make_offer("neg_1", "o1", "node_1")
     m.accept("neg_1", "o1")
@@ -89,8 +82,9 @@ def zero_sum(market: Market) -> bool:
 # -- the pure rules --------------------------------------------------------------------------
 
 
-def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share():
-    terms = ContractCreated(
+def _terms(grid: Grid, resources: Resources, price_hour: str) -> ContractCreated:
+    """A contract of ``resources`` on ``grid`` at ``price_hour`` USD, started at T0."""
+    return ContractCreated(
         contract_id="ctr.n.o",
         negotiation_id="n",
         offer_id="o",
@@ -99,13 +93,17 @@ def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share
         workload_id="wl",
         farm_id="farm_1",
         node_id="node_1",
-        grid=Grid.GRID3,
-        resources=Resources.from_gb(cru=2, mru_gb=4, sru_gb=50, ipv4=1),
-        price_hour=usd("0.02"),
+        grid=grid,
+        resources=resources,
+        price_hour=usd(price_hour),
         term_hours=720,
         sla={"uptime_pct": Decimal(99)},
         starts_at=T0,
     )
+
+
+def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share():
+    terms = _terms(Grid.GRID3, Resources.from_gb(cru=2, mru_gb=4, sru_gb=50, ipv4=1), "0.02")
     fact = usage_fact(terms, T0, 1800, int(Decimal("1.5") * GB), samples=120)
     assert (fact.cu_hours, fact.su_hours, fact.nu_gb) == (
         Decimal("0.5"),
@@ -121,22 +119,7 @@ def test_grid3_metered_usd_prices_the_fact_at_the_policy_with_ipv4_for_its_share
 
 
 def test_metered_usd_is_rounded_once_to_seven_places_half_even():
-    terms = ContractCreated(
-        contract_id="ctr.n.o",
-        negotiation_id="n",
-        offer_id="o",
-        hold_id="h",
-        offtaker_id="off_1",
-        workload_id="wl",
-        farm_id="farm_1",
-        node_id="node_1",
-        grid=Grid.GRID4,
-        resources=SHAPE,
-        price_hour=usd("0.0000003"),
-        term_hours=720,
-        sla={"uptime_pct": Decimal(99)},
-        starts_at=T0,
-    )
+    terms = _terms(Grid.GRID4, SHAPE, "0.0000003")
     fact = usage_fact(terms, T0, 1800, 0, samples=120)
     assert metered_usd(terms, fact, GENESIS) == usd("0.0000002")  # 0.00000015 -> even
 

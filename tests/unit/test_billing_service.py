@@ -11,7 +11,6 @@ from hero.domain.billing import BillingContract
 from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.payments.billing import BillingService, BillingSettings, billing_stream
 from hero.payments.ledger import LedgerService, read_ledger
-from hero.store import SqliteEventStore
 from schemas import (
     CancelContract,
     ContractCancelled,
@@ -20,6 +19,7 @@ from schemas import (
     TransferKind,
     UsageBilled,
 )
+from tests.unit._billing import farm_market, tft
 from tests.unit._gwt import T0, Market, ctr
 
 RATE = Decimal(100)  # TFT per USD
@@ -30,17 +30,9 @@ FARMER = account_id(AccountKind.FARMER, "farm_1")
 WORLD = account_id(AccountKind.WORLD, "outside")
 
 
-def tft(amount: str | Decimal) -> Money:
-    return Money.of(amount, "TFT")
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def market(request, tmp_path) -> Market:
-    m = Market()
-    if request.param == "sqlite":
-        m = Market(SqliteEventStore(tmp_path / "events.db", m.clock), m.clock)
-    m.farm("farm_1")
-    m.node("node_1")
+    m = farm_market(request.param, tmp_path)
     m.rfq("neg_1")
     m.make_offer("neg_1", "o1", "node_1")
     m.accept("neg_1", "o1")

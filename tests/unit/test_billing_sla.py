@@ -17,20 +17,20 @@ from hero.domain.ledger import AccountKind, Transfer, account_id
 from hero.domain.usage import usage_fact, usage_stream
 from hero.payments.billing import BillingService, BillingSettings
 from hero.payments.ledger import LedgerService, read_ledger
-from hero.store import ANY_VERSION, NewEvent, SqliteEventStore
+from hero.store import ANY_VERSION, NewEvent
 from schemas import (
     AcceptOffer,
     CancelContract,
     ChangeNodeStatus,
     ContractCreated,
     MakeOffer,
-    Money,
     NodeStatus,
     Sla,
     SlaOutcomeRecorded,
     TransferKind,
     TransferPosted,
 )
+from tests.unit._billing import farm_market, tft
 from tests.unit._gwt import T0, Market, ctr, usd
 
 RATE = Decimal(100)
@@ -42,17 +42,9 @@ WORLD = account_id(AccountKind.WORLD, "outside")
 CONTRACT = ctr("neg_1", "o1")
 
 
-def tft(amount: str | Decimal) -> Money:
-    return Money.of(amount, "TFT")
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def market(request, tmp_path) -> Market:
-    m = Market()
-    if request.param == "sqlite":
-        m = Market(SqliteEventStore(tmp_path / "events.db", m.clock), m.clock)
-    m.farm("farm_1")
-    m.node("node_1")
+    m = farm_market(request.param, tmp_path)
     fund(m, OFFTAKER, "100")
     return m
 
