@@ -141,7 +141,13 @@ class LedgerService:
         if self._store.command_result(first, command_id) is not None:
             return PostResult(duplicate=True)
         for _ in range(self._attempts):
-            plan = self._plan(transfers)
+            try:
+                plan = self._plan(transfers)
+            except Rejected as refusal:
+                # A transfer posted before is a repeat, whatever the accounts hold now: say so
+                # rather than what a second posting would break (e.g. insufficient funds).
+                self._refuse_a_repeat(transfers, refusal)
+                raise
             for stream, event in extra:
                 plan.add(stream, event)
             try:
@@ -159,6 +165,14 @@ class LedgerService:
             duplicate = any(result.duplicate for result in results)
             return PostResult(results, duplicate)
         raise Rejected("contention", f"accounts kept moving; gave up after {self._attempts} tries")
+
+    def _refuse_a_repeat(self, transfers: Sequence[Transfer], refusal: Rejected) -> None:
+        """Raise ``duplicate_transfer`` in place of ``refusal`` when a transfer was posted."""
+        for transfer in transfers:
+            if self._store.read_event(_leg_id(transfer.transfer_id, "debit")) is not None:
+                raise Rejected(
+                    "duplicate_transfer", f"transfer {transfer.transfer_id} was posted before"
+                ) from refusal
 
     def _plan(self, transfers: Sequence[Transfer]) -> _Plan:
         ids = [transfer.transfer_id for transfer in transfers]

@@ -467,6 +467,20 @@ class LedgerServiceContract:
         ledger.post([transfer("bill-2", ACME, POOL, tft("1"))], "cmd-b")
         assert ledger.account(POOL).balance == tft("1")
 
+    def test_a_transfer_id_reused_when_funds_no_longer_cover_it_is_a_duplicate(self, ledger, store):
+        # found by test_ledger_property: the rules' insufficient_funds answered before the
+        # store could say the transfer id was posted before
+        fund(ledger, ACME, tft("10"), "fund-acme")
+        ledger.post([transfer("bill-1", ACME, FARMER, tft("8"))], "cmd-a")
+        position = store.current_position()
+        with pytest.raises(Rejected) as refused:
+            ledger.post([transfer("bill-1", ACME, FARMER, tft("8"))], "cmd-again")
+        assert refused.value.reason == "duplicate_transfer"
+        assert store.current_position() == position
+        with pytest.raises(Rejected) as short:  # a new transfer id: the funds are the answer
+            ledger.post([transfer("bill-2", ACME, FARMER, tft("8"))], "cmd-new")
+        assert short.value.reason == "insufficient_funds"
+
     def test_one_transfer_id_twice_in_a_post_writes_nothing(self, ledger, store):
         fund(ledger, ACME, tft("10"), "fund-acme")
         position = store.current_position()
