@@ -34,6 +34,13 @@ from hero.store.port import (
 from hero.store.postgres import PostgresCheckpointStore, PostgresEventStore
 from hero.store.postgres_lease import PostgresLease
 from hero.store.postgres_schema import migrate
+from hero.store.snapshots import (
+    MemorySnapshotStore,
+    PostgresSnapshotStore,
+    Snapshot,
+    SnapshotStore,
+    SqliteSnapshotStore,
+)
 from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
 
 __all__ = [
@@ -49,20 +56,25 @@ __all__ = [
     "MemoryCheckpointStore",
     "MemoryEventStore",
     "MemoryLease",
+    "MemorySnapshotStore",
     "NewEvent",
     "OutboxRelay",
     "PoisonRow",
     "PostgresCheckpointStore",
     "PostgresEventStore",
     "PostgresLease",
+    "PostgresSnapshotStore",
     "Publisher",
     "RecordedEvent",
     "RelayLease",
     "RelayProgress",
     "SkipHandler",
     "SkippedRow",
+    "Snapshot",
+    "SnapshotStore",
     "SqliteCheckpointStore",
     "SqliteEventStore",
+    "SqliteSnapshotStore",
     "StoreError",
     "StreamAppend",
     "decode_event",
@@ -71,6 +83,7 @@ __all__ = [
     "migrate",
     "open_checkpoints",
     "open_relay_lease",
+    "open_snapshots",
     "open_store",
     "readable_events",
     "recorded_after",
@@ -100,6 +113,15 @@ def open_checkpoints(url: str) -> CheckpointStore:
         return SqliteCheckpointStore(sqlite_path_from_url(url))
     if is_postgres_url(url):
         return PostgresCheckpointStore(url)
+    raise _unsupported(url)
+
+
+def open_snapshots(url: str) -> SnapshotStore:
+    """The snapshots kept beside the store behind ``url``: in its SQLite file or database."""
+    if url.startswith("sqlite:///"):
+        return SqliteSnapshotStore(sqlite_path_from_url(url))
+    if is_postgres_url(url):
+        return PostgresSnapshotStore(url)
     raise _unsupported(url)
 
 

@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    name           TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    body           BLOB NOT NULL,
+    PRIMARY KEY (name, position)
+);
 """
 
 _SELECT = "SELECT position, stream, version, type, topic, envelope FROM events"

@@ -172,18 +172,18 @@ def test_a_url_the_store_cannot_use_is_refused_without_its_password(postgres):
 def test_hero_store_migrate_on_an_external_url(database_url, tmp_path):
     env = {"HERO_STORE_URL": database_url}
     first = hero_json("store", "migrate", data_dir=tmp_path / "hero", env=env)
-    assert first["applied"] == ["0001_events.sql"]
+    assert first["applied"] == ["0001_events.sql", "0002_snapshots.sql"]
     assert "***" in first["store_url"]
     assert urlsplit(database_url).password not in first["store_url"]
     assert hero_json("store", "migrate", data_dir=tmp_path / "hero", env=env)["applied"] == []
 
 
 def test_migrate_applies_each_file_once(database_url):
-    assert migrate(database_url) == ["0001_events.sql"]
+    assert migrate(database_url) == ["0001_events.sql", "0002_snapshots.sql"]
     assert migrate(database_url) == []
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "0001_events.sql")]
+    assert sorted(rows) == [(1, "0001_events.sql"), (2, "0002_snapshots.sql")]
 
 
 def test_a_follower_waiting_is_woken_by_the_commit_not_by_its_timeout(database_url):
