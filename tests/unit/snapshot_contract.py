@@ -60,7 +60,8 @@ class SnapshotStoreContract:
         body = bytes(range(256)) * 40_000  # 10 MB, every byte value
         snapshots.save(Snapshot("projector", 1, 1, body))
         found = snapshots.latest("projector", 1)
-        assert found is not None and found.body == body
+        assert found is not None
+        assert found.body == body
 
     @pytest.mark.parametrize("name", ["", "has space", "a\n", "x" * 101, "-leading", "é"])
     def test_a_bad_name_is_refused_with_a_clear_error(self, snapshots: SnapshotStore, name):
@@ -71,9 +72,15 @@ class SnapshotStoreContract:
 
     @pytest.mark.parametrize(
         ("position", "version", "body", "what"),
-        [(-1, 1, b"x", "position"), (1, 0, b"x", "schema_version"), (1, 1, b"", "body"),
-         (True, 1, b"x", "position"), (1, 1.0, b"x", "schema_version"),
-         (1, 1, "text", "body"), (2**63, 1, b"x", "position")],  # fmt: skip
+        [
+            (-1, 1, b"x", "position"),
+            (1, 0, b"x", "schema_version"),
+            (1, 1, b"", "body"),
+            (True, 1, b"x", "position"),
+            (1, 1.0, b"x", "schema_version"),
+            (1, 1, "text", "body"),
+            (2**63, 1, b"x", "position"),
+        ],
     )
     def test_bad_fields_are_refused_and_nothing_is_written(
         self, snapshots: SnapshotStore, position, version, body, what
