@@ -1,0 +1,91 @@
+"""The market state as bytes, for a snapshot (:mod:`hero.store.snapshots`), and back.
+
+A body is ``HMS1`` + the state's format version (4 bytes, big-endian) + the BLAKE2b-256
+digest of the rest + the state as JSON (the codec of :mod:`hero.model._codec`, compiled from
+:class:`~hero.model.state.MarketState`'s type hints). A body whose digest, version or shape is
+wrong raises :class:`SnapshotUnreadable`: a follower then replays the whole log, it never
+loads a wrong state.
+
+:data:`MODEL_SCHEMA_VERSION` names the shape of the state; :data:`MODEL_FINGERPRINT` is the
+digest of that shape (every type the state reaches, with its fields), pinned here so that a
+change to the state fails ``tests/unit/test_model_snapshot.py`` until the version is bumped
+and the fingerprint updated with it. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from hero.model._codec import Shape, codec_for, describe
+from hero.model.state import MarketState
+
+__all__ = [
+    "MODEL_FINGERPRINT",
+    "MODEL_SCHEMA_VERSION",
+    "SnapshotUnreadable",
+    "decode_state",
+    "encode_state",
+    "frame",
+    "state_fingerprint",
+    "unframe",
+]
+
+#: The format of the state a body holds; bump it with :data:`MODEL_FINGERPRINT`.
+MODEL_SCHEMA_VERSION = 1
+#: :func:`state_fingerprint` of the state this version stands for.
+MODEL_FINGERPRINT = "2865c0e1d3c5a13e5e4d9414ebc68060177fb103aa8deb512b12e82ac2e7d1c3"
+
+_MAGIC = b"HMS1"
+_DIGEST = 32
+_HEADER = len(_MAGIC) + 4 + _DIGEST
+
+
+class SnapshotUnreadable(Exception):
+    """A snapshot's body cannot be loaded; the message says why."""
+
+
+def state_fingerprint() -> str:
+    """The digest of the state's shape: every type it reaches, with its fields."""
+    shape = "\n".join(describe(MarketState))
+    return hashlib.sha256(shape.encode()).hexdigest()
+
+
+def frame(payload: bytes, version: int) -> bytes:
+    """``payload`` behind the header: magic, ``version`` and the payload's digest."""
+    digest = hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+    return _MAGIC + version.to_bytes(4, "big") + digest + payload
+
+
+def unframe(body: bytes, version: int) -> bytes:
+    """The payload of ``body``, checked: its magic, its ``version``, its digest."""
+    if len(body) < _HEADER or not body.startswith(_MAGIC):
+        raise SnapshotUnreadable("not a snapshot body (no header: truncated or garbage)")
+    found = int.from_bytes(body[4:8], "big")
+    if found != version:
+        raise SnapshotUnreadable(
+            f"the body is of format version {found}, this code reads {version}"
+        )
+    payload = body[_HEADER:]
+    if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != body[8:_HEADER]:
+        raise SnapshotUnreadable("the body's digest does not match: corrupt or truncated")
+    return payload
+
+
+def encode_state(state: MarketState) -> bytes:
+    payload = orjson.dumps(codec_for(MarketState).encode(state))
+    return frame(payload, MODEL_SCHEMA_VERSION)
+
+
+def decode_state(body: bytes) -> MarketState:
+    """The state in ``body``; :class:`SnapshotUnreadable` (saying why) if it cannot be read."""
+    payload = unframe(body, MODEL_SCHEMA_VERSION)
+    try:
+        tree: Any = orjson.loads(payload)
+        state = codec_for(MarketState).decode(tree)
+    except (Shape, orjson.JSONDecodeError, ValueError, TypeError, KeyError, ArithmeticError) as e:
+        raise SnapshotUnreadable(f"the state does not decode: {e}") from e
+    assert isinstance(state, MarketState)
+    return state
