@@ -179,6 +179,18 @@ class HeroSettings(BaseSettings):
     treasury_interval_s: float = Field(
         default=5.0, gt=0, description="how often the treasury converts and bills"
     )
+    snapshot_every_events: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="the projector and agent hosts snapshot their state after this many events",
+    )
+    snapshot_every_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="... or after this many seconds with at least one new event",
+    )
 
     @field_validator("gateway_rate")
     @classmethod

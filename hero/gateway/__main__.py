@@ -27,7 +27,8 @@ from hero.config import HeroSettings
 from hero.domain.clock import SystemClock
 from hero.gateway.app import create_app
 from hero.gateway.context import GatewayContext
-from hero.store import open_store
+from hero.readmodels.projector import model_snapshots
+from hero.store import SnapshotCadence, open_snapshots, open_store
 from infra.ports import free_ports
 
 HEALTH_EVERY_S = 2.0
@@ -88,6 +89,9 @@ def main() -> None:
     store = open_store(settings.effective_store_url)
     redis = Redis.from_url(settings.redis_url)
     context = GatewayContext(settings=settings, store=store, redis=redis, clock=SystemClock())
+    snapshots = open_snapshots(settings.effective_store_url)
+    cadence = SnapshotCadence(settings.snapshot_every_events, settings.snapshot_every_s)
+    context.extras["snapshots"] = model_snapshots(snapshots, cadence)
     app = create_app(context)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -114,6 +118,7 @@ def main() -> None:
     finally:
         stopped.set()
         health_path(settings, args.name).unlink(missing_ok=True)
+        snapshots.close()
         store.close()
 
 

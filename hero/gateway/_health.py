@@ -52,6 +52,9 @@ async def health_report(
     projector = context.extras.get("projector")
     if projector is not None and projector.failing and "read-models" in tasks:
         reasons.append(f"read-models failing: {projector.failing}")
+    snapshots = context.extras.get("snapshots")
+    if snapshots is not None and snapshots.last_error:
+        reasons.append(f"read-models snapshot: {snapshots.last_error}")
     broadcaster = context.extras.get("broadcaster")
     if broadcaster is not None and broadcaster.stopped:
         reasons.append("event-streams stopped")

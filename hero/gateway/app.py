@@ -53,7 +53,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_projector:
-            projector = Projector(context.store, context.redis, prefix=prefix)
+            snapshots = context.extras.get("snapshots")  # its process opens them
+            projector = Projector(context.store, context.redis, prefix=prefix, snapshots=snapshots)
             context.extras["projector"] = projector
             tasks["read-models"] = asyncio.create_task(projector.run(stop), name="read-models")
             watch_task(tasks["read-models"], "read-models", stop)

@@ -43,6 +43,12 @@ from redis.exceptions import RedisError, WatchError
 
 from hero.model import HANDLERS, MarketState
 from hero.model import apply as model_apply
+from hero.model.snapshot import (
+    MODEL_SCHEMA_VERSION,
+    SnapshotUnreadable,
+    decode_state,
+    encode_state,
+)
 from hero.readmodels.projections import (
     PROJECTIONS,
     Doc,
@@ -51,11 +57,21 @@ from hero.readmodels.projections import (
     encode_doc,
     projection,
 )
-from hero.store import EventStore, PoisonRow, RecordedEvent, decode_event, skip_row
+from hero.store import (
+    EventStore,
+    PoisonRow,
+    RecordedEvent,
+    SnapshotCadence,
+    SnapshotKeeper,
+    SnapshotStore,
+    decode_event,
+    skip_row,
+)
 from schemas import Envelope, Event
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "SNAPSHOT_NAME",
     "SOURCE",
     "Projector",
     "ReadModels",
@@ -64,6 +80,7 @@ __all__ = [
     "live_generations",
     "live_key",
     "live_keys",
+    "model_snapshots",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,7 +88,15 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "hero"
 #: The name the projector's skipped rows are recorded under.
 SOURCE = "read-models"
+#: The name the projector's market model is snapshotted under (one for every projector of a
+#: store: the model is a fold of the store alone, whatever the projections or the prefix).
+SNAPSHOT_NAME = "projector"
 _ATTEMPTS = 100  # WATCH failures in a row before giving up: a sign of a runaway writer
+
+
+def model_snapshots(store: SnapshotStore, cadence: SnapshotCadence | None = None) -> SnapshotKeeper:
+    """The keeper of the projectors' market model snapshots in ``store``."""
+    return SnapshotKeeper(store, SNAPSHOT_NAME, MODEL_SCHEMA_VERSION, cadence)
 
 
 @dataclass(frozen=True)
@@ -214,9 +239,12 @@ class Projector:
         projections: Iterable[Projection] | None = None,
         batch: int = 500,
         generation: str | None = None,
+        snapshots: SnapshotKeeper | None = None,
     ):
         """``generation`` pins the projector to one generation (what a rebuild fills);
-        without it, it follows whichever generation is live."""
+        without it, it follows whichever generation is live. With ``snapshots`` its market
+        model starts from the newest snapshot (the log replayed only after it) and is saved
+        there as the keeper's cadence says."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self._store = store
@@ -228,6 +256,9 @@ class Projector:
         # them all, and brought up to the rows given from the log on first use.
         self._model = MarketState()
         self._model_at = 0
+        self._snapshots = snapshots
+        self.model_rows = 0
+        """Rows of the log folded into the model: after a snapshot, only the tail's."""
         self._wanted |= {t.__name__ for t in HANDLERS}
         self._batch = batch
         self._pinned = generation
@@ -265,12 +296,14 @@ class Projector:
         for _ in range(_ATTEMPTS):
             generations = await self._generations()
             try:
-                return {
+                positions = {
                     p.name: await self._apply_one(p, decoded, generations[p.name])
                     for p in self._projections
                 }
             except _Replaced:
                 continue  # a rebuild swapped generations: fold into the new one
+            await self._snapshot_if_due()
+            return positions
         raise RuntimeError("read models: the live generation kept changing; gave up")
 
     def _apply_model(self, rows: Iterable[_Row]) -> None:
@@ -280,16 +313,50 @@ class Projector:
             if row.envelope is not None and row.event is not None:
                 model_apply(self._model, row.envelope, row.event)
             self._model_at = row.position
+            self.model_rows += 1
 
     async def _model_through(self, position: int) -> None:
         """Apply the log through ``position`` to the model (a projector started on documents
-        others wrote). Rows that do not decode were recorded by whoever first met them."""
+        others wrote), from the newest snapshot when there is one. Rows that do not decode
+        were recorded by whoever first met them."""
+        if self._model_at == 0 < position:
+            await self._load_snapshot(position)
         while self._model_at < position:
             limit = min(self._batch, position - self._model_at)
             rows = await asyncio.to_thread(self._store.read_all, self._model_at + 1, limit)
             if not rows:
                 return
             self._apply_model(_decoded(rows, self._wanted, self._store, record=False))
+
+    async def _load_snapshot(self, at_most: int) -> None:
+        """Start the model from the newest snapshot at or before ``at_most`` (the documents'
+        position: a model ahead of them would render their later state too early)."""
+        keeper = self._snapshots
+        if keeper is None:
+            return
+        found = await asyncio.to_thread(keeper.newest, at_most)
+        if found is None:
+            return
+        try:
+            model = await asyncio.to_thread(decode_state, found.body)
+        except SnapshotUnreadable as error:
+            keeper.unreadable(found, str(error))
+            return
+        self._model, self._model_at = model, found.position
+        keeper.started_from(found.position)
+        log.info("read models: the market model starts from its snapshot at %d", found.position)
+
+    async def _snapshot_if_due(self) -> None:
+        """Save the model when the cadence says so: after the batch is written everywhere,
+        so a snapshot is never ahead of the documents."""
+        keeper = self._snapshots
+        if keeper is None or not keeper.due(self._model_at):
+            return
+        # Off the loop (the gateway shares it); nothing else touches the model meanwhile:
+        # this task is the one that folds into it, and it waits here.
+        position = self._model_at
+        body = await asyncio.to_thread(encode_state, self._model)
+        await asyncio.to_thread(keeper.save, position, body)
 
     async def _apply_one(self, proj: Projection, rows: list[_Row], generation: str | None) -> int:
         keys = keys_for(proj.name, self._prefix, generation)

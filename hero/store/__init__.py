@@ -38,6 +38,8 @@ from hero.store.snapshots import (
     MemorySnapshotStore,
     PostgresSnapshotStore,
     Snapshot,
+    SnapshotCadence,
+    SnapshotKeeper,
     SnapshotStore,
     SqliteSnapshotStore,
 )
@@ -71,6 +73,8 @@ __all__ = [
     "SkipHandler",
     "SkippedRow",
     "Snapshot",
+    "SnapshotCadence",
+    "SnapshotKeeper",
     "SnapshotStore",
     "SqliteCheckpointStore",
     "SqliteEventStore",

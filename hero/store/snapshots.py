@@ -10,8 +10,11 @@ and the state folded from it move together.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +30,13 @@ __all__ = [
     "MemorySnapshotStore",
     "PostgresSnapshotStore",
     "Snapshot",
+    "SnapshotCadence",
+    "SnapshotKeeper",
     "SnapshotStore",
     "SqliteSnapshotStore",
 ]
+
+log = logging.getLogger(__name__)
 
 #: How many snapshots of one name are kept: the newest, and a few before it in case the
 #: newest is found corrupt (then the one before it still saves most of the replay).
@@ -184,3 +191,101 @@ class PostgresSnapshotStore(SnapshotStore):
 
     def close(self) -> None:
         self._conn.close()
+
+
+@dataclass(frozen=True)
+class SnapshotCadence:
+    """Save a snapshot once ``every_events`` events were folded since the last one, or once
+    ``every_s`` seconds passed with at least one event folded."""
+
+    every_events: int = 10_000
+    every_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if type(self.every_events) is not int or self.every_events < 1:
+            raise ValueError(f"every_events must be an integer >= 1, got {self.every_events!r}")
+        if not self.every_s > 0:
+            raise ValueError(f"every_s must be > 0, got {self.every_s!r}")
+
+    def due(self, events: int, seconds: float) -> bool:
+        return events >= self.every_events or (events > 0 and seconds >= self.every_s)
+
+
+class SnapshotKeeper:
+    """One follower's snapshots: the newest usable one at start, and a new one when due.
+
+    Never raises for a snapshot: a store that does not answer, or nothing usable, is logged
+    and the follower replays the log, as it did before snapshots. The bytes are the caller's
+    (its codec checks them); ``last_error`` keeps the latest failure for health.
+    """
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        name: str,
+        schema_version: int,
+        cadence: SnapshotCadence | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        check_name(name)
+        _check_version(schema_version)
+        self.store, self.name, self.schema_version = store, name, schema_version
+        self.cadence = cadence or SnapshotCadence()
+        self._monotonic = monotonic
+        self._saved_at = monotonic()
+        self._saved_position: int | None = None
+        self.loaded: int | None = None
+        """The position of the snapshot the follower started from, if any."""
+        self.saved = 0
+        self.last_error: str | None = None
+
+    def newest(self, at_most: int) -> Snapshot | None:
+        """The newest snapshot of our version at or before ``at_most`` (what the follower may
+        start from), None (logged) when there is none."""
+        try:
+            found = self.store.latest(self.name, self.schema_version)
+        except Exception as error:  # the log is still there: replay it
+            self.last_error = f"loading failed: {error!r}"
+            log.warning("%s: loading its snapshot failed (%r): replaying the log", self.name, error)
+            return None
+        if found is None:
+            log.info("%s: no snapshot of format %d: replaying the log", self.name,
+                     self.schema_version)  # fmt: skip
+            return None
+        if found.position > at_most:
+            log.warning(
+                "%s: its snapshot at %d is ahead of the %d it must start from: replaying the log",
+                self.name, found.position, at_most,
+            )  # fmt: skip
+            return None
+        return found
+
+    def started_from(self, position: int) -> None:
+        """The follower loaded the snapshot at ``position``: count from there."""
+        self.loaded = self._saved_position = position
+        self._saved_at = self._monotonic()
+
+    def unreadable(self, snapshot: Snapshot, reason: str) -> None:
+        self.last_error = f"snapshot at {snapshot.position} unreadable: {reason}"
+        log.warning("%s: its snapshot at %d is unreadable (%s): replaying the log",
+                    self.name, snapshot.position, reason)  # fmt: skip
+
+    def due(self, position: int) -> bool:
+        """Whether the state folded through ``position`` should be saved now."""
+        events = position - (self._saved_position or 0)
+        return self.cadence.due(events, self._monotonic() - self._saved_at)
+
+    def save(self, position: int, body: bytes) -> bool:
+        """Keep ``body`` as the state through ``position``; False (logged) if it failed."""
+        self._saved_at = self._monotonic()
+        try:
+            self.store.save(Snapshot(self.name, position, self.schema_version, body))
+        except Exception as error:  # a snapshot saves time, its loss nothing else
+            self.last_error = f"saving failed: {error!r}"
+            log.warning("%s: saving its snapshot at %d failed: %r", self.name, position, error)
+            return False
+        self._saved_position = position
+        self.saved += 1
+        self.last_error = None
+        return True
