@@ -120,8 +120,9 @@ class History(Protocol):
         """The store's last committed position (P0)."""
         ...
 
-    def replay(self, upto: int, admit: Admit) -> AsyncIterator[list[Delivery]]:
-        """The admitted events of the host's topics with position <= ``upto``, in order."""
+    def replay(self, upto: int, admit: Admit, *, after: int = 0) -> AsyncIterator[list[Delivery]]:
+        """The admitted events of the host's topics with ``after`` < position <= ``upto``,
+        in order (``after``: where a snapshot left off)."""
         ...
 
 
@@ -157,8 +158,10 @@ class StoreHistory:
     async def position(self) -> int:
         return await asyncio.to_thread(self._store.current_position)
 
-    async def replay(self, upto: int, admit: Admit) -> AsyncIterator[list[Delivery]]:
-        start = 1
+    async def replay(
+        self, upto: int, admit: Admit, *, after: int = 0
+    ) -> AsyncIterator[list[Delivery]]:
+        start = after + 1
         while start <= upto:
             limit = min(self._batch, upto - start + 1)
             rows = await asyncio.to_thread(self._store.read_all, start, limit)

@@ -29,25 +29,26 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents.agentset import deliver
 from agents.brain import Brain
+from agents.market import MarketView
 from agents.offtaker import OfftakerBrain
 from agents.roster import Roster, market_roster
 from agents.runtime.feed import Delivery, EventFeed, History
 from agents.runtime.memory import mean_deep_size, rss_bytes
 from agents.runtime.routing import AppliedVersions, kind_of, shard_of
 from agents.runtime.sink import CommandSink, is_rejection, rejection_reason
+from agents.runtime.snapshot import HOST_SCHEMA_VERSION, HostState, decode_host, encode_host
 from agents.strategies.consulting import CallBudget, ConsultStats, answer_at_once, failed_advice
 from agents.strategies.moves import Advisor, NoAdvisor, Question
 from hero.domain.clock import Clock, SystemClock
+from hero.model.snapshot import SnapshotUnreadable
+from hero.store import SnapshotCadence, SnapshotKeeper, SnapshotStore
 from schemas import Command
 
-if TYPE_CHECKING:
-    from agents.market import MarketView
-
-__all__ = ["AgentHostCore", "HostOptions", "HostStats"]
+__all__ = ["AgentHostCore", "HostOptions", "HostStats", "host_snapshots", "snapshot_name"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class HostStats(ConsultStats):
     caught_up: bool = False
     catch_up_position: int = 0
     catch_up_s: float | None = None
+    snapshot_position: int | None = None
+    """The position of the snapshot the catch-up started from (None: the whole log)."""
+    snapshots_saved: int = 0
     agents: int = 0
     agents_by_kind: dict[str, int] = field(default_factory=dict)
     events_history: int = 0
@@ -143,7 +147,10 @@ class AgentHostCore:
         llm_timeout_s: float = 15.0,
         llm_max_concurrent: int = 4,
         roster: Roster = market_roster,
+        snapshots: SnapshotKeeper | None = None,
     ):
+        """With ``snapshots`` the catch-up starts from the newest snapshot of this shard
+        (the store replayed only after it) and saves one as it goes and when it ends."""
         if not 0 <= shard < shards:
             raise ValueError(f"shard must be in 0..{shards - 1}, got {shard}")
         self.shard, self.shards = shard, shards
@@ -170,6 +177,7 @@ class AgentHostCore:
         self._llm_timeout_s = llm_timeout_s
         self._llm_slots = asyncio.Semaphore(llm_max_concurrent)
         self._consults: set[asyncio.Task[None]] = set()
+        self._snapshots = snapshots
 
     # -- what the host holds --------------------------------------------------------------
 
@@ -228,9 +236,16 @@ class AgentHostCore:
         started = time.monotonic()
         p0 = await self._history.position()
         self._stats.catch_up_position = p0
-        async for batch in self._history.replay(p0, self._applied.admit):
+        after = await self._restore(p0)
+        admit = self._applied.admit
+        # Only a host started from a snapshot asks for a part of the history.
+        history = self._history.replay(p0, admit, after=after) if after else self._history.replay(
+            p0, admit)  # fmt: skip
+        async for batch in history:
             self._stats.events_history += self._ingest(batch)
+            await self._snapshot_if_due(batch[-1].envelope.position)
             await asyncio.sleep(0)  # answer stats/ping between batches of a long history
+        await self._snapshot_if_due(p0, at_end=True)
         self._touched.clear()  # history is folded, not decided
         self._stats.caught_up = True
         self._stats.catch_up_s = round(time.monotonic() - started, 3)
@@ -238,6 +253,47 @@ class AgentHostCore:
             "shard %d/%d caught up to position %d in %.2fs: %d agents",
             self.shard, self.shards, p0, self._stats.catch_up_s, len(self._brains),
         )  # fmt: skip
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def _restore(self, p0: int) -> int:
+        """Start from the newest snapshot at or before ``p0``; the position to replay after
+        (0: none usable, the whole log)."""
+        keeper = self._snapshots
+        if keeper is None or type(self.market) is not MarketView:
+            return 0
+        found = await asyncio.to_thread(keeper.newest, p0)
+        if found is None:
+            return 0
+        try:
+            restored = await asyncio.to_thread(decode_host, found.body)
+        except SnapshotUnreadable as error:
+            keeper.unreadable(found, str(error))
+            return 0
+        self.market = MarketView(restored.state)
+        self._applied = restored.applied
+        self._brains = {a: b for a, b in restored.brains.items() if self.owns(a)}
+        for agent_id in self._brains:
+            self._schedule(agent_id)
+        keeper.started_from(found.position)
+        self._stats.snapshot_position = self._stats.max_position = found.position
+        log.info("shard %d/%d starts from its snapshot at %d", self.shard, self.shards,
+                 found.position)  # fmt: skip
+        return found.position
+
+    async def _snapshot_if_due(self, position: int, *, at_end: bool = False) -> None:
+        """Save the folded state through ``position`` (read from the store in log order, and
+        nothing decided yet: a state a restart may start from) when the cadence says so, and
+        at the end of the catch-up when anything was folded since the last one."""
+        keeper = self._snapshots
+        if keeper is None or type(self.market) is not MarketView:
+            return
+        if not (keeper.due(position) or (at_end and keeper.behind(position))):
+            return
+        host = HostState(self.market.state, self._applied, self._brains)
+        body = await asyncio.to_thread(encode_host, host)
+        if await asyncio.to_thread(keeper.save, position, body):
+            self._stats.snapshots_saved += 1
 
     async def _follow(self, stop: asyncio.Event) -> None:
         timeout_ms = max(1, int(self._options.decide_interval_s * 1000))
@@ -429,6 +485,18 @@ class AgentHostCore:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+
+
+def snapshot_name(shard: int, shards: int) -> str:
+    """Where a shard keeps its snapshots: per layout, as another count of shards splits the
+    agents otherwise."""
+    return f"agents-shard-{shard}-of-{shards}"
+
+
+def host_snapshots(
+    store: SnapshotStore, shard: int, shards: int, cadence: SnapshotCadence | None = None
+) -> SnapshotKeeper:
+    return SnapshotKeeper(store, snapshot_name(shard, shards), HOST_SCHEMA_VERSION, cadence)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -52,5 +52,15 @@ class AppliedVersions:
         self._versions[key] = envelope.version
         return True
 
+    def items(self) -> list[tuple[tuple[str, str], int]]:
+        """((topic, stream), last version applied) for every stream seen: a snapshot's part."""
+        return list(self._versions.items())
+
+    @classmethod
+    def restored(cls, items: list[tuple[tuple[str, str], int]]) -> AppliedVersions:
+        applied = cls()
+        applied._versions = dict(items)
+        return applied
+
     def __len__(self) -> int:
         return len(self._versions)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from hero.model._codec import Shape, codec_for, describe
+from hero.model.codec import Shape, codec_for, describe
 from hero.model.state import MarketState
 
 __all__ = [

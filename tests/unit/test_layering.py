@@ -65,7 +65,6 @@ TESTED_PRIVATES = {
     "hero.gateway._subscription": "a frame rendered once per visibility class",
     "hero.gateway._stream_rules": "redaction of frames per role",
     "hero.sdk._sse": "the SSE parser",
-    "hero.model._codec": "the snapshot codec's rules for a type it has none for, and shapes",
     "hero.store._planning": "the envelope an append writes",
     "infra._kafka_dist": "the Kafka class path",
     "infra._private": "private data directories",

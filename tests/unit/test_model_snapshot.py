@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hero.model import LAST_TRANSFERS, MarketState, apply_all
-from hero.model._codec import codec_for, describe
+from hero.model.codec import codec_for, describe
 from hero.model.snapshot import (
     MODEL_FINGERPRINT,
     MODEL_SCHEMA_VERSION,
