@@ -19,12 +19,12 @@ import ray
 
 from agents.roster import Roster, market_roster
 from agents.runtime.feed import KafkaFeed, StoreHistory
-from agents.runtime.host import AgentHostCore, HostOptions, HostStats
+from agents.runtime.host import AgentHostCore, HostOptions, HostStats, host_snapshots
 from agents.runtime.sink import SinkFactory, market_service_sink
 from agents.strategies.consulting import CallBudget
 from agents.strategies.moves import Advisor, NoAdvisor
 from hero.config import HeroSettings
-from hero.store import open_store
+from hero.store import SnapshotCadence, open_snapshots, open_store
 
 if TYPE_CHECKING:
     from agents.market import MarketView
@@ -62,6 +62,10 @@ class AgentHostActor:
         if not settings.kafka_bootstrap:
             raise ValueError("an agent host needs settings.kafka_bootstrap")
         self._store = open_store(settings.effective_store_url)
+        cadence = SnapshotCadence(settings.snapshot_every_events, settings.snapshot_every_s)
+        snapshots = host_snapshots(
+            open_snapshots(settings.effective_store_url), shard, shards, cadence
+        )
         options = options or HostOptions()
         self.core = AgentHostCore(
             shard=shard,
@@ -79,6 +83,7 @@ class AgentHostActor:
             ),
             llm_timeout_s=settings.llm_timeout_s,
             llm_max_concurrent=settings.llm_max_concurrent,
+            snapshots=snapshots,
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -1,0 +1,142 @@
+"""An agent host restarted with a snapshot of its shard beside the store: its catch-up reads
+only the store after the snapshot (counted) and ends holding what a host that read the whole
+store holds; a corrupt newest snapshot is logged and the whole store read. On the session's
+store engine (SQLite, or PostgreSQL on the production pass); the catch-up reads the store
+only, so no broker is involved."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agents.local import LocalMarket
+from agents.market import MarketView
+from agents.runtime import AgentHostCore, KafkaFeed, StoreHistory
+from agents.runtime.host import host_snapshots
+from agents.runtime.routing import AGENT_TOPICS
+from agents.runtime.snapshot import CARRIED, HOST_SCHEMA_VERSION, decode_host
+from hero.domain.clock import ManualClock
+from hero.store import EventStore, Snapshot, SnapshotCadence, SnapshotStore, open_snapshots
+from schemas import (
+    ChangeNodeStatus,
+    FarmerPolicy,
+    Grid,
+    NodeStatus,
+    RegisterFarm,
+    RegisterNode,
+    SetFarmerPolicy,
+)
+from tests._engines import TestStore
+from tests.unit._gwt import SHAPE, T0, usd
+from tests.unit.test_projections import market_log
+
+pytestmark = pytest.mark.integration
+
+SHARDS = 2
+
+
+async def _no_command(agent_id: str, command: Any) -> Any:
+    raise AssertionError(f"{agent_id} sent {command!r} during a catch-up")
+
+
+def _host(store: EventStore, shard: int, snapshots: SnapshotStore | None) -> AgentHostCore:
+    keeper = None
+    if snapshots is not None:
+        keeper = host_snapshots(snapshots, shard, SHARDS, SnapshotCadence(40, 3600))
+    return AgentHostCore(
+        shard=shard,
+        shards=SHARDS,
+        market=MarketView(),
+        history=StoreHistory(store, batch_size=16),
+        feed=KafkaFeed("127.0.0.1:9"),  # never started: the catch-up reads the store only
+        sink=_no_command,
+        snapshots=keeper,
+    )
+
+
+@pytest.fixture
+def market(store_factory: Callable[[], TestStore]) -> Iterator[tuple[EventStore, SnapshotStore,
+                                                                     ManualClock]]:  # fmt: skip
+    test_store = store_factory()
+    clock = ManualClock(T0)
+    store = test_store.open(clock)
+    market_log(store, clock)
+    snapshots = open_snapshots(test_store.url)
+    yield store, snapshots, clock
+    snapshots.close()
+    store.close()  # type: ignore[attr-defined]
+
+
+def _more_market(store: EventStore, clock: ManualClock) -> None:
+    """The tail: a farm and node more, a policy, a node going down."""
+    handle = LocalMarket(store, clock).service.handle
+    handle(RegisterFarm(command_id="farm-f3", farm_id="f3", name="f3", grid=Grid.GRID3,
+                        country="BE", region="europe"))  # fmt: skip
+    handle(RegisterNode(command_id="node-n4", node_id="n4", farm_id="f3", total=SHAPE.times(2),
+                        grid=Grid.GRID3, country="BE", region="europe"))  # fmt: skip
+    handle(SetFarmerPolicy(command_id="policy-f3", farm_id="f3",
+                           policy=FarmerPolicy(price_cu_hour=usd("0.015"))))  # fmt: skip
+    handle(ChangeNodeStatus(command_id="n1-down", node_id="n1", status=NodeStatus.DOWN))
+
+
+def _same(restarted: AgentHostCore, whole: AgentHostCore) -> None:
+    assert restarted.market.state == whole.market.state
+    assert sorted(restarted._applied.items()) == sorted(whole._applied.items())
+    assert list(restarted.brains) == list(whole.brains)
+    for agent_id, brain in whole.brains.items():
+        mine = restarted.brains[agent_id]
+        for slot in CARRIED[type(brain)][1]:
+            assert getattr(mine, slot) == getattr(brain, slot), (agent_id, slot)
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+async def test_a_restarted_host_reads_only_the_store_after_its_snapshot(market, shard):
+    store, snapshots, clock = market
+    first = _host(store, shard, snapshots)
+    await first._catch_up()
+    saved_at = store.current_position()
+    assert first.stats().snapshots_saved >= 2  # as it went (every 40 events) and at the end
+    _more_market(store, clock)
+    head = store.current_position()
+
+    restarted = _host(store, shard, snapshots)
+    await restarted._catch_up()
+    whole = _host(store, shard, None)
+    await whole._catch_up()
+    stats, full = restarted.stats(), whole.stats()
+    print(f"\nhost shard {shard}/{SHARDS}: snapshot at {stats.snapshot_position} of {head}; "
+          f"read {stats.events_history} events of the store after it (a full catch-up reads "
+          f"{full.events_history}); {stats.agents} agents")  # fmt: skip
+    assert stats.snapshot_position == saved_at
+    assert 0 < stats.events_history < full.events_history
+    tail = store.read_all(saved_at + 1, 10_000)
+    assert stats.events_history == sum(1 for row in tail if row.topic in AGENT_TOPICS)
+    assert whole.brains
+    _same(restarted, whole)
+    newest = snapshots.latest(f"agents-shard-{shard}-of-{SHARDS}", HOST_SCHEMA_VERSION)
+    assert newest is not None
+    assert newest.position == head  # the restarted one saved its own at the end
+
+
+async def test_a_corrupt_snapshot_is_logged_and_the_whole_store_read(market, caplog):
+    store, snapshots, _ = market
+    first = _host(store, 0, snapshots)
+    await first._catch_up()
+    newest = snapshots.latest(f"agents-shard-0-of-{SHARDS}", HOST_SCHEMA_VERSION)
+    assert newest is not None
+    decode_host(newest.body)  # readable as saved
+    body = bytearray(newest.body)
+    body[-5] ^= 0xFF
+    snapshots.save(Snapshot(newest.name, newest.position, newest.schema_version, bytes(body)))
+    restarted = _host(store, 0, snapshots)
+    with caplog.at_level(logging.WARNING, logger="hero.store.snapshots"):
+        await restarted._catch_up()
+    whole = _host(store, 0, None)
+    await whole._catch_up()
+    assert restarted.stats().snapshot_position is None
+    assert restarted.stats().events_history == whole.stats().events_history
+    assert "unreadable" in caplog.text
+    _same(restarted, whole)
