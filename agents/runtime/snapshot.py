@@ -36,7 +36,13 @@ from agents.offtaker import _Track as NegotiationTrack
 from agents.runtime.routing import AppliedVersions
 from hero.model import MarketState
 from hero.model.codec import Codec, Shape, codec_for, describe
-from hero.model.snapshot import MODEL_SCHEMA_VERSION, SnapshotUnreadable, frame, unframe
+from hero.model.snapshot import (
+    MODEL_SCHEMA_VERSION,
+    SnapshotUnreadable,
+    frame,
+    gc_paused,
+    unframe,
+)
 from schemas import CounterOffered, OfferMade, RfqIssued, StrategyDecision
 
 __all__ = [
@@ -201,22 +207,25 @@ def _decode_brain(value: Any, state: MarketState) -> Brain:
 
 
 def encode_host(host: HostState) -> bytes:
-    tree = {
-        "model": codec_for(MarketState).encode(host.state),
-        "applied": [[topic, stream, version] for (topic, stream), version in host.applied.items()],
-        "brains": [_encode_brain(brain, host.state) for brain in host.brains.values()],
-    }
-    return frame(orjson.dumps(tree), HOST_SCHEMA_VERSION)
+    with gc_paused():
+        tree = {
+            "model": codec_for(MarketState).encode(host.state),
+            "applied": [[t, stream, version] for (t, stream), version in host.applied.items()],
+            "brains": [_encode_brain(brain, host.state) for brain in host.brains.values()],
+        }
+        payload = orjson.dumps(tree)
+    return frame(payload, HOST_SCHEMA_VERSION)
 
 
 def decode_host(body: bytes) -> HostState:
     """The host's state in ``body``; :class:`SnapshotUnreadable` saying why if unreadable."""
     payload = unframe(body, HOST_SCHEMA_VERSION)
     try:
-        tree = _object(orjson.loads(payload))
-        state = codec_for(MarketState).decode(tree["model"])
-        applied = AppliedVersions.restored([_applied(row) for row in tree["applied"]])
-        brains = [_decode_brain(value, state) for value in tree["brains"]]
+        with gc_paused():
+            tree = _object(orjson.loads(payload))
+            state = codec_for(MarketState).decode(tree["model"])
+            applied = AppliedVersions.restored([_applied(row) for row in tree["applied"]])
+            brains = [_decode_brain(value, state) for value in tree["brains"]]
     except (Shape, orjson.JSONDecodeError, ValueError, TypeError, KeyError, ArithmeticError) as e:
         raise SnapshotUnreadable(f"the host's state does not decode: {e}") from e
     return HostState(state, applied, {brain.agent_id: brain for brain in brains})

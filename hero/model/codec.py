@@ -208,9 +208,32 @@ def _enum(kind: type[Enum]) -> Codec:
     return Codec(lambda value: value.value, kind)
 
 
+#: Frozen models made from all-scalar JSON, by their JSON: a state holds the same few
+#: resource shapes, prices and SLAs thousands of times, and validating each again is most of
+#: a decode. Shared instances are safe: the model is frozen and holds no container.
+_MADE: dict[tuple[type[BaseModel], tuple[tuple[str, Any], ...]], BaseModel] = {}
+_MADE_MAX = 200_000
+_SCALARS = (str, int, bool, float, type(None))
+
+
 def _model(kind: type[BaseModel]) -> Codec:
     # Its JSON form validated back: what the fold holds is what a decoded event holds.
-    return Codec(lambda value: value.model_dump(mode="json"), kind.model_validate)
+    validate = kind.model_validate
+    if not kind.model_config.get("frozen"):
+        return Codec(lambda value: value.model_dump(mode="json"), validate)
+
+    def decode(value: Any) -> Any:
+        if type(value) is not dict or not all(type(v) in _SCALARS for v in value.values()):
+            return validate(value)
+        key = (kind, tuple(value.items()))
+        made = _MADE.get(key)
+        if made is None:
+            if len(_MADE) >= _MADE_MAX:
+                _MADE.clear()
+            made = _MADE[key] = validate(value)
+        return made
+
+    return Codec(lambda value: value.model_dump(mode="json"), decode)
 
 
 def _dataclass(kind: type) -> Codec:
