@@ -38,8 +38,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: How many snapshots of one name are kept: the newest, and a few before it in case the
-#: newest is found corrupt (then the one before it still saves most of the replay).
+#: How many snapshots of one name are kept: storage stays bounded, and the two before the
+#: newest are still there to look at when the newest is found corrupt (a follower then
+#: replays the whole log: ``latest`` answers the newest only).
 KEEP_PER_NAME = 3
 #: A snapshot larger than this is refused: 1 GiB is far beyond any grid's folded state, and a
 #: body that size is a bug, not a state.
