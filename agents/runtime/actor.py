@@ -13,21 +13,20 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import ray
 
+from agents.market import MarketView
 from agents.roster import Roster, market_roster
 from agents.runtime.feed import KafkaFeed, StoreHistory
 from agents.runtime.host import AgentHostCore, HostOptions, HostStats, host_snapshots
+from agents.runtime.refresh import SnapshotRefresher
 from agents.runtime.sink import SinkFactory, market_service_sink
 from agents.strategies.consulting import CallBudget
 from agents.strategies.moves import Advisor, NoAdvisor
 from hero.config import HeroSettings
 from hero.store import SnapshotCadence, open_snapshots, open_store
-
-if TYPE_CHECKING:
-    from agents.market import MarketView
 
 __all__ = ["AgentHost", "AgentHostActor", "MarketFactory", "default_market"]
 
@@ -38,8 +37,6 @@ MarketFactory = Callable[[], "MarketView"]
 
 
 def default_market() -> MarketView:
-    from agents.market import MarketView
-
     return MarketView()
 
 
@@ -85,6 +82,13 @@ class AgentHostActor:
             llm_max_concurrent=settings.llm_max_concurrent,
             snapshots=snapshots,
         )
+        # Brings the snapshot forward while the host follows Kafka (only a real market's).
+        self._refresher = SnapshotRefresher(
+            self._store, snapshots, shard, shards,
+            ready=lambda: self.core.caught_up, roster=roster or market_roster,
+        )  # fmt: skip
+        if type(self.core.market) is MarketView:
+            self._refresher.start()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reconstructed = _was_reconstructed()
@@ -112,6 +116,7 @@ class AgentHostActor:
     async def stop(self) -> None:
         """Stop reading and wait for the commands in flight (the actor stays alive)."""
         self._stop.set()
+        self._refresher.stop()
         if self._task is not None:
             await self._task
 

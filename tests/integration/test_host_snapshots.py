@@ -16,10 +16,18 @@ from agents.local import LocalMarket
 from agents.market import MarketView
 from agents.runtime import AgentHostCore, KafkaFeed, StoreHistory
 from agents.runtime.host import host_snapshots
+from agents.runtime.refresh import SnapshotRefresher, refreshed
 from agents.runtime.routing import AGENT_TOPICS
 from agents.runtime.snapshot import CARRIED, HOST_SCHEMA_VERSION, decode_host
 from hero.domain.clock import ManualClock
-from hero.store import EventStore, Snapshot, SnapshotCadence, SnapshotStore, open_snapshots
+from hero.store import (
+    EventStore,
+    Snapshot,
+    SnapshotCadence,
+    SnapshotKeeper,
+    SnapshotStore,
+    open_snapshots,
+)
 from schemas import (
     ChangeNodeStatus,
     FarmerPolicy,
@@ -30,6 +38,7 @@ from schemas import (
     SetFarmerPolicy,
 )
 from tests._engines import TestStore
+from tests._wait import wait_until
 from tests.unit._gwt import SHAPE, T0, usd
 from tests.unit.test_projections import market_log
 
@@ -140,3 +149,61 @@ async def test_a_corrupt_snapshot_is_logged_and_the_whole_store_read(market, cap
     assert restarted.stats().events_history == whole.stats().events_history
     assert "unreadable" in caplog.text
     _same(restarted, whole)
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+async def test_a_refreshed_snapshot_is_what_a_full_catch_up_holds(market, shard):
+    # While a host follows Kafka its snapshot is brought forward beside it: the newest one
+    # and the store after it, folded in log order into a copy nobody decides with.
+    store, snapshots, clock = market
+    first = _host(store, shard, snapshots)
+    await first._catch_up()
+    keeper = host_snapshots(snapshots, shard, SHARDS)
+    assert refreshed(store, keeper, shard, SHARDS) is None  # nothing new
+    _more_market(store, clock)
+    head = store.current_position()
+    assert refreshed(store, keeper, shard, SHARDS) == head
+    newest = snapshots.latest(f"agents-shard-{shard}-of-{SHARDS}", HOST_SCHEMA_VERSION)
+    assert newest is not None
+    assert newest.position == head
+    restored = decode_host(newest.body)
+    whole = _host(store, shard, None)
+    await whole._catch_up()
+    assert restored.state == whole.market.state
+    assert sorted(restored.applied.items()) == sorted(whole._applied.items())
+    assert list(restored.brains) == list(whole.brains)
+    for agent_id, brain in whole.brains.items():
+        for slot in CARRIED[type(brain)][1]:
+            assert getattr(restored.brains[agent_id], slot) == getattr(brain, slot)
+    restarted = _host(store, shard, snapshots)
+    await restarted._catch_up()
+    assert restarted.stats().snapshot_position == head
+    assert restarted.stats().events_history == 0  # nothing after the refreshed snapshot
+
+
+def test_the_refresher_thread_brings_the_snapshot_to_the_head_and_stops(market):
+    store, snapshots, clock = market
+    keeper = SnapshotKeeper(snapshots, "refresher-test", HOST_SCHEMA_VERSION,
+                            SnapshotCadence(1, 3600))  # fmt: skip
+    caught_up = [False]
+    refresher = SnapshotRefresher(store, keeper, 0, SHARDS, ready=lambda: caught_up[0],
+                                  check_every_s=0.05)  # fmt: skip
+    refresher.start()
+    try:
+        wait_until(lambda: refresher._thread.is_alive(), 5, "the thread to start")
+        assert keeper.saved == 0  # the host is not caught up: its catch-up saves
+        caught_up[0] = True
+        head = store.current_position()
+        found = wait_until(lambda: snapshots.latest("refresher-test", HOST_SCHEMA_VERSION), 30,
+                           "a refreshed snapshot")  # fmt: skip
+        assert found.position == head
+        _more_market(store, clock)
+        newer = store.current_position()
+        wait_until(lambda: keeper.saved == 2, 30, "the next refresh")
+        latest = snapshots.latest("refresher-test", HOST_SCHEMA_VERSION)
+        assert latest is not None
+        assert latest.position == newer
+    finally:
+        refresher.stop()
+    refresher._thread.join(timeout=5)
+    assert not refresher._thread.is_alive()
