@@ -132,7 +132,8 @@ def bill_usd(
 
 @dataclass
 class BillingContract:
-    """What billing knows of one contract, folded from its events."""
+    """What billing knows of one contract; the market model (``hero.model``) keeps one per
+    contract, moved by its events."""
 
     contract: ContractCreated
     intervals: list[tuple[datetime, datetime | None]] = field(default_factory=list)
@@ -160,6 +161,12 @@ class BillingContract:
         start, end = self.intervals[-1]
         if end is None or at < end:
             self.intervals[-1] = (start, max(start, at))
+
+    def cancel(self, at: datetime) -> None:
+        """Cancelled at ``at``: while suspended, what it still owes is written off."""
+        self.stop(at)
+        self.cancelled = True
+        self.closed = self.suspended_at is not None
 
     def suspend(self, at: datetime, grace_ends_at: datetime) -> None:
         self.stop(at)

@@ -15,12 +15,14 @@ from hero.model.state import (
     Usage,
 )
 from schemas import (
+    BalanceLow,
     Envelope,
     OfftakerMandateSet,
     ReplicaMigrated,
     ReplicaPlaced,
     ScaleDecided,
     SlaOutcomeRecorded,
+    TransferKind,
     TransferPosted,
     UsageBilled,
     UsageRecorded,
@@ -114,9 +116,16 @@ def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorde
 def usage_recorded(state: MarketState, envelope: Envelope, event: UsageRecorded) -> None:
     usage = state.usage.setdefault(event.contract_id, Usage())
     usage.hours[event.hour] = (event.cu_hours, event.su_hours, event.nu_gb)
+    usage.facts.setdefault(event.hour, event)
+
+
+def balance_low(state: MarketState, envelope: Envelope, event: BalanceLow) -> None:
+    state.low_balance.add(event.account_id)
 
 
 def usage_billed(state: MarketState, envelope: Envelope, event: UsageBilled) -> None:
+    if (billed := state.billing.get(event.contract_id)) is not None:
+        billed.mark_billed(event.hour)
     contract = state.contracts.get(event.contract_id)
     if contract is None:
         return
@@ -134,6 +143,9 @@ def _account(state: MarketState, account_id: str, currency: str) -> Account:
 def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPosted) -> None:
     # The ledger's one rule (hero.domain.ledger.match_leg): money moves once both legs of a
     # sound pair are recorded, each on its own account's stream.
+    state.low_balance.discard(event.credit_account)  # any credit leg ends the warning
+    if event.kind == TransferKind.SLA_PENALTY:
+        state.sla_paid.add(event.reference)
     before = state.waiting_legs.pop(event.transfer_id, None)
     step = match_leg(before, Leg(account_of_stream(envelope.stream), event))
     _file_leg(state, event, before, step)

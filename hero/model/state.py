@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from hero.domain.billing import BillingContract
 from hero.domain.ledger import Leg
 from schemas import (
     DeclineReason,
@@ -24,6 +25,7 @@ from schemas import (
     ScaleDecided,
     Sla,
     TransferKind,
+    UsageRecorded,
     UtilizationSampled,
 )
 
@@ -311,6 +313,9 @@ class Usage:
     """A contract's usage facts, one per hour (a repeated hour replaces the earlier one)."""
 
     hours: dict[datetime, tuple[Decimal, Decimal, Decimal]] = field(default_factory=dict)
+    facts: dict[datetime, UsageRecorded] = field(default_factory=dict)
+    """The first fact of each hour, whole: the one billing prices. The store takes one per
+    contract-hour (its command id); a repeat written under another id re-prices nothing."""
 
     @property
     def cu_hours(self) -> Decimal:
@@ -387,6 +392,14 @@ class MarketState:
     """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
     books: dict[str, AccountBook] = field(default_factory=dict)
     """account id -> its book: every well-formed account a leg names has one."""
+    billing: dict[str, BillingContract] = field(default_factory=dict)
+    """contract id -> what billing reads of it: the intervals it ran, the hours billed, its
+    suspension. Made by the first ``ContractCreated``; billing reads the store, in whose
+    order nothing of a contract comes before its creation, so what does is not kept."""
+    sla_paid: set[str] = field(default_factory=set)
+    """Contracts whose SLA penalty has a refund leg recorded (``TransferKind.SLA_PENALTY``)."""
+    low_balance: set[str] = field(default_factory=set)
+    """Accounts warned of a low balance (``BalanceLow``) and not credited since."""
     early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
     """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
     streams independently, so a policy may arrive before its farm."""
