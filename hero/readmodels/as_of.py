@@ -15,13 +15,17 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
 
-from hero.readmodels.projections import Doc, Folded, fold, projection
+from hero.model import HANDLERS
+from hero.readmodels.projections import Doc, Folded, fold
 from hero.store import EventStore, readable_events, recorded_after, skip_row
 from hero.store.as_of import LogCut
 
 __all__ = ["AsOfReadModels"]
 
 _SOURCE = "gateway-as-of"
+#: Every event the model folds, as the live projector reads them: a document renders from the
+#: whole model (a node's from its contracts' too), not from its projection's events alone.
+_FOLDED = frozenset(t.__name__ for t in HANDLERS)
 
 
 class AsOfReadModels:
@@ -66,7 +70,7 @@ class AsOfReadModels:
         rows = readable_events(
             recorded_after(cut, 0, 5000),
             lambda row, error: skip_row(self._store, _SOURCE, row, error),
-            types=projection(name).types,
+            types=_FOLDED,
         )
         folded = fold(name, ((envelope, event) for _, envelope, event in rows), upto=position)
         folded.position = position  # applied through the cut, as the live position says
