@@ -38,6 +38,7 @@ from schemas import (
     NodeStatus,
     PolicyMode,
     Resources,
+    Sla,
 )
 
 __all__ = [
@@ -82,8 +83,21 @@ class NodeRow:
     contracts: int
 
 
-ContractRow = Contract
-"""A contract as the CLI lists it: the model's record (its terms, status and what it billed)."""
+@dataclass(frozen=True)
+class ContractRow:
+    contract_id: str
+    negotiation_id: str
+    offer_id: str
+    offtaker_id: str
+    workload_id: str
+    farm_id: str
+    node_id: str
+    grid: Grid
+    resources: Resources
+    price_hour: Money
+    term_hours: int
+    sla: Sla
+    starts_at: datetime
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,24 @@ def _node_row(node: Node) -> NodeRow:
     )
 
 
+def _contract_row(contract: Contract) -> ContractRow:
+    return ContractRow(
+        contract_id=contract.contract_id,
+        negotiation_id=contract.negotiation_id,
+        offer_id=contract.offer_id,
+        offtaker_id=contract.offtaker_id,
+        workload_id=contract.workload_id,
+        farm_id=contract.farm_id,
+        node_id=contract.node_id,
+        grid=contract.grid,
+        resources=contract.resources,
+        price_hour=contract.price_hour,
+        term_hours=contract.term_hours,
+        sla=contract.sla,
+        starts_at=contract.starts_at,
+    )
+
+
 def _negotiation_row(nego: Negotiation) -> NegotiationRow:
     return NegotiationRow(
         negotiation_id=nego.negotiation_id,
@@ -264,7 +296,7 @@ class MarketReport:
     @property
     def contracts(self) -> list[ContractRow]:
         """Live contracts (created, not cancelled), oldest first."""
-        return self.state.live_contracts()
+        return [_contract_row(c) for c in self.state.live_contracts()]
 
     @property
     def declines(self) -> list[DeclineRow]:

@@ -52,7 +52,6 @@ def contract(contract_id: str, node: str, penalty: str = "50") -> ContractRow:
         contract_id=contract_id,
         negotiation_id="n",
         offer_id="o",
-        hold_id="h",
         offtaker_id="acme",
         workload_id="api",
         farm_id=f"farm-{node}",
