@@ -320,11 +320,13 @@ class BillingService:
 
     def _forget_finished_usage(self, contract_ids: Collection[str]) -> None:
         """A cancelled contract billed to its end needs its usage facts no more."""
-        usage = self._state.usage
+        usage, finished = self._state.usage, self._finished
         for contract_id in contract_ids:
+            if contract_id not in usage or contract_id in finished:
+                continue
             contract = self.contracts.get(contract_id)
-            if contract_id in usage and contract is not None and contract.finished():
-                self._finished.add(contract_id)
+            if contract is not None and contract.finished():
+                finished.add(contract_id)
 
     def _pay_penalty(self, outcome: SlaOutcome, rate: Decimal, report: BillingReport) -> None:
         """Refund the penalty: the farmer pays what its balance allows, the pool the rest."""
