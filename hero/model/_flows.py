@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from hero.domain.errors import Rejected
-from hero.domain.ledger import Leg, Matched, account_kind, account_of_stream, match_leg
+from hero.domain.ledger import (
+    Leg,
+    Matched,
+    account_kind,
+    account_of_stream,
+    match_leg,
+    third_leg,
+)
 from hero.model.state import (
     Account,
     MarketState,
@@ -146,8 +153,12 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
     state.low_balance.discard(event.credit_account)  # any credit leg ends the warning
     if event.kind == TransferKind.SLA_PENALTY:
         state.sla_paid.add(event.reference)
-    before = state.waiting_legs.pop(event.transfer_id, None)
-    step = match_leg(before, Leg(account_of_stream(envelope.stream), event))
+    leg = Leg(account_of_stream(envelope.stream), event)
+    if event.transfer_id in state.posted_transfers:
+        before, step = None, third_leg(leg)  # as the ledger's own book files it
+    else:
+        before = state.waiting_legs.pop(event.transfer_id, None)
+        step = match_leg(before, leg)
     _file_leg(state, event, before, step)
     if step.waiting is not None:
         state.waiting_legs[event.transfer_id] = step.waiting
@@ -156,6 +167,7 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
     posted = step.posted
     if posted is None:
         return
+    state.posted_transfers.add(posted.transfer_id)
     currency = posted.amount.currency.value
     debit = _account(state, posted.debit_account, currency)
     credit = _account(state, posted.credit_account, currency)

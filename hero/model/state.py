@@ -390,6 +390,8 @@ class MarketState:
     """transfer id -> the first leg seen of a transfer whose pair has not come yet."""
     unsound_transfers: dict[str, str] = field(default_factory=dict)
     """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
+    posted_transfers: set[str] = field(default_factory=set)
+    """The transfers whose two legs were matched: a further leg is a third one."""
     books: dict[str, AccountBook] = field(default_factory=dict)
     """account id -> its book: every well-formed account a leg names has one."""
     billing: dict[str, BillingContract] = field(default_factory=dict)

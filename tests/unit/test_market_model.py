@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hero.domain.ledger import account_id, account_stream
+from hero.domain.ledger import LedgerBook, Leg, account_id, account_of_stream, account_stream
 from hero.model import HANDLERS, IGNORED, MarketState, apply
 from schemas import (
     REGISTRY,
@@ -461,3 +461,19 @@ def test_an_offer_accepted_after_a_counter_shows_the_price_it_was_accepted_at():
     log(accepted("o1", "c1").model_copy(update={"price_hour": usd("0.08")}))
     o1 = log.state.offers["o1"]
     assert (o1.status, o1.price_hour, o1.counter_accepted) == ("accepted", usd("0.08"), True)
+
+
+def test_a_third_leg_moves_nothing_and_is_filed_as_the_ledgers_book_files_it():
+    legs = [(transfer(), account_stream(a)) for a in (ACME, FARMER, ACME)]
+    log = Log()
+    book = LedgerBook()
+    for event, stream in legs:
+        log(event, stream)
+        book.add(Leg(account_of_stream(stream), event))
+    balances = {a: x.balance for a, x in log.state.accounts.items()}
+    assert balances == {a: s.balance.amount for a, s in book.ledger.accounts.items()}
+    assert balances == {ACME: Decimal(-5), FARMER: Decimal(5)}
+    assert log.state.waiting_legs == {}  # not a first leg waiting for its pair
+    assert log.state.unsound_transfers == {t: p.value for t, p in book.problems.items()}
+    assert log.state.unsound_transfers == {"t1": "third_leg"}
+    assert log.state.books[ACME].faults == {"t1": "third_leg"}
