@@ -15,6 +15,7 @@ from hero.domain.ledger import LedgerBook, Leg, account_id, account_of_stream, a
 from hero.model import HANDLERS, IGNORED, MarketState, apply
 from schemas import (
     REGISTRY,
+    BalanceLow,
     CapacityHeld,
     ContractCancelled,
     ContractCreated,
@@ -477,3 +478,49 @@ def test_a_third_leg_moves_nothing_and_is_filed_as_the_ledgers_book_files_it():
     assert log.state.unsound_transfers == {t: p.value for t, p in book.problems.items()}
     assert log.state.unsound_transfers == {"t1": "third_leg"}
     assert log.state.books[ACME].faults == {"t1": "third_leg"}
+
+
+# -- what billing reads -------------------------------------------------------------------------
+
+H = timedelta(hours=1)
+
+
+def test_billing_reads_each_contracts_run_and_the_first_usage_fact_of_each_hour():
+    suspended = ContractSuspended(
+        contract_id="c1", offtaker_id="acme", node_id="n1", unpaid_hour=T0, grace_ends_at=T0 + 9 * H
+    )
+    resumed = ContractResumed(contract_id="c1", offtaker_id="acme", node_id="n1")
+    cancelled = ContractCancelled(contract_id="c1", node_id="n1", reason="offtaker_request")
+    log = Log()(contract("c1", "h1"))(suspended, at=T0 + 2 * H)(resumed, at=T0 + 5 * H)
+    log(cancelled, at=T0 + 6 * H + H / 2)
+    billed = log.state.billing["c1"]
+    assert billed.intervals == [(T0, T0 + 2 * H), (T0 + 5 * H, T0 + 6 * H + H / 2)]
+    assert (billed.cancelled, billed.closed, billed.suspended_at) == (True, False, None)
+    assert billed.seconds_in(T0 + 6 * H) == 1800
+    first = UsageRecorded(contract_id="c1", hour=T0, cu_hours=1, su_hours=0, nu_gb=0, seconds=60)
+    again = first.model_copy(update={"cu_hours": Decimal(2), "seconds": 120})
+    log(first)(again)
+    assert log.state.usage["c1"].facts == {T0: first}  # billing prices the first
+    assert log.state.usage["c1"].hours[T0][0] == Decimal(2)  # the listings show the last
+
+
+def test_billing_reads_the_refunds_posted_and_the_low_balance_warnings_still_standing():
+    low = BalanceLow(
+        account_id=ACME,
+        offtaker_id="acme",
+        balance=Money.of("1", "TFT"),
+        hourly_cost=Money.of("1", "TFT"),
+        hours_left=Decimal(1),
+    )
+    log = Log()(low, account_stream(ACME))
+    assert log.state.low_balance == {ACME}
+    refund = TransferPosted(
+        transfer_id="sla-c1-farmer",
+        debit_account=FARMER,
+        credit_account=ACME,
+        amount=Money.of("1", "TFT"),
+        kind=TransferKind.SLA_PENALTY,
+        reference="c1",
+    )
+    log(refund, account_stream(FARMER))
+    assert (log.state.sla_paid, log.state.low_balance) == ({"c1"}, set())
