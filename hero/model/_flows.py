@@ -13,6 +13,7 @@ from hero.domain.ledger import (
 )
 from hero.model.state import (
     Account,
+    HourUsage,
     MarketState,
     Migration,
     Placement,
@@ -122,8 +123,9 @@ def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorde
 
 def usage_recorded(state: MarketState, envelope: Envelope, event: UsageRecorded) -> None:
     usage = state.usage.setdefault(event.contract_id, Usage())
-    usage.hours[event.hour] = (event.cu_hours, event.su_hours, event.nu_gb)
-    usage.facts.setdefault(event.hour, event)
+    if event.hour not in usage.hours:  # the first fact of an hour stands
+        figures = (event.cu_hours, event.su_hours, event.nu_gb, event.seconds)
+        usage.hours[event.hour] = HourUsage(*figures)
 
 
 def balance_low(state: MarketState, envelope: Envelope, event: BalanceLow) -> None:

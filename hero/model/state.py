@@ -25,7 +25,6 @@ from schemas import (
     ScaleDecided,
     Sla,
     TransferKind,
-    UsageRecorded,
     UtilizationSampled,
 )
 
@@ -36,6 +35,7 @@ __all__ = [
     "ContractStatus",
     "Decline",
     "Farm",
+    "HourUsage",
     "MarketState",
     "Migration",
     "Negotiation",
@@ -308,18 +308,27 @@ class SlaOutcome:
     ended_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class HourUsage:
+    """One hour's usage fact (``UsageRecorded``): what billing prices a metered hour from."""
+
+    cu_hours: Decimal
+    su_hours: Decimal
+    nu_gb: Decimal
+    seconds: int
+
+
 @dataclass(slots=True)
 class Usage:
-    """A contract's usage facts, one per hour (a repeated hour replaces the earlier one)."""
+    """A contract's usage facts, one per hour: the first recorded stands, the one billing
+    prices. The store takes one per contract-hour (its command id); a repeat written under
+    another id changes neither the bill nor what the views show."""
 
-    hours: dict[datetime, tuple[Decimal, Decimal, Decimal]] = field(default_factory=dict)
-    facts: dict[datetime, UsageRecorded] = field(default_factory=dict)
-    """The first fact of each hour, whole: the one billing prices. The store takes one per
-    contract-hour (its command id); a repeat written under another id re-prices nothing."""
+    hours: dict[datetime, HourUsage] = field(default_factory=dict)
 
     @property
     def cu_hours(self) -> Decimal:
-        return sum((cu for cu, _, _ in self.hours.values()), Decimal(0))
+        return sum((hour.cu_hours for hour in self.hours.values()), Decimal(0))
 
 
 @dataclass(slots=True)

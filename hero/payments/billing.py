@@ -43,7 +43,7 @@ from hero.domain.errors import Rejected
 from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, account_stream
 from hero.domain.pricing import GENESIS, PricingPolicy
 from hero.market.service import MarketService
-from hero.model import MarketState, SlaOutcome, apply
+from hero.model import HourUsage, MarketState, SlaOutcome, apply
 from hero.payments.ledger import LedgerService
 from hero.store import (
     ANY_VERSION,
@@ -171,13 +171,13 @@ class BillingService:
         return self._state.billing
 
     @property
-    def usage(self) -> dict[str, dict[datetime, UsageRecorded]]:
+    def usage(self) -> dict[str, dict[datetime, HourUsage]]:
         """Usage facts by contract and hour (a contract with any is metered), of the contracts
         not yet billed to their end."""
         return {
-            contract_id: usage.facts
+            contract_id: usage.hours
             for contract_id, usage in self._state.usage.items()
-            if usage.facts and contract_id not in self._finished
+            if usage.hours and contract_id not in self._finished
         }
 
     @property
@@ -239,7 +239,7 @@ class BillingService:
     ) -> None:
         paid_all = True
         usage, wait = self._state.usage.get(contract.contract.contract_id), self.settings.usage_wait
-        facts = usage.facts if usage is not None else None
+        facts = usage.hours if usage is not None else None
         for hour, seconds in list(contract.hours_due(limit)):
             fact = facts.get(hour) if facts else None  # there iff the basis is "metered"
             if billing_basis(bool(facts), fact is not None, hour, now, wait) is None:
@@ -271,7 +271,7 @@ class BillingService:
         hour: datetime,
         seconds: int,
         rate: Decimal,
-        fact: UsageRecorded | None = None,
+        fact: HourUsage | None = None,
     ) -> UsageBilled | None:
         """Bill ``hour``: from its usage ``fact`` when given, else for its active ``seconds``."""
         terms, split, pricing = contract.contract, self.settings.split, self.settings.pricing

@@ -233,7 +233,7 @@ def test_every_recorded_bill_is_what_the_models_billing_state_prices(history, mo
         billed = model.billing[bill.contract_id]
         assert bill.hour in billed.billed or billed.seconds_in(bill.hour) > 0
         usage = model.usage.get(bill.contract_id)
-        fact = usage.facts.get(bill.hour) if usage is not None else None
+        fact = usage.hours.get(bill.hour) if usage is not None else None
         assert (fact is not None) == (bill.basis == "metered"), bill.bill_id
         if fact is not None and fact.seconds:
             assert bill.seconds == fact.seconds, bill.bill_id

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hero.domain.ledger import LedgerBook, Leg, account_id, account_of_stream, account_stream
-from hero.model import HANDLERS, IGNORED, MarketState, apply
+from hero.model import HANDLERS, IGNORED, HourUsage, MarketState, apply
 from schemas import (
     REGISTRY,
     BalanceLow,
@@ -441,10 +441,10 @@ def test_a_migrated_replica_names_its_new_contract_and_node():
 
 def test_usage_keeps_one_fact_per_hour_and_bills_add_up_per_contract():
     log = Log()(farm())(node())(held("h1"))(contract("c1", "h1"))
-    for cu in ("1", "2"):  # the same hour twice: the later fact replaces the earlier
+    for cu in ("1", "2"):  # the same hour twice: the first fact stands (billing prices it)
         log(UsageRecorded(contract_id="c1", hour=T0, cu_hours=Decimal(cu), su_hours=Decimal(0),
                           nu_gb=Decimal(0)))  # fmt: skip
-    assert log.state.usage["c1"].cu_hours == Decimal(2)
+    assert log.state.usage["c1"].cu_hours == Decimal(1)
     for hour in range(2):
         log(UsageBilled(bill_id=f"b{hour}", contract_id="c1", offtaker_id="acme", farm_id="f1",
                         grid=Grid.GRID3, hour=T0 + timedelta(hours=hour), seconds=3600,
@@ -485,7 +485,7 @@ def test_a_third_leg_moves_nothing_and_is_filed_as_the_ledgers_book_files_it():
 H = timedelta(hours=1)
 
 
-def test_billing_reads_each_contracts_run_and_the_first_usage_fact_of_each_hour():
+def test_billing_reads_each_contracts_run_and_the_usage_fact_of_each_hour_first_recorded():
     suspended = ContractSuspended(
         contract_id="c1", offtaker_id="acme", node_id="n1", unpaid_hour=T0, grace_ends_at=T0 + 9 * H
     )
@@ -500,8 +500,7 @@ def test_billing_reads_each_contracts_run_and_the_first_usage_fact_of_each_hour(
     first = UsageRecorded(contract_id="c1", hour=T0, cu_hours=1, su_hours=0, nu_gb=0, seconds=60)
     again = first.model_copy(update={"cu_hours": Decimal(2), "seconds": 120})
     log(first)(again)
-    assert log.state.usage["c1"].facts == {T0: first}  # billing prices the first
-    assert log.state.usage["c1"].hours[T0][0] == Decimal(2)  # the listings show the last
+    assert log.state.usage["c1"].hours == {T0: HourUsage(Decimal(1), Decimal(0), Decimal(0), 60)}
 
 
 def test_billing_reads_the_refunds_posted_and_the_low_balance_warnings_still_standing():
