@@ -148,8 +148,15 @@ def workload_summary(row: WorkloadRow) -> dict[str, Any]:
         "live": len(row.live),
         "target": row.target,
         "autoscale": policy.model_dump(mode="json") if policy is not None else None,
-        "last_decision": json_ready(row.last_decision),
+        "last_decision": _decision_json(row.last_decision),
     }
+
+
+def _decision_json(decision: DecisionRow | None) -> Any:
+    """A decision without the owner its row already names."""
+    if decision is None:
+        return None
+    return json_ready({k: v for k, v in decision if k not in ("offtaker_id", "workload_id")})
 
 
 def _list_table(rows: list[WorkloadRow]) -> Table:

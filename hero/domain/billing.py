@@ -21,17 +21,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
-from typing import Literal
+from typing import Literal, Protocol
 
 from hero.domain.ledger import RevenueSplit, split_revenue
 from hero.domain.pricing import GENESIS, PricingPolicy, hourly_cost
-from schemas import ContractCreated, Money, UsageRecorded
+from schemas import ContractCreated, Money
 
 __all__ = [
     "HOUR",
     "Basis",
     "BillingContract",
     "HourBill",
+    "UsageFigures",
     "bill_hour",
     "bill_usd",
     "billing_basis",
@@ -61,8 +62,22 @@ def hourly_usd(contract: ContractCreated, policy: PricingPolicy = GENESIS) -> Mo
     return contract.price_hour
 
 
+class UsageFigures(Protocol):
+    """What pricing reads of an hour's usage fact (``UsageRecorded``, or the market model's
+    record of it)."""
+
+    @property
+    def cu_hours(self) -> Decimal: ...
+    @property
+    def su_hours(self) -> Decimal: ...
+    @property
+    def nu_gb(self) -> Decimal: ...
+    @property
+    def seconds(self) -> int: ...
+
+
 def metered_usd(
-    contract: ContractCreated, fact: UsageRecorded, policy: PricingPolicy = GENESIS
+    contract: ContractCreated, fact: UsageFigures, policy: PricingPolicy = GENESIS
 ) -> Money:
     """What one hour of a metered contract costs, from its usage fact, rounded once.
 
@@ -132,7 +147,8 @@ def bill_usd(
 
 @dataclass
 class BillingContract:
-    """What billing knows of one contract, folded from its events."""
+    """What billing knows of one contract; the market model (``hero.model``) keeps one per
+    contract, moved by its events."""
 
     contract: ContractCreated
     intervals: list[tuple[datetime, datetime | None]] = field(default_factory=list)
@@ -160,6 +176,12 @@ class BillingContract:
         start, end = self.intervals[-1]
         if end is None or at < end:
             self.intervals[-1] = (start, max(start, at))
+
+    def cancel(self, at: datetime) -> None:
+        """Cancelled at ``at``: while suspended, what it still owes is written off."""
+        self.stop(at)
+        self.cancelled = True
+        self.closed = self.suspended_at is not None
 
     def suspend(self, at: datetime, grace_ends_at: datetime) -> None:
         self.stop(at)

@@ -43,6 +43,7 @@ __all__ = [
     "match_leg",
     "orphan_reason",
     "split_revenue",
+    "third_leg",
 ]
 
 LegSide = Literal["debit", "credit"]
@@ -276,6 +277,12 @@ class Matched:
     problem: LegProblem | None = None
 
 
+def third_leg(leg: Leg) -> Matched:
+    """A leg of a transfer whose pair was already matched: it moves nothing, and makes the
+    transfer unsound."""
+    return Matched(fault=f"a third leg, on {leg.account}", problem=LegProblem.THIRD_LEG)
+
+
 def _leg_fault(leg: Leg) -> str | None:
     """Why this leg can never be half of a sound transfer, or None."""
     event = leg.event
@@ -364,9 +371,9 @@ class LedgerBook:
         """Record one leg; the transfer when this leg completed it, else None."""
         transfer_id = leg.event.transfer_id
         if transfer_id in self.ledger.applied:
-            self.faults[transfer_id] = (LegProblem.THIRD_LEG, f"a third leg, on {leg.account}")
-            return None
-        step = match_leg(self.waiting.pop(transfer_id, None), leg)
+            step = third_leg(leg)
+        else:
+            step = match_leg(self.waiting.pop(transfer_id, None), leg)
         if step.waiting is not None:
             self.waiting[transfer_id] = step.waiting
         if step.problem is not None and step.fault is not None:

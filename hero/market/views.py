@@ -49,6 +49,7 @@ __all__ = [
     "NegotiationRow",
     "NodeRow",
     "OfferRow",
+    "contract_row",
     "json_ready",
 ]
 
@@ -85,6 +86,9 @@ class NodeRow:
 
 @dataclass(frozen=True)
 class ContractRow:
+    """A contract's terms: the fields of the model's :class:`~hero.model.Contract` a listing
+    shows (:func:`contract_row`)."""
+
     contract_id: str
     negotiation_id: str
     offer_id: str
@@ -191,22 +195,10 @@ def _node_row(node: Node) -> NodeRow:
     )
 
 
-def _contract_row(contract: Contract) -> ContractRow:
-    return ContractRow(
-        contract_id=contract.contract_id,
-        negotiation_id=contract.negotiation_id,
-        offer_id=contract.offer_id,
-        offtaker_id=contract.offtaker_id,
-        workload_id=contract.workload_id,
-        farm_id=contract.farm_id,
-        node_id=contract.node_id,
-        grid=contract.grid,
-        resources=contract.resources,
-        price_hour=contract.price_hour,
-        term_hours=contract.term_hours,
-        sla=contract.sla,
-        starts_at=contract.starts_at,
-    )
+def contract_row(contract: Contract) -> ContractRow:
+    """The model's record cut to the row's fields: the read model's contract terms are these
+    fields too (:mod:`hero.readmodels.projections`), so the two cannot drift apart."""
+    return ContractRow(**{f.name: getattr(contract, f.name) for f in fields(ContractRow)})
 
 
 def _negotiation_row(nego: Negotiation) -> NegotiationRow:
@@ -296,7 +288,7 @@ class MarketReport:
     @property
     def contracts(self) -> list[ContractRow]:
         """Live contracts (created, not cancelled), oldest first."""
-        return [_contract_row(c) for c in self.state.live_contracts()]
+        return [contract_row(c) for c in self.state.live_contracts()]
 
     @property
     def declines(self) -> list[DeclineRow]:

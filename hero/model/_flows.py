@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from hero.domain.errors import Rejected
-from hero.domain.ledger import Leg, Matched, account_kind, account_of_stream, match_leg
+from hero.domain.ledger import (
+    Leg,
+    Matched,
+    account_kind,
+    account_of_stream,
+    match_leg,
+    third_leg,
+)
 from hero.model.state import (
     Account,
+    HourUsage,
     MarketState,
     Migration,
     Placement,
@@ -15,12 +23,14 @@ from hero.model.state import (
     Usage,
 )
 from schemas import (
+    BalanceLow,
     Envelope,
     OfftakerMandateSet,
     ReplicaMigrated,
     ReplicaPlaced,
     ScaleDecided,
     SlaOutcomeRecorded,
+    TransferKind,
     TransferPosted,
     UsageBilled,
     UsageRecorded,
@@ -113,10 +123,18 @@ def sla_outcome(state: MarketState, envelope: Envelope, event: SlaOutcomeRecorde
 
 def usage_recorded(state: MarketState, envelope: Envelope, event: UsageRecorded) -> None:
     usage = state.usage.setdefault(event.contract_id, Usage())
-    usage.hours[event.hour] = (event.cu_hours, event.su_hours, event.nu_gb)
+    if event.hour not in usage.hours:  # the first fact of an hour stands
+        figures = (event.cu_hours, event.su_hours, event.nu_gb, event.seconds)
+        usage.hours[event.hour] = HourUsage(*figures)
+
+
+def balance_low(state: MarketState, envelope: Envelope, event: BalanceLow) -> None:
+    state.low_balance.add(event.account_id)
 
 
 def usage_billed(state: MarketState, envelope: Envelope, event: UsageBilled) -> None:
+    if (billed := state.billing.get(event.contract_id)) is not None:
+        billed.mark_billed(event.hour)
     contract = state.contracts.get(event.contract_id)
     if contract is None:
         return
@@ -134,8 +152,15 @@ def _account(state: MarketState, account_id: str, currency: str) -> Account:
 def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPosted) -> None:
     # The ledger's one rule (hero.domain.ledger.match_leg): money moves once both legs of a
     # sound pair are recorded, each on its own account's stream.
-    before = state.waiting_legs.pop(event.transfer_id, None)
-    step = match_leg(before, Leg(account_of_stream(envelope.stream), event))
+    state.low_balance.discard(event.credit_account)  # any credit leg ends the warning
+    if event.kind == TransferKind.SLA_PENALTY:
+        state.sla_paid.add(event.reference)
+    leg = Leg(account_of_stream(envelope.stream), event)
+    if event.transfer_id in state.posted_transfers:
+        before, step = None, third_leg(leg)  # as the ledger's own book files it
+    else:
+        before = state.waiting_legs.pop(event.transfer_id, None)
+        step = match_leg(before, leg)
     _file_leg(state, event, before, step)
     if step.waiting is not None:
         state.waiting_legs[event.transfer_id] = step.waiting
@@ -144,6 +169,7 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
     posted = step.posted
     if posted is None:
         return
+    state.posted_transfers.add(posted.transfer_id)
     currency = posted.amount.currency.value
     debit = _account(state, posted.debit_account, currency)
     credit = _account(state, posted.credit_account, currency)

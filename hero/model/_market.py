@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hero.domain.billing import BillingContract
 from hero.model.state import (
     Contract,
     Decline,
@@ -148,6 +149,7 @@ def contract_created(state: MarketState, envelope: Envelope, event: ContractCrea
         starts_at=event.starts_at,
     )
     state.workload(event.offtaker_id, event.workload_id).contracts.setdefault(event.contract_id)
+    state.billing.setdefault(event.contract_id, BillingContract(event))
     early = state.early_cancellations.pop(event.contract_id, None)
     if early is not None:
         contract.status, contract.reason = "cancelled", early[0]
@@ -161,6 +163,8 @@ def contract_created(state: MarketState, envelope: Envelope, event: ContractCrea
 
 def contract_cancelled(state: MarketState, envelope: Envelope, event: ContractCancelled) -> None:
     state.samples.pop(event.contract_id, None)
+    if (billed := state.billing.get(event.contract_id)) is not None:
+        billed.cancel(envelope.occurred_at)  # each cancellation: only ever shortens its run
     contract = state.contracts.get(event.contract_id)
     if contract is None:
         state.early_cancellations.setdefault(
@@ -179,6 +183,8 @@ def contract_suspended(state: MarketState, envelope: Envelope, event: ContractSu
     # The notice is kept whatever the contract's status: its read model shows it even after
     # the contract ended, or before its creation was read.
     state.suspensions[event.contract_id] = Suspension(event.unpaid_hour, event.grace_ends_at)
+    if (billed := state.billing.get(event.contract_id)) is not None:
+        billed.suspend(envelope.occurred_at, event.grace_ends_at)
     contract = state.contracts.get(event.contract_id)
     if contract is not None and contract.live:
         contract.status, contract.grace_ends_at = "suspended", event.grace_ends_at
@@ -186,6 +192,8 @@ def contract_suspended(state: MarketState, envelope: Envelope, event: ContractSu
 
 def contract_resumed(state: MarketState, envelope: Envelope, event: ContractResumed) -> None:
     state.suspensions.pop(event.contract_id, None)
+    if (billed := state.billing.get(event.contract_id)) is not None:
+        billed.resume(envelope.occurred_at)
     contract = state.contracts.get(event.contract_id)
     if contract is not None and contract.live:
         contract.status, contract.grace_ends_at = "active", None

@@ -93,12 +93,13 @@ HANDLERS: dict[type[Event], Handler] = {
     UsageRecorded: _flows.usage_recorded,
     UsageBilled: _flows.usage_billed,
     TransferPosted: _flows.transfer_posted,
+    BalanceLow: _flows.balance_low,
 }
 
 #: Events that change nothing the market's state holds: the treasury's steps before a
-#: transfer (the transfer itself moves the balance) and the low-balance warning (derived).
+#: transfer (the transfer itself moves the balance).
 IGNORED: frozenset[type[Event]] = frozenset(
-    {FiatPaymentReceived, QuoteIssued, QuoteRefused, FiatConverted, BalanceLow}
+    {FiatPaymentReceived, QuoteIssued, QuoteRefused, FiatConverted}
 )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from hero.domain.billing import BillingContract
 from hero.domain.ledger import Leg
 from schemas import (
     DeclineReason,
@@ -34,6 +35,7 @@ __all__ = [
     "ContractStatus",
     "Decline",
     "Farm",
+    "HourUsage",
     "MarketState",
     "Migration",
     "Negotiation",
@@ -306,15 +308,27 @@ class SlaOutcome:
     ended_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class HourUsage:
+    """One hour's usage fact (``UsageRecorded``): what billing prices a metered hour from."""
+
+    cu_hours: Decimal
+    su_hours: Decimal
+    nu_gb: Decimal
+    seconds: int
+
+
 @dataclass(slots=True)
 class Usage:
-    """A contract's usage facts, one per hour (a repeated hour replaces the earlier one)."""
+    """A contract's usage facts, one per hour: the first recorded stands, the one billing
+    prices. The store takes one per contract-hour (its command id); a repeat written under
+    another id changes neither the bill nor what the views show."""
 
-    hours: dict[datetime, tuple[Decimal, Decimal, Decimal]] = field(default_factory=dict)
+    hours: dict[datetime, HourUsage] = field(default_factory=dict)
 
     @property
     def cu_hours(self) -> Decimal:
-        return sum((cu for cu, _, _ in self.hours.values()), Decimal(0))
+        return sum((hour.cu_hours for hour in self.hours.values()), Decimal(0))
 
 
 @dataclass(slots=True)
@@ -385,8 +399,18 @@ class MarketState:
     """transfer id -> the first leg seen of a transfer whose pair has not come yet."""
     unsound_transfers: dict[str, str] = field(default_factory=dict)
     """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
+    posted_transfers: set[str] = field(default_factory=set)
+    """The transfers whose two legs were matched: a further leg is a third one."""
     books: dict[str, AccountBook] = field(default_factory=dict)
     """account id -> its book: every well-formed account a leg names has one."""
+    billing: dict[str, BillingContract] = field(default_factory=dict)
+    """contract id -> what billing reads of it: the intervals it ran, the hours billed, its
+    suspension. Made by the first ``ContractCreated``; billing reads the store, in whose
+    order nothing of a contract comes before its creation, so what does is not kept."""
+    sla_paid: set[str] = field(default_factory=set)
+    """Contracts whose SLA penalty has a refund leg recorded (``TransferKind.SLA_PENALTY``)."""
+    low_balance: set[str] = field(default_factory=set)
+    """Accounts warned of a low balance (``BalanceLow``) and not credited since."""
     early_policies: dict[str, list[tuple[str | None, FarmerPolicy]]] = field(default_factory=dict)
     """Policies of farms not registered yet: Kafka orders a farm's stream and its nodes'
     streams independently, so a policy may arrive before its farm."""

@@ -43,6 +43,7 @@ from hero.domain.errors import Rejected
 from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, account_stream
 from hero.domain.pricing import GENESIS, PricingPolicy
 from hero.market.service import MarketService
+from hero.model import HourUsage, MarketState, SlaOutcome, apply
 from hero.payments.ledger import LedgerService
 from hero.store import (
     ANY_VERSION,
@@ -74,17 +75,23 @@ __all__ = ["BillingReport", "BillingService", "BillingSettings", "billing_stream
 GRACE_CANCEL_REASON = "grace_period_ended"
 #: The name billing records its skipped rows under.
 SOURCE = "billing"
-_FOLLOWED = {
-    "ContractCreated",
-    "ContractCancelled",
-    "UsageBilled",
-    "ContractSuspended",
-    "ContractResumed",
-    "BalanceLow",
-    "TransferPosted",
-    "UsageRecorded",
-    "SlaOutcomeRecorded",
-}
+#: The events of the part of the market model billing reads: its contracts' runs and hours
+#: billed, usage facts, SLA outcomes and their refunds, low-balance warnings. The rest of
+#: the state stays empty: billing decodes only what it needs from a long log.
+_FOLLOWED = frozenset(
+    kind.__name__
+    for kind in (
+        ContractCreated,
+        ContractCancelled,
+        UsageBilled,
+        ContractSuspended,
+        ContractResumed,
+        BalanceLow,
+        TransferPosted,
+        UsageRecorded,
+        SlaOutcomeRecorded,
+    )
+)
 
 
 def billing_stream(contract_id: str) -> str:
@@ -122,7 +129,7 @@ class BillingReport:
 
 
 class BillingService:
-    """Folds contracts from the store and bills the hours that are over."""
+    """Bills the hours that are over: a view over the market model, folded from the store."""
 
     def __init__(
         self,
@@ -145,15 +152,44 @@ class BillingService:
         )
         self._actor = actor
         self._position = 0
-        self.contracts: dict[str, BillingContract] = {}
-        self.usage: dict[str, dict[datetime, UsageRecorded]] = {}
-        """Usage facts by contract and hour; a contract with any is metered."""
-        self.penalties: dict[str, SlaOutcomeRecorded] = {}
-        """SLA outcomes with a penalty not posted yet, by contract."""
-        self._low_signalled: set[str] = set()
+        self._state = MarketState()
+        self._finished: set[str] = set()
+        """Contracts billed to their end: their usage facts are read no more."""
+        self._waived: set[str] = set()
+        """Contracts whose penalty is less than a TFT unit at the rate it was read."""
         self._lock = threading.Lock()
 
     # -- the read side ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> MarketState:
+        """Billing's part of the market model, folded from the store (see :data:`_FOLLOWED`)."""
+        return self._state
+
+    @property
+    def contracts(self) -> dict[str, BillingContract]:
+        return self._state.billing
+
+    @property
+    def usage(self) -> dict[str, dict[datetime, HourUsage]]:
+        """Usage facts by contract and hour (a contract with any is metered), of the contracts
+        not yet billed to their end."""
+        return {
+            contract_id: usage.hours
+            for contract_id, usage in self._state.usage.items()
+            if usage.hours and contract_id not in self._finished
+        }
+
+    @property
+    def penalties(self) -> dict[str, SlaOutcome]:
+        """SLA outcomes with a penalty not posted yet, by contract."""
+        return {
+            contract_id: outcome
+            for contract_id, outcome in self._state.sla_outcomes.items()
+            if outcome.penalty.amount > 0
+            and contract_id not in self._state.sla_paid
+            and contract_id not in self._waived
+        }
 
     def catch_up(self) -> None:
         for row in recorded_after(self._store, self._position):
@@ -164,42 +200,7 @@ class BillingService:
                 except PoisonRow as error:  # an unreadable row must not stop billing
                     skip_row(self._store, SOURCE, row, error)
                     continue
-                self._fold(event, envelope.occurred_at)
-
-    def _fold(self, event: Event, at: datetime) -> None:
-        if isinstance(event, ContractCreated):
-            self.contracts.setdefault(event.contract_id, BillingContract(event))
-            return
-        if isinstance(event, TransferPosted):
-            self._low_signalled.discard(event.credit_account)
-            if event.kind == TransferKind.SLA_PENALTY:
-                self.penalties.pop(event.reference, None)
-            return
-        if isinstance(event, SlaOutcomeRecorded):
-            if event.penalty.amount > 0:
-                self.penalties.setdefault(event.contract_id, event)
-            return
-        if isinstance(event, BalanceLow):
-            self._low_signalled.add(event.account_id)
-            return
-        if isinstance(event, UsageRecorded):
-            # one fact per contract-hour (its command id): the first one stands
-            self.usage.setdefault(event.contract_id, {}).setdefault(event.hour, event)
-            return
-        contract = self.contracts.get(getattr(event, "contract_id", ""))
-        if contract is None:
-            return
-        if isinstance(event, UsageBilled):
-            contract.mark_billed(event.hour)
-        elif isinstance(event, ContractSuspended):
-            contract.suspend(at, event.grace_ends_at)
-        elif isinstance(event, ContractResumed):
-            contract.resume(at)
-        elif isinstance(event, ContractCancelled):
-            contract.stop(at)
-            contract.cancelled = True
-            contract.closed = contract.suspended_at is not None
-        # the ledger's own events carry no contract: nothing else to fold
+                apply(self._state, envelope, event)
 
     # -- the write side -----------------------------------------------------------------------
 
@@ -220,9 +221,9 @@ class BillingService:
                     self._settle(self.contracts[contract_id], limit, now, rate, report)
                     self.catch_up()
             self._forget_finished_usage(chosen)
-            for contract_id in sorted(self.penalties):
+            for contract_id, outcome in sorted(self.penalties.items()):
                 if contract_ids is None or contract_id in contract_ids:
-                    self._pay_penalty(self.penalties[contract_id], rate, report)
+                    self._pay_penalty(outcome, rate, report)
             self.catch_up()
             self._signal_low_balances(now, rate, report, set(chosen))
             self.catch_up()
@@ -237,7 +238,8 @@ class BillingService:
         report: BillingReport,
     ) -> None:
         paid_all = True
-        facts, wait = self.usage.get(contract.contract.contract_id), self.settings.usage_wait
+        usage, wait = self._state.usage.get(contract.contract.contract_id), self.settings.usage_wait
+        facts = usage.hours if usage is not None else None
         for hour, seconds in list(contract.hours_due(limit)):
             fact = facts.get(hour) if facts else None  # there iff the basis is "metered"
             if billing_basis(bool(facts), fact is not None, hour, now, wait) is None:
@@ -252,7 +254,6 @@ class BillingService:
                     self._suspend(contract, hour, now)
                     report.suspended.append(contract.contract.contract_id)
                 break
-            contract.mark_billed(hour)
             if bill is not None:
                 report.bills.append(bill)
         if contract.suspended_at is None or contract.closed:
@@ -270,7 +271,7 @@ class BillingService:
         hour: datetime,
         seconds: int,
         rate: Decimal,
-        fact: UsageRecorded | None = None,
+        fact: HourUsage | None = None,
     ) -> UsageBilled | None:
         """Bill ``hour``: from its usage ``fact`` when given, else for its active ``seconds``."""
         terms, split, pricing = contract.contract, self.settings.split, self.settings.pricing
@@ -319,19 +320,20 @@ class BillingService:
 
     def _forget_finished_usage(self, contract_ids: Collection[str]) -> None:
         """A cancelled contract billed to its end needs its usage facts no more."""
+        usage, finished = self._state.usage, self._finished
         for contract_id in contract_ids:
+            if contract_id not in usage or contract_id in finished:
+                continue
             contract = self.contracts.get(contract_id)
-            if contract_id in self.usage and contract is not None and contract.finished():
-                del self.usage[contract_id]
+            if contract is not None and contract.finished():
+                finished.add(contract_id)
 
-    def _pay_penalty(
-        self, outcome: SlaOutcomeRecorded, rate: Decimal, report: BillingReport
-    ) -> None:
+    def _pay_penalty(self, outcome: SlaOutcome, rate: Decimal, report: BillingReport) -> None:
         """Refund the penalty: the farmer pays what its balance allows, the pool the rest."""
         contract_id = outcome.contract_id
         owed = penalty_tft(outcome.penalty, rate)
         if owed.amount <= 0:
-            del self.penalties[contract_id]  # less than a TFT unit at this rate
+            self._waived.add(contract_id)  # less than a TFT unit at this rate
             return
         farmer = account_id(AccountKind.FARMER, outcome.farm_id)
         pool = self.settings.pool_account
@@ -363,7 +365,7 @@ class BillingService:
             if refused.reason != "insufficient_funds":
                 raise
             return  # a balance moved since it was read: the next run pays it
-        del self.penalties[contract_id]
+        # paid: its refund legs, once caught up, take it off the model's pending penalties
         if not result.duplicate:
             report.sla_penalties.append(contract_id)
             report.sla_paid += from_farmer + from_pool
@@ -417,7 +419,7 @@ class BillingService:
                 hourly[terms.offtaker_id] = hourly.get(terms.offtaker_id, Decimal(0)) + usd * rate
         for offtaker_id, cost in sorted(hourly.items()):
             account = account_id(AccountKind.OFFTAKER, offtaker_id)
-            if cost <= 0 or account in self._low_signalled:
+            if cost <= 0 or account in self._state.low_balance:
                 continue
             balance = self._ledger.account(account).balance
             hours_left = (balance.amount / cost).quantize(Decimal("0.01"))

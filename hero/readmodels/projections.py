@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,7 +30,7 @@ from pydantic import TypeAdapter
 
 from hero.domain.errors import Rejected
 from hero.domain.ledger import Leg, LegProblem, account_kind
-from hero.market.views import json_ready
+from hero.market.views import ContractRow, json_ready
 from hero.model import (
     LAST_TRANSFERS,
     Contract,
@@ -287,20 +287,8 @@ _CONTRACT_EVENTS = (
     SlaOutcomeRecorded,
     ReplicaPlaced,
 )
-_TERMS = (
-    "negotiation_id",
-    "offer_id",
-    "offtaker_id",
-    "workload_id",
-    "farm_id",
-    "node_id",
-    "grid",
-    "resources",
-    "price_hour",
-    "term_hours",
-    "sla",
-    "starts_at",
-)
+#: A contract document's terms: the CLI's contract row's fields (one list for both).
+_TERMS = tuple(f.name for f in fields(ContractRow) if f.name != "contract_id")
 
 
 def _contract_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
@@ -359,20 +347,9 @@ def _render_contract(state: MarketState, contract_id: str) -> Doc | None:
 
 
 def _terms(contract: Contract) -> Doc:
-    return {
-        "negotiation_id": contract.negotiation_id,
-        "offer_id": contract.offer_id,
-        "offtaker_id": contract.offtaker_id,
-        "workload_id": contract.workload_id,
-        "farm_id": contract.farm_id,
-        "node_id": contract.node_id,
-        "grid": contract.grid.value,
-        "resources": _dump(contract.resources),
-        "price_hour": _dump(contract.price_hour),
-        "term_hours": contract.term_hours,
-        "sla": _dump(contract.sla),
-        "starts_at": _time(contract.starts_at),
-    }
+    doc = {name: _dump(getattr(contract, name)) for name in _TERMS}
+    doc["starts_at"] = _time(contract.starts_at)  # as the schemas spell times
+    return doc
 
 
 def _placement(placement: Placement) -> Doc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from hero.model import HANDLERS, Contract, MarketState, Migration, Placement, SlaOutcome
 from hero.model import apply as model_apply
@@ -92,16 +91,8 @@ PlacementRow = Placement
 """Why a replica went where it did (``ReplicaPlaced``): the weighted criteria and total."""
 
 
-@dataclass(frozen=True)
-class SlaRow:
-    """How an ended contract did against its SLA (``SlaOutcomeRecorded``)."""
-
-    promised_pct: Decimal
-    uptime_pct: Decimal
-    met: bool
-    hours_down: Decimal
-    period_hours: Decimal
-    penalty: Money
+SlaRow = SlaOutcome
+"""How an ended contract did against its SLA (``SlaOutcomeRecorded``): the model's record."""
 
 
 @dataclass(frozen=True)
@@ -124,22 +115,8 @@ class ReplicaRow:
     sla: SlaRow | None = None
 
 
-@dataclass(frozen=True)
-class DecisionRow:
-    """One autoscaler decision (``ScaleDecided``) with the inputs that produced it."""
-
-    decided_at: datetime
-    current_replicas: int
-    desired_replicas: int
-    reason: str
-    metric: str
-    value: Decimal | None
-    target: Decimal
-    ratio: Decimal | None
-    recommended_replicas: int | None
-    reporting: int
-    missing: int
-    not_ready: int
+DecisionRow = ScaleDecided
+"""One autoscaler decision with the inputs that produced it: the event, as the model keeps it."""
 
 
 MigrationRow = Migration
@@ -269,7 +246,7 @@ class WorkloadsView:
             target=_target(spec, last),
             live=tuple(r for r in replicas if r.ended_at is None),
             ended=tuple(r for r in replicas if r.ended_at is not None),
-            decisions=tuple(_decision(d) for d in decisions),
+            decisions=tuple(decisions),
             decisions_total=len(workload.decisions),
             migrations=tuple(workload.migrations),
         )
@@ -291,7 +268,7 @@ class WorkloadsView:
             placement=placed,
             ended_at=contract.ended_at,
             end_reason=contract.reason if ended else None,
-            sla=_sla(outcome) if outcome is not None else None,
+            sla=outcome,
         )
 
 
@@ -301,34 +278,6 @@ def _target(spec: WorkloadSpec | None, last_desired: int | None) -> int | None:
     if spec.autoscale is None or last_desired is None:
         return spec.replicas
     return last_desired
-
-
-def _decision(event: ScaleDecided) -> DecisionRow:
-    return DecisionRow(
-        decided_at=event.decided_at,
-        current_replicas=event.current_replicas,
-        desired_replicas=event.desired_replicas,
-        reason=event.reason,
-        metric=event.metric,
-        value=event.value,
-        target=event.target,
-        ratio=event.ratio,
-        recommended_replicas=event.recommended_replicas,
-        reporting=event.reporting,
-        missing=event.missing,
-        not_ready=event.not_ready,
-    )
-
-
-def _sla(outcome: SlaOutcome) -> SlaRow:
-    return SlaRow(
-        promised_pct=outcome.promised_pct,
-        uptime_pct=outcome.uptime_pct,
-        met=outcome.met,
-        hours_down=outcome.hours_down,
-        period_hours=outcome.period_hours,
-        penalty=outcome.penalty,
-    )
 
 
 def read_workloads(

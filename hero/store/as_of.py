@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from hero.store.follow import recorded_after
 from hero.store.port import (
     AppendResult,
     EventStore,
@@ -97,15 +96,22 @@ def _recorded_at(row: RecordedEvent) -> datetime:
 def position_at(store: EventStore, moment: datetime) -> int:
     """The last position recorded at or before ``moment`` (0 before the first event).
 
-    Writers stamp ``recorded_at`` before they commit, so near ``moment`` the stamps of
-    concurrent writers may be out of position order by the length of a transaction: the
-    cut is the last event stamped in time, and every event before it in the log.
+    A bisection over positions, a row read per step: every store stamps ``recorded_at`` while
+    it holds the lock that orders its positions (SQLite's write lock, PostgreSQL's
+    ``log_head`` row, the memory store's lock), so the stamps never decrease along the log
+    while the clock does not step back. A clock stepped back (a wall clock corrected by NTP)
+    leaves the cut at a position stamped at or before ``moment`` whose next one is stamped
+    after it, not necessarily the last such.
     """
-    found = 0
-    for row in recorded_after(store, 0, 5000):
-        if _recorded_at(row) <= moment:
-            found = row.position
-    return found
+    low, high = 0, store.current_position()  # low is at or before moment, past high is after
+    while low < high:
+        middle = (low + high + 1) // 2
+        rows = store.read_all(middle, 1)  # the first row at or after middle: positions may skip
+        if rows and rows[0].position <= high and _recorded_at(rows[0]) <= moment:
+            low = rows[0].position
+        else:
+            high = middle - 1
+    return low
 
 
 def resolve_as_of(store: EventStore, text: str) -> AsOf:

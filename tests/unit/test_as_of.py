@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hero.domain.clock import ManualClock
-from hero.store import ANY_VERSION, MemoryEventStore, NewEvent, StoreError, recorded_after
+from hero.store import (
+    ANY_VERSION,
+    MemoryEventStore,
+    NewEvent,
+    RecordedEvent,
+    StoreError,
+    recorded_after,
+)
 from hero.store.as_of import (
     AsOfError,
     AsOfPastHead,
@@ -90,6 +97,33 @@ def test_a_time_cuts_after_the_last_event_recorded_by_then() -> None:
     assert position_at(store, stamps[3] + timedelta(seconds=59)) == 4
     assert position_at(store, stamps[-1] + timedelta(days=1)) == 10
     assert resolve_as_of(store, stamps[3].isoformat()).position == 4
+
+
+class _CountingStore(MemoryEventStore):
+    """Counts the rows read: a time is found by bisection, not by reading the log."""
+
+    reads = 0
+
+    def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        rows = super().read_all(from_position, limit)
+        self.reads += len(rows)
+        return rows
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.lists(st.integers(min_value=0, max_value=3), min_size=0, max_size=40))
+def test_a_time_cuts_where_a_scan_of_the_log_would_reading_few_rows(steps: list[int]) -> None:
+    clock = ManualClock(START)
+    store = _CountingStore(clock)
+    for n, step in enumerate(steps):  # several events may share a stamp
+        clock.advance(timedelta(seconds=step))
+        store.append("s", ANY_VERSION, [_event(n)], f"cmd-{n}")
+    stamps = [row.envelope().recorded_at for row in recorded_after(store, 0)]
+    for moment in [START, *stamps, *(s + timedelta(milliseconds=1) for s in stamps)]:
+        store.reads = 0
+        scanned = max((i + 1 for i, s in enumerate(stamps) if s <= moment), default=0)
+        assert position_at(store, moment) == scanned
+        assert store.reads <= max(len(stamps), 1).bit_length() + 1
 
 
 def test_a_position_past_the_head_is_refused() -> None:

@@ -22,13 +22,15 @@ import pytest
 from agents.agentset import AgentSet
 from agents.market import autoscaler_id, farmer_id, offtaker_id
 from agents.roster import market_roster
+from hero.domain.billing import bill_hour, bill_usd, hourly_usd, metered_usd
+from hero.domain.ledger import RevenueSplit
 from hero.gateway.metrics import LogTally
 from hero.market.views import MarketReport
 from hero.model import MarketState, apply_all
 from hero.readmodels.projections import fold
 from hero.readmodels.workloads import WorkloadsView
 from hero.store import RecordedEvent
-from schemas import REGISTRY, Envelope, Event, Money, Resources
+from schemas import REGISTRY, Envelope, Event, Money, Resources, UsageBilled
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "demo-history.jsonl.gz"
 
@@ -214,3 +216,36 @@ def test_the_gateways_log_tally_agrees_with_the_model(history, model):
     assert snapshot.negotiations == {s: statuses.get(s, 0) for s in snapshot.negotiations}
     assert snapshot.contracts_live == sum(c.status == "active" for c in model.contracts.values())
     assert snapshot.bills == sum(c.billed_hours for c in model.contracts.values()) > 0
+
+
+def test_every_recorded_bill_is_what_the_models_billing_state_prices(history, model):
+    """Billing reads the model (each contract's run, the first usage fact of each hour):
+    priced from it, every bill of the recording comes out as it was billed, to the unit.
+
+    A bill is priced for its own active seconds: the demo bills on a clock hours ahead of
+    the market's, so a contract may end, on the market's clock, inside an hour billed
+    before (and the recording predates counting a second begun as whole, 621d59f).
+    """
+    split = RevenueSplit()
+    bills = [event for _, event in history if isinstance(event, UsageBilled)]
+    assert bills
+    for bill in bills:
+        billed = model.billing[bill.contract_id]
+        assert bill.hour in billed.billed or billed.seconds_in(bill.hour) > 0
+        usage = model.usage.get(bill.contract_id)
+        fact = usage.hours.get(bill.hour) if usage is not None else None
+        assert (fact is not None) == (bill.basis == "metered"), bill.bill_id
+        if fact is not None and fact.seconds:
+            assert bill.seconds == fact.seconds, bill.bill_id
+        if fact is None:
+            usd_hour = hourly_usd(billed.contract)
+            priced = bill_hour(usd_hour, bill.hour, bill.seconds, bill.rate, split)
+        else:
+            usd = metered_usd(billed.contract, fact)
+            priced = bill_usd(usd, bill.hour, bill.seconds, bill.rate, split)
+        assert (bill.usd, bill.amount, bill.farmer_share, bill.pool_share) == (
+            priced.usd,
+            priced.amount,
+            priced.farmer_share,
+            priced.pool_share,
+        ), bill.bill_id

@@ -11,10 +11,11 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hero.domain.ledger import account_id, account_stream
-from hero.model import HANDLERS, IGNORED, MarketState, apply
+from hero.domain.ledger import LedgerBook, Leg, account_id, account_of_stream, account_stream
+from hero.model import HANDLERS, IGNORED, HourUsage, MarketState, apply
 from schemas import (
     REGISTRY,
+    BalanceLow,
     CapacityHeld,
     ContractCancelled,
     ContractCreated,
@@ -440,10 +441,10 @@ def test_a_migrated_replica_names_its_new_contract_and_node():
 
 def test_usage_keeps_one_fact_per_hour_and_bills_add_up_per_contract():
     log = Log()(farm())(node())(held("h1"))(contract("c1", "h1"))
-    for cu in ("1", "2"):  # the same hour twice: the later fact replaces the earlier
+    for cu in ("1", "2"):  # the same hour twice: the first fact stands (billing prices it)
         log(UsageRecorded(contract_id="c1", hour=T0, cu_hours=Decimal(cu), su_hours=Decimal(0),
                           nu_gb=Decimal(0)))  # fmt: skip
-    assert log.state.usage["c1"].cu_hours == Decimal(2)
+    assert log.state.usage["c1"].cu_hours == Decimal(1)
     for hour in range(2):
         log(UsageBilled(bill_id=f"b{hour}", contract_id="c1", offtaker_id="acme", farm_id="f1",
                         grid=Grid.GRID3, hour=T0 + timedelta(hours=hour), seconds=3600,
@@ -461,3 +462,64 @@ def test_an_offer_accepted_after_a_counter_shows_the_price_it_was_accepted_at():
     log(accepted("o1", "c1").model_copy(update={"price_hour": usd("0.08")}))
     o1 = log.state.offers["o1"]
     assert (o1.status, o1.price_hour, o1.counter_accepted) == ("accepted", usd("0.08"), True)
+
+
+def test_a_third_leg_moves_nothing_and_is_filed_as_the_ledgers_book_files_it():
+    legs = [(transfer(), account_stream(a)) for a in (ACME, FARMER, ACME)]
+    log = Log()
+    book = LedgerBook()
+    for event, stream in legs:
+        log(event, stream)
+        book.add(Leg(account_of_stream(stream), event))
+    balances = {a: x.balance for a, x in log.state.accounts.items()}
+    assert balances == {a: s.balance.amount for a, s in book.ledger.accounts.items()}
+    assert balances == {ACME: Decimal(-5), FARMER: Decimal(5)}
+    assert log.state.waiting_legs == {}  # not a first leg waiting for its pair
+    assert log.state.unsound_transfers == {t: p.value for t, p in book.problems.items()}
+    assert log.state.unsound_transfers == {"t1": "third_leg"}
+    assert log.state.books[ACME].faults == {"t1": "third_leg"}
+
+
+# -- what billing reads -------------------------------------------------------------------------
+
+H = timedelta(hours=1)
+
+
+def test_billing_reads_each_contracts_run_and_the_usage_fact_of_each_hour_first_recorded():
+    suspended = ContractSuspended(
+        contract_id="c1", offtaker_id="acme", node_id="n1", unpaid_hour=T0, grace_ends_at=T0 + 9 * H
+    )
+    resumed = ContractResumed(contract_id="c1", offtaker_id="acme", node_id="n1")
+    cancelled = ContractCancelled(contract_id="c1", node_id="n1", reason="offtaker_request")
+    log = Log()(contract("c1", "h1"))(suspended, at=T0 + 2 * H)(resumed, at=T0 + 5 * H)
+    log(cancelled, at=T0 + 6 * H + H / 2)
+    billed = log.state.billing["c1"]
+    assert billed.intervals == [(T0, T0 + 2 * H), (T0 + 5 * H, T0 + 6 * H + H / 2)]
+    assert (billed.cancelled, billed.closed, billed.suspended_at) == (True, False, None)
+    assert billed.seconds_in(T0 + 6 * H) == 1800
+    first = UsageRecorded(contract_id="c1", hour=T0, cu_hours=1, su_hours=0, nu_gb=0, seconds=60)
+    again = first.model_copy(update={"cu_hours": Decimal(2), "seconds": 120})
+    log(first)(again)
+    assert log.state.usage["c1"].hours == {T0: HourUsage(Decimal(1), Decimal(0), Decimal(0), 60)}
+
+
+def test_billing_reads_the_refunds_posted_and_the_low_balance_warnings_still_standing():
+    low = BalanceLow(
+        account_id=ACME,
+        offtaker_id="acme",
+        balance=Money.of("1", "TFT"),
+        hourly_cost=Money.of("1", "TFT"),
+        hours_left=Decimal(1),
+    )
+    log = Log()(low, account_stream(ACME))
+    assert log.state.low_balance == {ACME}
+    refund = TransferPosted(
+        transfer_id="sla-c1-farmer",
+        debit_account=FARMER,
+        credit_account=ACME,
+        amount=Money.of("1", "TFT"),
+        kind=TransferKind.SLA_PENALTY,
+        reference="c1",
+    )
+    log(refund, account_stream(FARMER))
+    assert (log.state.sla_paid, log.state.low_balance) == ({"c1"}, set())
