@@ -43,6 +43,7 @@ from redis.exceptions import RedisError, WatchError
 
 from hero.model import HANDLERS, MarketState
 from hero.model import apply as model_apply
+from hero.readmodels._rebuild import fold_log, write_folded
 from hero.readmodels.projections import (
     PROJECTIONS,
     Doc,
@@ -391,7 +392,7 @@ class Projector:
             generation=generation,
         )
         try:
-            positions = await builder.catch_up()
+            positions = await builder._fold_fresh()
             counts = await builder._counts(generation)
             old = await self._swap(names, generation)
         except BaseException:
@@ -403,6 +404,25 @@ class Projector:
             documents=counts,
             seconds=time.perf_counter() - started,
         )
+
+    async def _fold_fresh(self) -> dict[str, int]:
+        """Fill this (pinned, empty) generation from the whole log committed now: folded in
+        memory and written once (see :mod:`hero.readmodels._rebuild`)."""
+        assert self._pinned is not None, "only a rebuild's own generation is filled this way"
+        target = await asyncio.to_thread(self._store.current_position)
+        folded = await asyncio.to_thread(
+            fold_log, self._store, self._projections, self._wanted, SOURCE, through=target
+        )
+        keys = [keys_for(p.name, self._prefix, self._pinned) for p in self._projections]
+        await write_folded(
+            self._redis,
+            folded,
+            [
+                (p.name, k.docs, k.links, k.position)
+                for p, k in zip(self._projections, keys, strict=True)
+            ],
+        )
+        return dict.fromkeys(self.names, folded.position)
 
     async def _swap(self, names: list[str], generation: str) -> dict[str, str | None]:
         """Point every one of ``names`` at ``generation`` in one transaction; returns the
