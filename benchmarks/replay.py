@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from _replay_log import generate
@@ -41,12 +42,12 @@ from agents.market import MarketView
 from agents.runtime.feed import Admit, Delivery, FeedCounts, StoreHistory
 from agents.runtime.host import AgentHostCore, HostOptions
 from hero.config import HeroSettings
+from hero.gcpause import collections_paused
 from hero.readmodels.projector import Projector
-from hero.store import EventStore, SqliteEventStore, decode_event, open_store
+from hero.store import READ_BATCH, EventStore, SqliteEventStore, decode_event, open_store
 from schemas import Command
 
 GOAL_REBUILD = 100_000
-READ_BATCH = 10_000
 
 
 def _positive(text: str) -> int:
@@ -120,13 +121,33 @@ def _fill(store: EventStore, events: int, seed: int) -> None:
 # -- raw read -------------------------------------------------------------------------------
 
 
-def _read(store: EventStore, decode: bool) -> float:
-    started = time.perf_counter()
-    for rows in store.read_batches(1, READ_BATCH):
-        if decode:
-            for row in rows:
-                decode_event(row)
-    return time.perf_counter() - started
+@dataclass(frozen=True)
+class _Timed:
+    """Wall-clock and this process's CPU seconds: on a shared machine the CPU time is the
+    steadier figure of the two (the other processes' load leaves it alone)."""
+
+    wall: float
+    cpu: float
+
+    def rate(self, events: int) -> str:
+        return f"{events / self.wall:,.0f} events/s ({events / self.cpu:,.0f} per CPU second)"
+
+
+@contextmanager
+def _timed(into: list[_Timed]) -> Iterator[None]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    into.append(_Timed(time.perf_counter() - wall, time.process_time() - cpu))
+
+
+def _read(store: EventStore, decode: bool) -> _Timed:
+    timed: list[_Timed] = []
+    with _timed(timed), collections_paused():
+        for rows in store.read_batches(1, READ_BATCH):
+            if decode:
+                for row in rows:
+                    decode_event(row)
+    return timed[0]
 
 
 # -- rebuild --------------------------------------------------------------------------------
@@ -146,20 +167,19 @@ def _valkey() -> Iterator[str]:
             valkey.stop()
 
 
-async def _rebuilds(store: EventStore, baseline: EventStore, redis_url: str) -> dict[str, float]:
+async def _rebuilds(store: EventStore, baseline: EventStore, redis_url: str) -> list[_Timed]:
+    """The rebuild of every projection, then the incremental projector's path (the
+    baseline) on the ``baseline`` store."""
     redis = Redis.from_url(redis_url)
+    timed: list[_Timed] = []
     try:
-        report = await Projector(store, redis, prefix="bench").rebuild()
+        with _timed(timed):
+            report = await Projector(store, redis, prefix="bench").rebuild()
         docs = sum(report.documents.values())
         print(f"rebuild: {docs:,} documents in {len(report.documents)} projections")
-        old = Projector(baseline, redis, prefix="baseline", generation="b")
-        started = time.perf_counter()
-        reached = await old.catch_up()
-        old_s = time.perf_counter() - started
-        return {
-            "rebuild": max(report.positions.values()) / report.seconds,
-            "baseline": min(reached.values()) / old_s,
-        }
+        with _timed(timed):
+            await Projector(baseline, redis, prefix="baseline", generation="b").catch_up()
+        return timed
     finally:
         await redis.aclose()
 
@@ -190,7 +210,7 @@ async def _no_sends(agent_id: str, command: Command) -> object:
     return None
 
 
-async def _host_catch_up(store: EventStore) -> tuple[float, int]:
+async def _host_catch_up(store: EventStore) -> tuple[_Timed, int]:
     stop = asyncio.Event()
     feed = _ReadyFeed(stop)
     core = AgentHostCore(
@@ -202,9 +222,10 @@ async def _host_catch_up(store: EventStore) -> tuple[float, int]:
         sink=_no_sends,
         options=HostOptions(resume_decide=False),
     )
-    started = time.perf_counter()
-    await core.run(stop)
-    return feed.ready_at - started, core.stats().events_history
+    timed: list[_Timed] = []
+    with _timed(timed):
+        await core.run(stop)  # returns once the host starts its live feed: ready to decide
+    return timed[0], core.stats().events_history
 
 
 # -- restart with a snapshot ----------------------------------------------------------------
@@ -227,27 +248,25 @@ def main(argv: list[str] | None = None) -> None:
         baseline = SqliteEventStore(_cached(args.cache_dir, base_count, args.seed))
         try:
             with _valkey() as redis_url:
-                rates = asyncio.run(_rebuilds(store, baseline, redis_url))
+                rebuild, old = asyncio.run(_rebuilds(store, baseline, redis_url))
         finally:
             baseline.close()
-        host_s, host_events = asyncio.run(_host_catch_up(store))
+        host, host_events = asyncio.run(_host_catch_up(store))
     figures = [
         ("events in the log", f"{count:,}"),
-        ("raw read, no decode", f"{count / plain:,.0f} events/s"),
-        ("raw read + decode", f"{count / decoded:,.0f} events/s"),
-        ("rebuild, every projection", f"{rates['rebuild']:,.0f} events/s"),
-        (
-            f"baseline: incremental projector, first {base_count:,}",
-            f"{rates['baseline']:,.0f} events/s",
-        ),
-        ("host catch-up (restart-to-deciding, no snapshot)", f"{host_s:.2f} s"),
-        ("host catch-up", f"{count / host_s:,.0f} events/s ({host_events:,} for its topics)"),
+        ("raw read, no decode", plain.rate(count)),
+        ("raw read + decode", decoded.rate(count)),
+        ("rebuild, every projection", rebuild.rate(count)),
+        (f"baseline: incremental projector, first {base_count:,}", old.rate(base_count)),
+        ("host catch-up", host.rate(count) + f", {host_events:,} events of its topics"),
+        ("host restart-to-deciding, no snapshot", f"{host.wall:.2f} s"),
+        ("host restart-to-deciding, with a snapshot", "(after the merge of the snapshot work)"),
     ]
     width = max(len(label) for label, _ in figures)
     for label, value in figures:
         print(f"{label:{width}} | {value}")
-    verdict = "met" if rates["rebuild"] >= GOAL_REBUILD else "NOT met"
-    print(f"goal: rebuild >= {GOAL_REBUILD:,} events/s: {verdict}")
+    verdict = "met" if count / rebuild.wall >= GOAL_REBUILD else "NOT met"
+    print(f"goal: rebuild >= {GOAL_REBUILD:,} events/s (wall clock): {verdict}")
     sys.stdout.flush()
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from hero.gcpause import collections_paused
 from hero.model import MarketState
 from hero.model import apply as model_apply
 from hero.readmodels.projections import Doc, Projection, encode_doc
-from hero.store import EventStore, PoisonRow, decode_event, skip_row
-from hero.store.port import READ_BATCH
+from hero.store import READ_BATCH, EventStore, PoisonRow, decode_event, skip_row
 from schemas import Envelope, Event
 
 __all__ = ["Folded", "fold_log", "write_folded"]
@@ -78,6 +78,20 @@ def fold_log(
         for kind in share.projection.types:
             readers.setdefault(kind, []).append(share)
     model = MarketState()
+    with collections_paused():
+        position = _fold_rows(store, model, readers, wanted, source, through, batch)
+    return Folded(model, position, shares)
+
+
+def _fold_rows(
+    store: EventStore,
+    model: MarketState,
+    readers: dict[str, list[_Touched]],
+    wanted: frozenset[str],
+    source: str,
+    through: int,
+    batch: int,
+) -> int:
     position = 0
     for rows in store.read_batches(1, batch, through):
         for row in rows:
@@ -92,7 +106,7 @@ def fold_log(
             model_apply(model, envelope, event)
             for share in readers.get(row.type, ()):
                 _touch(share, envelope, event)
-    return Folded(model, position, shares)
+    return position
 
 
 def _touch(share: _Touched, envelope: Envelope, event: Event) -> None:
@@ -119,13 +133,13 @@ async def write_folded(
             documents = folded.documents(name)
             encoded = [(k, encode_doc(d)) for k, d in documents.items()]
             for start in range(0, len(encoded), _WRITE_CHUNK):
-                pipe.hset(docs_key, mapping=dict(encoded[start : start + _WRITE_CHUNK]))  # type: ignore[arg-type]
+                pipe.hset(docs_key, mapping=dict(encoded[start : start + _WRITE_CHUNK]))
             links = [
                 (a, json.dumps(list(v), separators=(",", ":")))
                 for a, v in folded.links(name).items()
             ]
             for start in range(0, len(links), _WRITE_CHUNK):
-                pipe.hset(links_key, mapping=dict(links[start : start + _WRITE_CHUNK]))  # type: ignore[arg-type]
+                pipe.hset(links_key, mapping=dict(links[start : start + _WRITE_CHUNK]))
             if folded.position:  # as the incremental projector: no position before an event
                 pipe.set(position_key, folded.position)
             await pipe.execute()
