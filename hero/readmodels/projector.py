@@ -52,7 +52,7 @@ from hero.readmodels.projections import (
     encode_doc,
     projection,
 )
-from hero.store import EventStore, PoisonRow, RecordedEvent, decode_event, skip_row
+from hero.store import READ_BATCH, EventStore, PoisonRow, RecordedEvent, decode_event, skip_row
 from schemas import Envelope, Event
 
 __all__ = [
@@ -215,11 +215,14 @@ class Projector:
         projections: Iterable[Projection] | None = None,
         batch: int = 500,
         generation: str | None = None,
+        rebuild_batch: int = READ_BATCH,
     ):
         """``generation`` pins the projector to one generation (what a rebuild fills);
-        without it, it follows whichever generation is live."""
-        if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+        without it, it follows whichever generation is live. ``batch`` rows are applied per
+        Valkey transaction when following; a rebuild reads ``rebuild_batch`` rows at a time."""
+        if batch < 1 or rebuild_batch < 1:
+            raise ValueError(f"batches must be >= 1, got {batch} and {rebuild_batch}")
+        self._rebuild_batch = rebuild_batch
         self._store = store
         self._redis = redis
         self._prefix = prefix
@@ -390,6 +393,7 @@ class Projector:
             projections=[projection(n) for n in names],
             batch=self._batch,
             generation=generation,
+            rebuild_batch=self._rebuild_batch,
         )
         try:
             positions = await builder._fold_fresh()
@@ -411,7 +415,13 @@ class Projector:
         assert self._pinned is not None, "only a rebuild's own generation is filled this way"
         target = await asyncio.to_thread(self._store.current_position)
         folded = await asyncio.to_thread(
-            fold_log, self._store, self._projections, self._wanted, SOURCE, through=target
+            fold_log,
+            self._store,
+            self._projections,
+            self._wanted,
+            SOURCE,
+            through=target,
+            batch=self._rebuild_batch,
         )
         keys = [keys_for(p.name, self._prefix, self._pinned) for p in self._projections]
         await write_folded(
