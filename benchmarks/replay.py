@@ -102,6 +102,7 @@ def _cached(cache_dir: Path, events: int, seed: int) -> Path:
     finally:
         store.close()
     partial.rename(path)  # only a complete log is ever found in the cache
+    partial.with_name(partial.name + ".lock").unlink(missing_ok=True)  # the store's flock file
     return path
 
 
