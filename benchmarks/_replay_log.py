@@ -28,37 +28,56 @@ from hero.domain.usage import usage_fact, usage_stream
 from hero.store import ANY_VERSION, EventStore, NewEvent
 from schemas import REGISTRY, ContractCreated, Event
 
-__all__ = ["GOLDEN", "generate", "new_events"]
+__all__ = ["GOLDEN", "LOG_VERSION", "generate", "new_events"]
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "demo-history.jsonl.gz"
 
+#: Changes whenever the same (events, seed) would make another log: it names the cache.
+LOG_VERSION = 2
 #: Appends per transaction while generating: one commit for many appends.
 _COMMIT_EVERY = 5000
-_FLEET = re.compile(r"\b(farm|node)-(\d{4})")
+_FLEET = re.compile(r"\b(?:farm|node)-\d{4}")
 _HEX = re.compile(r"[0-9a-f]{32}")
 _RUN = re.compile(r"\bdemo-([0-9a-f]{6})\.")
 
 
 @dataclass(frozen=True)
 class _Template:
+    """One event of the golden history, cut where its names are: ``parts`` alternates text
+    and a (kind, name) to rename, so a copy is a join, not a regular expression per line."""
+
     stream: str
-    line: str  # the envelope's JSON text, renamed per copy
+    parts: tuple[str | tuple[str, str], ...]
+
+
+def _cut(line: str, names: re.Pattern[str]) -> tuple[str | tuple[str, str], ...]:
+    parts: list[str | tuple[str, str]] = []
+    at = 0
+    for found in names.finditer(line):
+        parts += [line[at : found.start()], (found.lastgroup or "", found.group(0))]
+        at = found.end()
+    parts.append(line[at:])
+    return tuple(parts)
 
 
 def _templates(path: Path = GOLDEN) -> tuple[list[_Template], list[str]]:
-    """The golden history's events and the demo run ids they carry."""
-    templates: list[_Template] = []
+    """The golden history's events, cut at their names, and the demo run ids they carry."""
+    envelopes: list[tuple[str, str]] = []
     runs: dict[str, None] = {}
     with gzip.open(path, "rt", encoding="utf-8") as source:
         for line in source:
             if not line.strip():
                 continue
             envelope = json.loads(line)
-            templates.append(_Template(envelope["stream"], line.strip()))
+            envelopes.append((envelope["stream"], line.strip()))
             found = _RUN.search(envelope.get("causation_id") or "")
             if found:
                 runs[found.group(1)] = None
-    return templates, list(runs)
+    alternatives = [f"(?P<fleet>{_FLEET.pattern})", f"(?P<hex>{_HEX.pattern})"]
+    if runs:
+        alternatives.append(f"(?P<run>{'|'.join(map(re.escape, runs))})")
+    names = re.compile("|".join(alternatives))
+    return [_Template(stream, _cut(line, names)) for stream, line in envelopes], list(runs)
 
 
 class _Renamer:
@@ -67,16 +86,20 @@ class _Renamer:
     def __init__(self, copy: int, runs: list[str], rng: random.Random):
         self._fleet = f"{copy:05d}"
         self._hex = f"{copy:08x}"
-        names = {run: f"{run}{rng.getrandbits(24):06x}" for run in runs}
-        self._runs = re.compile("|".join(map(re.escape, names))) if names else None
-        self._names = names
+        self._runs = {run: f"{run}{rng.getrandbits(24):06x}" for run in runs}
 
-    def __call__(self, text: str) -> str:
-        text = _FLEET.sub(lambda m: f"{m.group(1)}-{self._fleet}{m.group(2)}", text)
-        text = _HEX.sub(lambda m: self._hex + m.group(0)[8:], text)
-        if self._runs is not None:
-            text = self._runs.sub(lambda m: self._names[m.group(0)], text)
-        return text
+    def __call__(self, template: _Template) -> str:
+        return "".join(
+            part if isinstance(part, str) else self._renamed(*part) for part in template.parts
+        )
+
+    def _renamed(self, kind: str, name: str) -> str:
+        if kind == "fleet":
+            prefix, _, number = name.partition("-")
+            return f"{prefix}-{self._fleet}{number}"
+        if kind == "hex":
+            return self._hex + name[8:]
+        return self._runs[name]
 
 
 def _event(envelope: dict[str, Any]) -> tuple[NewEvent, Event]:
@@ -139,7 +162,7 @@ def new_events(count: int, seed: int, golden: Path = GOLDEN) -> Iterator[tuple[s
         rename = _Renamer(copy, runs, rng)
         contracts: list[tuple[ContractCreated, datetime]] = []
         for template in templates:
-            envelope = json.loads(rename(template.line))
+            envelope = json.loads(rename(template))
             new, event = _event(envelope)
             if isinstance(event, ContractCreated):
                 contracts.append((event, new.occurred_at))

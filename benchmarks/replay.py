@@ -6,9 +6,9 @@
 Generates a realistic seeded log of ``--events`` events (``benchmarks/_replay_log.py``: fleet,
 negotiations, holds, contracts, scaling, migrations, payments and conversions, bills,
 transfers and hourly usage facts), appended through the real event store: a SQLite file
-cached under ``--cache-dir`` by (events, seed), so a re-run skips the generation, or the
-PostgreSQL database of ``--store-url`` (generated when empty, reused when it holds exactly
-``--events``). Then it measures, one after the other:
+cached under ``--cache-dir`` by (events, seed, generator version), so a re-run skips the
+generation, or the PostgreSQL database of ``--store-url`` (generated when empty, reused
+when it holds exactly ``--events``). Then it measures, one after the other:
 
 * raw read: the store read in large batches, without and with the decode of every row
   (envelope and typed event, once per row);
@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from _replay_log import generate
+from _replay_log import LOG_VERSION, generate
 from redis.asyncio import Redis
 
 from agents.market import MarketView
@@ -91,7 +91,7 @@ def _cached(cache_dir: Path, events: int, seed: int) -> Path:
     """The SQLite store of (events, seed), generated the first time. The same seed makes the
     same first events whatever the count, so a shorter log is a prefix of a longer one."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"events-{events}-seed-{seed}.db"
+    path = cache_dir / f"events-{events}-seed-{seed}-v{LOG_VERSION}.db"
     if path.exists():
         print(f"store: {path} (cached)")
         return path

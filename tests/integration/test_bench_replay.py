@@ -17,7 +17,7 @@ from hero.store import SqliteEventStore, decode_event
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from _replay_log import generate, new_events  # noqa: E402
+from _replay_log import LOG_VERSION, generate, new_events  # noqa: E402
 
 #: One of each part of the market the issue asks the log to hold.
 PARTS = {
@@ -86,8 +86,8 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
         assert figure in run.stdout
     assert re.search(r"^events in the log +\| 2,000$", run.stdout, re.MULTILINE)
     assert sorted(p.name for p in tmp_path.glob("*.db")) == [
-        "events-2000-seed-1.db",
-        "events-500-seed-1.db",
+        f"events-2000-seed-1-v{LOG_VERSION}.db",
+        f"events-500-seed-1-v{LOG_VERSION}.db",
     ]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
