@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -239,6 +240,10 @@ async def _host_catch_up(store: EventStore) -> tuple[_Timed, int]:
 # and not growing with the length of history).
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     with _store(args) as store:
@@ -262,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         ("host catch-up", host.rate(count) + f", {host_events:,} events of its topics"),
         ("host restart-to-deciding, no snapshot", f"{host.wall:.2f} s"),
         ("host restart-to-deciding, with a snapshot", "(after the merge of the snapshot work)"),
+        ("peak memory of this process", f"{_peak_mb():,.0f} MB"),
     ]
     width = max(len(label) for label, _ in figures)
     for label, value in figures:
