@@ -4,20 +4,35 @@ into a Valkey of its own, the baseline, the host's catch-up) prints every figure
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from hero.store import SqliteEventStore, decode_event
 
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
 
-from _replay_log import LOG_VERSION, generate, new_events  # noqa: E402
+
+def _replay_log() -> ModuleType:
+    """benchmarks/_replay_log.py by its path: the benchmarks are scripts, not a package, and
+    putting their directory on sys.path would let their names shadow others."""
+    spec = importlib.util.spec_from_file_location("_replay_log", BENCHMARKS / "_replay_log.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_log = _replay_log()
+LOG_VERSION, generate, new_events = _log.LOG_VERSION, _log.generate, _log.new_events
 
 #: One of each part of the market the issue asks the log to hold.
 PARTS = {
