@@ -20,10 +20,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from pydantic import ValidationError
 
 from agents.runtime.routing import AGENT_TOPICS
+from hero.gcpause import collections_paused
 from hero.log.consumer import send_dead_letter
 from hero.log.producer import new_producer
 from hero.log.topics import wait_for_partitions
-from hero.store import EventStore, PoisonRow, skip_row
+from hero.store import READ_BATCH, EventStore, PoisonRow, skip_row
 from schemas import (
     REGISTRY,
     Envelope,
@@ -146,7 +147,7 @@ class StoreHistory:
         store: EventStore,
         topics: Sequence[str] = AGENT_TOPICS,
         *,
-        batch_size: int = 2000,
+        batch_size: int = READ_BATCH,
         registry: SchemaRegistry = REGISTRY,
     ):
         self._store = store
@@ -161,33 +162,32 @@ class StoreHistory:
     async def replay(
         self, upto: int, admit: Admit, *, after: int = 0
     ) -> AsyncIterator[list[Delivery]]:
-        start = after + 1
-        while start <= upto:
-            limit = min(self._batch, upto - start + 1)
-            rows = await asyncio.to_thread(self._store.read_all, start, limit)
-            if not rows:
-                return
-            batch: list[Delivery] = []
-            for row in rows:
-                if row.position > upto:
-                    break
-                if row.topic not in self._topics:
-                    continue
-                try:
-                    delivery = _admitted(
-                        row.topic, row.envelope_json, admit, self.counts, self._registry
-                    )
-                except BadRecord as error:
-                    self.counts.bad_records += 1
-                    await asyncio.to_thread(
-                        skip_row, self._store, SOURCE, row, PoisonRow("bad_record", str(error))
-                    )
-                    continue
-                if delivery is not None:
-                    batch.append(delivery)
-            if batch:
-                yield batch
-            start = rows[-1].position + 1
+        """Large batches, each row decoded once (the envelope first: a repeat is dropped
+        before its payload is validated). The cyclic collector is paused while the host
+        folds them (see :mod:`hero.gcpause`): the host folds each batch before asking for
+        the next, so the pause spans its whole catch-up and ends with it. ``after``: the position
+        a snapshot already holds; only what follows it is read."""
+        batches = self._store.read_batches(after + 1, self._batch, upto)
+        with collections_paused():
+            while (rows := await asyncio.to_thread(next, batches, None)) is not None:
+                batch: list[Delivery] = []
+                for row in rows:
+                    if row.topic not in self._topics:
+                        continue
+                    try:
+                        delivery = _admitted(
+                            row.topic, row.envelope_json, admit, self.counts, self._registry
+                        )
+                    except BadRecord as error:
+                        self.counts.bad_records += 1
+                        await asyncio.to_thread(
+                            skip_row, self._store, SOURCE, row, PoisonRow("bad_record", str(error))
+                        )
+                        continue
+                    if delivery is not None:
+                        batch.append(delivery)
+                if batch:
+                    yield batch
 
 
 class KafkaFeed:

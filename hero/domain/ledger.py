@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 from hero.domain.errors import Rejected
@@ -68,6 +69,7 @@ def account_id(kind: AccountKind | str, owner: str, currency: Currency | str = "
     return f"{AccountKind(kind).value}.{owner}.{Currency(currency).value}"
 
 
+@lru_cache(maxsize=1 << 16)  # every leg of a replay names the same few accounts again
 def account_kind(account: str) -> AccountKind:
     parts = account.split(".")
     try:
@@ -78,6 +80,7 @@ def account_kind(account: str) -> AccountKind:
         raise Rejected("unknown_account", f"{account!r} is not KIND.OWNER.CURRENCY") from None
 
 
+@lru_cache(maxsize=1 << 16)
 def account_currency(account: str) -> Currency:
     try:
         return Currency(account.rsplit(".", 1)[-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from hero.domain.errors import Rejected
 from hero.domain.ledger import (
     Leg,
@@ -188,6 +190,7 @@ def _named(event: TransferPosted) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a for a in named if _is_account(a)))
 
 
+@lru_cache(maxsize=1 << 16)  # a replay asks about the same few accounts for every transfer
 def _is_account(account_id: str) -> bool:
     try:
         account_kind(account_id)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
-
-import orjson
 
 from hero.model.codec import Shape, codec_for, describe
 from hero.model.state import MarketState
@@ -40,7 +39,7 @@ __all__ = [
 #: The format of the state a body holds; bump it with :data:`MODEL_FINGERPRINT`.
 MODEL_SCHEMA_VERSION = 1
 #: :func:`state_fingerprint` of the state this version stands for.
-MODEL_FINGERPRINT = "2865c0e1d3c5a13e5e4d9414ebc68060177fb103aa8deb512b12e82ac2e7d1c3"
+MODEL_FINGERPRINT = "26a87f56c8dd880076e2b783794810173d5701dc780a9eebc707b28762d78ed2"
 
 _MAGIC = b"HMS1"
 _DIGEST = 32
@@ -94,7 +93,8 @@ def gc_paused() -> Iterator[None]:
 
 def encode_state(state: MarketState) -> bytes:
     with gc_paused():
-        payload = orjson.dumps(codec_for(MarketState).encode(state))
+        tree = codec_for(MarketState).encode(state)
+        payload = json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
     return frame(payload, MODEL_SCHEMA_VERSION)
 
 
@@ -103,9 +103,9 @@ def decode_state(body: bytes) -> MarketState:
     payload = unframe(body, MODEL_SCHEMA_VERSION)
     try:
         with gc_paused():
-            tree: Any = orjson.loads(payload)
+            tree: Any = json.loads(payload)
             state = codec_for(MarketState).decode(tree)
-    except (Shape, orjson.JSONDecodeError, ValueError, TypeError, KeyError, ArithmeticError) as e:
+    except (Shape, ValueError, TypeError, KeyError, ArithmeticError) as e:
         raise SnapshotUnreadable(f"the state does not decode: {e}") from e
     assert isinstance(state, MarketState)
     return state

@@ -49,6 +49,7 @@ from hero.model.snapshot import (
     decode_state,
     encode_state,
 )
+from hero.readmodels._rebuild import fold_log, write_folded
 from hero.readmodels.projections import (
     PROJECTIONS,
     Doc,
@@ -58,6 +59,7 @@ from hero.readmodels.projections import (
     projection,
 )
 from hero.store import (
+    READ_BATCH,
     EventStore,
     PoisonRow,
     RecordedEvent,
@@ -240,13 +242,16 @@ class Projector:
         batch: int = 500,
         generation: str | None = None,
         snapshots: SnapshotKeeper | None = None,
+        rebuild_batch: int = READ_BATCH,
     ):
         """``generation`` pins the projector to one generation (what a rebuild fills);
-        without it, it follows whichever generation is live. With ``snapshots`` its market
-        model starts from the newest snapshot (the log replayed only after it) and is saved
-        there as the keeper's cadence says."""
-        if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+        without it, it follows whichever generation is live. ``batch`` rows are applied per
+        Valkey transaction when following; a rebuild reads ``rebuild_batch`` rows at a time.
+        With ``snapshots`` its market model starts from the newest snapshot (the log replayed
+        only after it) and is saved there as the keeper's cadence says."""
+        if batch < 1 or rebuild_batch < 1:
+            raise ValueError(f"batches must be >= 1, got {batch} and {rebuild_batch}")
+        self._rebuild_batch = rebuild_batch
         self._store = store
         self._redis = redis
         self._prefix = prefix
@@ -456,9 +461,10 @@ class Projector:
             projections=[projection(n) for n in names],
             batch=self._batch,
             generation=generation,
+            rebuild_batch=self._rebuild_batch,
         )
         try:
-            positions = await builder.catch_up()
+            positions = await builder._fold_fresh()
             counts = await builder._counts(generation)
             old = await self._swap(names, generation)
         except BaseException:
@@ -470,6 +476,31 @@ class Projector:
             documents=counts,
             seconds=time.perf_counter() - started,
         )
+
+    async def _fold_fresh(self) -> dict[str, int]:
+        """Fill this (pinned, empty) generation from the whole log committed now: folded in
+        memory and written once (see :mod:`hero.readmodels._rebuild`)."""
+        assert self._pinned is not None, "only a rebuild's own generation is filled this way"
+        target = await asyncio.to_thread(self._store.current_position)
+        folded = await asyncio.to_thread(
+            fold_log,
+            self._store,
+            self._projections,
+            self._wanted,
+            SOURCE,
+            through=target,
+            batch=self._rebuild_batch,
+        )
+        keys = [keys_for(p.name, self._prefix, self._pinned) for p in self._projections]
+        await write_folded(
+            self._redis,
+            folded,
+            [
+                (p.name, k.docs, k.links, k.position)
+                for p, k in zip(self._projections, keys, strict=True)
+            ],
+        )
+        return dict.fromkeys(self.names, folded.position)
 
     async def _swap(self, names: list[str], generation: str) -> dict[str, str | None]:
         """Point every one of ``names`` at ``generation`` in one transaction; returns the

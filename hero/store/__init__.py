@@ -21,6 +21,7 @@ from hero.store.poison import (
 from hero.store.port import (
     ANY_VERSION,
     NO_STREAM,
+    READ_BATCH,
     AppendResult,
     ConcurrencyConflict,
     DuplicateEventId,
@@ -48,6 +49,7 @@ from hero.store.sqlite import SqliteEventStore, sqlite_path_from_url
 __all__ = [
     "ANY_VERSION",
     "NO_STREAM",
+    "READ_BATCH",
     "AppendResult",
     "CheckpointStore",
     "ConcurrencyConflict",

@@ -17,6 +17,7 @@ from schemas.ids import ID_PATTERN, NAME_PATTERN, is_id, is_name
 __all__ = [
     "ANY_VERSION",
     "NO_STREAM",
+    "READ_BATCH",
     "AppendResult",
     "ConcurrencyConflict",
     "DuplicateEventId",
@@ -32,6 +33,9 @@ __all__ = [
 NO_STREAM = 0
 #: Skip the version check (for facts that cannot conflict, such as telemetry).
 ANY_VERSION = -1
+#: Rows per read of :meth:`EventStore.read_batches` unless told otherwise: large enough that
+#: the query's cost is spread thin, small enough that a batch is a few MB.
+READ_BATCH = 10_000
 #: How often the default :meth:`EventStore.wait_for_new` looks at the log's head.
 _POLL_S = 0.05
 
@@ -257,6 +261,26 @@ class EventStore(ABC):
     @abstractmethod
     def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events from ``from_position`` on, in position order."""
+
+    def read_batches(
+        self, from_position: int = 1, batch: int = READ_BATCH, through: int | None = None
+    ) -> Iterator[list[RecordedEvent]]:
+        """The log from ``from_position`` on (through position ``through`` when given), in
+        position order, as lists of up to ``batch`` rows: what a replay reads, one query per
+        list rather than per row. Each list is read when the previous one is consumed, so a
+        long log is never held at once."""
+        if batch < 1:
+            raise StoreError(f"batch must be >= 1, got {batch}")
+        start = max(from_position, 1)
+        while through is None or start <= through:
+            limit = batch if through is None else min(batch, through - start + 1)
+            rows = self.read_all(start, limit)
+            if through is not None and rows and rows[-1].position > through:
+                rows = [row for row in rows if row.position <= through]
+            if not rows:
+                return
+            yield rows
+            start = rows[-1].position + 1
 
     def read_event(self, event_id: str) -> RecordedEvent | None:
         """The event with this id, or None. Adapters answer from an index; this fallback scans."""

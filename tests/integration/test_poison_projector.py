@@ -129,7 +129,8 @@ async def test_a_rebuild_completes_over_a_poison_row_and_a_failed_one_leaves_the
     insert_poison_row(handle.url)
     for number in range(5):
         last = _append(store, f"node-n{number}", _node(f"n{number}"))
-    projector = Projector(store, redis, prefix=prefix, batch=2)
+    # Reads of two rows: the failure below lands half-way through the rebuild.
+    projector = Projector(store, redis, prefix=prefix, batch=2, rebuild_batch=2)
     models = ReadModels(redis, prefix)
 
     report = await projector.rebuild()  # the poison row does not stop it

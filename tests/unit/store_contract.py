@@ -235,6 +235,24 @@ class EventStoreContract:
         assert store.read_all(from_position=7) == []
         assert store.read_all(from_position=1, limit=0) == []
 
+    def test_read_batches_returns_exactly_the_rows_read_one_by_one(self, store, clock):
+        for i in range(23):
+            events = [new_event(clock, f"n{i}.{j}") for j in range(1 + i % 3)]
+            store.append(f"s{i % 4}", ANY_VERSION, events, f"cmd-{i}")
+        last = store.current_position()
+        one_by_one = [store.read_all(p, 1)[0] for p in range(1, last + 1)]
+        for batch in (1, 7, last, 10_000):
+            batches = list(store.read_batches(1, batch))
+            assert [row for rows in batches for row in rows] == one_by_one
+            assert all(1 <= len(rows) <= batch for rows in batches)
+        # From a position, through a position: the same rows as one by one, no more.
+        middle = list(store.read_batches(5, 4, through=last - 3))
+        assert [row for rows in middle for row in rows] == one_by_one[4 : last - 3]
+        assert list(store.read_batches(last + 1, 10)) == []
+        assert list(store.read_batches(1, 10, through=0)) == []
+        with pytest.raises(StoreError, match="batch must be >= 1"):
+            list(store.read_batches(1, 0))
+
     def test_stream_version_and_current_position(self, store, clock):
         store.append("s1", NO_STREAM, [new_event(clock), new_event(clock)], "cmd-1")
         store.append("s2", NO_STREAM, [new_event(clock)], "cmd-2")
