@@ -215,6 +215,11 @@ class ManagedProcess(ABC):
             return False
         return running(self._pid, self._start_ticks)
 
+    def exit_status(self) -> int | None:
+        """Its exit code (negative: the signal that ended it) if this very object started it
+        and it has ended; None otherwise (only a parent sees how a child ended)."""
+        return self._popen.poll() if self._popen is not None else None
+
     def is_healthy(self) -> bool:
         return self.is_alive() and self._ready()
 
