@@ -85,7 +85,7 @@ class StackState(BaseModel):
 class SupervisedProcess(BaseModel):
     """What the supervisor knows of one recorded process."""
 
-    state: Literal["running", "restarting", "waiting", "crash-looping"] = "running"
+    state: Literal["running", "starting", "restarting", "waiting", "crash-looping"] = "running"
     pid: int | None = None
     restarts: int = 0
     crashes_in_window: int = 0

@@ -85,6 +85,8 @@ _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order
 _STOP_ORDER: tuple[ComponentName, ...] = (
     "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
 )  # fmt: skip
+# Grace for a Ray client cut off from its restarted head: it has nothing left to finish.
+_CUT_OFF_STOP_S = 3.0
 # What `hero up --replicas N` runs N of (relay, relay-2, ...; gateway, gateway-2, ...; ...).
 _REPLICATED: tuple[ComponentName, ...] = ("relay", "usage", "gateway")
 
@@ -241,9 +243,21 @@ class LocalStack:
 
     def restarted(self, label: str, proc: ManagedProcess) -> None:
         """What a restarted process needs once ready: an embedded Tansu comes back empty, so
-        its topics are made again (the relay refills them)."""
+        its topics are made again (the relay refills them); a new Ray head's clients are
+        stopped, to be started again on it."""
         if split_label(label)[0] == "broker" and proc.address is not None:
             self._ensure_topics(proc.address, proc)
+        if label == "ray":
+            self._stop_ray_clients()
+
+    def _stop_ray_clients(self) -> None:
+        """A new Ray head is a new cluster: the agents (its driver) and the worker nodes of
+        the old one would run on, cut off; stopped, they are started again on it."""
+        state = StackState.load(self.data_dir)
+        records = state.processes if state is not None else {}
+        for label, record in records.items():
+            if label == "agents" or label in RAY_WORKER_NAMES:
+                self._attach(label, record).stop(timeout=_CUT_OFF_STOP_S)
 
     def process(self, label: str, record: ProcessRecord) -> ManagedProcess:
         """The recorded process ``label``, to probe or stop."""

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from hero.config import HeroSettings
-from infra._state import StackState, SupervisedProcess, SupervisorReport
+from infra._state import ProcessRecord, StackState, SupervisedProcess, SupervisorReport
 from infra._supervision import own_record, write_up_result
 from infra.errors import ComponentError, StackError
 from infra.local import LocalStack, restart_order
@@ -72,6 +72,8 @@ class Supervisor:
         self.backoff: dict[str, Backoff] = {}
         self.entries: dict[str, SupervisedProcess] = {}
         self.due: dict[str, float] = {}
+        # Started again, not ready yet: when, and until when it may take.
+        self.starting: dict[str, tuple[float, float]] = {}
         self._inherit(SupervisorReport.load(self.data_dir))
 
     def _inherit(self, previous: SupervisorReport | None) -> None:
@@ -109,12 +111,17 @@ class Supervisor:
         self.report()
 
     def _check(self, label: str, state: StackState, dead: list[str]) -> bool:
-        """True if ``label`` is (again) alive after this look."""
+        """True if ``label`` is alive and (when we restarted it) ready after this look."""
         record = state.processes[label]
-        proc = self._handle(label, record.pid)
+        proc = self._handle(label, record)
         entry = self.entries.setdefault(label, SupervisedProcess())
         backoff = self.backoff.setdefault(label, Backoff(self.policy))
         now = self.clock()
+        if label in self.starting:
+            if self._came_back(label, proc, entry, now):
+                return True
+            if proc.is_alive():
+                return False
         if proc.is_alive():
             backoff.running(now)
             entry.state, entry.pid, entry.restart_in_s, entry.waiting_for = (
@@ -130,21 +137,46 @@ class Supervisor:
             # A dependency is down: starting this now would only crash it again.
             entry.state, entry.waiting_for = ("crash-looping" if looping else "waiting"), dead[0]
             return False
+        entry.waiting_for = None
         if now < self.due[label]:
             entry.state = "crash-looping" if looping else "restarting"
             entry.restart_in_s = round(self.due[label] - now, 1)
             return False
-        return self._restart(label, entry, backoff)
+        self._restart(label, entry, backoff, now)
+        return False
 
-    def _handle(self, label: str, pid: int) -> ManagedProcess:
+    def _came_back(
+        self, label: str, proc: ManagedProcess, entry: SupervisedProcess, now: float
+    ) -> bool:
+        """A process we started again: ready now (True), still starting, or given up on."""
+        began, deadline = self.starting[label]
+        if not proc.is_alive():
+            del self.starting[label]
+            return False
+        if proc.is_healthy():
+            del self.starting[label]
+            try:
+                self.stack.restarted(label, proc)
+            except (StackError, ComponentError) as exc:
+                log.error("%s is back but not usable: %s", label, exc)
+            log.info("%s is back as pid %s, ready after %.1f s", label, proc.pid, now - began)
+            entry.state, entry.restart_in_s = "running", None
+            return True
+        if now >= deadline:
+            del self.starting[label]
+            log.error("%s (pid %s) not ready after %.0f s: killed", label, proc.pid, now - began)
+            proc.kill()  # the next look finds it dead and starts it again, backed off
+            return False
+        entry.state = "starting"
+        return False
+
+    def _handle(self, label: str, record: ProcessRecord) -> ManagedProcess:
         held = self.handles.get(label)
-        if held is not None and held.pid == pid:
+        if held is not None and held.pid == record.pid:
             return held
         # Started by someone else (a launcher's respawn, an earlier supervisor): found by pid.
-        state = StackState.load(self.data_dir)
-        if state is None or label not in state.processes:
-            raise StackError(f"{label} is no longer recorded")
-        self.handles[label] = self.stack.process(label, state.processes[label])
+        self.handles[label] = self.stack.process(label, record)
+        self.starting.pop(label, None)
         return self.handles[label]
 
     def _crashed(
@@ -178,32 +210,21 @@ class Supervisor:
                 delay,
             )
 
-    def _restart(self, label: str, entry: SupervisedProcess, backoff: Backoff) -> bool:
+    def _restart(self, label: str, entry: SupervisedProcess, backoff: Backoff, now: float) -> None:
         del self.due[label]
-        started = self.clock()
         try:
             proc = self.stack.restart(label)
         except (StackError, ComponentError) as exc:
             log.error("%s could not be started again: %s", label, exc)
             self._crashed(label, self.handles[label], entry, backoff, self.clock())
             entry.last_exit = f"could not start: {exc}"
-            return False
+            return
         self.handles[label] = proc
-        backoff.started(started)
-        entry.restarts, entry.pid, entry.state = backoff.restarts, proc.pid, "restarting"
+        self.starting[label] = (now, now + self.stack.settings.up_timeout_s)
+        backoff.started(now)
+        entry.restarts, entry.pid, entry.state = backoff.restarts, proc.pid, "starting"
         entry.restart_in_s = None
-        self.report()
-        try:
-            proc.wait_ready(self.stack.settings.up_timeout_s)
-            self.stack.restarted(label, proc)
-        except (StackError, ComponentError) as exc:
-            log.error("%s (pid %s) did not come back: %s", label, proc.pid, exc)
-            if proc.is_alive():
-                proc.kill()  # alive yet not ready: the next pass restarts it, backed off
-            return False
-        log.info("%s is back as pid %s after %.1f s", label, proc.pid, self.clock() - started)
-        entry.state = "running"
-        return True
+        log.info("%s started again as pid %s (restart %d)", label, proc.pid, backoff.restarts)
 
     def report(self) -> None:
         SupervisorReport(
