@@ -73,7 +73,7 @@ from infra.ray_nodes import RayWorkerNode, ray_worker_name, ray_worker_names
 from infra.treasury import TreasuryProcess, treasury_detail
 from infra.usage import UsageProcess, usage_detail
 
-__all__ = ["COMPONENTS", "LocalStack", "restart_order"]
+__all__ = ["COMPONENTS", "LocalStack", "is_dependency", "restart_order"]
 
 COMPONENTS: tuple[ComponentName, ...] = (
     "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
@@ -947,6 +947,12 @@ def _with_recorded(components: tuple[str, ...], state: StackState) -> list[str]:
         return (kinds.index(kind) if kind in kinds else len(kinds), replica)
 
     return sorted(names, key=place)
+
+
+def is_dependency(label: str) -> bool:
+    """The servers the others need (store, broker, Valkey, Ray and its nodes): while one is
+    down, starting a process after it only crashes that again."""
+    return label in ("postgres", "broker", "valkey", "ray", *RAY_WORKER_NAMES)
 
 
 def restart_order(labels: Iterable[str]) -> list[str]:

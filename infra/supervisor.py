@@ -26,7 +26,7 @@ from hero.config import HeroSettings
 from infra._state import ProcessRecord, StackState, SupervisedProcess, SupervisorReport
 from infra._supervision import own_record, write_up_result
 from infra.errors import ComponentError, StackError
-from infra.local import LocalStack, restart_order
+from infra.local import LocalStack, is_dependency, restart_order
 from infra.processes import ManagedProcess
 from infra.supervisor_policy import Backoff, RestartPolicy
 
@@ -103,7 +103,7 @@ class Supervisor:
     def step(self, state: StackState) -> None:
         dead: list[str] = []
         for label in restart_order(state.processes):
-            if not self._check(label, state, dead):
+            if not self._check(label, state, dead) and is_dependency(label):
                 dead.append(label)
         for label in list(self.entries):
             if label not in state.processes:
