@@ -53,9 +53,11 @@ pytestmark = [pytest.mark.integration]
 
 VICTIMS = ("relay", "agents", "gateway", "treasury", "usage")
 SECRET = "supervised-load-secret"
-PAYMENTS = 60
-FARMS = 8
-OFFTAKERS = 8
+# Each kill lands right after a new batch of offtakers asks for contracts, while payments
+# keep arriving (one each PAY_PACE_S until the last process is back).
+FARMS_PER_BATCH = 2
+OFFTAKERS_PER_BATCH = 2
+PAY_PACE_S = 0.1
 USAGE_CONTRACTS = 2
 INTERVAL_S = 60
 BACK_S = 5.0
@@ -80,16 +82,17 @@ class Payer:
 
     def __init__(self, url: str, tag: str) -> None:
         self.url, self.tag = url, tag
-        self.amounts = [f"{10 + i}.{i % 100:02d}" for i in range(PAYMENTS)]
+        self.amounts: list[str] = []
         self.answers: Counter[str] = Counter()
         self.sent = 0
         self.error: BaseException | None = None
+        self.done = threading.Event()
 
     def body(self, i: int) -> bytes:
         notice = {
             "provider_event_id": f"{self.tag}-evt-{i:04d}",
             "offtaker_id": f"{self.tag}-payer-{i % 4}",
-            "amount": self.amounts[i],
+            "amount": f"{10 + i}.{i % 100:02d}",
             "currency": "usd",
         }
         return json.dumps(notice).encode()
@@ -97,10 +100,11 @@ class Payer:
     def run(self) -> None:
         try:
             with httpx.Client(timeout=10) as client:
-                for i in range(PAYMENTS):
+                while not self.done.wait(PAY_PACE_S):  # a provider's pace
+                    i = self.sent
+                    self.amounts.append(f"{10 + i}.{i % 100:02d}")
                     self.answers[self._deliver(client, self.body(i))] += 1
                     self.sent = i + 1
-                    time.sleep(0.05)  # a provider's pace, not a synchronisation
         except BaseException as exc:
             self.error = exc
 
@@ -122,6 +126,15 @@ class Payer:
                 return "duplicate" if response.json()["duplicate"] else "received"
             assert response.status_code == 503, response.text
         raise TimeoutError("a delivery was never answered")
+
+
+def _load_at(store: EventStore, offtakers: list[str], payer: Payer) -> str:
+    events = _decoded(store)
+    contracts = [c for c in _of(events, ContractCreated) if c.offtaker_id in offtakers]
+    return (
+        f"{payer.sent} payments sent, {len(_of(events, FiatConverted))} converted, "
+        f"{len(contracts)} contracts, {len(_of(events, UsageRecorded))} usage facts"
+    )
 
 
 def _kill_and_wait_back(data_dir: Path, label: str) -> tuple[float, float]:
@@ -172,7 +185,10 @@ async def test_kill_9_of_each_hero_process_under_load_loses_and_doubles_nothing(
     store = open_store(settings.effective_store_url)
     tag = new_id("s")[-8:]
     figures: dict[str, tuple[float, float]] = {}
+    at_kill: dict[str, str] = {}
     publisher = TelemetryPublisher(endpoints.kafka_bootstrap)
+    assert endpoints.treasury_url is not None
+    payer = Payer(endpoints.treasury_url, tag)
     try:
         # Usage: contracts that started hours ago, their samples sent in parts between kills.
         first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
@@ -192,24 +208,25 @@ async def test_kill_9_of_each_hero_process_under_load_loses_and_doubles_nothing(
         size = -(-len(samples) // len(VICTIMS))
         parts = [samples[i * size : (i + 1) * size] for i in range(len(VICTIMS))]
 
-        # The market: farms, then offtakers whose negotiations run while processes die.
         service = MarketService(store)
-        register_farms(service, tag, FARMS)
-        offtakers = set_mandates(service, tag, OFFTAKERS)
-        assert endpoints.treasury_url is not None
-        payer = Payer(endpoints.treasury_url, tag)
+        offtakers: list[str] = []
         thread = threading.Thread(target=payer.run, daemon=True)
         thread.start()
         for n, (label, part) in enumerate(zip(VICTIMS, parts, strict=True)):
             await publisher.send(part, datetime.now(UTC))
-            # Payments flowing at the kill: the n-th kill after the n-th tenth of them.
-            wanted = (n + 1) * PAYMENTS // 10
+            # A market batch of its own (farms in regions of its own): negotiating at the kill.
+            batch = f"{tag}b{n}"
+            register_farms(service, batch, FARMS_PER_BATCH)
+            offtakers += set_mandates(service, batch, OFFTAKERS_PER_BATCH)
+            wanted = payer.sent + 3
 
             def flowing(wanted: int = wanted) -> bool:
                 return payer.sent >= wanted
 
             wait_until(flowing, 60, "payments flowing")
+            at_kill[label] = _load_at(store, offtakers, payer)
             figures[label] = await asyncio.to_thread(_kill_and_wait_back, data_dir, label)
+        payer.done.set()
         thread.join(timeout=120)
         assert payer.error is None, payer.error
         assert not thread.is_alive()
@@ -221,13 +238,14 @@ async def test_kill_9_of_each_hero_process_under_load_loses_and_doubles_nothing(
             contracts = [c for c in _of(events, ContractCreated) if c.offtaker_id in offtakers]
             per_offtaker = Counter(c.offtaker_id for c in contracts)
             return (
-                len(_of(events, FiatConverted)) >= PAYMENTS
+                len(_of(events, FiatConverted)) >= payer.sent
                 and all(per_offtaker[o] >= REPLICAS for o in offtakers)
                 and len(_of(events, UsageRecorded)) >= 2 * USAGE_CONTRACTS
             )
 
         wait_until(settled, max(left, 30), "every payment, contract and usage fact", poll_s=1)
     finally:
+        payer.done.set()
         await publisher.close()
         state = StackState.load(data_dir)
         seen = [*state.processes.values()] if state is not None else []
@@ -237,15 +255,17 @@ async def test_kill_9_of_each_hero_process_under_load_loses_and_doubles_nothing(
     events = _decoded(store)
     print("\nkill -9 under load (running again, up again):")
     for label, (respawned, up) in figures.items():
-        print(f"  {label}: {respawned:.2f} s, {up:.2f} s")
+        print(f"  {label}: {respawned:.2f} s, {up:.2f} s; killed at {at_kill[label]}")
     # Payments: each once, the sums exact, the ledger balanced.
     received = _of(events, FiatPaymentReceived)
     converted = _of(events, FiatConverted)
-    assert payer.answers["received"] + payer.answers["duplicate"] == PAYMENTS
-    assert len(received) == len({e.payment_id for e in received}) == PAYMENTS
-    assert len(converted) == len({e.payment_id for e in converted}) == PAYMENTS
+    payments = payer.sent
+    assert payments == len(payer.amounts) > 0
+    assert payer.answers["received"] + payer.answers["duplicate"] == payments
+    assert len(received) == len({e.payment_id for e in received}) == payments
+    assert len(converted) == len({e.payment_id for e in converted}) == payments
     assert sorted(e.provider_event_id for e in received) == [
-        f"{tag}-evt-{i:04d}" for i in range(PAYMENTS)
+        f"{tag}-evt-{i:04d}" for i in range(payments)
     ]
     assert sum(e.fiat.amount for e in converted) == sum(Decimal(a) for a in payer.amounts)
     ledger = read_ledger(store)
