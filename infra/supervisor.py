@@ -36,11 +36,13 @@ log = logging.getLogger("hero.supervisor")
 
 _POLL_S = 0.2
 _ADOPT_WAIT_S = 10.0
+# How long a dead child's last threads may take to go, so its exit status can be read.
+_REAP_WAIT_S = 5.0
 
 
 def exit_reason(proc: ManagedProcess) -> str:
     """'killed by SIGKILL', 'exited with 3', or why it cannot be told."""
-    code = proc.exit_status()
+    code = proc.exit_status(wait=_REAP_WAIT_S)
     if code is None:
         return "exited (status unseen: not started by this supervisor)"
     if code < 0:

@@ -76,6 +76,11 @@ def _status(data_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in hero_json("status", data_dir=data_dir)}
 
 
+def _log(data_dir: Path) -> str:
+    """The supervisor's log, for a failure's message."""
+    return (data_dir / "logs" / "supervisor.log").read_text()[-4000:]
+
+
 def _kill_9(record: ProcessRecord) -> None:
     assert running(record.pid, record.start_ticks), f"{record.name} is not running"
     os.kill(record.pid, signal.SIGKILL)
@@ -114,8 +119,8 @@ def test_kill_9_of_each_process_is_restarted_and_status_shows_it(
             f"{label}: running again after {back:.2f} s, the stack ready after "
             f"{time.monotonic() - killed:.2f} s"
         )
-        assert row["restarts"] >= 1, row
-        assert "SIGKILL" in (row["last_exit"] or ""), row
+        assert row["restarts"] >= 1, (row, _log(data_dir))
+        assert "SIGKILL" in (row["last_exit"] or ""), (row, _log(data_dir))
         assert back <= _BACK_S
     print("\nkill -9 of each supervised process:\n  " + "\n  ".join(figures))
     rows = _status(data_dir)
