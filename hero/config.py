@@ -127,6 +127,10 @@ class HeroSettings(BaseSettings):
         description="probes a node misses before Ray declares it dead and restarts its hosts",
     )
     up_timeout_s: float = Field(default=60.0, gt=0)
+    supervise: bool = Field(
+        default=True,
+        description="`hero up` also runs a supervisor that starts a crashed process again",
+    )
     health_max_lag: int = Field(
         default=5000, ge=0, description="events a follower may lag the store before degraded"
     )

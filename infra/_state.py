@@ -10,12 +10,21 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from infra.errors import StackError
 
-__all__ = ["ProcessRecord", "StackState", "load_ports", "save_ports", "stack_lock"]
+__all__ = [
+    "ProcessRecord",
+    "StackState",
+    "SupervisedProcess",
+    "SupervisorReport",
+    "load_ports",
+    "save_ports",
+    "stack_lock",
+]
 
 STATE_VERSION = 1
 
@@ -42,6 +51,9 @@ class StackState(BaseModel):
     ports: dict[str, int] = Field(default_factory=dict)
     processes: dict[str, ProcessRecord] = Field(default_factory=dict)
     external: dict[str, str] = Field(default_factory=dict)
+    supervisor: ProcessRecord | None = Field(
+        default=None, description="the supervisor watching ``processes`` (not one of them)"
+    )
 
     @staticmethod
     def path(data_dir: Path) -> Path:
@@ -61,6 +73,51 @@ class StackState(BaseModel):
                 f"{path} is unreadable ({exc.error_count()} errors); "
                 "stop the processes it lists by hand, then delete it"
             ) from exc
+
+    def save(self, data_dir: Path) -> None:
+        _atomic_write(self.path(data_dir), self.model_dump_json(indent=2))
+
+    @classmethod
+    def remove(cls, data_dir: Path) -> None:
+        cls.path(data_dir).unlink(missing_ok=True)
+
+
+class SupervisedProcess(BaseModel):
+    """What the supervisor knows of one recorded process."""
+
+    state: Literal["running", "starting", "restarting", "waiting", "crash-looping"] = "running"
+    pid: int | None = None
+    restarts: int = 0
+    crashes_in_window: int = 0
+    last_exit: str | None = Field(
+        default=None, description="exit code or signal: 'killed by SIGKILL', 'exited with 1'"
+    )
+    last_exit_at: datetime | None = None
+    restart_in_s: float | None = Field(
+        default=None, description="seconds until the next start, while restarting"
+    )
+    waiting_for: str | None = Field(default=None, description="a dead dependency it waits on")
+
+
+class SupervisorReport(BaseModel):
+    """``<data_dir>/run/supervisor.json``, rewritten by the supervisor on every change."""
+
+    pid: int
+    updated_at: datetime
+    processes: dict[str, SupervisedProcess] = Field(default_factory=dict)
+
+    @staticmethod
+    def path(data_dir: Path) -> Path:
+        return data_dir / "run" / "supervisor.json"
+
+    @classmethod
+    def load(cls, data_dir: Path) -> SupervisorReport | None:
+        """The last report, or None if there is none or it cannot be read (a status must
+        still answer then)."""
+        try:
+            return cls.model_validate_json(cls.path(data_dir).read_text())
+        except (OSError, ValidationError):
+            return None
 
     def save(self, data_dir: Path) -> None:
         _atomic_write(self.path(data_dir), self.model_dump_json(indent=2))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -31,7 +31,21 @@ from hero.log.topics import TopicAdmin
 from infra._health import kafka_answers, ray_gcs_answers, redis_answers
 from infra._kafka_dist import KAFKA_VERSION, kafka_classpath
 from infra._private import make_private
-from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
+from infra._state import (
+    ProcessRecord,
+    StackState,
+    SupervisorReport,
+    load_ports,
+    save_ports,
+    stack_lock,
+)
+from infra._supervision import (
+    apply_supervision,
+    spawn_supervised_up,
+    start_supervisor,
+    stop_supervisor,
+    supervisor_alive,
+)
 from infra._sync import run_sync
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
@@ -59,7 +73,7 @@ from infra.ray_nodes import RayWorkerNode, ray_worker_name, ray_worker_names
 from infra.treasury import TreasuryProcess, treasury_detail
 from infra.usage import UsageProcess, usage_detail
 
-__all__ = ["COMPONENTS", "LocalStack"]
+__all__ = ["COMPONENTS", "LocalStack", "is_dependency", "restart_order"]
 
 COMPONENTS: tuple[ComponentName, ...] = (
     "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
@@ -71,6 +85,8 @@ _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order
 _STOP_ORDER: tuple[ComponentName, ...] = (
     "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
 )  # fmt: skip
+# Grace for a Ray client cut off from its restarted head: it has nothing left to finish.
+_CUT_OFF_STOP_S = 3.0
 # What `hero up --replicas N` runs N of (relay, relay-2, ...; gateway, gateway-2, ...; ...).
 _REPLICATED: tuple[ComponentName, ...] = ("relay", "usage", "gateway")
 
@@ -99,6 +115,10 @@ class LocalStack:
         self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
         self.usage_command = tuple(usage_command) if usage_command is not None else None
         self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
+        # Set by the supervisor that runs the start (recorded in stack.json from the first
+        # save on); the processes the start spawned are kept, with their exit statuses.
+        self.supervisor_record: ProcessRecord | None = None
+        self.started: list[ManagedProcess] = []
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -127,6 +147,8 @@ class LocalStack:
                 if state.complete and dead and self._only_ray_workers(state, dead):
                     return self._restart_ray_workers(state, dead, began)
                 if state.complete and not dead:
+                    if self.settings.supervise and not supervisor_alive(state):
+                        start_supervisor(self.settings, state)
                     return UpReport(
                         components=self._statuses(state),
                         seconds=round(time.monotonic() - began, 3),
@@ -151,7 +173,26 @@ class LocalStack:
                         "run `hero down`, then `hero up`"
                     )
                 self._forget(state)
+            if self.settings.supervise:
+                report = spawn_supervised_up(self.settings, self._commands(), began)
+                # Its endpoints came through a file, masked: this process's own, unmasked.
+                return report.model_copy(update={"endpoints": self._endpoints_or_none()})
             return self._start(began)
+
+    def start_here(self, began: float) -> UpReport:
+        """Start the stack in this process (the supervisor's ``--up``; the lock is the
+        launcher's, who waits for it)."""
+        return self._start(began)
+
+    def _commands(self) -> dict[str, list[str]]:
+        commands = {
+            "relay": self.relay_command,
+            "agents": self.agents_command,
+            "treasury": self.treasury_command,
+            "usage": self.usage_command,
+            "gateway": self.gateway_command,
+        }
+        return {name: list(command) for name, command in commands.items() if command}
 
     def down(self) -> list[ComponentStatus]:
         """Stop the recorded processes (gateway, agents, treasury, usage, relay, ray, valkey,
@@ -162,16 +203,65 @@ class LocalStack:
                 return self._nothing_running("no stack running under " + str(self.data_dir))
             results: dict[str, ComponentStatus] = {}
             failures: list[str] = []
+            try:  # first: nothing may be started again while the stack stops
+                supervisor = stop_supervisor(self.settings, state)
+            except ComponentError as exc:
+                raise StackError(f"hero down could not stop the supervisor: {exc}") from exc
+            if supervisor is not None:
+                results["supervisor"] = supervisor
             for name in _stop_sequence(state):
                 results[name] = self._stop_one(name, state.processes[name], failures)
             if failures:
                 # Keep stack.json: it is the only record of what is still running.
                 raise StackError("hero down left processes behind: " + "; ".join(failures))
             self._forget(state)
-            return [
+            stopped = [
                 results.get(name) or self._unrecorded(name, "not started by this stack")
                 for name in _with_recorded(self.components, state)
             ]
+            return [*stopped, results["supervisor"]] if "supervisor" in results else stopped
+
+    def restart(self, label: str) -> ManagedProcess:
+        """Start a dead recorded process again as ``up`` started it (same command, port and
+        data dir), record its new pid, and return it without waiting for it: what the
+        supervisor does after a crash. What the dead one left of its tree (a Ray head's
+        raylet, ...) is stopped first. A process still running is refused."""
+        with stack_lock(self.data_dir, wait=self.settings.up_timeout_s + 30.0):
+            state = StackState.load(self.data_dir)
+            record = state.processes.get(label) if state is not None else None
+            if state is None or not state.complete or record is None:
+                raise StackError(f"{label} is not part of a stack running under {self.data_dir}")
+            old = self._attach(label, record)
+            if old.is_alive():
+                raise StackError(f"{label} is still running as pid {record.pid}")
+            old.stop(timeout=0.0)
+            proc = self._attach(label, record, self._endpoints_of(state))
+            proc.spawn()
+            state.processes[label] = proc.record()
+            state.save(self.data_dir)
+            return proc
+
+    def restarted(self, label: str, proc: ManagedProcess) -> None:
+        """What a restarted process needs once ready: an embedded Tansu comes back empty, so
+        its topics are made again (the relay refills them); a new Ray head's clients are
+        stopped, to be started again on it."""
+        if split_label(label)[0] == "broker" and proc.address is not None:
+            self._ensure_topics(proc.address, proc)
+        if label == "ray":
+            self._stop_ray_clients()
+
+    def _stop_ray_clients(self) -> None:
+        """A new Ray head is a new cluster: the agents (its driver) and the worker nodes of
+        the old one would run on, cut off; stopped, they are started again on it."""
+        state = StackState.load(self.data_dir)
+        records = state.processes if state is not None else {}
+        for label, record in records.items():
+            if label == "agents" or label in RAY_WORKER_NAMES:
+                self._attach(label, record).stop(timeout=_CUT_OFF_STOP_S)
+
+    def process(self, label: str, record: ProcessRecord) -> ManagedProcess:
+        """The recorded process ``label``, to probe or stop."""
+        return self._attach(label, record)
 
     def respawn(self, label: str) -> ComponentStatus:
         """Start again a dead replica of the running stack (``usage``, ``gateway-2``, ...) as
@@ -241,7 +331,6 @@ class LocalStack:
         external = self._external()
         owned = [name for name in ("broker", "valkey", "ray") if name not in external]
         state = self._state_for_endpoints(required=bool(owned))
-        records: dict[str, ProcessRecord] = {}
         if owned:
             if state is None or not state.complete:
                 raise StackError(f"no stack running under {self.data_dir}; run `hero up`")
@@ -252,6 +341,14 @@ class LocalStack:
                     f"the stack under {self.data_dir} is not running ({', '.join(dead)} down); "
                     "run `hero down`, then `hero up`"
                 )
+        return self._endpoints_of(state)
+
+    def _endpoints_of(self, state: StackState | None) -> Endpoints:
+        """The endpoints stack.json records, alive or not (a restart puts a process back on
+        the addresses its peers use)."""
+        external = self._external()
+        owned = [name for name in ("broker", "valkey", "ray") if name not in external]
+        records = state.processes if state is not None and owned else {}
         return Endpoints(
             kafka_bootstrap=external.get("broker") or _address(records, "broker"),
             broker=self._broker_kind(records),
@@ -300,6 +397,7 @@ class LocalStack:
             started_at=datetime.now(UTC),
             ports=ports,
             external={name: mask_url(value) for name, value in external.items()},
+            supervisor=self.supervisor_record,
         )
         started: list[ManagedProcess] = []
         ready_after: dict[str, float] = {}
@@ -407,6 +505,7 @@ class LocalStack:
             if isinstance(exc, StackError) or not isinstance(exc, Exception):
                 raise
             raise StackError(f"hero up failed: {exc}") from exc
+        self.started = started
         seconds = round(time.monotonic() - began, 3)
         make_private(self.data_dir)  # what the launcher itself wrote meanwhile (run/, logs)
         state.complete = True
@@ -590,7 +689,11 @@ class LocalStack:
         }
         return {name: value for name, value in candidates.items() if value}
 
-    def _attach(self, label: str, record: ProcessRecord) -> ManagedProcess:
+    def _attach(
+        self, label: str, record: ProcessRecord, endpoints: Endpoints | None = None
+    ) -> ManagedProcess:
+        """The recorded process, adopted by pid to probe or stop; with ``endpoints`` also
+        able to start again as ``up`` started it (:meth:`restart`)."""
         proc: ManagedProcess
         host = LOOPBACK
         name, replica = split_label(label)
@@ -607,23 +710,43 @@ class LocalStack:
         elif name == "valkey":
             proc = ValkeyProcess(self.data_dir, record.port, host=host)
         elif name == "ray":
-            proc = RayHead(self.data_dir, record.port, host=host)
+            proc = RayHead(
+                self.data_dir,
+                record.port,
+                host=host,
+                health_check_period_ms=self.settings.ray_health_check_period_ms,
+                health_check_failures=self.settings.ray_health_check_failures,
+            )
         elif name in RAY_WORKER_NAMES:
             proc = RayWorkerNode(self.data_dir, ray_worker_name(name), None, record.port, host=host)
         elif name == "relay":
             command = json.loads(record.extra.get("command", "null"))
             proc = RelayProcess(
-                self.settings, record.extra.get("bootstrap", ""), command=command, replica=replica
+                self.settings,
+                record.extra.get("bootstrap", ""),
+                command=command,
+                purge_on_refill=record.extra.get("purge_on_refill") == "true",
+                replica=replica,
             )
         elif name == "agents":
             command = json.loads(record.extra.get("command", "null"))
-            proc = AgentsProcess(self.settings, command=command)
+            proc = AgentsProcess(self.settings, endpoints, command=command)
         elif name == "treasury":
             proc = TreasuryProcess(self.settings, record.port)
         elif name == "usage":
-            proc = UsageProcess(self.settings, replica=replica)
+            redis_url = endpoints.redis_url if endpoints is not None else ""
+            proc = UsageProcess(
+                self.settings, record.extra.get("bootstrap", ""), redis_url, replica=replica
+            )
         elif name == "gateway":
-            proc = GatewayProcess(self.settings, record.port, replica=replica)
+            proc = GatewayProcess(
+                self.settings,
+                record.port,
+                endpoints.redis_url if endpoints is not None else "",
+                endpoints.kafka_bootstrap if endpoints is not None else "",
+                (endpoints.treasury_url or "") if endpoints is not None else "",
+                replica=replica,
+            )
         elif name == "postgres":
             proc = PostgresProcess(self.data_dir, record.port, host=host)
         else:
@@ -654,6 +777,7 @@ class LocalStack:
             if not proc.is_alive():
                 proc.cleanup()
         StackState.remove(self.data_dir)
+        SupervisorReport.remove(self.data_dir)
 
     def _stop_one(self, name: str, record: ProcessRecord, failures: list[str]) -> ComponentStatus:
         proc = self._attach(name, record)
@@ -681,7 +805,7 @@ class LocalStack:
                 statuses.append(self._owned_status(name, state.processes[name]))
             else:
                 statuses.append(self._unrecorded(name, "not started"))
-        return statuses
+        return apply_supervision(statuses, state, self.settings)
 
     def _owned_status(self, name: str, record: ProcessRecord) -> ComponentStatus:
         proc = self._attach(name, record)
@@ -823,6 +947,27 @@ def _with_recorded(components: tuple[str, ...], state: StackState) -> list[str]:
         return (kinds.index(kind) if kind in kinds else len(kinds), replica)
 
     return sorted(names, key=place)
+
+
+def is_dependency(label: str) -> bool:
+    """The servers the others need (store, broker, Valkey, Ray and its nodes): while one is
+    down, starting a process after it only crashes that again."""
+    return label in ("postgres", "broker", "valkey", "ray", *RAY_WORKER_NAMES)
+
+
+def restart_order(labels: Iterable[str]) -> list[str]:
+    """``labels`` with their dependencies first: the store, the broker, Valkey, Ray and its
+    nodes, then HERO's processes; a kind this list does not know (one added later) last,
+    after everything it may need."""
+    order = [*reversed(_STOP_ORDER[_STOP_ORDER.index("ray") :]), *RAY_WORKER_NAMES]
+    order += [name for name in reversed(_STOP_ORDER) if name not in order]
+
+    def rank(label: str) -> tuple[int, int]:
+        kind, replica = split_label(label)
+        kind = label if label in RAY_WORKER_NAMES else kind
+        return (order.index(kind) if kind in order else len(order), replica)
+
+    return sorted(labels, key=rank)
 
 
 def _stop_sequence(state: StackState) -> list[str]:

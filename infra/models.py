@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, field_serializer
@@ -23,7 +24,16 @@ RayWorkerName = Literal["ray-2", "ray-3", "ray-4", "ray-5", "ray-6", "ray-7", "r
 RAY_WORKER_NAMES: tuple[RayWorkerName, ...] = get_args(RayWorkerName)
 ComponentName = (
     Literal[
-        "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
+        "broker",
+        "valkey",
+        "ray",
+        "relay",
+        "treasury",
+        "usage",
+        "gateway",
+        "agents",
+        "postgres",
+        "supervisor",
     ]
     | RayWorkerName
 )
@@ -36,6 +46,17 @@ class ComponentStatus(BaseModel):
     address: str | None = None
     pid: int | None = None
     detail: str | None = None
+    restarts: int | None = Field(
+        default=None, description="times the supervisor started it again (None: not supervised)"
+    )
+    last_exit: str | None = Field(
+        default=None, description="how it last ended: 'killed by SIGKILL', 'exited with 1'"
+    )
+    last_exit_at: datetime | None = None
+    supervision: str | None = Field(
+        default=None,
+        description="running, restarting in N s, waiting for a dependency, crash-looping",
+    )
 
 
 class Endpoints(BaseModel):

@@ -215,6 +215,19 @@ class ManagedProcess(ABC):
             return False
         return running(self._pid, self._start_ticks)
 
+    def exit_status(self, wait: float = 0.0) -> int | None:
+        """Its exit code (negative: the signal that ended it) if this very object started it
+        and it has ended, waiting up to ``wait`` seconds for that; None otherwise (only a
+        parent sees how a child ended)."""
+        if self._popen is None:
+            return None
+        try:
+            # A many-threaded process (a JVM, a server) shows as a zombie before its last
+            # thread is gone, and only then can it be reaped.
+            return self._popen.wait(timeout=wait) if wait > 0 else self._popen.poll()
+        except subprocess.TimeoutExpired:
+            return None
+
     def is_healthy(self) -> bool:
         return self.is_alive() and self._ready()
 

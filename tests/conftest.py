@@ -76,6 +76,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "production_only(reason): runs in the production pass only, on its PostgreSQL and "
         "Apache Kafka (the failover tests)",
     )
+    # The stacks of the tests run without a supervisor unless a test asks for one
+    # (supervise=True; tests/integration/test_supervisor.py): the crash and failover tests
+    # kill processes and drive the restarts themselves.
+    os.environ.setdefault("HERO_SUPERVISE", "false")
     engines = engines_of(config)
     if engines == "production":
         missing = kafka_missing()

@@ -13,14 +13,31 @@ from infra import ComponentStatus, LocalStack, StackError
 
 
 def _table(components: list[ComponentStatus]) -> Table:
-    table = Table("component", "state", "address", "pid", "detail")
+    supervised = any(c.restarts is not None for c in components)
+    columns = ["component", "state", "address", "pid"]
+    table = Table(*columns, *(["restarts", "last exit"] if supervised else []), "detail")
     colours = {"up": "green", "degraded": "yellow", "external": "cyan", "down": "red"}
     for c in components:
         colour = colours.get(c.state, "white")
-        table.add_row(
-            c.name, f"[{colour}]{c.state}[/]", c.address or "-", str(c.pid or "-"), c.detail or ""
-        )
+        state = f"[{colour}]{c.state}[/]"
+        if c.supervision not in (None, "running"):  # restarting in 2.0 s, crash-looping, ...
+            state += f" ({c.supervision})"
+        row = [c.name, state, c.address or "-", str(c.pid or "-")]
+        if supervised:
+            row += [_count(c.restarts), _last_exit(c)]
+        table.add_row(*row, c.detail or "")
     return table
+
+
+def _count(restarts: int | None) -> str:
+    return "-" if restarts is None else str(restarts)
+
+
+def _last_exit(c: ComponentStatus) -> str:
+    if c.last_exit is None:
+        return "-"
+    when = f" at {c.last_exit_at:%H:%M:%S}" if c.last_exit_at is not None else ""
+    return c.last_exit + when
 
 
 class Broker(StrEnum):
@@ -121,7 +138,9 @@ def down(data_dir: DataDir = None, as_json: AsJson = False) -> None:
 
 
 def status(data_dir: DataDir = None, as_json: AsJson = False) -> None:
-    """Report each component: up/down/external, address, pid."""
+    """Report each component: up/down/external/degraded, address, pid, and under the
+    supervisor its restarts, last exit (code or signal, and when) and state (restarting in
+    N s, crash-looping); the supervisor's own row says whether it runs."""
     components = LocalStack(settings_for(data_dir)).status()
     if as_json:
         print_json([c.model_dump(mode="json") for c in components])
