@@ -11,7 +11,8 @@ generation, or the PostgreSQL database of ``--store-url`` (generated when empty,
 when it holds exactly ``--events``). Then it measures, one after the other:
 
 * raw read: the store read in large batches, without and with the decode of every row
-  (envelope and typed event, once per row);
+  (envelope and typed event, once per row), validated (``decode_event``) and trusted
+  (``decode_trusted``, what the rebuild and the host's catch-up use);
 * rebuild: ``Projector.rebuild()`` of every projection into a Valkey started by the project's
   launcher (what ``hero replay`` runs), and, as the baseline of the same run, the incremental
   projector's per-batch path (``catch_up`` with Valkey round trips per batch) over the first
@@ -35,7 +36,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,14 @@ from hero.readmodels.projector import Projector
 from hero.store import (
     READ_BATCH,
     EventStore,
+    RecordedEvent,
     Snapshot,
     SnapshotCadence,
     SnapshotKeeper,
     SnapshotStore,
     SqliteEventStore,
     decode_event,
+    decode_trusted,
     open_store,
 )
 from schemas import Command
@@ -158,13 +161,13 @@ def _timed(into: list[_Timed]) -> Iterator[None]:
     into.append(_Timed(time.perf_counter() - wall, time.process_time() - cpu))
 
 
-def _read(store: EventStore, decode: bool) -> _Timed:
+def _read(store: EventStore, decode: Callable[[RecordedEvent], object] | None) -> _Timed:
     timed: list[_Timed] = []
     with _timed(timed), collections_paused():
         for rows in store.read_batches(1, READ_BATCH):
-            if decode:
+            if decode is not None:
                 for row in rows:
-                    decode_event(row)
+                    decode(row)
     return timed[0]
 
 
@@ -331,8 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     with _store(args) as store:
         count = store.current_position()
-        plain = _read(store, decode=False)
-        decoded = _read(store, decode=True)
+        plain = _read(store, None)
+        decoded = _read(store, decode_event)
+        trusted = _read(store, decode_trusted)
         base_count = min(args.baseline_events, count)
         baseline = SqliteEventStore(_cached(args.cache_dir, base_count, args.seed))
         try:
@@ -344,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     figures = [
         ("events in the log", f"{count:,}"),
         ("raw read, no decode", plain.rate(count)),
-        ("raw read + decode", decoded.rate(count)),
+        ("raw read + validated decode", decoded.rate(count)),
+        ("raw read + trusted decode", trusted.rate(count)),
         ("rebuild, every projection", rebuild.rate(count)),
         (f"baseline: incremental projector, first {base_count:,}", old.rate(base_count)),
         *restarts,

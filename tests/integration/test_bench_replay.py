@@ -92,7 +92,8 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
     print(run.stdout)
     for figure in (
         "raw read, no decode",
-        "raw read + decode",
+        "raw read + validated decode",
+        "raw read + trusted decode",
         "rebuild, every projection",
         "baseline: incremental projector, first 500",
         "host catch-up",
