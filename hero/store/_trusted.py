@@ -96,7 +96,8 @@ def _converter(annotation: Any, models: dict[type, Convert]) -> Convert:
     if origin is dict and args and args[0] is str:
         return _mapping(_converter(args[1], models))
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation
+        # the member by its value, without Enum.__call__'s machinery (KeyError: validated way)
+        return annotation._value2member_map_.__getitem__
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _model(annotation, models)
     raise _Unsupported(f"a field of type {annotation!r}")
