@@ -186,8 +186,12 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
 def _named(event: TransferPosted) -> tuple[str, ...]:
     """The well-formed accounts a leg names: only they are shown it (never a third tenant,
     whatever stream the leg lies on)."""
-    named = (event.debit_account, event.credit_account)
-    return tuple(dict.fromkeys(a for a in named if _is_account(a)))
+    return _named_pair(event.debit_account, event.credit_account)
+
+
+@lru_cache(maxsize=1 << 16)  # asked two or three times per leg, of the same few pairs
+def _named_pair(debit: str, credit: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a for a in (debit, credit) if _is_account(a)))
 
 
 @lru_cache(maxsize=1 << 16)  # a replay asks about the same few accounts for every transfer

@@ -70,7 +70,7 @@ def farm_registered(state: MarketState, envelope: Envelope, event: FarmRegistere
         country=event.country,
     )
     # Its nodes may have come first (their streams are ordered apart from the farm's).
-    farm.node_ids = sorted(n.node_id for n in state.nodes.values() if n.farm_id == event.farm_id)
+    farm.node_ids = sorted(state.early_nodes.pop(event.farm_id, ()))
     state.farms[event.farm_id] = farm
     for node_id, policy in state.early_policies.pop(event.farm_id, []):
         _set_policy(farm, node_id, policy)
@@ -98,6 +98,8 @@ def node_registered(state: MarketState, envelope: Envelope, event: NodeRegistere
             country=event.country,
             status=state.early_status.pop(event.node_id, NodeStatus.UP),
         )
+        if event.farm_id not in state.farms:  # the farm finds it when it comes
+            state.early_nodes.setdefault(event.farm_id, []).append(event.node_id)
     else:
         # Registered again (a grid sync): its holds, contracts and status stay; the CLI's
         # listing and the agents' view used to drop them, and count the node twice.

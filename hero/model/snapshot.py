@@ -39,7 +39,7 @@ __all__ = [
 #: The format of the state a body holds; bump it with :data:`MODEL_FINGERPRINT`.
 MODEL_SCHEMA_VERSION = 1
 #: :func:`state_fingerprint` of the state this version stands for.
-MODEL_FINGERPRINT = "26a87f56c8dd880076e2b783794810173d5701dc780a9eebc707b28762d78ed2"
+MODEL_FINGERPRINT = "98f944532816af4035ebb5885cf9fb1c3e8228aea34042e0a9b6931be3a5a08d"
 
 _MAGIC = b"HMS1"
 _DIGEST = 32

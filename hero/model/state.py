@@ -420,6 +420,10 @@ class MarketState:
     early_status: dict[str, NodeStatus] = field(default_factory=dict)
     """The status of nodes not registered yet (read by the views of their contracts), taken
     by the node when its registration comes."""
+    early_nodes: dict[str, list[str]] = field(default_factory=dict)
+    """farm id -> the nodes registered for it before the farm itself (a farm's stream and
+    its nodes' are ordered apart), taken by the farm when its registration comes: a new farm
+    no longer scans every node to find them."""
 
     def node_status(self, node_id: str) -> NodeStatus:
         node = self.nodes.get(node_id)

@@ -3,11 +3,13 @@
 The incremental projector reads each batch's documents and links from Valkey, renders them
 and writes them back, a few round trips per batch; a rebuild starts from nothing, so none of
 that is needed. Here the log is read in large batches, each row decoded once and applied to
-one :class:`~hero.model.MarketState`; per projection only *which* documents the rows touch
-(and the last position touching each) is tracked, with the links as the rows move them.
-At the end each touched document is rendered once from the model, and everything is written
-pipelined, in large chunks, into the generation the rebuild fills. Nobody reads that
-generation before the swap, so writing it in several pipelines is safe.
+one :class:`~hero.model.MarketState` (the trusted way, :func:`hero.store.decode_trusted`;
+rows of a type no projection nor the model reads are not decoded at all); per projection
+only *which* documents the rows touch (and the last position touching each) is tracked,
+with the links as the rows move them. At the end each touched document is rendered once
+from the model, and everything is written pipelined, in large chunks, into the generation
+the rebuild fills. Nobody reads that generation before the swap, so writing it in several
+pipelines is safe.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hero.gcpause import collections_paused
 from hero.model import MarketState
 from hero.model import apply as model_apply
 from hero.readmodels.projections import Doc, Projection, encode_doc
-from hero.store import READ_BATCH, EventStore, PoisonRow, decode_event, skip_row
+from hero.store import READ_BATCH, EventStore, PoisonRow, decode_trusted, skip_row
 from schemas import Envelope, Event
 
 __all__ = ["Folded", "fold_log", "write_folded"]
@@ -99,7 +101,7 @@ def _fold_rows(
             if row.type not in wanted:
                 continue
             try:
-                envelope, event = decode_event(row)
+                envelope, event = decode_trusted(row)  # our store validated it on append
             except PoisonRow as error:
                 skip_row(store, source, row, error)
                 continue

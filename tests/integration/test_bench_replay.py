@@ -92,7 +92,8 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
     print(run.stdout)
     for figure in (
         "raw read, no decode",
-        "raw read + decode",
+        "raw read + validated decode",
+        "raw read + trusted decode",
         "rebuild, every projection",
         "baseline: incremental projector, first 500",
         "host catch-up",
@@ -100,6 +101,9 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
     ):
         assert figure in run.stdout
     assert re.search(r"^events in the log +\| 2,000$", run.stdout, re.MULTILINE)
+    # the host saved a snapshot on its catch-up, and a fresh host started from it
+    assert re.search(r"^host restart-to-deciding, snapshot at [\d,]+ +\| [\d.]+ s \(0 events",
+                     run.stdout, re.MULTILINE)  # fmt: skip
     assert sorted(p.name for p in tmp_path.glob("*.db")) == [
         f"events-2000-seed-1-v{LOG_VERSION}.db",
         f"events-500-seed-1-v{LOG_VERSION}.db",

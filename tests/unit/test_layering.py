@@ -66,6 +66,7 @@ TESTED_PRIVATES = {
     "hero.gateway._stream_rules": "redaction of frames per role",
     "hero.sdk._sse": "the SSE parser",
     "hero.store._planning": "the envelope an append writes",
+    "hero.store._trusted": "the trusted decode, proven equal to the validated one",
     "infra._kafka_dist": "the Kafka class path",
     "infra._private": "private data directories",
     "infra._procfs": "finding the processes a test started",

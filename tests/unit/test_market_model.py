@@ -153,6 +153,17 @@ def test_a_farm_registered_again_keeps_its_policy_and_nodes_and_takes_its_new_na
     assert (f1.name, f1.policy, f1.node_ids) == ("renamed", policy, ["n1"])
 
 
+def test_nodes_registered_before_their_farm_are_its_nodes_once_it_comes():
+    log = Log()(node("n3"))(node("n1"))(node("n2", farm_id="f2"))(node("n1"))
+    assert log.state.early_nodes == {"f1": ["n3", "n1"], "f2": ["n2"]}
+    log(farm())(node("n4"))
+    assert log.state.farms["f1"].node_ids == ["n1", "n3", "n4"]
+    assert log.state.early_nodes == {"f2": ["n2"]}
+    log(farm("f2"))(farm())
+    assert (log.state.farms["f2"].node_ids, log.state.early_nodes) == (["n2"], {})
+    assert log.state.farms["f1"].node_ids == ["n1", "n3", "n4"]
+
+
 def test_a_node_registered_again_keeps_its_holds_and_contracts_and_is_counted_once():
     log = Log()(farm())(node())(held("h1"))(held("h2"))(contract("c1", "h2"))
     log(node(total=NODE_TOTAL.times(2)))
