@@ -33,6 +33,7 @@ from infra._kafka_dist import KAFKA_VERSION, kafka_classpath
 from infra._private import make_private
 from infra._state import ProcessRecord, StackState, load_ports, save_ports, stack_lock
 from infra._sync import run_sync
+from infra.commands import CommandsProcess, commands_detail
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.hero_processes import AgentsProcess, RelayProcess
@@ -62,14 +63,15 @@ from infra.usage import UsageProcess, usage_detail
 __all__ = ["COMPONENTS", "LocalStack"]
 
 COMPONENTS: tuple[ComponentName, ...] = (
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "commands", "gateway", "agents",
 )  # fmt: skip
 _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
 # The gateway first: no new commands come in. The agents next: they are Ray's driver (their
 # hosts are its actors) and the relay's reader. The treasury and the usage worker then: they
 # write to the store, and the relay should carry their last events out.
 _STOP_ORDER: tuple[ComponentName, ...] = (
-    "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
+    "gateway", "agents", "treasury", "usage", "commands", "relay", "ray", "valkey", "broker",
+    "postgres",
 )  # fmt: skip
 # What `hero up --replicas N` runs N of (relay, relay-2, ...; gateway, gateway-2, ...; ...).
 _REPLICATED: tuple[ComponentName, ...] = ("relay", "usage", "gateway")
@@ -86,6 +88,7 @@ class LocalStack:
         agents_command: Sequence[str] | None = None,
         treasury_command: Sequence[str] | None = None,
         usage_command: Sequence[str] | None = None,
+        commands_command: Sequence[str] | None = None,
         gateway_command: Sequence[str] | None = None,
     ) -> None:
         if settings.broker is None:
@@ -98,6 +101,7 @@ class LocalStack:
         self.agents_command = tuple(agents_command) if agents_command is not None else None
         self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
         self.usage_command = tuple(usage_command) if usage_command is not None else None
+        self.commands_command = tuple(commands_command) if commands_command is not None else None
         self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
 
     @property
@@ -357,6 +361,9 @@ class LocalStack:
             ]
             for usage in usages:
                 self._spawn(usage, state, started)
+            # The command processor needs the broker and the store.
+            commands = CommandsProcess(self.settings, bootstrap, command=self.commands_command)
+            self._spawn(commands, state, started)
             # The gateways need Valkey and the store (their read models follow the store).
             gateways = [
                 GatewayProcess(
@@ -374,7 +381,7 @@ class LocalStack:
                 self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
             workers: list[RayWorkerNode] = []
-            for proc in [*waits, *relays, treasury, *usages, *gateways]:
+            for proc in [*waits, *relays, treasury, *usages, commands, *gateways]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.label] = time.monotonic() - began
                 if isinstance(proc, RayHead):  # the worker nodes join it as soon as it runs
@@ -622,6 +629,8 @@ class LocalStack:
             proc = TreasuryProcess(self.settings, record.port)
         elif name == "usage":
             proc = UsageProcess(self.settings, replica=replica)
+        elif name == "commands":
+            proc = CommandsProcess(self.settings)
         elif name == "gateway":
             proc = GatewayProcess(self.settings, record.port, replica=replica)
         elif name == "postgres":
@@ -709,6 +718,8 @@ class LocalStack:
             detail = treasury_detail(proc)
         elif isinstance(proc, UsageProcess):
             detail = usage_detail(proc)
+        elif isinstance(proc, CommandsProcess):
+            detail = commands_detail(proc)
         elif isinstance(proc, PostgresProcess):
             detail = f"PostgreSQL, cluster in {proc.pgdata}"
         elif isinstance(proc, GatewayProcess):

@@ -23,7 +23,16 @@ RayWorkerName = Literal["ray-2", "ray-3", "ray-4", "ray-5", "ray-6", "ray-7", "r
 RAY_WORKER_NAMES: tuple[RayWorkerName, ...] = get_args(RayWorkerName)
 ComponentName = (
     Literal[
-        "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents", "postgres"
+        "broker",
+        "valkey",
+        "ray",
+        "relay",
+        "treasury",
+        "usage",
+        "commands",
+        "gateway",
+        "agents",
+        "postgres",
     ]
     | RayWorkerName
 )

@@ -178,9 +178,7 @@ class UsageAgent:
             stop = asyncio.Event()
             redriving = asyncio.create_task(self.redriver.run(stop))
             try:
-                await asyncio.gather(
-                    every(0.25, lambda: self.report(app)), self._idle_closes()
-                )
+                await asyncio.gather(every(0.25, lambda: self.report(app)), self._idle_closes())
             finally:
                 stop.set()
                 await redriving

@@ -84,7 +84,9 @@ class CommandProcessor:
             )
         except Exception as error:  # a fault of this record, not of a dependency
             log.exception("command %s failed", command.command_id)
-            await self._dead_letters.send(message, "handler_failed", f"{type(error).__name__}: {error}")
+            await self._dead_letters.send(
+                message, "handler_failed", f"{type(error).__name__}: {error}"
+            )
             self.counts.dead_lettered += 1
             return
         setattr(self.counts, outcome, getattr(self.counts, outcome) + 1)

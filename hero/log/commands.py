@@ -57,9 +57,7 @@ def decode_command(
         )
         raise DecodeError(failure, detail) from None
     if envelope.type in registry and registry.entry(envelope.type).kind != "command":
-        raise DecodeError(
-            DecodeFailure.UNKNOWN_TYPE, f"{envelope.type} is an event, not a command"
-        )
+        raise DecodeError(DecodeFailure.UNKNOWN_TYPE, f"{envelope.type} is an event, not a command")
     try:
         message = envelope.decode_message(registry)
     except UnknownMessageType as error:

@@ -16,6 +16,7 @@ from hero.model.state import MarketState
 from schemas import (
     BalanceLow,
     CapacityHeld,
+    CommandRejected,
     ContractCancelled,
     ContractCreated,
     ContractResumed,
@@ -96,9 +97,10 @@ HANDLERS: dict[type[Event], Handler] = {
 }
 
 #: Events that change nothing the market's state holds: the treasury's steps before a
-#: transfer (the transfer itself moves the balance) and the low-balance warning (derived).
+#: transfer (the transfer itself moves the balance), the low-balance warning (derived) and
+#: the command processor's answer to a refused command (nothing was written).
 IGNORED: frozenset[type[Event]] = frozenset(
-    {FiatPaymentReceived, QuoteIssued, QuoteRefused, FiatConverted, BalanceLow}
+    {FiatPaymentReceived, QuoteIssued, QuoteRefused, FiatConverted, BalanceLow, CommandRejected}
 )
 
 
