@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal, Protocol
+from typing import Literal
 
 import faust
 
@@ -26,16 +26,10 @@ from streams._faust import new_app
 from streams._usage_agent import UsageAgent
 from streams.commands import CommandsAgent
 
-__all__ = ["ROLES", "Role", "StreamsWorker", "build", "run_worker"]
+__all__ = ["ROLES", "CommandsAgent", "Role", "UsageAgent", "build", "run_worker"]
 
 Role = Literal["usage", "commands"]
 ROLES: tuple[Role, ...] = ("usage", "commands")
-
-
-class StreamsWorker(Protocol):
-    async def start(self) -> None: ...
-
-    def install(self, app: faust.App) -> None: ...
 
 
 def build(
