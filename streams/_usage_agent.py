@@ -6,7 +6,11 @@ nothing by itself), decodes them, adds the batch's samples to their windows in o
 call, and only then acks their records; Faust commits acked offsets every half second. A
 kill -9 at any point loses nothing: what was not acked is redelivered, and a sample
 redelivered is a duplicate in its window. Hours close between batches (a lock keeps a close
-and a batch apart, so a window is read whole), and on a timer while no samples come.
+and a batch apart, so a window is read whole): after a batch those the samples' times close;
+by the wall clock (the idle close) only once the stream has been quiet for a moment, or
+every few seconds at the latest. Faust hands a backlog over in several small batches, and an
+hour whose idle close is past would otherwise close after the first of them, its other
+samples late; the plain consumer took such a backlog in one fetch.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ from streams.redrive import SpoolRedriver
 from streams.usage import Sample, UsageAggregator, decode_sample
 
 log = logging.getLogger("streams.usage")
+
+QUIET_S = 0.5
+"""No record for this long: the backlog is drained, the idle close may run."""
+CLOCK_CLOSE_EVERY_S = 5.0
+"""The idle close runs at least this often, even while records keep coming."""
 
 
 class UsageAgent:
@@ -79,12 +88,15 @@ class UsageAgent:
         """``time.perf_counter()`` when the first batch arrived (the benchmark's mark)."""
         self._lock = asyncio.Lock()
         self._closed_at = 0.0
+        self._clock_closed_at = 0.0
+        self._record_at = time.monotonic()
 
     async def batch(self, messages: Sequence[Any]) -> None:
         """Decode ``messages``, dead-letter those that do not decode, add the samples to
         their windows (one round trip), then close what is due."""
         if self.first_record_at is None:
             self.first_record_at = time.perf_counter()
+        self._record_at = time.monotonic()
         samples: list[Sample] = []
         kept: list[Any] = []
         counts = ConsumerStats()
@@ -104,7 +116,7 @@ class UsageAgent:
             await self._add(samples, kept, counts)
         self.stats.add(counts)
         if time.monotonic() - self._closed_at >= 0.1:
-            await self.close_due()
+            await self.close_due(by_clock=False)
 
     async def _add(self, samples: list[Sample], messages: list[Any], counts: ConsumerStats) -> None:
         """A batch that keeps failing is added one sample at a time; a sample that still
@@ -131,13 +143,17 @@ class UsageAgent:
             state=self.retry,
         )
 
-    async def close_due(self) -> None:
+    async def close_due(self, *, by_clock: bool) -> None:
         """Close every hour that may close now, with no batch going into Valkey meanwhile."""
         async with self._lock:
             await retry_infrastructure(
-                self.aggregator.close_due, "usage: closing hours", state=self.retry
+                lambda: self.aggregator.close_due(by_clock=by_clock),
+                "usage: closing hours",
+                state=self.retry,
             )
             self._closed_at = time.monotonic()
+            if by_clock:
+                self._clock_closed_at = self._closed_at
 
     def report(self, app: faust.App) -> None:
         body = {
@@ -191,5 +207,7 @@ class UsageAgent:
         """While no samples come, hours still close (by the wall clock or the watermark)."""
         while True:
             await asyncio.sleep(0.2)
-            if time.monotonic() - self._closed_at >= 0.2:
-                await self.close_due()
+            now = time.monotonic()
+            quiet = now - self._record_at >= QUIET_S
+            if quiet or now - self._clock_closed_at >= CLOCK_CLOSE_EVERY_S:
+                await self.close_due(by_clock=True)
