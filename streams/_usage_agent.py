@@ -87,6 +87,8 @@ class UsageAgent:
         self.first_record_at: float | None = None
         """``time.perf_counter()`` when the first batch arrived (the benchmark's mark)."""
         self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._redriving: asyncio.Task[None] | None = None
         self._closed_at = 0.0
         self._clock_closed_at = 0.0
         self._record_at = time.monotonic()
@@ -168,8 +170,11 @@ class UsageAgent:
         write_health(self.health_path, self.retry, body)
 
     async def start(self) -> None:
-        """Before the app joins: the topics exist (a broker that came back empty has none,
-        and the group would wait for them)."""
+        """Before the app starts: the spool's redrive runs (from the first moment: a broker
+        that comes back empty gets the samples it lost before newer ones, so a partition's
+        samples stay in time order), and the topics exist (a broker that came back empty
+        has none, and the group would wait for them)."""
+        self._redriving = asyncio.create_task(self.redriver.run(self._stop))
         await retry_infrastructure(self._admin.ensure_topics, f"{self.group}: topics")
 
     async def close(self) -> None:
@@ -191,13 +196,12 @@ class UsageAgent:
         app.agent(topic, name="usage")(usage)
 
         async def background() -> None:
-            stop = asyncio.Event()
-            redriving = asyncio.create_task(self.redriver.run(stop))
             try:
                 await asyncio.gather(every(0.25, lambda: self.report(app)), self._idle_closes())
             finally:
-                stop.set()
-                await redriving
+                self._stop.set()
+                if self._redriving is not None:
+                    await self._redriving
                 self.report(app)
                 await self.close()
 
