@@ -6,11 +6,12 @@ nothing by itself), decodes them, adds the batch's samples to their windows in o
 call, and only then acks their records; Faust commits acked offsets every half second. A
 kill -9 at any point loses nothing: what was not acked is redelivered, and a sample
 redelivered is a duplicate in its window. Hours close between batches (a lock keeps a close
-and a batch apart, so a window is read whole): after a batch those the samples' times close;
-by the wall clock (the idle close) only once the stream has been quiet for a moment, or
-every few seconds at the latest. Faust hands a backlog over in several small batches, and an
-hour whose idle close is past would otherwise close after the first of them, its other
-samples late; the plain consumer took such a backlog in one fetch.
+and a batch apart, so a window is read whole), once the stream has been quiet for a moment,
+or every few seconds at the latest while records keep coming. Faust hands a backlog over in
+many small batches (it moves records one at a time), where the plain consumer took it in one
+fetch: closing after each of them would close an hour before the rest of the backlog is in
+(an hour past its idle close, or one a newer sample's time moved past while older samples
+the spool sent again come behind it), and make those samples late.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from streams.usage import Sample, UsageAggregator, decode_sample
 log = logging.getLogger("streams.usage")
 
 QUIET_S = 0.5
-"""No record for this long: the backlog is drained, the idle close may run."""
-CLOCK_CLOSE_EVERY_S = 5.0
-"""The idle close runs at least this often, even while records keep coming."""
+"""No record for this long: the backlog is drained, hours may close."""
+CLOSE_EVERY_S = 5.0
+"""Hours close at least this often, even while records keep coming."""
 
 
 class UsageAgent:
@@ -90,7 +91,6 @@ class UsageAgent:
         self._stop = asyncio.Event()
         self._redriving: asyncio.Task[None] | None = None
         self._closed_at = 0.0
-        self._clock_closed_at = 0.0
         self._record_at = time.monotonic()
 
     async def batch(self, messages: Sequence[Any]) -> None:
@@ -117,8 +117,6 @@ class UsageAgent:
         async with self._lock:
             await self._add(samples, kept, counts)
         self.stats.add(counts)
-        if time.monotonic() - self._closed_at >= 0.1:
-            await self.close_due(by_clock=False)
 
     async def _add(self, samples: list[Sample], messages: list[Any], counts: ConsumerStats) -> None:
         """A batch that keeps failing is added one sample at a time; a sample that still
@@ -145,17 +143,13 @@ class UsageAgent:
             state=self.retry,
         )
 
-    async def close_due(self, *, by_clock: bool) -> None:
+    async def close_due(self) -> None:
         """Close every hour that may close now, with no batch going into Valkey meanwhile."""
         async with self._lock:
             await retry_infrastructure(
-                lambda: self.aggregator.close_due(by_clock=by_clock),
-                "usage: closing hours",
-                state=self.retry,
+                self.aggregator.close_due, "usage: closing hours", state=self.retry
             )
             self._closed_at = time.monotonic()
-            if by_clock:
-                self._clock_closed_at = self._closed_at
 
     def report(self, app: faust.App) -> None:
         body = {
@@ -208,10 +202,10 @@ class UsageAgent:
         app.task(background)
 
     async def _idle_closes(self) -> None:
-        """While no samples come, hours still close (by the wall clock or the watermark)."""
+        """Hours close here: once the stream is quiet, or every ``CLOSE_EVERY_S`` at the latest."""
         while True:
             await asyncio.sleep(0.2)
             now = time.monotonic()
             quiet = now - self._record_at >= QUIET_S
-            if quiet or now - self._clock_closed_at >= CLOCK_CLOSE_EVERY_S:
-                await self.close_due(by_clock=True)
+            if quiet or now - self._closed_at >= CLOSE_EVERY_S:
+                await self.close_due()

@@ -131,18 +131,13 @@ class UsageAggregator:
                     sample.contract_id,
                 )
 
-    async def close_due(self, *, by_clock: bool = True) -> int:
-        """Record every window that may close now; returns how many facts were written.
-        ``by_clock=False``: only those the samples' times close (not the idle close)."""
+    async def close_due(self) -> int:
+        """Record every window that may close now; returns how many facts were written."""
         now = self._clock.now()
         watermark = await self._windows.watermark()
         by_events = watermark - self._lateness if watermark is not None else None
-        if by_events is None and not by_clock:
-            return 0
-        limits = [by_events] if by_events is not None else []
-        if by_clock:
-            limits.append(now - self._idle_close)
-        limit = max(limits)
+        by_clock = now - self._idle_close
+        limit = max(by_clock, by_events) if by_events is not None else by_clock
         due = await self._windows.open_before(limit - HOUR + timedelta(seconds=1))
         if any(contract_id not in self._market.contracts for contract_id, _ in due):
             self._follow_contracts()  # once per close, not once per window
