@@ -47,6 +47,7 @@ from infra._supervision import (
     supervisor_alive,
 )
 from infra._sync import run_sync
+from infra.commands import CommandsProcess, commands_detail
 from infra.errors import ComponentError, StackError
 from infra.gateway import GatewayProcess, gateway_degraded, gateway_detail, reachable_url
 from infra.hero_processes import AgentsProcess, RelayProcess
@@ -76,14 +77,15 @@ from infra.usage import UsageProcess, usage_detail
 __all__ = ["COMPONENTS", "LocalStack", "is_dependency", "restart_order"]
 
 COMPONENTS: tuple[ComponentName, ...] = (
-    "broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents",
+    "broker", "valkey", "ray", "relay", "treasury", "usage", "commands", "gateway", "agents",
 )  # fmt: skip
 _SERVERS: tuple[ComponentName, ...] = ("ray", "broker", "valkey")  # spawn order: slowest first
 # The gateway first: no new commands come in. The agents next: they are Ray's driver (their
 # hosts are its actors) and the relay's reader. The treasury and the usage worker then: they
 # write to the store, and the relay should carry their last events out.
 _STOP_ORDER: tuple[ComponentName, ...] = (
-    "gateway", "agents", "treasury", "usage", "relay", "ray", "valkey", "broker", "postgres",
+    "gateway", "agents", "treasury", "usage", "commands", "relay", "ray", "valkey", "broker",
+    "postgres",
 )  # fmt: skip
 # Grace for a Ray client cut off from its restarted head: it has nothing left to finish.
 _CUT_OFF_STOP_S = 3.0
@@ -102,6 +104,7 @@ class LocalStack:
         agents_command: Sequence[str] | None = None,
         treasury_command: Sequence[str] | None = None,
         usage_command: Sequence[str] | None = None,
+        commands_command: Sequence[str] | None = None,
         gateway_command: Sequence[str] | None = None,
     ) -> None:
         if settings.broker is None:
@@ -114,6 +117,7 @@ class LocalStack:
         self.agents_command = tuple(agents_command) if agents_command is not None else None
         self.treasury_command = tuple(treasury_command) if treasury_command is not None else None
         self.usage_command = tuple(usage_command) if usage_command is not None else None
+        self.commands_command = tuple(commands_command) if commands_command is not None else None
         self.gateway_command = tuple(gateway_command) if gateway_command is not None else None
         # Set by the supervisor that runs the start (recorded in stack.json from the first
         # save on); the processes the start spawned are kept, with their exit statuses.
@@ -455,6 +459,9 @@ class LocalStack:
             ]
             for usage in usages:
                 self._spawn(usage, state, started)
+            # The command processor needs the broker and the store.
+            commands = CommandsProcess(self.settings, bootstrap, command=self.commands_command)
+            self._spawn(commands, state, started)
             # The gateways need Valkey and the store (their read models follow the store).
             gateways = [
                 GatewayProcess(
@@ -472,7 +479,7 @@ class LocalStack:
                 self._spawn(gateway, state, started)
             waits = [servers["ray"]] if "ray" in servers else []
             workers: list[RayWorkerNode] = []
-            for proc in [*waits, *relays, treasury, *usages, *gateways]:
+            for proc in [*waits, *relays, treasury, *usages, commands, *gateways]:
                 proc.wait_ready(_remaining(deadline))
                 ready_after[proc.label] = time.monotonic() - began
                 if isinstance(proc, RayHead):  # the worker nodes join it as soon as it runs
@@ -735,9 +742,10 @@ class LocalStack:
             proc = TreasuryProcess(self.settings, record.port)
         elif name == "usage":
             redis_url = endpoints.redis_url if endpoints is not None else ""
-            proc = UsageProcess(
-                self.settings, record.extra.get("bootstrap", ""), redis_url, replica=replica
-            )
+            # The broker's address and the command come back from the record (adopt).
+            proc = UsageProcess(self.settings, redis_url=redis_url, replica=replica)
+        elif name == "commands":
+            proc = CommandsProcess(self.settings)
         elif name == "gateway":
             proc = GatewayProcess(
                 self.settings,
@@ -833,6 +841,8 @@ class LocalStack:
             detail = treasury_detail(proc)
         elif isinstance(proc, UsageProcess):
             detail = usage_detail(proc)
+        elif isinstance(proc, CommandsProcess):
+            detail = commands_detail(proc)
         elif isinstance(proc, PostgresProcess):
             detail = f"PostgreSQL, cluster in {proc.pgdata}"
         elif isinstance(proc, GatewayProcess):

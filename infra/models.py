@@ -30,6 +30,7 @@ ComponentName = (
         "relay",
         "treasury",
         "usage",
+        "commands",
         "gateway",
         "agents",
         "postgres",

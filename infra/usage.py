@@ -1,4 +1,4 @@
-"""The usage worker as a stack component: ``python -m streams.usage``.
+"""The usage worker as a stack component: ``python -m streams usage``, a Faust worker.
 
 It consumes ``hero.utilization``, keeps the contract-hour windows in Valkey and writes one
 ``UsageRecorded`` per contract and hour to the event store. It needs the broker, Valkey and
@@ -22,7 +22,7 @@ from infra.processes import settings_env
 
 __all__ = ["USAGE_COMMAND", "UsageProcess", "usage_detail"]
 
-USAGE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "streams.usage")
+USAGE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "streams", "usage")
 """How the usage worker is run; UsageProcess and LocalStack take a ``command`` to replace it."""
 
 
@@ -31,7 +31,7 @@ class UsageProcess(_Reporting):
 
     name = "usage"
     health_file = "usage.health"
-    # On SIGTERM it finishes its poll (200 ms) and its closes, then leaves the group.
+    # On SIGTERM Faust finishes the batch in hand, commits what was acked, leaves the group.
     stop_timeout = 10.0
 
     def __init__(

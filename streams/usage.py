@@ -1,6 +1,7 @@
 """Hourly usage facts from utilization samples: Kafka in, Valkey windows, the store out.
 
-``python -m streams.usage`` consumes ``hero.utilization`` as group ``hero-usage``. Each sample
+The core of the usage worker, which runs as a Faust agent (``python -m streams usage``,
+``streams.app``): it consumes ``hero.utilization`` as group ``hero-usage``. Each sample
 is added to its contract-hour window in Valkey (counted once, by sample id); an hour closes
 when every partition's samples have moved past it by ``HERO_USAGE_LATENESS_S`` (samplers
 report as time passes, so a partition's samples arrive in time order, give or take that), or at the
@@ -30,30 +31,27 @@ batch in flight. A sample is decoded in one validation pass (the envelope with i
 typed); a record that pass refuses is decoded the general way, which says why it fails, and is
 dead-lettered as any consumer does.
 
-Why a plain consumer group and not a Faust table: a table is restored from its changelog
-topic, and the embedded broker's wrong end offsets break that restore (DESIGN.md); the
-windows' home is Valkey, which the stack already runs with its append-only file on.
+Why Valkey and not a Faust table: a table is restored from its changelog topic, and the
+embedded broker's wrong end offsets break that restore (DESIGN.md); the windows' home is
+Valkey, which the stack already runs with its append-only file on.
+
+``SampleConsumer`` and ``UsageWorker`` are the same loop over a plain aiokafka consumer
+group: the benchmark's baseline (``benchmarks/autoscale.py``) and the in-process tests' driver.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.usage import usage_fact, usage_stream
 from hero.log.codec import DecodeError, decode_record
@@ -64,15 +62,10 @@ from hero.log.consumer import (
     commit_or_redeliver,
 )
 from hero.log.retry import retry_infrastructure
-from hero.log.telemetry import TelemetryPublisher
-from hero.log.topics import TopicAdmin
 from hero.model import MarketState, apply
 from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
-from hero.signals import stop_on_signals
-from hero.store import ANY_VERSION, EventStore, NewEvent, open_store, recorded_after
-from hero.store.spool import SampleSpool, spool_path
+from hero.store import ANY_VERSION, EventStore, NewEvent, recorded_after
 from schemas import REGISTRY, Envelope, Message, Topic, UtilizationSampled
-from streams.redrive import RedriveCounts, SpoolRedriver
 
 __all__ = [
     "Sample",
@@ -82,7 +75,6 @@ __all__ = [
     "UsageCounts",
     "UsageWorker",
     "decode_sample",
-    "main",
 ]
 
 log = logging.getLogger("streams.usage")
@@ -350,130 +342,3 @@ class UsageWorker:
         applying, self._applying = self._applying, None
         if applying is not None:
             await applying
-
-
-def _health(
-    path: Path, counts: UsageCounts, consumer: SampleConsumer, spool: RedriveCounts
-) -> None:
-    """The worker's counts and state: ``degraded`` with the reason while it waits on Valkey,
-    the broker or the store; ``dead_lettered`` counts the records it could not use."""
-    waiting = consumer.retry.waiting_on
-    body = {
-        "pid": os.getpid(),
-        "updated_at": datetime.now(UTC).isoformat(),
-        **asdict(counts),
-        "dead_lettered": consumer.stats.dead_lettered,
-        "infra_retries": consumer.retry.retries,
-        "spool_counted": spool.counted,
-        "spool_resent": spool.resent,
-        "status": "degraded" if waiting else "ok",
-        "reason": waiting,
-        # What Kafka gave this member of the group: replicas share the partitions out.
-        "partitions": consumer.partitions(),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    tmp.replace(path)
-
-
-async def _every(interval_s: float, action: Callable[[], None], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        action()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
-
-
-async def serve(
-    settings: HeroSettings,
-    stop: asyncio.Event,
-    *,
-    group: str = "hero-usage",
-    namespace: str = "usage",
-    name: str = "usage",
-) -> None:
-    from redis.asyncio import Redis
-
-    if not settings.kafka_bootstrap or not settings.redis_url:
-        raise SystemExit("streams.usage needs HERO_KAFKA_BOOTSTRAP and HERO_REDIS_URL")
-    redis = Redis.from_url(settings.redis_url)
-    windows = UsageWindows(redis, namespace)
-    aggregator = UsageAggregator(
-        open_store(settings.effective_store_url),
-        windows,
-        lateness=timedelta(seconds=settings.usage_lateness_s),
-        idle_close=timedelta(seconds=settings.usage_idle_close_s),
-    )
-    consumer = SampleConsumer(
-        name=group,
-        bootstrap=settings.kafka_bootstrap,
-        handler=aggregator.add_many,  # the windows' sample sets dedupe; a backfill must pass
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-    )
-    worker = UsageWorker(consumer, aggregator)
-    health = settings.data_dir / "run" / f"{name}.health"
-    spool = SampleSpool(spool_path(settings.data_dir))
-    admin = TopicAdmin(settings.kafka_bootstrap)
-    resender = TelemetryPublisher(settings.kafka_bootstrap, actor="usage", retry_for_s=10)
-    redriver = SpoolRedriver(spool, windows, admin, resender)
-    redriving = asyncio.create_task(redriver.run(stop))
-    reporting: asyncio.Task[None] | None = None
-    try:
-        # A broker that came back empty has no topics yet: the group would wait for them.
-        await retry_infrastructure(admin.ensure_topics, f"{group}: topics")
-        await retry_infrastructure(consumer.start, f"{group}: joining")
-
-        def report() -> None:
-            _health(health, aggregator.counts, consumer, redriver.counts)
-
-        # Also while a step waits on Valkey or the broker: the health says why it waits.
-        reporting = asyncio.create_task(_every(0.25, report, stop))
-        try:
-            while not stop.is_set():
-                await worker.step(timeout_ms=200)
-                report()
-        finally:
-            await worker.flush()  # the batch in flight lands (and commits) before the stop
-    finally:
-        stop.set()
-        await redriving
-        if reporting is not None:
-            await reporting
-        await consumer.stop()
-        await resender.close()
-        await admin.close()
-        spool.close()
-        await redis.aclose()
-
-
-def _replica_name(text: str) -> str:
-    """``usage`` or ``usage-2`` .. ``usage-8`` (the whole string): it names a file."""
-    import argparse
-
-    if re.fullmatch(r"usage(-[2-8])?", text) is None:
-        raise argparse.ArgumentTypeError(f"--name must be usage or usage-2..8, got {text!r}")
-    return text
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--group", default="hero-usage", help="the Kafka consumer group")
-    parser.add_argument("--namespace", default="usage", help="the windows' Valkey key prefix")
-    parser.add_argument(
-        "--name", type=_replica_name, default="usage", help="this replica (its health file)"
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = HeroSettings()
-
-    async def run() -> None:
-        stop = stop_on_signals()
-        await serve(settings, stop, group=args.group, namespace=args.namespace, name=args.name)
-
-    asyncio.run(run())
-
-
-if __name__ == "__main__":
-    main()

@@ -74,9 +74,18 @@ PRIVATE_FIELDS = READ_MODEL_PRIVATE_FIELDS | STREAM_PRIVATE_FIELDS
 #: top-ups (fiat in, the quote, the conversion), how low its balance runs, and every transfer
 #: in or out of an offtaker's account (top-ups, bills, refunds). What billing charged each
 #: contract stays public (``UsageBilled``, at the price the contract made public), as do the
-#: transfers between farmer, pool and ThreeFold accounts.
+#: transfers between farmer, pool and ThreeFold accounts. Nor the command processor's
+#: ``CommandRejected``: its detail is free text naming what the command named, which no
+#: pseudonym reaches (farmer and offtaker keys do not see it either: it names no tenant).
 DEVELOPER_HIDDEN_TYPES = frozenset(
-    {"FiatPaymentReceived", "QuoteIssued", "QuoteRefused", "FiatConverted", "BalanceLow"}
+    {
+        "FiatPaymentReceived",
+        "QuoteIssued",
+        "QuoteRefused",
+        "FiatConverted",
+        "BalanceLow",
+        "CommandRejected",
+    }
 )
 #: The negotiation moves a farmer makes; every other move with a decision is an offtaker's.
 FARMER_MOVES = frozenset({"OfferMade", "OfferDeclined", "CounterAccepted", "CounterRejected"})

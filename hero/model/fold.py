@@ -16,6 +16,7 @@ from hero.model.state import MarketState
 from schemas import (
     BalanceLow,
     CapacityHeld,
+    CommandRejected,
     ContractCancelled,
     ContractCreated,
     ContractResumed,
@@ -97,9 +98,10 @@ HANDLERS: dict[type[Event], Handler] = {
 }
 
 #: Events that change nothing the market's state holds: the treasury's steps before a
-#: transfer (the transfer itself moves the balance).
+#: transfer (the transfer itself moves the balance), and the command processor's answer to a
+#: refused command (nothing was written).
 IGNORED: frozenset[type[Event]] = frozenset(
-    {FiatPaymentReceived, QuoteIssued, QuoteRefused, FiatConverted}
+    {FiatPaymentReceived, QuoteIssued, QuoteRefused, FiatConverted, CommandRejected}
 )
 
 

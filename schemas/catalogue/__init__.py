@@ -54,6 +54,7 @@ from schemas.catalogue.policies import (
 )
 from schemas.catalogue.reservations import (
     CapacityHeld,
+    CommandRejected,
     ContractCancelled,
     ContractCreated,
     ContractResumed,
@@ -95,6 +96,7 @@ __all__ = [
     "CapacityHeld",
     "ChangeNodeStatus",
     "CloseNegotiation",
+    "CommandRejected",
     "ContractCancelled",
     "ContractCreated",
     "ContractResumed",

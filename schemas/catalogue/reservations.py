@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, Field
 
 from schemas.catalogue.common import DeclineReason, Sla, StrategyDecision
 from schemas.ids import (
+    NAME_PATTERN,
     TEXT_PATTERN,
     ContractId,
     FarmId,
@@ -25,6 +26,7 @@ from schemas.topics import Topic
 
 __all__ = [
     "CapacityHeld",
+    "CommandRejected",
     "ContractCancelled",
     "ContractCreated",
     "ContractResumed",
@@ -300,3 +302,15 @@ class SlaOutcomeRecorded(Event):
     uptime_pct: Decimal = Field(ge=0, le=100)
     met: bool
     penalty: Money
+
+
+@event(Topic.RESERVATIONS)
+class CommandRejected(Event):
+    """A command that came over ``hero.commands`` was refused by the market's rules: nothing
+    it asked for was written. Its answer on the log, as the events it caused are otherwise;
+    not part of the market model's state (the model ignores it)."""
+
+    command_id: Identifier
+    command_type: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    reason: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
+    detail: str = Field(max_length=2000, pattern=TEXT_PATTERN)

@@ -60,7 +60,7 @@ def test_up_status_append_tail_down(tmp_path: Path) -> None:
         components = hero_json("status", data_dir=data)
         expected = {
             "broker": "up", "valkey": "up", "ray": "up", "relay": "up", "treasury": "up",
-            "usage": "up", "agents": "up", "gateway": "up",
+            "usage": "up", "commands": "up", "agents": "up", "gateway": "up",
         }  # fmt: skip
         if HeroSettings(data_dir=data).embedded_postgres:  # HERO_STORE=postgres
             expected["postgres"] = "up"

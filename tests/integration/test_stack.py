@@ -142,7 +142,9 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
     print(f"\nhero up took {report.seconds:.2f} s")
     assert not report.already_running
     statuses = {status.name: status for status in stack.launcher.status()}
-    expected = {"broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"}
+    expected = {
+        "broker", "valkey", "ray", "relay", "treasury", "usage", "commands", "gateway", "agents",
+    }  # fmt: skip
     if stack.settings.store == "postgres":  # the embedded PostgreSQL: the production engines
         expected.add("postgres")
     assert set(statuses) == expected
@@ -162,8 +164,20 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
         f"webhook {stack.endpoints.treasury_url}/webhooks/payments"
     ), statuses["treasury"]
     assert re.match(r"\d+ samples, \d+ facts", statuses["usage"].detail or ""), statuses["usage"]
+    assert re.match(r"\d+ applied, \d+ rejected", statuses["commands"].detail or ""), statuses[
+        "commands"
+    ]
     assert stack.endpoints.gateway_url == f"http://{statuses['gateway'].address}"
     assert (statuses["gateway"].detail or "").startswith(stack.endpoints.gateway_url)
+
+
+def test_the_faust_workers_listen_on_no_port(stack: RunningStack) -> None:
+    """Faust binds its web port unless its worker is started without web (DESIGN.md): the
+    usage and commands workers are, and hold no listening socket at all."""
+    statuses = {status.name: status for status in stack.launcher.status()}
+    pids = [statuses[name].pid for name in ("usage", "commands")]
+    assert all(pid is not None for pid in pids), statuses
+    assert listening_addresses(pid for pid in pids if pid is not None) == []
 
 
 def test_agents_run_their_hosts_on_the_stacks_ray(stack: RunningStack) -> None:
@@ -240,7 +254,9 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
         f"\nhero up (second stack, side by side with the session one) took {report.seconds:.2f} s"
     )
     # On the production engines (HERO_STORE=postgres) the embedded PostgreSQL is one more.
-    names = ["broker", "valkey", "ray", "relay", "treasury", "usage", "gateway", "agents"]
+    names = [
+        "broker", "valkey", "ray", "relay", "treasury", "usage", "commands", "gateway", "agents",
+    ]  # fmt: skip
     if launcher.settings.embedded_postgres:
         names.append("postgres")
     try:  # a failed check still stops the stack (it would outlive the test otherwise)
@@ -265,6 +281,7 @@ def test_down_leaves_no_process_behind(tmp_path: Path, relay_standin: list[str])
     assert not (tmp_path / "data" / "run" / "agents.health").exists()
     assert not (tmp_path / "data" / "run" / "treasury.health").exists()
     assert not (tmp_path / "data" / "run" / "usage.health").exists()
+    assert not (tmp_path / "data" / "run" / "commands.health").exists()
     assert not (tmp_path / "data" / "run" / "gateway.health").exists()
     assert not processes_in_sessions(leaders)
     assert not (tmp_path / "data" / "run" / "stack.json").exists()

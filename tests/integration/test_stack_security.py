@@ -224,7 +224,7 @@ def test_internal_services_listen_on_loopback_when_the_gateway_does_not(
     statuses = {status.name: status for status in open_stack.launcher.status()}
     assert statuses["ray"].state == "external"
     by_pid = {status.pid: name for name, status in statuses.items() if status.pid is not None}
-    expected = {"broker", "valkey", "relay", "treasury", "usage", "gateway", "agents"}
+    expected = {"broker", "valkey", "relay", "treasury", "usage", "commands", "gateway", "agents"}
     if open_stack.launcher.settings.embedded_postgres:  # the production engines
         expected.add("postgres")
     assert set(by_pid.values()) == expected

@@ -38,7 +38,7 @@ def _start(data_dir: Path, stack, store_url: str, tag: str) -> subprocess.Popen[
         "HERO_USAGE_IDLE_CLOSE_S": str(30 * 86400),  # old hours close by event time only
     }
     log = (data_dir / "usage.log").open("ab")
-    command = [sys.executable, "-m", "streams.usage", "--group", tag, "--namespace", tag]
+    command = [sys.executable, "-m", "streams", "usage", "--group", tag, "--namespace", tag]
     return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 

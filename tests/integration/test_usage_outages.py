@@ -1,7 +1,8 @@
-"""No sample lost when a dependency blinks: the usage worker (``python -m streams.usage``) on a
-broker and a Valkey of the test's own, started by the launcher's process classes, which the
-test kills and restarts while samples flow. Every sample sent is counted once: the hours'
-usage facts equal those of the samples sent, and the hour still open holds the rest.
+"""No sample lost when a dependency blinks: the Faust usage worker (``python -m streams
+usage``) on a broker and a Valkey of the test's own, started by the launcher's process
+classes, which the test kills and restarts while samples flow. Every sample sent is counted
+once: the hours' usage facts equal those of the samples sent, and the hour still open holds
+the rest.
 
 * Valkey kill -9 and restart (from its append-only file): the worker waits it out, its
   health says ``degraded`` with the reason meanwhile, and nothing is dead-lettered. Before,
@@ -101,7 +102,7 @@ class Outage:
             "HERO_USAGE_IDLE_CLOSE_S": str(30 * 86400),  # old hours close by event time only
         }
         log = (self.directory / "usage.log").open("ab")
-        command = [sys.executable, "-m", "streams.usage", "--group", self.tag]
+        command = [sys.executable, "-m", "streams", "usage", "--group", self.tag]
         command += ["--namespace", self.tag]
         self.worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         return self.worker.pid

@@ -117,14 +117,14 @@ def test_a_gateway_refuses_any_other_name(name: str) -> None:
 
 def test_a_usage_worker_refuses_a_name_it_would_write_a_file_under() -> None:
     answer = subprocess.run(
-        [sys.executable, "-m", "streams.usage", "--name", "../usage"],
+        [sys.executable, "-m", "streams", "usage", "--name", "../usage"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert answer.returncode == 2
-    assert "--name must be usage or usage-2..8, got '../usage'" in answer.stderr
+    assert "--name must be usage, usage-2..8 or commands, got '../usage'" in answer.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "9", "two"])
