@@ -491,6 +491,7 @@ def test_a_third_leg_moves_nothing_and_is_filed_as_the_ledgers_book_files_it():
     assert log.state.waiting_legs == {}  # not a first leg waiting for its pair
     assert log.state.unsound_transfers == {t: p.value for t, p in book.problems.items()}
     assert log.state.unsound_transfers == {"t1": "third_leg"}
+    assert log.state.unsound_reasons == book.unbalanced == {"t1": f"a third leg, on {ACME}"}
     assert log.state.books[ACME].faults == {"t1": "third_leg"}
 
 
