@@ -22,7 +22,6 @@ from hero.cli.common import (
     warn_skipped,
 )
 from hero.cli.market import (
-    events_of_type,
     opened_store,
 )
 from hero.cli.tables import (
@@ -33,14 +32,13 @@ from hero.cli.tables import (
 from hero.domain.errors import Rejected
 from hero.domain.ledger import (
     AccountKind,
-    LedgerBook,
-    Leg,
     account_currency,
     account_kind,
     account_of_stream,
 )
 from hero.market.views import json_ready
-from hero.payments.ledger import read_book
+from hero.model import MarketState, apply
+from hero.payments.ledger import ledger_report, read_book, transfer_items
 from hero.store import EventStore
 from schemas import (
     Money,
@@ -181,39 +179,55 @@ class _AccountHistory:
     unbalanced: dict[str, str]
     """The unsound transfers any of whose legs names the account or sits on its stream."""
     problems: dict[str, str]
-    """Their problem codes (``LedgerBook.problems``)."""
+    """Their problem codes (``LedgerReport.problems``)."""
 
 
 def _account_history(store: EventStore, account: str) -> _AccountHistory:
-    """The account's matched transfers, oldest first, with its balance after each."""
-    book = LedgerBook()
-    balance = Money.zero(account_currency(account))
+    """The account's matched transfers, oldest first, with its balance after each.
+
+    A view over the market model, folded leg by leg: when the account's transfer count grows,
+    the leg just folded completed a transfer naming it, the newest line of its book.
+    """
+    state = MarketState()
+    zero = Money.zero(account_currency(account))
     rows: list[TransferRow] = []
     touching: set[str] = set()
-    for envelope, event in events_of_type(store, {"TransferPosted"}):
-        leg = Leg(account_of_stream(envelope.stream), event)
-        if account in (leg.account, event.debit_account, event.credit_account):
+    for envelope, event in transfer_items(store, on_skip=warn_skipped):
+        if account in (
+            account_of_stream(envelope.stream),
+            event.debit_account,
+            event.credit_account,
+        ):
             touching.add(event.transfer_id)
-        posted = book.add(leg)
-        if posted is None or account not in (posted.debit_account, posted.credit_account):
-            continue
-        credited = posted.credit_account == account
-        amount = posted.amount if credited else -posted.amount
-        balance = balance + amount
-        rows.append(
-            TransferRow(
-                transfer_id=posted.transfer_id,
-                kind=posted.kind.value,
-                counterparty=posted.debit_account if credited else posted.credit_account,
-                amount=amount,
-                balance=balance,
-                reference=posted.reference,
-                at=envelope.occurred_at,
-            )
-        )
-    unbalanced = {tid: why for tid, why in book.unbalanced.items() if tid in touching}
-    problems = {tid: book.problems[tid].value for tid in unbalanced}
-    return _AccountHistory(rows, balance, unbalanced, problems)
+        before = _transfers_of(state, account)
+        apply(state, envelope, event)
+        if _transfers_of(state, account) > before:
+            rows.append(_transfer_row(state, account))
+    report = ledger_report(state)
+    unbalanced = {tid: why for tid, why in report.unbalanced.items() if tid in touching}
+    problems = {tid: report.problems[tid].value for tid in unbalanced}
+    return _AccountHistory(rows, rows[-1].balance if rows else zero, unbalanced, problems)
+
+
+def _transfers_of(state: MarketState, account: str) -> int:
+    found = state.accounts.get(account)
+    return found.transfers if found is not None else 0
+
+
+def _transfer_row(state: MarketState, account: str) -> TransferRow:
+    """The transfer the model just posted on ``account``, with the balance it left."""
+    line = state.books[account].lines[0]
+    held = state.accounts[account]
+    currency = held.currency
+    return TransferRow(
+        transfer_id=line.transfer_id,
+        kind=line.kind.value,
+        counterparty=line.counterparty,
+        amount=Money.of(line.amount if line.credit else -line.amount, currency),
+        balance=Money.of(held.balance, currency),
+        reference=line.reference,
+        at=line.at,
+    )
 
 
 @accounts_app.command("show")

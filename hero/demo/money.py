@@ -160,7 +160,7 @@ class Payments:
     totals: dict[str, Decimal]
     balances: dict[str, Money]
     unbalanced: dict[str, str] = field(default_factory=dict)
-    """Transfer id -> why its legs are not one sound transfer (``LedgerBook.unbalanced``)."""
+    """Transfer id -> why its legs are not one sound transfer (``LedgerReport.unbalanced``)."""
     unbilled: list[str] = field(default_factory=list)
     """This run's contracts that have no bill after the billing run: none, when it is sound
     (every contract ran, and each offtaker was topped up first)."""

@@ -28,7 +28,6 @@ __all__ = [
     "AccountKind",
     "AccountState",
     "Ledger",
-    "LedgerBook",
     "Leg",
     "LegProblem",
     "LegSide",
@@ -355,50 +354,3 @@ def orphan_reason(leg: Leg) -> str:
         f"only its {leg.side} leg is recorded (on {leg.account}): "
         f"the {missing} leg on {where} is missing"
     )
-
-
-@dataclass
-class LedgerBook:
-    """Legs in log order matched into transfers: the balances, and every unsound transfer.
-
-    ``ledger`` holds the matched transfers only; ``unbalanced`` names each transfer id whose
-    legs do not make one sound transfer, with the reason. ``balanced`` is what ``hero accounts
-    list`` and the gateway report.
-    """
-
-    ledger: Ledger = field(default_factory=Ledger)
-    waiting: dict[str, Leg] = field(default_factory=dict)
-    faults: dict[str, tuple[LegProblem, str]] = field(default_factory=dict)
-
-    def add(self, leg: Leg) -> TransferPosted | None:
-        """Record one leg; the transfer when this leg completed it, else None."""
-        transfer_id = leg.event.transfer_id
-        if transfer_id in self.ledger.applied:
-            step = third_leg(leg)
-        else:
-            step = match_leg(self.waiting.pop(transfer_id, None), leg)
-        if step.waiting is not None:
-            self.waiting[transfer_id] = step.waiting
-        if step.problem is not None and step.fault is not None:
-            self.faults[transfer_id] = (step.problem, step.fault)
-        if step.posted is not None:
-            self.ledger.apply(step.posted)
-        return step.posted
-
-    @property
-    def problems(self) -> dict[str, LegProblem]:
-        """Transfer id -> the code of what is wrong with it (what read models show)."""
-        found = dict.fromkeys(self.waiting, LegProblem.ORPHAN_LEG)
-        found.update({tid: problem for tid, (problem, _) in self.faults.items()})
-        return dict(sorted(found.items()))
-
-    @property
-    def unbalanced(self) -> dict[str, str]:
-        """Transfer id -> why it is not one sound transfer (orphan legs included)."""
-        found = {tid: orphan_reason(leg) for tid, leg in self.waiting.items()}
-        found.update({tid: reason for tid, (_, reason) in self.faults.items()})
-        return dict(sorted(found.items()))
-
-    @property
-    def balanced(self) -> bool:
-        return not self.unbalanced and all(total == 0 for total in self.ledger.totals().values())

@@ -159,15 +159,16 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
         state.sla_paid.add(event.reference)
     leg = Leg(account_of_stream(envelope.stream), event)
     if event.transfer_id in state.posted_transfers:
-        before, step = None, third_leg(leg)  # as the ledger's own book files it
+        before, step = None, third_leg(leg)  # a pair was matched: nothing more moves
     else:
         before = state.waiting_legs.pop(event.transfer_id, None)
         step = match_leg(before, leg)
     _file_leg(state, event, before, step)
     if step.waiting is not None:
         state.waiting_legs[event.transfer_id] = step.waiting
-    if step.problem is not None:
+    if step.problem is not None and step.fault is not None:
         state.unsound_transfers[event.transfer_id] = step.problem.value
+        state.unsound_reasons[event.transfer_id] = step.fault
     posted = step.posted
     if posted is None:
         return

@@ -39,7 +39,7 @@ __all__ = [
 #: The format of the state a body holds; bump it with :data:`MODEL_FINGERPRINT`.
 MODEL_SCHEMA_VERSION = 1
 #: :func:`state_fingerprint` of the state this version stands for.
-MODEL_FINGERPRINT = "98f944532816af4035ebb5885cf9fb1c3e8228aea34042e0a9b6931be3a5a08d"
+MODEL_FINGERPRINT = "e42ce10a54222f4dd92791dc28545dfaf6836d1d9cc1ae5161e24c14ba43e5b3"
 
 _MAGIC = b"HMS1"
 _DIGEST = 32

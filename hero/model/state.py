@@ -399,6 +399,10 @@ class MarketState:
     """transfer id -> the first leg seen of a transfer whose pair has not come yet."""
     unsound_transfers: dict[str, str] = field(default_factory=dict)
     """transfer id -> why it moves no money (hero.domain.ledger.LegProblem)."""
+    unsound_reasons: dict[str, str] = field(default_factory=dict)
+    """transfer id -> the reason in words behind its code in ``unsound_transfers``: the
+    operator's text (``hero accounts``), which may name other tenants' accounts, so no read
+    model shows it to an account's owner."""
     posted_transfers: set[str] = field(default_factory=set)
     """The transfers whose two legs were matched: a further leg is a third one."""
     books: dict[str, AccountBook] = field(default_factory=dict)

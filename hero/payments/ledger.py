@@ -9,7 +9,9 @@ cannot break a guard. The command id makes a repeated post a no-op.
 A balance counts a leg only when its pair is recorded on the other account and matches it
 (:func:`hero.domain.ledger.match_leg`): a one-sided ``TransferPosted`` -- a raw append from
 before those were refused, or a row written into the store by hand -- can never be spent, and
-:func:`read_book` reports it, with its transfer id, as unbalanced.
+:func:`read_book` reports it, with its transfer id, as unbalanced. The read side is a view
+of the market model (:mod:`hero.model`), the one fold of the log: :func:`read_book` folds the
+transfer legs into it and answers from its state.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hero.domain.clock import Clock, SystemClock
@@ -25,15 +27,17 @@ from hero.domain.errors import Rejected
 from hero.domain.ledger import (
     AccountState,
     Ledger,
-    LedgerBook,
     Leg,
+    LegProblem,
     Transfer,
     account_of_stream,
     account_stream,
     check_transfer,
     evolve_account,
     match_leg,
+    orphan_reason,
 )
+from hero.model import MarketState, apply_all
 from hero.store import (
     ANY_VERSION,
     AppendResult,
@@ -49,9 +53,19 @@ from hero.store import (
     recorded_after,
     skip_row,
 )
-from schemas import Event, TransferPosted
+from schemas import Envelope, Event, Money, TransferPosted
 
-__all__ = ["LedgerService", "PostResult", "read_book", "read_ledger"]
+__all__ = [
+    "LedgerReport",
+    "LedgerService",
+    "PostResult",
+    "ledger_report",
+    "read_book",
+    "read_ledger",
+    "transfer_items",
+]
+
+_TRANSFERS = frozenset({"TransferPosted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,17 +253,58 @@ def _with_id(event: NewEvent, event_id: str | None) -> NewEvent:
     return event if event_id is None else dataclasses.replace(event, id=event_id)
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    """What ``hero accounts list`` and the demo's money check read: the matched transfers'
+    balances, and every unsound transfer with its code and its reason."""
+
+    ledger: Ledger
+    problems: dict[str, LegProblem]
+    """Transfer id -> the code of what is wrong with it (what read models show)."""
+    unbalanced: dict[str, str]
+    """Transfer id -> why it is not one sound transfer (orphan legs included)."""
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unbalanced and all(total == 0 for total in self.ledger.totals().values())
+
+
+def ledger_report(state: MarketState) -> LedgerReport:
+    """The ledger as the market model holds it (a view: it folds nothing)."""
+    ledger = Ledger(
+        accounts={
+            account_id: AccountState(
+                account_id, Money.of(account.balance, account.currency), account.transfers
+            )
+            for account_id, account in state.accounts.items()
+        },
+        applied=set(state.posted_transfers),
+    )
+    # A leg still waiting is an orphan until a fault (of a later leg) says more.
+    problems = dict.fromkeys(state.waiting_legs, LegProblem.ORPHAN_LEG)
+    problems.update({tid: LegProblem(code) for tid, code in state.unsound_transfers.items()})
+    unbalanced = {tid: orphan_reason(leg) for tid, leg in state.waiting_legs.items()}
+    unbalanced.update(state.unsound_reasons)
+    return LedgerReport(ledger, dict(sorted(problems.items())), dict(sorted(unbalanced.items())))
+
+
+def transfer_items(
+    store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None
+) -> Iterator[tuple[Envelope, TransferPosted]]:
+    """Every recorded transfer leg, in log order, with its envelope; a transfer row that does
+    not decode goes to ``on_skip`` (a log line by default)."""
+    rows = recorded_after(store, 0, batch)
+    for _, envelope, event in readable_events(rows, on_skip or _log_skip, types=_TRANSFERS):
+        if isinstance(event, TransferPosted):
+            yield envelope, event
+
+
 def read_book(
     store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None
-) -> LedgerBook:
-    """Every leg in the store matched into transfers: balances, and the unsound transfers. A
-    transfer row that does not decode goes to ``on_skip`` (a log line by default)."""
-    book = LedgerBook()
-    rows = recorded_after(store, 0, batch)
-    for row, _, event in readable_events(rows, on_skip or _log_skip, types={"TransferPosted"}):
-        if isinstance(event, TransferPosted):
-            book.add(Leg(account_of_stream(row.stream), event))
-    return book
+) -> LedgerReport:
+    """Every leg in the store matched into transfers by the market model: balances, and the
+    unsound transfers. A transfer row that does not decode goes to ``on_skip``."""
+    return ledger_report(apply_all(transfer_items(store, batch, on_skip)))
 
 
 def read_ledger(store: EventStore, batch: int = 5000, on_skip: SkipHandler | None = None) -> Ledger:

@@ -21,7 +21,6 @@ from hero.domain.clock import ManualClock
 from hero.domain.errors import Rejected
 from hero.domain.ledger import (
     AccountKind,
-    LedgerBook,
     Leg,
     LegProblem,
     Transfer,
@@ -35,6 +34,7 @@ from hero.payments.payouts import refund
 from hero.readmodels.projections import fold
 from hero.store import ANY_VERSION, EventStore, MemoryEventStore, NewEvent, SqliteEventStore
 from schemas import REGISTRY, Money, RefundOfftaker, Topic, TransferKind, TransferPosted
+from tests.unit._ledger_book import LedgerBook
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 WORLD = account_id(AccountKind.WORLD, "outside")

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hero.domain.ledger import LedgerBook, Leg, account_id, account_of_stream, account_stream
+from hero.domain.ledger import Leg, account_id, account_of_stream, account_stream
 from hero.model import HANDLERS, IGNORED, HourUsage, MarketState, apply
 from schemas import (
     REGISTRY,
@@ -53,6 +53,7 @@ from schemas import (
 )
 from tests.unit._feed import Feed
 from tests.unit._gwt import SHAPE, SLA, T0, usd
+from tests.unit._ledger_book import LedgerBook
 
 MODEL = Path(__file__).parents[2] / "hero" / "model"
 # pydantic is what the schemas are made of (the domain uses it too); the snapshot codec needs it
@@ -490,6 +491,7 @@ def test_a_third_leg_moves_nothing_and_is_filed_as_the_ledgers_book_files_it():
     assert log.state.waiting_legs == {}  # not a first leg waiting for its pair
     assert log.state.unsound_transfers == {t: p.value for t, p in book.problems.items()}
     assert log.state.unsound_transfers == {"t1": "third_leg"}
+    assert log.state.unsound_reasons == book.unbalanced == {"t1": f"a third leg, on {ACME}"}
     assert log.state.books[ACME].faults == {"t1": "third_leg"}
 
 
