@@ -17,7 +17,7 @@ import uvicorn
 from agents.treasury.app import create_app
 from agents.treasury.runtime import TreasuryWorker, health_path, webhook_secret, write_health
 from hero.config import LOOPBACK, HeroSettings
-from hero.store import open_store
+from hero.store import open_snapshots, open_store
 from infra.ports import free_ports
 
 HEALTH_EVERY_S = 2.0
@@ -34,7 +34,8 @@ def main() -> None:
         settings = settings.model_copy(update={"treasury_interval_s": args.interval})
     port = args.port if args.port is not None else settings.treasury_port
     port = port or free_ports(1, LOOPBACK)[0]
-    worker = TreasuryWorker(open_store(settings.effective_store_url), settings)
+    url = settings.effective_store_url
+    worker = TreasuryWorker(open_store(url), settings, snapshots=open_snapshots(url))
     app = create_app(
         worker.treasury,
         webhook_secret(settings),

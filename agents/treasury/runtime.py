@@ -21,12 +21,14 @@ from typing import Any
 from agents.treasury.oracle import FixedRateOracle, PriceOracle, RatesFileOracle, StellarDexOracle
 from agents.treasury.quotes import QuotePolicy
 from agents.treasury.service import TreasuryService
+from agents.treasury.snapshot import treasury_snapshots
 from hero.config import HeroSettings
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import RevenueSplit
 from hero.payments.billing import BillingReport, BillingService, BillingSettings
+from hero.payments.billing_snapshot import billing_snapshots
 from hero.secretfile import secret_in
-from hero.store import EventStore, skip_counts
+from hero.store import EventStore, SnapshotCadence, SnapshotKeeper, SnapshotStore, skip_counts
 
 __all__ = [
     "TreasuryWorker",
@@ -110,18 +112,30 @@ class TreasuryWorker:
         clock: Clock | None = None,
         *,
         oracle: PriceOracle | None = None,
+        snapshots: SnapshotStore | None = None,
     ):
+        """With ``snapshots`` the treasury's pending conversions and billing's state start
+        from their newest snapshots there and save new ones at the settings' cadence."""
         self.clock = clock or SystemClock()
         self.settings = settings
         self.oracle = oracle or oracle_from(settings, self.clock)
+        cadence = SnapshotCadence(settings.snapshot_every_events, settings.snapshot_every_s)
+        self._keepers: list[SnapshotKeeper] = []
+        if snapshots is not None:
+            self._keepers = [
+                treasury_snapshots(snapshots, cadence),
+                billing_snapshots(snapshots, cadence),
+            ]
+        keepers: list[SnapshotKeeper | None] = [*self._keepers] or [None, None]
         self.treasury = TreasuryService(
-            store, self.oracle, self.clock, policy=quote_policy(settings)
+            store, self.oracle, self.clock, policy=quote_policy(settings), snapshots=keepers[0]
         )
         self.billing = BillingService(
             store,
             lambda: self.oracle.rate("USD").tft_per_unit,
             self.clock,
             settings=billing_settings(settings),
+            snapshots=keepers[1],
         )
         self.totals = PassReport()
         self._stop = threading.Event()
@@ -162,6 +176,8 @@ class TreasuryWorker:
             "billed": self.totals.billed,
             "last_pass": self.totals.at,
             "skipped": sum(skip_counts().values()),
+            # a snapshot that could not be saved or read: the log is replayed, but say so
+            "snapshot_errors": {k.name: k.last_error for k in self._keepers if k.last_error},
         }
 
 

@@ -14,15 +14,24 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agents.treasury.oracle import OracleError, PriceOracle
 from agents.treasury.quotes import Quote, QuoteCheck, QuoteFailed, QuotePolicy, convert
+from agents.treasury.snapshot import PendingConversions, decode_pending, encode_pending
 from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
+from hero.model.snapshot import SnapshotUnreadable
 from hero.payments.ledger import LedgerService
-from hero.store import EventStore, PoisonRow, decode_event, recorded_after, skip_row
+from hero.store import (
+    EventStore,
+    PoisonRow,
+    SnapshotKeeper,
+    decode_event,
+    recorded_after,
+    skip_row,
+)
 from schemas import (
     Event,
     FiatConverted,
@@ -75,13 +84,6 @@ class ConversionFailed:
     reason: str
 
 
-@dataclass
-class _Pending:
-    received: dict[str, FiatPaymentReceived] = field(default_factory=dict)
-    converted: set[str] = field(default_factory=set)
-    position: int = 0
-
-
 class TreasuryService:
     def __init__(
         self,
@@ -94,7 +96,10 @@ class TreasuryService:
         actor: str = "treasury",
         max_quotes: int = 3,
         new_quote_id: Callable[[], str] = lambda: new_id("quote"),
+        snapshots: SnapshotKeeper | None = None,
     ):
+        """With ``snapshots`` the pending conversions start from the newest one (see
+        :mod:`agents.treasury.snapshot`), and one is saved when the cadence says so."""
         self._store = store
         self._oracle = oracle
         self._clock = clock or SystemClock()
@@ -103,8 +108,10 @@ class TreasuryService:
         self._actor = actor
         self._max_quotes = max_quotes
         self._new_quote_id = new_quote_id
-        self._pending = _Pending()
+        self._pending = PendingConversions()
         self._lock = threading.Lock()
+        self._snapshots = snapshots
+        self._restored = snapshots is None
 
     # -- fiat in ------------------------------------------------------------------------------
 
@@ -140,6 +147,9 @@ class TreasuryService:
 
     def pending(self) -> list[FiatPaymentReceived]:
         """Payments received and not converted yet, oldest first."""
+        if not self._restored:
+            self._restored = True
+            self._restore()
         state = self._pending
         for row in recorded_after(self._store, state.position):
             state.position = row.position
@@ -155,7 +165,31 @@ class TreasuryService:
             elif isinstance(event, FiatConverted):
                 state.converted.add(event.payment_id)
                 state.received.pop(event.payment_id, None)
+        self._snapshot_if_due()
         return [p for p in state.received.values() if p.payment_id not in state.converted]
+
+    def _restore(self) -> None:
+        """Start from the newest readable snapshot; none usable: the whole log, logged."""
+        keeper = self._snapshots
+        assert keeper is not None
+        found = keeper.newest(self._store.current_position())
+        if found is None:
+            return
+        try:
+            pending = decode_pending(found.body)
+        except SnapshotUnreadable as error:
+            keeper.unreadable(found, str(error))
+            return
+        if pending.position != found.position:
+            keeper.unreadable(found, f"it holds position {pending.position}")
+            return
+        self._pending = pending
+        keeper.started_from(found.position)
+
+    def _snapshot_if_due(self) -> None:
+        keeper, state = self._snapshots, self._pending
+        if keeper is not None and keeper.due(state.position):
+            keeper.save(state.position, encode_pending(state))
 
     def convert_pending(
         self, limit: int | None = None

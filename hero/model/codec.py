@@ -205,7 +205,15 @@ def _pairs(value: Any) -> list[Any]:
 
 
 def _enum(kind: type[Enum]) -> Codec:
-    return Codec(lambda value: value.value, kind)
+    members = kind._value2member_map_
+
+    def decode(value: Any) -> Any:
+        try:
+            return members[value]
+        except (KeyError, TypeError):  # not a value as such (unhashable, or an alias): ask it
+            return kind(value)
+
+    return Codec(lambda value: value.value, decode)
 
 
 #: Frozen models made from all-scalar JSON, by their JSON: a state holds the same few
@@ -213,7 +221,6 @@ def _enum(kind: type[Enum]) -> Codec:
 #: a decode. Shared instances are safe: the model is frozen and holds no container.
 _MADE: dict[tuple[type[BaseModel], tuple[tuple[str, Any], ...]], BaseModel] = {}
 _MADE_MAX = 200_000
-_SCALARS = (str, int, bool, float, type(None))
 
 
 def _model(kind: type[BaseModel]) -> Codec:
@@ -223,10 +230,13 @@ def _model(kind: type[BaseModel]) -> Codec:
         return Codec(lambda value: value.model_dump(mode="json"), validate)
 
     def decode(value: Any) -> Any:
-        if type(value) is not dict or not all(type(v) in _SCALARS for v in value.values()):
+        if type(value) is not dict:
             return validate(value)
         key = (kind, tuple(value.items()))
-        made = _MADE.get(key)
+        try:
+            made = _MADE.get(key)
+        except TypeError:  # a list or object inside: not all scalars, not shared
+            return validate(value)
         if made is None:
             if len(_MADE) >= _MADE_MAX:
                 _MADE.clear()
@@ -241,21 +251,60 @@ def _dataclass(kind: type) -> Codec:
     fields = dataclasses.fields(kind)
     if any(not f.init for f in fields):
         raise TypeError(f"the snapshot codec builds {kind.__name__} by its __init__: every field")
-    names = [f.name for f in fields]
     codecs = [codec_for(hints[f.name], maxlen=_maxlen(f)) for f in fields]
-    encoders = [(n, c.encode) for n, c in zip(names, codecs, strict=True)]
-    decoders = [c.decode for c in codecs]
-    count = len(decoders)
+    return Codec(
+        _compiled(_encode_source(kind, fields, codecs), kind, codecs),
+        _compiled(_decode_source(kind, codecs), kind, codecs),
+    )
 
-    def encode(value: Any) -> list[Any]:
-        return [enc(getattr(value, name)) for name, enc in encoders]
 
-    def decode(value: Any) -> Any:
-        if type(value) is not list or len(value) != count:
-            raise Shape(f"expected {count} fields of {kind.__name__}")
-        return kind(*[dec(v) for dec, v in zip(decoders, value, strict=True)])
+# A dataclass's pair is generated as one function each, its fields unrolled: a generic walk
+# over (name, codec) pairs was most of a large state's encode and decode. A field whose codec
+# is the identity is read or passed as is, and a scalar's type check is inlined.
+_SCALAR_OF = {_SIMPLE[kind].decode: kind for kind in (int, str, bool, float)}
 
-    return Codec(encode, decode)
+
+def _encode_source(kind: type, fields: tuple[dataclasses.Field[Any], ...],
+                   codecs: list[Codec]) -> str:  # fmt: skip
+    parts = [
+        f"value.{f.name}" if c.encode is _identity else f"e{i}(value.{f.name})"
+        for i, (f, c) in enumerate(zip(fields, codecs, strict=True))
+    ]
+    return f"def encode(value):\n    return [{', '.join(parts)}]\n"
+
+
+def _decode_source(kind: type, codecs: list[Codec]) -> str:
+    count = len(codecs)
+    lines = [
+        "def decode(value):",
+        f"    if type(value) is not list or len(value) != {count}:",
+        f"        raise Shape('expected {count} fields of {kind.__name__}')",
+    ]
+    if count:
+        lines.append(f"    {', '.join(f'v{i}' for i in range(count))}, = value")
+    args = []
+    for i, c in enumerate(codecs):
+        scalar = _SCALAR_OF.get(c.decode)
+        if scalar is not None:
+            lines.append(f"    if type(v{i}) is not {scalar.__name__}:")
+            lines.append(f"        raise Shape('expected {scalar.__name__}, got ' + "
+                         f"type(v{i}).__name__)")  # fmt: skip
+            args.append(f"v{i}")
+        else:
+            args.append(f"d{i}(v{i})")
+    lines.append(f"    return kind({', '.join(args)})")
+    return "\n".join(lines) + "\n"
+
+
+def _compiled(source: str, kind: type, codecs: list[Codec]) -> Callable[[Any], Any]:
+    namespace: dict[str, Any] = {"kind": kind, "Shape": Shape}
+    for i, c in enumerate(codecs):
+        namespace[f"e{i}"], namespace[f"d{i}"] = c.encode, c.decode
+    # our own text, made from type hints: no input reaches it
+    exec(compile(source, f"<snapshot codec of {kind.__qualname__}>", "exec"), namespace)
+    found = namespace.get("encode") or namespace["decode"]
+    assert callable(found)
+    return found  # type: ignore[no-any-return]
 
 
 def _maxlen(field: dataclasses.Field[Any]) -> int | None:

@@ -21,6 +21,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic_core import to_json
+
 from hero.model.codec import Shape, codec_for, describe
 from hero.model.state import MarketState
 
@@ -94,7 +96,8 @@ def gc_paused() -> Iterator[None]:
 def encode_state(state: MarketState) -> bytes:
     with gc_paused():
         tree = codec_for(MarketState).encode(state)
-        payload = json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+        # the same bytes as json.dumps(separators=(",", ":"), ensure_ascii=False), in Rust
+        payload = to_json(tree)
     return frame(payload, MODEL_SCHEMA_VERSION)
 
 

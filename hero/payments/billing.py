@@ -44,12 +44,15 @@ from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, 
 from hero.domain.pricing import GENESIS, PricingPolicy
 from hero.market.service import MarketService
 from hero.model import HourUsage, MarketState, SlaOutcome, apply
+from hero.model.snapshot import SnapshotUnreadable
+from hero.payments.billing_snapshot import BillingDecisions, decode_billing, encode_billing
 from hero.payments.ledger import LedgerService
 from hero.store import (
     ANY_VERSION,
     EventStore,
     NewEvent,
     PoisonRow,
+    SnapshotKeeper,
     decode_event,
     recorded_after,
     skip_row,
@@ -141,7 +144,10 @@ class BillingService:
         ledger: LedgerService | None = None,
         market: MarketService | None = None,
         actor: str = "billing",
+        snapshots: SnapshotKeeper | None = None,
     ):
+        """With ``snapshots`` the first catch-up starts from the newest one (see
+        :mod:`hero.payments.billing_snapshot`), and one is saved when the cadence says so."""
         self._store = store
         self._usd_rate = usd_rate
         self._clock = clock or SystemClock()
@@ -158,6 +164,8 @@ class BillingService:
         self._waived: set[str] = set()
         """Contracts whose penalty is less than a TFT unit at the rate it was read."""
         self._lock = threading.Lock()
+        self._snapshots = snapshots
+        self._restored = snapshots is None
 
     # -- the read side ------------------------------------------------------------------------
 
@@ -192,6 +200,9 @@ class BillingService:
         }
 
     def catch_up(self) -> None:
+        if not self._restored:
+            self._restored = True
+            self._restore()
         for row in recorded_after(self._store, self._position):
             self._position = row.position
             if row.type in _FOLLOWED:
@@ -201,6 +212,30 @@ class BillingService:
                     skip_row(self._store, SOURCE, row, error)
                     continue
                 apply(self._state, envelope, event)
+        self._snapshot_if_due()
+
+    def _restore(self) -> None:
+        """Start from the newest readable snapshot; none usable: the whole log, logged."""
+        keeper = self._snapshots
+        assert keeper is not None
+        found = keeper.newest(self._store.current_position())
+        if found is None:
+            return
+        try:
+            state, decisions = decode_billing(found.body)
+        except SnapshotUnreadable as error:
+            keeper.unreadable(found, str(error))
+            return
+        self._state, self._position = state, found.position
+        self._finished, self._waived = decisions.finished, decisions.waived
+        keeper.started_from(found.position)
+
+    def _snapshot_if_due(self) -> None:
+        keeper = self._snapshots
+        if keeper is None or not keeper.due(self._position):
+            return
+        decisions = BillingDecisions(set(self._finished), set(self._waived))
+        keeper.save(self._position, encode_billing(self._state, decisions))
 
     # -- the write side -----------------------------------------------------------------------
 

@@ -277,10 +277,6 @@ class SnapshotKeeper:
         events = position - (self._saved_position or 0)
         return self.cadence.due(events, self._monotonic() - self._saved_at)
 
-    def behind(self, position: int) -> bool:
-        """Whether ``position`` is past the last snapshot saved or started from."""
-        return position > (self._saved_position or 0)
-
     def save(self, position: int, body: bytes) -> bool:
         """Keep ``body`` as the state through ``position``; False (logged) if it failed."""
         self._saved_at = self._monotonic()

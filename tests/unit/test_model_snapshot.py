@@ -6,6 +6,7 @@ format version."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta, timezone
@@ -181,6 +182,14 @@ def test_a_wrong_scalar_deep_inside_is_refused():
     contracts[first][0] = 12  # a contract id that is a number
     with pytest.raises(SnapshotUnreadable, match="expected str"):
         decode_state(frame(orjson.dumps(tree), MODEL_SCHEMA_VERSION))
+
+
+def test_the_payload_is_the_standard_librarys_compact_json_of_the_tree():
+    # The encoder writes JSON in Rust: the bytes must stay what json.dumps wrote before.
+    state = _full()
+    tree = codec_for(MarketState).encode(state)
+    expected = json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+    assert encode_state(state)[40:] == expected
 
 
 def test_a_type_the_codec_has_no_rule_for_is_refused_when_compiled():
