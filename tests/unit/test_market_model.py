@@ -57,8 +57,9 @@ from tests.unit._ledger_book import LedgerBook
 
 MODEL = Path(__file__).parents[2] / "hero" / "model"
 # pydantic is what the schemas are made of (the domain uses it too); the snapshot codec needs it
-# to give their models their JSON form. Nothing of I/O: no store, broker, cache or Ray.
-ALLOWED = ("schemas", "hero.domain", "hero.model", "pydantic")
+# to give their models their JSON form (pydantic_core writes it). Nothing of I/O: no store,
+# broker, cache or Ray.
+ALLOWED = ("schemas", "hero.domain", "hero.model", "pydantic", "pydantic_core")
 NODE_TOTAL = SHAPE.times(4)
 H = timedelta(hours=1)
 
