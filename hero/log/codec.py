@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -17,7 +18,15 @@ from schemas import (
     UnknownMessageType,
 )
 
-__all__ = ["DecodeError", "DecodeFailure", "Decoded", "decode_record", "encode_envelope"]
+__all__ = [
+    "DecodeError",
+    "DecodeFailure",
+    "Decoded",
+    "decode_payload",
+    "decode_record",
+    "encode_envelope",
+    "validation_summary",
+]
 
 
 class DecodeFailure(StrEnum):
@@ -61,19 +70,28 @@ def decode_record(value: bytes | None, registry: SchemaRegistry = REGISTRY) -> D
             if "json_invalid" in kinds or "model_type" in kinds
             else DecodeFailure.INVALID_ENVELOPE
         )
-        raise DecodeError(failure, _summary(error)) from None
+        raise DecodeError(failure, validation_summary(error)) from None
+    return Decoded(envelope, decode_payload(envelope, registry))
+
+
+class _Carrier(Protocol):
+    def decode_message(self, registry: SchemaRegistry) -> Message: ...
+
+
+def decode_payload(carrier: _Carrier, registry: SchemaRegistry) -> Message:
+    """The message an event or command envelope carries; DecodeError with the reason."""
     try:
-        message = envelope.decode_message(registry)
+        return carrier.decode_message(registry)
     except UnknownMessageType as error:
         raise DecodeError(DecodeFailure.UNKNOWN_TYPE, str(error)) from None
     except SchemaVersionError as error:
         raise DecodeError(DecodeFailure.UNSUPPORTED_VERSION, str(error)) from None
     except InvalidPayload as error:
         raise DecodeError(DecodeFailure.SCHEMA_INVALID, str(error)) from None
-    return Decoded(envelope, message)
 
 
-def _summary(error: ValidationError) -> str:
+def validation_summary(error: ValidationError) -> str:
+    """The first ten validation errors, each with its field path."""
     parts = [
         f"{'.'.join(str(p) for p in item['loc']) or '(record)'}: {item['msg']}"
         for item in error.errors(include_url=False)[:10]

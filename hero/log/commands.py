@@ -14,17 +14,14 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from hero.log.codec import DecodeError, DecodeFailure
+from hero.log.codec import DecodeError, DecodeFailure, decode_payload, validation_summary
 from hero.log.producer import new_producer
 from hero.log.topics import TopicAdmin
 from schemas import (
     REGISTRY,
     Command,
-    InvalidPayload,
     SchemaRegistry,
-    SchemaVersionError,
     Topic,
-    UnknownMessageType,
 )
 from schemas.command_envelope import CommandEnvelope
 
@@ -51,21 +48,10 @@ def decode_command(
             if kinds & {"json_invalid", "model_type", "json_type"}
             else DecodeFailure.INVALID_ENVELOPE
         )
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '(record)'}: {item['msg']}"
-            for item in error.errors(include_url=False)[:10]
-        )
-        raise DecodeError(failure, detail) from None
+        raise DecodeError(failure, validation_summary(error)) from None
     if envelope.type in registry and registry.entry(envelope.type).kind != "command":
         raise DecodeError(DecodeFailure.UNKNOWN_TYPE, f"{envelope.type} is an event, not a command")
-    try:
-        message = envelope.decode_message(registry)
-    except UnknownMessageType as error:
-        raise DecodeError(DecodeFailure.UNKNOWN_TYPE, str(error)) from None
-    except SchemaVersionError as error:
-        raise DecodeError(DecodeFailure.UNSUPPORTED_VERSION, str(error)) from None
-    except InvalidPayload as error:
-        raise DecodeError(DecodeFailure.SCHEMA_INVALID, str(error)) from None
+    message = decode_payload(envelope, registry)
     if not isinstance(message, Command):
         raise DecodeError(DecodeFailure.UNKNOWN_TYPE, f"{envelope.type} is not a command")
     return envelope, message
