@@ -11,14 +11,10 @@ the version is bumped with it). Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
-from pydantic_core import to_json
-
-from hero.model.codec import Shape, codec_for, describe
-from hero.model.snapshot import SnapshotUnreadable, frame, gc_paused, unframe
+from hero.model.codec import codec_for, describe
+from hero.model.snapshot import decode_framed, encode_framed
 from hero.store import SnapshotCadence, SnapshotKeeper, SnapshotStore
 from schemas import FiatPaymentReceived
 
@@ -57,19 +53,15 @@ def treasury_snapshots(
 
 
 def encode_pending(pending: PendingConversions) -> bytes:
-    with gc_paused():
-        payload = to_json(codec_for(PendingConversions).encode(pending))
-    return frame(payload, TREASURY_SCHEMA_VERSION)
+    return encode_framed(
+        lambda: codec_for(PendingConversions).encode(pending), TREASURY_SCHEMA_VERSION
+    )
 
 
 def decode_pending(body: bytes) -> PendingConversions:
     """What ``body`` holds; :class:`SnapshotUnreadable` (saying why) if it cannot be read."""
-    payload = unframe(body, TREASURY_SCHEMA_VERSION)
-    try:
-        with gc_paused():
-            tree: Any = json.loads(payload)
-            pending = codec_for(PendingConversions).decode(tree)
-    except (Shape, ValueError, TypeError, KeyError, ArithmeticError) as e:
-        raise SnapshotUnreadable(f"the treasury's state does not decode: {e}") from e
+    pending = decode_framed(
+        body, TREASURY_SCHEMA_VERSION, "the treasury's state", codec_for(PendingConversions).decode
+    )
     assert isinstance(pending, PendingConversions)
     return pending

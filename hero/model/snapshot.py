@@ -18,8 +18,8 @@ import contextlib
 import gc
 import hashlib
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
@@ -30,7 +30,9 @@ __all__ = [
     "MODEL_FINGERPRINT",
     "MODEL_SCHEMA_VERSION",
     "SnapshotUnreadable",
+    "decode_framed",
     "decode_state",
+    "encode_framed",
     "encode_state",
     "frame",
     "gc_paused",
@@ -42,6 +44,8 @@ __all__ = [
 MODEL_SCHEMA_VERSION = 1
 #: :func:`state_fingerprint` of the state this version stands for.
 MODEL_FINGERPRINT = "e42ce10a54222f4dd92791dc28545dfaf6836d1d9cc1ae5161e24c14ba43e5b3"
+
+_T = TypeVar("_T")
 
 _MAGIC = b"HMS1"
 _DIGEST = 32
@@ -93,22 +97,31 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def encode_state(state: MarketState) -> bytes:
+def encode_framed(encode: Callable[[], Any], version: int) -> bytes:
+    """The tree ``encode`` builds, as JSON behind the header of format ``version``."""
     with gc_paused():
-        tree = codec_for(MarketState).encode(state)
         # the same bytes as json.dumps(separators=(",", ":"), ensure_ascii=False), in Rust
-        payload = to_json(tree)
-    return frame(payload, MODEL_SCHEMA_VERSION)
+        payload = to_json(encode())
+    return frame(payload, version)
+
+
+def decode_framed(body: bytes, version: int, what: str, decode: Callable[[Any], _T]) -> _T:
+    """What ``decode`` makes of the JSON in ``body``; :class:`SnapshotUnreadable` naming
+    ``what`` (and saying why) if it cannot be read."""
+    payload = unframe(body, version)
+    try:
+        with gc_paused():
+            return decode(json.loads(payload))
+    except (Shape, ValueError, TypeError, KeyError, ArithmeticError) as e:
+        raise SnapshotUnreadable(f"{what} does not decode: {e}") from e
+
+
+def encode_state(state: MarketState) -> bytes:
+    return encode_framed(lambda: codec_for(MarketState).encode(state), MODEL_SCHEMA_VERSION)
 
 
 def decode_state(body: bytes) -> MarketState:
     """The state in ``body``; :class:`SnapshotUnreadable` (saying why) if it cannot be read."""
-    payload = unframe(body, MODEL_SCHEMA_VERSION)
-    try:
-        with gc_paused():
-            tree: Any = json.loads(payload)
-            state = codec_for(MarketState).decode(tree)
-    except (Shape, ValueError, TypeError, KeyError, ArithmeticError) as e:
-        raise SnapshotUnreadable(f"the state does not decode: {e}") from e
+    state = decode_framed(body, MODEL_SCHEMA_VERSION, "the state", codec_for(MarketState).decode)
     assert isinstance(state, MarketState)
     return state

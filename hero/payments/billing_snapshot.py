@@ -12,15 +12,12 @@ it). Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import to_json
-
 from hero.model import MarketState
 from hero.model.codec import Shape, codec_for, describe
-from hero.model.snapshot import MODEL_SCHEMA_VERSION, SnapshotUnreadable, frame, gc_paused, unframe
+from hero.model.snapshot import MODEL_SCHEMA_VERSION, decode_framed, encode_framed
 from hero.store import SnapshotCadence, SnapshotKeeper, SnapshotStore
 
 __all__ = [
@@ -61,22 +58,23 @@ def billing_snapshots(
 
 
 def encode_billing(state: MarketState, decisions: BillingDecisions) -> bytes:
-    with gc_paused():
-        tree = [codec_for(MarketState).encode(state), codec_for(BillingDecisions).encode(decisions)]
-        payload = to_json(tree)
-    return frame(payload, BILLING_SCHEMA_VERSION)
+    return encode_framed(
+        lambda: [
+            codec_for(MarketState).encode(state),
+            codec_for(BillingDecisions).encode(decisions),
+        ],
+        BILLING_SCHEMA_VERSION,
+    )
 
 
 def decode_billing(body: bytes) -> tuple[MarketState, BillingDecisions]:
     """What ``body`` holds; :class:`SnapshotUnreadable` (saying why) if it cannot be read."""
-    payload = unframe(body, BILLING_SCHEMA_VERSION)
-    try:
-        with gc_paused():
-            tree: Any = json.loads(payload)
-            if type(tree) is not list or len(tree) != 2:
-                raise Shape("expected [model, decisions]")
-            state = codec_for(MarketState).decode(tree[0])
-            decisions = codec_for(BillingDecisions).decode(tree[1])
-    except (Shape, ValueError, TypeError, KeyError, ArithmeticError) as e:
-        raise SnapshotUnreadable(f"billing's state does not decode: {e}") from e
+    return decode_framed(body, BILLING_SCHEMA_VERSION, "billing's state", _decode_tree)
+
+
+def _decode_tree(tree: Any) -> tuple[MarketState, BillingDecisions]:
+    if type(tree) is not list or len(tree) != 2:
+        raise Shape("expected [model, decisions]")
+    state = codec_for(MarketState).decode(tree[0])
+    decisions = codec_for(BillingDecisions).decode(tree[1])
     return state, decisions
