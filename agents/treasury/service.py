@@ -22,8 +22,8 @@ from agents.treasury.snapshot import PendingConversions, decode_pending, encode_
 from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import Clock, SystemClock
 from hero.domain.ledger import AccountKind, Transfer, account_id
-from hero.model.snapshot import SnapshotUnreadable
 from hero.payments.ledger import LedgerService
+from hero.payments.snapshot_restore import newest_readable
 from hero.store import (
     EventStore,
     PoisonRow,
@@ -172,14 +172,10 @@ class TreasuryService:
         """Start from the newest readable snapshot; none usable: the whole log, logged."""
         keeper = self._snapshots
         assert keeper is not None
-        found = keeper.newest(self._store.current_position())
-        if found is None:
+        restored = newest_readable(keeper, self._store.current_position(), decode_pending)
+        if restored is None:
             return
-        try:
-            pending = decode_pending(found.body)
-        except SnapshotUnreadable as error:
-            keeper.unreadable(found, str(error))
-            return
+        found, pending = restored
         if pending.position != found.position:
             keeper.unreadable(found, f"it holds position {pending.position}")
             return

@@ -44,9 +44,9 @@ from hero.domain.ledger import AccountKind, RevenueSplit, Transfer, account_id, 
 from hero.domain.pricing import GENESIS, PricingPolicy
 from hero.market.service import MarketService
 from hero.model import HourUsage, MarketState, SlaOutcome, apply
-from hero.model.snapshot import SnapshotUnreadable
 from hero.payments.billing_snapshot import BillingDecisions, decode_billing, encode_billing
 from hero.payments.ledger import LedgerService
+from hero.payments.snapshot_restore import newest_readable
 from hero.store import (
     ANY_VERSION,
     EventStore,
@@ -218,14 +218,10 @@ class BillingService:
         """Start from the newest readable snapshot; none usable: the whole log, logged."""
         keeper = self._snapshots
         assert keeper is not None
-        found = keeper.newest(self._store.current_position())
-        if found is None:
+        restored = newest_readable(keeper, self._store.current_position(), decode_billing)
+        if restored is None:
             return
-        try:
-            state, decisions = decode_billing(found.body)
-        except SnapshotUnreadable as error:
-            keeper.unreadable(found, str(error))
-            return
+        found, (state, decisions) = restored
         self._state, self._position = state, found.position
         self._finished, self._waived = decisions.finished, decisions.waived
         keeper.started_from(found.position)
