@@ -8,68 +8,21 @@ names its pid (it writes that from its start, then every quarter second).
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Sequence
 
-from hero.config import LOOPBACK, HeroSettings
-from infra._state import ProcessRecord
-from infra.hero_processes import _Reporting
-from infra.processes import settings_env
+from infra.hero_processes import _FaustWorker
 
 __all__ = ["COMMANDS_COMMAND", "CommandsProcess", "commands_detail"]
 
 COMMANDS_COMMAND: tuple[str, ...] = (sys.executable, "-m", "streams", "commands")
 
 
-class CommandsProcess(_Reporting):
+class CommandsProcess(_FaustWorker):
     """Commands from Kafka in, the market's events (or a rejection) in the store; no port."""
 
     name = "commands"
     health_file = "commands.health"
-    stop_timeout = 10.0
-
-    def __init__(
-        self,
-        settings: HeroSettings,
-        bootstrap: str = "",
-        *,
-        command: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(settings.data_dir, host=LOOPBACK)
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.command = tuple(command) if command is not None else COMMANDS_COMMAND
-
-    def _command(self) -> list[str]:
-        return list(self.command)
-
-    def _env(self) -> dict[str, str]:
-        env = settings_env(self.settings, super()._env())
-        env.update(
-            {
-                "HERO_DATA_DIR": str(self.data_dir),
-                "HERO_KAFKA_BOOTSTRAP": self.bootstrap,
-                "HERO_STORE_URL": self.settings.effective_store_url,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        return env
-
-    def _ready(self) -> bool:
-        return self.health() is not None
-
-    def _extra_for_record(self) -> dict[str, str]:
-        return {"bootstrap": self.bootstrap, "command": json.dumps(list(self.command))}
-
-    def adopt(self, record: ProcessRecord) -> None:
-        super().adopt(record)
-        self.bootstrap = record.extra.get("bootstrap", self.bootstrap)
-        if "command" in record.extra:
-            self.command = tuple(json.loads(record.extra["command"]))
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
+    default_command = COMMANDS_COMMAND
 
 
 def commands_detail(proc: CommandsProcess) -> str | None:

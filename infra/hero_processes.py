@@ -1,5 +1,5 @@
 """HERO's own processes: the relay and the agent hosts, and the base of the gateway, treasury
-and usage worker -- each writes ``run/<name>.health`` with its pid, which is how the launcher
+and the Faust workers (commands, usage) -- each writes ``run/<name>.health`` with its pid, which is how the launcher
 knows it is ready and how ``hero status`` reads what it does.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hero.config import HeroSettings
+from hero.config import LOOPBACK, HeroSettings
 from infra._state import ProcessRecord
 from infra.errors import ComponentError
 from infra.models import Endpoints
@@ -83,6 +83,67 @@ class _Served(_Reporting, _PortedProcess):
 
     def adopt(self, record: ProcessRecord) -> None:
         super().adopt(record)
+        if "command" in record.extra:
+            self.command = tuple(json.loads(record.extra["command"]))
+
+    def _after_stop(self) -> None:
+        self.health_path.unlink(missing_ok=True)
+
+
+class _FaustWorker(_Reporting):
+    """A Faust worker of the stack (``python -m streams NAME``): it needs the broker and the
+    store, has no port, and is ready once it reported; its command and bootstrap are kept in
+    the stack's record so a later ``hero status`` or ``hero down`` knows it."""
+
+    # On SIGTERM Faust finishes the batch in hand, commits what was acked, leaves the group.
+    stop_timeout = 10.0
+    default_command: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        settings: HeroSettings,
+        bootstrap: str = "",
+        *,
+        command: Sequence[str] | None = None,
+        replica: int = 1,
+    ) -> None:
+        super().__init__(settings.data_dir, host=LOOPBACK, replica=replica)
+        self.settings = settings
+        # Needed to start it only: a process adopted from stack.json is probed and stopped.
+        self.bootstrap = bootstrap
+        self.command = tuple(command) if command is not None else self.default_command
+
+    def _command(self) -> list[str]:
+        return list(self.command)
+
+    def _worker_env(self) -> dict[str, str]:
+        """What this worker needs in its environment beyond the broker and the store."""
+        return {}
+
+    def _env(self) -> dict[str, str]:
+        env = settings_env(self.settings, super()._env())
+        env.update(
+            {
+                "HERO_DATA_DIR": str(self.data_dir),
+                # Explicit: stack.json is complete only once `up` returns, after this starts.
+                "HERO_KAFKA_BOOTSTRAP": self.bootstrap,
+                "HERO_STORE_URL": self.settings.effective_store_url,
+                "PYTHONUNBUFFERED": "1",
+                **self._worker_env(),
+            }
+        )
+        return env
+
+    def _ready(self) -> bool:
+        return self.health() is not None
+
+    def _extra_for_record(self) -> dict[str, str]:
+        # Nothing else is kept: a URL in the environment may carry a password.
+        return {"bootstrap": self.bootstrap, "command": json.dumps(list(self.command))}
+
+    def adopt(self, record: ProcessRecord) -> None:
+        super().adopt(record)
+        self.bootstrap = record.extra.get("bootstrap", self.bootstrap)
         if "command" in record.extra:
             self.command = tuple(json.loads(record.extra["command"]))
 

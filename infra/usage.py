@@ -11,14 +11,11 @@ within the session timeout; the windows in Valkey count a sample once whoever co
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
-from hero.config import LOOPBACK, HeroSettings
-from infra._state import ProcessRecord
-from infra.hero_processes import _Reporting
-from infra.processes import settings_env
+from hero.config import HeroSettings
+from infra.hero_processes import _FaustWorker
 
 __all__ = ["USAGE_COMMAND", "UsageProcess", "usage_detail"]
 
@@ -26,13 +23,12 @@ USAGE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "streams", "usage")
 """How the usage worker is run; UsageProcess and LocalStack take a ``command`` to replace it."""
 
 
-class UsageProcess(_Reporting):
+class UsageProcess(_FaustWorker):
     """Utilization samples in, hourly usage facts out; no port of its own."""
 
     name = "usage"
     health_file = "usage.health"
-    # On SIGTERM Faust finishes the batch in hand, commits what was acked, leaves the group.
-    stop_timeout = 10.0
+    default_command = USAGE_COMMAND
 
     def __init__(
         self,
@@ -43,47 +39,17 @@ class UsageProcess(_Reporting):
         command: Sequence[str] | None = None,
         replica: int = 1,
     ) -> None:
-        super().__init__(settings.data_dir, host=LOOPBACK, replica=replica)
-        self.settings = settings
-        # Needed to start it only: a process adopted from stack.json is probed and stopped.
-        self.bootstrap = bootstrap
+        super().__init__(settings, bootstrap, command=command, replica=replica)
+        # Not kept in stack.json: it may carry a password (an external Valkey).
         self.redis_url = redis_url
-        self.command = tuple(command) if command is not None else USAGE_COMMAND
 
     def _command(self) -> list[str]:
         # Its name picks its health file; every replica joins the same consumer group.
         named = ["--name", self.label] if self.replica > 1 else []
         return [*self.command, *named]
 
-    def _env(self) -> dict[str, str]:
-        env = settings_env(self.settings, super()._env())
-        env.update(
-            {
-                "HERO_DATA_DIR": str(self.data_dir),
-                # Explicit: stack.json is complete only once `up` returns, after this starts.
-                "HERO_KAFKA_BOOTSTRAP": self.bootstrap,
-                "HERO_REDIS_URL": self.redis_url,
-                "HERO_STORE_URL": self.settings.effective_store_url,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        return env
-
-    def _ready(self) -> bool:
-        return self.health() is not None
-
-    def _extra_for_record(self) -> dict[str, str]:
-        # The Valkey URL is not kept: it may carry a password (an external Valkey).
-        return {"bootstrap": self.bootstrap, "command": json.dumps(list(self.command))}
-
-    def adopt(self, record: ProcessRecord) -> None:
-        super().adopt(record)
-        self.bootstrap = record.extra.get("bootstrap", self.bootstrap)
-        if "command" in record.extra:
-            self.command = tuple(json.loads(record.extra["command"]))
-
-    def _after_stop(self) -> None:
-        self.health_path.unlink(missing_ok=True)
+    def _worker_env(self) -> dict[str, str]:
+        return {"HERO_REDIS_URL": self.redis_url}
 
 
 def usage_detail(usage: UsageProcess) -> str | None:
