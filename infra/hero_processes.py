@@ -1,6 +1,6 @@
 """HERO's own processes: the relay and the agent hosts, and the base of the gateway, treasury
-and the Faust workers (commands, usage) -- each writes ``run/<name>.health`` with its pid, which is how the launcher
-knows it is ready and how ``hero status`` reads what it does.
+and the Faust workers (commands, usage) -- each writes ``run/<name>.health`` with its pid,
+which is how the launcher knows it is ready and how ``hero status`` reads what it does.
 """
 
 from __future__ import annotations
