@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from infra.hero_processes import _FaustWorker
+from infra.hero_processes import _FaustWorker, _status_detail
 
 __all__ = ["COMMANDS_COMMAND", "CommandsProcess", "commands_detail"]
 
@@ -36,9 +36,4 @@ def commands_detail(proc: CommandsProcess) -> str | None:
         parts.append(f"{health['duplicates']} duplicates")
     if health.get("dead_lettered"):
         parts.append(f"{health['dead_lettered']} dead-lettered")
-    if health.get("status") == "degraded":
-        parts.append(f"degraded: {health.get('reason')}")
-    updated = health.get("updated_at")
-    if isinstance(updated, str):
-        parts.append(f"updated {updated}")
-    return ", ".join(parts)
+    return _status_detail(parts, health)

@@ -52,6 +52,16 @@ class _Reporting(ManagedProcess):
         self.health_path.unlink(missing_ok=True)
 
 
+def _status_detail(parts: list[str], health: dict[str, Any]) -> str:
+    """``parts`` with ``degraded: REASON`` while degraded and when the report was written."""
+    if health.get("status") == "degraded":
+        parts.append(f"degraded: {health.get('reason')}")
+    updated = health.get("updated_at")
+    if isinstance(updated, str):
+        parts.append(f"updated {updated}")
+    return ", ".join(parts)
+
+
 class _Served(_Reporting, _PortedProcess):
     """A HERO process serving HTTP on its port (``command --port N``): ready once it reported
     and its port answers; the command it was started with is kept in the stack's record so

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from hero.config import HeroSettings
-from infra.hero_processes import _FaustWorker
+from infra.hero_processes import _FaustWorker, _status_detail
 
 __all__ = ["USAGE_COMMAND", "UsageProcess", "usage_detail"]
 
@@ -68,9 +68,4 @@ def usage_detail(usage: UsageProcess) -> str | None:
     partitions = health.get("partitions")
     if isinstance(partitions, list):
         parts.append("partitions " + (",".join(str(p) for p in partitions) or "none"))
-    if health.get("status") == "degraded":
-        parts.append(f"degraded: {health.get('reason')}")
-    updated = health.get("updated_at")
-    if isinstance(updated, str):
-        parts.append(f"updated {updated}")
-    return ", ".join(parts)
+    return _status_detail(parts, health)
