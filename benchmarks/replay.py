@@ -51,7 +51,7 @@ from agents.runtime.host import AgentHostCore, HostOptions, host_snapshots
 from agents.runtime.refresh import refreshed
 from agents.runtime.snapshot import decode_host
 from hero.config import HeroSettings
-from hero.gcpause import collections_paused
+from hero.model.gcpause import collections_paused
 from hero.readmodels.projector import Projector
 from hero.store import (
     READ_BATCH,

@@ -20,10 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from pydantic import ValidationError
 
 from agents.runtime.routing import AGENT_TOPICS
-from hero.gcpause import collections_paused
 from hero.log.consumer import send_dead_letter
 from hero.log.producer import new_producer
 from hero.log.topics import wait_for_partitions
+from hero.model.gcpause import collections_paused
 from hero.store import (
     READ_BATCH,
     EventStore,
@@ -171,7 +171,7 @@ class StoreHistory:
     ) -> AsyncIterator[list[Delivery]]:
         """Large batches, each row decoded once (the envelope first: a repeat is dropped
         before its payload is validated). The cyclic collector is paused while the host
-        folds them (see :mod:`hero.gcpause`): the host folds each batch before asking for
+        folds them (see :mod:`hero.model.gcpause`): the host folds each batch before asking for
         the next, so the pause spans its whole catch-up and ends with it. ``after``: the position
         a snapshot already holds; only what follows it is read."""
         batches = self._store.read_batches(after + 1, self._batch, upto)

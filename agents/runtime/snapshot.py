@@ -36,11 +36,11 @@ from agents.offtaker import _Track as NegotiationTrack
 from agents.runtime.routing import AppliedVersions
 from hero.model import MarketState
 from hero.model.codec import Codec, Shape, codec_for, describe
+from hero.model.gcpause import collections_paused
 from hero.model.snapshot import (
     MODEL_SCHEMA_VERSION,
     SnapshotUnreadable,
     frame,
-    gc_paused,
     unframe,
 )
 from schemas import CounterOffered, OfferMade, RfqIssued, StrategyDecision
@@ -207,7 +207,7 @@ def _decode_brain(value: Any, state: MarketState) -> Brain:
 
 
 def encode_host(host: HostState) -> bytes:
-    with gc_paused():
+    with collections_paused():
         tree = {
             "model": codec_for(MarketState).encode(host.state),
             "applied": [[t, stream, version] for (t, stream), version in host.applied.items()],
@@ -221,7 +221,7 @@ def decode_host(body: bytes) -> HostState:
     """The host's state in ``body``; :class:`SnapshotUnreadable` saying why if unreadable."""
     payload = unframe(body, HOST_SCHEMA_VERSION)
     try:
-        with gc_paused():
+        with collections_paused():
             tree = _object(orjson.loads(payload))
             state = codec_for(MarketState).decode(tree["model"])
             applied = AppliedVersions.restored([_applied(row) for row in tree["applied"]])

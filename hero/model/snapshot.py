@@ -14,16 +14,15 @@ and the fingerprint updated with it. Pure: no I/O.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
 from hero.model.codec import Shape, codec_for, describe
+from hero.model.gcpause import collections_paused
 from hero.model.state import MarketState
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "encode_framed",
     "encode_state",
     "frame",
-    "gc_paused",
     "state_fingerprint",
     "unframe",
 ]
@@ -83,23 +81,9 @@ def unframe(body: bytes, version: int) -> bytes:
     return payload
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: building a state allocates millions of objects
-    and nothing cyclic to free, and the collector would walk them again and again (it
-    halves the time of a large decode)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def encode_framed(encode: Callable[[], Any], version: int) -> bytes:
     """The tree ``encode`` builds, as JSON behind the header of format ``version``."""
-    with gc_paused():
+    with collections_paused():
         # the same bytes as json.dumps(separators=(",", ":"), ensure_ascii=False), in Rust
         payload = to_json(encode())
     return frame(payload, version)
@@ -110,7 +94,7 @@ def decode_framed(body: bytes, version: int, what: str, decode: Callable[[Any], 
     ``what`` (and saying why) if it cannot be read."""
     payload = unframe(body, version)
     try:
-        with gc_paused():
+        with collections_paused():
             return decode(json.loads(payload))
     except (Shape, ValueError, TypeError, KeyError, ArithmeticError) as e:
         raise SnapshotUnreadable(f"{what} does not decode: {e}") from e

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from hero.gcpause import collections_paused
 from hero.model import MarketState
 from hero.model import apply as model_apply
+from hero.model.gcpause import collections_paused
 from hero.readmodels.projections import Doc, Projection, encode_doc
 from hero.store import READ_BATCH, EventStore, PoisonRow, decode_trusted, skip_row
 from schemas import Envelope, Event

@@ -6,7 +6,10 @@ full pass walks everything alive: measured on a 20k-event log, decoding a row to
 the collector paused and 40-60 µs without, growing with the state. Those objects form no
 cycles worth collecting, so pausing the collector for the fold loses nothing; reference
 counting still frees everything as usual. Paused for the process (the collector is global), so
-only for a bounded fold, and the pause is nested safely.
+only for a bounded fold, and the pause is nested safely, across threads too (an agent host's
+refresher encodes a snapshot while its loop may be folding): the collector is restored only when
+the last overlapping pause ends. In the model package because its snapshot codec uses it and the
+model imports nothing outside schemas and the domain; the replay and the hosts use it too.
 """
 
 from __future__ import annotations
