@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from hero.config import LOOPBACK, HeroSettings
-from infra.hero_processes import _Served
+from infra.hero_processes import _Served, _status_detail
 from infra.processes import settings_env
 
 __all__ = ["TREASURY_COMMAND", "WEBHOOK_PATH", "TreasuryProcess", "treasury_detail"]
@@ -81,7 +81,4 @@ def treasury_detail(treasury: TreasuryProcess) -> str | None:
         parts.append(f"{health['failed']} conversions failed")
     if health.get("skipped"):
         parts.append(f"{health['skipped']} unreadable rows skipped (hero events skipped)")
-    updated = health.get("updated_at")
-    if isinstance(updated, str):
-        parts.append(f"updated {updated}")
-    return ", ".join(parts)
+    return _status_detail(parts, health)

@@ -22,7 +22,7 @@ from typing import Literal
 import faust
 
 from hero.config import HeroSettings
-from streams._faust import new_app
+from streams._faust import STOP_GRACE_S, exit_after, new_app
 from streams._usage_agent import UsageAgent
 from streams.commands import CommandsAgent
 
@@ -54,6 +54,14 @@ def build(
     return app, agent
 
 
+class _BoundedStopWorker(faust.Worker):
+    """Faust's worker whose stop ends within ``STOP_GRACE_S``, whatever it waits on."""
+
+    async def on_stop(self) -> None:
+        exit_after(STOP_GRACE_S)
+        await super().on_stop()
+
+
 def run_worker(
     settings: HeroSettings,
     role: Role,
@@ -62,12 +70,13 @@ def run_worker(
     namespace: str = "usage",
     name: str | None = None,
 ) -> None:
-    """Run ``role``'s worker until SIGTERM or SIGINT (Faust's worker stops on both)."""
+    """Run ``role``'s worker until SIGTERM or SIGINT (Faust's worker stops on both; the
+    process is gone ``STOP_GRACE_S`` later at the latest)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app, agent = build(settings, role, loop=loop, group=group, namespace=namespace, name=name)
     loop.run_until_complete(agent.start())
-    worker = faust.Worker(
+    worker = _BoundedStopWorker(
         app,
         loop=loop,
         loglevel=logging.INFO,

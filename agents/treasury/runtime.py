@@ -170,14 +170,21 @@ class TreasuryWorker:
             self._thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
+        """The totals, and ``degraded`` with the reason while a snapshot could not be saved
+        or read: the log is replayed then, so nothing is wrong yet, but a restart takes long.
+        Skipped rows are counted, not degraded (as on the gateway's ``/health``: they stay
+        skipped for good; ``hero events skipped`` lists them)."""
+        snapshot_errors = {k.name: k.last_error for k in self._keepers if k.last_error}
+        reasons = [f"snapshot {name}: {error}" for name, error in sorted(snapshot_errors.items())]
         return {
             "converted": self.totals.converted,
             "failed": self.totals.failed,
             "billed": self.totals.billed,
             "last_pass": self.totals.at,
             "skipped": sum(skip_counts().values()),
-            # a snapshot that could not be saved or read: the log is replayed, but say so
-            "snapshot_errors": {k.name: k.last_error for k in self._keepers if k.last_error},
+            "snapshot_errors": snapshot_errors,
+            "status": "degraded" if reasons else "ok",
+            "reason": "; ".join(reasons) or None,
         }
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from agents.treasury.oracle import PriceOracle, Rate
+from agents.treasury.runtime import TreasuryWorker
 from agents.treasury.service import TreasuryService
 from agents.treasury.snapshot import (
     SNAPSHOT_NAME,
@@ -19,6 +21,7 @@ from agents.treasury.snapshot import (
     treasury_snapshots,
 )
 from agents.treasury.webhook import PaymentNotice
+from hero.config import HeroSettings
 from hero.domain.clock import ManualClock
 from hero.store import MemoryEventStore, MemorySnapshotStore, Snapshot, SnapshotCadence
 from schemas import Currency
@@ -97,3 +100,35 @@ def test_the_snapshot_shape_is_pinned_to_its_version():
     # TREASURY_SCHEMA_VERSION and pin the new fingerprint with it.
     pinned = (TREASURY_SCHEMA_VERSION, TREASURY_FINGERPRINT)
     assert (TREASURY_SCHEMA_VERSION, treasury_fingerprint()) == pinned
+
+
+class _FailingSnapshots(MemorySnapshotStore):
+    """A snapshot store that cannot save (a full disk, a store away)."""
+
+    def save(self, snapshot: Snapshot) -> None:
+        raise OSError("no space left on device")
+
+
+def _worker(tmp_path: Path, snapshots: MemorySnapshotStore) -> TreasuryWorker:
+    clock = ManualClock(datetime(2026, 11, 23, 12, tzinfo=UTC))
+    settings = HeroSettings(data_dir=tmp_path, snapshot_every_events=1)
+    return TreasuryWorker(MemoryEventStore(clock), settings, clock, oracle=_Oracle(clock),
+                          snapshots=snapshots)  # fmt: skip
+
+
+def test_a_snapshot_that_cannot_be_saved_makes_the_treasury_degraded(tmp_path: Path) -> None:
+    worker = _worker(tmp_path, _FailingSnapshots())
+    _receive(worker.treasury, "e1")
+    worker.run_once()
+    status = worker.status()
+    assert status["status"] == "degraded"
+    assert "snapshot treasury" in status["reason"]
+    assert "no space left" in status["reason"]
+    assert status["converted"] == 1  # the work itself went on
+
+
+def test_a_treasury_whose_snapshots_save_is_ok(tmp_path: Path) -> None:
+    worker = _worker(tmp_path, MemorySnapshotStore())
+    _receive(worker.treasury, "e1")
+    worker.run_once()
+    assert (worker.status()["status"], worker.status()["reason"]) == ("ok", None)
