@@ -4,16 +4,17 @@ The shape comes from the golden history (``tests/golden/demo-history.jsonl.gz``:
 runs of a fleet of farms and nodes, negotiations with offers, declines, holds, acceptances
 and contracts, scaling and migrations, payments with their conversions, bills and transfers).
 The log is that history over and over, a day apart: one fleet (registered once, by the first
-copy) serving each copy's own offtakers (every run and payment id renamed per copy, every time
+copy) and the same offtakers, each copy with negotiations of its own (their sequence numbers,
+so their offers, holds and contracts, and every random hex id renamed per copy, every time
 moved by the copy's days), followed by the hourly usage facts of the copy's contracts and, at
-the end of its day, the cancellation of those still live. So the live market (fleet, live
-contracts) is the same size at 100k and 1M events and only the history grows: what a host's
-restart must not grow with. Every event is validated into its real ``schemas`` class and
+the end of its day, the cancellation of those still live. So the live market (fleet,
+offtakers, live contracts) is the same size at 100k and 1M events and only the history grows:
+what a host's restart must not grow with. Every event is validated into its real ``schemas`` class and
 appended through the real :class:`~hero.store.EventStore`, so the result is a store a user
 could have.
 
-The seed chooses each copy's names and its usage (hours per contract, seconds, traffic); the
-same (events, seed) gives the same log, event ids included.
+The seed chooses each copy's usage (hours per contract, seconds, traffic); the same (events,
+seed) gives the same log, event ids included.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ def _cut(line: str, names: re.Pattern[str]) -> tuple[str | tuple[str, str], ...]
     return tuple(parts)
 
 
-def _templates(path: Path = GOLDEN) -> tuple[list[_Template], list[str]]:
-    """The golden history's events, cut at their names, and the demo run ids they carry."""
+def _templates(path: Path = GOLDEN) -> list[_Template]:
+    """The golden history's events, cut at their names."""
     envelopes: list[tuple[str, str, str]] = []
     runs: dict[str, None] = {}
     with gzip.open(path, "rt", encoding="utf-8") as source:
@@ -84,20 +85,20 @@ def _templates(path: Path = GOLDEN) -> tuple[list[_Template], list[str]]:
                 runs[found.group(1)] = None
     alternatives = [f"(?P<hex>{_HEX.pattern})", f"(?P<day>{_DAY.pattern})"]
     if runs:
-        alternatives.append(f"(?P<run>{'|'.join(map(re.escape, runs))})")
+        known = "|".join(map(re.escape, runs))
+        alternatives = [rf"(?P<seq>(?:{known})\.[a-z]+\.\d+\b)", *alternatives]
     names = re.compile("|".join(alternatives))
-    return [_Template(stream, kind, _cut(line, names)) for stream, kind, line in envelopes], list(
-        runs
-    )
+    return [_Template(stream, kind, _cut(line, names)) for stream, kind, line in envelopes]
 
 
 class _Renamer:
-    """Renames one copy's ids (demo runs and random hex ids) and moves its days."""
+    """Renames one copy's ids (its negotiations, so their offers, holds and contracts, and
+    random hex ids) and moves its days. The offtakers keep their names: the same customers
+    come back each day, as the same fleet serves them."""
 
-    def __init__(self, copy: int, runs: list[str], rng: random.Random):
+    def __init__(self, copy: int):
         self._copy = copy
         self._hex = f"{copy:08x}"
-        self._runs = {run: f"{run}{rng.getrandbits(24):06x}" for run in runs}
         self._days: dict[str, str] = {}
 
     def __call__(self, template: _Template) -> str:
@@ -114,7 +115,9 @@ class _Renamer:
             return found
         if kind == "hex":
             return self._hex + name[8:]
-        return self._runs[name]
+        # acme-47d431.web.3 -> acme-47d431.web.5000003: each copy its own negotiations
+        head, _, number = name.rpartition(".")
+        return f"{head}.{self._copy * 1_000_000 + int(number)}"
 
 
 def _event(envelope: dict[str, Any]) -> tuple[NewEvent, Event]:
@@ -179,12 +182,12 @@ def _with_id(new: NewEvent, prefix: str, fact: Any) -> NewEvent:
 
 def new_events(count: int, seed: int, golden: Path = GOLDEN) -> Iterator[tuple[str, NewEvent]]:
     """``count`` events as (stream, event), in the order they are appended."""
-    templates, runs = _templates(golden)
+    templates = _templates(golden)
     rng = random.Random(seed)
     made = 0
     copy = 0
     while made < count:
-        rename = _Renamer(copy, runs, rng)
+        rename = _Renamer(copy)
         contracts: list[tuple[ContractCreated, datetime]] = []
         cancelled: set[str] = set()
         for template in templates:
