@@ -9,9 +9,9 @@ so their offers, holds and contracts, and every random hex id renamed per copy, 
 moved by the copy's days), followed by the hourly usage facts of the copy's contracts and, at
 the end of its day, the cancellation of those still live. So the live market (fleet,
 offtakers, live contracts) is the same size at 100k and 1M events and only the history grows:
-what a host's restart must not grow with. Every event is validated into its real ``schemas`` class and
-appended through the real :class:`~hero.store.EventStore`, so the result is a store a user
-could have.
+what a host's restart must not grow with. Every event is validated into its real ``schemas``
+class and appended through the real :class:`~hero.store.EventStore`, so the result is a store
+a user could have.
 
 The seed chooses each copy's usage (hours per contract, seconds, traffic); the same (events,
 seed) gives the same log, event ids included.
