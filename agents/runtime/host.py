@@ -301,6 +301,8 @@ class AgentHostCore:
         if keeper is None or type(self.market) is not MarketView or not keeper.due(position):
             return
         self._compact()
+        # a catch-up folds the store in log order: everything through ``position`` is applied
+        self._applied.settle(position)
         host = HostState(self.market.state, self._applied, self._brains)
         body = await asyncio.to_thread(encode_host, host)
         if await asyncio.to_thread(keeper.save, position, body):

@@ -59,6 +59,7 @@ def refreshed(
     owns: Callable[[str], bool] = lambda agent_id: shard_of(agent_id, shards) == shard  # noqa: E731
     newest = _fold(store, start, head, market, host, owns, roster)
     compact_at(market.state, newest, compact_after_s)
+    host.applied.settle(head)  # folded in log order through the head
     body = encode_host(HostState(market.state, host.applied, host.brains))
     return head if keeper.save(head, body) else None
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timedelta
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.runtime.snapshot import CARRIED, decode_host
+from agents.runtime.snapshot import CARRIED, HOST_SCHEMA_VERSION, decode_host
 from hero.model import MarketState, apply_all, compact, compact_at
-from hero.model.snapshot import decode_state, encode_state
+from hero.model.snapshot import SnapshotUnreadable, decode_state, encode_state, frame, unframe
 from schemas import (
     ContractCancelled,
     Envelope,
@@ -235,3 +236,32 @@ def test_a_host_snapshot_of_a_compacted_host_decodes_to_it():
     host.fold(list(_history()))
     restored = decode_host(host.snapshot())
     assert restored.state == host.market.state
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=1, max_value=len(_history())), shard=st.integers(0, SHARDS - 1))
+def test_settled_applied_versions_admit_as_the_full_map(cut, shard):
+    # A snapshot after a log-order fold keeps the floor, not a version per stream ever seen:
+    # the restored host then takes the tail and refuses every repeat (the whole log again,
+    # as a refilled broker delivers it) exactly as the host that remembers every stream.
+    history = list(_history())
+    settled, whole = _Host(shard), _Host(shard)
+    settled.fold(history[:cut])
+    whole.fold(history[:cut])
+    settled.applied.settle(history[cut - 1][0].position)
+    restored = _Host(shard, decode_host(settled.snapshot()))
+    assert restored.applied.floor == history[cut - 1][0].position
+    assert len(restored.applied) == 0 < len(whole.applied)
+    for envelope, _ in history[cut:] + history:  # the tail, then every delivery again
+        assert restored.applied.admit("topic", envelope) == whole.applied.admit("topic", envelope)
+    assert all(restored.applied.repeat("topic", envelope) for envelope, _ in history)
+
+
+def test_a_floor_that_is_not_a_position_is_refused():
+    host = _Host(0)
+    host.fold(list(_history())[:100])
+    tree = orjson.loads(unframe(host.snapshot(), HOST_SCHEMA_VERSION))
+    for bad in (-1, "7", 1.5, None):
+        tree["applied_floor"] = bad
+        with pytest.raises(SnapshotUnreadable, match="floor"):
+            decode_host(frame(orjson.dumps(tree), HOST_SCHEMA_VERSION))
