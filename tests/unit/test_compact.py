@@ -13,10 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.market import MarketView
+from agents.runtime import AgentHostCore, Delivery, HostOptions
+from agents.runtime.host import host_snapshots
+from agents.runtime.routing import AGENT_TOPICS
 from agents.runtime.snapshot import CARRIED, HOST_SCHEMA_VERSION, decode_host
+from hero.domain.clock import ManualClock
 from hero.model import MarketState, apply_all, compact, compact_at
 from hero.model.snapshot import SnapshotUnreadable, decode_state, encode_state, frame, unframe
+from hero.store import MemorySnapshotStore, SnapshotCadence
 from schemas import (
+    REGISTRY,
     ContractCancelled,
     Envelope,
     Event,
@@ -30,6 +37,7 @@ from schemas import (
 )
 from tests.unit.test_golden_history import _history
 from tests.unit.test_host_snapshot import SHARDS, _Host
+from tests.unit.test_router import ListHistory, QueueFeed, Running, until
 
 #: What may come late, naming an entity finished long ago: a repeated cancellation, a
 #: negotiation's close read again, a stray answer, a usage fact or sample after the end.
@@ -265,3 +273,44 @@ def test_a_floor_that_is_not_a_position_is_refused():
         tree["applied_floor"] = bad
         with pytest.raises(SnapshotUnreadable, match="floor"):
             decode_host(frame(orjson.dumps(tree), HOST_SCHEMA_VERSION))
+
+
+async def test_the_host_compacts_as_it_folds_and_before_its_snapshot():
+    history = [
+        Delivery(REGISTRY.topic_for(envelope.type).value, envelope, event)
+        for envelope, event in _history()
+        if REGISTRY.topic_for(envelope.type).value in AGENT_TOPICS
+    ]
+    store = MemorySnapshotStore()
+    keeper = host_snapshots(store, 0, 1, SnapshotCadence(every_events=len(history), every_s=1e9))
+    core = AgentHostCore(
+        shard=0,
+        shards=1,
+        market=MarketView(),
+        history=ListHistory(history),
+        feed=QueueFeed(),
+        sink=_no_sends,
+        clock=ManualClock(history[-1].envelope.recorded_at),
+        options=HostOptions(resume_decide=False, compact_after_s=5.0, compact_every_events=300),
+        snapshots=keeper,
+    )
+    running = Running(core)
+    try:
+        await until(lambda: core.caught_up)
+    finally:
+        await running.close()
+    stats = core.stats()
+    assert stats.compactions >= len(history) // 300
+    assert stats.compacted > 300
+    whole = apply_all(_history())
+    assert len(core.market.state.offers) < len(whole.offers) / 2
+    newest = keeper.newest(history[-1].envelope.position)
+    assert newest is not None
+    restored = decode_host(newest.body)
+    assert len(restored.state.offers) < len(whole.offers) / 2  # compacted before the save
+    assert restored.applied.floor == newest.position
+    assert len(restored.applied) == 0
+
+
+async def _no_sends(agent_id: str, command: object) -> object:
+    return None
