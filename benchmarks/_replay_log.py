@@ -3,13 +3,18 @@
 The shape comes from the golden history (``tests/golden/demo-history.jsonl.gz``: full demo
 runs of a fleet of farms and nodes, negotiations with offers, declines, holds, acceptances
 and contracts, scaling and migrations, payments with their conversions, bills and transfers).
-The log is that history over and over, each copy a fleet and offtakers of its own (every farm,
-node, run and payment id renamed per copy), followed by the hourly usage facts of the copy's
-contracts. Every event is validated into its real ``schemas`` class and appended through the
-real :class:`~hero.store.EventStore`, so the result is a store a user could have.
+The log is that history over and over, a day apart: one fleet (registered once, by the first
+copy) and the same offtakers, each copy with negotiations of its own (their sequence numbers,
+so their offers, holds and contracts, and every random hex id renamed per copy, every time
+moved by the copy's days), followed by the hourly usage facts of the copy's contracts and, at
+the end of its day, the cancellation of those still live. So the live market (fleet,
+offtakers, live contracts) is the same size at 100k and 1M events and only the history grows:
+what a host's restart must not grow with. Every event is validated into its real ``schemas``
+class and appended through the real :class:`~hero.store.EventStore`, so the result is a store
+a user could have.
 
-The seed chooses each copy's names and its usage (hours per contract, seconds, traffic); the
-same (events, seed) gives the same log, event ids included.
+The seed chooses each copy's usage (hours per contract, seconds, traffic); the same (events,
+seed) gives the same log, event ids included.
 """
 
 from __future__ import annotations
@@ -20,25 +25,29 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from hero.domain.usage import usage_fact, usage_stream
 from hero.store import ANY_VERSION, EventStore, NewEvent
-from schemas import REGISTRY, ContractCreated, Event
+from schemas import REGISTRY, ContractCancelled, ContractCreated, Event
 
 __all__ = ["GOLDEN", "LOG_VERSION", "generate", "new_events"]
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "demo-history.jsonl.gz"
 
 #: Changes whenever the same (events, seed) would make another log: it names the cache.
-LOG_VERSION = 2
+LOG_VERSION = 3
 #: Appends per transaction while generating: one commit for many appends.
 _COMMIT_EVERY = 5000
-_FLEET = re.compile(r"\b(?:farm|node)-\d{4}")
 _HEX = re.compile(r"[0-9a-f]{32}")
 _RUN = re.compile(r"\bdemo-([0-9a-f]{6})\.")
+_DAY = re.compile(r"\d{4}-\d\d-\d\d(?=T\d\d:\d\d)")
+#: Registered once, by the first copy: the later copies reuse its fleet.
+_FLEET_EVENTS = frozenset({"FarmRegistered", "NodeRegistered"})
+#: When a copy's contracts still live are cancelled: after its usage facts, before the next day.
+_DAY_END = timedelta(hours=23)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class _Template:
     and a (kind, name) to rename, so a copy is a join, not a regular expression per line."""
 
     stream: str
+    type: str
     parts: tuple[str | tuple[str, str], ...]
 
 
@@ -60,33 +70,36 @@ def _cut(line: str, names: re.Pattern[str]) -> tuple[str | tuple[str, str], ...]
     return tuple(parts)
 
 
-def _templates(path: Path = GOLDEN) -> tuple[list[_Template], list[str]]:
-    """The golden history's events, cut at their names, and the demo run ids they carry."""
-    envelopes: list[tuple[str, str]] = []
+def _templates(path: Path = GOLDEN) -> list[_Template]:
+    """The golden history's events, cut at their names."""
+    envelopes: list[tuple[str, str, str]] = []
     runs: dict[str, None] = {}
     with gzip.open(path, "rt", encoding="utf-8") as source:
         for line in source:
             if not line.strip():
                 continue
             envelope = json.loads(line)
-            envelopes.append((envelope["stream"], line.strip()))
+            envelopes.append((envelope["stream"], envelope["type"], line.strip()))
             found = _RUN.search(envelope.get("causation_id") or "")
             if found:
                 runs[found.group(1)] = None
-    alternatives = [f"(?P<fleet>{_FLEET.pattern})", f"(?P<hex>{_HEX.pattern})"]
+    alternatives = [f"(?P<hex>{_HEX.pattern})", f"(?P<day>{_DAY.pattern})"]
     if runs:
-        alternatives.append(f"(?P<run>{'|'.join(map(re.escape, runs))})")
+        known = "|".join(map(re.escape, runs))
+        alternatives = [rf"(?P<seq>(?:{known})\.[a-z]+\.\d+\b)", *alternatives]
     names = re.compile("|".join(alternatives))
-    return [_Template(stream, _cut(line, names)) for stream, line in envelopes], list(runs)
+    return [_Template(stream, kind, _cut(line, names)) for stream, kind, line in envelopes]
 
 
 class _Renamer:
-    """Renames one copy's ids: its own farms and nodes, demo runs and random hex ids."""
+    """Renames one copy's ids (its negotiations, so their offers, holds and contracts, and
+    random hex ids) and moves its days. The offtakers keep their names: the same customers
+    come back each day, as the same fleet serves them."""
 
-    def __init__(self, copy: int, runs: list[str], rng: random.Random):
-        self._fleet = f"{copy:05d}"
+    def __init__(self, copy: int):
+        self._copy = copy
         self._hex = f"{copy:08x}"
-        self._runs = {run: f"{run}{rng.getrandbits(24):06x}" for run in runs}
+        self._days: dict[str, str] = {}
 
     def __call__(self, template: _Template) -> str:
         return "".join(
@@ -94,12 +107,17 @@ class _Renamer:
         )
 
     def _renamed(self, kind: str, name: str) -> str:
-        if kind == "fleet":
-            prefix, _, number = name.partition("-")
-            return f"{prefix}-{self._fleet}{number}"
+        if kind == "day":
+            found = self._days.get(name)
+            if found is None:
+                moved = date.fromisoformat(name) + timedelta(days=self._copy)
+                found = self._days[name] = moved.isoformat()
+            return found
         if kind == "hex":
             return self._hex + name[8:]
-        return self._runs[name]
+        # acme-47d431.web.3 -> acme-47d431.web.5000003: each copy its own negotiations
+        head, _, number = name.rpartition(".")
+        return f"{head}.{self._copy * 1_000_000 + int(number)}"
 
 
 def _event(envelope: dict[str, Any]) -> tuple[NewEvent, Event]:
@@ -138,6 +156,16 @@ def _usage(
         yield usage_stream(contract.contract_id), _with_id(new, f"use_{copy:08x}{index:02d}", fact)
 
 
+def _ended(contract: ContractCreated, at: datetime, copy: int) -> tuple[str, NewEvent]:
+    """The cancellation, at the end of its day, of a copy's contract still live."""
+    ended = ContractCancelled(
+        contract_id=contract.contract_id, node_id=contract.node_id, reason="term ended"
+    )
+    day_end = at.replace(hour=0, minute=0, second=0, microsecond=0) + _DAY_END
+    new = NewEvent.of(ended, actor="bench", occurred_at=day_end)
+    return f"node-{contract.node_id}", _with_id(new, f"end_{copy:08x}", ended)
+
+
 def _with_id(new: NewEvent, prefix: str, fact: Any) -> NewEvent:
     return NewEvent(
         type=new.type,
@@ -154,18 +182,23 @@ def _with_id(new: NewEvent, prefix: str, fact: Any) -> NewEvent:
 
 def new_events(count: int, seed: int, golden: Path = GOLDEN) -> Iterator[tuple[str, NewEvent]]:
     """``count`` events as (stream, event), in the order they are appended."""
-    templates, runs = _templates(golden)
+    templates = _templates(golden)
     rng = random.Random(seed)
     made = 0
     copy = 0
     while made < count:
-        rename = _Renamer(copy, runs, rng)
+        rename = _Renamer(copy)
         contracts: list[tuple[ContractCreated, datetime]] = []
+        cancelled: set[str] = set()
         for template in templates:
+            if copy and template.type in _FLEET_EVENTS:
+                continue
             envelope = json.loads(rename(template))
             new, event = _event(envelope)
             if isinstance(event, ContractCreated):
                 contracts.append((event, new.occurred_at))
+            elif isinstance(event, ContractCancelled):
+                cancelled.add(event.contract_id)
             yield envelope["stream"], new
             made += 1
             if made == count:
@@ -173,6 +206,12 @@ def new_events(count: int, seed: int, golden: Path = GOLDEN) -> Iterator[tuple[s
         for contract, at in contracts:
             for stream, new in _usage(contract, at, copy, rng):
                 yield stream, new
+                made += 1
+                if made == count:
+                    return
+        for contract, at in contracts:
+            if contract.contract_id not in cancelled:
+                yield _ended(contract, at, copy)
                 made += 1
                 if made == count:
                     return

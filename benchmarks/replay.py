@@ -1,7 +1,7 @@
 """Replay speed: raw read, a rebuild of every read model, and an agent host's catch-up.
 
     ./run bench-replay [--events 1000000] [--seed 1] [--store-url URL] [--cache-dir DIR]
-                       [--baseline-events 50000]
+                       [--baseline-events 50000] [--host-only]
 
 Generates a realistic seeded log of ``--events`` events (``benchmarks/_replay_log.py``: fleet,
 negotiations, holds, contracts, scaling, migrations, payments and conversions, bills,
@@ -22,7 +22,9 @@ when it holds exactly ``--events``). Then it measures, one after the other:
   when its cadence says so (a cadence before the head) as a host with snapshots does; the
   refresher (``agents.runtime.refresh``) then brings it to the head as beside a live host;
 * host restart with a snapshot: a fresh host loading each of those snapshots and replaying
-  only the tail after it, until it is ready to decide.
+  only the tail after it, until it is ready to decide; the catch-up and restarts are measured
+  twice, with the host's compaction (``HERO_COMPACT_AFTER_S``, its default horizon) and
+  without it (the model keeping all history). ``--host-only`` measures only these.
 
 Goals (issue 16): rebuild >= 100,000 events/s; host restart-to-deciding <= 5 s at 1M events
 and not growing with the length of history.
@@ -86,6 +88,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store-url", help="a postgresql:// store to use instead of SQLite")
     parser.add_argument("--cache-dir", type=Path, default=HeroSettings().cache_dir / "bench-replay")
     parser.add_argument("--baseline-events", type=_positive, default=50_000)
+    parser.add_argument(
+        "--host-only", action="store_true", help="only the host's catch-up and restarts"
+    )
     return parser.parse_args(argv)
 
 
@@ -268,7 +273,9 @@ class _Restart:
     events_replayed: int
 
 
-async def _host_start(store: EventStore, snapshots: SnapshotKeeper | None) -> _Restart:
+async def _host_start(
+    store: EventStore, snapshots: SnapshotKeeper | None, compact_after_s: float | None
+) -> _Restart:
     """A fresh host, from its snapshot if ``snapshots`` holds one, until it is ready to
     decide (the moment it starts its live feed)."""
     stop = asyncio.Event()
@@ -279,7 +286,7 @@ async def _host_start(store: EventStore, snapshots: SnapshotKeeper | None) -> _R
         history=StoreHistory(store),
         feed=_ReadyFeed(stop),
         sink=_no_sends,
-        options=HostOptions(resume_decide=False),
+        options=HostOptions(resume_decide=False, compact_after_s=compact_after_s),
         snapshots=snapshots,
     )
     timed: list[_Timed] = []
@@ -304,28 +311,31 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
-def _restarts(store: EventStore, count: int) -> list[tuple[str, str]]:
+def _restarts(
+    store: EventStore, count: int, compact_after_s: float | None
+) -> list[tuple[str, str]]:
     """A host's start without a snapshot (saving one a cadence before the head on its way,
     as a host with snapshots does; its refresher then saves one at the head), then fresh
     hosts starting from each."""
     shelf = _Shelf()
+    how = "compacted" if compact_after_s is not None else "not compacted"
     # the cadence is checked at the end of each batch read (READ_BATCH rows, the last of them
     # not always of the host's topics): one batch earlier, so the older snapshot is a batch
     # or so behind the head
     every = count - 2 * TAIL if count > 3 * TAIL else max(1, count // 2)
-    full = asyncio.run(_host_start(store, _keeper(shelf, every)))
-    refreshed(store, _keeper(shelf, 1), 0, 1)
+    full = asyncio.run(_host_start(store, _keeper(shelf, every), compact_after_s))
+    refreshed(store, _keeper(shelf, 1), 0, 1, compact_after_s=compact_after_s)
     figures = [
-        ("host catch-up, no snapshot", full.timed.rate(count) + f", {full.events_replayed:,}"
-         " events of its topics (1 snapshot saved on the way)"),
-        ("host restart-to-deciding, no snapshot", f"{full.timed.wall:.2f} s"),
+        (f"host catch-up, no snapshot ({how})", full.timed.rate(count) +
+         f", {full.events_replayed:,} events of its topics (1 snapshot saved on the way)"),
+        (f"host restart-to-deciding, no snapshot ({how})", f"{full.timed.wall:.2f} s"),
     ]  # fmt: skip
     for snapshot in sorted(shelf.saved, key=lambda s: s.position, reverse=True):
         shelf.at_most = snapshot.position
-        start = asyncio.run(_host_start(store, _keeper(shelf, 10**9)))
+        start = asyncio.run(_host_start(store, _keeper(shelf, 10**9), compact_after_s))
         decode = _decode_seconds(snapshot.body)
         figures.append((
-            f"host restart-to-deciding, snapshot at {snapshot.position:,}",
+            f"host restart-to-deciding, snapshot at {snapshot.position:,} ({how})",
             f"{start.timed.wall:.2f} s ({start.events_replayed:,} events of the tail replayed;"
             f" snapshot {len(snapshot.body) / 1e6:,.1f} MB, its decode alone {decode.wall:.2f} s)",
         ))  # fmt: skip
@@ -334,8 +344,29 @@ def _restarts(store: EventStore, count: int) -> list[tuple[str, str]]:
     return figures
 
 
+def _host_figures(store: EventStore) -> list[tuple[str, str]]:
+    count = store.current_position()
+    return [
+        ("events in the log", f"{count:,}"),
+        *_restarts(store, count, HeroSettings().compact_after_s),
+        *_restarts(store, count, None),
+        ("peak memory of this process", f"{_peak_mb():,.0f} MB"),
+    ]
+
+
+def _print(figures: list[tuple[str, str]]) -> None:
+    width = max(len(label) for label, _ in figures)
+    for label, value in figures:
+        print(f"{label:{width}} | {value}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
+    if args.host_only:
+        with _store(args) as store:
+            _print(_host_figures(store))
+        sys.stdout.flush()
+        return
     with _store(args) as store:
         count = store.current_position()
         plain = _read(store, None)
@@ -348,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
                 rebuild, old = asyncio.run(_rebuilds(store, baseline, redis_url))
         finally:
             baseline.close()
-        restarts = _restarts(store, count)
+        restarts = _restarts(store, count, HeroSettings().compact_after_s)
+        restarts += _restarts(store, count, None)
     figures = [
         ("events in the log", f"{count:,}"),
         ("raw read, no decode", plain.rate(count)),
@@ -359,9 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         *restarts,
         ("peak memory of this process", f"{_peak_mb():,.0f} MB"),
     ]
-    width = max(len(label) for label, _ in figures)
-    for label, value in figures:
-        print(f"{label:{width}} | {value}")
+    _print(figures)
     verdict = "met" if count / rebuild.wall >= GOAL_REBUILD else "NOT met"
     print(f"goal: rebuild >= {GOAL_REBUILD:,} events/s (wall clock): {verdict}")
     print(f"goal: host restart-to-deciding <= {GOAL_RESTART_S:.0f} s at 1M events and not"

@@ -196,6 +196,14 @@ class HeroSettings(BaseSettings):
         description="... or after this many seconds with at least one new event",
     )
 
+    compact_after_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        le=10 * 365 * 24 * 3600.0,
+        description="agent hosts drop what ended this many seconds (event time) before the newest"
+        " event from their state and snapshots; the read models keep it",
+    )
+
     @field_validator("gateway_rate")
     @classmethod
     def _rates(cls, value: str) -> str:

@@ -63,7 +63,7 @@ class AgentHostActor:
         snapshots = host_snapshots(
             open_snapshots(settings.effective_store_url), shard, shards, cadence
         )
-        options = options or HostOptions()
+        options = options or HostOptions(compact_after_s=settings.compact_after_s)
         self.core = AgentHostCore(
             shard=shard,
             shards=shards,
@@ -86,6 +86,7 @@ class AgentHostActor:
         self._refresher = SnapshotRefresher(
             self._store, snapshots, shard, shards,
             ready=lambda: self.core.caught_up, roster=roster or market_roster,
+            compact_after_s=options.compact_after_s,
         )  # fmt: skip
         if type(self.core.market) is MarketView:
             self._refresher.start()

@@ -44,6 +44,7 @@ from agents.runtime.snapshot import HOST_SCHEMA_VERSION, HostState, decode_host,
 from agents.strategies.consulting import CallBudget, ConsultStats, answer_at_once, failed_advice
 from agents.strategies.moves import Advisor, NoAdvisor, Question
 from hero.domain.clock import Clock, SystemClock
+from hero.model import COMPACT_AFTER_S, compact_at
 from hero.model.snapshot import SnapshotUnreadable
 from hero.store import SnapshotCadence, SnapshotKeeper, SnapshotStore
 from schemas import Command
@@ -72,6 +73,11 @@ class HostOptions:
     memory_sample: int = 64
     stop_timeout_s: float = 10.0
     retry_max_backoff_s: float = 5.0
+    compact_after_s: float | None = COMPACT_AFTER_S
+    """What ended this long (event time) before the newest event folded is dropped from the
+    host's model (:func:`hero.model.compact`): before each snapshot and every
+    ``compact_every_events``. None: never (the model keeps all history)."""
+    compact_every_events: int = 10_000
 
 
 @dataclass(kw_only=True)
@@ -87,6 +93,9 @@ class HostStats(ConsultStats):
     snapshot_position: int | None = None
     """The position of the snapshot the catch-up started from (None: the whole log)."""
     snapshots_saved: int = 0
+    compactions: int = 0
+    compacted: int = 0
+    """Entities (negotiations, offers, declines, contracts) compaction dropped."""
     agents: int = 0
     agents_by_kind: dict[str, int] = field(default_factory=dict)
     events_history: int = 0
@@ -178,6 +187,8 @@ class AgentHostCore:
         self._llm_slots = asyncio.Semaphore(llm_max_concurrent)
         self._consults: set[asyncio.Task[None]] = set()
         self._snapshots = snapshots
+        self._newest: datetime | None = None  # the newest event time folded: the horizon's
+        self._uncompacted = 0  # events folded since the last compaction
 
     # -- what the host holds --------------------------------------------------------------
 
@@ -289,6 +300,9 @@ class AgentHostCore:
         keeper = self._snapshots
         if keeper is None or type(self.market) is not MarketView or not keeper.due(position):
             return
+        self._compact()
+        # a catch-up folds the store in log order: everything through ``position`` is applied
+        self._applied.settle(position)
         host = HostState(self.market.state, self._applied, self._brains)
         body = await asyncio.to_thread(encode_host, host)
         if await asyncio.to_thread(keeper.save, position, body):
@@ -340,10 +354,25 @@ class AgentHostCore:
                 log.exception("applying %s %s@%d", envelope.type, envelope.stream, envelope.version)
             if envelope.position > self._stats.max_position:
                 self._stats.max_position = envelope.position
+            if self._newest is None or envelope.occurred_at > self._newest:
+                self._newest = envelope.occurred_at
+        self._uncompacted += len(batch)
+        if self._uncompacted >= self._options.compact_every_events:
+            self._compact()
         for agent_id in touched:
             self._schedule(agent_id)
         self._touched |= touched
         return len(batch)
+
+    def _compact(self) -> None:
+        """Drop the finished history the horizon left behind (only a real market's: the
+        brains read a :class:`MarketView`'s model, which compaction keeps consistent)."""
+        self._uncompacted = 0
+        if type(self.market) is not MarketView:
+            return
+        dropped = compact_at(self.market.state, self._newest, self._options.compact_after_s)
+        self._stats.compactions += 1
+        self._stats.compacted += dropped.total
 
     # -- deciding -------------------------------------------------------------------------
 

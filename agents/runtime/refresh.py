@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from agents.agentset import deliver
 from agents.market import MarketView
@@ -20,7 +21,7 @@ from agents.roster import Roster, market_roster
 from agents.runtime.feed import BadRecord, decode, decode_envelope
 from agents.runtime.routing import AGENT_TOPICS, AppliedVersions, shard_of
 from agents.runtime.snapshot import HostState, decode_host, encode_host
-from hero.model import MarketState
+from hero.model import COMPACT_AFTER_S, MarketState, compact_at
 from hero.model.snapshot import SnapshotUnreadable
 from hero.store import EventStore, SnapshotKeeper
 
@@ -37,9 +38,11 @@ def refreshed(
     shard: int,
     shards: int,
     roster: Roster = market_roster,
+    compact_after_s: float | None = COMPACT_AFTER_S,
 ) -> int | None:
-    """Fold the store after the newest snapshot up to its head and save that; the position
-    saved, or None when there was nothing new (or the save failed, logged by the keeper)."""
+    """Fold the store after the newest snapshot up to its head and save that, compacted as
+    the host compacts (:class:`~agents.runtime.host.HostOptions`); the position saved, or
+    None when there was nothing new (or the save failed, logged by the keeper)."""
     head = store.current_position()
     found = keeper.newest(head)
     host = HostState(MarketState(), AppliedVersions(), {})
@@ -54,7 +57,9 @@ def refreshed(
         return None
     market = MarketView(host.state)
     owns: Callable[[str], bool] = lambda agent_id: shard_of(agent_id, shards) == shard  # noqa: E731
-    _fold(store, start, head, market, host, owns, roster)
+    newest = _fold(store, start, head, market, host, owns, roster)
+    compact_at(market.state, newest, compact_after_s)
+    host.applied.settle(head)  # folded in log order through the head
     body = encode_host(HostState(market.state, host.applied, host.brains))
     return head if keeper.save(head, body) else None
 
@@ -67,16 +72,18 @@ def _fold(
     host: HostState,
     owns: Callable[[str], bool],
     roster: Roster,
-) -> None:
-    """As :class:`~agents.runtime.feed.StoreHistory` and the host's ``_ingest`` fold it."""
+) -> datetime | None:
+    """As :class:`~agents.runtime.feed.StoreHistory` and the host's ``_ingest`` fold it; the
+    newest event time folded (None: none)."""
     position = after
+    newest: datetime | None = None
     while position < head:
         rows = store.read_all(position + 1, min(_BATCH, head - position))
         if not rows:
-            return
+            return newest
         for row in rows:
             if row.position > head:
-                return
+                return newest
             position = row.position
             if row.topic not in AGENT_TOPICS:
                 continue
@@ -91,6 +98,9 @@ def _fold(
                 deliver(market, host.brains, owns, envelope, delivery.event, roster)
             except Exception:  # as the host's _ingest: one bad event must not stop the rest
                 log.exception("snapshot refresh: applying %s at %d", envelope.type, row.position)
+            if newest is None or envelope.occurred_at > newest:
+                newest = envelope.occurred_at
+    return newest
 
 
 class SnapshotRefresher:
@@ -106,12 +116,14 @@ class SnapshotRefresher:
         ready: Callable[[], bool],
         roster: Roster = market_roster,
         check_every_s: float = 5.0,
+        compact_after_s: float | None = COMPACT_AFTER_S,
     ):
         """``ready``: whether the host has caught up (until then its catch-up saves)."""
         self._store, self._keeper = store, keeper
         self._shard, self._shards = shard, shards
         self._ready, self._roster = ready, roster
         self._check_every_s = check_every_s
+        self._compact_after_s = compact_after_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="snapshot-refresh", daemon=True)
 
@@ -125,6 +137,7 @@ class SnapshotRefresher:
         while not self._stop.wait(self._check_every_s):
             try:
                 if self._ready() and self._keeper.due(self._store.current_position()):
-                    refreshed(self._store, self._keeper, self._shard, self._shards, self._roster)
+                    refreshed(self._store, self._keeper, self._shard, self._shards,
+                              self._roster, self._compact_after_s)  # fmt: skip
             except Exception:  # a snapshot saves time; its failure must not end the thread
                 log.exception("snapshot refresh failed; trying again later")

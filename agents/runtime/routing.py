@@ -37,29 +37,54 @@ class AppliedVersions:
     version 2 from one topic before version 1 from the other and then drop version 1.
     Within one topic the relay repeats (a crashed batch, a refill from position 1) but never
     reorders a stream, so "version <= last applied" is exactly "already applied".
+
+    A fold in log order through a position (a catch-up, a snapshot's refresh) has applied
+    every delivery at or below it: :meth:`settle` then keeps only that position, the floor,
+    below which everything is a repeat. The versions kept are those of the streams applied
+    since; without it a host's snapshot would name every stream ever written (a negotiation,
+    a contract's usage...) and grow with history.
     """
 
-    __slots__ = ("_versions",)
+    __slots__ = ("_floor", "_versions")
 
     def __init__(self) -> None:
         self._versions: dict[tuple[str, str], int] = {}
+        self._floor = 0
+
+    def repeat(self, topic: str, envelope: Envelope) -> bool:
+        """Whether the delivery was applied already (nothing remembered)."""
+        if envelope.position <= self._floor:
+            return True
+        return envelope.version <= self._versions.get((topic, envelope.stream), 0)
 
     def admit(self, topic: str, envelope: Envelope) -> bool:
         """True (and remembered) the first time; False for a repeat."""
-        key = (topic, envelope.stream)
-        if envelope.version <= self._versions.get(key, 0):
+        if self.repeat(topic, envelope):
             return False
-        self._versions[key] = envelope.version
+        self._versions[(topic, envelope.stream)] = envelope.version
         return True
 
+    def settle(self, position: int) -> None:
+        """Every delivery at or below ``position`` is applied (the caller folded the store in
+        log order through it, and nothing after): forget the versions, keep the floor."""
+        if position > self._floor:
+            self._floor = position
+            self._versions.clear()
+
+    @property
+    def floor(self) -> int:
+        return self._floor
+
     def items(self) -> list[tuple[tuple[str, str], int]]:
-        """((topic, stream), last version applied) for every stream seen: a snapshot's part."""
+        """((topic, stream), last version applied) for every stream applied above the floor:
+        a snapshot's part, with :attr:`floor`."""
         return list(self._versions.items())
 
     @classmethod
-    def restored(cls, items: list[tuple[tuple[str, str], int]]) -> AppliedVersions:
+    def restored(cls, items: list[tuple[tuple[str, str], int]], floor: int = 0) -> AppliedVersions:
         applied = cls()
         applied._versions = dict(items)
+        applied._floor = floor
         return applied
 
     def __len__(self) -> int:

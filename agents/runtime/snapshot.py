@@ -57,8 +57,9 @@ __all__ = [
     "encode_host",
 ]
 
-#: The format of the brains' part; bump it with :data:`BRAINS_FINGERPRINT`.
-BRAINS_VERSION = 1
+#: The format of the brains' part (and of the applied versions'); bump it with
+#: :data:`BRAINS_FINGERPRINT`. 2: the applied versions carry their floor.
+BRAINS_VERSION = 2
 #: A host snapshot's version: the model's format and the brains' together.
 HOST_SCHEMA_VERSION = MODEL_SCHEMA_VERSION * 1000 + BRAINS_VERSION
 BRAINS_FINGERPRINT = "a747ac2f3a9f9ecc722d6ed2fc6174452d83af7d9e54dae80027e63cb0f51c93"
@@ -211,6 +212,7 @@ def encode_host(host: HostState) -> bytes:
         tree = {
             "model": codec_for(MarketState).encode(host.state),
             "applied": [[t, stream, version] for (t, stream), version in host.applied.items()],
+            "applied_floor": host.applied.floor,
             "brains": [_encode_brain(brain, host.state) for brain in host.brains.values()],
         }
         payload = orjson.dumps(tree)
@@ -224,7 +226,10 @@ def decode_host(body: bytes) -> HostState:
         with collections_paused():
             tree = _object(orjson.loads(payload))
             state = codec_for(MarketState).decode(tree["model"])
-            applied = AppliedVersions.restored([_applied(row) for row in tree["applied"]])
+            floor = tree["applied_floor"]
+            if type(floor) is not int or floor < 0:
+                raise Shape("the applied versions' floor must be a position (int >= 0)")
+            applied = AppliedVersions.restored([_applied(row) for row in tree["applied"]], floor)
             brains = [_decode_brain(value, state) for value in tree["brains"]]
     except (Shape, orjson.JSONDecodeError, ValueError, TypeError, KeyError, ArithmeticError) as e:
         raise SnapshotUnreadable(f"the host's state does not decode: {e}") from e

@@ -3,6 +3,7 @@
 Imports only ``schemas`` and ``hero.domain``; every reader of the market is a view over it.
 """
 
+from hero.model.compact import COMPACT_AFTER_S, Compacted, compact, compact_at
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
 from hero.model.state import (
     LAST_TRANSFERS,
@@ -30,11 +31,13 @@ from hero.model.state import (
 )
 
 __all__ = [
+    "COMPACT_AFTER_S",
     "HANDLERS",
     "IGNORED",
     "LAST_TRANSFERS",
     "Account",
     "AccountBook",
+    "Compacted",
     "Contract",
     "ContractStatus",
     "Decline",
@@ -56,4 +59,6 @@ __all__ = [
     "Workload",
     "apply",
     "apply_all",
+    "compact",
+    "compact_at",
 ]

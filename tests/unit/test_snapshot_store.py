@@ -155,3 +155,17 @@ def test_a_keeper_checks_its_name_and_version():
         SnapshotKeeper(MemorySnapshotStore(), "no spaces", 1)
     with pytest.raises(StoreError, match="schema_version"):
         SnapshotKeeper(MemorySnapshotStore(), "projector", 0)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "a week", "315360001"])
+def test_the_compaction_horizon_is_checked(monkeypatch, value):
+    monkeypatch.setenv("HERO_COMPACT_AFTER_S", value)
+    with pytest.raises(ValidationError, match="compact_after_s"):
+        HeroSettings()
+
+
+def test_the_compaction_horizon_defaults_to_a_week(monkeypatch):
+    monkeypatch.delenv("HERO_COMPACT_AFTER_S", raising=False)
+    assert HeroSettings().compact_after_s == 7 * 24 * 3600.0
+    monkeypatch.setenv("HERO_COMPACT_AFTER_S", "3600")
+    assert HeroSettings().compact_after_s == 3600.0
