@@ -87,7 +87,10 @@ def _setup(service: MarketService, tag: str) -> str:
         ],
         budget_month=Money.of("1000", "USD"),
         max_price_cu_hour=Money.of("0.05", "USD"),
-        offer_window_s=Decimal("0.5"),
+        # The offtaker closes as soon as every invited farm answered; a short window on a
+        # loaded machine closed before Grid 3's farmer (on another host) did, and every
+        # replica went to Grid 4.
+        offer_window_s=Decimal(3),
     )
     offtaker = f"{tag}-acme"
     service.handle(
