@@ -14,6 +14,7 @@ from hero.cli import (
     accounts,
     billing,
     demo_command,
+    simulate_command,
     dlq,
     events,
     fleet,
@@ -52,6 +53,7 @@ app.command("status")(stack.status)
 app.command("config")(stack.config)
 app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_command.demo)
+app.command("simulate")(simulate_command.simulate_command)
 app.command("price")(price.price)
 app.command("replay")(replay.replay)
 events.app.command("skipped")(skipped_module.skipped)
