@@ -15,9 +15,7 @@ __all__ = ["simulate_command"]
 
 
 def simulate_command(
-    scenario: Annotated[
-        Path, typer.Option("--scenario", help="the scenario, a YAML or JSON file")
-    ],
+    scenario: Annotated[Path, typer.Option("--scenario", help="the scenario, a YAML or JSON file")],
     out: Annotated[Path, typer.Option("--out", help="directory for report.json")],
     days: Annotated[int, typer.Option(help="simulated days")] = 7,
     seed: Annotated[int, typer.Option(help="the one random source's seed")] = 1,

@@ -25,7 +25,6 @@ from agents.local import LocalMarket
 from agents.treasury.oracle import PriceOracle, Rate
 from agents.treasury.service import TreasuryService
 from agents.treasury.webhook import PaymentNotice
-from hero.cli.market import load_report
 from hero.domain.clock import ManualClock
 from hero.domain.ledger import RevenueSplit
 from hero.domain.pricing import cu, policy_named
@@ -34,7 +33,7 @@ from hero.market.views import MarketReport
 from hero.payments.billing import BillingService, BillingSettings
 from hero.simulate._traces import load_at
 from hero.simulate.scenario import SimScenario, TopUp, Trace
-from hero.store import EventStore
+from hero.store import EventStore, PoisonRow, decode_event, recorded_after
 from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
@@ -53,6 +52,21 @@ __all__ = ["HourFigures", "Twin"]
 HOUR = timedelta(hours=1)
 _FLAT = Trace()
 _RATE_PLACES = Decimal("0.0000001")
+
+
+def load_report(store: EventStore, report: MarketReport) -> int:
+    """Fold what the store committed since ``report`` last read; returns the rows it could
+    not read (stepped over, as every follower does, and counted in the report's checks)."""
+    unreadable = 0
+    for row in recorded_after(store, report.position, 5000):
+        try:
+            envelope, event = decode_event(row)
+        except PoisonRow:
+            unreadable += 1
+            report.position = max(report.position, row.position)
+            continue
+        report.apply(envelope, event)
+    return unreadable
 
 
 class PathOracle(PriceOracle):

@@ -113,7 +113,9 @@ def _prices(log: _Log, days: int) -> list[dict[str, Any]]:
     by_day: dict[int, list[Decimal]] = defaultdict(list)
     for c in log.created:
         if cu(c.resources) > 0:
-            by_day[log.day_of(c.starts_at)].append(price_per_cu_hour(c.price_hour, c.resources).amount)
+            by_day[log.day_of(c.starts_at)].append(
+                price_per_cu_hour(c.price_hour, c.resources).amount
+            )
     rows = []
     for day in range(days):
         prices = sorted(by_day.get(day, []))
@@ -153,40 +155,37 @@ def _farmers(log: _Log, twin: Twin, days: int) -> dict[str, Any]:
         tft[bill.farm_id] += bill.farmer_share.amount
     months = max(1, -(-days // DAYS_PER_MONTH))
     reference = twin.scenario.reference_usd_per_node_month * Decimal(days) / DAYS_PER_MONTH
-    farms = []
-    for farm in sorted(nodes):
-        earned = sum(usd[farm].values(), Decimal(0))
-        ref = reference * nodes[farm]
-        farms.append(
-            {
-                "farm_id": farm,
-                "nodes": nodes[farm],
-                "monthly_usd": [_usd(usd[farm].get(m, Decimal(0))) for m in range(months)],
-                "total_usd": _usd(earned),
-                "total_tft": _s(tft[farm]),
-                "reference_usd": _usd(ref),
-                "vs_reference": _share(earned, ref),
-            }
-        )
-    ranked = sorted(farms, key=lambda f: (-Decimal(f["total_usd"]), f["farm_id"]))
-    totals = sorted(Decimal(f["total_usd"]) for f in farms)
-    earned_all = sum(totals, Decimal(0))
+    earned = {farm: sum(usd[farm].values(), Decimal(0)) for farm in nodes}
+    refs = {farm: reference * nodes[farm] for farm in nodes}
+    farms = [
+        {
+            "farm_id": farm,
+            "nodes": nodes[farm],
+            "monthly_usd": [_usd(usd[farm].get(m, Decimal(0))) for m in range(months)],
+            "total_usd": _usd(earned[farm]),
+            "total_tft": _s(tft[farm]),
+            "reference_usd": _usd(refs[farm]),
+            "vs_reference": _share(earned[farm], refs[farm]),
+        }
+        for farm in sorted(nodes)
+    ]
+    ranked = sorted(nodes, key=lambda farm: (-earned[farm], farm))
+    earned_all = sum(earned.values(), Decimal(0))
     ref_all = reference * sum(nodes.values())
     return {
         "farms": farms,
-        "top": [f["farm_id"] for f in ranked[:5]],
-        "bottom": [f["farm_id"] for f in ranked[-5:]],
-        "distribution_usd": _distribution(totals),
-        "earning_farms": sum(1 for t in totals if t > 0),
+        "top": ranked[:5],
+        "bottom": ranked[-5:],
+        "distribution_usd": _distribution(sorted(earned.values())),
+        "earning_farms": sum(1 for value in earned.values() if value > 0),
         "proof_of_capacity": {
             "reference_usd_per_node_month": _s(twin.scenario.reference_usd_per_node_month),
             "reference_usd": _usd(ref_all),
             "earned_usd": _usd(earned_all),
             "ratio": _share(earned_all, ref_all),
-            "farms_above_reference": sum(1 for f in farms if f["total_usd"] and
-                                         Decimal(f["total_usd"]) >= Decimal(f["reference_usd"])),
+            "farms_above_reference": sum(1 for farm in nodes if earned[farm] >= refs[farm]),
         },
-    }  # fmt: skip
+    }
 
 
 def _distribution(values: list[Decimal]) -> dict[str, str]:

@@ -94,7 +94,7 @@ def simulate(
     return Simulated(report, path, count, wall, days * 86400.0)
 
 
-class _progress:  # noqa: N801  (a context manager used like a function)
+class _progress:
     """Simulated day and events/s on ``console`` (stderr), or nothing."""
 
     def __init__(self, console: Console | None, days: int, events: Callable[[], int]):
@@ -118,7 +118,9 @@ class _progress:  # noqa: N801  (a context manager used like a function)
 
         def on_day(day: int) -> None:
             elapsed = max(time.monotonic() - self._began, 1e-9)
-            rate = f"{self._events() / elapsed:,.0f} events/s, {day * 86400 / elapsed:,.0f}x real time"
+            rate = (
+                f"{self._events() / elapsed:,.0f} events/s, {day * 86400 / elapsed:,.0f}x real time"
+            )
             bar.update(task, completed=day, rate=rate)
 
         return on_day
