@@ -1,4 +1,5 @@
-"""``hero simulate``: check the scenario, build the fleet, run the twin, write ``report.json``.
+"""``hero simulate``: check the scenario, build the fleet, run the twin, write ``report.json``
+and ``report.html``.
 
 Nothing is written before the scenario, the fleet it makes and the output place are checked:
 a bad scenario leaves no output directory behind.
@@ -20,13 +21,15 @@ from rich.progress import BarColumn, Progress, TextColumn
 from hero.domain.clock import ManualClock
 from hero.simulate.engine import Twin
 from hero.simulate.fleet import build_fleet
+from hero.simulate.html import render_html
 from hero.simulate.report import build_report, dump_report
 from hero.simulate.scenario import MAX_DAYS, ScenarioError, SimScenario
 from hero.store import EventStore, MemoryEventStore, SqliteEventStore
 
-__all__ = ["REPORT_NAME", "STORE_NAME", "Simulated", "simulate"]
+__all__ = ["HTML_NAME", "REPORT_NAME", "STORE_NAME", "Simulated", "simulate"]
 
 REPORT_NAME = "report.json"
+HTML_NAME = "report.html"
 STORE_NAME = "events.sqlite"
 StoreKind = Literal["memory", "sqlite"]
 
@@ -91,6 +94,7 @@ def simulate(
     wall = time.monotonic() - began
     path = out / REPORT_NAME
     path.write_bytes(dump_report(report))
+    (out / HTML_NAME).write_text(render_html(report), encoding="utf-8")
     return Simulated(report, path, count, wall, days * 86400.0)
 
 

@@ -32,66 +32,10 @@ from hero.simulate import (
 from hero.simulate.engine import Twin
 from hero.simulate.fleet import build_fleet
 from hero.store import MemoryEventStore, decode_event, recorded_after
+from tests._simulation import small, usd
 
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = 2
-
-
-def _usd(amount: str) -> dict[str, str]:
-    return {"amount": amount, "currency": "USD"}
-
-
-def small() -> dict[str, Any]:
-    """Four farms, two offtakers (one autoscaled on a spiking load), one node failure."""
-    shape = {"cru": 2, "mru": 4 * 2**30, "sru": 50 * 2**30}
-    return {
-        "name": "small",
-        "fleet": {
-            "farms": 4,
-            "nodes_per_farm": [1, 2],
-            "regions": {"europe": 1},
-            "policies": [
-                {"weight": 2, "policy": {"price_cu_hour": _usd("0.0306")}},
-                {"weight": 1, "policy": {"markup": "1.5", "mode": "approve"}},
-                {"weight": 1, "policy": {"markup": "1.2", "max_term_hours": 168}},
-            ],
-        },
-        "offtakers": [
-            {
-                "offtaker_id": "acme",
-                "mandate": {
-                    "budget_month": _usd("300"),
-                    "max_price_cu_hour": _usd("0.05"),
-                    "offers_per_replica": 6,
-                    "workloads": [
-                        {
-                            "workload_id": "api",
-                            "resources": shape,
-                            "replicas": 2,
-                            "autoscale": {
-                                "metric": "cpu",
-                                "target": "0.6",
-                                "min_replicas": 2,
-                                "max_replicas": 4,
-                            },
-                        }
-                    ],
-                },
-                "traces": {"api": {"kind": "spike", "base": "0.4", "spike_day": 0, "peak_hour": 6}},
-            },
-            {
-                "offtaker_id": "globex",
-                "mandate": {
-                    "budget_month": _usd("200"),
-                    "max_price_cu_hour": _usd("0.045"),
-                    "offers_per_replica": 6,
-                    "workloads": [{"workload_id": "db", "resources": shape, "replicas": 2}],
-                },
-            },
-        ],
-        "failures": [{"day": 1, "hour": 3, "repair_hours": 2}],
-        "sla": {"uptime_pct": "99", "penalty_pct": "50"},
-    }
 
 
 def _write(tmp_path: Path, data: object, name: str = "scenario.yaml") -> Path:
@@ -165,6 +109,7 @@ def test_the_report_follows_the_shipped_schema_and_holds_the_story(tmp_path: Pat
     jsonschema.Draft202012Validator.check_schema(report_schema())
     jsonschema.validate(report, report_schema())
     assert (tmp_path / "events.sqlite").exists()
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert len(report["utilization"]) == DAYS * 24
     assert len(report["prices"]) == DAYS
     assert report["contracts"]["created"] >= 4
@@ -187,7 +132,7 @@ def test_the_report_follows_the_shipped_schema_and_holds_the_story(tmp_path: Pat
         (lambda s: s.update(split={"farmer": "70", "pool": "20", "threefold": "20"}), "split"),
         (lambda s: s["fleet"].update(regions={"atlantis": 1}), "fleet.regions"),
         (lambda s: s["offtakers"][0]["traces"].update(web={"kind": "flat"}), "offtakers.0"),
-        (lambda s: s["offtakers"][1]["mandate"].update(budget_month=_usd("0")), "budget_month"),
+        (lambda s: s["offtakers"][1]["mandate"].update(budget_month=usd("0")), "budget_month"),
         (lambda s: s.update(failures=[{"day": 0, "node_id": "node-9999-01"}]), "node-9999-01"),
         (lambda s: s.update(top_ups=[{"day": 0, "offtaker_id": "nobody", "amount_usd": "5"}]),
          "nobody"),
