@@ -145,6 +145,8 @@ class Twin:
             if w.autoscale is not None
         }
         self._repairs: dict[int, list[str]] = {}
+        self._looked_at = -1
+        """The log position of the last look for offers to approve."""
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -289,21 +291,30 @@ class Twin:
             self.clock.set(min(wakeups))
 
     def _approve_pending(self) -> int:
-        """Act as the farmers of approve-mode farms: approve what waits for them."""
+        """Act as the farmers of approve-mode farms: approve what waits for them. Only when
+        something was recorded since the last look: an offer awaits approval from when it is
+        made, and the last look approved every one that did."""
         if not self._approve:
             return 0
         load_report(self.store, self.report)
+        if self.report.position == self._looked_at:
+            return 0
+        self._looked_at = self.report.position
+        now = self.clock.now()
         approved = 0
-        for offer in self.report.pending_approvals(self.clock.now()):
-            if offer.farm_id not in self._approve:
+        for offer_id, offer in sorted(self.report.state.offers.items()):
+            if offer.farm_id not in self._approve or offer.firm or offer.status != "open":
+                continue
+            row = self.report.offer(offer_id)
+            if row is None or not row.awaits_approval(now):
                 continue
             command = ApproveOffer(
-                command_id=f"sim.approve.{offer.offer_id}",
-                negotiation_id=offer.negotiation_id,
-                offer_id=offer.offer_id,
+                command_id=f"sim.approve.{offer_id}",
+                negotiation_id=row.negotiation_id,
+                offer_id=offer_id,
             )
             try:
-                if not self.service.handle(command, actor=f"farmer:{offer.farm_id}").duplicate:
+                if not self.service.handle(command, actor=f"farmer:{row.farm_id}").duplicate:
                     approved += 1
             except CommandRejected:  # the negotiation closed meanwhile
                 continue
@@ -316,11 +327,12 @@ class Twin:
         total = dict.fromkeys(Grid, Decimal(0))
         over = []
         down = 0
-        for node in self.report.nodes:
-            committed[node.grid] += cu(node.committed)
+        for node in self.report.state.nodes.values():  # the model's nodes, not listing rows
+            used = node.committed
+            committed[node.grid] += cu(used)
             total[node.grid] += cu(node.total)
             down += node.status != NodeStatus.UP
-            if not (node.committed + node.held).fits_in(node.total):
+            if not (used + node.held).fits_in(node.total):
                 over.append(node.node_id)
         return HourFigures(
             hour, committed, total, len(self.report.contracts), down, tuple(sorted(over))
