@@ -75,7 +75,9 @@ class FleetSpec(_Strict):
     uptime_pct: tuple[Percent, Percent] = (Decimal(97), Decimal("99.9"))
     """Each node's advertised uptime is drawn uniformly between these."""
     policies: list[PolicyShare] = Field(
-        default_factory=list, description="the farmer policy mix; empty: the fleet's own"
+        default_factory=list,
+        max_length=1000,
+        description="the farmer policy mix; empty: the fleet's own",
     )
 
     @field_validator("nodes_per_farm")
@@ -99,8 +101,8 @@ class FleetSpec(_Strict):
         unknown = sorted(set(value) - set(REGIONS))
         if unknown:
             raise ValueError(f"unknown regions {unknown}; known: {sorted(REGIONS)}")
-        if any(weight <= 0 for weight in value.values()):
-            raise ValueError("region weights must be positive integers")
+        if any(not 0 < weight <= 1_000_000 for weight in value.values()):
+            raise ValueError("region weights must be integers in 1..1000000")
         return value
 
 
@@ -196,8 +198,8 @@ class SimScenario(_Strict):
     start: AwareDatetime = datetime(2026, 1, 1, tzinfo=UTC)
     fleet: FleetSpec
     offtakers: list[Offtaker] = Field(min_length=1, max_length=10_000)
-    failures: list[Failure] = Field(default_factory=list)
-    top_ups: list[TopUp] | None = None
+    failures: list[Failure] = Field(default_factory=list, max_length=100_000)
+    top_ups: list[TopUp] | None = Field(default=None, max_length=1_000_000)
     """None: each offtaker pays its monthly budget on day 0 and every 30 days after."""
     price: PricePath = Field(default_factory=PricePath)
     pricing: str = "genesis"
