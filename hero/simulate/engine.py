@@ -239,8 +239,11 @@ class Twin:
     def _fail(self, hour: int, node_id: str | None, repair_hours: int) -> None:
         load_report(self.store, self.report)
         if node_id is None:
-            busy = sorted({c.node_id for c in self.report.contracts})
-            up = sorted(n.node_id for n in self.report.nodes if n.status == NodeStatus.UP)
+            nodes = self.report.state.nodes
+            up = sorted(n for n, node in nodes.items() if node.status == NodeStatus.UP)
+            busy = sorted({c.node_id for c in self.report.contracts} & set(up))
+            if not up:  # every node is down already: nothing left to fail
+                return
             node_id = self.rng.choice(busy or up)
         self._status(node_id, NodeStatus.DOWN, hour)
         self.failures.append((hour, node_id))
