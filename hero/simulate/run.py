@@ -26,7 +26,7 @@ from hero.simulate.report import build_report, dump_report
 from hero.simulate.scenario import MAX_DAYS, ScenarioError, SimScenario
 from hero.store import EventStore, MemoryEventStore, SqliteEventStore
 
-__all__ = ["HTML_NAME", "REPORT_NAME", "STORE_NAME", "Simulated", "simulate"]
+__all__ = ["HTML_NAME", "REPORT_NAME", "STORE_NAME", "Simulated", "check_run", "simulate"]
 
 REPORT_NAME = "report.json"
 HTML_NAME = "report.html"
@@ -51,7 +51,8 @@ class Simulated:
         return self.simulated_s / self.wall_s if self.wall_s else 0.0
 
 
-def _check(days: int, out: Path, store: StoreKind) -> None:
+def check_run(days: int, out: Path, store: StoreKind) -> None:
+    """The run's days and output place, or :class:`ScenarioError`."""
     if not 1 <= days <= MAX_DAYS:
         raise ScenarioError(f"--days must be in 1..{MAX_DAYS}, got {days}")
     if out.exists() and not out.is_dir():
@@ -77,7 +78,7 @@ def simulate(
 ) -> Simulated:
     """Run ``scenario`` for ``days`` simulated days and write ``out/report.json``;
     :class:`ScenarioError` (and nothing written) when the input does not hold."""
-    _check(days, out, store)
+    check_run(days, out, store)
     rng = random.Random(seed)
     fleet = build_fleet(scenario, rng)  # may refuse the scenario: before anything is written
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,39 @@ def test_the_cli_says_what_is_wrong_and_writes_nothing(tmp_path: Path) -> None:
 def test_the_shipped_scenarios_are_valid(path: Path) -> None:
     scenario = load_scenario(path)
     build_fleet(scenario, random.Random(1))
+
+
+def test_compare_runs_each_scenario_with_the_same_seed_side_by_side(tmp_path: Path) -> None:
+    """60/20/20 against 80/10/10: the same market (the split changes no negotiation), so the
+    same contracts and bills, and the farmers' share of them grows."""
+    base, richer = small(), small()
+    base["name"] = "split-60-20-20"
+    richer["name"] = "split-80-10-10"
+    richer["split"] = {"farmer": "80", "pool": "10", "threefold": "10"}
+    paths = [str(_write(tmp_path, data, f"{data['name']}.yaml")) for data in (base, richer)]
+    out = tmp_path / "out"
+    done = _cli("compare", *paths, "--days", "1", "--seed", "4", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "compare.json").read_text())
+    first, second = summary["scenarios"]
+    assert (first["scenario"], second["scenario"]) == ("split-60-20-20", "split-80-10-10")
+    assert first["contracts"] == second["contracts"] > 0
+    assert first["billed_usd"] == second["billed_usd"]
+    assert Decimal(second["farmers_tft"]) > Decimal(first["farmers_tft"])
+    assert Decimal(second["pool_tft"]) < Decimal(first["pool_tft"])
+    assert first["ledger_balanced"] is second["ledger_balanced"] is True
+    assert (out / "split-60-20-20" / "report.json").exists()
+    assert (out / "compare.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_compare_refuses_a_bad_second_scenario_before_running_the_first(tmp_path: Path) -> None:
+    good, bad = small(), small()
+    bad["name"] = "broken"
+    bad["failures"] = [{"day": 0, "node_id": "node-9999-01"}]
+    out = tmp_path / "out"
+    for scenarios in ([good, bad], [good], [good, small()]):
+        paths = [str(_write(tmp_path, data, f"{i}.yaml")) for i, data in enumerate(scenarios)]
+        done = _cli("compare", *paths, "--days", "1", "--out", str(out))
+        assert done.returncode == 2
+        assert "error:" in done.stderr
+        assert not out.exists()
