@@ -34,6 +34,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "earning_farms": ("farmers", "earning_farms"),
     "sla_breaches": ("sla", "breaches"),
     "sla_penalties_usd": ("sla", "penalties_usd"),
+    "sla_refunded_tft": ("sla", "refunded_tft"),
     "ledger_balanced": ("money", "ledger", "balanced"),
 }
 

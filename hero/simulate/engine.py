@@ -1,7 +1,9 @@
 """The market twin's clock and its events: hour by hour, the real market runs on a manual clock.
 
 Each simulated hour: the day's TFT price is set, the top-ups due are paid to the treasury and
-converted, the node failures and repairs due are sent to the market, the autoscaled replicas
+converted, the node failures and repairs due are sent to the market (a failure is recorded when
+it happens; the agents first run after its detection delay, so the contracts on the node are
+down until they are moved, and their SLA outcomes count it), the autoscaled replicas
 report their load from their workload's trace, and the agents run (``agents.local``) from one
 wakeup to the next until the hour is over -- the clock jumps from event to event, it never
 ticks through idle time. Then billing bills the hour, and the hour's figures are recorded.
@@ -178,7 +180,11 @@ class Twin:
             self._pay(top_ups.get(hour, []), hour)
             self._repair(hour)
             if hour in failures:
-                self._fail(hour, failures[hour].node_id, failures[hour].repair_hours)
+                failure = failures[hour]
+                self._fail(hour, failure.node_id, failure.repair_hours)
+                # The market recorded the outage now; the agents, which have not run since,
+                # hear of it only when it is detected.
+                self.clock.set(at + timedelta(minutes=failure.detection_delay_minutes))
             self._sample(hour // 24, at)
             self._settle(at + HOUR)
             self.clock.set(at + HOUR)

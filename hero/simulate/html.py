@@ -140,8 +140,9 @@ def _summary(report: dict[str, Any]) -> str:
         f"({money['billed_usd']} USD, {money['billed_tft']} TFT)",
         f"treasury bought {money['treasury']['tft_bought']} TFT for "
         f"{money['treasury']['fiat_usd']} USD",
-        f"SLA: {sla['outcomes']} outcomes, {sla['breaches']} breaches, "
-        f"{sla['penalties_usd']} USD in penalties",
+        f"SLA: {sla['outcomes']} outcomes ({sla['hours_down']} hours down), "
+        f"{sla['breaches']} breaches, {sla['penalties_usd']} USD in penalties, "
+        f"{sla['refunded_tft']} TFT refunded",
         f"farmers earned {poc['earned_usd']} USD against a proof-of-capacity reference of "
         f"{poc['reference_usd']} USD (ratio {poc['ratio']})",
         f"ledger {'balanced' if money['ledger']['balanced'] else 'NOT balanced'}; "

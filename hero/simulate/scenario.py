@@ -146,12 +146,19 @@ class Offtaker(_Strict):
 
 class Failure(_Strict):
     """A node goes down at ``day``/``hour`` and comes back ``repair_hours`` later; without a
-    ``node_id`` the run's random source picks one that holds a contract then."""
+    ``node_id`` the run's random source picks one that holds a contract then.
+
+    The market records the outage from the failure, but the agents hear of it only
+    ``detection_delay_minutes`` later, as monitoring on a real grid notices a dead node after
+    a while: the contracts on it are down that long at least, which their SLA counts. At most
+    59 minutes, so a failure is detected within its hour (the twin steps hour by hour and
+    bills each hour after its agents have run)."""
 
     day: int = Field(ge=0, le=MAX_DAYS)
     hour: int = Field(default=0, ge=0, le=23)
     node_id: NodeId | None = None
     repair_hours: int = Field(default=4, ge=1, le=24 * MAX_DAYS)
+    detection_delay_minutes: int = Field(default=15, ge=0, le=59)
 
 
 class TopUp(_Strict):

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ from hero.simulate import (
 )
 from hero.simulate.engine import Twin
 from hero.simulate.fleet import build_fleet
+from hero.simulate.report import build_report, dump_report
 from hero.store import MemoryEventStore, decode_event, recorded_after
+from schemas import SlaOutcomeRecorded, TransferKind, TransferPosted
 from tests._simulation import small, usd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +129,56 @@ def test_the_report_follows_the_shipped_schema_and_holds_the_story(tmp_path: Pat
     assert sum(float(f["total_usd"]) for f in farms) > 0
 
 
+def test_a_failure_detected_late_breaches_the_sla_and_the_penalty_is_refunded() -> None:
+    """The node is down from its failure; the agents move its contracts only once it is
+    detected, 45 minutes later: each moved contract was down exactly that long, below the
+    99 % its farmer promised over its ~28 hours, so its penalty is refunded on the ledger,
+    which still sums to zero. The same seed gives the same outcomes."""
+    scenario = parse_scenario(small(), "small")
+
+    def run() -> tuple[Twin, MemoryEventStore]:
+        rng = random.Random(5)
+        clock = ManualClock(scenario.start)
+        store = MemoryEventStore(clock)
+        twin = Twin(scenario, build_fleet(scenario, rng), store, clock, rng)
+        twin.run(DAYS)
+        return twin, store
+
+    twin, store = run()
+    events = [decode_event(row)[1] for row in recorded_after(store, 0, 5000)]
+    outcomes = [e for e in events if isinstance(e, SlaOutcomeRecorded)]
+    (hour, node_id), = twin.failures  # fmt: skip
+    failed_at = scenario.start + timedelta(hours=hour)
+    assert outcomes, "no contract on the failed node was judged"
+    for outcome in outcomes:
+        assert outcome.node_id == node_id
+        assert outcome.ended_at == failed_at + timedelta(minutes=45)
+        assert outcome.hours_down == Decimal("0.75")
+        assert not outcome.met
+        assert outcome.penalty.amount > 0
+    refunds = {
+        e.transfer_id: e.amount.amount
+        for e in events
+        if isinstance(e, TransferPosted) and e.kind == TransferKind.SLA_PENALTY
+    }
+    assert {r.removeprefix("sla-").rsplit("-", 1)[0] for r in refunds} == {
+        o.contract_id for o in outcomes
+    }
+    assert all(amount > 0 for amount in refunds.values())
+    book = read_book(store)
+    assert not book.unbalanced
+    assert all(total == 0 for total in book.ledger.totals().values())
+
+    again, _ = run()
+    report = build_report(twin, DAYS, seed=5)
+    assert dump_report(report) == dump_report(build_report(again, DAYS, seed=5))
+    assert report["sla"]["breaches"] == len(outcomes)
+    assert Decimal(report["sla"]["penalties_usd"]) > 0
+    assert report["sla"]["refunds"] == len(refunds)
+    assert Decimal(report["sla"]["refunded_tft"]) == sum(refunds.values())
+    print(f"\nsmall, failure detected after 45 min: {report['sla']}")
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -138,6 +191,10 @@ def test_the_report_follows_the_shipped_schema_and_holds_the_story(tmp_path: Pat
         (lambda s: s.update(top_ups=[{"day": 0, "offtaker_id": "nobody", "amount_usd": "5"}]),
          "nobody"),
         (lambda s: s.update(pricing="cheap"), "pricing"),
+        (lambda s: s["failures"][0].update(detection_delay_minutes=60),
+         "failures.0.detection_delay_minutes"),
+        (lambda s: s["failures"][0].update(detection_delay_minutes=-1),
+         "failures.0.detection_delay_minutes"),
     ],
 )  # fmt: skip
 def test_a_bad_scenario_is_refused_by_name_and_nothing_is_written(
