@@ -35,7 +35,7 @@ from hero.market.views import MarketReport
 from hero.payments.billing import BillingService, BillingSettings
 from hero.simulate._traces import load_at
 from hero.simulate.scenario import SimScenario, TopUp, Trace
-from hero.store import EventStore, PoisonRow, decode_event, recorded_after
+from hero.store import EventStore, PoisonRow, decode_trusted, recorded_after
 from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
@@ -62,7 +62,7 @@ def load_report(store: EventStore, report: MarketReport) -> int:
     unreadable = 0
     for row in recorded_after(store, report.position, 5000):
         try:
-            envelope, event = decode_event(row)
+            envelope, event = decode_trusted(row)
         except PoisonRow:
             unreadable += 1
             report.position = max(report.position, row.position)

@@ -15,7 +15,7 @@ from typing import Any
 from hero.domain.pricing import cu, price_per_cu_hour
 from hero.payments.ledger import read_book
 from hero.simulate.engine import HourFigures, Twin
-from hero.store import PoisonRow, decode_event, recorded_after
+from hero.store import PoisonRow, decode_trusted, recorded_after
 from schemas import (
     ContractCancelled,
     ContractCreated,
@@ -71,7 +71,7 @@ class _Log:
         self.unreadable = 0
         for row in recorded_after(twin.store, 0, 5000):
             try:
-                _, event = decode_event(row)
+                _, event = decode_trusted(row)
             except PoisonRow:
                 self.unreadable += 1
                 continue

@@ -16,6 +16,7 @@ from hero.store.poison import (
     decode_row,
     decode_trusted,
     readable_events,
+    sharing_decodes,
     skip_counts,
     skip_row,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "open_store",
     "readable_events",
     "recorded_after",
+    "sharing_decodes",
     "skip_counts",
     "skip_row",
 ]
