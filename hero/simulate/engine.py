@@ -49,7 +49,7 @@ from schemas import (
     UtilizationSampled,
 )
 
-__all__ = ["HourFigures", "Twin"]
+__all__ = ["HourFigures", "Twin", "load_report"]
 
 HOUR = timedelta(hours=1)
 _FLAT = Trace()

@@ -13,8 +13,8 @@ from importlib import resources
 from typing import Any
 
 from hero.domain.pricing import cu, price_per_cu_hour
-from hero.payments.ledger import read_book
-from hero.simulate.engine import HourFigures, Twin
+from hero.payments.ledger import ledger_report
+from hero.simulate.engine import HourFigures, Twin, load_report
 from hero.store import PoisonRow, decode_trusted, recorded_after
 from schemas import (
     ContractCancelled,
@@ -219,7 +219,7 @@ def _money(log: _Log, twin: Twin, days: int) -> dict[str, Any]:
         }
         for o in sorted(twin.scenario.offtakers, key=lambda o: o.offtaker_id)
     ]
-    book = read_book(twin.store)
+    book = ledger_report(twin.report.state)  # the twin's model folded every leg already
     totals = {currency.value: _s(total) for currency, total in sorted(book.ledger.totals().items())}
     return {
         "bills": len(log.bills),
@@ -261,6 +261,7 @@ def _sla(log: _Log) -> dict[str, Any]:
 
 
 def build_report(twin: Twin, days: int, seed: int) -> dict[str, Any]:
+    load_report(twin.store, twin.report)
     log = _Log(twin)
     over = sorted({node for h in twin.hours for node in h.overcommitted})
     return {
