@@ -179,6 +179,22 @@ def test_a_failure_detected_late_breaches_the_sla_and_the_penalty_is_refunded() 
     print(f"\nsmall, failure detected after 45 min: {report['sla']}")
 
 
+def test_the_shipped_spike_with_failures_shows_breaches_and_refunds(tmp_path: Path) -> None:
+    """Its three failures during the spike are detected 20 minutes late: the replicas moved
+    off them record SLA breaches, and the ledger refunds the penalties and still sums to
+    zero."""
+    scenario = load_scenario(ROOT / "scenarios" / "spike-with-failures.yaml")
+    report = simulate(scenario, days=3, seed=1, out=tmp_path).report
+    sla = report["sla"]
+    assert len(report["scaling"]["node_failures"]) == 3
+    assert sla["breaches"] > 0
+    assert Decimal(sla["penalties_usd"]) > 0
+    assert sla["refunds"] > 0
+    assert Decimal(sla["refunded_tft"]) > 0
+    assert report["money"]["ledger"]["balanced"] is True
+    print(f"\nspike-with-failures, 3 days, seed 1: {sla}")
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
