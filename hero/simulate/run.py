@@ -24,15 +24,13 @@ from hero.simulate.fleet import build_fleet
 from hero.simulate.html import render_html
 from hero.simulate.report import build_report, dump_report
 from hero.simulate.scenario import MAX_DAYS, ScenarioError, SimScenario
-from hero.store import EventStore, MemoryEventStore, SqliteEventStore, sharing_decodes
+from hero.store import EventStore, MemoryEventStore, SqliteEventStore
 
 __all__ = ["HTML_NAME", "REPORT_NAME", "STORE_NAME", "Simulated", "check_run", "simulate"]
 
 REPORT_NAME = "report.json"
 HTML_NAME = "report.html"
 STORE_NAME = "events.sqlite"
-DECODES_KEPT = 50_000
-"""Rows whose decode the followers share: several simulated hours' worth at 1,000 farms."""
 StoreKind = Literal["memory", "sqlite"]
 
 
@@ -87,8 +85,6 @@ def simulate(
     clock = ManualClock(scenario.start)
     began = time.monotonic()
     with ExitStack() as scope:
-        # the agents, billing, the treasury and the report all read the same rows in turn
-        scope.enter_context(sharing_decodes(DECODES_KEPT))
         events = _open(store, out, clock)
         scope.callback(events.close)
         twin = Twin(scenario, fleet, events, clock, rng)

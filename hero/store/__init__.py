@@ -16,7 +16,6 @@ from hero.store.poison import (
     decode_row,
     decode_trusted,
     readable_events,
-    sharing_decodes,
     skip_counts,
     skip_row,
 )
@@ -96,7 +95,6 @@ __all__ = [
     "open_store",
     "readable_events",
     "recorded_after",
-    "sharing_decodes",
     "skip_counts",
     "skip_row",
 ]

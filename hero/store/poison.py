@@ -15,7 +15,6 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -41,7 +40,6 @@ __all__ = [
     "decode_row",
     "decode_trusted",
     "readable_events",
-    "sharing_decodes",
     "skip_counts",
     "skip_row",
 ]
@@ -79,16 +77,11 @@ def decode_event(row: RecordedEvent, registry: SchemaRegistry = REGISTRY) -> tup
 
     A command in the log is poison too (``not_an_event``): followers read events.
     """
-    shared = _SHARED.get(row, registry)
-    if shared is not None:
-        return shared
     envelope = _envelope(row)
     try:
-        decoded = envelope, envelope.decode(registry)
+        return envelope, envelope.decode(registry)
     except UndecodableEvent as error:
         raise PoisonRow(error.reason, error.detail) from None
-    _SHARED.put(row, registry, decoded)
-    return decoded
 
 
 def decode_trusted(
@@ -98,70 +91,14 @@ def decode_trusted(
     when it was appended: built without validating it again where its class allows (see
     :mod:`hero.store._trusted`), several times faster; what it cannot build, and a poison
     row, go the validated way (:class:`PoisonRow` as there)."""
-    shared = _SHARED.get(row, registry)
-    if shared is not None:
-        return shared
     decoder = _DECODERS.get(id(registry))
     if decoder is None or decoder[0] is not registry:
         decoder = _DECODERS[id(registry)] = (registry, TrustedDecoder(registry))
     decoded = decoder[1].decode(row.envelope_json)
-    if decoded is None:
-        return decode_event(row, registry)
-    _SHARED.put(row, registry, decoded)
-    return decoded
+    return decoded if decoded is not None else decode_event(row, registry)
 
 
 _DECODERS: dict[int, tuple[SchemaRegistry, TrustedDecoder]] = {}
-
-
-class _SharedDecodes:
-    """Rows decoded lately, by their JSON, while :func:`sharing_decodes` is on (off: nothing
-    is kept). Several followers in one process (the market twin's agents, billing, treasury
-    and report) read the same rows one after another; each decoding them again was most of
-    their reading. The envelope and event are frozen models, so handing the same pair to
-    each is safe. Only the shared registry's decodes are kept."""
-
-    def __init__(self) -> None:
-        self.limit = 0
-        self._pairs: dict[str, tuple[Envelope, Event]] = {}
-
-    def get(self, row: RecordedEvent, registry: SchemaRegistry) -> tuple[Envelope, Event] | None:
-        if not self.limit or registry is not REGISTRY:
-            return None
-        return self._pairs.get(row.envelope_json)
-
-    def put(
-        self, row: RecordedEvent, registry: SchemaRegistry, decoded: tuple[Envelope, Event]
-    ) -> None:
-        if not self.limit or registry is not REGISTRY:
-            return
-        if len(self._pairs) >= self.limit:  # the followers read close together: start afresh
-            self._pairs.clear()
-        self._pairs[row.envelope_json] = decoded
-
-    def clear(self) -> None:
-        self._pairs.clear()
-
-
-_SHARED = _SharedDecodes()
-
-
-@contextmanager
-def sharing_decodes(limit: int = 50_000) -> Iterator[None]:
-    """Within it, :func:`decode_event` and :func:`decode_trusted` hand every follower in this
-    process the same decode of a row, keeping at most ``limit`` rows' (for single-process
-    tools whose followers read one store in step; a server's followers read in their own
-    time and would only hold memory)."""
-    if not 0 < limit <= 10_000_000:
-        raise ValueError(f"limit must be in 1..10000000, got {limit}")
-    before = _SHARED.limit
-    _SHARED.limit = limit
-    try:
-        yield
-    finally:
-        _SHARED.limit = before
-        if not before:
-            _SHARED.clear()
 
 
 def _envelope(row: RecordedEvent) -> Envelope:
