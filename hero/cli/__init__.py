@@ -24,6 +24,7 @@ from hero.cli import (
     policies,
     price,
     replay,
+    simulate_command,
     stack,
     tailing,
     utilization,
@@ -52,6 +53,7 @@ app.command("status")(stack.status)
 app.command("config")(stack.config)
 app.command("tail")(tailing.tail_command)
 app.command("demo")(demo_command.demo)
+app.add_typer(simulate_command.simulate_app, name="simulate")
 app.command("price")(price.price)
 app.command("replay")(replay.replay)
 events.app.command("skipped")(skipped_module.skipped)

@@ -20,7 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("schemas", "hero", "agents", "streams", "infra", "benchmarks")
 
 # The packages a process is made of; nothing beneath them may import them.
-PROCESSES = ("hero.gateway", "hero.cli", "hero.demo", "agents.runtime", "streams", "infra")
+PROCESSES = (
+    "hero.gateway",
+    "hero.cli",
+    "hero.demo",
+    "hero.simulate",
+    "agents.runtime",
+    "streams",
+    "infra",
+)
 PURE_CORE = ("schemas", "hero.domain", "hero.access")
 BRAINS = (
     "agents.autoscaler",
