@@ -42,31 +42,16 @@ from hero.gateway import auth, dashboard, streams
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.store import EventStore, open_store
 from tests._wait import wait_until
+from tests.e2e._chromium import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, needs_chromium
 from tests.e2e._cli import hero, store_url
 
-CHROMIUM = Path("/usr/bin/chromium")
-#: What the machine's Chromium needs to start quietly here (no network beyond localhost).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CHARTS = ("capacity", "contracts", "prices", "scaling", "tft")
 ADMIN_KEY = "hero_test_dashboard_admin"
 ADMIN = Principal("k-dashboard", Role.ADMIN)
-WAIT_MS = 30_000
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"Debian's chromium is not installed ({CHROMIUM} missing): "
-        "./run setup installs it as root (apt-get install chromium)",
-    ),
+    needs_chromium,
 ]
 
 

@@ -16,25 +16,11 @@ import pytest
 from hero.simulate import parse_scenario, simulate
 from hero.simulate.html import PLOTS
 from tests._simulation import small
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 30_000
+from tests.e2e._chromium import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, needs_chromium
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"Debian's chromium is not installed ({CHROMIUM} missing): "
-        "./run setup installs it as root (apt-get install chromium)",
-    ),
+    needs_chromium,
 ]
 
 #: True once every plot's element holds a drawn SVG with at least one trace.
