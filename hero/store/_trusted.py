@@ -60,7 +60,18 @@ _LEAVES: dict[Any, Convert] = {
 
 
 def _optional(inner: Convert) -> Convert:
-    return lambda value: None if value is None else inner(value)
+    if inner is _same:
+        return _same  # None is itself
+
+    def convert(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    _OPTIONAL[convert] = inner
+    return convert
+
+
+#: Each optional converter's inner one, so the generated builder can inline both.
+_OPTIONAL: dict[Convert, Convert] = {}
 
 
 def _sequence(kind: type, inner: Convert) -> Convert:
@@ -125,13 +136,10 @@ def _model(cls: type[BaseModel], models: dict[type, Convert]) -> Convert:
     except _Unsupported:
         del models[cls]
         raise
-    lines = []
-    for i, (name, convert) in enumerate(converters.items()):
-        if convert is _same:
-            lines.append(f"{name!r}: v[{name!r}],")
-        else:
-            scope[f"c{i}"] = convert
-            lines.append(f"{name!r}: c{i}(v[{name!r}]),")
+    lines = [
+        f"{name!r}: {_inline(convert, f'v[{name!r}]', f'{i}', scope)},"
+        for i, (name, convert) in enumerate(converters.items())
+    ]
     source = (
         "def build(v):\n"
         "    o = new(cls)\n"
@@ -144,6 +152,28 @@ def _model(cls: type[BaseModel], models: dict[type, Convert]) -> Convert:
     exec(compile(source, f"<trusted {cls.__qualname__}>", "exec"), scope)
     models[cls] = scope["build"]
     return typing.cast(Convert, scope["build"])
+
+
+def _inline(convert: Convert, value: str, tag: str, scope: dict[str, Any]) -> str:
+    """The expression converting ``value`` in the generated builder: the common leaves
+    (strings, datetimes, enums, optionals of them) inline, a function call per field less
+    on every row; anything else a call of its converter."""
+    if convert is _same:
+        return value
+    if convert is _datetime:
+        scope["fromiso"] = datetime.fromisoformat
+        return f"fromiso({value})"
+    members = getattr(convert, "__self__", None)
+    if isinstance(members, dict) and getattr(convert, "__name__", "") == "__getitem__":
+        scope[f"e{tag}"] = members  # an enum's members by value: a KeyError goes validated
+        return f"e{tag}[{value}]"
+    inner = _OPTIONAL.get(convert)
+    if inner is not None:
+        held = f"x{tag}"
+        converted = _inline(inner, held, f"{tag}i", scope)
+        return f"(None if ({held} := {value}) is None else {converted})"
+    scope[f"c{tag}"] = convert
+    return f"c{tag}({value})"
 
 
 class TrustedDecoder:
