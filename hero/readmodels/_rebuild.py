@@ -3,7 +3,7 @@
 The incremental projector reads each batch's documents and links from Valkey, renders them
 and writes them back, a few round trips per batch; a rebuild starts from nothing, so none of
 that is needed. Here the log is read in large batches, each row decoded once and applied to
-one :class:`~hero.model.MarketState` (the trusted way, :func:`hero.store.decode_trusted`;
+one :class:`~hero.model.MarketState` (the trusted way, :func:`hero.store.trusted_decoder`;
 rows of a type no projection nor the model reads are not decoded at all); per projection
 only *which* documents the rows touch (and the last position touching each) is tracked,
 with the links as the rows move them. At the end each touched document is rendered once
@@ -25,7 +25,7 @@ from hero.model import MarketState
 from hero.model import apply as model_apply
 from hero.model.gcpause import collections_paused
 from hero.readmodels.projections import Doc, Projection, encode_doc
-from hero.store import READ_BATCH, EventStore, PoisonRow, decode_trusted, skip_row
+from hero.store import READ_BATCH, EventStore, PoisonRow, skip_row, trusted_decoder
 from schemas import Envelope, Event
 
 __all__ = ["Folded", "fold_log", "write_folded"]
@@ -96,18 +96,20 @@ def _fold_rows(
     batch: int,
 ) -> int:
     position = 0
+    decode = trusted_decoder()  # our store validated every row on append
     for rows in store.read_batches(1, batch, through):
+        position = rows[-1].position
         for row in rows:
-            position = row.position
-            if row.type not in wanted:
+            kind = row.type
+            if kind not in wanted:
                 continue
             try:
-                envelope, event = decode_trusted(row)  # our store validated it on append
+                envelope, event = decode(row)
             except PoisonRow as error:
                 skip_row(store, source, row, error)
                 continue
             model_apply(model, envelope, event)
-            for share in readers.get(row.type, ()):
+            for share in readers.get(kind, ()):
                 _touch(share, envelope, event)
     return position
 
