@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
 
@@ -41,6 +41,15 @@ class _Touched:
     projection: Projection
     last: dict[str, int] = field(default_factory=dict)
     links: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    aliased: bool = field(init=False)
+    """Whether the projection has links at all (most have none: no calls per row then)."""
+
+    def __post_init__(self) -> None:
+        self.aliased = self.projection.via is not _NO_VIA or self.projection.links is not _NO_LINKS
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Projection)}
+_NO_VIA, _NO_LINKS = _DEFAULTS["via"], _DEFAULTS["links"]
 
 
 @dataclass
@@ -121,6 +130,8 @@ def _touch(share: _Touched, envelope: Envelope, event: Event) -> None:
     position = envelope.position
     for key in proj.keys(envelope, event):
         last[key] = position
+    if not share.aliased:
+        return
     for alias in proj.via(envelope, event):
         for key in links.get(alias) or ():
             last[key] = position
