@@ -1,7 +1,7 @@
 """Replay speed: raw read, a rebuild of every read model, and an agent host's catch-up.
 
     ./run bench-replay [--events 1000000] [--seed 1] [--store-url URL] [--cache-dir DIR]
-                       [--baseline-events 50000] [--host-only]
+                       [--baseline-events 50000] [--host-only | --rebuild-only]
 
 Generates a realistic seeded log of ``--events`` events (``benchmarks/_replay_log.py``: fleet,
 negotiations, holds, contracts, scaling, migrations, payments and conversions, bills,
@@ -24,7 +24,8 @@ when it holds exactly ``--events``). Then it measures, one after the other:
 * host restart with a snapshot: a fresh host loading each of those snapshots and replaying
   only the tail after it, until it is ready to decide; the catch-up and restarts are measured
   twice, with the host's compaction (``HERO_COMPACT_AFTER_S``, its default horizon) and
-  without it (the model keeping all history). ``--host-only`` measures only these.
+  without it (the model keeping all history). ``--host-only`` measures only these,
+  ``--rebuild-only`` only the raw reads and the rebuild.
 
 Goals (issue 16): rebuild >= 100,000 events/s; host restart-to-deciding <= 5 s at 1M events
 and not growing with the length of history.
@@ -91,7 +92,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--host-only", action="store_true", help="only the host's catch-up and restarts"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--rebuild-only", action="store_true", help="only the raw reads and the rebuild"
+    )
+    args = parser.parse_args(argv)
+    if args.host_only and args.rebuild_only:
+        parser.error("--host-only and --rebuild-only measure different things: give one")
+    return args
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -379,8 +386,10 @@ def main(argv: list[str] | None = None) -> None:
                 rebuild, old = asyncio.run(_rebuilds(store, baseline, redis_url))
         finally:
             baseline.close()
-        restarts = _restarts(store, count, HeroSettings().compact_after_s)
-        restarts += _restarts(store, count, None)
+        restarts = (
+            [] if args.rebuild_only else _restarts(store, count, HeroSettings().compact_after_s)
+        )
+        restarts += [] if args.rebuild_only else _restarts(store, count, None)
     figures = [
         ("events in the log", f"{count:,}"),
         ("raw read, no decode", plain.rate(count)),

@@ -314,6 +314,8 @@ def _pair_fault(first: Leg, second: Leg) -> str | None:
     if first.side == second.side:
         return f"two {first.side} legs on {first.account}"
     a, b = first.event, second.event
+    if a == b:  # the sound pair's case, answered at once: equal legs pass every check below
+        return None
     if (a.debit_account, a.credit_account) != (b.debit_account, b.credit_account):
         return (
             f"its legs name different accounts: {a.debit_account} -> {a.credit_account} "

@@ -324,9 +324,15 @@ class MarketReport:
         return dict(self.state.mandates)
 
 
+#: Exact types already JSON-ready (a subclass, such as a StrEnum, still goes the long way).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def json_ready(value: Any) -> Any:
     """A row (or anything in one) as JSON-ready data: models as their JSON form, Decimals as
     strings (like money), times in ISO 8601."""
+    if type(value) in _PLAIN:  # most of a row: before the isinstance checks (BaseModel's is slow)
+        return value
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if is_dataclass(value) and not isinstance(value, type):

@@ -15,6 +15,7 @@ from hero.domain.ledger import (
 )
 from hero.model.state import (
     Account,
+    AccountBook,
     HourUsage,
     MarketState,
     Migration,
@@ -157,31 +158,38 @@ def transfer_posted(state: MarketState, envelope: Envelope, event: TransferPoste
     state.low_balance.discard(event.credit_account)  # any credit leg ends the warning
     if event.kind == TransferKind.SLA_PENALTY:
         state.sla_paid.add(event.reference)
+    transfer_id = event.transfer_id
     leg = Leg(account_of_stream(envelope.stream), event)
-    if event.transfer_id in state.posted_transfers:
+    if transfer_id in state.posted_transfers:
         before, step = None, third_leg(leg)  # a pair was matched: nothing more moves
     else:
-        before = state.waiting_legs.pop(event.transfer_id, None)
+        before = state.waiting_legs.pop(transfer_id, None)
         step = match_leg(before, leg)
     _file_leg(state, event, before, step)
     if step.waiting is not None:
-        state.waiting_legs[event.transfer_id] = step.waiting
+        state.waiting_legs[transfer_id] = step.waiting
     if step.problem is not None and step.fault is not None:
-        state.unsound_transfers[event.transfer_id] = step.problem.value
-        state.unsound_reasons[event.transfer_id] = step.fault
+        state.unsound_transfers[transfer_id] = step.problem.value
+        state.unsound_reasons[transfer_id] = step.fault
     posted = step.posted
-    if posted is None:
-        return
+    if posted is not None:
+        _post(state, posted, envelope)
+
+
+def _post(state: MarketState, posted: TransferPosted, envelope: Envelope) -> None:
+    """A matched pair moves the money and shows a line in each named account's book."""
     state.posted_transfers.add(posted.transfer_id)
-    currency = posted.amount.currency.value
-    debit = _account(state, posted.debit_account, currency)
-    credit = _account(state, posted.credit_account, currency)
-    debit.balance -= posted.amount.amount
-    credit.balance += posted.amount.amount
+    amount = posted.amount
+    value = amount.amount
+    debit = _account(state, posted.debit_account, amount.currency.value)
+    credit = _account(state, posted.credit_account, amount.currency.value)
+    debit.balance -= value
+    credit.balance += value
     debit.transfers += 1
     credit.transfers += 1
+    books = state.books  # every named account has its book: _file_leg opened it
     for account_id in _named(posted):
-        state.book(account_id).lines.appendleft(_line(posted, account_id, envelope))
+        books[account_id].lines.appendleft(_line(posted, account_id, envelope))
 
 
 def _named(event: TransferPosted) -> tuple[str, ...]:
@@ -208,20 +216,23 @@ def _file_leg(state: MarketState, event: TransferPosted, before: Leg | None, ste
     """Each named account's book follows the match: a leg waits on, or a problem is filed
     with, the accounts its legs name."""
     named = _named(event)
+    books = state.books
     for account_id in named:
-        state.book(account_id)
+        if account_id not in books:
+            books[account_id] = AccountBook()
+    transfer_id = event.transfer_id
     if before is not None:
         for account_id in _named(before.event):
-            state.book(account_id).waiting.pop(event.transfer_id, None)
+            state.book(account_id).waiting.pop(transfer_id, None)
     if step.waiting is not None:
         for account_id in _named(step.waiting.event):
-            state.book(account_id).waiting[event.transfer_id] = step.waiting
+            state.book(account_id).waiting[transfer_id] = step.waiting
     if step.problem is not None:
         # A mismatch ends the waiting leg too: its accounts learn why (an invalid leg leaves
         # the waiting one waiting).
         also = _named(before.event) if before is not None and step.waiting is None else ()
         for account_id in dict.fromkeys(named + also):
-            state.book(account_id).faults[event.transfer_id] = step.problem.value
+            state.book(account_id).faults[transfer_id] = step.problem.value
 
 
 def _line(event: TransferPosted, account_id: str, envelope: Envelope) -> TransferLine:

@@ -3,7 +3,7 @@
 The incremental projector reads each batch's documents and links from Valkey, renders them
 and writes them back, a few round trips per batch; a rebuild starts from nothing, so none of
 that is needed. Here the log is read in large batches, each row decoded once and applied to
-one :class:`~hero.model.MarketState` (the trusted way, :func:`hero.store.decode_trusted`;
+one :class:`~hero.model.MarketState` (the trusted way, :func:`hero.store.trusted_decoder`;
 rows of a type no projection nor the model reads are not decoded at all); per projection
 only *which* documents the rows touch (and the last position touching each) is tracked,
 with the links as the rows move them. At the end each touched document is rendered once
@@ -14,9 +14,10 @@ pipelines is safe.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
 
@@ -24,7 +25,7 @@ from hero.model import MarketState
 from hero.model import apply as model_apply
 from hero.model.gcpause import collections_paused
 from hero.readmodels.projections import Doc, Projection, encode_doc
-from hero.store import READ_BATCH, EventStore, PoisonRow, decode_trusted, skip_row
+from hero.store import READ_BATCH, EventStore, PoisonRow, skip_row, trusted_decoder
 from schemas import Envelope, Event
 
 __all__ = ["Folded", "fold_log", "write_folded"]
@@ -40,6 +41,15 @@ class _Touched:
     projection: Projection
     last: dict[str, int] = field(default_factory=dict)
     links: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    aliased: bool = field(init=False)
+    """Whether the projection has links at all (most have none: no calls per row then)."""
+
+    def __post_init__(self) -> None:
+        self.aliased = self.projection.via is not _NO_VIA or self.projection.links is not _NO_LINKS
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Projection)}
+_NO_VIA, _NO_LINKS = _DEFAULTS["via"], _DEFAULTS["links"]
 
 
 @dataclass
@@ -95,18 +105,20 @@ def _fold_rows(
     batch: int,
 ) -> int:
     position = 0
+    decode = trusted_decoder()  # our store validated every row on append
     for rows in store.read_batches(1, batch, through):
+        position = rows[-1].position
         for row in rows:
-            position = row.position
-            if row.type not in wanted:
+            kind = row.type
+            if kind not in wanted:
                 continue
             try:
-                envelope, event = decode_trusted(row)  # our store validated it on append
+                envelope, event = decode(row)
             except PoisonRow as error:
                 skip_row(store, source, row, error)
                 continue
             model_apply(model, envelope, event)
-            for share in readers.get(row.type, ()):
+            for share in readers.get(kind, ()):
                 _touch(share, envelope, event)
     return position
 
@@ -118,6 +130,8 @@ def _touch(share: _Touched, envelope: Envelope, event: Event) -> None:
     position = envelope.position
     for key in proj.keys(envelope, event):
         last[key] = position
+    if not share.aliased:
+        return
     for alias in proj.via(envelope, event):
         for key in links.get(alias) or ():
             last[key] = position
@@ -130,18 +144,36 @@ async def write_folded(
     """Write every projection's documents, links and position: ``keys`` gives per projection
     (name, documents key, links key, position key). Pipelined, not transactional: the keys
     belong to a generation nobody reads before the swap."""
+    keys = list(keys)
+    encoded = await asyncio.to_thread(_encoded, folded, [name for name, *_ in keys])
     async with redis.pipeline(transaction=False) as pipe:
-        for name, docs_key, links_key, position_key in keys:
-            documents = folded.documents(name)
-            encoded = [(k, encode_doc(d)) for k, d in documents.items()]
-            for start in range(0, len(encoded), _WRITE_CHUNK):
-                pipe.hset(docs_key, mapping=dict(encoded[start : start + _WRITE_CHUNK]))
-            links = [
-                (a, json.dumps(list(v), separators=(",", ":")))
-                for a, v in folded.links(name).items()
-            ]
+        for (_name, docs_key, links_key, position_key), (documents, links) in zip(
+            keys, encoded, strict=True
+        ):
+            for start in range(0, len(documents), _WRITE_CHUNK):
+                pipe.hset(docs_key, mapping=dict(documents[start : start + _WRITE_CHUNK]))
             for start in range(0, len(links), _WRITE_CHUNK):
                 pipe.hset(links_key, mapping=dict(links[start : start + _WRITE_CHUNK]))
             if folded.position:  # as the incremental projector: no position before an event
                 pipe.set(position_key, folded.position)
             await pipe.execute()
+
+
+_Encoded = list[tuple[str, str]]
+
+
+def _encoded(folded: Folded, names: list[str]) -> list[tuple[_Encoded, _Encoded]]:
+    """Each projection's documents and links as JSON (blocking: run it in a thread). With the
+    collector paused, as for the fold: rendering allocates a dict per field while the whole
+    model is alive, and each full pass would walk it (at 1M events that tripled the render)."""
+    with collections_paused():
+        return [
+            (
+                [(k, encode_doc(d)) for k, d in folded.documents(name).items()],
+                [
+                    (a, json.dumps(list(v), separators=(",", ":")))
+                    for a, v in folded.links(name).items()
+                ],
+            )
+            for name in names
+        ]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -496,8 +497,12 @@ def _account_keys(envelope: Envelope, event: Event) -> tuple[str, ...]:
     # a stray leg on a third account's stream must not show that account its strangers.
     if not isinstance(event, TransferPosted):
         return ()
-    named = (event.debit_account, event.credit_account)
-    return tuple(dict.fromkeys(a for a in named if _is_account(a)))
+    return _named_accounts(event.debit_account, event.credit_account)
+
+
+@lru_cache(maxsize=1 << 16)  # a replay asks about the same few pairs for every transfer
+def _named_accounts(debit: str, credit: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a for a in (debit, credit) if _is_account(a)))
 
 
 def _render_account(state: MarketState, account_id: str) -> Doc | None:

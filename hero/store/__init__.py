@@ -18,6 +18,7 @@ from hero.store.poison import (
     readable_events,
     skip_counts,
     skip_row,
+    trusted_decoder,
 )
 from hero.store.port import (
     ANY_VERSION,
@@ -97,6 +98,7 @@ __all__ = [
     "recorded_after",
     "skip_counts",
     "skip_row",
+    "trusted_decoder",
 ]
 
 

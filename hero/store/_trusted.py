@@ -60,7 +60,18 @@ _LEAVES: dict[Any, Convert] = {
 
 
 def _optional(inner: Convert) -> Convert:
-    return lambda value: None if value is None else inner(value)
+    if inner is _same:
+        return _same  # None is itself
+
+    def convert(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    _OPTIONAL[convert] = inner
+    return convert
+
+
+#: Each optional converter's inner one, so the generated builder can inline both.
+_OPTIONAL: dict[Convert, Convert] = {}
 
 
 def _sequence(kind: type, inner: Convert) -> Convert:
@@ -118,32 +129,81 @@ def _model(cls: type[BaseModel], models: dict[type, Convert]) -> Convert:
         or any(f.alias not in (None, name) for name, f in cls.model_fields.items())
     ):
         raise _Unsupported(f"{cls.__name__} has aliases, extra fields or private attributes")
-    scope: dict[str, Any] = {"new": cls.__new__, "cls": cls, "setattr_": object.__setattr__}
+    scope: dict[str, Any] = {}
     models[cls] = lambda value: scope["build"](value)  # a model holding itself, while compiled
     try:
         converters = {n: _converter(f.annotation, models) for n, f in cls.model_fields.items()}
     except _Unsupported:
         del models[cls]
         raise
-    lines = []
-    for i, (name, convert) in enumerate(converters.items()):
-        if convert is _same:
-            lines.append(f"{name!r}: v[{name!r}],")
-        else:
-            scope[f"c{i}"] = convert
-            lines.append(f"{name!r}: c{i}(v[{name!r}]),")
+    lines = [
+        f"{name!r}: {_inline(convert, f'v[{name!r}]', f'{i}', scope)},"
+        for i, (name, convert) in enumerate(converters.items())
+    ]
+    head = f"def build(v):\n    o = new(cls)\n    setattr_(o, '__dict__', {{{' '.join(lines)}}})\n"
+    models[cls] = _compiled(cls, head, set(converters), scope)
+    return models[cls]
+
+
+def _compiled(cls: type[BaseModel], head: str, fields: set[str], scope: dict[str, Any]) -> Convert:
+    """The builder: ``head`` sets the ``__dict__``, the rest what ``model_construct`` sets.
+    Every instance shares one fields-set (every field, always): pydantic only ever adds a
+    name already in it, and copies it for a copy."""
+    scope.update(new=cls.__new__, cls=cls, setattr_=object.__setattr__, fields=fields)
     source = (
-        "def build(v):\n"
-        "    o = new(cls)\n"
-        f"    setattr_(o, '__dict__', {{{' '.join(lines)}}})\n"
-        f"    setattr_(o, '__pydantic_fields_set__', {set(converters) or 'set()'!r})\n"
+        f"{head}"
+        "    setattr_(o, '__pydantic_fields_set__', fields)\n"
         "    setattr_(o, '__pydantic_extra__', None)\n"
         "    setattr_(o, '__pydantic_private__', None)\n"
         "    return o\n"
     )
     exec(compile(source, f"<trusted {cls.__qualname__}>", "exec"), scope)
-    models[cls] = scope["build"]
     return typing.cast(Convert, scope["build"])
+
+
+def _owned(cls: type[BaseModel], models: dict[type, Convert]) -> Convert:
+    """As :func:`_model`, for a top-level model whose JSON dict the caller owns (fresh from
+    orjson, held by nobody else): its fields are converted in place and the dict becomes the
+    model's, no copy (a nested dict field is the caller's too, kept as it is). A dict whose
+    keys are not exactly the fields raises KeyError: the row goes the validated way."""
+    converters = {n: _converter(f.annotation, models) for n, f in cls.model_fields.items()}
+    scope: dict[str, Any] = {"names": frozenset(converters)}
+    lines = [
+        f"    v[{name!r}] = {_inline(convert, f'v[{name!r}]', f'{i}', scope)}\n"
+        for i, (name, convert) in enumerate(converters.items())
+        if convert is not _same and convert is not dict
+    ]
+    head = (
+        "def build(v):\n"
+        "    if v.keys() != names:\n"
+        "        raise KeyError('not the fields')\n"
+        f"{''.join(lines)}"
+        "    o = new(cls)\n"
+        "    setattr_(o, '__dict__', v)\n"
+    )
+    return _compiled(cls, head, set(converters), scope)
+
+
+def _inline(convert: Convert, value: str, tag: str, scope: dict[str, Any]) -> str:
+    """The expression converting ``value`` in the generated builder: the common leaves
+    (strings, datetimes, enums, optionals of them) inline, a function call per field less
+    on every row; anything else a call of its converter."""
+    if convert is _same:
+        return value
+    if convert is _datetime:
+        scope["fromiso"] = datetime.fromisoformat
+        return f"fromiso({value})"
+    members = getattr(convert, "__self__", None)
+    if isinstance(members, dict) and getattr(convert, "__name__", "") == "__getitem__":
+        scope[f"e{tag}"] = members  # an enum's members by value: a KeyError goes validated
+        return f"e{tag}[{value}]"
+    inner = _OPTIONAL.get(convert)
+    if inner is not None:
+        held = f"x{tag}"
+        converted = _inline(inner, held, f"{tag}i", scope)
+        return f"(None if ({held} := {value}) is None else {converted})"
+    scope[f"c{tag}"] = convert
+    return f"c{tag}({value})"
 
 
 class TrustedDecoder:
@@ -154,12 +214,13 @@ class TrustedDecoder:
         self._registry = registry
         self._models: dict[type, Convert] = {}
         self._events: dict[tuple[str, int], Convert | None] = {}
-        self._envelope = _model(Envelope, self._models)
+        self._envelope = _owned(Envelope, self._models)
 
     def decode(self, envelope_json: str) -> tuple[Envelope, Event] | None:
         try:
             data = orjson.loads(envelope_json)
-            build = self._event(data["type"], data["schema_version"])
+            key = (data["type"], data["schema_version"])
+            build = self._events[key] if key in self._events else self._event(*key)
             if build is None:
                 return None
             envelope: Envelope = self._envelope(data)

@@ -42,6 +42,7 @@ __all__ = [
     "readable_events",
     "skip_counts",
     "skip_row",
+    "trusted_decoder",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,29 @@ def decode_trusted(
     when it was appended: built without validating it again where its class allows (see
     :mod:`hero.store._trusted`), several times faster; what it cannot build, and a poison
     row, go the validated way (:class:`PoisonRow` as there)."""
+    decoded = _decoder(registry).decode(row.envelope_json)
+    return decoded if decoded is not None else decode_event(row, registry)
+
+
+def trusted_decoder(
+    registry: SchemaRegistry = REGISTRY,
+) -> Callable[[RecordedEvent], tuple[Envelope, Event]]:
+    """:func:`decode_trusted` for ``registry``, its decoder looked up once: what a fold of
+    a whole log calls per row."""
+    decode = _decoder(registry).decode
+
+    def decoded(row: RecordedEvent) -> tuple[Envelope, Event]:
+        found = decode(row.envelope_json)
+        return found if found is not None else decode_event(row, registry)
+
+    return decoded
+
+
+def _decoder(registry: SchemaRegistry) -> TrustedDecoder:
     decoder = _DECODERS.get(id(registry))
     if decoder is None or decoder[0] is not registry:
         decoder = _DECODERS[id(registry)] = (registry, TrustedDecoder(registry))
-    decoded = decoder[1].decode(row.envelope_json)
-    return decoded if decoded is not None else decode_event(row, registry)
+    return decoder[1]
 
 
 _DECODERS: dict[int, tuple[SchemaRegistry, TrustedDecoder]] = {}

@@ -27,6 +27,7 @@ __all__ = [
     "SkippedRow",
     "StoreError",
     "StreamAppend",
+    "recorded_event",
 ]
 
 #: Expect the stream not to exist yet.
@@ -110,6 +111,26 @@ class RecordedEvent:
 
     def envelope(self) -> Envelope:
         return Envelope.model_validate_json(self.envelope_json)
+
+
+_FIELDS = ("position", "stream", "version", "type", "topic", "envelope_json")
+assert RecordedEvent.__slots__ == _FIELDS, "recorded_event sets every field, in order"
+_SET = tuple(getattr(RecordedEvent, name).__set__ for name in _FIELDS)
+_new = object.__new__
+
+
+def recorded_event(row: tuple[int, str, int, str, str, str]) -> RecordedEvent:
+    """``RecordedEvent(*row)``, its slots set directly: the frozen dataclass's ``__init__``
+    (a generic setattr per field) costs 0.8 us more per row, and a replay reads millions."""
+    position, stream, version, type_, topic, envelope_json = _SET
+    event: RecordedEvent = _new(RecordedEvent)
+    position(event, row[0])
+    stream(event, row[1])
+    version(event, row[2])
+    type_(event, row[3])
+    topic(event, row[4])
+    envelope_json(event, row[5])
+    return event
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from hero.store.port import (
     check_append_arguments,
     check_command_id,
     check_many_arguments,
+    recorded_event,
 )
 
 __all__ = ["SqliteEventStore", "sqlite_path_from_url"]
@@ -176,7 +177,7 @@ def write_transaction(
 
 
 def _row(row: tuple[int, str, int, str, str, str]) -> RecordedEvent:
-    return RecordedEvent(*row)
+    return recorded_event(row)
 
 
 def _command_result(conn: sqlite3.Connection, stream: str, command_id: str) -> AppendResult | None:
@@ -324,7 +325,7 @@ class SqliteEventStore(EventStore):
         cursor = self._conn().execute(
             f"{_SELECT} WHERE position >= ? ORDER BY position LIMIT ?", (from_position, limit)
         )
-        return [_row(row) for row in cursor]
+        return list(map(recorded_event, cursor))
 
     def read_event(self, event_id: str) -> RecordedEvent | None:
         found = self._conn().execute(f"{_SELECT} WHERE id = ?", (event_id,)).fetchone()

@@ -102,8 +102,8 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
         assert figure in run.stdout
     assert re.search(r"^events in the log +\| 2,000$", run.stdout, re.MULTILINE)
     # the host saved a snapshot on its catch-up, and a fresh host started from it
-    assert re.search(r"^host restart-to-deciding, snapshot at [\d,]+ +\| [\d.]+ s \(0 events",
-                     run.stdout, re.MULTILINE)  # fmt: skip
+    assert re.search(r"^host restart-to-deciding, snapshot at [\d,]+ \((not )?compacted\) +"
+                     r"\| [\d.]+ s \(0 events", run.stdout, re.MULTILINE)  # fmt: skip
     assert sorted(p.name for p in tmp_path.glob("*.db")) == [
         f"events-2000-seed-1-v{LOG_VERSION}.db",
         f"events-500-seed-1-v{LOG_VERSION}.db",
@@ -112,3 +112,18 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(cached)" in again.stdout
     assert "generated" not in again.stdout
+
+
+@pytest.mark.integration
+def test_the_benchmark_measures_the_rebuild_alone_when_asked(tmp_path: Path) -> None:
+    command = [sys.executable, str(BENCHMARKS / "replay.py"), "--events", "1000",
+               "--baseline-events", "200", "--cache-dir", str(tmp_path)]  # fmt: skip
+    run = subprocess.run([*command, "--rebuild-only"], capture_output=True, text=True,
+                         timeout=300, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"^rebuild, every projection +\| [\d,]+ events/s", run.stdout, re.MULTILINE)
+    assert "host" not in run.stdout.replace("host restart-to-deciding <= 5 s", "")
+    both = subprocess.run([*command, "--rebuild-only", "--host-only"], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert both.returncode == 2
+    assert "--host-only and --rebuild-only" in both.stderr
