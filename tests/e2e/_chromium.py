@@ -4,6 +4,7 @@ how it is started, and the mark that skips a test when it is not installed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +26,15 @@ needs_chromium = pytest.mark.skipif(
     reason=f"Debian's chromium is not installed ({CHROMIUM} missing): "
     "./run setup installs it as root (apt-get install chromium)",
 )
+
+
+def launch(playwright: Any, profile: str, *, offline: bool = False) -> Any:
+    """Chromium headless in its own ``profile`` directory, a 1280x900 viewport."""
+    return playwright.chromium.launch_persistent_context(
+        profile,
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1280, "height": 900},
+        offline=offline,
+    )

@@ -42,7 +42,7 @@ from hero.gateway import auth, dashboard, streams
 from hero.gateway.context import GatewayContext, Principal, Role
 from hero.store import EventStore, open_store
 from tests._wait import wait_until
-from tests.e2e._chromium import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, needs_chromium
+from tests.e2e._chromium import WAIT_MS, launch, needs_chromium
 from tests.e2e._cli import hero, store_url
 
 CHARTS = ("capacity", "contracts", "prices", "scaling", "tft")
@@ -199,13 +199,7 @@ def browser_page() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="hero-chromium-")
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900},
-            )
+            browser = launch(playwright, profile)
             try:
                 yield browser
             finally:

@@ -16,7 +16,7 @@ import pytest
 from hero.simulate import parse_scenario, simulate
 from hero.simulate.html import PLOTS
 from tests._simulation import small
-from tests.e2e._chromium import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, needs_chromium
+from tests.e2e._chromium import WAIT_MS, launch, needs_chromium
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,14 +44,7 @@ def test_the_html_report_renders_every_plot_offline(tmp_path: Path) -> None:
     requests: list[str] = []
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900},
-                offline=True,
-            )
+            browser = launch(playwright, profile, offline=True)
             try:
                 page = browser.new_page()
                 page.on("request", lambda request: requests.append(request.url))
