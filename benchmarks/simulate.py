@@ -10,19 +10,58 @@ with the report's contract, bill and check figures. ``--offtakers N`` replaces t
 scenario's offtakers with N generated mandates (``hero.market.fleet.generate_mandates``) and
 drops its failures. Issue 17 asks for 30 days of 1,000 farms and 200 offtakers within 5
 minutes: ``--days 30 --farms 1000 --offtakers 200``.
+
+The baseline of the same run is the in-process market alone: the same number of farms and
+offtakers (generated), the agents and the market service on a memory store and a manual
+clock moved from one agent wakeup to the next for one simulated hour -- no
+twin around it (no hours, telemetry, billing, treasury or report). Its events/s beside the
+twin's says what the twin's own work costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hero.market.fleet import generate_mandates
+from agents.local import LocalMarket
+from hero.domain.clock import ManualClock
+from hero.market.fleet import generate_fleet, generate_mandates
 from hero.simulate import load_scenario, simulate
 from hero.simulate.scenario import Offtaker
+from hero.store import MemoryEventStore
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def in_process_market(farms: int, offtakers: int, seed: int) -> tuple[int, float]:
+    """(events, wall seconds) of the in-process market alone negotiating ``offtakers``
+    generated mandates with ``farms`` generated farms for a simulated hour."""
+    clock = ManualClock(datetime(2026, 1, 5, tzinfo=UTC))
+    store = MemoryEventStore(clock)
+    market = LocalMarket(store, clock)
+    for command in generate_fleet(seed, farms):
+        market.service.handle(command, actor="bench")
+    market.catch_up()
+    first = store.current_position()
+    began = time.perf_counter()
+    for mandate in generate_mandates(seed, offtakers):
+        market.service.handle(mandate, actor="bench")
+    # One simulated hour: the negotiations' offer windows and retries, not the mandates'
+    # periodic wakeups (those go on for ever).
+    until = clock.now() + timedelta(hours=1)
+    while True:
+        market.run_until_quiet(max_steps=100_000)
+        now = clock.now()
+        wakeups = [
+            w for b in market.agents.brains.values() if (w := b.next_wakeup()) and now < w < until
+        ]
+        if not wakeups:
+            break
+        clock.set(min(wakeups))
+    return store.current_position() - first, time.perf_counter() - began
 
 
 def main() -> None:
@@ -55,6 +94,13 @@ def main() -> None:
         f"  {report['contracts']['created']} contracts, {report['money']['bills']} bills, "
         f"ledger {'balanced' if report['money']['ledger']['balanced'] else 'NOT balanced'}, "
         f"{len(report['checks']['overcommitted_nodes'])} over-committed nodes"
+    )
+    events, wall = in_process_market(scenario.fleet.farms, len(scenario.offtakers), args.seed)
+    print(
+        f"baseline, the in-process market alone ({scenario.fleet.farms} farms, "
+        f"{len(scenario.offtakers)} offtakers, one simulated hour): {events:,} events in "
+        f"{wall:.1f} s: {events / wall:,.0f} events/s\n"
+        f"  ratio twin/in-process market: {done.events_per_s / (events / wall):.2f}"
     )
 
 
