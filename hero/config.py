@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hero.model import COMPACT_AFTER_S
+
 if TYPE_CHECKING:
     from hero.domain.pricing import PricingPolicy
 
@@ -197,7 +199,7 @@ class HeroSettings(BaseSettings):
     )
 
     compact_after_s: float = Field(
-        default=7 * 24 * 3600.0,
+        default=COMPACT_AFTER_S,
         gt=0,
         le=10 * 365 * 24 * 3600.0,
         description="agent hosts drop what ended this many seconds (event time) before the newest"
