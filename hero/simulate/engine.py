@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import count
 
 from agents.local import LocalMarket
-from agents.treasury.oracle import PriceOracle, Rate
+from agents.treasury.oracle import FixedRateOracle
 from agents.treasury.service import TreasuryService
 from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import ManualClock
@@ -71,22 +71,6 @@ def load_report(store: EventStore, report: MarketReport) -> int:
     return unreadable
 
 
-class PathOracle(PriceOracle):
-    """The TFT price the simulation sets, observed on the manual clock."""
-
-    def __init__(self, clock: ManualClock, tft_per_usd: Decimal):
-        self._clock = clock
-        self.tft_per_usd = tft_per_usd
-
-    def _lookup(self, currency: Currency) -> Rate:
-        return Rate(
-            currency=currency,
-            tft_per_unit=self.tft_per_usd,
-            observed_at=self._clock.now(),
-            source="simulation",
-        )
-
-
 @dataclass(frozen=True)
 class HourFigures:
     hour: int
@@ -116,7 +100,10 @@ class Twin:
         pricing = policy_named(self.scenario.pricing)
         self.service = MarketService(self.store, self.clock, actor="simulation", pricing=pricing)
         self.market = LocalMarket(self.store, self.clock, self.service)
-        self.oracle = PathOracle(self.clock, self.scenario.price.start)
+        # the simulated price path: the day's TFT price, set each day
+        self.oracle = FixedRateOracle(
+            {Currency.USD: self.scenario.price.start}, self.clock, source="simulation"
+        )
         quotes = count(1)
         self.treasury = TreasuryService(
             self.store, self.oracle, self.clock, new_quote_id=lambda: f"quote-{next(quotes)}"
@@ -127,7 +114,7 @@ class Twin:
             pricing=pricing,
         )
         self.billing = BillingService(
-            self.store, lambda: self.oracle.tft_per_usd, self.clock, settings=settings
+            self.store, self._tft_per_usd, self.clock, settings=settings
         )
         self.report = MarketReport()
         self._approve = {
@@ -149,6 +136,9 @@ class Twin:
         self._repairs: dict[int, list[str]] = {}
         self._looked_at = -1
         """The log position of the last look for offers to approve."""
+
+    def _tft_per_usd(self) -> Decimal:
+        return self.oracle.rate(Currency.USD).tft_per_unit
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -198,11 +188,12 @@ class Twin:
         path = self.scenario.price
         if day > 0:
             step = Decimal(repr(self.rng.uniform(-1, 1))) * path.daily_volatility
-            moved = self.oracle.tft_per_usd * (1 + step)
-            self.oracle.tft_per_usd = min(path.ceiling, max(path.floor, moved)).quantize(
-                _RATE_PLACES, ROUND_HALF_EVEN
+            moved = self._tft_per_usd() * (1 + step)
+            self.oracle.set_rate(
+                Currency.USD,
+                min(path.ceiling, max(path.floor, moved)).quantize(_RATE_PLACES, ROUND_HALF_EVEN),
             )
-        self.rates.append(self.oracle.tft_per_usd)
+        self.rates.append(self._tft_per_usd())
 
     def _top_ups(self, days: int) -> dict[int, list[TopUp]]:
         planned = self.scenario.top_ups
