@@ -113,9 +113,7 @@ class Twin:
             split=RevenueSplit(split.farmer / 100, split.pool / 100, split.threefold / 100),
             pricing=pricing,
         )
-        self.billing = BillingService(
-            self.store, self._tft_per_usd, self.clock, settings=settings
-        )
+        self.billing = BillingService(self.store, self._tft_per_usd, self.clock, settings=settings)
         self.report = MarketReport()
         self._approve = {
             c.farm_id
@@ -157,7 +155,15 @@ class Twin:
                     )
                 )
 
-    def run(self, days: int, on_day: Callable[[int], None] = lambda _: None) -> None:
+    def run(
+        self,
+        days: int,
+        on_day: Callable[[int], None] = lambda _: None,
+        *,
+        on_hour: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        """``days`` from the start; ``on_day`` and ``on_hour`` are told each simulated day and
+        hour (from 0) as it begins."""
         self.start()
         top_ups = self._top_ups(days)
         failures = {(f.day * 24 + f.hour): f for f in self.scenario.failures}
@@ -167,6 +173,7 @@ class Twin:
             if hour % 24 == 0:
                 self._walk_price(hour // 24)
                 on_day(hour // 24)
+            on_hour(hour)
             self._pay(top_ups.get(hour, []), hour)
             self._repair(hour)
             if hour in failures:
