@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from itertools import count
+from itertools import count, islice
 
 from agents.local import LocalMarket
 from agents.treasury.oracle import FixedRateOracle
@@ -132,6 +132,9 @@ class Twin:
             if w.autoscale is not None
         }
         self._repairs: dict[int, list[str]] = {}
+        self._offers_seen = 0
+        self._awaiting: set[str] = set()
+        """Offers of approve-mode farms made for approval, open when last looked at."""
         self._looked_at = -1
         """The log position of the last look for offers to approve."""
 
@@ -309,9 +312,7 @@ class Twin:
         self._looked_at = self.report.position
         now = self.clock.now()
         approved = 0
-        for offer_id, offer in sorted(self.report.state.offers.items()):
-            if offer.farm_id not in self._approve or offer.firm or offer.status != "open":
-                continue
+        for offer_id in sorted(self._awaiting_farmers()):
             row = self.report.offer(offer_id)
             if row is None or not row.awaits_approval(now):
                 continue
@@ -327,6 +328,21 @@ class Twin:
                 continue
         self.approvals += approved
         return approved
+
+    def _awaiting_farmers(self) -> set[str]:
+        """The open offers made for approval by approve-mode farms: those made since the last
+        look join the ones still open (an offer's firmness is as made; an offer that is no
+        longer open never opens again), so a look does not walk every offer ever made."""
+        offers = self.report.state.offers
+        if len(offers) < self._offers_seen:  # the model dropped some: look at them all again
+            self._offers_seen, self._awaiting = 0, set()
+        for offer_id in islice(reversed(offers), len(offers) - self._offers_seen):
+            offer = offers[offer_id]
+            if offer.farm_id in self._approve and not offer.firm:
+                self._awaiting.add(offer_id)
+        self._offers_seen = len(offers)
+        self._awaiting = {o for o in self._awaiting if o in offers and offers[o].status == "open"}
+        return self._awaiting
 
     def _figures(self, hour: int) -> HourFigures:
         load_report(self.store, self.report)
