@@ -40,25 +40,52 @@ from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
     Command,
+    ContractCancelled,
+    ContractCreated,
+    ContractSuspended,
     Currency,
+    Event,
+    FiatConverted,
     Grid,
     NodeStatus,
     PolicyMode,
+    ReplicaMigrated,
+    ScaleDecided,
     SetFarmerPolicy,
     SetOfftakerMandate,
+    SlaOutcomeRecorded,
+    TransferKind,
+    TransferPosted,
+    UsageBilled,
     UtilizationSampled,
 )
 
-__all__ = ["HourFigures", "Twin", "load_report"]
+__all__ = ["LOGGED", "HourFigures", "Twin", "load_report"]
 
 HOUR = timedelta(hours=1)
 _FLAT = Trace()
 _RATE_PLACES = Decimal("0.0000001")
 
 
-def load_report(store: EventStore, report: MarketReport) -> int:
-    """Fold what the store committed since ``report`` last read; returns the rows it could
-    not read (stepped over, as every follower does, and counted in the report's checks)."""
+#: The events the run's report reads besides the market report (:mod:`hero.simulate.report`);
+#: of the transfer legs only the SLA refunds.
+LOGGED: tuple[type[Event], ...] = (
+    ContractCreated,
+    ContractCancelled,
+    ContractSuspended,
+    ScaleDecided,
+    ReplicaMigrated,
+    SlaOutcomeRecorded,
+    UsageBilled,
+    FiatConverted,
+)
+
+
+def load_report(store: EventStore, report: MarketReport, logged: list[Event] | None = None) -> int:
+    """Fold what the store committed since ``report`` last read, and add to ``logged`` (when
+    given) the events of :data:`LOGGED` and the SLA refund legs among them, in log order;
+    returns the rows it could not read (stepped over, as every follower does, and counted in
+    the report's checks)."""
     unreadable = 0
     for row in recorded_after(store, report.position, 5000):
         try:
@@ -68,7 +95,15 @@ def load_report(store: EventStore, report: MarketReport) -> int:
             report.position = max(report.position, row.position)
             continue
         report.apply(envelope, event)
+        if logged is not None and _logged(event):
+            logged.append(event)
     return unreadable
+
+
+def _logged(event: Event) -> bool:
+    if isinstance(event, TransferPosted):
+        return event.kind == TransferKind.SLA_PENALTY
+    return isinstance(event, LOGGED)
 
 
 @dataclass(frozen=True)
@@ -132,11 +167,21 @@ class Twin:
             if w.autoscale is not None
         }
         self._repairs: dict[int, list[str]] = {}
+        self.logged: list[Event] = []
+        """The events of :data:`LOGGED` (and SLA refund legs) the report has folded, in order."""
+        self.unreadable = 0
+        """The rows the report could not read, stepped over."""
         self._offers_seen = 0
         self._awaiting: set[str] = set()
         """Offers of approve-mode farms made for approval, open when last looked at."""
         self._looked_at = -1
         """The log position of the last look for offers to approve."""
+
+    def load(self) -> None:
+        """Bring the twin's market report up to the log's end, keeping what the run's report
+        reads (:attr:`logged`, :attr:`unreadable`): the log is decoded once, not again at
+        the end."""
+        self.unreadable += load_report(self.store, self.report, self.logged)
 
     def _tft_per_usd(self) -> Decimal:
         return self.oracle.rate(Currency.USD).tft_per_unit
@@ -244,7 +289,7 @@ class Twin:
         )
 
     def _fail(self, hour: int, node_id: str | None, repair_hours: int) -> None:
-        load_report(self.store, self.report)
+        self.load()
         if node_id is None:
             nodes = self.report.state.nodes
             up = sorted(n for n, node in nodes.items() if node.status == NodeStatus.UP)
@@ -261,7 +306,7 @@ class Twin:
             self._status(node_id, NodeStatus.UP, hour)
 
     def _sample(self, day: int, at: datetime) -> None:
-        load_report(self.store, self.report)
+        self.load()
         sequence = int(at.timestamp())
         batch = []
         for c in sorted(self.report.contracts, key=lambda c: c.contract_id):
@@ -306,7 +351,7 @@ class Twin:
         made, and the last look approved every one that did."""
         if not self._approve:
             return 0
-        load_report(self.store, self.report)
+        self.load()
         if self.report.position == self._looked_at:
             return 0
         self._looked_at = self.report.position
@@ -345,7 +390,7 @@ class Twin:
         return self._awaiting
 
     def _figures(self, hour: int) -> HourFigures:
-        load_report(self.store, self.report)
+        self.load()
         committed = dict.fromkeys(Grid, Decimal(0))
         total = dict.fromkeys(Grid, Decimal(0))
         over = []
