@@ -174,35 +174,74 @@ def price_per_cu_hour(price_hour: Money, resources: Resources) -> Money:
 def hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
     """The inverse of :func:`price_per_cu_hour`: the hourly price of ``resources`` when compute
     costs ``per_cu_hour`` and storage and IPs cost the reference rates."""
+    key = (
+        per_cu_hour.amount,
+        per_cu_hour.currency,
+        resources.cru,
+        resources.mru,
+        resources.sru,
+        resources.hru,
+        resources.ipv4,
+    )
+    found = _PRICED_AT.get(key)
+    if found is None:
+        if len(_PRICED_AT) >= _ASKED_MAX:
+            _PRICED_AT.clear()
+        found = _PRICED_AT[key] = _hourly_price_at(per_cu_hour, resources)
+    return found
+
+
+_PRICED_AT: dict[tuple[object, ...], Money] = {}
+
+
+def _hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
     extras = su(resources) * GENESIS_SU_HOUR.amount + resources.ipv4 * GENESIS_IPV4_HOUR.amount
     return Money.rounded(cu(resources) * per_cu_hour.amount + extras, per_cu_hour.currency)
 
 
 def ask_price(policy: FarmerPolicy, resources: Resources) -> Money:
     """The farmer's asking price per hour for ``resources``."""
-    return _asked(*_price_terms(policy), resources)[0]
+    return _ask_and_floor(policy, resources)[0]
 
 
 def floor_price(policy: FarmerPolicy, resources: Resources) -> Money:
     """The lowest hourly price the farmer takes: the floor per CU-hour, or the ask."""
-    return _asked(*_price_terms(policy), resources)[1]
+    return _ask_and_floor(policy, resources)[1]
 
 
 _Amount = Decimal | None
+_ASKED: dict[tuple[object, ...], tuple[Money, Money]] = {}
+_ASKED_MAX = 1 << 14
 
 
-def _price_terms(policy: FarmerPolicy) -> tuple[_Amount, _Amount, _Amount, _Amount]:
-    """What of a policy its prices depend on: markup, CU and SU prices, floor (USD amounts:
-    the policy's checks hold them to USD, and a result is rounded, so 1.5 and 1.50 agree)."""
-    return (
+def _ask_and_floor(policy: FarmerPolicy, resources: Resources) -> tuple[Money, Money]:
+    """(ask, floor), cached by what they depend on: the policy's markup, CU and SU prices and
+    floor (USD amounts: the policy's checks hold them to USD, and a result is rounded, so 1.5
+    and 1.50 agree) and the shape's numbers (a tuple hashes and compares faster than the
+    model)."""
+    cu_hour, su_hour, floor = policy.price_cu_hour, policy.price_su_hour, policy.floor_cu_hour
+    terms = (
         policy.markup,
-        None if policy.price_cu_hour is None else policy.price_cu_hour.amount,
-        None if policy.price_su_hour is None else policy.price_su_hour.amount,
-        None if policy.floor_cu_hour is None else policy.floor_cu_hour.amount,
+        None if cu_hour is None else cu_hour.amount,
+        None if su_hour is None else su_hour.amount,
+        None if floor is None else floor.amount,
     )
+    key = (
+        *terms,
+        resources.cru,
+        resources.mru,
+        resources.sru,
+        resources.hru,
+        resources.ipv4,
+    )
+    found = _ASKED.get(key)
+    if found is None:
+        if len(_ASKED) >= _ASKED_MAX:
+            _ASKED.clear()
+        found = _ASKED[key] = _asked(*terms, resources)
+    return found
 
 
-@lru_cache(maxsize=1 << 14)
 def _asked(
     markup: _Amount, cu_hour: _Amount, su_hour: _Amount, floor_cu_hour: _Amount, shape: Resources
 ) -> tuple[Money, Money]:
