@@ -278,4 +278,3 @@ def test_a_sum_past_the_limit_is_still_refused():
         big + Money.of("0.0000001", "TFT")
     with pytest.raises(ValueError, match="below 10\\^18"):
         Money.rounded(Decimal("1E18"), "TFT")
-
