@@ -134,7 +134,7 @@ class Money(BaseModel):
 
     @classmethod
     def zero(cls, currency: Currency | str) -> Money:
-        return cls(amount=Decimal(0), currency=Currency(currency))
+        return _ZEROS[Currency(currency)]
 
     @classmethod
     def rounded(
@@ -145,6 +145,8 @@ class Money(BaseModel):
         with localcontext() as context:
             context.prec = 60  # room for a product of two large factors before rounding
             value = amount.quantize(unit.quantum, rounding=rounding)
+        if cls is Money and value.is_finite() and abs(value) < MAX_AMOUNT:
+            return _checked(value, unit)  # quantized: its places are the currency's
         return cls(amount=value, currency=unit)
 
     def times(self, factor: Decimal | int, rounding: str = ROUND_HALF_EVEN) -> Money:
@@ -163,13 +165,13 @@ class Money(BaseModel):
         return other
 
     def __add__(self, other: object) -> Money:
-        return Money(amount=self.amount + self._same(other).amount, currency=self.currency)
+        return _sum(self.amount + self._same(other).amount, self.currency)
 
     def __sub__(self, other: object) -> Money:
-        return Money(amount=self.amount - self._same(other).amount, currency=self.currency)
+        return _sum(self.amount - self._same(other).amount, self.currency)
 
     def __neg__(self) -> Money:
-        return Money(amount=-self.amount, currency=self.currency)
+        return _checked(-self.amount, self.currency)
 
     def __lt__(self, other: object) -> bool:
         return self.amount < self._same(other).amount
@@ -193,3 +195,30 @@ class Money(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.amount:f} {self.currency}"
+
+
+_FIELDS = frozenset({"amount", "currency"})
+
+
+def _checked(amount: Decimal, currency: Currency) -> Money:
+    """A Money whose amount is known to hold (finite, below 10^18, at most the currency's
+    places), built as ``model_construct`` would, without validating it again: sums, negations
+    and roundings are computed on every bill and every price, and pydantic's validation of
+    what was already valid was a fifth of the market twin's time."""
+    money = Money.__new__(Money)
+    object.__setattr__(money, "__dict__", {"amount": amount, "currency": currency})
+    object.__setattr__(money, "__pydantic_fields_set__", set(_FIELDS))
+    object.__setattr__(money, "__pydantic_extra__", None)
+    object.__setattr__(money, "__pydantic_private__", None)
+    return money
+
+
+def _sum(amount: Decimal, currency: Currency) -> Money:
+    """A sum or difference of two valid amounts: it has their places; only its size may
+    break the limit (then validation says so)."""
+    if abs(amount) < MAX_AMOUNT:
+        return _checked(amount, currency)
+    return Money(amount=amount, currency=currency)
+
+
+_ZEROS = {currency: Money(amount=Decimal(0), currency=currency) for currency in Currency}

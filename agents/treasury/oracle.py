@@ -164,10 +164,14 @@ class FixedRateOracle(PriceOracle):
         self._source = source
         self._rates: dict[Currency, Decimal] = {}
         for code, value in rates.items():
-            unit = Currency(code)
-            if unit not in FIAT_CURRENCIES:
-                raise ValueError(f"only fiat currencies have a TFT rate, got {unit}")
-            self._rates[unit] = _positive_decimal(value, f"rate for {unit}")
+            self.set_rate(code, value)
+
+    def set_rate(self, currency: Currency | str, value: Decimal | str | int) -> None:
+        """Set the rate from now on (a simulated price path moves it day by day)."""
+        unit = Currency(currency)
+        if unit not in FIAT_CURRENCIES:
+            raise ValueError(f"only fiat currencies have a TFT rate, got {unit}")
+        self._rates[unit] = _positive_decimal(value, f"rate for {unit}")
 
     def _lookup(self, currency: Currency) -> Rate:
         if currency not in self._rates:

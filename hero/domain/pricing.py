@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +124,26 @@ GENESIS_UNIQUE_NAME_HOUR = GENESIS.unique_name_hour
 
 def cu(resources: Resources) -> Decimal:
     """CU = min(max(mru/4, cru/2), max(mru/8, cru), max(mru/2, cru/4)), mru in GB."""
-    mru, cru = resources.mru_gb, Decimal(resources.cru)
-    return min(max(mru / 4, cru / 2), max(mru / 8, cru), max(mru / 2, cru / 4))
+    return _cu(resources.cru, resources.mru)
 
 
 def su(resources: Resources) -> Decimal:
     """SU = hru/1200 + sru/200, in GB."""
-    return resources.hru_gb / 1200 + resources.sru_gb / 200
+    return _su(resources.hru, resources.sru)
+
+
+# A market prices the same few shapes (a workload's replicas, a node's capacity) again and
+# again: every farmer agent for every RFQ, every bill, every hour's figures.
+@lru_cache(maxsize=1 << 14)
+def _cu(cru: int, mru: int) -> Decimal:
+    gb, cores = Resources(mru=mru).mru_gb, Decimal(cru)
+    return min(max(gb / 4, cores / 2), max(gb / 8, cores), max(gb / 2, cores / 4))
+
+
+@lru_cache(maxsize=1 << 14)
+def _su(hru: int, sru: int) -> Decimal:
+    shape = Resources(hru=hru, sru=sru)
+    return shape.hru_gb / 1200 + shape.sru_gb / 200
 
 
 def reference_price_hour(
@@ -160,30 +174,92 @@ def price_per_cu_hour(price_hour: Money, resources: Resources) -> Money:
 def hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
     """The inverse of :func:`price_per_cu_hour`: the hourly price of ``resources`` when compute
     costs ``per_cu_hour`` and storage and IPs cost the reference rates."""
+    key = (
+        per_cu_hour.amount,
+        per_cu_hour.currency,
+        resources.cru,
+        resources.mru,
+        resources.sru,
+        resources.hru,
+        resources.ipv4,
+    )
+    found = _PRICED_AT.get(key)
+    if found is None:
+        if len(_PRICED_AT) >= _ASKED_MAX:
+            _PRICED_AT.clear()
+        found = _PRICED_AT[key] = _hourly_price_at(per_cu_hour, resources)
+    return found
+
+
+_PRICED_AT: dict[tuple[object, ...], Money] = {}
+
+
+def _hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
     extras = su(resources) * GENESIS_SU_HOUR.amount + resources.ipv4 * GENESIS_IPV4_HOUR.amount
     return Money.rounded(cu(resources) * per_cu_hour.amount + extras, per_cu_hour.currency)
 
 
 def ask_price(policy: FarmerPolicy, resources: Resources) -> Money:
     """The farmer's asking price per hour for ``resources``."""
-    if policy.markup is not None:
-        return reference_price_hour(resources).times(policy.markup)
-    amount = Decimal(0)
-    if policy.price_cu_hour is not None:
-        amount += cu(resources) * policy.price_cu_hour.amount
-    if policy.price_su_hour is not None:
-        amount += su(resources) * policy.price_su_hour.amount
-    return Money.rounded(amount, "USD")
+    return _ask_and_floor(policy, resources)[0]
 
 
 def floor_price(policy: FarmerPolicy, resources: Resources) -> Money:
     """The lowest hourly price the farmer takes: the floor per CU-hour, or the ask."""
-    ask = ask_price(policy, resources)
-    if policy.floor_cu_hour is None:
-        return ask
-    storage = ask.amount - cu(resources) * price_per_cu_hour(ask, resources).amount
-    floor = cu(resources) * policy.floor_cu_hour.amount + max(storage, Decimal(0))
-    return Money.rounded(min(floor, ask.amount), "USD")
+    return _ask_and_floor(policy, resources)[1]
+
+
+_Amount = Decimal | None
+_ASKED: dict[tuple[object, ...], tuple[Money, Money]] = {}
+_ASKED_MAX = 1 << 14
+
+
+def _ask_and_floor(policy: FarmerPolicy, resources: Resources) -> tuple[Money, Money]:
+    """(ask, floor), cached by what they depend on: the policy's markup, CU and SU prices and
+    floor (USD amounts: the policy's checks hold them to USD, and a result is rounded, so 1.5
+    and 1.50 agree) and the shape's numbers (a tuple hashes and compares faster than the
+    model)."""
+    cu_hour, su_hour, floor = policy.price_cu_hour, policy.price_su_hour, policy.floor_cu_hour
+    terms = (
+        policy.markup,
+        None if cu_hour is None else cu_hour.amount,
+        None if su_hour is None else su_hour.amount,
+        None if floor is None else floor.amount,
+    )
+    key = (
+        *terms,
+        resources.cru,
+        resources.mru,
+        resources.sru,
+        resources.hru,
+        resources.ipv4,
+    )
+    found = _ASKED.get(key)
+    if found is None:
+        if len(_ASKED) >= _ASKED_MAX:
+            _ASKED.clear()
+        found = _ASKED[key] = _asked(*terms, resources)
+    return found
+
+
+def _asked(
+    markup: _Amount, cu_hour: _Amount, su_hour: _Amount, floor_cu_hour: _Amount, shape: Resources
+) -> tuple[Money, Money]:
+    """(ask, floor) per hour of ``shape`` at these terms."""
+    if markup is not None:
+        ask = reference_price_hour(shape).times(markup)
+    else:
+        amount = Decimal(0)
+        if cu_hour is not None:
+            amount += cu(shape) * cu_hour
+        if su_hour is not None:
+            amount += su(shape) * su_hour
+        ask = Money.rounded(amount, "USD")
+    if floor_cu_hour is None:
+        return ask, ask
+    storage = ask.amount - cu(shape) * price_per_cu_hour(ask, shape).amount
+    floor = cu(shape) * floor_cu_hour + max(storage, Decimal(0))
+    return ask, Money.rounded(min(floor, ask.amount), "USD")
 
 
 # -- pricing policies by name, and from files ------------------------------------------------------

@@ -280,6 +280,19 @@ class MarketService:
             self._cache[stream] = (version, state)
         return version, state
 
+    def _remember(
+        self, stream: str, aggregate: _Aggregate[S], state: S, events: list[Event], version: int
+    ) -> None:
+        """Cache the state the append made: the events just written at the versions after the
+        one ``state`` was read at (the append expected it), evolved here rather than read back
+        and decoded again by the next command on the stream."""
+        for event in events:
+            state = aggregate.evolve(state, event)
+        with self._lock:
+            if len(self._cache) >= self._cache_size and stream not in self._cache:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[stream] = (version, state)
+
     def _apply(
         self,
         stream: str,
@@ -312,6 +325,8 @@ class MarketService:
                 result = self._store.append(stream, version, new, command_id)
             except ConcurrencyConflict:
                 continue
+            if not result.duplicate:
+                self._remember(stream, aggregate, state, events, result.last_version)
             return HandleResult(
                 events=[] if result.duplicate else events, duplicate=result.duplicate
             )

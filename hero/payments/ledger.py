@@ -80,6 +80,8 @@ class _Plan:
 
     events: dict[str, list[tuple[Event, str | None]]] = field(default_factory=dict)
     expected: dict[str, int] = field(default_factory=dict)
+    guarded: dict[str, AccountState] = field(default_factory=dict)
+    """Each guarded account debited, as it stands with every leg of this post (by account)."""
 
     def add(self, stream: str, event: Event, event_id: str | None = None) -> None:
         self.events.setdefault(stream, []).append((event, event_id))
@@ -177,8 +179,21 @@ class LedgerService:
                     "duplicate_transfer", f"a transfer id among {ids} was posted before"
                 ) from None
             duplicate = any(result.duplicate for result in results)
+            if not duplicate:
+                self._remember(plan, results)
             return PostResult(results, duplicate)
         raise Rejected("contention", f"accounts kept moving; gave up after {self._attempts} tries")
+
+    def _remember(self, plan: _Plan, results: list[AppendResult]) -> None:
+        """Cache the guarded accounts this post debited as it left them: each was appended at
+        the version it was read at, so its stream now ends with this post's legs (both legs
+        of each, so matched) and nothing else; the next post need not read them back."""
+        versions = {result.stream: result.last_version for result in results}
+        with self._lock:
+            for account, state in plan.guarded.items():
+                version = versions[account_stream(account)]
+                if self._accounts.get(account, (-1,))[0] < version:
+                    self._accounts[account] = (version, state)
 
     def _refuse_a_repeat(self, transfers: Sequence[Transfer], refusal: Rejected) -> None:
         """Raise ``duplicate_transfer`` in place of ``refusal`` when a transfer was posted."""
@@ -214,6 +229,11 @@ class LedgerService:
             # under another command id.
             plan.add(account_stream(debit), event, _leg_id(transfer.transfer_id, "debit"))
             plan.add(account_stream(credit), event, _leg_id(transfer.transfer_id, "credit"))
+        plan.guarded = {
+            account: running[account]
+            for account in running
+            if account_stream(account) in plan.expected
+        }
         return plan
 
     def _appends(

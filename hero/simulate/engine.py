@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from itertools import count
+from itertools import count, islice
 
 from agents.local import LocalMarket
-from agents.treasury.oracle import PriceOracle, Rate
+from agents.treasury.oracle import FixedRateOracle
 from agents.treasury.service import TreasuryService
 from agents.treasury.webhook import PaymentNotice
 from hero.domain.clock import ManualClock
@@ -40,25 +40,52 @@ from schemas import (
     ApproveOffer,
     ChangeNodeStatus,
     Command,
+    ContractCancelled,
+    ContractCreated,
+    ContractSuspended,
     Currency,
+    Event,
+    FiatConverted,
     Grid,
     NodeStatus,
     PolicyMode,
+    ReplicaMigrated,
+    ScaleDecided,
     SetFarmerPolicy,
     SetOfftakerMandate,
+    SlaOutcomeRecorded,
+    TransferKind,
+    TransferPosted,
+    UsageBilled,
     UtilizationSampled,
 )
 
-__all__ = ["HourFigures", "Twin", "load_report"]
+__all__ = ["LOGGED", "HourFigures", "Twin", "load_report"]
 
 HOUR = timedelta(hours=1)
 _FLAT = Trace()
 _RATE_PLACES = Decimal("0.0000001")
 
 
-def load_report(store: EventStore, report: MarketReport) -> int:
-    """Fold what the store committed since ``report`` last read; returns the rows it could
-    not read (stepped over, as every follower does, and counted in the report's checks)."""
+#: The events the run's report reads besides the market report (:mod:`hero.simulate.report`);
+#: of the transfer legs only the SLA refunds.
+LOGGED: tuple[type[Event], ...] = (
+    ContractCreated,
+    ContractCancelled,
+    ContractSuspended,
+    ScaleDecided,
+    ReplicaMigrated,
+    SlaOutcomeRecorded,
+    UsageBilled,
+    FiatConverted,
+)
+
+
+def load_report(store: EventStore, report: MarketReport, logged: list[Event] | None = None) -> int:
+    """Fold what the store committed since ``report`` last read, and add to ``logged`` (when
+    given) the events of :data:`LOGGED` and the SLA refund legs among them, in log order;
+    returns the rows it could not read (stepped over, as every follower does, and counted in
+    the report's checks)."""
     unreadable = 0
     for row in recorded_after(store, report.position, 5000):
         try:
@@ -68,23 +95,15 @@ def load_report(store: EventStore, report: MarketReport) -> int:
             report.position = max(report.position, row.position)
             continue
         report.apply(envelope, event)
+        if logged is not None and _logged(event):
+            logged.append(event)
     return unreadable
 
 
-class PathOracle(PriceOracle):
-    """The TFT price the simulation sets, observed on the manual clock."""
-
-    def __init__(self, clock: ManualClock, tft_per_usd: Decimal):
-        self._clock = clock
-        self.tft_per_usd = tft_per_usd
-
-    def _lookup(self, currency: Currency) -> Rate:
-        return Rate(
-            currency=currency,
-            tft_per_unit=self.tft_per_usd,
-            observed_at=self._clock.now(),
-            source="simulation",
-        )
+def _logged(event: Event) -> bool:
+    if isinstance(event, TransferPosted):
+        return event.kind == TransferKind.SLA_PENALTY
+    return isinstance(event, LOGGED)
 
 
 @dataclass(frozen=True)
@@ -116,7 +135,10 @@ class Twin:
         pricing = policy_named(self.scenario.pricing)
         self.service = MarketService(self.store, self.clock, actor="simulation", pricing=pricing)
         self.market = LocalMarket(self.store, self.clock, self.service)
-        self.oracle = PathOracle(self.clock, self.scenario.price.start)
+        # the simulated price path: the day's TFT price, set each day
+        self.oracle = FixedRateOracle(
+            {Currency.USD: self.scenario.price.start}, self.clock, source="simulation"
+        )
         quotes = count(1)
         self.treasury = TreasuryService(
             self.store, self.oracle, self.clock, new_quote_id=lambda: f"quote-{next(quotes)}"
@@ -126,9 +148,7 @@ class Twin:
             split=RevenueSplit(split.farmer / 100, split.pool / 100, split.threefold / 100),
             pricing=pricing,
         )
-        self.billing = BillingService(
-            self.store, lambda: self.oracle.tft_per_usd, self.clock, settings=settings
-        )
+        self.billing = BillingService(self.store, self._tft_per_usd, self.clock, settings=settings)
         self.report = MarketReport()
         self._approve = {
             c.farm_id
@@ -147,8 +167,24 @@ class Twin:
             if w.autoscale is not None
         }
         self._repairs: dict[int, list[str]] = {}
+        self.logged: list[Event] = []
+        """The events of :data:`LOGGED` (and SLA refund legs) the report has folded, in order."""
+        self.unreadable = 0
+        """The rows the report could not read, stepped over."""
+        self._offers_seen = 0
+        self._awaiting: set[str] = set()
+        """Offers of approve-mode farms made for approval, open when last looked at."""
         self._looked_at = -1
         """The log position of the last look for offers to approve."""
+
+    def load(self) -> None:
+        """Bring the twin's market report up to the log's end, keeping what the run's report
+        reads (:attr:`logged`, :attr:`unreadable`): the log is decoded once, not again at
+        the end."""
+        self.unreadable += load_report(self.store, self.report, self.logged)
+
+    def _tft_per_usd(self) -> Decimal:
+        return self.oracle.rate(Currency.USD).tft_per_unit
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -167,7 +203,15 @@ class Twin:
                     )
                 )
 
-    def run(self, days: int, on_day: Callable[[int], None] = lambda _: None) -> None:
+    def run(
+        self,
+        days: int,
+        on_day: Callable[[int], None] = lambda _: None,
+        *,
+        on_hour: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        """``days`` from the start; ``on_day`` and ``on_hour`` are told each simulated day and
+        hour (from 0) as it begins."""
         self.start()
         top_ups = self._top_ups(days)
         failures = {(f.day * 24 + f.hour): f for f in self.scenario.failures}
@@ -177,6 +221,7 @@ class Twin:
             if hour % 24 == 0:
                 self._walk_price(hour // 24)
                 on_day(hour // 24)
+            on_hour(hour)
             self._pay(top_ups.get(hour, []), hour)
             self._repair(hour)
             if hour in failures:
@@ -198,11 +243,12 @@ class Twin:
         path = self.scenario.price
         if day > 0:
             step = Decimal(repr(self.rng.uniform(-1, 1))) * path.daily_volatility
-            moved = self.oracle.tft_per_usd * (1 + step)
-            self.oracle.tft_per_usd = min(path.ceiling, max(path.floor, moved)).quantize(
-                _RATE_PLACES, ROUND_HALF_EVEN
+            moved = self._tft_per_usd() * (1 + step)
+            self.oracle.set_rate(
+                Currency.USD,
+                min(path.ceiling, max(path.floor, moved)).quantize(_RATE_PLACES, ROUND_HALF_EVEN),
             )
-        self.rates.append(self.oracle.tft_per_usd)
+        self.rates.append(self._tft_per_usd())
 
     def _top_ups(self, days: int) -> dict[int, list[TopUp]]:
         planned = self.scenario.top_ups
@@ -243,7 +289,7 @@ class Twin:
         )
 
     def _fail(self, hour: int, node_id: str | None, repair_hours: int) -> None:
-        load_report(self.store, self.report)
+        self.load()
         if node_id is None:
             nodes = self.report.state.nodes
             up = sorted(n for n, node in nodes.items() if node.status == NodeStatus.UP)
@@ -260,7 +306,7 @@ class Twin:
             self._status(node_id, NodeStatus.UP, hour)
 
     def _sample(self, day: int, at: datetime) -> None:
-        load_report(self.store, self.report)
+        self.load()
         sequence = int(at.timestamp())
         batch = []
         for c in sorted(self.report.contracts, key=lambda c: c.contract_id):
@@ -305,15 +351,13 @@ class Twin:
         made, and the last look approved every one that did."""
         if not self._approve:
             return 0
-        load_report(self.store, self.report)
+        self.load()
         if self.report.position == self._looked_at:
             return 0
         self._looked_at = self.report.position
         now = self.clock.now()
         approved = 0
-        for offer_id, offer in sorted(self.report.state.offers.items()):
-            if offer.farm_id not in self._approve or offer.firm or offer.status != "open":
-                continue
+        for offer_id in sorted(self._awaiting_farmers()):
             row = self.report.offer(offer_id)
             if row is None or not row.awaits_approval(now):
                 continue
@@ -330,8 +374,23 @@ class Twin:
         self.approvals += approved
         return approved
 
+    def _awaiting_farmers(self) -> set[str]:
+        """The open offers made for approval by approve-mode farms: those made since the last
+        look join the ones still open (an offer's firmness is as made; an offer that is no
+        longer open never opens again), so a look does not walk every offer ever made."""
+        offers = self.report.state.offers
+        if len(offers) < self._offers_seen:  # the model dropped some: look at them all again
+            self._offers_seen, self._awaiting = 0, set()
+        for offer_id in islice(reversed(offers), len(offers) - self._offers_seen):
+            offer = offers[offer_id]
+            if offer.farm_id in self._approve and not offer.firm:
+                self._awaiting.add(offer_id)
+        self._offers_seen = len(offers)
+        self._awaiting = {o for o in self._awaiting if o in offers and offers[o].status == "open"}
+        return self._awaiting
+
     def _figures(self, hour: int) -> HourFigures:
-        load_report(self.store, self.report)
+        self.load()
         committed = dict.fromkeys(Grid, Decimal(0))
         total = dict.fromkeys(Grid, Decimal(0))
         over = []

@@ -14,8 +14,7 @@ from typing import Any
 
 from hero.domain.pricing import cu, price_per_cu_hour
 from hero.payments.ledger import ledger_report
-from hero.simulate.engine import HourFigures, Twin, load_report
-from hero.store import PoisonRow, decode_trusted, recorded_after
+from hero.simulate.engine import HourFigures, Twin
 from schemas import (
     ContractCancelled,
     ContractCreated,
@@ -68,13 +67,8 @@ class _Log:
         self.converted: list[FiatConverted] = []
         self.refunds: dict[str, Decimal] = {}
         """SLA penalty refunds on the ledger, by transfer (each is posted as two legs)."""
-        self.unreadable = 0
-        for row in recorded_after(twin.store, 0, 5000):
-            try:
-                _, event = decode_trusted(row)
-            except PoisonRow:
-                self.unreadable += 1
-                continue
+        self.unreadable = twin.unreadable
+        for event in twin.logged:  # what the twin's report kept as it folded the log
             self._apply(event)
 
     def _apply(self, event: object) -> None:
@@ -261,7 +255,7 @@ def _sla(log: _Log) -> dict[str, Any]:
 
 
 def build_report(twin: Twin, days: int, seed: int) -> dict[str, Any]:
-    load_report(twin.store, twin.report)
+    twin.load()
     log = _Log(twin)
     over = sorted({node for h in twin.hours for node in h.overcommitted})
     return {

@@ -15,7 +15,6 @@ from hero.store.port import (
     NewEvent,
     RecordedEvent,
     StreamAppend,
-    check_append_arguments,
     check_command_id,
     check_many_arguments,
 )
@@ -35,8 +34,7 @@ class MemoryEventStore(EventStore):
     def append(
         self, stream: str, expected_version: int, events: Sequence[NewEvent], command_id: str
     ) -> AppendResult:
-        check_append_arguments(stream, expected_version, events)
-        check_command_id(command_id)
+        # append_many checks the arguments (the same checks, in the same order): once is enough
         return self.append_many([StreamAppend(stream, expected_version, events)], command_id)[0]
 
     def append_many(self, appends: Sequence[StreamAppend], command_id: str) -> list[AppendResult]:

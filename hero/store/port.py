@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from schemas import REGISTRY, Envelope, Event, SchemaRegistry, new_id
 from schemas.ids import ID_PATTERN, NAME_PATTERN, is_id, is_name
 
@@ -174,25 +176,29 @@ class AppendResult:
 def envelope_json(
     event: NewEvent, *, stream: str, version: int, position: int, recorded_at: datetime
 ) -> str:
-    """The envelope of DESIGN.md as compact JSON, built once at append time."""
-    return json.dumps(
-        {
-            "id": event.id,
-            "type": event.type,
-            "schema_version": event.schema_version,
-            "stream": stream,
-            "version": version,
-            "position": position,
-            "occurred_at": event.occurred_at.isoformat(),
-            "recorded_at": recorded_at.isoformat(),
-            "causation_id": event.causation_id,
-            "correlation_id": event.correlation_id,
-            "actor": event.actor,
-            "payload": event.payload,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """The envelope of DESIGN.md as compact JSON, built once at append time.
+
+    orjson writes what ``json.dumps`` (compact, non-ASCII kept) writes, byte for byte, for
+    what payloads hold (strings, integers, booleans, nulls, lists, string-keyed objects), in
+    a fifth of the time; anything it refuses (an integer past 64 bits) goes the json way."""
+    envelope = {
+        "id": event.id,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "stream": stream,
+        "version": version,
+        "position": position,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": recorded_at.isoformat(),
+        "causation_id": event.causation_id,
+        "correlation_id": event.correlation_id,
+        "actor": event.actor,
+        "payload": event.payload,
+    }
+    try:
+        return orjson.dumps(envelope).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 
 def _check_id(what: str, value: str | None, *, optional: bool = False) -> None:

@@ -299,6 +299,28 @@ class LedgerServiceContract:
         assert ledger.account(FARMER).balance == tft("5")
         assert [leg.transfer_id for leg in legs(store, ACME)] == ["pay", "bill"]
 
+    def test_the_balances_a_post_leaves_are_what_the_store_says(self, ledger, store, clock):
+        """The service keeps the debited accounts as its post left them (not read back): they
+        agree with a fresh service's reading of the store, through more posts and an outside
+        credit landing in between."""
+        fund(ledger, ACME, tft("100"), "fund-1")
+        for n in range(3):
+            ledger.post(
+                [
+                    transfer(f"bill-{n}", ACME, FARMER, tft("7")),
+                    transfer(f"pool-{n}", ACME, POOL, tft("2")),
+                    transfer(f"back-{n}", FARMER, ACME, tft("1")),
+                ],
+                f"cmd-bill-{n}",
+            )
+            fund(LedgerService(store, clock), ACME, tft("1"), f"outside-{n}")
+            fresh = LedgerService(store, clock)
+            for account in (ACME, FARMER, POOL):
+                assert ledger.account(account) == fresh.account(account)
+        assert ledger.account(ACME).balance == tft("79")  # 100 - 3 x (7 + 2) + 3 x 1 back + 3 x 1
+        with pytest.raises(Rejected, match="insufficient"):
+            ledger.post([transfer("too-much", ACME, FARMER, tft("80"))], "cmd-too-much")
+
     def test_a_debit_before_its_credit_in_one_post_is_refused(self, ledger, store):
         with pytest.raises(Rejected, match="insufficient_funds"):
             ledger.post(

@@ -254,3 +254,27 @@ def test_tiny_amounts_are_written_in_fixed_point_never_in_exponent_form() -> Non
     assert tiny.model_dump(mode="json") == {"amount": "0.0000005", "currency": "USD"}
     assert str(tiny) == "0.0000005 USD"
     assert Money.model_validate_json(tiny.model_dump_json()) == tiny
+
+
+@no_database
+@given(a=amounts, b=amounts, currency=currencies)
+def test_sums_negations_and_roundings_equal_what_validation_builds(a, b, currency):
+    """Their results skip validation (they are valid by construction): each equals, field for
+    field and digit for digit, the Money validation would build, and dumps the same."""
+    x, y = Money(amount=a, currency=currency), Money(amount=b, currency=currency)
+    for built, amount in ((x + y, a + b), (x - y, a - b), (-x, -a)):
+        validated = Money(amount=amount, currency=currency)
+        assert built == validated
+        assert built.amount.as_tuple() == validated.amount.as_tuple()
+        assert built.model_dump_json() == validated.model_dump_json()
+        assert built.model_fields_set == validated.model_fields_set
+    halved = Money.rounded(a / 2, currency)
+    assert halved == Money(amount=(a / 2).quantize(Decimal("1E-7")), currency=currency)
+
+
+def test_a_sum_past_the_limit_is_still_refused():
+    big = Money.of("999999999999999999.9999999", "TFT")
+    with pytest.raises(ValueError, match="below 10\\^18"):
+        big + Money.of("0.0000001", "TFT")
+    with pytest.raises(ValueError, match="below 10\\^18"):
+        Money.rounded(Decimal("1E18"), "TFT")

@@ -14,13 +14,15 @@ import pytest
 from hero.domain.pricing import (
     GENESIS_CU_HOUR,
     GENESIS_SU_HOUR,
+    ask_price,
     cu,
+    floor_price,
     hourly_price_at,
     price_per_cu_hour,
     reference_price_hour,
     su,
 )
-from schemas import Money, Resources
+from schemas import FarmerPolicy, Money, Resources
 from schemas.resources import GIB
 
 
@@ -227,3 +229,17 @@ def test_more_of_every_resource_never_costs_less():
     prices = [reference_price_hour(s).amount for s in shapes]
     assert prices == sorted(prices)
     assert reference_price_hour(BALANCED.times(2)) == usd("0.045")  # twice 0.0225
+
+
+def test_ask_and_floor_depend_on_the_policys_prices_not_on_how_they_are_written():
+    """They are cached by the policy's price terms: equal terms written differently (1.5 and
+    1.50) price the same, and a different floor is not served another policy's floor."""
+    shape = Resources(cru=2, mru=4 * GIB, sru=50 * GIB)
+    assert ask_price(FarmerPolicy(markup=Decimal("1.5")), shape) == ask_price(
+        FarmerPolicy(markup=Decimal("1.50")), shape
+    )
+    priced = {"price_cu_hour": Money.of("0.04", "USD"), "price_su_hour": Money.of("0.02", "USD")}
+    low = FarmerPolicy(**priced, floor_cu_hour=Money.of("0.01", "USD"))
+    high = FarmerPolicy(**priced, floor_cu_hour=Money.of("0.03", "USD"))
+    assert floor_price(low, shape) < floor_price(high, shape) <= ask_price(high, shape)
+    assert ask_price(low, shape) == ask_price(high, shape)

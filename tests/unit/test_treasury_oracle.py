@@ -124,6 +124,19 @@ class TestFixedRateOracleContract(OracleContract):
         return FixedRateOracle({"USD": Decimal("100.5")}, clock)
 
 
+def test_a_fixed_rate_set_anew_is_the_rate_from_then_on(clock: ManualClock) -> None:
+    oracle = FixedRateOracle({"USD": Decimal("100.5")}, clock, source="simulation")
+    oracle.set_rate(Currency.USD, Decimal("98.25"))
+    rate = oracle.rate("USD")
+    assert (rate.tft_per_unit, rate.source) == (Decimal("98.25"), "simulation")
+    for bad in (Decimal(0), Decimal("-1"), Decimal("NaN"), 1.5):
+        with pytest.raises(ValueError, match="rate for USD"):
+            oracle.set_rate("USD", bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="only fiat"):
+        oracle.set_rate("TFT", Decimal(1))
+    assert oracle.rate("USD").tft_per_unit == Decimal("98.25")  # nothing set by a refusal
+
+
 class TestRatesFileOracleContract(OracleContract):
     @pytest.fixture
     def oracle(self, clock: ManualClock, tmp_path: Path) -> PriceOracle:
