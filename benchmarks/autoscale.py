@@ -143,7 +143,7 @@ async def usage_worker(
         lateness=timedelta(minutes=5),
         idle_close=timedelta(days=30),  # the hours close by event time only
     )
-    consumer = SampleConsumer(name="bench-usage", bootstrap=bootstrap, handler=aggregator.add_many)
+    consumer = SampleConsumer(name="bench-usage", bootstrap=bootstrap, handler=aggregator.add_rows)
     worker = UsageWorker(consumer, aggregator)
     started = time.perf_counter()
     await consumer.start()

@@ -10,20 +10,40 @@ clock says and however far a restart rewinds.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from schemas import UtilizationSampled
 
-__all__ = ["ADDED", "DUPLICATE", "LATE", "UsageWindow", "UsageWindows"]
+__all__ = ["ADDED", "DUPLICATE", "LATE", "SampleRow", "UsageWindow", "UsageWindows", "row_of"]
 
 ADDED, DUPLICATE, LATE = 1, 0, 2
+
+SampleRow = tuple[str, str, int, int, int, int, int]
+"""A sample as its window takes it: ``(sample id, contract id, hour epoch, sample epoch,
+seconds, network bytes, partition)``, the partition being the one whose watermark it moves."""
+
+
+def row_of(sample: UtilizationSampled, partition: int) -> SampleRow:
+    """A sample's row: its hour is the start of its UTC hour, its epoch the whole seconds."""
+    stamp = sample.sampled_at.timestamp()
+    return (
+        sample.sample_id,
+        sample.contract_id,
+        math.floor(stamp) // 3600 * 3600,
+        int(stamp),
+        sample.interval_s,
+        sample.network_bytes,
+        partition,
+    )
+
+
 _INT64_MAX = 2**63 - 1
 _DOUBLE_EXACT = 2**53  # a Lua number (a double) holds every integer up to this one
 
@@ -156,28 +176,36 @@ class UsageWindows:
         state of adding them one by one. Raises ValueError, having written nothing, when a
         sample's bytes do not fit a sum (64 bits), or a window's samples in the batch carry
         more than 2**53 bytes (add such samples one by one)."""
-        if not samples:
-            return []
+        return [int(digit) for digit in await self.add_rows([row_of(*item) for item in samples])]
+
+    async def add_rows(self, rows: Sequence[SampleRow]) -> str:
+        """``add_many`` of samples given as rows (``streams``' decode gives them): one digit
+        per row, in order (``1`` ADDED, ``0`` DUPLICATE, ``2`` LATE)."""
+        if not rows:
+            return ""
         windows: dict[tuple[str, int], _Window] = {}
         marks: dict[int, int] = {}
-        for position, (sample, partition) in enumerate(samples, 1):
-            seconds, network_bytes = sample.interval_s, sample.network_bytes
+        for position, (
+            sample_id,
+            contract_id,
+            hour,
+            epoch,
+            seconds,
+            network_bytes,
+            partition,
+        ) in enumerate(rows, 1):
             if not 0 <= network_bytes <= _INT64_MAX:
                 raise ValueError(
-                    f"sample {sample.sample_id}: network_bytes {network_bytes} "
-                    "does not fit a 64-bit sum"
+                    f"sample {sample_id}: network_bytes {network_bytes} does not fit a 64-bit sum"
                 )
-            stamp = sample.sampled_at.timestamp()
-            epoch = int(stamp)
-            hour = math.floor(stamp) // 3600 * 3600  # the start of its UTC hour
             if epoch > marks.get(partition, epoch - 1):
                 marks[partition] = epoch
-            window = windows.get((sample.contract_id, hour))
+            window = windows.get((contract_id, hour))
             if window is None:
-                window = windows[(sample.contract_id, hour)] = _Window()
+                window = windows[(contract_id, hour)] = _Window()
             window.seconds += seconds
             window.network_bytes += network_bytes
-            window.rows.append((position, sample.sample_id, seconds, network_bytes))
+            window.rows.append((position, sample_id, seconds, network_bytes))
         listed = []
         for (contract_id, hour), window in windows.items():
             if len(window.rows) > 1 and window.network_bytes > _DOUBLE_EXACT:
@@ -200,12 +228,11 @@ class UsageWindows:
             "w": listed,
         }
         result = await self._add_many(
-            keys=[self._open, self._watermarks],
-            args=[self._prefix, json.dumps(batch, separators=(",", ":"))],
+            keys=[self._open, self._watermarks], args=[self._prefix, orjson.dumps(batch)]
         )
-        outcomes = [int(digit) for digit in _text(result)]
-        if len(outcomes) != len(samples):
-            raise RuntimeError(f"usage windows: {len(outcomes)} outcomes for {len(samples)}")
+        outcomes = _text(result)
+        if len(outcomes) != len(rows):
+            raise RuntimeError(f"usage windows: {len(outcomes)} outcomes for {len(rows)}")
         return outcomes
 
     async def counted(self, samples: Sequence[tuple[str, int, str]]) -> list[bool]:
@@ -255,6 +282,43 @@ class UsageWindows:
         a window already read. A sealed window stays open until ``close``, so a close cut
         short by a crash is done again on the same sums."""
         await self._redis.set(self._keys(contract_id, hour)[3], "1", ex=self._ttl)
+
+    async def seal_many(self, windows: Sequence[tuple[str, datetime]]) -> None:
+        """``seal`` each window, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour in windows:
+            pipe.set(self._keys(contract_id, hour)[3], "1", ex=self._ttl)
+        await pipe.execute()
+
+    async def read_many(self, windows: Sequence[tuple[str, datetime]]) -> list[UsageWindow]:
+        """``read`` each window, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour in windows:
+            pipe.hgetall(self._keys(contract_id, hour)[0])
+        found = []
+        for (contract_id, hour), raw in zip(windows, await pipe.execute(), strict=True):
+            sums = {_text(key): int(value) for key, value in raw.items()}
+            found.append(
+                UsageWindow(
+                    contract_id,
+                    hour,
+                    sums.get("seconds", 0),
+                    sums.get("bytes", 0),
+                    sums.get("samples", 0),
+                )
+            )
+        return found
+
+    async def close_many(self, windows: Sequence[tuple[str, datetime]]) -> None:
+        """``close`` each window, in one round trip (each window's close is one script)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour in windows:
+            await self._close(  # queued on the pipeline, sent by its execute
+                keys=self._keys(contract_id, hour),
+                args=[self._member(contract_id, hour), self._ttl],
+                client=pipe,
+            )
+        await pipe.execute()
 
     async def close(self, contract_id: str, hour: datetime) -> None:
         """Forget the window; samples for it that arrive later are LATE, not counted."""

@@ -350,7 +350,7 @@ async def test_hours_close_only_between_batches_with_the_last_one_committed(
         log,
         name=kafka.group,
         bootstrap=kafka.bootstrap,
-        handler=aggregator.add_many,
+        handler=aggregator.add_rows,
         topics=[kafka.topic],
         max_records=4,
     )
