@@ -40,8 +40,8 @@ def _id(limit: int) -> bytes:
 _TIME = rb'"(\d{4}-\d{2}-\d{2}T\d{2}):([0-5]\d):([0-5]\d)(?:\.\d{1,6}+)?+Z"'
 _HOUR_TIME = rb'"(\d{4}-\d{2}-\d{2}T\d{2}):[0-5]\d:[0-5]\d(?:\.\d{1,6}+)?+Z"'  # its hour checked
 _RATIO = rb'"(?:0|[1-9]\d{0,30}+)(?:\.\d{1,30}+)?+"'  # a Decimal >= 0, written as a string
-_COUNT = rb"(0|[1-9]\d{0,17}+)"  # an int >= 0 (within 64 bits)
-_POSITIVE = rb"[1-9]\d{0,17}+"
+_COUNT = rb"(0|[1-9]\d{0,18}+)"  # an int >= 0 of up to 19 digits (a 64-bit one)
+_POSITIVE = rb"[1-9]\d{0,18}+"
 _OPTIONAL_ID = rb'(?:null|"' + _id(ID_MAX) + rb'")'
 
 _CANONICAL = re.compile(
@@ -68,7 +68,7 @@ _CANONICAL = re.compile(
     rb'"memory":' + _RATIO + rb","
     rb'"disk":' + _RATIO + rb","
     rb'"network_bytes":' + _COUNT + rb","
-    rb'"requests":(?:0|[1-9]\d{0,17}+),'
+    rb'"requests":(?:0|[1-9]\d{0,18}+),'
     rb'"sampled_at":' + _TIME + rb","
     rb'"interval_s":([1-9]\d{0,3}+)'
     rb"\}\}"
