@@ -238,7 +238,7 @@ class SampleConsumer(GroupMember):
         bootstrap: str,
         handler: BatchHandler,
         topics: Sequence[str] = (Topic.UTILIZATION.value,),
-        max_records: int = 2000,
+        max_records: int = 8000,
         session_timeout_ms: int = 6000,
         handler_attempts: int = 3,
         dlq_topic: str = Topic.DLQ.value,
