@@ -1,5 +1,7 @@
 """Kill -9 the usage aggregator mid-hour: the hour's usage facts still equal an uninterrupted
-run's on the same samples (the pure computation), with redelivered samples counted once."""
+run's on the same samples (the pure computation), with redelivered samples counted once. Run
+against both usage runners: the plain consumer loop (``hero up``'s) and the Faust agent
+(``HERO_USAGE_RUNNER=faust``), kept working."""
 
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ INTERVAL_S = 15
 KILLS = 2
 
 
-def _start(data_dir: Path, stack, store_url: str, tag: str) -> subprocess.Popen[bytes]:
+def _start(data_dir: Path, stack, store_url: str, tag: str, runner: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "HERO_USAGE_RUNNER": runner,
         "HERO_DATA_DIR": str(data_dir),
         "HERO_STORE_URL": store_url,
         "HERO_KAFKA_BOOTSTRAP": stack.endpoints.kafka_bootstrap,
@@ -50,11 +53,12 @@ def _health(data_dir: Path, pid: int) -> dict[str, int]:
     return health if health.get("pid") == pid else {}
 
 
+@pytest.mark.parametrize("runner", ["plain", "faust"])
 async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
-    stack, store_factory, tmp_path: Path
+    stack, store_factory, tmp_path: Path, runner: str
 ) -> None:
     rng = random.Random(7)
-    tag = f"usage{rng.randrange(10**6)}"
+    tag = f"u{runner[0]}{rng.randrange(10**6)}"  # a group and windows of its own
     handle = store_factory()
     store = handle.open()
     first_hour = hour_of(datetime.now(UTC)) - timedelta(hours=4)
@@ -85,7 +89,7 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
     try:
         for life, part in enumerate(parts):
             await publisher.send(part, datetime.now(UTC))
-            worker = _start(tmp_path, stack, handle.url, tag)
+            worker = _start(tmp_path, stack, handle.url, tag, runner)
             if life == len(parts) - 1:
                 break
             pid = worker.pid
@@ -111,7 +115,7 @@ async def test_usage_facts_survive_kill_9_mid_hour_and_count_each_sample_once(
     expected = expected_facts(contracts, samples, first_hour)
     sent = sum(f.samples for f in expected.values())
     counted = sum(f.samples for f in got.values())
-    print(f"\nworker kill -9 x2: the closed hours' samples sent {sent} counted {counted}")
+    print(f"\n{runner} worker kill -9 x2: the closed hours' samples sent {sent} counted {counted}")
     assert got == expected
     assert {f.seconds for f in got.values()} == {3600}
     assert {f.samples for f in got.values()} == {240}
