@@ -1,7 +1,8 @@
 """Hourly usage facts from utilization samples: Kafka in, Valkey windows, the store out.
 
-The core of the usage worker, which runs as a Faust agent (``python -m streams usage``,
-``streams.app``): it consumes ``hero.utilization`` as group ``hero-usage``. Each sample
+The usage worker (``python -m streams usage``: this loop, ``streams._usage_plain``, or with
+``HERO_USAGE_RUNNER=faust`` the Faust agent of ``streams.app`` around the same core): it
+consumes ``hero.utilization`` as group ``hero-usage``. Each sample
 is added to its contract-hour window in Valkey (counted once, by sample id); an hour closes
 when every partition's samples have moved past it by ``HERO_USAGE_LATENESS_S`` (samplers
 report as time passes, so a partition's samples arrive in time order, give or take that), or at the
@@ -29,14 +30,18 @@ before its offset is committed, and one redelivered is a duplicate there. While 
 into Valkey the next one is fetched and decoded; windows close only between the two, with no
 batch in flight. A sample is decoded in one validation pass (the envelope with its payload
 typed); a record that pass refuses is decoded the general way, which says why it fails, and is
-dead-lettered as any consumer does.
+dead-lettered as any consumer does. Before either, a sample in the canonical form its publisher
+writes is read by one regex straight into the numbers its window needs (``streams._sample_row``,
+every id and limit checked as the schema checks it), and hours close together: their windows
+sealed, read and closed in one round trip each, their facts in one store commit.
 
 Why Valkey and not a Faust table: a table is restored from its changelog topic, and the
 embedded broker's wrong end offsets break that restore (DESIGN.md); the windows' home is
 Valkey, which the stack already runs with its append-only file on.
 
-``SampleConsumer`` and ``UsageWorker`` are the same loop over a plain aiokafka consumer
-group: the benchmark's baseline (``benchmarks/autoscale.py``) and the in-process tests' driver.
+``SampleConsumer`` and ``UsageWorker`` are the loop over a plain aiokafka consumer group:
+``hero up``'s usage worker, the benchmark's measure (``benchmarks/autoscale.py``) and the
+in-process tests' driver.
 """
 
 from __future__ import annotations
