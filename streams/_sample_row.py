@@ -37,7 +37,7 @@ def _id(limit: int) -> bytes:
 
 # A time as pydantic writes a UTC one: its date and hour (checked as a real date below), then
 # minutes and seconds (0-59 each) and up to 6 fraction digits, and Z.
-_TIME = rb'"(\d{4}-\d{2}-\d{2}T\d{2}):([0-5]\d):([0-5]\d)(?:\.\d{1,6}+)?+Z"'
+_TIME = rb'"(\d{4}-\d{2}-\d{2}T\d{2}):([0-5]\d:[0-5]\d)(?:\.\d{1,6}+)?+Z"'
 _HOUR_TIME = rb'"(\d{4}-\d{2}-\d{2}T\d{2}):[0-5]\d:[0-5]\d(?:\.\d{1,6}+)?+Z"'  # its hour checked
 _RATIO = rb'"(?:0|[1-9]\d{0,30}+)(?:\.\d{1,30}+)?+"'  # a Decimal >= 0, written as a string
 _COUNT = rb"(0|[1-9]\d{0,18}+)"  # an int >= 0 of up to 19 digits (a 64-bit one)
@@ -75,6 +75,8 @@ _CANONICAL = re.compile(
 )
 
 _hours: dict[bytes, int] = {}
+# ``MM:SS`` (each 00-59, as the pattern allows) to its seconds into the hour.
+_SECONDS = {b"%02d:%02d" % (m, s): m * 60 + s for m in range(60) for s in range(60)}
 _HOURS_KEPT = 4096
 
 
@@ -105,7 +107,7 @@ def sample_row(value: bytes, partition: int) -> SampleRow | None:
     match = _CANONICAL.fullmatch(value)
     if match is None:
         return None
-    occurred, recorded, sample_id, contract_id, network_bytes, hour, minute, second, interval = (
+    occurred, recorded, sample_id, contract_id, network_bytes, hour, within, interval = (
         match.groups()
     )
     hours = _hours
@@ -125,7 +127,7 @@ def sample_row(value: bytes, partition: int) -> SampleRow | None:
         sample_id.decode(),
         contract_id.decode(),
         start,
-        start + int(minute) * 60 + int(second),
+        start + _SECONDS[within],
         seconds,
         int(network_bytes),
         partition,
