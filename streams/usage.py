@@ -81,6 +81,7 @@ __all__ = [
     "UsageCounts",
     "UsageWorker",
     "decode_sample",
+    "sample_row",
 ]
 
 log = logging.getLogger("streams.usage")

@@ -1,4 +1,4 @@
-"""The usage worker's fast read of a sample record (``streams._sample_row.sample_row``): every
+"""The usage worker's fast read of a sample record (``streams.usage.sample_row``): every
 record it accepts is one the full decode accepts, with the same window row; what it does not
 accept goes the general way (None), so nothing the schema refuses slips through."""
 
@@ -14,7 +14,7 @@ from hero.log.codec import DecodeError, decode_record, encode_envelope
 from hero.log.telemetry import sample_envelope
 from hero.readmodels.usage import row_of
 from schemas import UtilizationSampled
-from streams._sample_row import sample_row
+from streams.usage import sample_row
 
 ID_CHARS = "abcXYZ019._:@-"
 FIRST = "aZ09"
