@@ -7,16 +7,17 @@ store and publishes --samples utilization samples spread over --contracts contra
 2 h 10 min of event time (in time order, as samplers report), so both whole hours close by
 event time. Then measures, in the same run, on the very same records:
 
-* the usage worker -- the Faust app's usage agent (``streams.app``), in this process: batches
-  of records (``noack_take``) fed to the ``UsageAggregator`` (Valkey windows, one round trip a
-  batch), acked once in Valkey, hours closed into the store -- samples/s from the app's start
-  until every sample is counted and every usage fact (2 per contract) is in the store;
-* the same aggregation over a plain aiokafka consumer group (``streams.usage.UsageWorker``,
-  the worker before Faust), timed the same way, on a store and windows of its own;
+* the usage worker ``hero up`` runs: the plain aiokafka consumer loop
+  (``streams.usage.UsageWorker``), in this process: batches of records decoded (the canonical
+  sample form by one regex), added to the Valkey windows (one round trip a batch), committed
+  once in Valkey, hours closed into the store -- samples/s from the consumer's start until
+  every sample is counted and every usage fact (2 per contract) is in the store;
+* the same aggregation as the Faust app's usage agent (``streams.app``, what
+  ``HERO_USAGE_RUNNER=faust`` runs), timed the same way, on a store and windows of its own;
 * a plain aiokafka consumer reading the topic from the start, decoding nothing.
 
 Prints the rates and the ratios to the plain consumer (after the first record: the issue's
-figure). Then spike-to-decision (``benchmarks/_spike.py``): on a
+figure; goal >= 0.5 for the usage worker). Then spike-to-decision (``benchmarks/_spike.py``): on a
 whole embedded stack of its own, --spikes autoscaled workloads each get a cpu spike, --spike-rate
 per second, and the latency from the send to the recorded ScaleDecided is measured (p50, p99),
 beside the same decision made in one process (no Kafka, no Ray) as the baseline of the run.
@@ -143,7 +144,7 @@ async def usage_worker(
         lateness=timedelta(minutes=5),
         idle_close=timedelta(days=30),  # the hours close by event time only
     )
-    consumer = SampleConsumer(name="bench-usage", bootstrap=bootstrap, handler=aggregator.add_many)
+    consumer = SampleConsumer(name="bench-usage", bootstrap=bootstrap, handler=aggregator.add_rows)
     worker = UsageWorker(consumer, aggregator)
     started = time.perf_counter()
     await consumer.start()
@@ -312,13 +313,13 @@ def main() -> None:
     )
     print(
         f"ratio usage worker (Faust)/plain:    {worker.rate / plain.rate:>10.2f} "
-        f"(after the first record: {worker.steady_rate / plain.steady_rate:.2f}; goal >= 0.5: "
-        + ("met" if worker.steady_rate / plain.steady_rate >= 0.5 else "NOT met")
-        + ")"
+        f"(after the first record: {worker.steady_rate / plain.steady_rate:.2f})"
     )
     print(
         f"ratio usage worker (aiokafka)/plain: {before.rate / plain.rate:>10.2f} "
-        f"(after the first record: {before.steady_rate / plain.steady_rate:.2f})"
+        f"(after the first record: {before.steady_rate / plain.steady_rate:.2f}; goal >= 0.5: "
+        + ("met" if before.steady_rate / plain.steady_rate >= 0.5 else "NOT met")
+        + ")"
     )
     if args.spikes:
         spike_to_decision(args.spikes, args.spike_rate)

@@ -182,6 +182,11 @@ class HeroSettings(BaseSettings):
     usage_idle_close_s: int = Field(
         default=3600, ge=0, description="an hour closes at the latest this long after it ends"
     )
+    usage_runner: Literal["plain", "faust"] = Field(
+        default="plain",
+        description="what runs the usage worker: the plain consumer loop (streams.usage; "
+        "the faster) or the Faust usage agent (streams.app)",
+    )
     treasury_interval_s: float = Field(
         default=5.0, gt=0, description="how often the treasury converts and bills"
     )

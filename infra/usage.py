@@ -1,4 +1,5 @@
-"""The usage worker as a stack component: ``python -m streams usage``, a Faust worker.
+"""The usage worker as a stack component: ``python -m streams usage``, a plain consumer loop
+(``HERO_USAGE_RUNNER=faust``: a Faust worker).
 
 It consumes ``hero.utilization``, keeps the contract-hour windows in Valkey and writes one
 ``UsageRecorded`` per contract and hour to the event store. It needs the broker, Valkey and

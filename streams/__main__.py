@@ -1,4 +1,8 @@
-"""``python -m streams usage|commands [--group G] [--namespace N] [--name NAME]``."""
+"""``python -m streams usage|commands [--group G] [--namespace N] [--name NAME]``.
+
+The usage worker runs on the plain consumer loop unless ``HERO_USAGE_RUNNER=faust`` picks the
+Faust usage agent; the command processor is a Faust agent.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import re
 
 from hero.config import HeroSettings
+from streams._usage_plain import run_plain
 from streams.app import ROLES, run_worker
 
 
@@ -25,7 +30,7 @@ def _group(text: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="HERO's Faust stream processors")
+    parser = argparse.ArgumentParser(description="HERO's stream processors")
     parser.add_argument("role", choices=ROLES, help="the agent this worker runs")
     parser.add_argument("--group", type=_group, help="the Kafka consumer group (hero-ROLE)")
     parser.add_argument("--namespace", type=_group, default="usage", help="windows' key prefix")
@@ -33,9 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.name is not None and not args.name.startswith(args.role):
         parser.error(f"--name {args.name} is not a {args.role} worker")
-    run_worker(
-        HeroSettings(), args.role, group=args.group, namespace=args.namespace, name=args.name
-    )
+    settings = HeroSettings()
+    if args.role == "usage" and settings.usage_runner == "plain":
+        run_plain(settings, group=args.group, namespace=args.namespace, name=args.name)
+        return
+    run_worker(settings, args.role, group=args.group, namespace=args.namespace, name=args.name)
 
 
 if __name__ == "__main__":

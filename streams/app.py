@@ -1,7 +1,9 @@
-"""HERO's Faust app: the usage aggregation and the command processor as Faust agents.
+"""HERO's Faust app: the command processor and the usage aggregation as Faust agents.
 
-``python -m streams usage`` and ``python -m streams commands`` each run one agent in a
-worker process of its own (``hero up`` starts both; ``--replicas N`` runs N usage workers).
+``python -m streams commands`` runs the command agent in a worker process of its own;
+``python -m streams usage`` runs the usage agent when ``HERO_USAGE_RUNNER=faust`` (by default
+it runs the plain consumer loop, ``streams._usage_plain``: no Faust agent reads a topic at
+half a plain consumer's rate, ``benchmarks/faust_ceiling.py``).
 The app is the same for both; a worker installs its one agent, and the app's id, which
 Faust uses as the consumer group, is the agent's group (``hero-usage``, ``hero-commands``).
 Configured from ``HeroSettings``: the broker from ``HERO_KAFKA_BOOTSTRAP``, data under the

@@ -1,7 +1,8 @@
 """Hourly usage facts from utilization samples: Kafka in, Valkey windows, the store out.
 
-The core of the usage worker, which runs as a Faust agent (``python -m streams usage``,
-``streams.app``): it consumes ``hero.utilization`` as group ``hero-usage``. Each sample
+The usage worker (``python -m streams usage``: this loop, ``streams._usage_plain``, or with
+``HERO_USAGE_RUNNER=faust`` the Faust agent of ``streams.app`` around the same core): it
+consumes ``hero.utilization`` as group ``hero-usage``. Each sample
 is added to its contract-hour window in Valkey (counted once, by sample id); an hour closes
 when every partition's samples have moved past it by ``HERO_USAGE_LATENESS_S`` (samplers
 report as time passes, so a partition's samples arrive in time order, give or take that), or at the
@@ -29,14 +30,18 @@ before its offset is committed, and one redelivered is a duplicate there. While 
 into Valkey the next one is fetched and decoded; windows close only between the two, with no
 batch in flight. A sample is decoded in one validation pass (the envelope with its payload
 typed); a record that pass refuses is decoded the general way, which says why it fails, and is
-dead-lettered as any consumer does.
+dead-lettered as any consumer does. Before either, a sample in the canonical form its publisher
+writes is read by one regex straight into the numbers its window needs (``streams._sample_row``,
+every id and limit checked as the schema checks it), and hours close together: their windows
+sealed, read and closed in one round trip each, their facts in one store commit.
 
 Why Valkey and not a Faust table: a table is restored from its changelog topic, and the
 embedded broker's wrong end offsets break that restore (DESIGN.md); the windows' home is
 Valkey, which the stack already runs with its append-only file on.
 
-``SampleConsumer`` and ``UsageWorker`` are the same loop over a plain aiokafka consumer
-group: the benchmark's baseline (``benchmarks/autoscale.py``) and the in-process tests' driver.
+``SampleConsumer`` and ``UsageWorker`` are the loop over a plain aiokafka consumer group:
+``hero up``'s usage worker, the benchmark's measure (``benchmarks/autoscale.py``) and the
+in-process tests' driver.
 """
 
 from __future__ import annotations
@@ -63,9 +68,10 @@ from hero.log.consumer import (
 )
 from hero.log.retry import retry_infrastructure
 from hero.model import MarketState, apply
-from hero.readmodels.usage import ADDED, DUPLICATE, UsageWindows
+from hero.readmodels.usage import SampleRow, UsageWindows, row_of
 from hero.store import ANY_VERSION, EventStore, NewEvent, recorded_after
 from schemas import REGISTRY, Envelope, Message, Topic, UtilizationSampled
+from streams._sample_row import sample_row
 
 __all__ = [
     "Sample",
@@ -75,6 +81,7 @@ __all__ = [
     "UsageCounts",
     "UsageWorker",
     "decode_sample",
+    "sample_row",
 ]
 
 log = logging.getLogger("streams.usage")
@@ -113,23 +120,25 @@ class UsageAggregator:
         self.counts = UsageCounts()
 
     async def add(self, sample: UtilizationSampled, partition: int) -> None:
-        await self.add_many([(sample, partition)])
+        await self.add_rows([row_of(sample, partition)])
 
     async def add_many(self, samples: Sequence[Sample]) -> None:
         """Add a batch of samples in one round trip to Valkey; counted as one by one."""
-        outcomes = await self._windows.add_many(samples)
-        for (sample, _), outcome in zip(samples, outcomes, strict=True):
-            if outcome == ADDED:
-                self.counts.added += 1
-            elif outcome == DUPLICATE:
-                self.counts.duplicates += 1
-            else:
-                self.counts.late += 1
-                log.warning(
-                    "late sample %s for %s: its hour is closed",
-                    sample.sample_id,
-                    sample.contract_id,
-                )
+        await self.add_rows([row_of(sample, partition) for sample, partition in samples])
+
+    async def add_rows(self, rows: Sequence[SampleRow]) -> None:
+        """``add_many`` of samples given as rows (``decode_row`` gives them)."""
+        outcomes = await self._windows.add_rows(rows)
+        added, duplicates = outcomes.count("1"), outcomes.count("0")
+        counts = self.counts
+        counts.added += added
+        counts.duplicates += duplicates
+        if added + duplicates == len(outcomes):
+            return
+        counts.late += len(outcomes) - added - duplicates
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if outcome == "2":
+                log.warning("late sample %s for %s: its hour is closed", row[0], row[1])
 
     async def close_due(self) -> int:
         """Record every window that may close now; returns how many facts were written."""
@@ -141,22 +150,30 @@ class UsageAggregator:
         due = await self._windows.open_before(limit - HOUR + timedelta(seconds=1))
         if any(contract_id not in self._market.contracts for contract_id, _ in due):
             self._follow_contracts()  # once per close, not once per window
+        ready = [(c, hour) for c, hour in due if c in self._market.contracts]
+        if not ready:
+            return 0  # none, or their contracts are not in the store yet: they stay open
+        # Sealed before they are read: another worker's sample for one is LATE from now on,
+        # not added to sums its fact would not hold. A close cut short finds them sealed,
+        # still open, and does it again on the same sums.
+        await self._windows.seal_many(ready)
+        windows = await self._windows.read_many(ready)
         written = 0
-        for contract_id, hour in due:
-            contract = self._market.contracts.get(contract_id)
-            if contract is None:
-                continue  # its contract is not in the store yet: keep the window open
-            # Sealed before it is read: another worker's sample for it is LATE from now on,
-            # not added to sums this fact would not hold.
-            await self._windows.seal(contract_id, hour)
-            window = await self._windows.read(contract_id, hour)
-            fact = usage_fact(contract, hour, window.seconds, window.network_bytes, window.samples)
-            command_id = f"usage-{contract_id}-{hour:%Y%m%dT%H}"
-            event = NewEvent.of(fact, actor=self._actor, occurred_at=now, causation_id=command_id)
-            result = self._store.append(usage_stream(contract_id), ANY_VERSION, [event], command_id)
-            await self._windows.close(contract_id, hour)
-            if not result.duplicate:
-                written += 1
+        with self._store.group_commit():  # one commit for the lot, not one per fact
+            for window in windows:
+                contract_id, hour = window.contract_id, window.hour
+                contract = self._market.contracts[contract_id]
+                fact = usage_fact(
+                    contract, hour, window.seconds, window.network_bytes, window.samples
+                )
+                command_id = f"usage-{contract_id}-{hour:%Y%m%dT%H}"
+                event = NewEvent.of(
+                    fact, actor=self._actor, occurred_at=now, causation_id=command_id
+                )
+                stream = usage_stream(contract_id)
+                result = self._store.append(stream, ANY_VERSION, [event], command_id)
+                written += not result.duplicate
+        await self._windows.close_many(ready)  # only once their facts are durable
         self.counts.facts += written
         return written
 
@@ -193,7 +210,7 @@ def decode_sample(value: bytes | None) -> Message:
     return decode_record(value).message
 
 
-BatchHandler = Callable[[Sequence[Sample]], Awaitable[None]]
+BatchHandler = Callable[[Sequence[SampleRow]], Awaitable[None]]
 
 
 @dataclass
@@ -201,7 +218,7 @@ class SampleBatch:
     """One consumed batch, decoded: its samples (with the records they came from), the offsets
     that commit it, and its counts so far (records dead-lettered or not samples)."""
 
-    samples: list[Sample]
+    samples: list[SampleRow]
     records: list[ConsumerRecord[Any, Any]]
     offsets: dict[TopicPartition, int]
     counts: ConsumerStats
@@ -227,7 +244,7 @@ class SampleConsumer(GroupMember):
         bootstrap: str,
         handler: BatchHandler,
         topics: Sequence[str] = (Topic.UTILIZATION.value,),
-        max_records: int = 500,
+        max_records: int = 8000,
         session_timeout_ms: int = 6000,
         handler_attempts: int = 3,
         dlq_topic: str = Topic.DLQ.value,
@@ -269,19 +286,25 @@ class SampleConsumer(GroupMember):
         if self.first_record_at is None:
             self.first_record_at = time.perf_counter()
         batch = SampleBatch([], [], {}, ConsumerStats())
+        rows, kept, counts = batch.samples, batch.records, batch.counts
         for partition, records in fetched.items():
+            number = partition.partition
             for record in records:
-                try:
-                    message = decode_sample(record.value)
-                except DecodeError as error:
-                    await self._dead_letter(record, error.failure.value, error.detail)
-                    batch.counts.dead_lettered += 1
-                    continue
-                if isinstance(message, UtilizationSampled):
-                    batch.samples.append((message, partition.partition))
-                    batch.records.append(record)
-                else:
-                    batch.counts.applied += 1  # not a sample: nothing to do with it here
+                value = record.value
+                row = sample_row(value, number) if value is not None else None
+                if row is None:
+                    try:
+                        message = decode_sample(value)
+                    except DecodeError as error:
+                        await self._dead_letter(record, error.failure.value, error.detail)
+                        counts.dead_lettered += 1
+                        continue
+                    if not isinstance(message, UtilizationSampled):
+                        counts.applied += 1  # not a sample: nothing to do with it here
+                        continue
+                    row = row_of(message, number)
+                rows.append(row)
+                kept.append(record)
             batch.offsets[partition] = records[-1].offset + 1
         return batch
 
@@ -308,7 +331,7 @@ class SampleConsumer(GroupMember):
             await commit_or_redeliver(self._consumer, self.name, offsets)
         self.stats.add(counts)
 
-    async def _call(self, samples: Sequence[Sample]) -> str | None:
+    async def _call(self, samples: Sequence[SampleRow]) -> str | None:
         return await call_with_retries(
             lambda: self._handler(samples),
             self._attempts,

@@ -10,20 +10,40 @@ clock says and however far a restart rewinds.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from schemas import UtilizationSampled
 
-__all__ = ["ADDED", "DUPLICATE", "LATE", "UsageWindow", "UsageWindows"]
+__all__ = ["ADDED", "DUPLICATE", "LATE", "SampleRow", "UsageWindow", "UsageWindows", "row_of"]
 
 ADDED, DUPLICATE, LATE = 1, 0, 2
+
+SampleRow = tuple[str, str, int, int, int, int, int]
+"""A sample as its window takes it: ``(sample id, contract id, hour epoch, sample epoch,
+seconds, network bytes, partition)``, the partition being the one whose watermark it moves."""
+
+
+def row_of(sample: UtilizationSampled, partition: int) -> SampleRow:
+    """A sample's row: its hour is the start of its UTC hour, its epoch the whole seconds."""
+    stamp = sample.sampled_at.timestamp()
+    return (
+        sample.sample_id,
+        sample.contract_id,
+        math.floor(stamp) // 3600 * 3600,
+        int(stamp),
+        sample.interval_s,
+        sample.network_bytes,
+        partition,
+    )
+
+
 _INT64_MAX = 2**63 - 1
 _DOUBLE_EXACT = 2**53  # a Lua number (a double) holds every integer up to this one
 
@@ -32,21 +52,27 @@ _DOUBLE_EXACT = 2**53  # a Lua number (a double) holds every integer up to this 
 # it; a sample whose window is closed is LATE; one already in the window's seen set, or earlier
 # in the batch, is a DUPLICATE; the rest are ADDED to the seen set and the sums. The work is
 # per window, not per sample: the window's sums move once by its added samples' totals, which
-# the caller summed exactly (all of them, the usual case) or which are summed here (some were
-# duplicates; the caller keeps such totals within a double's exact integers). The write that
-# can fail in practice (bytes past 64 bits) comes first, so a window takes all its samples or
-# none; the window enters the open set before its sums move, so a window with sums will close.
+# the caller summed exactly (all of its distinct samples, the usual case) or which are summed
+# here (some were seen before; the caller keeps such totals within a double's exact integers).
+# The caller finds the copies of a sample within the batch (the script only says whether they
+# are DUPLICATE or LATE), so the script's own work per sample is one membership test, one
+# digit and, for the added, one set member. The write that can fail in practice (bytes past
+# 64 bits) comes first, so a window takes all its samples or none; the window enters the open
+# set before its sums move, so a window with sums will close.
 # A batch spans many windows, so their keys (named as ``UsageWindows._keys`` names them) are
 # made here from ARGV[1] rather than passed one by one: hundreds of keys cost more to pass than
 # the script takes to run. The windows live on one server, not a cluster.
 # KEYS: open zset, watermarks hash
 # ARGV[1]: the key prefix; ARGV[2]: JSON {"m": [[partition, latest sample epoch], ...],
-#   "w": [[contract id, hour epoch, seconds, bytes, [[position, sample id, seconds, bytes],
-#   ...]], ...]}: positions (1-based) are the samples' in the batch; the window's numbers are
-#   strings, written as they are; a sample's are numbers, only summed as said above.
-# Returns one digit per sample, in batch order: 1 ADDED, 0 DUPLICATE, 2 LATE.
+#   "w": [[contract id, hour epoch, seconds, bytes, [sample id, ...], [seconds, ...],
+#   [bytes, ...]], ...]}: a window's distinct samples and their numbers; the window's totals
+#   are strings, written as they are; a sample's numbers are numbers, only summed as said above.
+# Returns one word per window, in order, joined by commas: ``A`` (its samples all ADDED), ``L``
+# (all LATE: its hour is closed), or one digit per sample (1 ADDED, 0 DUPLICATE); the caller
+# knows each sample's place in the batch, and that a copy of one is a DUPLICATE unless LATE.
 _ADD_MANY = """
 local function each_chunk(command, key, items)
+  if #items <= 1000 then return redis.call(command, key, unpack(items)) end
   local found = {}
   for first = 1, #items, 1000 do
     local part = redis.call(command, key, unpack(items, first, math.min(first + 999, #items)))
@@ -62,31 +88,49 @@ for _, mark in ipairs(batch.m) do
   local latest = tonumber(redis.call('HGET', KEYS[2], mark[1]) or '0')
   if tonumber(mark[2]) > latest then redis.call('HSET', KEYS[2], mark[1], mark[2]) end
 end
+local names, markers = {}, {}
+for i, w in ipairs(batch.w) do
+  names[i] = ARGV[1] .. ':' .. w[1] .. ':' .. w[2]
+  markers[i] = names[i] .. ':closed'
+end
+-- Usually no window of the batch is closed: one call says so for all of them.
+local some_closed = false
+for first = 1, #markers, 1000 do
+  local upto = math.min(first + 999, #markers)
+  if redis.call('EXISTS', unpack(markers, first, upto)) > 0 then some_closed = true end
+end
 local out = {}
-for _, w in ipairs(batch.w) do
-  local name = ARGV[1] .. ':' .. w[1] .. ':' .. w[2]
-  local samples = w[5]
-  if redis.call('EXISTS', name .. ':closed') == 1 then
-    for _, s in ipairs(samples) do out[s[1]] = '2' end
+for i, w in ipairs(batch.w) do
+  local name, ids = names[i], w[5]
+  if some_closed and redis.call('EXISTS', markers[i]) == 1 then
+    out[i] = 'L'
   else
-    local ids = {}
-    for j, s in ipairs(samples) do ids[j] = s[2] end
     local known = each_chunk('SMISMEMBER', name .. ':seen', ids)
-    local new, fresh, seconds, bytes = {}, {}, 0, 0
-    for j, s in ipairs(samples) do
-      if known[j] == 1 or fresh[s[2]] then
-        out[s[1]] = '0'
-      else
-        fresh[s[2]] = true
-        new[#new + 1] = s[2]
-        seconds = seconds + tonumber(s[3])
-        bytes = bytes + tonumber(s[4])
-        out[s[1]] = '1'
+    local before = 0
+    for j = 1, #ids do before = before + known[j] end
+    local new = ids
+    if before == 0 then
+      out[i] = 'A'
+    else
+      local digits = {}
+      new = {}
+      for j = 1, #ids do
+        if known[j] == 1 then
+          digits[j] = '0'
+        else
+          new[#new + 1] = ids[j]
+          digits[j] = '1'
+        end
       end
+      out[i] = table.concat(digits)
     end
     if #new > 0 then
       local sums = name .. ':sums'
-      if #new < #samples then
+      if before > 0 then
+        local seconds, bytes = 0, 0
+        for j = 1, #ids do
+          if known[j] ~= 1 then seconds, bytes = seconds + w[6][j], bytes + w[7][j] end
+        end
         w[3], w[4] = string.format('%.0f', seconds), string.format('%.0f', bytes)
       end
       redis.call('HINCRBY', sums, 'bytes', w[4])
@@ -97,7 +141,7 @@ for _, w in ipairs(batch.w) do
     end
   end
 end
-return table.concat(out)
+return table.concat(out, ',')
 """
 
 # KEYS: sums hash, seen set, open zset, closed marker; ARGV: open member, ttl seconds
@@ -111,11 +155,16 @@ return 1
 
 @dataclass(slots=True)
 class _Window:
-    """A window's part of a batch: its samples' totals and rows for the script."""
+    """A window's part of a batch: its distinct samples' totals, ids, positions and numbers,
+    and the positions of their later copies, for the script."""
 
     seconds: int = 0
     network_bytes: int = 0
-    rows: list[tuple[int, str, int, int]] = field(default_factory=list)
+    ids: dict[str, None] = field(default_factory=dict)
+    positions: list[int] = field(default_factory=list)
+    each_seconds: list[int] = field(default_factory=list)
+    each_bytes: list[int] = field(default_factory=list)
+    copies: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,34 +205,48 @@ class UsageWindows:
         state of adding them one by one. Raises ValueError, having written nothing, when a
         sample's bytes do not fit a sum (64 bits), or a window's samples in the batch carry
         more than 2**53 bytes (add such samples one by one)."""
-        if not samples:
-            return []
+        return [int(digit) for digit in await self.add_rows([row_of(*item) for item in samples])]
+
+    async def add_rows(self, rows: Sequence[SampleRow]) -> str:
+        """``add_many`` of samples given as rows (``streams``' decode gives them): one digit
+        per row, in order (``1`` ADDED, ``0`` DUPLICATE, ``2`` LATE)."""
+        if not rows:
+            return ""
         windows: dict[tuple[str, int], _Window] = {}
         marks: dict[int, int] = {}
-        for position, (sample, partition) in enumerate(samples, 1):
-            seconds, network_bytes = sample.interval_s, sample.network_bytes
+        for position, (
+            sample_id,
+            contract_id,
+            hour,
+            epoch,
+            seconds,
+            network_bytes,
+            partition,
+        ) in enumerate(rows, 1):
             if not 0 <= network_bytes <= _INT64_MAX:
                 raise ValueError(
-                    f"sample {sample.sample_id}: network_bytes {network_bytes} "
-                    "does not fit a 64-bit sum"
+                    f"sample {sample_id}: network_bytes {network_bytes} does not fit a 64-bit sum"
                 )
-            stamp = sample.sampled_at.timestamp()
-            epoch = int(stamp)
-            hour = math.floor(stamp) // 3600 * 3600  # the start of its UTC hour
             if epoch > marks.get(partition, epoch - 1):
                 marks[partition] = epoch
-            window = windows.get((sample.contract_id, hour))
+            window = windows.get((contract_id, hour))
             if window is None:
-                window = windows[(sample.contract_id, hour)] = _Window()
+                window = windows[(contract_id, hour)] = _Window()
+            elif sample_id in window.ids:
+                window.copies.append(position)
+                continue
+            window.ids[sample_id] = None
+            window.positions.append(position)
+            window.each_seconds.append(seconds)
+            window.each_bytes.append(network_bytes)
             window.seconds += seconds
             window.network_bytes += network_bytes
-            window.rows.append((position, sample.sample_id, seconds, network_bytes))
         listed = []
         for (contract_id, hour), window in windows.items():
-            if len(window.rows) > 1 and window.network_bytes > _DOUBLE_EXACT:
+            if len(window.ids) > 1 and window.network_bytes > _DOUBLE_EXACT:
                 # The script sums a window's samples itself when some are duplicates.
                 raise ValueError(
-                    f"{len(window.rows)} samples of {contract_id} at {hour} carry "
+                    f"{len(window.ids)} samples of {contract_id} at {hour} carry "
                     f"{window.network_bytes} network bytes, more than one call sums exactly"
                 )
             listed.append(
@@ -192,7 +255,9 @@ class UsageWindows:
                     str(hour),
                     str(window.seconds),
                     str(window.network_bytes),
-                    window.rows,
+                    list(window.ids),
+                    window.each_seconds,
+                    window.each_bytes,
                 )
             )
         batch = {
@@ -200,13 +265,12 @@ class UsageWindows:
             "w": listed,
         }
         result = await self._add_many(
-            keys=[self._open, self._watermarks],
-            args=[self._prefix, json.dumps(batch, separators=(",", ":"))],
+            keys=[self._open, self._watermarks], args=[self._prefix, orjson.dumps(batch)]
         )
-        outcomes = [int(digit) for digit in _text(result)]
-        if len(outcomes) != len(samples):
-            raise RuntimeError(f"usage windows: {len(outcomes)} outcomes for {len(samples)}")
-        return outcomes
+        words = _text(result).split(",")
+        if len(words) != len(windows):
+            raise RuntimeError(f"usage windows: {len(words)} outcomes for {len(windows)} windows")
+        return _outcomes(len(rows), list(windows.values()), words)
 
     async def counted(self, samples: Sequence[tuple[str, int, str]]) -> list[bool]:
         """For each ``(contract id, hour epoch, sample id)``: is it counted in its window, or
@@ -256,11 +320,68 @@ class UsageWindows:
         short by a crash is done again on the same sums."""
         await self._redis.set(self._keys(contract_id, hour)[3], "1", ex=self._ttl)
 
+    async def seal_many(self, windows: Sequence[tuple[str, datetime]]) -> None:
+        """``seal`` each window, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour in windows:
+            pipe.set(self._keys(contract_id, hour)[3], "1", ex=self._ttl)
+        await pipe.execute()
+
+    async def read_many(self, windows: Sequence[tuple[str, datetime]]) -> list[UsageWindow]:
+        """``read`` each window, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour in windows:
+            pipe.hgetall(self._keys(contract_id, hour)[0])
+        found = []
+        for (contract_id, hour), raw in zip(windows, await pipe.execute(), strict=True):
+            sums = {_text(key): int(value) for key, value in raw.items()}
+            found.append(
+                UsageWindow(
+                    contract_id,
+                    hour,
+                    sums.get("seconds", 0),
+                    sums.get("bytes", 0),
+                    sums.get("samples", 0),
+                )
+            )
+        return found
+
+    async def close_many(self, windows: Sequence[tuple[str, datetime]]) -> None:
+        """``close`` each window, in one round trip (each window's close is one script)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for contract_id, hour in windows:
+            await self._close(  # queued on the pipeline, sent by its execute
+                keys=self._keys(contract_id, hour),
+                args=[self._member(contract_id, hour), self._ttl],
+                client=pipe,
+            )
+        await pipe.execute()
+
     async def close(self, contract_id: str, hour: datetime) -> None:
         """Forget the window; samples for it that arrive later are LATE, not counted."""
         await self._close(
             keys=self._keys(contract_id, hour), args=[self._member(contract_id, hour), self._ttl]
         )
+
+
+def _outcomes(count: int, windows: list[_Window], words: list[str]) -> str:
+    """Each row's digit, in batch order, from the script's word for each window."""
+    if all(word == "A" for word in words) and not any(window.copies for window in windows):
+        return "1" * count  # the usual batch: every sample new
+    digits = bytearray(b"1" * count)
+    for window, word in zip(windows, words, strict=True):
+        copy = b"2" if word == "L" else b"0"
+        for position in window.copies:
+            digits[position - 1] = copy[0]
+        if word == "L":
+            for position in window.positions:
+                digits[position - 1] = copy[0]
+        elif word != "A":
+            if len(word) != len(window.positions):
+                raise RuntimeError(f"usage windows: {word!r} for {len(window.positions)} samples")
+            for position, digit in zip(window.positions, word.encode(), strict=True):
+                digits[position - 1] = digit
+    return digits.decode()
 
 
 def _text(value: object) -> str:

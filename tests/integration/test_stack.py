@@ -173,7 +173,8 @@ def test_up_starts_every_component(stack: RunningStack) -> None:
 
 def test_the_faust_workers_listen_on_no_port(stack: RunningStack) -> None:
     """Faust binds its web port unless its worker is started without web (DESIGN.md): the
-    usage and commands workers are, and hold no listening socket at all."""
+    commands worker is; the usage worker (the plain consumer loop unless HERO_USAGE_RUNNER
+    is faust) has no port either. Neither holds a listening socket."""
     statuses = {status.name: status for status in stack.launcher.status()}
     pids = [statuses[name].pid for name in ("usage", "commands")]
     assert all(pid is not None for pid in pids), statuses

@@ -31,7 +31,7 @@ from hero.log.consumer import ConsumerStats
 from hero.log.producer import new_producer
 from hero.log.telemetry import sample_envelope
 from hero.log.topics import TopicAdmin
-from hero.readmodels.usage import UsageWindows
+from hero.readmodels.usage import SampleRow, UsageWindows
 from hero.store import ANY_VERSION, MemoryEventStore, NewEvent
 from schemas import (
     ContractCreated,
@@ -44,7 +44,7 @@ from schemas import (
     UtilizationSampled,
     new_id,
 )
-from streams.usage import Sample, SampleBatch, SampleConsumer, UsageAggregator, UsageWorker
+from streams.usage import SampleBatch, SampleConsumer, UsageAggregator, UsageWorker
 from tests.integration._kafka import read_topic_until
 
 if TYPE_CHECKING:
@@ -149,8 +149,8 @@ def encoded(made: UtilizationSampled, sequence: int = 1) -> bytes:
     return encode_envelope(sample_envelope(made, sequence, actor="test", recorded_at=HOUR0))
 
 
-def ids(samples: Sequence[Sample]) -> list[str]:
-    return [s.sample_id for s, _ in samples]
+def ids(samples: Sequence[SampleRow]) -> list[str]:
+    return [row[0] for row in samples]
 
 
 async def until(
@@ -169,7 +169,7 @@ async def test_a_batch_is_one_handler_call_and_its_offsets_commit_after_it(kafka
     offsets = await kafka.publish([(p, encoded(sample(i))) for p, i in layout])
     calls: list[tuple[list[str], Offsets]] = []
 
-    async def handler(samples: Sequence[Sample]) -> None:
+    async def handler(samples: Sequence[SampleRow]) -> None:
         calls.append((ids(samples), await kafka.committed()))  # what the group has committed
 
     consumer = SampleConsumer(
@@ -207,7 +207,7 @@ async def test_a_batch_is_one_handler_call_and_its_offsets_commit_after_it(kafka
     assert await kafka.committed() == {kafka.tp(p): last[p] + 1 for p in (0, 1)}
     handed = [sample for batch in batches for sample in batch.samples]
     for partition in (0, 1):  # each partition's samples once, in order, marked with it
-        mine = [s.sample_id for s, p in handed if p == partition]
+        mine = [row[0] for row in handed if row[6] == partition]
         assert mine == [i for p, i in layout if p == partition]
     assert len(handed) == len(layout)
 
@@ -229,7 +229,7 @@ async def test_bad_records_and_a_sample_that_keeps_failing_are_dead_lettered(
     assert offsets == [0, 1, 2, 3, 4]
     calls: list[list[str]] = []
 
-    async def handler(samples: Sequence[Sample]) -> None:
+    async def handler(samples: Sequence[SampleRow]) -> None:
         calls.append(ids(samples))
         if "poison" in calls[-1]:
             raise ValueError("a sum too large")
@@ -350,7 +350,7 @@ async def test_hours_close_only_between_batches_with_the_last_one_committed(
         log,
         name=kafka.group,
         bootstrap=kafka.bootstrap,
-        handler=aggregator.add_many,
+        handler=aggregator.add_rows,
         topics=[kafka.topic],
         max_records=4,
     )
@@ -413,10 +413,10 @@ async def test_valkey_refusing_connections_is_waited_out_with_nothing_committed_
     namespace = new_id("usagedown")
     valkey_back = asyncio.Event()
 
-    async def handler(samples: Sequence[Sample]) -> None:
+    async def handler(samples: Sequence[SampleRow]) -> None:
         # A real refused connection until the test says Valkey is back.
         windows = UsageWindows(redis if valkey_back.is_set() else down, namespace)
-        await windows.add_many(samples)
+        await windows.add_rows(samples)
 
     consumer = SampleConsumer(
         name=kafka.group, bootstrap=kafka.bootstrap, handler=handler, topics=[kafka.topic]
