@@ -4,13 +4,10 @@ letter names, and the health file."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -150,24 +147,6 @@ def partitions_of(app: faust.App, topic: str) -> list[int]:
     except Exception:  # the consumer is not started yet
         return []
     return sorted(tp.partition for tp in assigned if tp.topic == topic)
-
-
-def write_health(path: Path, retry: RetryState, body: dict[str, Any]) -> None:
-    """``run/<name>.health``: ``degraded`` with the reason while the worker waits on a
-    dependency, ``ok`` otherwise; written whole (a reader never sees half of it)."""
-    waiting = retry.waiting_on
-    full = {
-        "pid": os.getpid(),
-        "updated_at": datetime.now(UTC).isoformat(),
-        **body,
-        "infra_retries": retry.retries,
-        "status": "degraded" if waiting else "ok",
-        "reason": waiting,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(full))
-    tmp.replace(path)
 
 
 async def every(interval_s: float, action: Callable[[], None]) -> None:

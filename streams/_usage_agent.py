@@ -37,7 +37,8 @@ from hero.readmodels.usage import UsageWindows
 from hero.store import open_store
 from hero.store.spool import SampleSpool, spool_path
 from schemas import Topic, UtilizationSampled
-from streams._faust import DeadLetters, every, partitions_of, raw_topic, write_health
+from streams._faust import DeadLetters, every, partitions_of, raw_topic
+from streams._health import write_health
 from streams.redrive import SpoolRedriver
 from streams.usage import Sample, UsageAggregator, decode_sample
 

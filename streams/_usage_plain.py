@@ -26,7 +26,7 @@ from hero.readmodels.usage import UsageWindows
 from hero.signals import stop_on_signals
 from hero.store import open_store
 from hero.store.spool import SampleSpool, spool_path
-from streams._faust import write_health
+from streams._health import write_health
 from streams.redrive import SpoolRedriver
 from streams.usage import SampleConsumer, UsageAggregator, UsageWorker
 

@@ -32,7 +32,8 @@ from hero.market.service import CommandRejected as Refused
 from hero.market.service import MarketService
 from hero.store import ANY_VERSION, EventStore, NewEvent, open_store
 from schemas import Command, CommandRejected, Topic
-from streams._faust import DeadLetters, partitions_of, raw_topic, write_health
+from streams._faust import DeadLetters, partitions_of, raw_topic
+from streams._health import write_health
 
 __all__ = ["REJECTIONS_STREAM", "CommandCounts", "CommandProcessor"]
 
