@@ -5,6 +5,7 @@ Imports only ``schemas`` and ``hero.domain``; every reader of the market is a vi
 
 from hero.model.compact import COMPACT_AFTER_S, Compacted, compact, compact_at
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
+from hero.model.parts import LEDGER_EVENTS, LEDGER_FIELDS, LEDGER_TYPES, join_ledger
 from hero.model.state import (
     LAST_TRANSFERS,
     Account,
@@ -35,6 +36,9 @@ __all__ = [
     "HANDLERS",
     "IGNORED",
     "LAST_TRANSFERS",
+    "LEDGER_EVENTS",
+    "LEDGER_FIELDS",
+    "LEDGER_TYPES",
     "Account",
     "AccountBook",
     "Compacted",
@@ -61,4 +65,5 @@ __all__ = [
     "apply_all",
     "compact",
     "compact_at",
+    "join_ledger",
 ]

@@ -16,19 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
 
-from hero.model import MarketState
+from hero.model import LEDGER_TYPES, MarketState, join_ledger
 from hero.model import apply as model_apply
 from hero.model.gcpause import collections_paused
-from hero.readmodels.projections import Doc, Projection, encode_doc
-from hero.store import READ_BATCH, EventStore, PoisonRow, skip_row, trusted_decoder
+from hero.readmodels.projections import Doc, Projection, encode_doc, projection
+from hero.store import (
+    READ_BATCH,
+    EventStore,
+    PoisonRow,
+    RecordedEvent,
+    open_store,
+    skip_row,
+    trusted_decoder,
+)
 from schemas import Envelope, Event
 
-__all__ = ["Folded", "fold_log", "write_folded"]
+__all__ = ["PARTITION_FROM", "Folded", "fold_log", "write_folded"]
 
 #: Hash fields per HSET when writing: a few MB per command at most.
 _WRITE_CHUNK = 5000
@@ -73,6 +83,11 @@ class Folded:
         return {a: v for a, v in self.touched[name].links.items() if v is not None}
 
 
+#: From this many positions on, a rebuild folds the ledger's events in a second process:
+#: below it, starting that process costs more than it saves.
+PARTITION_FROM = 40_000
+
+
 def fold_log(
     store: EventStore,
     projections: Sequence[Projection],
@@ -81,32 +96,113 @@ def fold_log(
     *,
     through: int,
     batch: int = READ_BATCH,
+    partition_from: int = PARTITION_FROM,
 ) -> Folded:
     """Fold the log through position ``through`` (blocking: run it in a thread). A row of a
-    ``wanted`` type that does not decode is recorded as skipped under ``source``."""
+    ``wanted`` type that does not decode is recorded as skipped under ``source``.
+
+    From ``partition_from`` positions on, and when another process can open the store, the
+    ledger's events (:data:`hero.model.LEDGER_TYPES`) are folded by a second process, each
+    process reading only its own rows from the store, and the ledger part of the model and
+    of the touched documents comes back once at the end: the same result as one fold, on
+    two cores (the model's parts touch disjoint state, :mod:`hero.model.parts`)."""
     shares = {p.name: _Touched(p) for p in projections}
+    model = MarketState()
+    url = store.reader_url() if through >= partition_from else None
+    split = _ledger_split(projections, wanted) if url is not None else None
+    if url is None or split is None:
+        with collections_paused():
+            rows = store.read_batches(1, batch, through)
+            position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
+        return Folded(model, position, shares)
+    names = [share.projection.name for share in split]
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        pending = pool.submit(_fold_ledger, url, names, wanted, source, through, batch)
+        with collections_paused():
+            rows = store.read_typed_batches(
+                LEDGER_TYPES, exclude=True, batch=batch, through=through
+            )
+            position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
+            ledger, touched, last = pending.result()
+            join_ledger(model, ledger)
+            _join_touched(shares, touched)
+    return Folded(model, max(position, last), shares)
+
+
+def _readers(shares: dict[str, _Touched]) -> dict[str, list[_Touched]]:
     readers: dict[str, list[_Touched]] = {}
     for share in shares.values():
         for kind in share.projection.types:
             readers.setdefault(kind, []).append(share)
+    return readers
+
+
+def _ledger_split(
+    projections: Sequence[Projection], wanted: frozenset[str]
+) -> list[_Touched] | None:
+    """The shares the ledger's process touches (the projections reading a ledger event), or
+    None when the fold cannot be split: no ledger event is wanted, a projection is not the
+    registered one of its name (the other process knows projections by name only), or one
+    reading ledger events has links (moved by the events of both parts, in log order)."""
+    if not wanted & LEDGER_TYPES:
+        return None
+    split = []
+    for each in projections:
+        if not each.types & LEDGER_TYPES:
+            continue
+        share = _Touched(each)
+        if share.aliased or _registered(each.name) is not each:
+            return None
+        split.append(share)
+    return split
+
+
+def _registered(name: str) -> Projection | None:
+    try:
+        return projection(name)
+    except LookupError:
+        return None
+
+
+_Ledger = tuple[MarketState, dict[str, dict[str, int]], int]
+
+
+def _fold_ledger(
+    url: str, names: list[str], wanted: frozenset[str], source: str, through: int, batch: int
+) -> _Ledger:
+    """The ledger's process: its events folded from the store into a model of their own,
+    and the documents of ``names`` they touch (key -> last position)."""
+    store = open_store(url)
+    shares = {n: _Touched(projection(n)) for n in names}
     model = MarketState()
     with collections_paused():
-        position = _fold_rows(store, model, readers, wanted, source, through, batch)
-    return Folded(model, position, shares)
+        rows = store.read_typed_batches(LEDGER_TYPES, batch=batch, through=through)
+        position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
+    return model, {n: s.last for n, s in shares.items()}, position
+
+
+def _join_touched(shares: dict[str, _Touched], touched: dict[str, dict[str, int]]) -> None:
+    """The ledger process's touched documents into ``shares``: a document touched by both
+    parts keeps the later position (linkless projections only: see _ledger_split)."""
+    for name, last in touched.items():
+        mine = shares[name].last
+        for key, at in last.items():
+            if mine.get(key, 0) < at:
+                mine[key] = at
 
 
 def _fold_rows(
     store: EventStore,
+    batches: Iterable[list[RecordedEvent]],
     model: MarketState,
     readers: dict[str, list[_Touched]],
     wanted: frozenset[str],
     source: str,
-    through: int,
-    batch: int,
 ) -> int:
     position = 0
     decode = trusted_decoder()  # our store validated every row on append
-    for rows in store.read_batches(1, batch, through):
+    for rows in batches:
         position = rows[-1].position
         for row in rows:
             kind = row.type
