@@ -5,7 +5,7 @@ Imports only ``schemas`` and ``hero.domain``; every reader of the market is a vi
 
 from hero.model.compact import COMPACT_AFTER_S, Compacted, compact, compact_at
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
-from hero.model.parts import LEDGER_EVENTS, LEDGER_FIELDS, LEDGER_TYPES, join_ledger
+from hero.model.parts import LEDGER, Part, join_parts, part_types
 from hero.model.state import (
     LAST_TRANSFERS,
     Account,
@@ -36,9 +36,7 @@ __all__ = [
     "HANDLERS",
     "IGNORED",
     "LAST_TRANSFERS",
-    "LEDGER_EVENTS",
-    "LEDGER_FIELDS",
-    "LEDGER_TYPES",
+    "LEDGER",
     "Account",
     "AccountBook",
     "Compacted",
@@ -54,6 +52,7 @@ __all__ = [
     "Node",
     "Offer",
     "OfferStatus",
+    "Part",
     "Placement",
     "Replica",
     "SlaOutcome",
@@ -65,5 +64,6 @@ __all__ = [
     "apply_all",
     "compact",
     "compact_at",
-    "join_ledger",
+    "join_parts",
+    "part_types",
 ]

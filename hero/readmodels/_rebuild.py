@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
 
-from hero.model import LEDGER_TYPES, MarketState, join_ledger
+from hero.model import LEDGER, MarketState, join_parts, part_types
 from hero.model import apply as model_apply
 from hero.model.gcpause import collections_paused
 from hero.readmodels.projections import Doc, Projection, encode_doc, projection
@@ -83,9 +83,15 @@ class Folded:
         return {a: v for a, v in self.touched[name].links.items() if v is not None}
 
 
-#: From this many positions on, a rebuild folds the ledger's events in a second process:
-#: below it, starting that process costs more than it saves.
+#: From this many positions on, a rebuild folds some parts of the model in a second
+#: process: below it, starting that process costs more than it saves.
 PARTITION_FROM = 40_000
+
+#: The parts of the model the second process folds: the ledger's transfers are about 45%
+#: of a long log's fold, and their state (balances, books, matched transfer ids) is small
+#: to send back, unlike the negotiations' or the usage facts' (see hero.model.parts).
+AWAY = (LEDGER,)
+_AWAY_TYPES = part_types(AWAY)
 
 
 def fold_log(
@@ -102,14 +108,14 @@ def fold_log(
     ``wanted`` type that does not decode is recorded as skipped under ``source``.
 
     From ``partition_from`` positions on, and when another process can open the store, the
-    ledger's events (:data:`hero.model.LEDGER_TYPES`) are folded by a second process, each
-    process reading only its own rows from the store, and the ledger part of the model and
-    of the touched documents comes back once at the end: the same result as one fold, on
-    two cores (the model's parts touch disjoint state, :mod:`hero.model.parts`)."""
+    events of the parts :data:`AWAY` are folded by a second process, each process reading
+    only its own rows from the store, and those parts of the model and of the touched
+    documents come back once at the end: the same result as one fold, on two cores (the
+    model's parts touch disjoint state, :mod:`hero.model.parts`)."""
     shares = {p.name: _Touched(p) for p in projections}
     model = MarketState()
     url = store.reader_url() if through >= partition_from else None
-    split = _ledger_split(projections, wanted) if url is not None else None
+    split = _away_split(projections, wanted) if url is not None else None
     if url is None or split is None:
         with collections_paused():
             rows = store.read_batches(1, batch, through)
@@ -118,14 +124,12 @@ def fold_log(
     names = [share.projection.name for share in split]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        pending = pool.submit(_fold_ledger, url, names, wanted, source, through, batch)
+        pending = pool.submit(_fold_away, url, names, wanted, source, through, batch)
         with collections_paused():
-            rows = store.read_typed_batches(
-                LEDGER_TYPES, exclude=True, batch=batch, through=through
-            )
+            rows = store.read_typed_batches(_AWAY_TYPES, exclude=True, batch=batch, through=through)
             position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
-            ledger, touched, last = pending.result()
-            join_ledger(model, ledger)
+            away, touched, last = pending.result()
+            join_parts(model, away, AWAY)
             _join_touched(shares, touched)
     return Folded(model, max(position, last), shares)
 
@@ -138,18 +142,17 @@ def _readers(shares: dict[str, _Touched]) -> dict[str, list[_Touched]]:
     return readers
 
 
-def _ledger_split(
-    projections: Sequence[Projection], wanted: frozenset[str]
-) -> list[_Touched] | None:
-    """The shares the ledger's process touches (the projections reading a ledger event), or
-    None when the fold cannot be split: no ledger event is wanted, a projection is not the
-    registered one of its name (the other process knows projections by name only), or one
-    reading ledger events has links (moved by the events of both parts, in log order)."""
-    if not wanted & LEDGER_TYPES:
+def _away_split(projections: Sequence[Projection], wanted: frozenset[str]) -> list[_Touched] | None:
+    """The shares the second process touches (the projections reading an event of
+    :data:`AWAY`), or None when the fold cannot be split: none of those events is wanted, a
+    projection is not the registered one of its name (the other process knows projections
+    by name only), or one reading those events has links (moved by the events of both
+    processes, in log order)."""
+    if not wanted & _AWAY_TYPES:
         return None
     split = []
     for each in projections:
-        if not each.types & LEDGER_TYPES:
+        if not each.types & _AWAY_TYPES:
             continue
         share = _Touched(each)
         if share.aliased or _registered(each.name) is not each:
@@ -165,26 +168,27 @@ def _registered(name: str) -> Projection | None:
         return None
 
 
-_Ledger = tuple[MarketState, dict[str, dict[str, int]], int]
+_Away = tuple[MarketState, dict[str, dict[str, int]], int]
 
 
-def _fold_ledger(
+def _fold_away(
     url: str, names: list[str], wanted: frozenset[str], source: str, through: int, batch: int
-) -> _Ledger:
-    """The ledger's process: its events folded from the store into a model of their own,
-    and the documents of ``names`` they touch (key -> last position)."""
+) -> _Away:
+    """The second process: the events of :data:`AWAY` folded from the store into a model of
+    their own, the documents of ``names`` they touch (key -> last position), and the
+    position of the last of them."""
     store = open_store(url)
     shares = {n: _Touched(projection(n)) for n in names}
     model = MarketState()
     with collections_paused():
-        rows = store.read_typed_batches(LEDGER_TYPES, batch=batch, through=through)
+        rows = store.read_typed_batches(_AWAY_TYPES, batch=batch, through=through)
         position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
     return model, {n: s.last for n, s in shares.items()}, position
 
 
 def _join_touched(shares: dict[str, _Touched], touched: dict[str, dict[str, int]]) -> None:
-    """The ledger process's touched documents into ``shares``: a document touched by both
-    parts keeps the later position (linkless projections only: see _ledger_split)."""
+    """The second process's touched documents into ``shares``: a document touched by both
+    processes keeps the later position (linkless projections only: see _away_split)."""
     for name, last in touched.items():
         mine = shares[name].last
         for key, at in last.items():

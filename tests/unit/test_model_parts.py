@@ -18,14 +18,22 @@ from typing import Any
 
 import pytest
 
-from hero.model import HANDLERS, LEDGER_TYPES, MarketState
+from hero.model import HANDLERS, LEDGER, MarketState, apply
 from hero.readmodels import _rebuild
 from hero.readmodels.projections import PROJECTIONS, Projection
-from hero.store import ANY_VERSION, EventStore, MemoryEventStore, NewEvent, SqliteEventStore
+from hero.store import (
+    ANY_VERSION,
+    EventStore,
+    MemoryEventStore,
+    NewEvent,
+    SqliteEventStore,
+    trusted_decoder,
+)
 from schemas import REGISTRY
 
 ROOT = Path(__file__).parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "demo-history.jsonl.gz"
+AWAY_TYPES = _rebuild._AWAY_TYPES
 PROJECTED = list(PROJECTIONS.values())
 WANTED = frozenset().union(*(p.types for p in PROJECTED)) | {t.__name__ for t in HANDLERS}
 ONE_PROCESS = 10**12
@@ -105,22 +113,22 @@ def test_the_partitioned_fold_equals_one_fold(store: SqliteEventStore) -> None:
 def test_each_process_reads_only_its_own_rows(store: SqliteEventStore) -> None:
     through = store.current_position()
     everything = [row for rows in store.read_batches(1, 500, through) for row in rows]
-    ledger = store.read_typed_batches(LEDGER_TYPES, batch=500, through=through)
-    market = store.read_typed_batches(LEDGER_TYPES, exclude=True, batch=500, through=through)
+    ledger = store.read_typed_batches(AWAY_TYPES, batch=500, through=through)
+    market = store.read_typed_batches(AWAY_TYPES, exclude=True, batch=500, through=through)
     ledger_rows = [row for rows in ledger for row in rows]
     market_rows = [row for rows in market for row in rows]
     assert ledger_rows
     assert market_rows
-    assert {row.type for row in ledger_rows} <= LEDGER_TYPES
-    assert not {row.type for row in market_rows} & LEDGER_TYPES
+    assert {row.type for row in ledger_rows} <= AWAY_TYPES
+    assert not {row.type for row in market_rows} & AWAY_TYPES
     assert sorted(ledger_rows + market_rows, key=lambda r: r.position) == everything
     # the store read the same rows, filtered in the query, as the port's plain filter does
-    plain = [r for rows in EventStore.read_typed_batches(store, LEDGER_TYPES, through=through)
+    plain = [r for rows in EventStore.read_typed_batches(store, AWAY_TYPES, through=through)
              for r in rows]  # fmt: skip
     assert plain == ledger_rows
     cut = everything[len(everything) // 2].position
     assert all(r.position <= cut for rows in store.read_typed_batches(
-        LEDGER_TYPES, through=cut) for r in rows)  # fmt: skip
+        AWAY_TYPES, through=cut) for r in rows)  # fmt: skip
 
 
 def test_a_store_of_this_process_only_is_folded_in_one() -> None:
@@ -135,16 +143,37 @@ def test_a_projection_with_links_reading_ledger_events_is_not_split(tmp_path: Pa
     linked = next(p for p in PROJECTED if p.name == "workloads")
     spanning = Projection(  # links moved by both parts' events: only one fold keeps their order
         name="spanning",
-        types=linked.types | LEDGER_TYPES,
+        types=linked.types | AWAY_TYPES,
         keys=linked.keys,
         render=linked.render,
         via=linked.via,
         links=linked.links,
     )
-    assert _rebuild._ledger_split([spanning], WANTED) is None
-    assert _rebuild._ledger_split(PROJECTED, frozenset({"ContractCreated"})) is None
-    split = _rebuild._ledger_split(PROJECTED, WANTED)
+    assert _rebuild._away_split([spanning], WANTED) is None
+    assert _rebuild._away_split(PROJECTED, frozenset({"ContractCreated"})) is None
+    split = _rebuild._away_split(PROJECTED, WANTED)
     assert split is not None
     assert [s.projection.name for s in split] == ["accounts"]
     assert store.reader_url() == f"sqlite:///{(tmp_path / 'events.db').resolve()}"
     store.close()
+
+
+def test_each_part_s_events_touch_only_its_fields(store: SqliteEventStore) -> None:
+    """The ledger's events folded alone leave every other field as a new state has it, and
+    the other events folded alone leave the ledger's fields so."""
+    through = store.current_position()
+    decode = trusted_decoder()
+    rows = [row for rows in store.read_batches(1, 1000, through) for row in rows]
+    ledger, market, empty = MarketState(), MarketState(), MarketState()
+    for row in rows:
+        apply(ledger if row.type in LEDGER.types else market, *decode(row))
+    for each in fields(MarketState):
+        name = each.name
+        if name == "position":
+            continue
+        other = market if name in LEDGER.fields else ledger
+        assert getattr(other, name) == getattr(empty, name), name
+    assert ledger.accounts
+    assert ledger.books
+    assert market.contracts
+    assert market.offers
