@@ -102,19 +102,21 @@ def fold_log(
     *,
     through: int,
     batch: int = READ_BATCH,
-    partition_from: int = PARTITION_FROM,
+    partition_from: int | None = None,
 ) -> Folded:
     """Fold the log through position ``through`` (blocking: run it in a thread). A row of a
     ``wanted`` type that does not decode is recorded as skipped under ``source``.
 
-    From ``partition_from`` positions on, and when another process can open the store, the
-    events of the parts :data:`AWAY` are folded by a second process, each process reading
-    only its own rows from the store, and those parts of the model and of the touched
-    documents come back once at the end: the same result as one fold, on two cores (the
-    model's parts touch disjoint state, :mod:`hero.model.parts`)."""
+    From ``partition_from`` positions on (:data:`PARTITION_FROM` by default), and when
+    another process can open the store, the events of the parts :data:`AWAY` are folded by
+    a second process, each process reading only its own rows from the store, and those
+    parts of the model and of the touched documents come back once at the end: the same
+    result as one fold, on two cores (the model's parts touch disjoint state,
+    :mod:`hero.model.parts`)."""
     shares = {p.name: _Touched(p) for p in projections}
     model = MarketState()
-    url = store.reader_url() if through >= partition_from else None
+    least = PARTITION_FROM if partition_from is None else partition_from
+    url = store.reader_url() if through >= least else None
     split = _away_split(projections, wanted) if url is not None else None
     if url is None or split is None:
         with collections_paused():

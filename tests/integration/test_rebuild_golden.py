@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from hero.domain.clock import ManualClock
-from hero.readmodels import PROJECTIONS, Projector, ReadModels
+from hero.readmodels import PROJECTIONS, Projector, ReadModels, _rebuild
 from hero.readmodels.projector import live_keys
 from hero.store import ANY_VERSION, EventStore, NewEvent
 from schemas import REGISTRY
@@ -60,9 +60,16 @@ async def _state(redis: Redis, prefix: str) -> dict[str, Any]:
     return state
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_a_rebuild_equals_the_incremental_projector_on_the_golden_history(
-    redis: Redis, prefix: str, store_factory: Callable[[], TestStore]
+    redis: Redis,
+    prefix: str,
+    store_factory: Callable[[], TestStore],
+    monkeypatch: pytest.MonkeyPatch,
+    processes: int,
 ) -> None:
+    if processes == 2:  # the ledger folded by a second process, reading the store by its URL
+        monkeypatch.setattr(_rebuild, "PARTITION_FROM", 1)
     store = store_factory().open(ManualClock(datetime.fromisoformat("2026-12-07T12:00:00+00:00")))
     count = _golden_store(store)
     try:
