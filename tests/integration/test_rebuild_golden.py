@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from hero.domain.clock import ManualClock
-from hero.readmodels import PROJECTIONS, Projector, ReadModels, _rebuild
+from hero.readmodels import PROJECTIONS, Projector, ReadModels
 from hero.readmodels.projector import live_keys
 from hero.store import ANY_VERSION, EventStore, NewEvent
 from schemas import REGISTRY
@@ -65,17 +65,18 @@ async def test_a_rebuild_equals_the_incremental_projector_on_the_golden_history(
     redis: Redis,
     prefix: str,
     store_factory: Callable[[], TestStore],
-    monkeypatch: pytest.MonkeyPatch,
     processes: int,
 ) -> None:
-    if processes == 2:  # the ledger folded by a second process, reading the store by its URL
-        monkeypatch.setattr(_rebuild, "PARTITION_FROM", 1)
+    # two: the ledger folded by a second process, reading the store by its URL
+    partition_from = 1 if processes == 2 else 10**12
     store = store_factory().open(ManualClock(datetime.fromisoformat("2026-12-07T12:00:00+00:00")))
     count = _golden_store(store)
     try:
         await Projector(store, redis, prefix=f"{prefix}:inc").catch_up()
         # A small rebuild batch too: the fold must not depend on where the reads split.
-        report = await Projector(store, redis, prefix=f"{prefix}:re", rebuild_batch=333).rebuild()
+        report = await Projector(
+            store, redis, prefix=f"{prefix}:re", rebuild_batch=333, partition_from=partition_from
+        ).rebuild()
         incremental = await _state(redis, f"{prefix}:inc")
         rebuilt = await _state(redis, f"{prefix}:re")
     finally:
