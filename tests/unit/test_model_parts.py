@@ -30,6 +30,7 @@ from hero.store import (
     trusted_decoder,
 )
 from schemas import REGISTRY
+from tests._poison import insert_poison_row, insert_raw_row
 
 ROOT = Path(__file__).parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "demo-history.jsonl.gz"
@@ -177,3 +178,21 @@ def test_each_part_s_events_touch_only_its_fields(store: SqliteEventStore) -> No
     assert ledger.books
     assert market.contracts
     assert market.offers
+
+
+def test_a_poison_row_is_skipped_and_recorded_by_the_process_that_reads_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    _generate()(store, 2000, 1)
+    ledger_row = insert_raw_row(path, "poison-ledger", "TransferPosted", "hero.payments", {"x": 1})
+    market_row = insert_poison_row(path)
+    _generate()(store, 2500, 1)  # more of the log after them: each process goes on
+    assert store.current_position() > market_row + 400
+    split = _fold(store, 1)
+    skipped = {(skip.source, skip.position) for skip in store.skipped()}
+    assert {("test", ledger_row), ("test", market_row)} <= skipped
+    _assert_same(_fold(store, ONE_PROCESS), split)
+    assert split.position == store.current_position()
+    store.close()
