@@ -5,7 +5,15 @@ Imports only ``schemas`` and ``hero.domain``; every reader of the market is a vi
 
 from hero.model.compact import COMPACT_AFTER_S, Compacted, compact, compact_at
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
-from hero.model.parts import LEDGER, Part, join_parts, part_types
+from hero.model.parts import (
+    HOLDS,
+    LEDGER,
+    Part,
+    join_parts,
+    part_apply,
+    part_types,
+    seen_types,
+)
 from hero.model.state import (
     LAST_TRANSFERS,
     Account,
@@ -34,6 +42,7 @@ from hero.model.state import (
 __all__ = [
     "COMPACT_AFTER_S",
     "HANDLERS",
+    "HOLDS",
     "IGNORED",
     "LAST_TRANSFERS",
     "LEDGER",
@@ -65,5 +74,7 @@ __all__ = [
     "compact",
     "compact_at",
     "join_parts",
+    "part_apply",
     "part_types",
+    "seen_types",
 ]

@@ -17,13 +17,21 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
 
-from hero.model import LEDGER, MarketState, join_parts, part_types
+from hero.model import (
+    HOLDS,
+    LEDGER,
+    MarketState,
+    join_parts,
+    part_apply,
+    part_types,
+    seen_types,
+)
 from hero.model import apply as model_apply
 from hero.model.gcpause import collections_paused
 from hero.readmodels.projections import Doc, Projection, encode_doc, projection
@@ -88,10 +96,15 @@ class Folded:
 PARTITION_FROM = 40_000
 
 #: The parts of the model the second process folds: the ledger's transfers are about 45%
-#: of a long log's fold, and their state (balances, books, matched transfer ids) is small
-#: to send back, unlike the negotiations' or the usage facts' (see hero.model.parts).
-AWAY = (LEDGER,)
+#: of a long log's fold and the holds about 10%, which with the rendering left to this
+#: process evens the two out; their state (balances, books, matched transfer ids, the holds
+#: not yet taken) is small to send back, unlike the negotiations' or the usage facts' (see
+#: hero.model.parts).
+AWAY = (LEDGER, HOLDS)
 _AWAY_TYPES = part_types(AWAY)
+"""The events only the second process applies (this one does not read them)."""
+_AWAY_READS = seen_types(AWAY)
+"""What the second process reads: those, and the events of the rest it also sees."""
 
 
 def fold_log(
@@ -121,7 +134,7 @@ def fold_log(
     if url is None or split is None:
         with collections_paused():
             rows = store.read_batches(1, batch, through)
-            position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
+            position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
         return Folded(model, position, shares)
     names = [share.projection.name for share in split]
     spawn = multiprocessing.get_context("spawn")
@@ -129,17 +142,19 @@ def fold_log(
         pending = pool.submit(_fold_away, url, names, wanted, source, through, batch)
         with collections_paused():
             rows = store.read_typed_batches(_AWAY_TYPES, exclude=True, batch=batch, through=through)
-            position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
+            position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
             away, touched, last = pending.result()
             join_parts(model, away, AWAY)
             _join_touched(shares, touched)
     return Folded(model, max(position, last), shares)
 
 
-def _readers(shares: dict[str, _Touched]) -> dict[str, list[_Touched]]:
+def _readers(
+    shares: dict[str, _Touched], only: frozenset[str] | None = None
+) -> dict[str, list[_Touched]]:
     readers: dict[str, list[_Touched]] = {}
     for share in shares.values():
-        for kind in share.projection.types:
+        for kind in share.projection.types if only is None else share.projection.types & only:
             readers.setdefault(kind, []).append(share)
     return readers
 
@@ -176,15 +191,18 @@ _Away = tuple[MarketState, dict[str, dict[str, int]], int]
 def _fold_away(
     url: str, names: list[str], wanted: frozenset[str], source: str, through: int, batch: int
 ) -> _Away:
-    """The second process: the events of :data:`AWAY` folded from the store into a model of
-    their own, the documents of ``names`` they touch (key -> last position), and the
-    position of the last of them."""
+    """The second process: the parts :data:`AWAY` folded from the store into a model of
+    their own, the documents of ``names`` their events touch (key -> last position: the
+    events they also see are this process's to touch), and the position of the last row
+    read."""
     store = open_store(url)
     shares = {n: _Touched(projection(n)) for n in names}
     model = MarketState()
+    apply = part_apply(AWAY)
+    readers = _readers(shares, _AWAY_TYPES)
     with collections_paused():
-        rows = store.read_typed_batches(_AWAY_TYPES, batch=batch, through=through)
-        position = _fold_rows(store, rows, model, _readers(shares), wanted, source)
+        rows = store.read_typed_batches(_AWAY_READS, batch=batch, through=through)
+        position = _fold_rows(store, rows, apply, model, readers, wanted, source)
     return model, {n: s.last for n, s in shares.items()}, position
 
 
@@ -201,6 +219,7 @@ def _join_touched(shares: dict[str, _Touched], touched: dict[str, dict[str, int]
 def _fold_rows(
     store: EventStore,
     batches: Iterable[list[RecordedEvent]],
+    apply: Callable[[MarketState, Envelope, Event], None],
     model: MarketState,
     readers: dict[str, list[_Touched]],
     wanted: frozenset[str],
@@ -219,7 +238,7 @@ def _fold_rows(
             except PoisonRow as error:
                 skip_row(store, source, row, error)
                 continue
-            model_apply(model, envelope, event)
+            apply(model, envelope, event)
             for share in readers.get(kind, ()):
                 _touch(share, envelope, event)
     return position
