@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
@@ -47,6 +49,8 @@ from hero.store import (
 from schemas import Envelope, Event
 
 __all__ = ["PARTITION_FROM", "Folded", "fold_log", "write_folded"]
+
+log = logging.getLogger(__name__)
 
 #: Hash fields per HSET when writing: a few MB per command at most.
 _WRITE_CHUNK = 5000
@@ -126,16 +130,35 @@ def fold_log(
     parts of the model and of the touched documents come back once at the end: the same
     result as one fold, on two cores (the model's parts touch disjoint state,
     :mod:`hero.model.parts`)."""
-    shares = {p.name: _Touched(p) for p in projections}
-    model = MarketState()
     least = PARTITION_FROM if partition_from is None else partition_from
     url = store.reader_url() if through >= least else None
     split = _away_split(projections, wanted) if url is not None else None
-    if url is None or split is None:
-        with collections_paused():
-            rows = store.read_batches(1, batch, through)
-            position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
-        return Folded(model, position, shares)
+    if url is not None and split is not None:
+        try:
+            return _fold_split(store, url, projections, split, wanted, source, through, batch)
+        except (BrokenProcessPool, OSError) as error:  # no second process: one does it all
+            log.warning("rebuild: the second process failed (%r); folding in one", error)
+    shares = {p.name: _Touched(p) for p in projections}
+    model = MarketState()
+    with collections_paused():
+        rows = store.read_batches(1, batch, through)
+        position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
+    return Folded(model, position, shares)
+
+
+def _fold_split(
+    store: EventStore,
+    url: str,
+    projections: Sequence[Projection],
+    split: list[_Touched],
+    wanted: frozenset[str],
+    source: str,
+    through: int,
+    batch: int,
+) -> Folded:
+    """:func:`fold_log` on two processes, the second one folding the parts :data:`AWAY`."""
+    shares = {p.name: _Touched(p) for p in projections}
+    model = MarketState()
     names = [share.projection.name for share in split]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
