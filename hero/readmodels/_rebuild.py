@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import multiprocessing
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
@@ -48,9 +48,14 @@ from hero.store import (
 )
 from schemas import Envelope, Event
 
-__all__ = ["PARTITION_FROM", "Folded", "fold_log", "write_folded"]
+__all__ = ["PARTITION_FROM", "Folded", "fold_away", "fold_log", "write_folded"]
 
 log = logging.getLogger(__name__)
+
+
+class _AwayFailed(RuntimeError):
+    """The rebuild's second process ended without its fold (its error is on stderr)."""
+
 
 #: Hash fields per HSET when writing: a few MB per command at most.
 _WRITE_CHUNK = 5000
@@ -136,7 +141,7 @@ def fold_log(
     if url is not None and split is not None:
         try:
             return _fold_split(store, url, projections, split, wanted, source, through, batch)
-        except (BrokenProcessPool, OSError) as error:  # no second process: one does it all
+        except (_AwayFailed, OSError) as error:  # no second process: one does it all
             log.warning("rebuild: the second process failed (%r); folding in one", error)
     shares = {p.name: _Touched(p) for p in projections}
     model = MarketState()
@@ -160,15 +165,29 @@ def _fold_split(
     shares = {p.name: _Touched(p) for p in projections}
     model = MarketState()
     names = [share.projection.name for share in split]
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        pending = pool.submit(_fold_away, url, names, wanted, source, through, batch)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hero.readmodels._fold_away"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert worker.stdin is not None
+        assert worker.stdout is not None
+        worker.stdin.write(pickle.dumps((url, names, wanted, source, through, batch)))
+        worker.stdin.close()
         with collections_paused():
             rows = store.read_typed_batches(_AWAY_TYPES, exclude=True, batch=batch, through=through)
             position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
-            away, touched, last = pending.result()
+            sent = worker.stdout.read()
+            if worker.wait() != 0:
+                raise _AwayFailed(f"it exited with {worker.returncode}")
+            away, touched, last = pickle.loads(sent)  # our own child's
             join_parts(model, away, AWAY)
             _join_touched(shares, touched)
+    finally:
+        if worker.poll() is None:  # this fold failed: its second process is of no use
+            worker.kill()
+            worker.wait()
     return Folded(model, max(position, last), shares)
 
 
@@ -211,7 +230,7 @@ def _registered(name: str) -> Projection | None:
 _Away = tuple[MarketState, dict[str, dict[str, int]], int]
 
 
-def _fold_away(
+def fold_away(
     url: str, names: list[str], wanted: frozenset[str], source: str, through: int, batch: int
 ) -> _Away:
     """The second process: the parts :data:`AWAY` folded from the store into a model of

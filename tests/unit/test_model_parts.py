@@ -244,3 +244,22 @@ def test_parts_folded_apart_and_joined_equal_one_fold(
         for each in fields(MarketState):
             assert getattr(rest, each.name) == getattr(one, each.name), (cut, each.name)
     assert held  # some cut has holds not yet taken
+
+
+class _Unreachable(SqliteEventStore):
+    """A store the second process cannot open (a URL of no store it knows)."""
+
+    def reader_url(self) -> str | None:
+        return "nosuch:///events.db"
+
+
+def test_a_second_process_that_fails_leaves_the_fold_to_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _Unreachable(tmp_path / "events.db")
+    _generate()(store, 2000, 1)
+    folded = _fold(store, 1)
+    assert "the second process failed" in caplog.text
+    _assert_same(_fold(store, ONE_PROCESS), folded)
+    assert folded.model.accounts
+    store.close()
