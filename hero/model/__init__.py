@@ -5,6 +5,15 @@ Imports only ``schemas`` and ``hero.domain``; every reader of the market is a vi
 
 from hero.model.compact import COMPACT_AFTER_S, Compacted, compact, compact_at
 from hero.model.fold import HANDLERS, IGNORED, apply, apply_all
+from hero.model.parts import (
+    HOLDS,
+    LEDGER,
+    Part,
+    join_parts,
+    part_apply,
+    part_types,
+    seen_types,
+)
 from hero.model.state import (
     LAST_TRANSFERS,
     Account,
@@ -33,8 +42,10 @@ from hero.model.state import (
 __all__ = [
     "COMPACT_AFTER_S",
     "HANDLERS",
+    "HOLDS",
     "IGNORED",
     "LAST_TRANSFERS",
+    "LEDGER",
     "Account",
     "AccountBook",
     "Compacted",
@@ -50,6 +61,7 @@ __all__ = [
     "Node",
     "Offer",
     "OfferStatus",
+    "Part",
     "Placement",
     "Replica",
     "SlaOutcome",
@@ -61,4 +73,8 @@ __all__ = [
     "apply_all",
     "compact",
     "compact_at",
+    "join_parts",
+    "part_apply",
+    "part_types",
+    "seen_types",
 ]

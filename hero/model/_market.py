@@ -163,6 +163,15 @@ def contract_created(state: MarketState, envelope: Envelope, event: ContractCrea
         node.changed()
 
 
+def contract_hold_taken(state: MarketState, envelope: Envelope, event: ContractCreated) -> None:
+    """What a contract's creation does to its node's holds, and nothing else: its hold is
+    gone (as :func:`contract_created` does). The holds part's share of a ContractCreated
+    (hero.model.parts.HOLDS)."""
+    if (node := state.nodes.get(event.node_id)) is not None:
+        node.holds.pop(event.hold_id, None)
+        node.changed()
+
+
 def contract_cancelled(state: MarketState, envelope: Envelope, event: ContractCancelled) -> None:
     state.samples.pop(event.contract_id, None)
     if (billed := state.billing.get(event.contract_id)) is not None:

@@ -16,19 +16,46 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+import logging
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
 from redis.asyncio import Redis
 
-from hero.model import MarketState
+from hero.model import (
+    HOLDS,
+    LEDGER,
+    MarketState,
+    join_parts,
+    part_apply,
+    part_types,
+    seen_types,
+)
 from hero.model import apply as model_apply
 from hero.model.gcpause import collections_paused
-from hero.readmodels.projections import Doc, Projection, encode_doc
-from hero.store import READ_BATCH, EventStore, PoisonRow, skip_row, trusted_decoder
+from hero.readmodels.projections import Doc, Projection, encode_doc, projection
+from hero.store import (
+    READ_BATCH,
+    EventStore,
+    PoisonRow,
+    RecordedEvent,
+    open_store,
+    skip_row,
+    trusted_decoder,
+)
 from schemas import Envelope, Event
 
-__all__ = ["Folded", "fold_log", "write_folded"]
+__all__ = ["PARTITION_FROM", "Folded", "fold_away", "fold_log", "write_folded"]
+
+log = logging.getLogger(__name__)
+
+
+class _AwayFailed(RuntimeError):
+    """The rebuild's second process ended without its fold (its error is on stderr)."""
+
 
 #: Hash fields per HSET when writing: a few MB per command at most.
 _WRITE_CHUNK = 5000
@@ -73,6 +100,22 @@ class Folded:
         return {a: v for a, v in self.touched[name].links.items() if v is not None}
 
 
+#: From this many positions on, a rebuild folds some parts of the model in a second
+#: process: below it, starting that process costs more than it saves.
+PARTITION_FROM = 40_000
+
+#: The parts of the model the second process folds: the ledger's transfers are about 45%
+#: of a long log's fold and the holds about 10%, which with the rendering left to this
+#: process evens the two out; their state (balances, books, matched transfer ids, the holds
+#: not yet taken) is small to send back, unlike the negotiations' or the usage facts' (see
+#: hero.model.parts).
+AWAY = (LEDGER, HOLDS)
+_AWAY_TYPES = part_types(AWAY)
+"""The events only the second process applies (this one does not read them)."""
+_AWAY_READS = seen_types(AWAY)
+"""What the second process reads: those, and the events of the rest it also sees."""
+
+
 def fold_log(
     store: EventStore,
     projections: Sequence[Projection],
@@ -81,32 +124,152 @@ def fold_log(
     *,
     through: int,
     batch: int = READ_BATCH,
+    partition_from: int | None = None,
 ) -> Folded:
     """Fold the log through position ``through`` (blocking: run it in a thread). A row of a
-    ``wanted`` type that does not decode is recorded as skipped under ``source``."""
+    ``wanted`` type that does not decode is recorded as skipped under ``source``.
+
+    From ``partition_from`` positions on (:data:`PARTITION_FROM` by default), and when
+    another process can open the store, the events of the parts :data:`AWAY` are folded by
+    a second process, each process reading only its own rows from the store, and those
+    parts of the model and of the touched documents come back once at the end: the same
+    result as one fold, on two cores (the model's parts touch disjoint state,
+    :mod:`hero.model.parts`)."""
+    least = PARTITION_FROM if partition_from is None else partition_from
+    url = store.reader_url() if through >= least else None
+    split = _away_split(projections, wanted) if url is not None else None
+    if url is not None and split is not None:
+        try:
+            return _fold_split(store, url, projections, split, wanted, source, through, batch)
+        except (_AwayFailed, OSError) as error:  # no second process: one does it all
+            log.warning("rebuild: the second process failed (%r); folding in one", error)
     shares = {p.name: _Touched(p) for p in projections}
-    readers: dict[str, list[_Touched]] = {}
-    for share in shares.values():
-        for kind in share.projection.types:
-            readers.setdefault(kind, []).append(share)
     model = MarketState()
     with collections_paused():
-        position = _fold_rows(store, model, readers, wanted, source, through, batch)
+        rows = store.read_batches(1, batch, through)
+        position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
     return Folded(model, position, shares)
 
 
-def _fold_rows(
+def _fold_split(
     store: EventStore,
-    model: MarketState,
-    readers: dict[str, list[_Touched]],
+    url: str,
+    projections: Sequence[Projection],
+    split: list[_Touched],
     wanted: frozenset[str],
     source: str,
     through: int,
     batch: int,
+) -> Folded:
+    """:func:`fold_log` on two processes, the second one folding the parts :data:`AWAY`."""
+    shares = {p.name: _Touched(p) for p in projections}
+    model = MarketState()
+    names = [share.projection.name for share in split]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hero.readmodels._fold_away"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert worker.stdin is not None
+        assert worker.stdout is not None
+        worker.stdin.write(pickle.dumps((url, names, wanted, source, through, batch)))
+        worker.stdin.close()
+        with collections_paused():
+            rows = store.read_typed_batches(_AWAY_TYPES, exclude=True, batch=batch, through=through)
+            position = _fold_rows(store, rows, model_apply, model, _readers(shares), wanted, source)
+            sent = worker.stdout.read()
+            if worker.wait() != 0:
+                raise _AwayFailed(f"it exited with {worker.returncode}")
+            away, touched, last = pickle.loads(sent)  # our own child's
+            join_parts(model, away, AWAY)
+            _join_touched(shares, touched)
+    finally:
+        if worker.poll() is None:  # this fold failed: its second process is of no use
+            worker.kill()
+            worker.wait()
+    return Folded(model, max(position, last), shares)
+
+
+def _readers(
+    shares: dict[str, _Touched], only: frozenset[str] | None = None
+) -> dict[str, list[_Touched]]:
+    readers: dict[str, list[_Touched]] = {}
+    for share in shares.values():
+        for kind in share.projection.types if only is None else share.projection.types & only:
+            readers.setdefault(kind, []).append(share)
+    return readers
+
+
+def _away_split(projections: Sequence[Projection], wanted: frozenset[str]) -> list[_Touched] | None:
+    """The shares the second process touches (the projections reading an event of
+    :data:`AWAY`), or None when the fold cannot be split: none of those events is wanted, a
+    projection is not the registered one of its name (the other process knows projections
+    by name only), or one reading those events has links (moved by the events of both
+    processes, in log order)."""
+    if not wanted & _AWAY_TYPES:
+        return None
+    split = []
+    for each in projections:
+        if not each.types & _AWAY_TYPES:
+            continue
+        share = _Touched(each)
+        if share.aliased or _registered(each.name) is not each:
+            return None
+        split.append(share)
+    return split
+
+
+def _registered(name: str) -> Projection | None:
+    try:
+        return projection(name)
+    except LookupError:
+        return None
+
+
+_Away = tuple[MarketState, dict[str, dict[str, int]], int]
+
+
+def fold_away(
+    url: str, names: list[str], wanted: frozenset[str], source: str, through: int, batch: int
+) -> _Away:
+    """The second process: the parts :data:`AWAY` folded from the store into a model of
+    their own, the documents of ``names`` their events touch (key -> last position: the
+    events they also see are this process's to touch), and the position of the last row
+    read."""
+    store = open_store(url)
+    shares = {n: _Touched(projection(n)) for n in names}
+    model = MarketState()
+    apply = part_apply(AWAY)
+    readers = _readers(shares, _AWAY_TYPES)
+    with collections_paused():
+        rows = store.read_typed_batches(_AWAY_READS, batch=batch, through=through)
+        position = _fold_rows(store, rows, apply, model, readers, wanted, source)
+    return model, {n: s.last for n, s in shares.items()}, position
+
+
+def _join_touched(shares: dict[str, _Touched], touched: dict[str, dict[str, int]]) -> None:
+    """The second process's touched documents into ``shares``: a document touched by both
+    processes keeps the later position (linkless projections only: see _away_split)."""
+    for name, last in touched.items():
+        mine = shares[name].last
+        for key, at in last.items():
+            if mine.get(key, 0) < at:
+                mine[key] = at
+
+
+def _fold_rows(
+    store: EventStore,
+    batches: Iterable[list[RecordedEvent]],
+    apply: Callable[[MarketState, Envelope, Event], None],
+    model: MarketState,
+    readers: dict[str, list[_Touched]],
+    wanted: frozenset[str],
+    source: str,
 ) -> int:
     position = 0
     decode = trusted_decoder()  # our store validated every row on append
-    for rows in store.read_batches(1, batch, through):
+    for rows in batches:
         position = rows[-1].position
         for row in rows:
             kind = row.type
@@ -117,7 +280,7 @@ def _fold_rows(
             except PoisonRow as error:
                 skip_row(store, source, row, error)
                 continue
-            model_apply(model, envelope, event)
+            apply(model, envelope, event)
             for share in readers.get(kind, ()):
                 _touch(share, envelope, event)
     return position

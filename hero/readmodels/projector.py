@@ -243,15 +243,19 @@ class Projector:
         generation: str | None = None,
         snapshots: SnapshotKeeper | None = None,
         rebuild_batch: int = READ_BATCH,
+        partition_from: int | None = None,
     ):
         """``generation`` pins the projector to one generation (what a rebuild fills);
         without it, it follows whichever generation is live. ``batch`` rows are applied per
-        Valkey transaction when following; a rebuild reads ``rebuild_batch`` rows at a time.
+        Valkey transaction when following; a rebuild reads ``rebuild_batch`` rows at a time,
+        and folds the ledger in a second process from ``partition_from`` positions on
+        (hero.readmodels._rebuild.PARTITION_FROM by default).
         With ``snapshots`` its market model starts from the newest snapshot (the log replayed
         only after it) and is saved there as the keeper's cadence says."""
         if batch < 1 or rebuild_batch < 1:
             raise ValueError(f"batches must be >= 1, got {batch} and {rebuild_batch}")
         self._rebuild_batch = rebuild_batch
+        self._partition_from = partition_from
         self._store = store
         self._redis = redis
         self._prefix = prefix
@@ -462,6 +466,7 @@ class Projector:
             batch=self._batch,
             generation=generation,
             rebuild_batch=self._rebuild_batch,
+            partition_from=self._partition_from,
         )
         try:
             positions = await builder._fold_fresh()
@@ -490,6 +495,7 @@ class Projector:
             SOURCE,
             through=target,
             batch=self._rebuild_batch,
+            partition_from=self._partition_from,
         )
         keys = [keys_for(p.name, self._prefix, self._pinned) for p in self._projections]
         await write_folded(

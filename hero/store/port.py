@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +30,7 @@ __all__ = [
     "StoreError",
     "StreamAppend",
     "recorded_event",
+    "typed_batches",
 ]
 
 #: Expect the stream not to exist yet.
@@ -309,6 +310,28 @@ class EventStore(ABC):
             yield rows
             start = rows[-1].position + 1
 
+    def reader_url(self) -> str | None:
+        """The URL another process opens this same store by (:func:`hero.store.open_store`),
+        or None when the store lives in this process only."""
+        return None
+
+    def read_typed_batches(
+        self,
+        types: frozenset[str],
+        *,
+        exclude: bool = False,
+        batch: int = READ_BATCH,
+        through: int,
+    ) -> Iterator[list[RecordedEvent]]:
+        """As :meth:`read_batches` from the start through ``through``, only the rows whose
+        type is in ``types`` (or, with ``exclude``, is not): one process's share of a
+        partitioned rebuild. Here the rows are filtered once read; the SQL stores filter in
+        the query, so a process never builds the rows it skips."""
+        for rows in self.read_batches(1, batch, through):
+            chosen = [row for row in rows if (row.type in types) is not exclude]
+            if chosen:
+                yield chosen
+
     def read_event(self, event_id: str) -> RecordedEvent | None:
         """The event with this id, or None. Adapters answer from an index; this fallback scans."""
         position = 0
@@ -371,3 +394,19 @@ class EventStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for adapters without resources
         """Release connections."""
+
+
+def typed_batches(
+    read: Callable[[int, int], list[RecordedEvent]], batch: int, through: int
+) -> Iterator[list[RecordedEvent]]:
+    """The batches of ``read(start, limit)`` (rows from ``start`` through ``through``, of the
+    chosen types, in position order) until none is left: the SQL stores' typed read."""
+    if batch < 1:
+        raise StoreError(f"batch must be >= 1, got {batch}")
+    start = 1
+    while start <= through:
+        rows = read(start, batch)
+        if not rows:
+            return
+        yield rows
+        start = rows[-1].position + 1

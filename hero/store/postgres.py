@@ -48,6 +48,7 @@ from hero.store._planning import (
 )
 from hero.store.checkpoints import CheckpointStore
 from hero.store.port import (
+    READ_BATCH,
     AppendResult,
     EventStore,
     NewEvent,
@@ -58,6 +59,7 @@ from hero.store.port import (
     check_append_arguments,
     check_command_id,
     check_many_arguments,
+    typed_batches,
 )
 from hero.store.postgres_schema import Conn, connect, migrate_connection
 
@@ -307,6 +309,31 @@ class PostgresEventStore(EventStore):
                 (from_position, limit),
             ).fetchall()
         return [_recorded(row) for row in rows]
+
+    def reader_url(self) -> str | None:
+        return self.url
+
+    def read_typed_batches(
+        self,
+        types: frozenset[str],
+        *,
+        exclude: bool = False,
+        batch: int = READ_BATCH,
+        through: int,
+    ) -> Iterator[list[RecordedEvent]]:
+        query = (
+            f"{_SELECT} WHERE position >= %s AND position <= %s"
+            f" AND {'NOT ' if exclude else ''}(type = ANY(%s))"
+            " ORDER BY position LIMIT %s"
+        )
+        chosen = sorted(types)
+
+        def read(start: int, limit: int) -> list[RecordedEvent]:
+            with self._conn() as conn:
+                rows = conn.execute(query, (start, through, chosen, limit)).fetchall()
+            return [_recorded(row) for row in rows]
+
+        return typed_batches(read, batch, through)
 
     def read_event(self, event_id: str) -> RecordedEvent | None:
         with self._conn() as conn:

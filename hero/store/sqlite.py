@@ -27,6 +27,7 @@ from hero.store._planning import (
     skipped_values,
 )
 from hero.store.port import (
+    READ_BATCH,
     AppendResult,
     EventStore,
     NewEvent,
@@ -38,6 +39,7 @@ from hero.store.port import (
     check_command_id,
     check_many_arguments,
     recorded_event,
+    typed_batches,
 )
 
 __all__ = ["SqliteEventStore", "sqlite_path_from_url"]
@@ -326,6 +328,30 @@ class SqliteEventStore(EventStore):
             f"{_SELECT} WHERE position >= ? ORDER BY position LIMIT ?", (from_position, limit)
         )
         return list(map(recorded_event, cursor))
+
+    def reader_url(self) -> str | None:
+        return f"sqlite:///{self.path.resolve()}"
+
+    def read_typed_batches(
+        self,
+        types: frozenset[str],
+        *,
+        exclude: bool = False,
+        batch: int = READ_BATCH,
+        through: int,
+    ) -> Iterator[list[RecordedEvent]]:
+        chosen = sorted(types)
+        query = (
+            f"{_SELECT} WHERE position >= ? AND position <= ?"
+            f" AND type {'NOT IN' if exclude else 'IN'} ({', '.join('?' * len(chosen))})"
+            " ORDER BY position LIMIT ?"
+        )
+
+        def read(start: int, limit: int) -> list[RecordedEvent]:
+            cursor = self._conn().execute(query, (start, through, *chosen, limit))
+            return list(map(recorded_event, cursor))
+
+        return typed_batches(read, batch, through)
 
     def read_event(self, event_id: str) -> RecordedEvent | None:
         found = self._conn().execute(f"{_SELECT} WHERE id = ?", (event_id,)).fetchone()

@@ -95,6 +95,7 @@ def test_the_benchmark_runs_end_to_end_at_2000_events(tmp_path: Path) -> None:
         "raw read + validated decode",
         "raw read + trusted decode",
         "rebuild, every projection",
+        "rebuild, in one process",
         "baseline: incremental projector, first 500",
         "host catch-up",
         "host restart-to-deciding, no snapshot",

@@ -60,15 +60,23 @@ async def _state(redis: Redis, prefix: str) -> dict[str, Any]:
     return state
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_a_rebuild_equals_the_incremental_projector_on_the_golden_history(
-    redis: Redis, prefix: str, store_factory: Callable[[], TestStore]
+    redis: Redis,
+    prefix: str,
+    store_factory: Callable[[], TestStore],
+    processes: int,
 ) -> None:
+    # two: the ledger folded by a second process, reading the store by its URL
+    partition_from = 1 if processes == 2 else 10**12
     store = store_factory().open(ManualClock(datetime.fromisoformat("2026-12-07T12:00:00+00:00")))
     count = _golden_store(store)
     try:
         await Projector(store, redis, prefix=f"{prefix}:inc").catch_up()
         # A small rebuild batch too: the fold must not depend on where the reads split.
-        report = await Projector(store, redis, prefix=f"{prefix}:re", rebuild_batch=333).rebuild()
+        report = await Projector(
+            store, redis, prefix=f"{prefix}:re", rebuild_batch=333, partition_from=partition_from
+        ).rebuild()
         incremental = await _state(redis, f"{prefix}:inc")
         rebuilt = await _state(redis, f"{prefix}:re")
     finally:

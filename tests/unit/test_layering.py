@@ -72,6 +72,7 @@ TESTED_PRIVATES = {
     "hero.gateway._strategy_metrics": "the strategy tally the negotiator feeds",
     "hero.gateway._subscription": "a frame rendered once per visibility class",
     "hero.gateway._stream_rules": "redaction of frames per role",
+    "hero.readmodels._rebuild": "the rebuild's two-process fold, proven equal to one fold",
     "hero.sdk._sse": "the SSE parser",
     "hero.store._planning": "the envelope an append writes",
     "hero.store._trusted": "the trusted decode, proven equal to the validated one",
