@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -174,20 +174,10 @@ def price_per_cu_hour(price_hour: Money, resources: Resources) -> Money:
 def hourly_price_at(per_cu_hour: Money, resources: Resources) -> Money:
     """The inverse of :func:`price_per_cu_hour`: the hourly price of ``resources`` when compute
     costs ``per_cu_hour`` and storage and IPs cost the reference rates."""
-    key = (
-        per_cu_hour.amount,
-        per_cu_hour.currency,
-        resources.cru,
-        resources.mru,
-        resources.sru,
-        resources.hru,
-        resources.ipv4,
-    )
+    key = (per_cu_hour.amount, per_cu_hour.currency, *_shape(resources))
     found = _PRICED_AT.get(key)
     if found is None:
-        if len(_PRICED_AT) >= _ASKED_MAX:
-            _PRICED_AT.clear()
-        found = _PRICED_AT[key] = _hourly_price_at(per_cu_hour, resources)
+        found = _remember(_PRICED_AT, key, _hourly_price_at(per_cu_hour, resources))
     return found
 
 
@@ -210,6 +200,7 @@ def floor_price(policy: FarmerPolicy, resources: Resources) -> Money:
 
 
 _Amount = Decimal | None
+_V = TypeVar("_V")
 _ASKED: dict[tuple[object, ...], tuple[Money, Money]] = {}
 _ASKED_MAX = 1 << 14
 
@@ -226,20 +217,25 @@ def _ask_and_floor(policy: FarmerPolicy, resources: Resources) -> tuple[Money, M
         None if su_hour is None else su_hour.amount,
         None if floor is None else floor.amount,
     )
-    key = (
-        *terms,
-        resources.cru,
-        resources.mru,
-        resources.sru,
-        resources.hru,
-        resources.ipv4,
-    )
+    key = (*terms, *_shape(resources))
     found = _ASKED.get(key)
     if found is None:
-        if len(_ASKED) >= _ASKED_MAX:
-            _ASKED.clear()
-        found = _ASKED[key] = _asked(*terms, resources)
+        found = _remember(_ASKED, key, _asked(*terms, resources))
     return found
+
+
+def _shape(resources: Resources) -> tuple[int, ...]:
+    """A shape's numbers: a tuple hashes and compares faster than the model."""
+    return (resources.cru, resources.mru, resources.sru, resources.hru, resources.ipv4)
+
+
+def _remember(cache: dict[tuple[object, ...], _V], key: tuple[object, ...], value: _V) -> _V:
+    """Keep ``value`` under ``key``; a full cache starts again (the prices asked again are
+    few, and a bound keeps a long run's memory flat)."""
+    if len(cache) >= _ASKED_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _asked(

@@ -5,8 +5,6 @@ Valkey of the stack: every document, every link, every position, of every projec
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,33 +15,10 @@ from redis.asyncio import Redis
 from hero.domain.clock import ManualClock
 from hero.readmodels import PROJECTIONS, Projector, ReadModels
 from hero.readmodels.projector import live_keys
-from hero.store import ANY_VERSION, EventStore, NewEvent
-from schemas import REGISTRY
 from tests._engines import TestStore
-from tests.unit.test_golden_history import GOLDEN
+from tests._golden import append_golden
 
 pytestmark = pytest.mark.integration
-
-
-def _golden_store(store: EventStore) -> int:
-    """The golden history appended in its order (so at its positions); the event count."""
-    with gzip.open(GOLDEN, "rt", encoding="utf-8") as source:
-        envelopes = [json.loads(line) for line in source if line.strip()]
-    with store.group_commit():
-        for each in envelopes:
-            new = NewEvent(
-                type=each["type"],
-                schema_version=each["schema_version"],
-                topic=REGISTRY.entry(each["type"]).topic.value,
-                payload=each["payload"],
-                occurred_at=datetime.fromisoformat(each["occurred_at"]),
-                actor=each["actor"],
-                id=each["id"],
-                causation_id=each["causation_id"],
-                correlation_id=each["correlation_id"],
-            )
-            store.append(each["stream"], ANY_VERSION, [new], f"golden-{each['id']}")
-    return len(envelopes)
 
 
 async def _state(redis: Redis, prefix: str) -> dict[str, Any]:
@@ -70,7 +45,7 @@ async def test_a_rebuild_equals_the_incremental_projector_on_the_golden_history(
     # two: the ledger folded by a second process, reading the store by its URL
     partition_from = 1 if processes == 2 else 10**12
     store = store_factory().open(ManualClock(datetime.fromisoformat("2026-12-07T12:00:00+00:00")))
-    count = _golden_store(store)
+    count = append_golden(store)
     try:
         await Projector(store, redis, prefix=f"{prefix}:inc").catch_up()
         # A small rebuild batch too: the fold must not depend on where the reads split.

@@ -7,12 +7,9 @@ its URL)."""
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 import sys
 from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +29,15 @@ from hero.model import (
 from hero.readmodels import _rebuild
 from hero.readmodels.projections import PROJECTIONS, Projection
 from hero.store import (
-    ANY_VERSION,
     EventStore,
     MemoryEventStore,
-    NewEvent,
     SqliteEventStore,
     trusted_decoder,
 )
-from schemas import REGISTRY
+from tests._golden import append_golden
 from tests._poison import insert_poison_row, insert_raw_row
 
 ROOT = Path(__file__).parents[2]
-GOLDEN = ROOT / "tests" / "golden" / "demo-history.jsonl.gz"
 AWAY_TYPES = _rebuild._AWAY_TYPES
 PROJECTED = list(PROJECTIONS.values())
 WANTED = frozenset().union(*(p.types for p in PROJECTED)) | {t.__name__ for t in HANDLERS}
@@ -60,25 +54,6 @@ def _generate() -> Any:
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.generate
-
-
-def _golden(store: EventStore) -> None:
-    with gzip.open(GOLDEN, "rt", encoding="utf-8") as source:
-        envelopes = [json.loads(line) for line in source if line.strip()]
-    with store.group_commit():
-        for each in envelopes:
-            new = NewEvent(
-                type=each["type"],
-                schema_version=each["schema_version"],
-                topic=REGISTRY.entry(each["type"]).topic.value,
-                payload=each["payload"],
-                occurred_at=datetime.fromisoformat(each["occurred_at"]),
-                actor=each["actor"],
-                id=each["id"],
-                causation_id=each["causation_id"],
-                correlation_id=each["correlation_id"],
-            )
-            store.append(each["stream"], ANY_VERSION, [new], f"golden-{each['id']}")
 
 
 def _fold(
@@ -106,7 +81,7 @@ def _assert_same(one: _rebuild.Folded, split: _rebuild.Folded) -> None:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     store = SqliteEventStore(tmp_path / "events.db", synchronous="NORMAL")
     if request.param == "golden":
-        _golden(store)
+        append_golden(store)
     else:
         _generate()(store, 6000, int(request.param.rsplit("-", 1)[1]))
     yield store
