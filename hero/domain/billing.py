@@ -188,8 +188,10 @@ class BillingContract:
         self.suspended_at, self.grace_ends_at = at, grace_ends_at
 
     def resume(self, at: datetime) -> None:
+        """Paid again: it runs on from ``at``, unless it was cancelled before its unpaid hour
+        was found (then the resume only clears the suspension: what ended stays ended)."""
         self.suspended_at = self.grace_ends_at = None
-        if at < self.term_end:
+        if at < self.term_end and not self.cancelled:
             self.intervals.append((at, self.term_end))
 
     def seconds_in(self, hour: datetime) -> int:

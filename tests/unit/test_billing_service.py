@@ -190,6 +190,38 @@ def test_out_of_funds_suspends_then_a_top_up_resumes_and_pays_what_is_owed(marke
     assert (bill.hour, bill.seconds) == (T0 + timedelta(hours=8), 1800)  # from the resume on
 
 
+def test_a_contract_that_ended_before_its_unpaid_hour_is_not_reopened_by_the_top_up(market):
+    """CI's demo at midnight: the hour turned before the top-ups, so the stack's billing found
+    no funds for a replica's contract that had already ended by migration and suspended it;
+    the top-up then resumed it, and the resume opened a new interval to its term's end: the
+    demo billed it hours after it had ended."""
+    market.clock.advance(timedelta(minutes=90))
+    market.handle(
+        CancelContract(
+            command_id="cancel-o1",
+            contract_id=ctr("neg_1", "o1"),
+            node_id="node_1",
+            reason="migrated: node down",
+        )
+    )
+    market.clock.advance(timedelta(minutes=40))  # 2 h 10 min: both hours it ran are over
+    service = billing(market)
+    assert service.run().suspended == [ctr("neg_1", "o1")]  # no funds: ended, then suspended
+
+    fund(market, "100")
+    market.clock.advance(timedelta(hours=3))
+    report = service.run()
+
+    assert report.resumed == [ctr("neg_1", "o1")]
+    assert [(b.hour, b.seconds) for b in report.bills] == [
+        (T0, 3600),
+        (T0 + timedelta(hours=1), 1800),
+    ]  # the hours it ran, and none after its end
+    market.clock.advance(timedelta(days=2))
+    assert service.run().bills == []
+    assert billing(market).run().bills == []  # a fresh fold of the log agrees
+
+
 def test_the_grace_period_ends_in_a_cancellation_and_billing_stops(market):
     fund(market, "1.5")
     market.clock.advance(timedelta(hours=2))
